@@ -1,0 +1,165 @@
+"""Command line: one small function per command. Bad input exits 2 with one paragraph."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rdusim import __version__
+from rdusim.errors import InputError
+
+
+def _fmt_si(x: float, unit: str = "") -> str:
+    for div, pre in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3f} {pre}{unit}"
+    return f"{x:.4g} {unit}".rstrip()
+
+
+def cmd_arch_show(args) -> int:
+    from rdusim.config.arch import load_arch
+    from rdusim.config.yamlio import parse_set
+    from rdusim.results import plain
+
+    arch = load_arch(args.file, [parse_set(s) for s in args.set])
+    data = plain(arch)
+    sources = data.pop("sources")
+    if args.json:
+        print(json.dumps({"spec": data, "derived": arch.derived(), "sources": sources}, indent=1))
+        return 0
+    print(f"{arch.name} ({arch.kind.value}): {arch.description}")
+
+    def walk(node, prefix=""):
+        for k, v in node.items():
+            key = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                walk(v, key)
+            elif key not in ("name", "kind", "description"):
+                print(f"  {key:<48} {v!s:>18}   [{sources.get(key, 'default value of the spec, no source needed')}]")
+    walk(data)
+    print("derived totals:")
+    for k, v in arch.derived().items():
+        print(f"  {k:<48} {v:>18.6g}   ({_fmt_si(v)})")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from rdusim.config.model import load_model
+    from rdusim.graph.model_graph import build_model_graph
+    from rdusim.graph.phase import Phase
+    from rdusim.graph.summary import graph_summary
+
+    cfg = load_model(args.model)
+    graph = build_model_graph(cfg, Phase(args.phase), args.batch, args.seq, tp=args.tp)
+    summary = graph_summary(cfg, graph, args.phase, args.batch, args.seq)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{'op':<28} {'kind':<12} {'GFLOP':>12} {'MB read':>10} {'MB written':>10} {'FLOP/B':>8}")
+    for r in summary["ops"]:
+        oi = r["oi_flops_per_byte"]
+        print(f"{r['name']:<28} {r['kind']:<12} {r['flops'] / 1e9:>12.4f} {r['bytes_read'] / 1e6:>10.3f} "
+              f"{r['bytes_written'] / 1e6:>10.3f} {oi if oi is not None else float('inf'):>8.2f}")
+    print(f"\n{cfg.name} {args.phase} batch={args.batch} seq={args.seq} tp={args.tp}: {len(graph)} ops")
+    print(f"  parameters              {summary['params'] / 1e9:.4f} B ({_fmt_si(summary['param_bytes'], 'B')})")
+    print(f"  FLOPs                   {_fmt_si(summary['flops'], 'FLOP')}")
+    print(f"  FLOPs/param/token       {summary['flops_per_param_per_token']:.3f}")
+    print(f"  bytes moved             {_fmt_si(summary['bytes'], 'B')}")
+    print(f"  operational intensity   {summary['oi_flops_per_byte']:.2f} FLOP/B")
+    print(f"  KV cache per token      {_fmt_si(summary['kv_cache_bytes_per_token'], 'B')} (whole model, one sequence)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from rdusim.config.workload import REPO_ROOT, load_workload
+    from rdusim.config.yamlio import parse_set
+    from rdusim.studies import run_study, summarize
+
+    loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
+    result = run_study(loaded, trace=args.trace)
+    print(summarize(result))
+    out = Path(args.out) if args.out else REPO_ROOT / "reports" / loaded.name
+    path = result.write(out)
+    print(f"\nresults: {path}")
+    if args.trace:
+        from rdusim.report.trace import write_trace
+        print(f"trace:   {write_trace(result.trace, out)}")
+    if args.report:
+        from rdusim.report.render import render_report
+        print(f"report:  {render_report(result, out)}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rdusim.report.render import render_report
+    from rdusim.results import load_result
+
+    result = load_result(args.results)
+    out = Path(args.out) if args.out else Path(args.results).parent
+    print(f"report: {render_report(result, out)}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from rdusim.validate import main_validate
+
+    return main_validate(args.refs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rdusim", description=__doc__)
+    p.add_argument("--version", action="version", version=f"rdusim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a workload and write results.json")
+    r.add_argument("workload")
+    r.add_argument("--out")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--report", action="store_true")
+    r.add_argument("--trace", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="compare the simulator with published numbers")
+    v.add_argument("--refs", nargs="+", action="extend", default=[])
+    v.set_defaults(func=cmd_validate)
+
+    rep = sub.add_parser("report", help="render a report from results.json")
+    rep.add_argument("results")
+    rep.add_argument("--out")
+    rep.set_defaults(func=cmd_report)
+
+    g = sub.add_parser("graph", help="operator graph of a model: FLOPs, bytes, parameters")
+    g.add_argument("model")
+    g.add_argument("--phase", choices=["prefill", "decode", "train"], required=True)
+    g.add_argument("--batch", type=int, default=1)
+    g.add_argument("--seq", type=int, default=2048)
+    g.add_argument("--tp", type=int, default=1)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=cmd_graph)
+
+    a = sub.add_parser("arch", help="machine descriptions")
+    asub = a.add_subparsers(dest="arch_command", required=True)
+    show = asub.add_parser("show", help="print a spec with sources and derived totals")
+    show.add_argument("file")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_arch_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"rdusim: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""YAML -> frozen dataclasses. All validation of user input lives in this package."""

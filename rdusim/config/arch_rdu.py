@@ -1,0 +1,136 @@
+"""The SN40L RDU node as it is built: node -> sockets -> PCUs, PMUs, AGCUs, RDN, memories."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from rdusim.config.arch_common import ArchKind, Link, MemoryTier
+from rdusim.config.strict import positive
+
+
+@dataclass(frozen=True)
+class PcuSpec:
+    """Pattern Compute Unit: SIMD lanes x pipeline stages; a systolic array for matmul."""
+
+    count: int = field(metadata=positive())
+    lanes: int = field(metadata=positive())
+    stages: int = field(metadata=positive())
+    flops_per_lane_stage_per_cycle: float = field(metadata=positive())
+    clock_hz: float = field(metadata=positive())
+    # Fraction of peak a PCU sustains on elementwise / reduction work (no systolic reuse).
+    vector_efficiency: float = field(default=1.0, metadata={"gt": 0, "le": 1})
+
+    @property
+    def flops_per_s(self) -> float:
+        """Peak FLOP rate of one PCU."""
+        return self.lanes * self.stages * self.flops_per_lane_stage_per_cycle * self.clock_hz
+
+
+@dataclass(frozen=True)
+class PmuSpec:
+    """Pattern Memory Unit: a banked SRAM scratchpad."""
+
+    count: int = field(metadata=positive())
+    capacity_bytes: float = field(metadata=positive())
+    bandwidth_bytes_per_s: float = field(metadata=positive())
+
+
+@dataclass(frozen=True)
+class AgcuSpec:
+    """Address Generation and Coalescing Unit: the tile's bridge to off-chip memory."""
+
+    count: int = field(metadata=positive())
+    bandwidth_bytes_per_s: float = field(metadata=positive())
+
+
+@dataclass(frozen=True)
+class RdnSpec:
+    """Reconfigurable Dataflow Network (on-chip mesh)."""
+
+    link_bandwidth_bytes_per_s: float = field(metadata=positive())
+    hop_latency_s: float = field(default=0.0, metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
+class RduLaunch:
+    """Per-kernel launch cost: software-orchestrated (host) vs hardware (AGCU schedule)."""
+
+    software_s: float = field(metadata={"ge": 0})
+    hardware_s: float = field(metadata={"ge": 0})
+
+
+@dataclass(frozen=True)
+class RduSocket:
+    dies: int = field(metadata=positive())
+    pcu: PcuSpec
+    pmu: PmuSpec
+    agcu: AgcuSpec
+    rdn: RdnSpec
+    d2d: Link
+    hbm: MemoryTier
+    ddr: MemoryTier
+
+
+@dataclass(frozen=True)
+class RduLinks:
+    p2p: Link          # socket to socket, used by collectives
+    pcie: Link         # host to socket
+
+
+@dataclass(frozen=True)
+class RduNode:
+    sockets: int = field(metadata=positive())
+    host_dram: MemoryTier
+
+
+@dataclass(frozen=True)
+class RduArch:
+    name: str
+    kind: ArchKind
+    description: str
+    node: RduNode
+    socket: RduSocket
+    links: RduLinks
+    launch: RduLaunch
+    # per-token host/runtime work outside kernels (sampling, scheduling)
+    runtime_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                       metadata={"internal": True})
+
+    # ---- derived totals (computed, never typed in) ----
+    @property
+    def peak_flops_per_s_per_socket(self) -> float:
+        return self.socket.pcu.count * self.socket.pcu.flops_per_s
+
+    @property
+    def sram_bytes_per_socket(self) -> float:
+        return self.socket.pmu.count * self.socket.pmu.capacity_bytes
+
+    @property
+    def hbm_bytes_per_node(self) -> float:
+        return self.node.sockets * self.socket.hbm.capacity_bytes
+
+    @property
+    def ddr_bytes_per_node(self) -> float:
+        return self.node.sockets * self.socket.ddr.capacity_bytes
+
+    @property
+    def ridge_flops_per_byte(self) -> float:
+        """Peak FLOP rate over peak HBM bandwidth, per socket."""
+        return self.peak_flops_per_s_per_socket / self.socket.hbm.bandwidth_bytes_per_s
+
+    def derived(self) -> dict[str, float]:
+        return {
+            "peak_flops_per_s_per_socket": self.peak_flops_per_s_per_socket,
+            "peak_flops_per_s_per_node": self.peak_flops_per_s_per_socket * self.node.sockets,
+            "sram_bytes_per_socket": self.sram_bytes_per_socket,
+            "hbm_bytes_per_node": self.hbm_bytes_per_node,
+            "ddr_bytes_per_node": self.ddr_bytes_per_node,
+            "hbm_bandwidth_bytes_per_s_per_node": self.node.sockets * self.socket.hbm.bandwidth_bytes_per_s,
+            "ddr_bandwidth_bytes_per_s_per_node": self.node.sockets * self.socket.ddr.bandwidth_bytes_per_s,
+            "agcu_bandwidth_bytes_per_s_per_socket": self.socket.agcu.count * self.socket.agcu.bandwidth_bytes_per_s,
+            "pmu_bandwidth_bytes_per_s_per_socket": self.socket.pmu.count * self.socket.pmu.bandwidth_bytes_per_s,
+            "ridge_flops_per_byte": self.ridge_flops_per_byte,
+        }

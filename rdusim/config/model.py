@@ -1,0 +1,126 @@
+"""Model configurations (models/*.yaml): Hugging Face config.json fields, Llama naming.
+
+Fields keep the Hugging Face LlamaConfig names. Families whose HF config uses other
+names (Falcon's n_head/num_kv_heads, BLOOM's n_layer/n_head, OPT's ffn_dim) are written
+with the Llama names; the file says which HF field each came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.yamlio import load_yaml
+from rdusim.errors import InputError
+from rdusim.graph.tensor import DType
+
+
+class Activation(enum.Enum):
+    SILU = "silu"
+    GELU = "gelu"
+    RELU = "relu"
+
+
+class NormKind(enum.Enum):
+    RMSNORM = "rmsnorm"
+    LAYERNORM = "layernorm"
+
+
+class PositionKind(enum.Enum):
+    ROPE = "rope"
+    ALIBI = "alibi"
+    LEARNED = "learned"
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """A ViT image encoder (CLIP ViT-L/14-336 for LLaVA) and its projector into the LM."""
+
+    hidden_size: int = field(metadata=positive())
+    intermediate_size: int = field(metadata=positive())
+    num_attention_heads: int = field(metadata=positive())
+    num_hidden_layers: int = field(metadata=positive())
+    image_size: int = field(metadata=positive())
+    patch_size: int = field(metadata=positive())
+    num_channels: int = field(default=3, metadata=positive())
+    projector_layers: int = field(default=2, metadata=positive())   # mlp2x_gelu
+    # LLaVA takes features from the penultimate layer; the last layer is still a parameter
+    hidden_act: Activation = Activation.GELU
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    family: str
+    hidden_size: int = field(metadata=positive())
+    intermediate_size: int = field(metadata=positive())
+    num_attention_heads: int = field(metadata=positive())
+    num_key_value_heads: int = field(metadata=positive())
+    num_hidden_layers: int = field(metadata=positive())
+    vocab_size: int = field(metadata=positive())
+    max_position_embeddings: int = field(metadata=positive())
+    hidden_act: Activation = Activation.SILU
+    mlp_gated: bool = True                 # SwiGLU-style gate/up/down
+    norm: NormKind = NormKind.RMSNORM
+    position_embedding: PositionKind = PositionKind.ROPE
+    parallel_attn: bool = False            # attention and MLP read the same input (Falcon)
+    parallel_attn_norms: int = 1           # Falcon-40B new_decoder_architecture: ln_attn + ln_mlp
+    attention_bias: bool = False           # biases on q/k/v/o
+    mlp_bias: bool = False                 # biases on MLP linears
+    embedding_norm: bool = False           # BLOOM word_embeddings_layernorm
+    tie_word_embeddings: bool = False
+    sliding_window: Optional[int] = None
+    num_local_experts: int = field(default=1, metadata=positive())
+    num_experts_per_tok: int = field(default=1, metadata=positive())
+    torch_dtype: DType = DType.BF16
+    vision: Optional[VisionConfig] = None
+    published_params: Optional[float] = None   # for the library's own check, with its source
+    published_params_source: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size", f"a multiple of num_attention_heads ({self.num_attention_heads})",
+                             self.hidden_size)
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_key_value_heads", f"a divisor of num_attention_heads ({self.num_attention_heads})",
+                             self.num_key_value_heads)
+        if self.num_experts_per_tok > self.num_local_experts:
+            raise ValueError("num_experts_per_tok", f"<= num_local_experts ({self.num_local_experts})",
+                             self.num_experts_per_tok)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_cache_bytes_per_token(self) -> int:
+        """K and V for every layer, one token of one sequence, at the model dtype."""
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.torch_dtype.nbytes
+
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def model_path(name_or_path: str) -> Path:
+    """A model name in models/ (``llama2-7b``) or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return MODELS_DIR / f"{name_or_path}.yaml"
+
+
+def load_model(name_or_path: str) -> ModelConfig:
+    p = model_path(name_or_path)
+    if not p.is_file():
+        known = sorted(f.stem for f in MODELS_DIR.glob("*.yaml")) if MODELS_DIR.is_dir() else []
+        raise InputError(str(p), "model", f"a model name in models/ (one of {known}) or a YAML path",
+                         name_or_path)
+    return build(ModelConfig, load_yaml(p), Ctx(file=str(p)))

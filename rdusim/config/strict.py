@@ -1,0 +1,166 @@
+"""Strict conversion of parsed YAML into frozen dataclasses.
+
+Unknown keys are rejected, missing keys named, types and ranges checked, and
+every error is an :class:`InputError` naming file, dotted key, expected, found.
+In *sourced* mode (hardware specs) every number must be written as
+``{value: <number>, source: "<where it comes from>"}``; the sources are
+collected by dotted key so reports can cite them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from rdusim.errors import InputError
+
+
+@dataclass
+class Ctx:
+    """Where the data came from, and what was learned while converting it."""
+
+    file: str
+    sourced: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def positive(**extra: Any) -> dict:
+    return {"gt": 0, **extra}
+
+
+def build(cls: type, data: Any, ctx: Ctx, path: str = "") -> Any:
+    """Convert ``data`` (parsed YAML) into an instance of dataclass ``cls``."""
+    return _convert(cls, data, ctx, path, {})
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if data is None and len(inner) < len(args):
+            return None
+        if len(inner) == 1:
+            return _convert(inner[0], data, ctx, path, meta)
+        errors = []
+        for a in inner:
+            try:
+                return _convert(a, data, ctx, path, meta)
+            except InputError as exc:
+                errors.append(exc.expected)
+        raise InputError(ctx.file, path, " or ".join(errors), data)
+    if dataclasses.is_dataclass(tp):
+        return _dataclass(tp, data, ctx, path)
+    if origin is tuple:
+        if not isinstance(data, (list, tuple)):
+            raise InputError(ctx.file, path, "a list", data)
+        item = args[0]
+        return tuple(_convert(item, v, ctx, f"{path}[{i}]", meta) for i, v in enumerate(data))
+    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        if not isinstance(data, Mapping):
+            raise InputError(ctx.file, path, "a mapping", data)
+        ktype, vtype = args if args else (str, Any)
+        out = {}
+        for k, v in data.items():
+            if not isinstance(k, str):
+                raise InputError(ctx.file, path, "string keys", k)
+            out[k] = v if vtype is Any else _convert(vtype, v, ctx, _join(path, k), meta)
+        return types.MappingProxyType(out)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = [m.value for m in tp]
+        for m in tp:
+            if data == m.value:
+                return m
+        raise InputError(ctx.file, path, f"one of {values}", data)
+    if tp is bool:
+        if not isinstance(data, bool):
+            raise InputError(ctx.file, path, "true or false", data)
+        return data
+    if tp is str:
+        if not isinstance(data, str):
+            raise InputError(ctx.file, path, "a string", data)
+        return data
+    if tp in (int, float):
+        return _number(tp, data, ctx, path, meta)
+    if tp is Any:
+        return data
+    raise TypeError(f"strict.build cannot convert to {tp!r} at {path}")  # programming error
+
+
+def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
+    if ctx.sourced:
+        if not isinstance(data, Mapping) or set(data) != {"value", "source"}:
+            raise InputError(ctx.file, path, "{value: <number>, source: <citation>}", data)
+        source = data["source"]
+        if not isinstance(source, str) or not source.strip():
+            raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", source)
+        ctx.sources[path] = source
+        data = data["value"]
+        path = _join(path, "value")
+    if isinstance(data, str):
+        try:
+            data = float(data)
+        except ValueError:
+            raise InputError(ctx.file, path, _unit_hint(tp, path), data) from None
+    if isinstance(data, bool) or not isinstance(data, (int, float)):
+        raise InputError(ctx.file, path, _unit_hint(tp, path), data)
+    if not math.isfinite(data):
+        raise InputError(ctx.file, path, "a finite number", data)
+    if tp is int:
+        if float(data) != int(data):
+            raise InputError(ctx.file, path, "an integer", data)
+        data = int(data)
+    else:
+        data = float(data)
+    if "gt" in meta and not data > meta["gt"]:
+        raise InputError(ctx.file, path, f"a number > {meta['gt']}", data)
+    if "ge" in meta and not data >= meta["ge"]:
+        raise InputError(ctx.file, path, f"a number >= {meta['ge']}", data)
+    if "le" in meta and not data <= meta["le"]:
+        raise InputError(ctx.file, path, f"a number <= {meta['le']}", data)
+    return data
+
+
+def _unit_hint(tp: type, path: str) -> str:
+    kind = "an integer" if tp is int else "a number"
+    leaf = path.rsplit(".", 1)[-1] if path else ""
+    for suffix, unit in (("_bytes_per_s", "bytes per second"), ("_bytes", "bytes"),
+                         ("_hz", "hertz"), ("_s", "seconds")):
+        if leaf.endswith(suffix) or leaf == "value" and path.rsplit(".", 2)[-2].endswith(suffix):
+            return f"{kind} in {unit} (plain number, no unit suffix)"
+    return kind
+
+
+def _dataclass(cls: type, data: Any, ctx: Ctx, path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InputError(ctx.file, path or "(top level)", f"a mapping for {cls.__name__}", data)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise InputError(ctx.file, _join(path, str(unknown[0])),
+                         f"one of the keys {sorted(fields)}", f"unknown key {unknown[0]!r}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(path, name)
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(ctx.file, key, f"key {name!r} to be present", "it missing")
+            continue
+        kwargs[name] = _convert(hints[name], data[name], ctx, key, f.metadata)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # __post_init__ cross-field checks raise ValueError(key, expected, found)
+        if len(exc.args) == 3:
+            k, expected, found = exc.args
+            raise InputError(ctx.file, _join(path, k), expected, found) from None
+        raise

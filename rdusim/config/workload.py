@@ -1,0 +1,129 @@
+"""Workload files: common loading, platforms, ``--set`` routing, dispatch by kind.
+
+Each kind's fields live in its own module (workload_model, workload_fusion, workload_coe).
+Overrides whose key starts with ``arch.<platform>.`` go to that platform's arch file;
+all others go to the workload itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Optional
+
+from rdusim.config.arch import ArchSpec, load_arch
+from rdusim.config.arch_common import ArchKind
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.yamlio import apply_overrides, load_yaml
+from rdusim.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkloadKind(enum.Enum):
+    MODEL = "model"
+    FUSION = "fusion"
+    COE = "coe"
+
+
+# kind -> "module:Class" of its frozen dataclass
+_SPEC_CLASSES = {
+    WorkloadKind.MODEL: "rdusim.config.workload_model:ModelWorkload",
+    WorkloadKind.FUSION: "rdusim.config.workload_fusion:FusionWorkload",
+    WorkloadKind.COE: "rdusim.config.workload_coe:CoeWorkload",
+}
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """One machine a workload runs on: an arch file plus the policy to run it with."""
+
+    arch: str
+    tp: int = field(default=8, metadata=positive())
+    fusion: FusionPolicy = FusionPolicy.FUSED
+    launch: Optional[LaunchMode] = None   # None: HO on the RDU, CUDA graph on GPUs
+
+    def launch_mode(self, kind: ArchKind) -> LaunchMode:
+        if self.launch is not None:
+            return self.launch
+        return LaunchMode.HARDWARE if kind == ArchKind.RDU else LaunchMode.CUDA_GRAPH
+
+
+@dataclass(frozen=True)
+class LoadedWorkload:
+    file: str
+    kind: WorkloadKind
+    spec: Any                              # the kind's frozen dataclass
+    raw: Mapping[str, Any]                 # the workload as run, after overrides
+    archs: Mapping[str, ArchSpec]          # platform name -> machine
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def resolve_path(path: str, relative_to: str | Path | None = None) -> Path:
+    """Paths in workload files are taken from the repository root, else from the file's folder."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    if (REPO_ROOT / p).exists() or relative_to is None:
+        return REPO_ROOT / p
+    return Path(relative_to).parent / p
+
+
+def split_overrides(overrides: Iterable[tuple[str, Any]]) -> tuple[list, dict[str, list]]:
+    wl, arch = [], {}
+    for key, value in overrides:
+        parts = key.split(".")
+        if parts[0] == "arch":
+            if len(parts) < 3:
+                raise InputError("--set", key, "arch.<platform>.<dotted key in the arch file>", key)
+            arch.setdefault(parts[1], []).append((".".join(parts[2:]), value))
+        else:
+            wl.append((key, value))
+    return wl, arch
+
+
+def spec_class(kind: WorkloadKind) -> type:
+    module, cls = _SPEC_CLASSES[kind].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
+                  seed: int | None = None) -> LoadedWorkload:
+    file = str(path)
+    wl_over, arch_over = split_overrides(overrides)
+    raw = apply_overrides(load_yaml(path), wl_over, file)
+    if not isinstance(raw, dict):
+        raise InputError(file, "(top level)", "a mapping", raw)
+    kinds = [k.value for k in WorkloadKind]
+    if raw.get("kind") not in kinds:
+        raise InputError(file, "kind", f"one of {kinds}", raw.get("kind"))
+    kind = WorkloadKind(raw["kind"])
+    spec = build(spec_class(kind), raw, Ctx(file=file))
+    platforms: Mapping[str, PlatformSpec] = spec.platforms
+    unknown = sorted(set(arch_over) - set(platforms))
+    if unknown:
+        raise InputError("--set", f"arch.{unknown[0]}", f"a platform of this workload (one of {sorted(platforms)})",
+                         unknown[0])
+    archs = {}
+    for name, plat in platforms.items():
+        arch_file = resolve_path(plat.arch, file)
+        if not arch_file.is_file():
+            raise InputError(file, f"platforms.{name}.arch", "a path to an arch YAML file", plat.arch)
+        archs[name] = load_arch(arch_file, arch_over.get(name, ()))
+        check_tp(archs[name], plat.tp, file, f"platforms.{name}.tp")
+    run_seed = seed if seed is not None else getattr(spec, "seed", 0)
+    return LoadedWorkload(file, kind, spec, MappingProxyType(raw), MappingProxyType(archs), run_seed)
+
+
+def check_tp(arch: ArchSpec, tp: int, file: str, key: str) -> None:
+    devices = arch.node.sockets if arch.kind == ArchKind.RDU else arch.node.gpus
+    if tp > devices:
+        raise InputError(file, key, f"at most the {devices} sockets/GPUs of {arch.name}", tp)

@@ -1,0 +1,96 @@
+"""Reading YAML files and applying ``--set KEY=VALUE`` overrides to parsed data."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from rdusim.errors import InputError
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing or malformed file is an InputError."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(p), "", "an existing YAML file", "no such file")
+    try:
+        with p.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(str(p), "", "well-formed YAML", f"{problem} at {where}") from None
+    except UnicodeDecodeError:
+        raise InputError(str(p), "", "a UTF-8 text file", "undecodable bytes") from None
+    if data is None:
+        raise InputError(str(p), "", "a YAML mapping", "an empty file")
+    return data
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """Split one ``KEY=VALUE`` flag; VALUE is parsed as YAML (numbers, lists, booleans)."""
+    if "=" not in item:
+        raise InputError("--set", item, "KEY=VALUE", item)
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise InputError("--set", key, "a dotted key such as batch_size or arch.sn40l.hbm.capacity_bytes", item)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def apply_overrides(data: Any, overrides: Iterable[tuple[str, Any]], file: str,
+                    *, sourced: bool = False) -> Any:
+    """Return a copy of ``data`` with each dotted key set. The key must already exist
+    (so a typo is caught, not silently added). In *sourced* data a ``{value, source}``
+    leaf keeps its shape and its source says it was overridden."""
+    out = copy.deepcopy(data)
+    for key, value in overrides:
+        parts = key.split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: i + 1]), file)
+        last = parts[-1]
+        if isinstance(node, list):
+            idx = _index(node, last, key, file)
+            node[idx] = value
+            continue
+        if not isinstance(node, dict) or last not in node:
+            raise InputError(file, key, f"an existing key (one of {sorted(node) if isinstance(node, dict) else []})",
+                             f"no key {last!r}")
+        if sourced and isinstance(node[last], dict) and set(node[last]) == {"value", "source"}:
+            node[last] = {"value": value, "source": f"override --set {key}={value!r}"}
+        else:
+            node[last] = value
+    return out
+
+
+def _child(node: Any, part: str, key: str, file: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, key, file)]
+    if not isinstance(node, dict) or part not in node:
+        keys = sorted(node) if isinstance(node, dict) else []
+        raise InputError(file, key, f"an existing key (one of {keys})", f"no key {part!r}")
+    return node[part]
+
+
+def _index(node: list, part: str, key: str, file: str) -> int:
+    try:
+        idx = int(part)
+    except ValueError:
+        raise InputError(file, key, "a list index", part) from None
+    if not 0 <= idx < len(node):
+        raise InputError(file, key, f"an index in 0..{len(node) - 1}", idx)
+    return idx

@@ -1,0 +1,1 @@
+"""Simulation engines (SimPy lives only in this package)."""

@@ -1,0 +1,1 @@
+"""Operator graphs: typed ops with shapes, FLOPs and bytes, and builders for models."""

@@ -1,0 +1,127 @@
+"""OpGraph: a validated networkx DAG of ops, connected by the tensors they pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Sequence
+
+import networkx as nx
+
+from rdusim.errors import InputError
+from rdusim.graph.ops import Op
+from rdusim.graph.tensor import EXTERNAL_ROLES, Tensor, TensorRole
+
+
+@dataclass(frozen=True)
+class Totals:
+    flops: float
+    bytes_read: float
+    bytes_written: float
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    @property
+    def oi_flops_per_byte(self) -> float:
+        return self.flops / self.bytes if self.bytes else float("inf")
+
+
+class OpGraph:
+    """Ops in a DAG. Construction checks: unique names, every activation produced by
+    exactly one op with the shape and dtype its consumers expect, no cycles."""
+
+    def __init__(self, name: str, ops: Iterable[Op], *, source: str = "<graph>"):
+        self.name = name
+        self.source = source
+        ops = list(ops)
+        g = nx.DiGraph()
+        producers: dict[str, tuple[Op, Tensor]] = {}
+        for i, op in enumerate(ops):
+            if op.name in g:
+                raise InputError(source, f"ops.{op.name}", "unique op names", "a duplicate")
+            g.add_node(op.name, op=op, index=i)
+            for t in op.outputs:
+                if t.name in producers:
+                    raise InputError(source, f"ops.{op.name}.outputs.{t.name}",
+                                     "each tensor produced once", f"also produced by {producers[t.name][0].name}")
+                producers[t.name] = (op, t)
+        for op in ops:
+            for t in op.inputs:
+                if t.role in EXTERNAL_ROLES:
+                    continue
+                if t.name not in producers:
+                    raise InputError(source, f"ops.{op.name}.inputs.{t.name}",
+                                     "an activation produced by an op of the graph", "no producer")
+                src, made = producers[t.name]
+                if made.shape != t.shape or made.dtype != t.dtype:
+                    raise InputError(source, f"ops.{op.name}.inputs.{t.name}",
+                                     f"shape {list(made.shape)} {made.dtype.value} as produced by {src.name}",
+                                     f"{list(t.shape)} {t.dtype.value}")
+                g.add_edge(src.name, op.name, tensor=t.name, nbytes=t.nbytes)
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            raise InputError(source, "ops", "an acyclic graph",
+                             "a cycle " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
+        self._g = g
+        order = nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"])
+        self._ops: tuple[Op, ...] = tuple(g.nodes[n]["op"] for n in order)
+
+    # ---- read-only views ----
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        """Ops in a topological order (the builder's order where it is one)."""
+        return self._ops
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        return self._g.copy(as_view=True)
+
+    def op(self, name: str) -> Op:
+        return self._g.nodes[name]["op"]
+
+    def successors(self, name: str) -> list[str]:
+        return list(self._g.successors(name))
+
+    def predecessors(self, name: str) -> list[str]:
+        return list(self._g.predecessors(name))
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    @cached_property
+    def totals(self) -> Totals:
+        return subgraph_totals(self._ops)
+
+    @cached_property
+    def weights(self) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for op in self._ops:
+            for t in op.inputs:
+                if t.role == TensorRole.WEIGHT:
+                    out.setdefault(t.name, t)
+        return out
+
+    @property
+    def params(self) -> int:
+        """Parameters held by this graph (unique weight tensors; dense element count)."""
+        return sum(t.numel for t in self.weights.values())
+
+    @property
+    def param_bytes(self) -> float:
+        return float(sum(t.nbytes for t in self.weights.values()))
+
+    @cached_property
+    def kv_cache(self) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for op in self._ops:
+            for t in (*op.inputs, *op.outputs):
+                if t.role == TensorRole.KV_CACHE:
+                    out.setdefault(t.name, t)
+        return out
+
+
+def subgraph_totals(ops: Sequence[Op]) -> Totals:
+    return Totals(sum(o.flops for o in ops), sum(o.bytes_read for o in ops),
+                  sum(o.bytes_written for o in ops))

@@ -1,0 +1,29 @@
+"""Plain-data summaries of a graph: totals, per-op rows (for ``rdusim graph``)."""
+
+from __future__ import annotations
+
+from rdusim.config.model import ModelConfig
+from rdusim.graph.opgraph import OpGraph
+from rdusim.graph.ops import Op
+
+
+def op_row(op: Op) -> dict:
+    return {
+        "name": op.name, "kind": op.kind.value, "layer": op.layer, "tag": op.tag,
+        "outputs": [list(t.shape) for t in op.outputs],
+        "flops": op.flops, "bytes_read": op.bytes_read, "bytes_written": op.bytes_written,
+        "oi_flops_per_byte": op.oi_flops_per_byte if op.bytes else None,
+    }
+
+
+def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq: int) -> dict:
+    t = graph.totals
+    return {
+        "model": cfg.name, "phase": phase, "batch": batch, "seq": seq,
+        "params": graph.params, "param_bytes": graph.param_bytes,
+        "flops": t.flops, "bytes": t.bytes, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
+        "oi_flops_per_byte": t.oi_flops_per_byte,
+        "flops_per_param_per_token": t.flops / graph.params / (batch * (1 if phase == "decode" else seq)),
+        "kv_cache_bytes_per_token": cfg.kv_cache_bytes_per_token,
+        "ops": [op_row(o) for o in graph.ops],
+    }

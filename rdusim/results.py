@@ -1,0 +1,121 @@
+"""RunResult: what a run produced. Flat metrics, flat records, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from rdusim import __version__
+from rdusim.errors import InputError
+
+SCHEMA_MAJOR = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    workload_name: str
+    kind: str                      # "coe" | "fusion" | "model"
+    resolved: Mapping[str, Any]    # the workload as run (after --set), plain data
+    archs: Mapping[str, Mapping[str, Any]]  # platform -> resolved arch spec, plain data
+    seed: int
+    metrics: Mapping[str, float]
+    records: tuple[Mapping[str, Any], ...] = ()
+    version: str = __version__
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Chrome-trace events of a bounded window; written to trace.json by --trace, not to results.json
+    trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+
+    def to_json(self) -> dict:
+        return {
+            "rdusim_version": self.version,
+            "workload": {"name": self.workload_name, "kind": self.kind, "resolved": _plain(self.resolved)},
+            "archs": _plain(self.archs),
+            "seed": self.seed,
+            "metrics": {k: _number(v) for k, v in sorted(self.metrics.items())},
+            "records": [_plain(r) for r in self.records],
+            "extra": _plain(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], file: str = "results.json") -> "RunResult":
+        for key in ("rdusim_version", "workload", "metrics"):
+            if key not in data:
+                raise InputError(file, key, "an rdusim results.json with this key", "it missing")
+        version = str(data["rdusim_version"])
+        major = version.split(".")[0]
+        if not major.isdigit() or int(major) != SCHEMA_MAJOR:
+            raise InputError(file, "rdusim_version", f"a results file from rdusim {SCHEMA_MAJOR}.x", version)
+        wl = data["workload"]
+        return cls(workload_name=wl.get("name", "?"), kind=wl.get("kind", "?"),
+                   resolved=wl.get("resolved", {}), archs=data.get("archs", {}),
+                   seed=int(data.get("seed", 0)), metrics=dict(data["metrics"]),
+                   records=tuple(data.get("records", ())), version=version,
+                   extra=data.get("extra", {}))
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write results.json atomically (never half-written)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(out / "results.json", json.dumps(self.to_json(), indent=1, sort_keys=False))
+
+
+def load_result(path: str | Path) -> RunResult:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(p), "", "an existing results.json", "no such file")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(str(p), "", "valid JSON", str(exc)) from None
+    if not isinstance(data, dict):
+        raise InputError(str(p), "", "a JSON object", type(data).__name__)
+    return RunResult.from_json(data, str(p))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _plain(obj: Any) -> Any:
+    """Frozen dataclasses, enums, mapping proxies and tuples -> JSON-able data."""
+    import dataclasses
+    import enum
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+plain = _plain
