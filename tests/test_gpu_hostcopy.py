@@ -1,0 +1,32 @@
+"""DGX host -> GPU copies: per-GPU PCIe links behind one shared host limit."""
+
+import pytest
+
+from rdusim.config.arch import load_arch
+from rdusim.engine.gpu.hostcopy import host_copy_times
+
+
+def test_default_h100_reproduces_the_papers_64_gb_s_aggregate():
+    arch = load_arch("arch/dgx_h100.yaml")
+    expert = 13.48e9            # Llama-2-7B in BF16, split over 8 GPUs
+    ends = host_copy_times(arch, [expert / 8] * 8)
+    lat = arch.links.pcie.latency_s + arch.links.host_aggregate.latency_s
+    assert ends == pytest.approx([lat + expert / 64e9] * 8, rel=1e-9)
+
+
+def test_default_a100_reproduces_the_papers_32_gb_s_aggregate():
+    arch = load_arch("arch/dgx_a100.yaml")
+    ends = host_copy_times(arch, [1e9] * 8)
+    assert max(ends) == pytest.approx(8e9 / 32e9, rel=1e-3)
+
+
+def test_one_gpu_alone_is_limited_by_its_own_link():
+    arch = load_arch("arch/dgx_h100.yaml", [("links.pcie.bandwidth_bytes_per_s", 10e9)])
+    (end,) = host_copy_times(arch, [10e9])
+    assert end == pytest.approx(1.0, rel=1e-3)
+
+
+def test_too_many_copies_rejected():
+    arch = load_arch("arch/dgx_h100.yaml")
+    with pytest.raises(ValueError):
+        host_copy_times(arch, [1.0] * 9)
