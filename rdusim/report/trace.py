@@ -1,0 +1,232 @@
+"""Chrome / Perfetto timeline traces: build events, bound them, check them, write them.
+
+Engines and studies build events with a :class:`TraceBuilder` and put
+``builder.events()`` into ``RunResult.trace``; ``rdusim run --trace`` then calls
+:func:`write_trace`, which writes ``trace.json`` (open it in https://ui.perfetto.dev
+or chrome://tracing). Times are given in **seconds** of simulated time and
+stored in microseconds, as the format wants.
+
+    from rdusim.report.trace import Lane, TraceBuilder
+
+    tb = TraceBuilder(max_events=200_000)          # optional window=(t0_s, t1_s)
+    tb.span("decoder_layer", start_s, dur_s, device="sn40l/socket0",
+            lane=Lane.COMPUTE, cat="kernel", flops=1.2e12)
+    tb.span("expert 17 DDR->HBM", t, d, device="sn40l/socket0", lane=Lane.MEMORY, cat="switch")
+    tb.span("launch k3", t, d, device="host", lane=Lane.LAUNCH, cat="launch")
+    tb.span("all-reduce", t, d, device="dgx_h100/gpu0", lane="nvlink", cat="collective")
+    result_trace = tb.events()                     # tuple of dicts, metadata first
+
+One process (pid) per ``device`` name (a socket, a GPU, a host), numbered in
+order of first use; one thread (tid) per ``lane`` inside it: the four
+:class:`Lane` values have fixed tids (compute 1, launch 2, memory copies 3,
+links 4) and any other string gets the next free tid. Process and thread
+names are emitted as ``"ph": "M"`` metadata events.
+
+Bounds: once ``max_events`` spans are kept, further spans are dropped; with a
+``window`` only spans starting inside it are kept. Either way a metadata
+event named ``rdusim_trace_window`` records ``truncated``, ``dropped`` and the
+bounds, and :func:`write_trace` repeats it under ``otherData``.
+
+Lower level: :func:`span` returns one ``"ph": "X"`` event dict;
+:func:`check_trace` returns the list of problems of a trace object (empty if
+it is valid): required fields, non-negative times, and no partial overlap of
+spans on one (pid, tid) (nesting is allowed unless ``allow_nesting=False``).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from rdusim.results import atomic_write_text, plain
+
+US_PER_S = 1e6
+DEFAULT_MAX_EVENTS = 200_000
+WINDOW_EVENT = "rdusim_trace_window"
+_META_NAMES = {"process_name", "thread_name", "process_sort_index", "thread_sort_index",
+               WINDOW_EVENT}
+_EPS_US = 1e-6
+
+
+class Lane(enum.Enum):
+    """Standard threads of a device process."""
+
+    COMPUTE = "compute"
+    LAUNCH = "launch"
+    MEMORY = "memory copies"
+    LINKS = "links"
+
+
+_LANE_TIDS = {Lane.COMPUTE: 1, Lane.LAUNCH: 2, Lane.MEMORY: 3, Lane.LINKS: 4}
+
+
+def span(name: str, start_s: float, dur_s: float, pid: int, tid: int,
+         cat: str = "", **args: Any) -> dict:
+    """One complete ("X") event; times in seconds in, microseconds out."""
+    return {"name": str(name), "ph": "X", "ts": float(start_s) * US_PER_S,
+            "dur": float(dur_s) * US_PER_S, "pid": int(pid), "tid": int(tid),
+            "cat": str(cat), "args": dict(args)}
+
+
+def process_name(pid: int, name: str) -> dict:
+    return {"name": "process_name", "ph": "M", "pid": int(pid), "tid": 0, "args": {"name": name}}
+
+
+def thread_name(pid: int, tid: int, name: str) -> dict:
+    return {"name": "thread_name", "ph": "M", "pid": int(pid), "tid": int(tid), "args": {"name": name}}
+
+
+class TraceBuilder:
+    """Collects spans with named processes/threads, under an event cap and a time window."""
+
+    def __init__(self, max_events: int = DEFAULT_MAX_EVENTS,
+                 window: Optional[tuple[float, float]] = None):
+        if max_events < 0:
+            raise ValueError("max_events must be >= 0")
+        self.max_events = int(max_events)
+        self.window = window
+        self._pids: dict[str, int] = {}
+        self._tids: dict[tuple[int, str], int] = {}
+        self._meta: list[dict] = []
+        self._spans: list[dict] = []
+        self._dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def truncated(self) -> bool:
+        return self._dropped > 0
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def process(self, device: str) -> int:
+        """The pid of a device (socket, GPU, host), named on first use."""
+        pid = self._pids.get(device)
+        if pid is None:
+            pid = self._pids[device] = len(self._pids) + 1
+            self._meta.append(process_name(pid, device))
+            self._meta.append({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0,
+                               "args": {"sort_index": pid}})
+        return pid
+
+    def thread(self, pid: int, lane: Lane | str) -> int:
+        """The tid of a lane inside process ``pid``, named on first use."""
+        label = lane.value if isinstance(lane, Lane) else str(lane)
+        tid = self._tids.get((pid, label))
+        if tid is None:
+            if isinstance(lane, Lane):
+                tid = _LANE_TIDS[lane]
+            else:
+                used = {t for (p, _), t in self._tids.items() if p == pid}
+                tid = max(used | set(_LANE_TIDS.values())) + 1
+            self._tids[(pid, label)] = tid
+            self._meta.append(thread_name(pid, tid, label))
+        return tid
+
+    def span(self, name: str, start_s: float, dur_s: float, *, device: str,
+             lane: Lane | str = Lane.COMPUTE, cat: str = "", **args: Any) -> bool:
+        """Add one span; returns False when it was dropped by the cap or window."""
+        if self.window is not None and not (self.window[0] <= start_s < self.window[1]):
+            self._dropped += 1
+            return False
+        if len(self._spans) >= self.max_events:
+            self._dropped += 1
+            return False
+        pid = self.process(device)
+        tid = self.thread(pid, lane)
+        self._spans.append(span(name, start_s, dur_s, pid, tid, cat, **args))
+        return True
+
+    def events(self) -> tuple[dict, ...]:
+        """Metadata first, then spans by start time (stable, so deterministic)."""
+        spans = sorted(self._spans, key=lambda e: (e["ts"], e["pid"], e["tid"]))
+        window = {"name": WINDOW_EVENT, "ph": "M", "pid": 0, "tid": 0,
+                  "args": {"truncated": self.truncated, "dropped": self._dropped,
+                           "kept": len(spans), "max_events": self.max_events,
+                           "window_s": list(self.window) if self.window else None}}
+        return tuple(self._meta) + (window,) + tuple(spans)
+
+
+def write_trace(events: Iterable[Mapping[str, Any]], out_dir: str | Path,
+                max_events: int = DEFAULT_MAX_EVENTS) -> Path:
+    """Write ``out_dir/trace.json``; more than ``max_events`` spans are cut (and said so)."""
+    events = [plain(e) for e in events]
+    meta = [e for e in events if e.get("ph") == "M"]
+    spans = [e for e in events if e.get("ph") != "M"]
+    window = next((e.get("args", {}) for e in meta if e.get("name") == WINDOW_EVENT), None)
+    other: dict[str, Any] = dict(window) if window else {"truncated": False, "dropped": 0}
+    if len(spans) > max_events:
+        other["dropped"] = int(other.get("dropped", 0)) + len(spans) - max_events
+        other["truncated"] = True
+        other["max_events"] = max_events
+        spans = spans[:max_events]
+    if not spans:
+        other["note"] = "this run recorded no trace events"
+    obj = {"traceEvents": meta + spans, "displayTimeUnit": "ns", "otherData": other}
+    return atomic_write_text(Path(out_dir) / "trace.json", json.dumps(obj, separators=(",", ":")))
+
+
+def check_trace(obj: Any, *, allow_nesting: bool = True) -> list[str]:
+    """Problems of a Chrome trace object (``{"traceEvents": [...]}``); empty if valid."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("traceEvents"), list):
+        return ["top level: expected an object with a traceEvents list"]
+    problems: list[str] = []
+    lanes: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    for i, e in enumerate(obj["traceEvents"]):
+        where = f"traceEvents[{i}]"
+        if not isinstance(e, Mapping):
+            problems.append(f"{where}: not an object")
+            continue
+        ph = e.get("ph")
+        for key in ("name", "ph", "pid", "tid"):
+            if key not in e:
+                problems.append(f"{where}: missing {key}")
+        if not isinstance(e.get("pid", 0), int) or not isinstance(e.get("tid", 0), int):
+            problems.append(f"{where}: pid and tid must be integers")
+            continue
+        if ph == "M":
+            if e.get("name") not in _META_NAMES:
+                problems.append(f"{where}: unknown metadata event {e.get('name')!r}")
+            if not isinstance(e.get("args"), Mapping):
+                problems.append(f"{where}: metadata without args")
+            continue
+        if ph != "X":
+            problems.append(f"{where}: ph {ph!r}, expected 'X' or 'M'")
+            continue
+        ts, dur = e.get("ts"), e.get("dur")
+        if not _is_num(ts) or not _is_num(dur):
+            problems.append(f"{where}: ts and dur must be numbers")
+            continue
+        if ts < 0 or dur < 0:
+            problems.append(f"{where} ({e.get('name')}): negative ts or dur ({ts}, {dur})")
+        if "args" in e and not isinstance(e["args"], Mapping):
+            problems.append(f"{where}: args must be an object")
+        lanes.setdefault((e["pid"], e["tid"]), []).append((float(ts), float(ts) + float(dur), i))
+    for (pid, tid), spans in lanes.items():
+        problems.extend(_overlaps(pid, tid, spans, allow_nesting))
+    return problems
+
+
+def _overlaps(pid: int, tid: int, spans: list, allow_nesting: bool) -> list[str]:
+    out = []
+    stack: list[tuple[float, float, int]] = []   # open enclosing spans
+    for start, end, i in sorted(spans, key=lambda s: (s[0], -s[1])):
+        while stack and stack[-1][1] <= start + _EPS_US:
+            stack.pop()
+        if stack:
+            outer = stack[-1]
+            nested = end <= outer[1] + _EPS_US
+            if not (nested and allow_nesting):
+                out.append(f"pid {pid} tid {tid}: traceEvents[{i}] overlaps traceEvents[{outer[2]}]")
+                continue
+        stack.append((start, end, i))
+    return out
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
