@@ -9,6 +9,7 @@ collected by dotted key so reports can cite them.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import math
@@ -65,7 +66,7 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
             raise InputError(ctx.file, path, "a list", data)
         item = args[0]
         return tuple(_convert(item, v, ctx, f"{path}[{i}]", meta) for i, v in enumerate(data))
-    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+    if origin in (dict, Mapping, typing.Mapping, collections.abc.Mapping) or tp is dict:
         if not isinstance(data, Mapping):
             raise InputError(ctx.file, path, "a mapping", data)
         ktype, vtype = args if args else (str, Any)
