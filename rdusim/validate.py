@@ -1,0 +1,265 @@
+"""``rdusim validate``: the simulator against every published number it knows.
+
+A reference file (``references/*.yaml``, format in the architecture doc) lists
+published numbers with citations. Each distinct (workload, set) is simulated
+once through :func:`rdusim.studies.run_study`; each reference then compares one
+metric of that run with its published value: error = simulated / expected - 1,
+PASS when ``|error| <= tolerance``. A metric the run did not produce is a FAIL
+that names the metric; so is a study that crashed.
+
+API: :func:`load_references` (strict; InputError with file and dotted key),
+:func:`validation_rows` (run and compare, returns :class:`ValidationRow` s),
+:func:`format_table`, :func:`main_validate` (the command; exit 0/1/2), and
+:func:`applicable_rows`, which the report uses to show the same table for a
+finished run without re-simulating (only references whose workload and
+settings are exactly those of the run).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.yamlio import load_yaml
+from rdusim.errors import InputError
+from rdusim.progress import Progress
+
+
+class Role(enum.Enum):
+    CALIBRATION = "calibration"   # a parameter was fitted to this number
+    VALIDATION = "validation"     # a prediction: nothing was tuned on it
+
+
+@dataclass(frozen=True)
+class Reference:
+    id: str
+    source: str
+    workload: str
+    metric: str
+    expected: float
+    tolerance: float = field(metadata=positive())
+    set: dict[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    role: Role = Role.VALIDATION
+    note: str = ""
+
+    def __post_init__(self):
+        for key in ("id", "source", "workload", "metric"):
+            if not getattr(self, key).strip():
+                raise ValueError(key, "a non-empty string", getattr(self, key))
+        if self.expected == 0:
+            raise ValueError("expected", "a non-zero number (the tolerance is relative)", self.expected)
+
+    @property
+    def run_key(self) -> tuple[str, str]:
+        """What identifies one simulation: the workload and its overrides."""
+        return self.workload, json.dumps(dict(self.set), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    references: tuple[Reference, ...]
+
+
+@dataclass(frozen=True)
+class LocatedReference:
+    file: str
+    index: int
+    ref: Reference
+
+    @property
+    def where(self) -> str:
+        return f"references[{self.index}]"
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    id: str
+    source: str
+    role: str
+    metric: str
+    workload: str
+    expected: float
+    simulated: Optional[float]
+    error: Optional[float]          # simulated / expected - 1
+    tolerance: float
+    passed: bool
+    note: str = ""                  # why it failed, when it did
+
+    @property
+    def status(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "source": self.source, "role": self.role, "metric": self.metric,
+                "workload": self.workload, "expected": self.expected, "simulated": self.simulated,
+                "error": self.error, "tolerance": self.tolerance, "status": self.status,
+                "note": self.note}
+
+
+def repo_root() -> Path:
+    from rdusim.config.workload import REPO_ROOT
+    return REPO_ROOT
+
+
+def default_reference_files() -> list[str]:
+    return [str(p) for p in sorted((repo_root() / "references").glob("*.yaml"))]
+
+
+def workload_path(ref: Reference) -> Path:
+    p = Path(ref.workload)
+    return p if p.is_absolute() else repo_root() / p
+
+
+def load_references(files: Sequence[str]) -> list[LocatedReference]:
+    """Parse and check reference files strictly; ids must be unique across files."""
+    out: list[LocatedReference] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        data = load_yaml(file)
+        parsed: ReferenceFile = build(ReferenceFile, data, Ctx(file=str(file)))
+        for i, ref in enumerate(parsed.references):
+            loc = LocatedReference(str(file), i, ref)
+            if ref.id in seen:
+                raise InputError(file, f"{loc.where}.id", "an id used only once", f"{ref.id!r}, also in {seen[ref.id]}")
+            seen[ref.id] = str(file)
+            if not workload_path(ref).is_file():
+                raise InputError(file, f"{loc.where}.workload", "a workload file path from the repository root",
+                                 ref.workload)
+            out.append(loc)
+    if not out:
+        raise InputError(", ".join(files) or "references/", "references", "at least one reference", "none")
+    return out
+
+
+def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str = "") -> ValidationRow:
+    """One row: the reference against the metrics of its run (None: the run failed)."""
+    base = dict(id=ref.id, source=ref.source, role=ref.role.value, metric=ref.metric, workload=ref.workload,
+                expected=ref.expected, tolerance=ref.tolerance)
+    if metrics is None:
+        return ValidationRow(**base, simulated=None, error=None, passed=False, note=failure or "the run failed")
+    if ref.metric not in metrics:
+        return ValidationRow(**base, simulated=None, error=None, passed=False,
+                             note=f"metric {ref.metric} missing from the results")
+    value = metrics[ref.metric]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return ValidationRow(**base, simulated=None, error=None, passed=False,
+                             note=f"metric {ref.metric} is not a finite number ({value!r})")
+    error = value / ref.expected - 1.0
+    passed = abs(error) <= ref.tolerance * (1 + 1e-9)
+    note = "" if passed else f"off by {error:+.1%}, outside ±{ref.tolerance:.1%}"
+    return ValidationRow(**base, simulated=float(value), error=error, passed=passed, note=note)
+
+
+def validation_rows(ref_files: Sequence[str], *, stream=None,
+                    run: Optional[Callable] = None) -> list[ValidationRow]:
+    """Run each distinct (workload, set) once and compare every reference with it."""
+    from rdusim.config.workload import load_workload
+
+    if run is None:
+        import rdusim.studies as studies
+        run = studies.run_study        # looked up now so tests can monkeypatch it
+    stream = stream if stream is not None else sys.stderr
+    located = load_references(ref_files)
+    groups: dict[tuple[str, str], list[LocatedReference]] = {}
+    for loc in located:
+        groups.setdefault(loc.ref.run_key, []).append(loc)
+    metrics_of: dict[tuple[str, str], tuple[Optional[Mapping], str]] = {}
+    with Progress(len(groups), "validate", stream) as bar:
+        for n, (key, locs) in enumerate(groups.items(), 1):
+            first = locs[0]
+            t0 = time.monotonic()
+            try:
+                loaded = load_workload(workload_path(first.ref), list(first.ref.set.items()))
+            except InputError as exc:
+                raise InputError(exc.file, exc.key, f"{exc.expected} (loading the workload of reference "
+                                 f"{first.ref.id}, {first.file}: {first.where})", exc.found) from None
+            try:
+                result = run(loaded)
+                metrics_of[key] = (result.metrics, "")
+            except InputError:
+                raise
+            except Exception as exc:   # a crashing study fails its references; the others still run
+                metrics_of[key] = (None, f"the study failed: {type(exc).__name__}: {exc}")
+            bar.advance()
+            if not bar.enabled:
+                sets = f" set {key[1]}" if first.ref.set else ""
+                print(f"validate: [{n}/{len(groups)}] {first.ref.workload}{sets}: "
+                      f"{len(locs)} reference(s), {time.monotonic() - t0:.1f} s", file=stream)
+    return [compare(loc.ref, *metrics_of[loc.ref.run_key]) for loc in located]
+
+
+def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[ValidationRow]:
+    """Rows for the references that describe exactly this finished run (same workload
+    as resolved, same arch specs), read from its metrics: nothing is simulated."""
+    from rdusim.config.workload import load_workload
+    from rdusim.results import plain
+
+    try:
+        located = load_references(ref_files if ref_files is not None else default_reference_files())
+    except InputError:
+        return []
+    resolved, archs = plain(result.resolved), plain(result.archs)
+    rows, cache = [], {}
+    for loc in located:
+        key = loc.ref.run_key
+        if key not in cache:
+            try:
+                wl = load_workload(workload_path(loc.ref), list(loc.ref.set.items()))
+            except InputError:
+                cache[key] = False
+                continue
+            same_wl = resolved in (plain(wl.raw), plain(wl.spec))
+            cache[key] = same_wl and (not archs or archs == plain(wl.archs))
+        if cache[key]:
+            rows.append(compare(loc.ref, result.metrics))
+    return rows
+
+
+def _num(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def format_table(rows: Sequence[ValidationRow], source_width: int = 44) -> str:
+    head = ("id", "source", "role", "published", "simulated", "error %", "tolerance", "result")
+    body = []
+    for r in rows:
+        src = r.source if len(r.source) <= source_width else r.source[: source_width - 3] + "..."
+        err = "-" if r.error is None else f"{r.error * 100:+.1f}"
+        body.append((r.id, src, r.role, _num(r.expected), _num(r.simulated), err,
+                     f"±{r.tolerance * 100:.0f}%", r.status))
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+    right = {3, 4, 5, 6}
+
+    def line(cells):
+        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+    failed = [r for r in rows if not r.passed]
+    cal = sum(r.role == Role.CALIBRATION.value for r in rows)
+    out.append("")
+    out.append(f"{len(rows) - len(failed)}/{len(rows)} within tolerance "
+               f"({cal} calibration, {len(rows) - cal} validation references)")
+    for r in failed:
+        out.append(f"FAIL {r.id}: {r.note}")
+    return "\n".join(out)
+
+
+def main_validate(ref_files: Sequence[str], *, stream=None) -> int:
+    """The ``rdusim validate`` command: 0 all pass, 1 any fails, 2 bad input."""
+    err = stream if stream is not None else sys.stderr
+    try:
+        rows = validation_rows(list(ref_files) or default_reference_files(), stream=err)
+    except InputError as exc:
+        print(f"rdusim: error: {exc}", file=err)
+        return 2
+    print(format_table(rows))
+    return 0 if all(r.passed for r in rows) else 1
