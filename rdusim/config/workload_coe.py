@@ -1,0 +1,94 @@
+"""Workload kind ``coe``: Composition of Experts serving (a router plus N expert models)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from rdusim.config.strict import positive
+from rdusim.config.workload import PlatformSpec
+
+
+class RoutingKind(enum.Enum):
+    UNIFORM = "uniform"   # every expert equally likely
+    ZIPF = "zipf"         # p(expert i) ~ 1 / (i + 1) ** skew
+    TRACE = "trace"       # expert ids read from a file, one prompt per entry, cycled
+
+
+class CachePolicy(enum.Enum):
+    LRU = "lru"           # evict the least recently used expert
+    LFU = "lfu"           # evict the least frequently used expert (ties: least recent)
+    STATIC = "static"     # pin the hottest experts; one slot rotates (LRU) for the rest
+
+
+@dataclass(frozen=True)
+class RoutingSpec:
+    distribution: RoutingKind = RoutingKind.UNIFORM
+    skew: float = field(default=1.0, metadata={"ge": 0})
+    trace: Optional[str] = None   # path (repo root or workload folder) of a YAML list of expert ids
+
+    def __post_init__(self) -> None:
+        if self.distribution == RoutingKind.TRACE and not self.trace:
+            raise ValueError("trace", "a trace file path when distribution is trace", self.trace)
+
+
+@dataclass(frozen=True)
+class ExpertsSpec:
+    model: str
+    count: int = field(metadata=positive())
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    model: str
+    output_tokens: int = field(default=1, metadata=positive())   # a classifier: one decision token
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    policy: CachePolicy = CachePolicy.LRU
+    prefetch: bool = False        # copy the batch's next expert while the current one runs
+
+
+@dataclass(frozen=True)
+class FootprintSpec:
+    """Nodes needed to serve N experts at (close to) the all-in-HBM latency."""
+
+    batch_size: int = field(default=8, metadata=positive())
+    output_tokens: int = field(default=20, metadata=positive())
+    latency_tolerance: float = field(default=0.25, metadata={"ge": 0})
+    max_nodes: int = field(default=64, metadata=positive())
+
+
+@dataclass(frozen=True)
+class CoeWorkload:
+    name: str
+    kind: str
+    router: RouterSpec
+    experts: ExpertsSpec
+    platforms: Mapping[str, PlatformSpec]
+    prompt_tokens: int = field(default=128, metadata=positive())
+    output_tokens: tuple[int, ...] = (20, 200)
+    batch_sizes: tuple[int, ...] = (1, 8)
+    routing: RoutingSpec = RoutingSpec()
+    cache: CacheSpec = CacheSpec()
+    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario
+    warmup_batches: int = field(default=10, metadata={"ge": 0})  # run first, not measured
+    sweep_experts: tuple[int, ...] = ()
+    sweep_batches: int = field(default=20, metadata=positive())  # batches per sweep point
+    footprint: FootprintSpec = FootprintSpec()
+    reference: str = ""           # platform the speedups are taken over (default: the first RDU)
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for key, values in (("output_tokens", self.output_tokens), ("batch_sizes", self.batch_sizes),
+                            ("sweep_experts", self.sweep_experts)):
+            if any(v < 1 for v in values):
+                raise ValueError(key, "a list of positive integers", list(values))
+        if not self.output_tokens or not self.batch_sizes:
+            raise ValueError("batch_sizes", "non-empty lists of batch_sizes and output_tokens",
+                             [list(self.batch_sizes), list(self.output_tokens)])
+        if self.reference and self.reference not in self.platforms:
+            raise ValueError("reference", f"one of the platforms {sorted(self.platforms)}", self.reference)

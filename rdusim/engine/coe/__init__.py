@@ -1,0 +1,1 @@
+"""Composition-of-Experts serving: routing, the HBM expert cache, capacity, switching."""

@@ -1,0 +1,69 @@
+"""The HBM expert cache: which experts are resident, and whom to evict.
+
+A pure state machine (no SimPy): ``access(expert)`` says hit or miss and, on a miss,
+which expert was evicted to make room. Capacity is in expert slots.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from rdusim.config.workload_coe import CachePolicy
+
+
+@dataclass(frozen=True)
+class Access:
+    expert: int
+    hit: bool
+    evicted: Optional[int] = None
+
+
+class ExpertCache:
+    def __init__(self, slots: int, policy: CachePolicy, *, hottest: Iterable[int] = (),
+                 warm: Iterable[int] = ()):
+        """``hottest``: experts by descending popularity (STATIC pins the first slots-1 of them).
+        ``warm``: experts resident at the start (at most ``slots``), oldest first."""
+        if slots < 1:
+            raise ValueError("an expert cache needs at least one slot")
+        self.slots = slots
+        self.policy = policy
+        self._order: OrderedDict[int, None] = OrderedDict()   # recency: oldest first
+        self._freq: dict[int, int] = {}
+        self._pinned: frozenset[int] = frozenset()
+        if policy == CachePolicy.STATIC:
+            self._pinned = frozenset(list(hottest)[: max(0, slots - 1)])
+            warm = [*self._pinned, *[e for e in warm if e not in self._pinned]]
+        for e in list(warm)[:slots]:
+            self._order[e] = None
+            self._freq[e] = 0
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def resident(self) -> frozenset[int]:
+        return frozenset(self._order)
+
+    def __contains__(self, expert: int) -> bool:
+        return expert in self._order
+
+    def access(self, expert: int) -> Access:
+        self._freq[expert] = self._freq.get(expert, 0) + 1
+        if expert in self._order:
+            self._order.move_to_end(expert)
+            self.hits += 1
+            return Access(expert, True)
+        self.misses += 1
+        evicted = self._victim() if len(self._order) >= self.slots else None
+        if evicted is not None:
+            del self._order[evicted]
+        self._order[expert] = None
+        return Access(expert, False, evicted)
+
+    def _victim(self) -> int:
+        candidates = [e for e in self._order if e not in self._pinned] or list(self._order)
+        if self.policy == CachePolicy.LFU:
+            # least frequently used; among equals the least recent (candidates are oldest first)
+            return min(candidates, key=lambda e: self._freq.get(e, 0))
+        return candidates[0]   # LRU, and the rotating slot of STATIC

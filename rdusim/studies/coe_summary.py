@@ -1,0 +1,68 @@
+"""The CoE study's printed tables: Table-2-style speedups, breakdown, sweep, capacity."""
+
+from __future__ import annotations
+
+import re
+
+from rdusim.results import RunResult
+
+
+def summary(result: RunResult) -> str:
+    m = result.metrics
+    ref = result.extra.get("reference_platform", "")
+    scenarios = result.extra.get("scenarios", [])
+    platforms = sorted({k.split(".")[1] for k in m if k.startswith("coe.capacity.")} |
+                       {k.split(".")[2] for k in m if k.startswith("coe.capacity.")} - {"capacity"})
+    platforms = [p for p in result.archs] or platforms
+    lines = [f"Composition of Experts: {result.workload_name} (seed {result.seed})", ""]
+    lines.append(f"Latency per CoE batch (mean), ms: router + switch + expert")
+    lines.append(f"  {'platform':<10} {'scenario':<11} {'latency':>9} {'router':>8} {'switch':>9} {'expert':>9}"
+                 f" {'switches':>8} {'hit rate':>8}")
+    for p in platforms:
+        for s in scenarios:
+            k = f"coe.{p}.{s}"
+            if m.get(f"{k}.oom"):
+                lines.append(f"  {p:<10} {s:<11} {'OOM':>9}")
+                continue
+            lines.append(f"  {p:<10} {s:<11} {1e3 * m[k + '.latency_s']:>9.1f} {1e3 * m[k + '.router_s']:>8.1f}"
+                         f" {1e3 * m[k + '.switch_s']:>9.1f} {1e3 * m[k + '.expert_s']:>9.1f}"
+                         f" {m[k + '.switches_per_batch']:>8.2f} {m[k + '.hit_rate']:>8.2f}")
+    lines += ["", f"Speedup of {ref} (Table 2 style): overall | expert-only"]
+    header = f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios) + f" {'switch':>8}"
+    lines.append(header)
+    for p in platforms:
+        if p == ref:
+            continue
+        key = f"coe.speedup.{ref}_vs_{p}"
+        cells = []
+        for s in scenarios:
+            o, e = m.get(f"{key}.{s}.overall"), m.get(f"{key}.{s}.expert")
+            cells.append(f"{o:>8.2f}x | {e:>6.2f}x" if o is not None else f"{'n/a (OOM)':>19}")
+        sw = m.get(f"{key}.switch")
+        lines.append(f"  {p:<10} " + " ".join(cells) + (f" {sw:>7.1f}x" if sw is not None else ""))
+    lines += ["", "Capacity per node: experts in HBM beside router + KV | experts hosted at all"
+              " | one expert switch (ms)"]
+    for p in platforms:
+        lines.append(f"  {p:<10} {int(m.get(f'coe.capacity.{p}.hbm_experts', 0)):>6} |"
+                     f" {int(m.get(f'coe.capacity.{p}.max_experts', 0)):>6} |"
+                     f" {1e3 * m.get(f'coe.{p}.lone_switch_s', float('nan')):>8.1f}")
+    sweep = sorted({int(g) for k in m for g in re.findall(r"\.experts(\d+)\.latency_s$|\.experts(\d+)\.oom$", k)
+                    for g in g if g})
+    if sweep and scenarios:
+        s = scenarios[-1] if len(scenarios) < 2 else next((x for x in scenarios if x.startswith("bs8.tok20")),
+                                                             scenarios[0])
+        lines += ["", f"Latency vs number of experts ({s}), ms"]
+        lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
+        for n in sweep:
+            cells = []
+            for p in platforms:
+                k = f"coe.{p}.{s}.experts{n}"
+                cells.append(f"{'OOM':>10}" if m.get(f"{k}.oom") else f"{1e3 * m.get(k + '.latency_s', float('nan')):>10.1f}")
+            lines.append(f"  {n:>8} " + " ".join(cells))
+        lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency"]
+        lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
+        for n in sweep:
+            lines.append(f"  {n:>8} " + " ".join(
+                f"{int(m[f'coe.footprint.{p}.nodes_for{n}']):>10}" if f"coe.footprint.{p}.nodes_for{n}" in m
+                else f"{'-':>10}" for p in platforms))
+    return "\n".join(lines)
