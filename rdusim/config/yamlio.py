@@ -53,9 +53,10 @@ def parse_set(item: str) -> tuple[str, Any]:
 
 def apply_overrides(data: Any, overrides: Iterable[tuple[str, Any]], file: str,
                     *, sourced: bool = False) -> Any:
-    """Return a copy of ``data`` with each dotted key set. The key must already exist
-    (so a typo is caught, not silently added). In *sourced* data a ``{value, source}``
-    leaf keeps its shape and its source says it was overridden."""
+    """Return a copy of ``data`` with each dotted key set. Missing mappings along the path
+    are created, so a field left at its default can be set; a misspelt key is still caught,
+    by the strict conversion that follows (unknown key). In *sourced* data (arch files) a
+    number is stored as ``{value, source}`` with a source saying it was overridden."""
     out = copy.deepcopy(data)
     for key, value in overrides:
         parts = key.split(".")
@@ -63,26 +64,24 @@ def apply_overrides(data: Any, overrides: Iterable[tuple[str, Any]], file: str,
         for i, part in enumerate(parts[:-1]):
             node = _child(node, part, ".".join(parts[: i + 1]), file)
         last = parts[-1]
+        if sourced and not isinstance(value, (dict, list, str, bool)) and value is not None:
+            value = {"value": value, "source": f"override --set {key}={value!r}"}
         if isinstance(node, list):
-            idx = _index(node, last, key, file)
-            node[idx] = value
-            continue
-        if not isinstance(node, dict) or last not in node:
-            raise InputError(file, key, f"an existing key (one of {sorted(node) if isinstance(node, dict) else []})",
-                             f"no key {last!r}")
-        if sourced and isinstance(node[last], dict) and set(node[last]) == {"value", "source"}:
-            node[last] = {"value": value, "source": f"override --set {key}={value!r}"}
-        else:
+            node[_index(node, last, key, file)] = value
+        elif isinstance(node, dict):
             node[last] = value
+        else:
+            raise InputError(file, key, "a mapping to set a key in", node)
     return out
 
 
 def _child(node: Any, part: str, key: str, file: str) -> Any:
     if isinstance(node, list):
         return node[_index(node, part, key, file)]
-    if not isinstance(node, dict) or part not in node:
-        keys = sorted(node) if isinstance(node, dict) else []
-        raise InputError(file, key, f"an existing key (one of {keys})", f"no key {part!r}")
+    if not isinstance(node, dict):
+        raise InputError(file, key, "a mapping", node)
+    if part not in node or node[part] is None:
+        node[part] = {}
     return node[part]
 
 

@@ -108,7 +108,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         metrics[f"coe.{name}.expert_bytes"] = expert_bytes
         metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, expert_bytes)
         for sc in scenarios:
-            routes = _routes(spec, sc, spec.experts.count, spec.warmup_batches + spec.batches, trace_rows)
+            routes = _routes(pr.loaded.seed, spec, sc, spec.experts.count, spec.warmup_batches + spec.batches, trace_rows)
             prefix = f"coe.{name}.{sc.key}"
             rows = _serve_point(pr, sc, spec.experts.count, routes, spec.warmup_batches, trace_rows,
                                 metrics, prefix, oom_reasons,
@@ -116,7 +116,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
             records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
                             "experts": spec.experts.count, **plain(r)} for r in rows)
             for n in spec.sweep_experts:
-                sweep_routes = _routes(spec, sc, n, spec.warmup_batches + spec.sweep_batches, trace_rows)
+                sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches, trace_rows)
                 _serve_point(pr, sc, n, sweep_routes, spec.warmup_batches, trace_rows, metrics,
                              f"{prefix}.experts{n}", oom_reasons, detail=False)
         records.extend(_timing_rows(name, pr, spec))
@@ -158,10 +158,11 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, routes: list[np.nd
     return rows
 
 
-def _routes(spec: CoeWorkload, sc: Scenario, experts: int, batches: int, trace_rows) -> list[np.ndarray]:
-    """Routing of every batch; depends on (seed, batch size, experts) only, so every platform
-    and token count sees the same prompts."""
-    rng = np.random.default_rng([spec.seed, sc.batch_size, experts])
+def _routes(seed: int, spec: CoeWorkload, sc: Scenario, experts: int, batches: int,
+            trace_rows) -> list[np.ndarray]:
+    """Routing of every batch; depends on (run seed, batch size, experts) only, so every
+    platform and token count sees the same prompts."""
+    rng = np.random.default_rng([seed, sc.batch_size, experts])
     flat = route(spec.routing, experts, batches * sc.batch_size, rng, trace_rows)
     return [flat[i * sc.batch_size:(i + 1) * sc.batch_size] for i in range(batches)]
 
@@ -191,7 +192,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:
-            routes = _routes(spec, sc, per_node, batches, trace_rows)
+            routes = _routes(pr.loaded.seed, spec, sc, per_node, batches, trace_rows)
             hottest = tuple(hottest_first(spec.routing, per_node, trace_rows))
             real = serve(pr.setup(sc, per_node, hottest), routes)[spec.warmup_batches:]
             ideal = serve(pr.setup(sc, per_node, hottest, slots=per_node), routes)[spec.warmup_batches:]
