@@ -20,8 +20,9 @@ from rdusim.graph.tensor import DType
 
 class Activation(enum.Enum):
     SILU = "silu"
-    GELU = "gelu"
+    GELU = "gelu"              # HF gelu / gelu_new / bloom_gelu (tanh approximation)
     RELU = "relu"
+    QUICK_GELU = "quick_gelu"  # CLIP: x * sigmoid(1.702 x)
 
 
 class NormKind(enum.Enum):
@@ -37,7 +38,14 @@ class PositionKind(enum.Enum):
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """A ViT image encoder (CLIP ViT-L/14-336 for LLaVA) and its projector into the LM."""
+    """A CLIP ViT image encoder (ViT-L/14-336 for LLaVA) and its MLP projector into the LM.
+
+    The encoder is pre-LN with LayerNorms and linears that all carry biases, a bias-free
+    patch-embedding convolution, a class token and learned position embeddings. The
+    projector is ``projector_layers`` linears with biases and ``projector_act`` between
+    them (LLaVA-1.5 mlp2x_gelu: 2 layers). Features are taken from layer
+    ``feature_layer`` (negative counts from the end, LLaVA uses -2) without the class token.
+    """
 
     hidden_size: int = field(metadata=positive())
     intermediate_size: int = field(metadata=positive())
@@ -46,13 +54,30 @@ class VisionConfig:
     image_size: int = field(metadata=positive())
     patch_size: int = field(metadata=positive())
     num_channels: int = field(default=3, metadata=positive())
+    hidden_act: Activation = Activation.QUICK_GELU
     projector_layers: int = field(default=2, metadata=positive())   # mlp2x_gelu
-    # LLaVA takes features from the penultimate layer; the last layer is still a parameter
-    hidden_act: Activation = Activation.GELU
+    projector_act: Activation = Activation.GELU
+    feature_layer: int = -2
+    images_per_sequence: int = field(default=1, metadata=positive())
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError("image_size", f"a multiple of patch_size ({self.patch_size})", self.image_size)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size", f"a multiple of num_attention_heads ({self.num_attention_heads})",
+                             self.hidden_size)
+        if not -self.num_hidden_layers <= self.feature_layer < 0:
+            raise ValueError("feature_layer", f"a negative layer index in -{self.num_hidden_layers}..-1",
+                             self.feature_layer)
 
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def image_tokens(self) -> int:
+        """Tokens the images of one sequence add to the LM sequence."""
+        return self.num_patches * self.images_per_sequence
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,7 @@ class ModelConfig:
     num_hidden_layers: int = field(metadata=positive())
     vocab_size: int = field(metadata=positive())
     max_position_embeddings: int = field(metadata=positive())
+    learned_position_offset: int = field(default=0, metadata={"ge": 0})  # OPT: 2 extra learned rows
     hidden_act: Activation = Activation.SILU
     mlp_gated: bool = True                 # SwiGLU-style gate/up/down
     norm: NormKind = NormKind.RMSNORM
@@ -83,6 +109,8 @@ class ModelConfig:
     vision: Optional[VisionConfig] = None
     published_params: Optional[float] = None   # for the library's own check, with its source
     published_params_source: str = ""
+    # the published figure counts a tied LM head a second time (a checkpoint storing both)
+    published_params_counts_tied_head: bool = False
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -92,6 +120,11 @@ class ModelConfig:
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_key_value_heads", f"a divisor of num_attention_heads ({self.num_attention_heads})",
                              self.num_key_value_heads)
+        if self.parallel_attn_norms not in (1, 2):
+            raise ValueError("parallel_attn_norms", "1 (one shared norm) or 2 (ln_attn and ln_mlp)",
+                             self.parallel_attn_norms)
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise ValueError("sliding_window", "a positive number of tokens or null", self.sliding_window)
         if self.num_experts_per_tok > self.num_local_experts:
             raise ValueError("num_experts_per_tok", f"<= num_local_experts ({self.num_local_experts})",
                              self.num_experts_per_tok)
@@ -99,6 +132,15 @@ class ModelConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_local_experts > 1
+
+    @property
+    def position_table_rows(self) -> int:
+        """Rows of a learned position-embedding table."""
+        return self.max_position_embeddings + self.learned_position_offset
 
     @property
     def kv_cache_bytes_per_token(self) -> int:

@@ -2,18 +2,26 @@
 
 Covers multi-head, grouped-query and multi-query attention, RoPE or ALiBi, RMSNorm or
 LayerNorm, SwiGLU or plain GeLU/ReLU MLPs, optional biases, parallel attention+MLP
-(Falcon), sliding-window attention (Mistral) and mixture-of-experts FFNs (Mixtral).
+(Falcon), sliding-window attention (Mistral) and mixture-of-experts FFNs (Mixtral); the
+same builder makes the bidirectional, cache-free layers of a ViT encoder (``kv_cache=False``).
 Megatron-style TP: column-parallel QKV/gate/up, row-parallel O/down, one all-reduce
-after attention and one after the MLP (a single one when they run in parallel).
+after attention and one after the MLP (a single one when they run in parallel). KV
+heads fewer than ranks are replicated (each rank keeps one).
+
+Modelling choices: attention is computed as score GEMM -> softmax -> context GEMM with
+the full (unmasked) score matrix, as an unfused implementation does; the 1/sqrt(d) scale
+and the causal mask are part of the softmax op. With a sliding window shorter than the
+context each query attends to ``window`` keys: the score GEMM runs against a
+window-long slice of K. Linear biases are separate ops (tag ``<linear>.bias``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rdusim.config.model import Activation, ModelConfig, NormKind, PositionKind
+from rdusim.config.model import ModelConfig, NormKind, PositionKind
 from rdusim.graph import ops as O
-from rdusim.graph.ops import Op
+from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import Tensor, TensorRole
 
@@ -41,44 +49,73 @@ class LayerShape:
         return self.cfg.intermediate_size // self.tp
 
 
+@dataclass
 class LayerBuilder:
-    """Appends the ops of one layer to a list; names are prefixed ``L<i>.``."""
+    """Appends the ops of one layer to ``ops``; names are prefixed ``L<i>.`` (or ``prefix``).
 
-    def __init__(self, cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layer: int):
-        self.cfg, self.phase, self.batch, self.seq, self.tp, self.layer = cfg, phase, batch, seq, tp, layer
-        self.shape = LayerShape(cfg, tp)
-        self.dt = cfg.torch_dtype
-        self.ops: list[Op] = []
-        self.p = f"L{layer}."
-        # tokens processed now, and the context each attends to
-        self.q_len = 1 if phase == Phase.DECODE else seq
-        ctx = seq + 1 if phase == Phase.DECODE else seq
-        self.ctx = min(ctx, cfg.sliding_window) if cfg.sliding_window else ctx
+    ``idle_weights`` collects weights the rank holds but this step does not read
+    (MoE experts no token is routed to)."""
+
+    cfg: ModelConfig
+    phase: Phase
+    batch: int
+    seq: int
+    tp: int = 1
+    layer: int = 0
+    weight_density: float = 1.0
+    kv_cache: bool = True            # False: encoder layer (bidirectional, no cache)
+    prefix: str = ""                 # default "L<layer>."
+    ops: list[Op] = field(default_factory=list)
+    idle_weights: list[Tensor] = field(default_factory=list)
+    pending_bias: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.shape = LayerShape(self.cfg, self.tp)
+        self.dt = self.cfg.torch_dtype
+        self.p = self.prefix or f"L{self.layer}."
+        self.block = self.p.rstrip(".")
+        self.decode = self.phase == Phase.DECODE
+        # tokens processed now, and how many keys each query attends to
+        self.q_len = 1 if self.decode else self.seq
+        ctx = self.seq + 1 if self.decode else self.seq
+        window = self.cfg.sliding_window
+        self.ctx = min(ctx, window) if window else ctx
+        self.writes_cache = self.kv_cache and self.phase != Phase.TRAIN
 
     # ---- helpers ----
     def add(self, op: Op) -> Tensor:
         self.ops.append(op)
         return op.outputs[0]
 
-    def w(self, name: str, *shape: int) -> Tensor:
-        return Tensor(self.p + name, tuple(shape), self.dt, W)
+    def w(self, name: str, *shape: int, sparse: bool = False) -> Tensor:
+        return Tensor(self.p + name, tuple(shape), self.dt, W, self.weight_density if sparse else 1.0)
 
     def kw(self, tag: str) -> dict:
-        return {"layer": self.layer, "tag": tag}
+        return {"layer": self.layer, "tag": tag, "block": self.block}
 
     def norm(self, x: Tensor, name: str) -> Tensor:
-        h = self.cfg.hidden_size
+        h = x.shape[-1]
         rms = self.cfg.norm == NormKind.RMSNORM
         params = [self.w(f"{name}.weight", h)] + ([] if rms else [self.w(f"{name}.bias", h)])
         return self.add(O.norm(self.p + name, x, params, self.p + name + ".out", rms=rms, **self.kw("norm")))
 
-    def linear(self, x: Tensor, name: str, n_in: int, n_out: int, bias: bool, tag: str) -> Tensor:
-        y = self.add(O.linear(self.p + name, x, self.w(f"{name}.weight", n_in, n_out), self.p + name + ".out",
-                              **self.kw(tag)))
-        if bias:
-            y = self.add(O.elementwise(self.p + name + ".bias_add", [y, self.w(f"{name}.bias", n_out)],
-                                       self.p + name + ".biased", **self.kw(tag + ".bias")))
+    def linear(self, x: Tensor, name: str, n_in: int, n_out: int, bias: bool, tag: str,
+               sparse: bool = True, row_parallel: bool = False) -> Tensor:
+        """A linear layer; the bias of a row-parallel one (o, down) waits for the all-reduce."""
+        weight = self.w(f"{name}.weight", n_in, n_out, sparse=sparse)
+        y = self.add(O.linear(self.p + name, x, weight, self.p + name + ".out", **self.kw(tag)))
+        if bias and row_parallel and self.tp > 1:
+            self.pending_bias.append((name, tag))
+        elif bias:
+            y = self.bias(y, name, tag)
         return y
+
+    def bias(self, y: Tensor, name: str, tag: str) -> Tensor:
+        return self.add(O.elementwise(self.p + name + ".bias_add", [y, self.w(f"{name}.bias", y.shape[-1])],
+                                      self.p + name + ".biased", **self.kw(tag + ".bias")))
+
+    def _view(self, fn, name: str, x: Tensor, *args, tag: str) -> Tensor:
+        return self.add(fn(self.p + name, x, *args, self.p + name + ".out", **self.kw(tag)))
 
     # ---- attention ----
     def attention(self, x: Tensor) -> Tensor:
@@ -86,33 +123,33 @@ class LayerBuilder:
         b, q, d = self.batch, self.q_len, cfg.head_dim
         h, kvh = s.heads, s.kv_heads
         g = h // kvh
-        qkv_out = (h + 2 * kvh) * d
-        qkv = self.linear(x, "attn.qkv", cfg.hidden_size, qkv_out, cfg.attention_bias, "attn.qkv")
-        qkv5 = self.add(O.reshape(self.p + "attn.split", qkv, (b, q, h + 2 * kvh, d), self.p + "attn.heads",
-                                  **self.kw("attn.split")))
+        qkv = self.linear(x, "attn.qkv", cfg.hidden_size, (h + 2 * kvh) * d, cfg.attention_bias, "attn.qkv")
+        heads = self._view(O.reshape, "attn.split", qkv, (b, q, h + 2 * kvh, d), tag="attn.split")
         # (b, q, heads, d) -> (b, heads, q, d): an access pattern when fused
-        qkv_t = self.add(O.transpose(self.p + "attn.to_heads", qkv5, (0, 2, 1, 3), self.p + "attn.heads_t",
-                                     **self.kw("attn.transpose")))
+        heads_t = self._view(O.transpose, "attn.to_heads", heads, (0, 2, 1, 3), tag="attn.transpose")
+        qh = self._view(O.slice_, "attn.q", heads_t, 1, 0, h, tag="attn.split")
+        kh = self._view(O.slice_, "attn.k", heads_t, 1, h, h + kvh, tag="attn.split")
+        vh = self._view(O.slice_, "attn.v", heads_t, 1, h + kvh, h + 2 * kvh, tag="attn.split")
         if cfg.position_embedding == PositionKind.ROPE:
-            qkv_t = self.add(O.rotary(self.p + "attn.rope", qkv_t, self.p + "attn.roped", **self.kw("attn.rope")))
-        dt = self.dt
-        k_new = Tensor(self.p + "kv.k_new", (b, kvh, q, d), dt, TensorRole.KV_CACHE)
-        v_new = Tensor(self.p + "kv.v_new", (b, kvh, q, d), dt, TensorRole.KV_CACHE)
-        # write this step's K and V into the cache (bytes written = the new entries)
-        self.ops.append(Op(self.p + "kv.append", O.OpKind.ELEMENTWISE, (qkv_t,), (k_new, v_new), 0.0,
-                           bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,
-                           layer=self.layer, tag="attn.kv_append"))
-        qg = Tensor(self.p + "attn.q", (b, kvh, g * q, d), dt)
-        self.add(O.reshape(self.p + "attn.q_group", qkv_t, qg.shape, qg.name, **self.kw("attn.split"))
-                 if qkv_t.numel == qg.numel else
-                 Op(self.p + "attn.q_group", O.OpKind.RESHAPE, (qkv_t,), (qg,), 0.0, 0.0, 0.0,
-                    layer=self.layer, tag="attn.split"))
-        if self.phase == Phase.DECODE:
-            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), dt, TensorRole.KV_CACHE)
-            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), dt, TensorRole.KV_CACHE)
+            qh = self.add(O.rotary(self.p + "attn.rope_q", qh, self.p + "attn.q_roped", **self.kw("attn.rope")))
+            kh = self.add(O.rotary(self.p + "attn.rope_k", kh, self.p + "attn.k_roped", **self.kw("attn.rope")))
+        if self.writes_cache:
+            # write this step's K and V into the cache (bytes written = the new entries)
+            k_new = Tensor(self.p + "kv.k_new", kh.shape, self.dt, TensorRole.KV_CACHE)
+            v_new = Tensor(self.p + "kv.v_new", vh.shape, self.dt, TensorRole.KV_CACHE)
+            self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), 0.0,
+                               bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,
+                               **self.kw("attn.kv_append")))
+        if self.decode:
+            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), self.dt, TensorRole.KV_CACHE)
+            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), self.dt, TensorRole.KV_CACHE)
+        elif self.ctx < q:   # sliding window shorter than the prompt: window keys per query
+            k = self._view(O.slice_, "attn.k_window", kh, 2, 0, self.ctx, tag="attn.split")
+            v = self._view(O.slice_, "attn.v_window", vh, 2, 0, self.ctx, tag="attn.split")
         else:
-            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), dt, TensorRole.KV_CACHE)
-            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), dt, TensorRole.KV_CACHE)
+            k, v = kh, vh
+        # query heads sharing a KV head are stacked: (b, kvh, g*q, d)
+        qg = self._view(O.reshape, "attn.q_group", qh, (b, kvh, g * q, d), tag="attn.split")
         scores = self.add(O.gemm(self.p + "attn.score", qg, k, self.p + "attn.scores", transpose_b=True,
                                  **self.kw("attn.score")))
         if cfg.position_embedding == PositionKind.ALIBI:
@@ -120,18 +157,16 @@ class LayerBuilder:
                                             **self.kw("attn.alibi")))
         probs = self.add(O.softmax(self.p + "attn.softmax", scores, self.p + "attn.probs", **self.kw("attn.softmax")))
         ctx = self.add(O.gemm(self.p + "attn.context", probs, v, self.p + "attn.ctx", **self.kw("attn.context")))
-        ctx4 = self.add(O.reshape(self.p + "attn.ungroup", ctx, (b, h, q, d), self.p + "attn.ctx_heads",
-                                  **self.kw("attn.merge")))
-        merged = self.add(O.transpose(self.p + "attn.from_heads", ctx4, (0, 2, 1, 3), self.p + "attn.ctx_t",
-                                      **self.kw("attn.transpose")))
-        flat = self.add(O.reshape(self.p + "attn.merge", merged, (b, q, h * d), self.p + "attn.ctx_flat",
-                                  **self.kw("attn.merge")))
-        return self.linear(flat, "attn.o", h * d, cfg.hidden_size, cfg.attention_bias, "attn.o")
+        ctx4 = self._view(O.reshape, "attn.ungroup", ctx, (b, h, q, d), tag="attn.merge")
+        merged = self._view(O.transpose, "attn.from_heads", ctx4, (0, 2, 1, 3), tag="attn.transpose")
+        flat = self._view(O.reshape, "attn.merge", merged, (b, q, h * d), tag="attn.merge")
+        return self.linear(flat, "attn.o", h * d, cfg.hidden_size, cfg.attention_bias, "attn.o",
+                           row_parallel=True)
 
     # ---- MLP ----
     def mlp(self, x: Tensor, prefix: str = "mlp") -> Tensor:
         cfg, f = self.cfg, self.shape.ffn
-        act_flops = 8.0 if cfg.hidden_act == Activation.GELU else 4.0
+        act_flops = O.ACT_FLOPS[cfg.hidden_act.value]
         if cfg.mlp_gated:
             gu = self.linear(x, f"{prefix}.gate_up", cfg.hidden_size, 2 * f, cfg.mlp_bias, "mlp.gate_up")
             hmid = self.add(O.glu(self.p + f"{prefix}.act_mul", gu, self.p + f"{prefix}.hidden",
@@ -140,39 +175,61 @@ class LayerBuilder:
             up = self.linear(x, f"{prefix}.up", cfg.hidden_size, f, cfg.mlp_bias, "mlp.up")
             hmid = self.add(O.elementwise(self.p + f"{prefix}.act", [up], self.p + f"{prefix}.hidden",
                                           flops_per_element=act_flops, **self.kw("mlp.act")))
-        return self.linear(hmid, f"{prefix}.down", f, cfg.hidden_size, cfg.mlp_bias, "mlp.down")
+        return self.linear(hmid, f"{prefix}.down", f, cfg.hidden_size, cfg.mlp_bias, "mlp.down",
+                           row_parallel=True)
 
     def moe(self, x: Tensor) -> Tensor:
-        """Top-k routed experts. Tokens are spread evenly over experts (expected load)."""
-        cfg = self.cfg
+        """Top-k routed experts, each a TP-sharded MLP.
+
+        Expected-load model: the tokens*k assignments are spread as evenly as possible
+        over min(e, tokens*k) experts; only experts that receive tokens run (and stream
+        their weights), the others' weights are held but idle this step."""
+        cfg, hdim = self.cfg, self.cfg.hidden_size
         e, k = cfg.num_local_experts, cfg.num_experts_per_tok
-        logits = self.linear(x, "moe.router", cfg.hidden_size, e, False, "moe.router")
-        self.add(O.softmax(self.p + "moe.router_softmax", logits, self.p + "moe.router_probs", **self.kw("moe.router")))
-        tokens = self.batch * self.q_len
-        out = None
+        logits = self.linear(x, "moe.router", hdim, e, False, "moe.router", sparse=False)
+        probs = self.add(O.softmax(self.p + "moe.router_softmax", logits, self.p + "moe.router_probs",
+                                   **self.kw("moe.router")))
+        assignments = self.batch * self.q_len * k
+        hit = min(e, assignments)
+        base, extra = divmod(assignments, hit)
+        outs = []
         for i in range(e):
-            # each expert sees about tokens*k/e tokens; in decode with few tokens, every
-            # expert that is hit must still stream its weights
-            n_tok = max(1, round(tokens * k / e))
-            xi = Tensor(f"{self.p}moe.e{i}.in", (n_tok, cfg.hidden_size), self.dt)
-            self.ops.append(Op(f"{self.p}moe.e{i}.dispatch", O.OpKind.ELEMENTWISE, (x,), (xi,), 0.0,
-                               xi.nbytes, xi.nbytes, layer=self.layer, tag="moe.dispatch"))
-            yi = self.mlp(xi, prefix=f"moe.e{i}")
-            out = yi if out is None else self.add(O.elementwise(
-                f"{self.p}moe.e{i}.combine", [out, yi], f"{self.p}moe.e{i}.sum",
-                out_shape=yi.shape, **self.kw("moe.combine")))
-        return self.add(O.reshape(self.p + "moe.gather", out, x.shape, self.p + "moe.out", **self.kw("moe.combine"))
-                        if out.numel == x.numel else
-                        Op(self.p + "moe.gather", O.OpKind.ELEMENTWISE, (out,), (Tensor(self.p + "moe.out", x.shape, self.dt),),
-                           0.0, out.nbytes, x.numel * self.dt.nbytes, layer=self.layer, tag="moe.combine"))
+            if i >= hit:
+                self.idle_weights.extend(self._expert_weights(f"moe.e{i}"))
+                continue
+            n_tok = base + (1 if i < extra else 0)
+            xi = Tensor(f"{self.p}moe.e{i}.in", (n_tok, hdim), self.dt)
+            # gather the rows routed to expert i
+            self.ops.append(Op(f"{self.p}moe.e{i}.dispatch", OpKind.ELEMENTWISE, (x, probs), (xi,), 0.0,
+                               xi.nbytes, xi.nbytes, **self.kw("moe.dispatch")))
+            outs.append(self.mlp(xi, prefix=f"moe.e{i}"))
+        # weighted scatter-add of the expert outputs back to token order: 2 FLOPs per element
+        y = Tensor(self.p + "moe.out", x.shape, self.dt)
+        self.ops.append(Op(self.p + "moe.combine", OpKind.ELEMENTWISE, (*outs, probs), (y,),
+                           2.0 * assignments * hdim, sum(t.nbytes for t in outs) + probs.nbytes,
+                           y.nbytes, **self.kw("moe.combine")))
+        return y
+
+    def _expert_weights(self, prefix: str) -> list[Tensor]:
+        cfg, f = self.cfg, self.shape.ffn
+        shapes = ([("gate_up", cfg.hidden_size, 2 * f)] if cfg.mlp_gated else [("up", cfg.hidden_size, f)]) \
+            + [("down", f, cfg.hidden_size)]
+        out = [self.w(f"{prefix}.{n}.weight", a, b, sparse=True) for n, a, b in shapes]
+        if cfg.mlp_bias:
+            out += [self.w(f"{prefix}.{n}.bias", b) for n, _, b in shapes]
+        return out
 
     def ffn(self, x: Tensor) -> Tensor:
-        return self.moe(x) if self.cfg.num_local_experts > 1 else self.mlp(x)
+        return self.moe(x) if self.cfg.is_moe else self.mlp(x)
 
     def allreduce(self, x: Tensor, name: str) -> Tensor:
-        if self.tp == 1:
-            return x
-        return self.add(O.allreduce(self.p + name, x, self.tp, self.p + name + ".out", **self.kw("tp.allreduce")))
+        """Sum the row-parallel partial outputs, then add the biases that waited for it."""
+        if self.tp > 1:
+            x = self.add(O.allreduce(self.p + name, x, self.tp, self.p + name + ".out", **self.kw("tp.allreduce")))
+        for lin, tag in self.pending_bias:
+            x = self.bias(x, lin, tag)
+        self.pending_bias.clear()
+        return x
 
     def residual(self, a: Tensor, b: Tensor, name: str) -> Tensor:
         return self.add(O.elementwise(self.p + name, [a, b], self.p + name + ".out", **self.kw("residual")))
@@ -196,8 +253,12 @@ class LayerBuilder:
 
 
 def decoder_layer(cfg: ModelConfig, phase: Phase, batch: int, seq: int, x: Tensor,
-                  *, tp: int = 1, layer: int = 0) -> tuple[list[Op], Tensor]:
-    """Ops of one decoder layer on one TP rank, and its output tensor."""
-    b = LayerBuilder(cfg, phase, batch, seq, tp, layer)
+                  *, tp: int = 1, layer: int = 0, weight_density: float = 1.0,
+                  idle_weights: list[Tensor] | None = None) -> tuple[list[Op], Tensor]:
+    """Ops of one decoder layer on one TP rank, and its output tensor. Weights of MoE
+    experts that get no tokens are appended to ``idle_weights`` when it is given."""
+    b = LayerBuilder(cfg, phase, batch, seq, tp, layer, weight_density=weight_density)
     out = b.build(x)
+    if idle_weights is not None:
+        idle_weights.extend(b.idle_weights)
     return b.ops, out

@@ -1,8 +1,18 @@
-"""Whole-model graphs: embedding -> decoder layers -> final norm -> LM head, per TP rank."""
+"""Whole-model graphs: embedding -> decoder layers -> final norm -> LM head, per TP rank.
+
+Tensor parallelism (Megatron / vLLM): when the vocabulary divides by ``tp`` the embedding
+table and the LM head are split by vocabulary rows (the lookup is followed by an
+all-reduce, the logits by an all-gather); otherwise both are replicated. A tied head
+reads the embedding table (transposed). Learned position tables are replicated.
+LLaVA prefill (and training) prepends the vision encoder and projector; its image tokens
+are part of the ``seq`` tokens of the sequence (text tokens = seq - image tokens).
+"""
 
 from __future__ import annotations
 
-from rdusim.config.model import ModelConfig, NormKind
+from dataclasses import dataclass
+
+from rdusim.config.model import ModelConfig, NormKind, PositionKind
 from rdusim.errors import InputError
 from rdusim.graph import ops as O
 from rdusim.graph.decoder import decoder_layer
@@ -11,65 +21,135 @@ from rdusim.graph.ops import Op
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType, Tensor, TensorRole
 
+W = TensorRole.WEIGHT
 
-def check_request(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, file: str = "request") -> None:
-    if batch < 1:
-        raise InputError(file, "batch", "a positive integer", batch)
-    if seq < 1:
-        raise InputError(file, "seq", "a positive integer", seq)
-    if tp < 1 or cfg.num_attention_heads % tp or cfg.intermediate_size % tp:
+
+def check_request(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, file: str = "request",
+                  weight_density: float = 1.0) -> None:
+    """Reject a request the builders cannot honour, naming the offending key."""
+    for key, val in (("batch", batch), ("seq", seq), ("tp", tp)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise InputError(file, key, "a positive integer", val)
+    kvh = cfg.num_key_value_heads
+    if cfg.num_attention_heads % tp or cfg.intermediate_size % tp or (kvh % tp if kvh >= tp else tp % kvh):
         raise InputError(file, "tp", f"a divisor of num_attention_heads ({cfg.num_attention_heads}) and "
-                         f"intermediate_size ({cfg.intermediate_size})", tp)
+                         f"intermediate_size ({cfg.intermediate_size}) that divides or is divided by "
+                         f"num_key_value_heads ({kvh})", tp)
+    if not 0 < weight_density <= 1:
+        raise InputError(file, "weight_density", "a fraction in (0, 1]", weight_density)
+    if cfg.vision is not None and phase != Phase.DECODE and seq <= cfg.vision.image_tokens:
+        raise InputError(file, "seq", f"more than the {cfg.vision.image_tokens} image tokens of "
+                         f"{cfg.name} (the prompt includes them)", seq)
 
 
-def forward_ops(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int = 1,
-                layers: int | None = None) -> list[Op]:
-    """Forward ops of the language model on one TP rank (``layers`` limits the depth)."""
+@dataclass(frozen=True)
+class ForwardBuild:
+    ops: list[Op]
+    idle_weights: list[Tensor]     # held by the rank, not read this step (MoE experts not hit)
+    hidden: Tensor                 # output of the final norm
+
+
+def vocab_shard(cfg: ModelConfig, tp: int) -> int:
+    """Vocabulary rows per rank (the whole vocabulary when it does not divide by tp)."""
+    return cfg.vocab_size // tp if cfg.vocab_size % tp == 0 else cfg.vocab_size
+
+
+def _embed(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int) -> list[Op]:
     q = 1 if phase == Phase.DECODE else seq
-    dt = cfg.torch_dtype
-    ids = Tensor("tokens", (batch, q), DType.FP32, TensorRole.INPUT)  # int32 token ids
-    table = Tensor("embed.weight", (cfg.vocab_size, cfg.hidden_size), dt, TensorRole.WEIGHT)
-    ops: list[Op] = [O.embedding("embed", ids, table, "embed.out", tag="embed")]
+    dt, h = cfg.torch_dtype, cfg.hidden_size
+    image = cfg.vision is not None and phase != Phase.DECODE
+    text = q - cfg.vision.image_tokens if image else q
+    ids = Tensor("tokens", (batch, text), DType.FP32, TensorRole.INPUT)  # int32 token ids
+    vocab = vocab_shard(cfg, tp)
+    ops: list[Op] = [O.embedding("embed", ids, Tensor("embed.weight", (vocab, h), dt, W), "embed.out",
+                                 tag="embed")]
+    if vocab != cfg.vocab_size:   # each rank looked up its own rows: sum the partial embeddings
+        ops.append(O.allreduce("embed.allreduce", ops[-1].outputs[0], tp, "embed.reduced", tag="tp.allreduce"))
     x = ops[-1].outputs[0]
-    if cfg.embedding_norm:
-        params = [Tensor("embed_norm.weight", (cfg.hidden_size,), dt, TensorRole.WEIGHT),
-                  Tensor("embed_norm.bias", (cfg.hidden_size,), dt, TensorRole.WEIGHT)]
-        ops.append(O.norm("embed_norm", x, params, "embed_norm.out", rms=False, tag="norm"))
+    if image:
+        from rdusim.graph.vision import vision_ops
+        v_ops, img = vision_ops(cfg, batch)
+        ops += v_ops
+        ops.append(O.concat("embed.merge_image", [img, x], 1, "embed.merged", tag="embed"))
         x = ops[-1].outputs[0]
-    n = cfg.num_hidden_layers if layers is None else min(layers, cfg.num_hidden_layers)
-    for i in range(n):
-        layer_ops, x = decoder_layer(cfg, phase, batch, seq, x, tp=tp, layer=i)
-        ops.extend(layer_ops)
-    rms = cfg.norm == NormKind.RMSNORM
-    params = [Tensor("final_norm.weight", (cfg.hidden_size,), dt, TensorRole.WEIGHT)]
-    if not rms:
-        params.append(Tensor("final_norm.bias", (cfg.hidden_size,), dt, TensorRole.WEIGHT))
-    ops.append(O.norm("final_norm", x, params, "final_norm.out", rms=rms, tag="norm"))
-    x = ops[-1].outputs[0]
-    # the LM head only needs the last position's logits outside training
-    if phase != Phase.TRAIN and q > 1:
-        last = Tensor("head.last", (batch, 1, cfg.hidden_size), dt)
-        ops.append(Op("head.select_last", O.OpKind.RESHAPE, (x,), (last,), 0.0, last.nbytes, last.nbytes,
-                      tag="head"))
-        x = last
-    head_name = "embed.weight" if cfg.tie_word_embeddings else "lm_head.weight"
-    vocab = cfg.vocab_size // tp if cfg.vocab_size % tp == 0 else cfg.vocab_size
-    head = Tensor(head_name, (cfg.hidden_size, vocab), dt, TensorRole.WEIGHT)
-    if cfg.tie_word_embeddings and vocab != cfg.vocab_size:
-        head = Tensor("lm_head.shard", (cfg.hidden_size, vocab), dt, TensorRole.CONSTANT)
-    ops.append(O.linear("lm_head", x, head, "logits", tag="head"))
-    if tp > 1 and vocab != cfg.vocab_size or (tp > 1 and vocab * tp == cfg.vocab_size):
-        ops.append(O.allgather("head.allgather", ops[-1].outputs[0], tp, "logits.full", tag="tp.allgather"))
+    if cfg.position_embedding == PositionKind.LEARNED:
+        pos = Tensor("positions", (batch, q), DType.FP32, TensorRole.INPUT)
+        table = Tensor("embed_positions.weight", (cfg.position_table_rows, h), dt, W)
+        ops.append(O.embedding("embed_positions", pos, table, "embed_positions.out", tag="embed"))
+        ops.append(O.elementwise("embed.add_positions", [x, ops[-1].outputs[0]], "embed.with_positions",
+                                 tag="embed"))
+        x = ops[-1].outputs[0]
+    if cfg.embedding_norm:
+        params = [Tensor("embed_norm.weight", (h,), dt, W), Tensor("embed_norm.bias", (h,), dt, W)]
+        ops.append(O.norm("embed_norm", x, params, "embed_norm.out", rms=False, tag="norm"))
     return ops
 
 
+def forward_build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int = 1,
+                  layers: int | None = None, weight_density: float = 1.0) -> ForwardBuild:
+    """Embedding, decoder layers and final norm on one TP rank (no LM head)."""
+    ops = _embed(cfg, phase, batch, seq, tp)
+    x = ops[-1].outputs[0]
+    idle: list[Tensor] = []
+    if cfg.vision is not None and phase == Phase.DECODE:   # the encoder is held, not run
+        from rdusim.graph.vision import vision_weights
+        idle.extend(vision_weights(cfg))
+    n = cfg.num_hidden_layers if layers is None else min(layers, cfg.num_hidden_layers)
+    for i in range(n):
+        layer_ops, x = decoder_layer(cfg, phase, batch, seq, x, tp=tp, layer=i,
+                                     weight_density=weight_density, idle_weights=idle)
+        ops.extend(layer_ops)
+    rms = cfg.norm == NormKind.RMSNORM
+    params = [Tensor("final_norm.weight", (cfg.hidden_size,), cfg.torch_dtype, W)]
+    if not rms:
+        params.append(Tensor("final_norm.bias", (cfg.hidden_size,), cfg.torch_dtype, W))
+    ops.append(O.norm("final_norm", x, params, "final_norm.out", rms=rms, tag="norm"))
+    return ForwardBuild(ops, idle, ops[-1].outputs[0])
+
+
+def head_op(cfg: ModelConfig, x: Tensor, tp: int) -> Op:
+    """The LM head GEMM on this rank's vocabulary rows."""
+    vocab = vocab_shard(cfg, tp)
+    if cfg.tie_word_embeddings:
+        table = Tensor("embed.weight", (vocab, cfg.hidden_size), cfg.torch_dtype, W)
+        return O.linear("lm_head", x, table, "logits", transpose_w=True, tag="head")
+    weight = Tensor("lm_head.weight", (cfg.hidden_size, vocab), cfg.torch_dtype, W)
+    return O.linear("lm_head", x, weight, "logits", tag="head")
+
+
+def forward_ops(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int = 1,
+                layers: int | None = None, weight_density: float = 1.0) -> list[Op]:
+    """Forward ops of the language model on one TP rank (``layers`` limits the depth).
+    Outside training only the last position's logits are computed."""
+    return _inference(cfg, phase, batch, seq, tp, layers, weight_density).ops
+
+
+def _inference(cfg, phase, batch, seq, tp, layers, weight_density) -> ForwardBuild:
+    fb = forward_build(cfg, phase, batch, seq, tp, layers, weight_density)
+    ops, x = list(fb.ops), fb.hidden
+    if phase != Phase.TRAIN and x.shape[1] > 1:
+        ops.append(O.slice_("head.select_last", x, 1, x.shape[1] - 1, x.shape[1], "head.last", tag="head"))
+        x = ops[-1].outputs[0]
+    ops.append(head_op(cfg, x, tp))
+    if vocab_shard(cfg, tp) != cfg.vocab_size:
+        ops.append(O.allgather("head.allgather", ops[-1].outputs[0], tp, "logits.full", tag="tp.allgather"))
+    return ForwardBuild(ops, fb.idle_weights, x)
+
+
 def build_model_graph(cfg: ModelConfig, phase: Phase, batch: int, seq: int, *, tp: int = 1,
-                      layers: int | None = None) -> OpGraph:
-    """The graph one TP rank runs for one step of ``phase``."""
-    check_request(cfg, phase, batch, seq, tp)
+                      layers: int | None = None, weight_density: float = 1.0,
+                      origin: str = "request") -> OpGraph:
+    """The graph one TP rank runs for one step of ``phase``.
+
+    ``weight_density`` < 1 makes the decoder layers' linear weights sparse (sparseGPT):
+    their GEMM FLOPs scale with it and their bytes count non-zeros plus 2-byte indices;
+    parameters still count dense elements. ``origin`` names the request in errors."""
+    check_request(cfg, phase, batch, seq, tp, origin, weight_density)
     if phase == Phase.TRAIN:
-        from rdusim.graph.training import training_ops  # local: training builds on forward_ops
-        ops = training_ops(cfg, batch, seq, tp=tp, layers=layers)
+        from rdusim.graph.training import training_build  # local: training builds on forward_build
+        ops, idle = training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density)
     else:
-        ops = forward_ops(cfg, phase, batch, seq, tp, layers)
-    return OpGraph(f"{cfg.name}.{phase.value}.b{batch}.s{seq}.tp{tp}", ops, source=cfg.name)
+        fb = _inference(cfg, phase, batch, seq, tp, layers, weight_density)
+        ops, idle = fb.ops, fb.idle_weights
+    return OpGraph(f"{cfg.name}.{phase.value}.b{batch}.s{seq}.tp{tp}", ops, source=cfg.name,
+                   idle_weights=idle)

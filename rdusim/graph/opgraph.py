@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 
 from rdusim.errors import InputError
-from rdusim.graph.ops import Op
+from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES, Tensor, TensorRole
 
 
@@ -32,9 +32,12 @@ class OpGraph:
     """Ops in a DAG. Construction checks: unique names, every activation produced by
     exactly one op with the shape and dtype its consumers expect, no cycles."""
 
-    def __init__(self, name: str, ops: Iterable[Op], *, source: str = "<graph>"):
+    def __init__(self, name: str, ops: Iterable[Op], *, source: str = "<graph>",
+                 idle_weights: Iterable[Tensor] = ()):
         self.name = name
         self.source = source
+        # weights the rank holds that no op of this step reads (MoE experts not routed to)
+        self._idle = tuple(idle_weights)
         ops = list(ops)
         g = nx.DiGraph()
         producers: dict[str, tuple[Op, Tensor]] = {}
@@ -96,12 +99,19 @@ class OpGraph:
 
     @cached_property
     def weights(self) -> dict[str, Tensor]:
+        """Every weight the rank holds: those the ops read, then the idle ones."""
         out: dict[str, Tensor] = {}
         for op in self._ops:
             for t in op.inputs:
                 if t.role == TensorRole.WEIGHT:
                     out.setdefault(t.name, t)
+        for t in self._idle:
+            out.setdefault(t.name, t)
         return out
+
+    @property
+    def idle_weights(self) -> tuple[Tensor, ...]:
+        return self._idle
 
     @property
     def params(self) -> int:
@@ -110,7 +120,13 @@ class OpGraph:
 
     @property
     def param_bytes(self) -> float:
+        """Bytes of the weights held (sparse weights: non-zeros plus indices)."""
         return float(sum(t.nbytes for t in self.weights.values()))
+
+    @property
+    def boundary_bytes(self) -> float:
+        """Bytes that cross the boundary if the whole graph ran as one fused kernel."""
+        return boundary_bytes(self._ops)
 
     @cached_property
     def kv_cache(self) -> dict[str, Tensor]:
@@ -125,3 +141,46 @@ class OpGraph:
 def subgraph_totals(ops: Sequence[Op]) -> Totals:
     return Totals(sum(o.flops for o in ops), sum(o.bytes_read for o in ops),
                   sum(o.bytes_written for o in ops))
+
+
+def boundary_bytes(ops: Sequence[Op], consumed_outside: Iterable[str] = ()) -> float:
+    """Off-chip bytes of ``ops`` run as one fused kernel whose intermediates stay on chip.
+
+    Counted once per tensor: every tensor read but not produced inside (graph inputs,
+    weights, constants, KV cache, activations from outside), plus every tensor produced
+    inside that no op inside reads, is named in ``consumed_outside``, or is KV-cache
+    state (the appended entries). Embedding tables count only the rows gathered."""
+    produced: dict[str, Tensor] = {}
+    read_inside: set[str] = set()
+    for op in ops:
+        for t in op.outputs:
+            produced[t.name] = t
+    total = 0.0
+    seen: set[str] = set()
+    for op in ops:
+        for t in op.inputs:
+            read_inside.add(t.name)
+            if t.name in produced or t.name in seen:
+                continue
+            seen.add(t.name)
+            if op.kind == OpKind.EMBEDDING and t.role == TensorRole.WEIGHT:
+                total += op.bytes_read - sum(x.nbytes for x in op.inputs if x is not t)  # rows gathered
+            else:
+                total += t.nbytes
+    outside = set(consumed_outside)
+    for name, t in produced.items():
+        if name not in read_inside or name in outside or t.role == TensorRole.KV_CACHE:
+            total += t.nbytes
+    return total
+
+
+def unfused_oi(ops: Sequence[Op]) -> float:
+    """Operational intensity with every op its own kernel: FLOPs / sum of every op's bytes."""
+    return subgraph_totals(ops).oi_flops_per_byte
+
+
+def fused_oi(ops: Sequence[Op], consumed_outside: Iterable[str] = ()) -> float:
+    """Operational intensity of ``ops`` fused: FLOPs / :func:`boundary_bytes`."""
+    moved = boundary_bytes(ops, consumed_outside)
+    flops = sum(o.flops for o in ops)
+    return flops / moved if moved else float("inf")

@@ -3,9 +3,14 @@
 FLOP conventions (stated once, used everywhere): a multiply-add is 2 FLOPs;
 GEMM = 2*M*N*K per batch (times weight density when the weight is sparse);
 elementwise ops cost ``flops_per_element`` per output element; RMSNorm 4,
-LayerNorm 7, softmax 5, rotary 3 per element; transposes, reshapes and
-embedding gathers move bytes only; an all-reduce of n elements over p ranks
-does (p-1)/p*n additions per rank.
+LayerNorm 7, softmax 5, rotary 3 per element; activations per ACT_FLOPS;
+transposes, concatenations and embedding gathers move bytes only; reshapes and
+slices are views (no bytes until a kernel boundary materialises them); an
+all-reduce of n elements over p ranks does (p-1)/p*n additions per rank.
+
+Bytes: every op reads each input tensor once and writes each output once
+(``Tensor.nbytes``, so sparse weights count non-zeros plus indices), except
+views (0), embedding gathers (only the looked-up rows) and KV-cache appends.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ class OpKind(enum.Enum):
     ROTARY = "rotary"
     TRANSPOSE = "transpose"
     RESHAPE = "reshape"
+    SLICE = "slice"            # a view of a contiguous sub-range along one axis
+    CONCAT = "concat"          # join tensors along one axis (a copy)
     EMBEDDING = "embedding"
     REDUCE = "reduce"          # reductions to a smaller tensor (loss, bias grads)
     ALLREDUCE = "allreduce"
@@ -37,7 +44,7 @@ class OpKind(enum.Enum):
     @property
     def is_layout(self) -> bool:
         """Pure data movement: an access pattern on a stage buffer when fused."""
-        return self in (OpKind.TRANSPOSE, OpKind.RESHAPE)
+        return self in (OpKind.TRANSPOSE, OpKind.RESHAPE, OpKind.SLICE, OpKind.CONCAT)
 
 
 class ShapeError(ValueError):
@@ -56,6 +63,7 @@ class Op:
     layer: int = -1            # decoder layer index, -1 outside layers
     tag: str = ""              # role in the model, e.g. "attn.qkv", "mlp.down", "attn.score"
     attrs: tuple[tuple[str, object], ...] = field(default=())
+    block: str = ""            # repeated unit it belongs to: "L3" (decoder layer 3), "vision.L3", "" outside
 
     @property
     def bytes(self) -> float:
@@ -103,15 +111,17 @@ def gemm(name: str, a: Tensor, b: Tensor, out: str, *, transpose_b: bool = False
                attrs=(("m", batch * m), ("n", n), ("k", k), ("batch", batch)), **kw)
 
 
-def linear(name: str, x: Tensor, w: Tensor, out: str, **kw) -> Op:
-    """x[..., K] @ w[K, N]: a GEMM whose M is every leading dimension of x."""
+def linear(name: str, x: Tensor, w: Tensor, out: str, *, transpose_w: bool = False, **kw) -> Op:
+    """x[..., K] @ w[K, N] (or w[N, K]^T, e.g. an LM head tied to the embedding table):
+    a GEMM whose M is every leading dimension of x."""
     if len(w.shape) != 2:
         raise ShapeError(f"{name}: weight must be 2-D, got {w.shape}")
-    if x.shape[-1] != w.shape[0]:
-        raise ShapeError(f"{name}: {x.name}{list(x.shape)} @ {w.name}{list(w.shape)}: "
-                         f"{x.shape[-1]} != {w.shape[0]}")
+    k, n = (w.shape[1], w.shape[0]) if transpose_w else w.shape
+    if x.shape[-1] != k:
+        raise ShapeError(f"{name}: {x.name}{list(x.shape)} @ {w.name}{list(w.shape)}"
+                         f"{'^T' if transpose_w else ''}: {x.shape[-1]} != {k}")
     lead = x.shape[:-1]
-    m, k, n = math.prod(lead), w.shape[0], w.shape[1]
+    m = math.prod(lead)
     y = Tensor(out, (*lead, n), x.dtype)
     return _mk(name, OpKind.GEMM, (x, w), (y,), 2.0 * m * n * k * w.density,
                attrs=(("m", m), ("n", n), ("k", k), ("batch", 1)), **kw)
@@ -126,6 +136,13 @@ def elementwise(name: str, inputs: list[Tensor], out: str, flops_per_element: fl
             raise ShapeError(f"{name}: operand {t.name}{list(t.shape)} does not broadcast to {list(shape)}")
     y = Tensor(out, tuple(shape), inputs[0].dtype)
     return _mk(name, OpKind.ELEMENTWISE, inputs, (y,), flops_per_element * y.numel, **kw)
+
+
+# FLOPs per element of each activation function (exp counted as 1, as the other ops)
+ACT_FLOPS = {"silu": 4.0,        # x * sigmoid(x): neg, exp, add, div
+             "gelu": 8.0,        # tanh approximation: cube, fma, scale, tanh, add, mul, half
+             "quick_gelu": 5.0,  # x * sigmoid(1.702 x): scale + silu
+             "relu": 1.0}
 
 
 def glu(name: str, x: Tensor, out: str, act_flops: float = 4.0, **kw) -> Op:
@@ -169,6 +186,42 @@ def reshape(name: str, x: Tensor, shape: tuple[int, ...], out: str, **kw) -> Op:
     y = Tensor(out, tuple(shape), x.dtype)
     # a view: no bytes move unless a kernel boundary materialises it
     return _mk(name, OpKind.RESHAPE, (x,), (y,), 0, bytes_read=0.0, bytes_written=0.0, **kw)
+
+
+def slice_(name: str, x: Tensor, axis: int, start: int, stop: int, out: str, **kw) -> Op:
+    """x[..., start:stop, ...] along ``axis``: a view, no bytes move (like reshape)."""
+    rank = len(x.shape)
+    ax = axis % rank if -rank <= axis < rank else None
+    if ax is None:
+        raise ShapeError(f"{name}: axis {axis} out of range for {x.name}{list(x.shape)}")
+    if not 0 <= start < stop <= x.shape[ax]:
+        raise ShapeError(f"{name}: slice {start}:{stop} out of range for axis {axis} of "
+                         f"{x.name}{list(x.shape)}")
+    shape = list(x.shape)
+    shape[ax] = stop - start
+    y = Tensor(out, tuple(shape), x.dtype)
+    return _mk(name, OpKind.SLICE, (x,), (y,), 0, bytes_read=0.0, bytes_written=0.0,
+               attrs=(("axis", ax), ("start", start), ("stop", stop)), **kw)
+
+
+def concat(name: str, xs: list[Tensor], axis: int, out: str, **kw) -> Op:
+    """Join tensors along ``axis`` (a copy: reads every part, writes the whole)."""
+    if not xs:
+        raise ShapeError(f"{name}: concat needs at least one input")
+    rank = len(xs[0].shape)
+    ax = axis % rank if -rank <= axis < rank else None
+    if ax is None:
+        raise ShapeError(f"{name}: axis {axis} out of range for rank {rank}")
+    for t in xs:
+        if len(t.shape) != rank or any(t.shape[i] != xs[0].shape[i] for i in range(rank) if i != ax):
+            raise ShapeError(f"{name}: {t.name}{list(t.shape)} does not match {xs[0].name}"
+                             f"{list(xs[0].shape)} outside axis {axis}")
+        if t.dtype != xs[0].dtype:
+            raise ShapeError(f"{name}: dtype {t.dtype.value} of {t.name} != {xs[0].dtype.value}")
+    shape = list(xs[0].shape)
+    shape[ax] = sum(t.shape[ax] for t in xs)
+    y = Tensor(out, tuple(shape), xs[0].dtype)
+    return _mk(name, OpKind.CONCAT, xs, (y,), 0, attrs=(("axis", ax),), **kw)
 
 
 def embedding(name: str, ids: Tensor, table: Tensor, out: str, **kw) -> Op:
