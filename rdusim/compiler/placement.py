@@ -1,0 +1,263 @@
+"""Placement inside one kernel: ops -> pipeline stages on PCUs, buffers on PMUs, streams on AGCUs.
+
+Rules (the SN40L paper's description of the compiler, made concrete):
+
+- Every real op is one stage. Compute stages get PCUs in proportion to their work
+  (FLOPs over the PCU rate for that kind of work), at least one each and no more than
+  their parallelism allows (``MIN_CYCLES_PER_PCU`` of work per PCU), so the pipeline is
+  balanced. Move stages (gathers, layout passes, cache appends) run on PMUs only;
+  collective stages run on the AGCUs and P2P links.
+- A stage's PMUs hold its input buffers (``BUFFER_DEPTH`` tiles of every input: double
+  buffering) and its resident operands (off-chip operands needed whole by every tile,
+  such as prefill weights), and serve its operand bandwidth: enough PMUs to feed its
+  PCUs at the rate they consume when compute-bound, capped at one PMU per PCU.
+  A stage gets whichever of capacity or bandwidth needs more PMUs. When the total
+  exceeds the socket, the bandwidth share is scaled down; capacity must fit.
+- Off-chip streams share the AGCUs in proportion to their bytes.
+- Stages are laid out die by die in pipeline order; an edge between dies uses D2D.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from rdusim.compiler.dataflow import Node
+from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
+from rdusim.config.arch_rdu import RduArch
+from rdusim.graph.ops import OpKind
+
+BUFFER_DEPTH = 2            # double-buffered stage buffers
+MIN_CYCLES_PER_PCU = 64     # a PCU is only given to a stage with at least this much work for it
+
+
+@dataclass(frozen=True)
+class _Read:
+    tensor: str
+    nbytes: float
+    tier: Tier
+    resident: bool
+
+
+@dataclass
+class _StageDraft:
+    node: Node
+    kind: StageKind
+    edges: dict[int, float]
+    reads: list[_Read]
+    write_bytes: float
+    write_tier: Tier
+
+    @property
+    def resident_bytes(self) -> float:
+        return sum(r.nbytes for r in self.reads if r.resident)
+
+    @property
+    def streamed_read_bytes(self) -> float:
+        return sum(r.nbytes for r in self.reads if not r.resident)
+
+    @property
+    def in_bytes(self) -> float:
+        return sum(self.edges.values()) + self.streamed_read_bytes
+
+
+def stage_kind(node: Node) -> StageKind:
+    if node.op.kind.is_collective:
+        return StageKind.COLLECTIVE
+    return StageKind.COMPUTE if node.op.flops > 0 else StageKind.MOVE
+
+
+def work_pcu_s(node: Node, in_bytes: float, arch: RduArch) -> float:
+    """Seconds one PCU would need for the node: its FLOPs, or reading its operands through
+    its input port (one PMU's bandwidth: a vector of lanes a cycle), whichever is longer."""
+    pcu = arch.socket.pcu
+    eff = 1.0 if node.op.kind == OpKind.GEMM else pcu.vector_efficiency
+    return max(node.op.flops / (pcu.flops_per_s * eff), in_bytes / arch.socket.pmu.bandwidth_bytes_per_s)
+
+
+def _drafts(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
+            tiers: Mapping[str, Tier]) -> list[_StageDraft]:
+    index = {n.name: i for i, n in enumerate(nodes)}
+    drafts = []
+    for n in nodes:
+        edges: dict[int, float] = {}
+        offchip = []
+        for o in n.operands:
+            if o.producer is not None and o.producer in index:
+                j = index[o.producer]
+                edges[j] = edges.get(j, 0.0) + o.nbytes
+            elif o.nbytes > 0:
+                tier = tiers.get(o.tensor.name, Tier.HBM) if o.producer is None else Tier.HBM
+                offchip.append((o, tier))
+        biggest = max((o.nbytes for o in n.operands), default=0.0)
+        big_numel = max((o.tensor.numel for o in n.operands), default=0)
+        reads = []
+        streamed_one = False
+        for o, tier in offchip:
+            if n.op.kind == OpKind.GEMM:
+                # the larger operand streams, the smaller is held whole by every tile
+                stream = o.nbytes >= biggest and not streamed_one
+            else:
+                # same-size operands stream together; broadcast operands (norm weights) are held
+                stream = o.tensor.numel >= big_numel
+            streamed_one = streamed_one or stream
+            reads.append(_Read(o.tensor.name, o.nbytes, tier, not stream))
+        outside = [c for c in consumers.get(n.name, ()) if c not in index]
+        writes_out = n.persistent_out or outside or not consumers.get(n.name)
+        wt = Tier.HBM
+        for t in n.op.outputs:
+            if t.name in tiers:
+                wt = tiers[t.name]
+        drafts.append(_StageDraft(n, stage_kind(n), edges, reads, n.out_bytes if writes_out else 0.0, wt))
+    return drafts
+
+
+def _capacity_bytes(d: _StageDraft, tiles: int) -> float:
+    buffers = sum(d.edges.values()) + d.streamed_read_bytes + d.write_bytes
+    return d.resident_bytes + BUFFER_DEPTH * buffers / tiles
+
+
+def capacity_pmus(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
+                  arch: RduArch, tiles: int) -> int:
+    """PMUs the group needs for capacity alone (buffers + resident operands)."""
+    cap = arch.socket.pmu.capacity_bytes
+    return sum(math.ceil(_capacity_bytes(d, tiles) / cap) for d in _drafts(nodes, consumers, tiers))
+
+
+def fits(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
+         arch: RduArch, tiles: int) -> bool:
+    compute = sum(1 for n in nodes if stage_kind(n) == StageKind.COMPUTE)
+    if compute > arch.socket.pcu.count:
+        return False
+    return capacity_pmus(nodes, consumers, tiers, arch, tiles) <= arch.socket.pmu.count
+
+
+def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> list[int]:
+    """Split ``total`` units in proportion to ``weights`` with per-item bounds (water filling)."""
+    n = len(weights)
+    alloc = list(lo)
+    free = [i for i in range(n) if weights[i] > 0 and hi[i] > lo[i]]
+    left = total - sum(lo)
+    while left > 0 and free:
+        wsum = sum(weights[i] for i in free)
+        capped = [i for i in free if alloc[i] + left * weights[i] / wsum >= hi[i]]
+        if not capped:
+            exact = {i: left * weights[i] / wsum for i in free}
+            base = {i: math.floor(exact[i]) for i in free}
+            for i in free:
+                alloc[i] += base[i]
+            rest = left - sum(base.values())
+            for i in sorted(free, key=lambda i: (-(exact[i] - base[i]), i))[:rest]:
+                alloc[i] += 1
+            return alloc
+        for i in capped:
+            left -= hi[i] - alloc[i]
+            alloc[i] = hi[i]
+        free = [i for i in free if i not in capped]
+    return alloc
+
+
+def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
+                 tiers: Mapping[str, Tier], arch: RduArch, tiles: int) -> Kernel:
+    sock = arch.socket
+    drafts = _drafts(nodes, consumers, tiers)
+    n = len(drafts)
+    # ---- PCUs: in proportion to work, bounded by parallelism ----
+    work = [work_pcu_s(d.node, d.in_bytes, arch) if d.kind == StageKind.COMPUTE else 0.0 for d in drafts]
+    min_work = MIN_CYCLES_PER_PCU / sock.pcu.clock_hz
+    lo = [1 if d.kind == StageKind.COMPUTE else 0 for d in drafts]
+    hi = [max(1, math.ceil(w / min_work)) if d.kind == StageKind.COMPUTE else 0 for w, d in zip(work, drafts)]
+    pcus = _share(sock.pcu.count, work, lo, hi) if sum(lo) <= sock.pcu.count else lo
+    compute_s = [w / p if p else 0.0 for w, p in zip(work, pcus)]
+    # ---- PMUs: capacity, then bandwidth, whichever needs more ----
+    cap_bytes = [_capacity_bytes(d, tiles) for d in drafts]
+    pmu_cap = [math.ceil(c / sock.pmu.capacity_bytes) for c in cap_bytes]
+    avail_cap = sock.pmu.count * sock.pmu.capacity_bytes
+    resident = sum(d.resident_bytes for d in drafts)
+    passes = 1
+    if sum(pmu_cap) > sock.pmu.count:
+        # resident operands do not fit: hold what fits, re-stream the rest in passes
+        buffers = sum(cap_bytes) - resident
+        room = max(avail_cap - buffers, sock.pmu.capacity_bytes)
+        passes = math.ceil(resident / room)
+        pmu_cap = [math.ceil((c - d.resident_bytes + d.resident_bytes / passes) / sock.pmu.capacity_bytes)
+                   for c, d in zip(cap_bytes, drafts)]
+        pmu_cap = _scale_to(pmu_cap, sock.pmu.count)
+    est_s = max(max(compute_s, default=0.0),
+                sum(d.in_bytes for d in drafts) / (sock.pmu.count * sock.pmu.bandwidth_bytes_per_s),
+                sum(d.streamed_read_bytes * passes + d.resident_bytes + d.write_bytes for d in drafts)
+                / sock.hbm.effective_bandwidth_bytes_per_s)
+    pmu_bw = []
+    for d, p, cs in zip(drafts, pcus, compute_s):
+        if d.in_bytes <= 0:
+            pmu_bw.append(0)
+            continue
+        rate = d.in_bytes / cs if cs > 0 else d.in_bytes / est_s if est_s > 0 else 0.0
+        if p:
+            rate = min(rate, p * sock.pmu.bandwidth_bytes_per_s)
+        pmu_bw.append(max(1, math.ceil(rate / sock.pmu.bandwidth_bytes_per_s)))
+    extra = [max(0, b - c) for b, c in zip(pmu_bw, pmu_cap)]
+    room = sock.pmu.count - sum(pmu_cap)
+    if sum(extra) > room:
+        f = max(room, 0) / sum(extra)
+        extra = [math.floor(e * f) for e in extra]
+    pmus = [c + e for c, e in zip(pmu_cap, extra)]
+    bw_pmus = [min(pm, b) for pm, b in zip(pmus, pmu_bw)]
+    # ---- AGCUs: streams share them in proportion to their bytes ----
+    stream_bytes = [r.nbytes for d in drafts for r in d.reads] + [d.write_bytes for d in drafts if d.write_bytes]
+    agcu = _agcu_shares(stream_bytes, sock.agcu.count)
+    # ---- dies: stages laid out in pipeline order ----
+    per_die = sock.pcu.count / sock.dies
+    die, used = [], 0
+    for i, d in enumerate(drafts):
+        if pcus[i]:
+            die.append(min(sock.dies - 1, int(used // per_die)) if sock.dies > 1 else 0)
+            used += pcus[i]
+        else:
+            src = [die[j] for j in d.edges]
+            die.append(max(src) if src else (min(sock.dies - 1, int(used // per_die)) if sock.dies > 1 else 0))
+    streams_of: list[list[Stream]] = []
+    s_i = 0
+    for d in drafts:
+        streams_of.append([Stream(r.tier, False, r.nbytes, r.resident, agcu[s_i + k])
+                           for k, r in enumerate(d.reads)])
+        s_i += len(d.reads)
+    for d, streams in zip(drafts, streams_of):
+        if d.write_bytes:
+            streams.append(Stream(d.write_tier, True, d.write_bytes, False, agcu[s_i]))
+            s_i += 1
+    out = []
+    for i, (d, streams) in enumerate(zip(drafts, streams_of)):
+        op = d.node.op
+        coll = None
+        if d.kind == StageKind.COLLECTIVE:
+            coll = Collective(op.kind.value, float(op.attr("message_bytes", d.node.out_bytes)),
+                              int(op.attr("ranks", 1)))
+        inputs = tuple(sorted(d.edges))
+        out.append(Stage(
+            name=op.name, kind=d.kind, ops=(op.name,), flops=op.flops, compute_s=compute_s[i],
+            pcus=pcus[i], pmus=pmus[i], pmus_bandwidth=bw_pmus[i], in_bytes=d.in_bytes,
+            inputs=inputs, edge_bytes=tuple(d.edges[j] for j in inputs),
+            edge_d2d=tuple(die[j] != die[i] for j in inputs), streams=tuple(streams),
+            collective=coll, die=die[i]))
+    layers = {nd.layer for nd in nodes}
+    return Kernel(name, tuple(nd.name for nd in nodes), tuple(out),
+                  layer=layers.pop() if len(layers) == 1 else -1, passes=passes)
+
+
+def _scale_to(counts: list[int], total: int) -> list[int]:
+    s = sum(counts)
+    if s <= total:
+        return counts
+    return [max(1 if c else 0, math.floor(c * total / s)) for c in counts]
+
+
+def _agcu_shares(stream_bytes: Iterable[float], count: int) -> list[float]:
+    b = list(stream_bytes)
+    if not b:
+        return []
+    if len(b) >= count:
+        return [count / len(b)] * len(b)
+    alloc = _share(count, b, [1] * len(b), [count] * len(b))
+    return [float(a) for a in alloc]

@@ -1,0 +1,152 @@
+"""The compiled plan: kernels made of pipeline stages, with their allocations and traffic.
+
+A :class:`Plan` is what :func:`rdusim.compiler.compile` returns. It is immutable and
+contains only numbers the engine needs (no reference back to the graph), so two
+kernels with the same :attr:`Kernel.signature` simulate identically and the engine
+simulates each signature once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
+
+from rdusim.config.policy import FusionPolicy
+
+
+class StageKind(enum.Enum):
+    COMPUTE = "compute"        # PCUs doing FLOPs (GEMM on the systolic array, vector work)
+    MOVE = "move"              # pure data movement through PMUs (gather, layout pass, cache append)
+    COLLECTIVE = "collective"  # all-reduce / all-gather streamed over the P2P links
+
+
+class Tier(enum.Enum):
+    HBM = "hbm"
+    DDR = "ddr"
+    HOST = "host"
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An off-chip read or write of one stage, through AGCUs."""
+
+    tier: Tier
+    write: bool
+    nbytes: float
+    resident: bool = False           # read once before the stage's first tile, held in PMUs
+    agcus: float = 1.0               # AGCUs serving this stream (a share when streams outnumber them)
+
+    def key(self) -> tuple:
+        return (self.tier.value, self.write, self.nbytes, self.resident, self.agcus)
+
+
+@dataclass(frozen=True)
+class Collective:
+    """A collective op streamed by a stage: algorithm-independent description."""
+
+    kind: str                        # "allreduce" | "allgather"
+    message_bytes: float             # bytes of the full tensor on one rank
+    ranks: int
+
+    def key(self) -> tuple:
+        return (self.kind, self.message_bytes, self.ranks)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: the ops mapped onto one group of PCUs and their input buffers."""
+
+    name: str
+    kind: StageKind
+    ops: tuple[str, ...]
+    flops: float
+    compute_s: float                 # time for all its tiles at its PCU allocation (0 for move/collective)
+    pcus: int
+    pmus: int                        # PMUs for its input buffers and resident operands
+    pmus_bandwidth: int              # of which serve bandwidth (operand feed to the PCUs)
+    in_bytes: float                  # bytes read by the stage (edges + streams)
+    inputs: tuple[int, ...] = ()     # producer stage indices (edges within the kernel)
+    edge_bytes: tuple[float, ...] = ()   # bytes over each input edge
+    edge_d2d: tuple[bool, ...] = ()      # the edge crosses the die-to-die link
+    streams: tuple[Stream, ...] = ()
+    collective: Collective | None = None
+    die: int = 0
+
+    def key(self) -> tuple:
+        return (self.kind.value, self.flops, self.compute_s, self.pcus, self.pmus, self.pmus_bandwidth,
+                self.in_bytes, self.inputs, self.edge_bytes, self.edge_d2d,
+                tuple(s.key() for s in self.streams),
+                self.collective.key() if self.collective else None, self.die)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    ops: tuple[str, ...]
+    stages: tuple[Stage, ...]
+    layer: int = -1
+    passes: int = 1                  # >1 when resident operands exceed PMU capacity (re-streamed)
+
+    @cached_property
+    def signature(self) -> tuple:
+        """Everything that determines the kernel's simulated behaviour (not its names)."""
+        return (self.passes, tuple(s.key() for s in self.stages))
+
+    @property
+    def flops(self) -> float:
+        return sum(s.flops for s in self.stages)
+
+    @property
+    def pcus(self) -> int:
+        return sum(s.pcus for s in self.stages)
+
+    @property
+    def pmus(self) -> int:
+        return sum(s.pmus for s in self.stages)
+
+    @property
+    def agcus(self) -> int:
+        return sum(st.agcus for s in self.stages for st in s.streams)
+
+    @property
+    def is_collective_only(self) -> bool:
+        return all(s.kind == StageKind.COLLECTIVE for s in self.stages)
+
+    def bytes_by_tier(self) -> dict[str, float]:
+        """Off-chip bytes read + written, per tier (re-streamed passes included)."""
+        out: dict[str, float] = {}
+        for s in self.stages:
+            for st in s.streams:
+                mult = 1 if (st.resident or st.write) else self.passes
+                out[st.tier.value] = out.get(st.tier.value, 0.0) + st.nbytes * mult
+        return out
+
+    @property
+    def d2d_bytes(self) -> float:
+        return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
+
+
+@dataclass(frozen=True)
+class Plan:
+    graph: str
+    policy: FusionPolicy
+    tiles: int
+    kernels: tuple[Kernel, ...]
+    placement: Mapping[str, str] = field(default_factory=dict)   # external tensor -> tier
+
+    @property
+    def flops(self) -> float:
+        return sum(k.flops for k in self.kernels)
+
+    def bytes_by_tier(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k in self.kernels:
+            for t, b in k.bytes_by_tier().items():
+                out[t] = out.get(t, 0.0) + b
+        return out
+
+    @property
+    def unique_signatures(self) -> int:
+        return len({k.signature for k in self.kernels})

@@ -1,0 +1,40 @@
+"""The shared hardware a kernel's processes contend for, built from an RduArch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rdusim.compiler.plan import Tier
+from rdusim.config.arch_common import Link
+from rdusim.config.arch_rdu import RduArch
+
+
+@dataclass(frozen=True)
+class SocketHw:
+    """Rates and latencies of one socket, in the units the pipeline uses."""
+
+    tier_bw: dict          # Tier -> achievable bytes/s (shared by all streams of the kernel)
+    tier_latency: dict     # Tier -> seconds before the first byte of a stream arrives
+    agcu_bw: float         # bytes/s of one AGCU
+    pmu_bw: float          # bytes/s of one PMU
+    p2p: Link
+    d2d: Link
+    pcu_count: int
+    pmu_count: int
+    hbm_peak_bw: float
+
+    @classmethod
+    def of(cls, arch: RduArch) -> "SocketHw":
+        s = arch.socket
+        return cls(
+            tier_bw={Tier.HBM: s.hbm.effective_bandwidth_bytes_per_s, Tier.DDR: s.ddr.effective_bandwidth_bytes_per_s,
+                     Tier.HOST: arch.links.pcie.effective_bandwidth_bytes_per_s},
+            tier_latency={Tier.HBM: s.hbm.latency_s, Tier.DDR: s.ddr.latency_s, Tier.HOST: arch.links.pcie.latency_s},
+            agcu_bw=s.agcu.bandwidth_bytes_per_s, pmu_bw=s.pmu.bandwidth_bytes_per_s,
+            p2p=arch.links.p2p, d2d=s.d2d, pcu_count=s.pcu.count, pmu_count=s.pmu.count,
+            hbm_peak_bw=s.hbm.bandwidth_bytes_per_s)
+
+    def key(self) -> tuple:
+        return (tuple(sorted((k.value, v) for k, v in self.tier_bw.items())),
+                tuple(sorted((k.value, v) for k, v in self.tier_latency.items())),
+                self.agcu_bw, self.pmu_bw, self.p2p, self.d2d, self.pcu_count, self.pmu_count, self.hbm_peak_bw)

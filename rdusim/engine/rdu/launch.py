@@ -1,0 +1,82 @@
+"""Kernel launch orchestration for one step, in SimPy.
+
+SOFTWARE (SO): a host process launches every kernel. It learns that kernel k-1 has
+finished, spends ``launch.software_s`` launching kernel k, and only then can k start.
+HARDWARE (HO): the host launches the step's static schedule once (one software launch);
+the AGCUs then start each next kernel ``launch.hardware_s`` after the previous ends.
+After the last kernel the host spends ``runtime_step_overhead_s`` (sampling, scheduling).
+The gaps between kernels are what these processes produce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import simpy
+
+from rdusim.config.arch_rdu import RduArch
+from rdusim.config.policy import LaunchMode
+from rdusim.errors import InputError
+
+
+@dataclass(frozen=True)
+class Slot:
+    launch_start_s: float    # when the launcher began launching this kernel
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    slots: tuple[Slot, ...]
+    kernels_end_s: float
+    end_s: float             # step end, host overhead included
+    host_s: float
+
+
+def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch) -> Schedule:
+    if not mode.for_rdu:
+        raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
+    env = simpy.Environment()
+    n = len(durations)
+    launched = [env.event() for _ in range(n)]
+    done = [env.event() for _ in range(n)]
+    launch_start = [0.0] * n
+    start = [0.0] * n
+    end = [0.0] * n
+    sw, hw = arch.launch.software_s, arch.launch.hardware_s
+
+    def host_so():
+        for k in range(n):
+            if k:
+                yield done[k - 1]
+            launch_start[k] = env.now
+            yield env.timeout(sw)
+            launched[k].succeed()
+
+    def agcu_ho():
+        if n:
+            yield env.timeout(sw)            # the host hands the schedule to the AGCUs once
+        for k in range(n):
+            if k:
+                yield done[k - 1]
+            launch_start[k] = env.now
+            yield env.timeout(hw)
+            launched[k].succeed()
+
+    def device():
+        for k in range(n):
+            yield launched[k]
+            start[k] = env.now
+            yield env.timeout(durations[k])
+            end[k] = env.now
+            done[k].succeed()
+
+    env.process(host_so() if mode == LaunchMode.SOFTWARE else agcu_ho())
+    dev = env.process(device())
+    env.run(dev)
+    kernels_end = env.now
+    env.run(env.timeout(arch.runtime_step_overhead_s))
+    slots = tuple(Slot(a, b, c) for a, b, c in zip(launch_start, start, end))
+    return Schedule(slots, kernels_end, env.now, env.now - kernels_end)

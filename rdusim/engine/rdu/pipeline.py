@@ -1,0 +1,179 @@
+"""One kernel as a streaming pipeline in SimPy.
+
+Each stage is a process that takes tile t from every input buffer (a bounded
+``simpy.Store``: a full buffer blocks its producer, which is backpressure), works on it
+for its tile time, and puts it into every output buffer. Off-chip reads and writes
+are processes too: each tile they move holds the memory tier (a shared resource of
+the socket) for bytes / achievable bandwidth and is further limited by its AGCUs'
+rate. Resident operands are loaded before a stage's first tile. Collective stages hold
+the P2P port; edges between the two dies hold the D2D link. The pipeline fills and
+drains; the kernel ends when its last process does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import simpy
+
+from rdusim.compiler.placement import BUFFER_DEPTH
+from rdusim.compiler.plan import Kernel, Stage, StageKind, Stream
+from rdusim.engine.rdu.collective import collective_cost
+from rdusim.engine.rdu.hardware import SocketHw
+
+
+@dataclass(frozen=True)
+class KernelRun:
+    """What one simulated execution of a kernel measured."""
+
+    duration_s: float
+    bytes_by_tier: Mapping[str, float]
+    tier_busy_s: Mapping[str, float]
+    stage_busy_s: tuple[float, ...]
+    compute_busy_s: float       # busy time of the busiest compute/move stage
+    collective_s: float         # time collective stages spent (latency + wire)
+    pcu_busy: float             # PCU-seconds computing / (allocated PCUs x duration)
+    d2d_bytes: float
+    p2p_bytes: float
+
+
+class _Sim:
+    def __init__(self, kernel: Kernel, hw: SocketHw, tiles: int, log: list | None):
+        self.k, self.hw, self.n, self.log = kernel, hw, tiles, log
+        self.env = simpy.Environment()
+        self.tier = {t: simpy.Resource(self.env, 1) for t in hw.tier_bw}
+        self.p2p = simpy.Resource(self.env, 1)
+        self.d2d = simpy.Resource(self.env, 1)
+        self.moved = {t.value: 0.0 for t in hw.tier_bw}
+        self.tier_busy = {t.value: 0.0 for t in hw.tier_bw}
+        self.busy = [0.0] * len(kernel.stages)
+        self.coll = 0.0
+        self.d2d_bytes = 0.0
+        self.p2p_bytes = 0.0
+
+    def note(self, what: str) -> None:
+        if self.log is not None:
+            self.log.append((what, self.env.now))
+
+    # ---- off-chip ----
+    def transfer(self, st: Stream, nbytes: float, first: bool):
+        lat = self.hw.tier_latency[st.tier]
+        if first and lat:
+            yield self.env.timeout(lat)
+        bw = self.hw.tier_bw[st.tier]
+        with self.tier[st.tier].request() as req:
+            yield req
+            yield self.env.timeout(nbytes / bw)
+        self.tier_busy[st.tier.value] += nbytes / bw
+        self.moved[st.tier.value] += nbytes
+        extra = nbytes / (st.agcus * self.hw.agcu_bw) - nbytes / bw
+        if extra > 0:
+            yield self.env.timeout(extra)
+
+    def load_resident(self, name: str, st: Stream, done: simpy.Event):
+        for t in range(self.n):
+            yield from self.transfer(st, st.nbytes / self.n, t == 0)
+        self.note(f"{name}:resident_loaded")
+        done.succeed()
+
+    def load_stream(self, name: str, st: Stream, out: simpy.Store):
+        nbytes = st.nbytes * self.k.passes / self.n
+        for t in range(self.n):
+            yield from self.transfer(st, nbytes, t == 0)
+            yield from self.put(name, out, t)
+
+    def write_stream(self, st: Stream, inp: simpy.Store):
+        for t in range(self.n):
+            yield inp.get()
+            yield from self.transfer(st, st.nbytes / self.n, t == 0)
+
+    def put(self, name: str, store: simpy.Store, item):
+        if self.log is not None and len(store.items) >= store.capacity:
+            self.note(f"{name}:blocked")
+            yield store.put(item)
+            self.note(f"{name}:unblocked")
+        else:
+            yield store.put(item)
+
+    # ---- stages ----
+    def tile_time(self, s: Stage) -> float:
+        feed = s.in_bytes / (max(1, s.pmus_bandwidth) * self.hw.pmu_bw) if s.in_bytes else 0.0
+        return max(s.compute_s, feed) / self.n
+
+    def run_stage(self, i: int, s: Stage, inputs: list, outputs: list, resident: list):
+        if resident:
+            yield self.env.all_of(resident)
+        base = self.tile_time(s)
+        latency, wire = 0.0, 0.0
+        if s.kind == StageKind.COLLECTIVE and s.collective is not None:
+            cost = collective_cost(s.collective, self.hw.p2p)
+            latency = cost.latency_s
+            wire = cost.wire_bytes / self.n
+        for t in range(self.n):
+            for store in inputs:
+                yield store.get()
+            if self.log is not None:
+                self.note(f"{s.name}:tile{t}")
+            start = self.env.now
+            if wire or (latency and t == 0):
+                if t == 0 and latency:
+                    yield self.env.timeout(latency)
+                with self.p2p.request() as req:
+                    yield req
+                    yield self.env.timeout(max(base, wire / self.hw.p2p.effective_bandwidth_bytes_per_s))
+                self.p2p_bytes += wire
+                self.coll += self.env.now - start
+            else:
+                yield self.env.timeout(base)
+            self.busy[i] += self.env.now - start
+            for store, nbytes, cross in outputs:
+                if cross:
+                    with self.d2d.request() as req:
+                        yield req
+                        yield self.env.timeout(nbytes / self.n / self.hw.d2d.effective_bandwidth_bytes_per_s)
+                    self.d2d_bytes += nbytes / self.n
+                yield from self.put(s.name, store, t)
+
+    def run(self) -> KernelRun:
+        env, k = self.env, self.k
+        inputs: list[list] = [[] for _ in k.stages]
+        outputs: list[list] = [[] for _ in k.stages]
+        resident: list[list] = [[] for _ in k.stages]
+        procs = []
+        for i, s in enumerate(k.stages):
+            for j, nbytes, cross in zip(s.inputs, s.edge_bytes, s.edge_d2d):
+                store = simpy.Store(env, BUFFER_DEPTH)
+                inputs[i].append(store)
+                outputs[j].append((store, nbytes, cross))
+            for st in s.streams:
+                if st.write:
+                    store = simpy.Store(env, BUFFER_DEPTH)
+                    outputs[i].append((store, 0.0, False))
+                    procs.append(env.process(self.write_stream(st, store)))
+                elif st.resident:
+                    ev = env.event()
+                    resident[i].append(ev)
+                    procs.append(env.process(self.load_resident(s.name, st, ev)))
+                else:
+                    store = simpy.Store(env, BUFFER_DEPTH)
+                    inputs[i].append(store)
+                    procs.append(env.process(self.load_stream(f"{s.name}.load", st, store)))
+        for i, s in enumerate(k.stages):
+            procs.append(env.process(self.run_stage(i, s, inputs[i], outputs[i], resident[i])))
+        env.run(env.all_of(procs))
+        dur = env.now
+        pcu_s = sum(b * s.pcus for b, s in zip(self.busy, k.stages) if s.kind == StageKind.COMPUTE)
+        pcus = sum(s.pcus for s in k.stages)
+        compute = max((b for b, s in zip(self.busy, k.stages) if s.kind != StageKind.COLLECTIVE), default=0.0)
+        return KernelRun(dur, dict(self.moved), dict(self.tier_busy), tuple(self.busy), compute, self.coll,
+                         pcu_s / (pcus * dur) if pcus and dur else 0.0, self.d2d_bytes, self.p2p_bytes)
+
+
+def simulate_kernel(kernel: Kernel, hw: SocketHw, tiles: int, log: list | None = None) -> KernelRun:
+    """Simulate one execution of ``kernel`` on one socket, its streams cut into ``tiles``.
+
+    ``log``, when given, receives ``(event, time)`` pairs: each stage's tile starts,
+    ``<stage>:blocked`` / ``:unblocked`` around puts into full buffers, resident loads.
+    """
+    return _Sim(kernel, hw, tiles, log).run()

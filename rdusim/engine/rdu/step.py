@@ -1,0 +1,106 @@
+"""simulate_step for the SN40L: compile the graph, simulate each distinct kernel once,
+orchestrate the launches, and report time, traffic, utilisation and per-kernel rows."""
+
+from __future__ import annotations
+
+from rdusim.compiler import DEFAULT_TILES, compile_plan
+from rdusim.compiler.plan import Kernel, Plan
+from rdusim.config.arch_rdu import RduArch
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.inference import BREAKDOWN_KEYS, frozen
+from rdusim.engine.rdu.cache import KERNELS, KernelCache
+from rdusim.engine.rdu.hardware import SocketHw
+from rdusim.engine.rdu.launch import Schedule, run_schedule
+from rdusim.engine.rdu.pipeline import KernelRun
+from rdusim.engine.step import StepResult
+from rdusim.errors import InputError
+from rdusim.graph.opgraph import OpGraph
+
+
+def simulate_step(arch: RduArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
+                  tiles: int = DEFAULT_TILES, trace: bool = False, cache: KernelCache | None = None,
+                  plan: Plan | None = None) -> StepResult:
+    """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node."""
+    if tp > arch.node.sockets:
+        raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
+    plan = plan or compile_plan(graph, arch, fusion, tiles=tiles)
+    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache)
+
+
+def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool = False,
+                  cache: KernelCache | None = None) -> StepResult:
+    cache = cache or KERNELS
+    hw = SocketHw.of(arch)
+    runs: list[tuple[KernelRun, bool]] = [cache.run(k, hw, plan.tiles) for k in plan.kernels]
+    sched = run_schedule([r.duration_s for r, _ in runs], launch, arch)
+    breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    breakdown["host"] = sched.host_s
+    prev_end = 0.0
+    tiers: dict[str, float] = {}
+    pcu_s = pmu_s = 0.0
+    rows = []
+    for i, (k, (run, hit), slot) in enumerate(zip(plan.kernels, runs, sched.slots)):
+        breakdown["launch"] += slot.start_s - prev_end
+        prev_end = slot.end_s
+        for key, v in split_kernel_time(k, run).items():
+            breakdown[key] += v
+        for t, b in run.bytes_by_tier.items():
+            if b:
+                tiers[t] = tiers.get(t, 0.0) + b
+        pcu_s += run.duration_s * k.pcus
+        pmu_s += run.duration_s * k.pmus
+        rows.append(kernel_row(i, k, run, hit, slot.start_s, slot.start_s - slot.launch_start_s, arch))
+    total = sched.end_s
+    sock = arch.socket
+    util = {
+        "pcu": pcu_s / (sock.pcu.count * total) if total else 0.0,
+        "pmu": pmu_s / (sock.pmu.count * total) if total else 0.0,
+        "hbm_bw": tiers.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * total) if total else 0.0,
+    }
+    events = tuple(trace_events(plan, sched, rows)) if trace else ()
+    return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
+                      breakdown_s=frozen(breakdown), util=frozen(util), records=tuple(rows), trace=events)
+
+
+def split_kernel_time(k: Kernel, run: KernelRun) -> dict[str, float]:
+    """A kernel's duration split over compute / memory / collective in proportion to how
+    long each kind of resource was busy in it."""
+    if k.is_collective_only:
+        return {"collective": run.duration_s}
+    weights = {"compute": run.compute_busy_s, "memory": max(run.tier_busy_s.values(), default=0.0),
+               "collective": run.collective_s}
+    total = sum(weights.values())
+    if total <= 0:
+        return {"compute": run.duration_s}
+    return {key: run.duration_s * w / total for key, w in weights.items()}
+
+
+def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launch_gap: float,
+               arch: RduArch) -> dict:
+    sock = arch.socket
+    moved = sum(run.bytes_by_tier.values())
+    dur = run.duration_s
+    return {
+        "kernel": i, "name": k.name, "layer": k.layer, "ops": len(k.ops), "stages": len(k.stages),
+        "start_s": start, "time_s": dur, "launch_s": launch_gap,
+        "flops": k.flops, "hbm_bytes": run.bytes_by_tier.get("hbm", 0.0),
+        "ddr_bytes": run.bytes_by_tier.get("ddr", 0.0), "d2d_bytes": run.d2d_bytes, "p2p_bytes": run.p2p_bytes,
+        "pcus": k.pcus, "pmus": k.pmus, "agcus": k.agcus, "passes": k.passes,
+        "pcu_util": k.pcus / sock.pcu.count, "pmu_util": k.pmus / sock.pmu.count, "pcu_busy": run.pcu_busy,
+        "hbm_bw_util": run.bytes_by_tier.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * dur) if dur else 0.0,
+        "oi_flops_per_byte": k.flops / moved if moved else None,
+        "reused": int(hit),
+    }
+
+
+def trace_events(plan: Plan, sched: Schedule, rows: list[dict]):
+    """Chrome trace: kernels on the device track, launches on the launcher track (microseconds)."""
+    for k, slot in zip(plan.kernels, sched.slots):
+        if slot.start_s > slot.launch_start_s:
+            yield {"name": f"launch {k.name}", "ph": "X", "ts": slot.launch_start_s * 1e6,
+                   "dur": (slot.start_s - slot.launch_start_s) * 1e6, "pid": 0, "tid": "launcher"}
+        yield {"name": k.name, "ph": "X", "ts": slot.start_s * 1e6, "dur": (slot.end_s - slot.start_s) * 1e6,
+               "pid": 0, "tid": "socket0"}
+    if sched.host_s:
+        yield {"name": "runtime step overhead", "ph": "X", "ts": sched.kernels_end_s * 1e6,
+               "dur": sched.host_s * 1e6, "pid": 0, "tid": "launcher"}
