@@ -30,6 +30,28 @@ class GpuLaunch:
 
 
 @dataclass(frozen=True)
+class GpuKernelModel:
+    """How well library kernels use the device (CUTLASS-like tiles, split-K, FlashAttention)."""
+
+    tile_large: int = field(metadata=positive())             # CTA tile edge, e.g. 128
+    tile_small: int = field(metadata=positive())             # smallest CTA tile edge, e.g. 64
+    tensor_efficiency: float = field(metadata={"gt": 0, "le": 1})   # large-tile, full-wave fraction of peak
+    vector_efficiency: float = field(metadata={"gt": 0, "le": 1})   # fraction of vector peak
+    split_k_min_depth: int = field(metadata=positive())      # fewest K elements per split-K slice
+    flash_kv_block: int = field(metadata=positive())         # KV positions per split in flash-decoding
+    vector_elements_per_cta: int = field(metadata=positive())  # elementwise work per CTA
+    hbm_saturation_sm_fraction: float = field(metadata={"gt": 0, "le": 1})  # SMs needed to saturate HBM
+    min_kernel_s: float = field(metadata={"ge": 0})          # launch latency + ramp + tail of any kernel
+
+
+@dataclass(frozen=True)
+class GpuCollectives:
+    """NCCL-style collectives over NVLink: base + per-ring-step latency, bandwidth from links.nvlink."""
+
+    base_latency_s: float = field(metadata={"ge": 0})        # per collective: kernel start, sync, protocol
+
+
+@dataclass(frozen=True)
 class GpuLinks:
     nvlink: Link       # per GPU, per direction
     pcie: Link         # per GPU host link
@@ -51,7 +73,10 @@ class GpuArch:
     device: GpuDevice
     links: GpuLinks
     launch: GpuLaunch
+    kernel: GpuKernelModel
+    collectives: GpuCollectives
     framework_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
+    framework_per_sequence_s: float = field(default=0.0, metadata={"ge": 0})
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 
@@ -66,6 +91,11 @@ class GpuArch:
     @property
     def ridge_flops_per_byte(self) -> float:
         return self.device.tensor_flops_per_s / self.device.hbm.bandwidth_bytes_per_s
+
+    def __post_init__(self) -> None:
+        if self.kernel.tile_small > self.kernel.tile_large:
+            raise ValueError("kernel.tile_small", f"at most kernel.tile_large ({self.kernel.tile_large})",
+                             self.kernel.tile_small)
 
     def derived(self) -> dict[str, float]:
         return {

@@ -1,0 +1,245 @@
+"""GPU kernels and how long one takes on one device.
+
+A kernel is what the fusion rules cut from the op graph: a GEMM (with its
+epilogue), a fused attention, a vector chain, an embedding gather, or an NCCL
+collective. Its time is a roofline over tensor (or vector) compute and HBM
+bandwidth, made honest about size:
+
+- GEMMs run as CUTLASS-like CTA tiles over (M, N), optionally split along K
+  when there are too few tiles to fill the SMs; tiles are quantised into waves
+  over the SMs, a 64-wide tile re-uses data less than a 128-wide one, and a
+  wave of few CTAs can only pull part of the HBM bandwidth.
+- Attention is one FlashAttention-style kernel (scores never reach HBM); for
+  decode the KV sequence is split (flash-decoding) until the SMs are busy.
+- Every kernel lasts at least ``kernel.min_kernel_s`` (launch latency, ramp, tail).
+- Collectives: ring all-reduce, base + 2(p-1) step latencies + 2(p-1)/p x bytes
+  over the NVLink bus bandwidth.
+
+Identical kernels (same signature) are timed once (functools cache).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+
+from rdusim.config.arch_gpu import GpuArch
+
+
+class KernelClass(enum.Enum):
+    GEMM = "gemm"              # one GEMM, maybe with elementwise epilogues
+    ATTENTION = "attention"    # fused score/softmax/context (FlashAttention)
+    VECTOR = "vector"          # elementwise / norm / rotary / softmax / transpose chain
+    EMBEDDING = "embedding"    # row gather
+    COLLECTIVE = "collective"  # NCCL all-reduce / all-gather over NVLink
+
+
+class CollectiveKind(enum.Enum):
+    ALLREDUCE = "allreduce"
+    ALLGATHER = "allgather"
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    batch: int      # independent GEMMs in one launch (batched GEMM)
+    m: int          # rows per GEMM
+    n: int
+    k: int
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    heads: int      # batch x KV heads: independent attention problems
+    rows: int       # query rows per problem (query tokens x heads per KV group)
+    ctx: int        # keys attended to
+    head_dim: int
+
+
+@dataclass(frozen=True)
+class CollectiveShape:
+    kind: CollectiveKind
+    ranks: int
+    message_bytes: float   # the full tensor each rank ends with
+
+
+@dataclass(frozen=True)
+class KernelWork:
+    """What a kernel does, independent of where it sits in the graph (its cache signature)."""
+
+    cls: KernelClass
+    flops: float
+    hbm_bytes: float
+    work_items: int = 1                      # parallel CTAs a vector/embedding kernel offers
+    gemm: Optional[GemmShape] = None
+    attention: Optional[AttentionShape] = None
+    collective: Optional[CollectiveShape] = None
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    ops: tuple[str, ...]        # graph ops it runs
+    tag: str                    # role of its main op ("attn.qkv", "attn", "norm", "tp.allreduce"...)
+    layer: int
+    work: KernelWork
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    duration_s: float
+    compute_s: float          # roofline compute term (with wave quantisation and tile efficiency)
+    memory_s: float           # roofline HBM term (with partial-SM bandwidth)
+    collective_s: float       # link time of a collective
+    active_sms: int
+    waves: int
+    hbm_bytes: float          # bytes actually moved (split-K partials included)
+
+    @property
+    def floor_s(self) -> float:
+        """Time spent only because every kernel has a minimum duration."""
+        return max(0.0, self.duration_s - max(self.compute_s, self.memory_s, self.collective_s))
+
+    @property
+    def bound(self) -> str:
+        if self.collective_s > 0:
+            return "collective"
+        if self.floor_s > 0:
+            return "floor"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    return _kernel_time(arch, work)
+
+
+@lru_cache(maxsize=16384)
+def _kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    if work.cls == KernelClass.COLLECTIVE:
+        return _collective_time(arch, work)
+    if work.cls == KernelClass.GEMM and work.gemm is not None:
+        return _gemm_time(arch, work)
+    if work.cls == KernelClass.ATTENTION and work.attention is not None:
+        return _attention_time(arch, work)
+    return _vector_time(arch, work)
+
+
+# ---- helpers ----
+def _sm_tensor_rate(arch: GpuArch) -> float:
+    return arch.device.tensor_flops_per_s / arch.device.sms * arch.kernel.tensor_efficiency
+
+
+def _bandwidth(arch: GpuArch, active_sms: int) -> float:
+    """HBM bandwidth that ``active_sms`` busy SMs can pull."""
+    full = arch.device.hbm.effective_bandwidth_bytes_per_s
+    need = arch.kernel.hbm_saturation_sm_fraction * arch.device.sms
+    return full * min(1.0, active_sms / need)
+
+
+def tile_efficiency(arch: GpuArch, tm: int, tn: int) -> float:
+    """Data re-use of a tm x tn tile relative to the large square tile (smem traffic per FLOP)."""
+    big = arch.kernel.tile_large
+    return (tm * tn / (tm + tn)) / (big * big / (2 * big))
+
+
+def _finish(arch: GpuArch, compute_s: float, memory_s: float, active: int, waves: int,
+            nbytes: float, collective_s: float = 0.0) -> KernelTime:
+    duration = max(compute_s, memory_s, collective_s, arch.kernel.min_kernel_s)
+    return KernelTime(duration, compute_s, memory_s, collective_s, active, waves, nbytes)
+
+
+def _gemm_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    g = work.gemm
+    sms = arch.device.sms
+    km = arch.kernel
+    sizes = sorted({km.tile_small, km.tile_large})
+    best: KernelTime | None = None
+    max_split = max(1, g.k // km.split_k_min_depth)
+    for tm in sizes:
+        for tn in sizes:
+            tiles = g.batch * math.ceil(g.m / tm) * math.ceil(g.n / tn)
+            split = 1
+            while split * 2 <= max_split and tiles * split < sms:   # split K only to fill idle SMs
+                split *= 2
+            ctas = tiles * split
+            waves = math.ceil(ctas / sms)
+            k_slice = math.ceil(g.k / split)
+            rate = _sm_tensor_rate(arch) * tile_efficiency(arch, tm, tn)
+            compute = waves * 2.0 * tm * tn * k_slice / rate
+            # split-K partial sums: FP32 partials written and read back once
+            partials = (split - 1) * g.batch * g.m * g.n * 4 * 2 if split > 1 else 0.0
+            nbytes = work.hbm_bytes + partials
+            active = min(ctas, sms)
+            memory = nbytes / _bandwidth(arch, active)
+            t = _finish(arch, compute, memory, active, waves, nbytes)
+            if best is None or t.duration_s < best.duration_s:
+                best = t
+    return best
+
+
+def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    a = work.attention
+    sms = arch.device.sms
+    km = arch.kernel
+    tm = km.tile_small if a.rows <= km.tile_small else km.tile_large
+    q_blocks = a.heads * math.ceil(a.rows / tm)
+    split = 1
+    max_split = max(1, math.ceil(a.ctx / km.flash_kv_block))
+    while split < max_split and q_blocks * split < sms:
+        split += 1
+    ctas = q_blocks * split
+    waves = math.ceil(ctas / sms)
+    # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
+    per_cta = 2.0 * 2.0 * tm * math.ceil(a.ctx / split) * a.head_dim
+    rate = _sm_tensor_rate(arch) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
+    compute = waves * per_cta / rate
+    # softmax exponentials on the vector units, spread over the active SMs
+    vec_rate = arch.device.vector_flops_per_s * km.vector_efficiency
+    compute += 5.0 * a.heads * a.rows * a.ctx / (vec_rate * min(ctas, sms) / sms)
+    partials = (split - 1) * a.heads * a.rows * (a.head_dim + 2) * 4 * 2 if split > 1 else 0.0
+    nbytes = work.hbm_bytes + partials
+    active = min(ctas, sms)
+    return _finish(arch, compute, nbytes / _bandwidth(arch, active), active, waves, nbytes)
+
+
+def _vector_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    sms = arch.device.sms
+    active = max(1, min(work.work_items, sms))
+    waves = math.ceil(max(1, work.work_items) / sms)
+    vec_rate = arch.device.vector_flops_per_s * arch.kernel.vector_efficiency * active / sms
+    compute = work.flops / vec_rate
+    memory = work.hbm_bytes / _bandwidth(arch, active)
+    return _finish(arch, compute, memory, active, waves, work.hbm_bytes)
+
+
+def allreduce_time_s(arch: GpuArch, ranks: int, message_bytes: float) -> float:
+    """Ring all-reduce: base + 2(p-1) step latencies + 2(p-1)/p x bytes / bus bandwidth."""
+    if ranks <= 1:
+        return 0.0
+    link = arch.links.nvlink
+    steps = 2 * (ranks - 1)
+    return (arch.collectives.base_latency_s + steps * link.latency_s
+            + steps / ranks * message_bytes / link.effective_bandwidth_bytes_per_s)
+
+
+def allgather_time_s(arch: GpuArch, ranks: int, message_bytes: float) -> float:
+    """Ring all-gather of a tensor of ``message_bytes`` in total: (p-1) steps of 1/p of it."""
+    if ranks <= 1:
+        return 0.0
+    link = arch.links.nvlink
+    steps = ranks - 1
+    return (arch.collectives.base_latency_s + steps * link.latency_s
+            + steps / ranks * message_bytes / link.effective_bandwidth_bytes_per_s)
+
+
+def _collective_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    c = work.collective
+    if c.kind == CollectiveKind.ALLREDUCE:
+        t = allreduce_time_s(arch, c.ranks, c.message_bytes)
+    else:
+        t = allgather_time_s(arch, c.ranks, c.message_bytes)
+    # NCCL kernels also start and end like any kernel
+    duration = max(t, arch.kernel.min_kernel_s)
+    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes)

@@ -1,0 +1,107 @@
+"""One step of a graph on one GPU of a DGX: fusion -> kernels -> timed -> host/stream simulation."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rdusim.config.arch_gpu import GpuArch
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.gpu.fusion_rules import partition
+from rdusim.engine.gpu.kernels import Kernel, KernelClass, KernelTime, kernel_time
+from rdusim.engine.gpu.launch import StreamTimeline, launch_cost_s, run_stream
+from rdusim.engine.inference import BREAKDOWN_KEYS, frozen
+from rdusim.engine.step import StepResult
+from rdusim.graph.opgraph import OpGraph
+from rdusim.graph.tensor import TensorRole
+
+
+def graph_batch(graph: OpGraph) -> int:
+    """Sequences in the step: the leading dimension of the graph's input tokens (1 if none)."""
+    for op in graph.ops:
+        for t in op.inputs:
+            if t.role == TensorRole.INPUT and t.shape:
+                return int(t.shape[0])
+    return 1
+
+
+def framework_time_s(arch: GpuArch, batch: int) -> float:
+    """Host work per step outside kernels: scheduling, sampling, detokenising, per sequence."""
+    return arch.framework_step_overhead_s + arch.framework_per_sequence_s * batch
+
+
+def check_tp(arch: GpuArch, tp: int) -> None:
+    if not 1 <= tp <= arch.node.gpus:
+        raise ValueError(f"tp={tp} needs 1..{arch.node.gpus} GPUs of {arch.name}")
+
+
+def simulate_step(arch: GpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
+                  framework: bool = True, trace: bool = False) -> StepResult:
+    """Run ``graph`` (one TP rank's work, built with ``tp``) on one GPU; all ranks run in lock step."""
+    check_tp(arch, tp)
+    cost = launch_cost_s(arch, launch)
+    kernels = partition(graph, fusion, arch)
+    times = [kernel_time(arch, k.work) for k in kernels]
+    host_s = framework_time_s(arch, graph_batch(graph)) if framework else 0.0
+    timeline = run_stream([t.duration_s for t in times], cost, host_s)
+    return assemble(arch, kernels, times, timeline, host_s, trace=trace)
+
+
+def assemble(arch: GpuArch, kernels: Sequence[Kernel], times: Sequence[KernelTime], tl: StreamTimeline,
+             host_s: float, *, trace: bool = False) -> StepResult:
+    total = tl.end if kernels else host_s
+    parts = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    parts["host"] = host_s
+    parts["launch"] = tl.exposed_total_s
+    sm_time = 0.0
+    flops = hbm = 0.0
+    for k, t in zip(kernels, times):
+        flops += k.work.flops
+        hbm += t.hbm_bytes
+        sm_time += t.duration_s * t.active_sms / arch.device.sms
+        if k.work.cls == KernelClass.COLLECTIVE:
+            parts["collective"] += t.duration_s
+            continue
+        roof = max(t.compute_s, t.memory_s)
+        parts["compute" if t.compute_s >= t.memory_s else "memory"] += roof
+        parts["launch"] += t.duration_s - roof       # the kernel's floor: launch latency, ramp, tail
+    util = {"sm": sm_time / total if total else 0.0,
+            "hbm_bw": hbm / (total * arch.device.hbm.bandwidth_bytes_per_s) if total else 0.0}
+    records = [_host_record(host_s)] + [_record(k, t, tl, i) for i, (k, t) in enumerate(zip(kernels, times))]
+    events = _trace(arch, kernels, tl, host_s) if trace else ()
+    return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
+                      breakdown_s=frozen(parts), util=frozen(util), records=tuple(records), trace=events)
+
+
+def _host_record(host_s: float) -> Mapping[str, Any]:
+    return {"name": "framework", "kind": "host", "tag": "framework", "layer": -1, "ops": 0,
+            "issue_s": 0.0, "start_s": 0.0, "duration_s": host_s, "flops": 0.0, "bytes": 0.0,
+            "compute_s": 0.0, "memory_s": 0.0, "floor_s": 0.0, "bound": "host", "active_sms": 0, "waves": 0,
+            "launch_gap_s": 0.0, "exposed_launch_s": 0.0}
+
+
+def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str, Any]:
+    return {"name": k.name, "kind": k.work.cls.value, "tag": k.tag, "layer": k.layer, "ops": len(k.ops),
+            "issue_s": tl.issue_s[i], "start_s": tl.start_s[i], "duration_s": t.duration_s,
+            "flops": k.work.flops, "bytes": t.hbm_bytes, "compute_s": t.compute_s, "memory_s": t.memory_s,
+            "floor_s": t.floor_s, "bound": t.bound, "active_sms": t.active_sms, "waves": t.waves,
+            # how long the launched kernel waited in the stream (launch hidden) ...
+            "launch_gap_s": tl.start_s[i] - tl.issue_s[i],
+            # ... or how long the GPU idled waiting for the host to launch it (launch exposed)
+            "exposed_launch_s": tl.exposed_s[i]}
+
+
+def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:
+    from rdusim.report.trace import Lane, TraceBuilder   # only when a trace is asked for
+
+    tb = TraceBuilder()
+    gpu, host = f"{arch.name}/gpu0", f"{arch.name}/host"
+    if host_s > 0:
+        tb.span("framework", 0.0, host_s, device=host, lane=Lane.COMPUTE, cat="host")
+    prev = host_s
+    for i, k in enumerate(kernels):
+        tb.span(f"launch {k.name}", prev, tl.issue_s[i] - prev, device=host, lane=Lane.LAUNCH, cat="launch")
+        prev = tl.issue_s[i]
+        lane = "nvlink" if k.work.cls == KernelClass.COLLECTIVE else Lane.COMPUTE
+        tb.span(k.name, tl.start_s[i], tl.end_s[i] - tl.start_s[i], device=gpu, lane=lane, cat=k.work.cls.value,
+                tag=k.tag, layer=k.layer)
+    return tb.events()
