@@ -93,6 +93,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if Path(args.results).is_dir():   # a sweep directory (sweep.sqlite): plots from the stored table
+        from rdusim.sweep.plots import render_sweep
+        print("\n".join(f"plot: {p}" for p in render_sweep(args.results, args.out)) or "no metrics to plot")
+        return 0
     from rdusim.report.render import render_report
     from rdusim.results import load_result
 
@@ -100,6 +104,12 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path(args.results).parent
     print(f"report: {render_report(result, out)}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from rdusim.sweep.command import main_sweep
+
+    return main_sweep(args)
 
 
 def cmd_validate(args) -> int:
@@ -125,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="compare the simulator with published numbers")
     v.add_argument("--refs", nargs="+", action="extend", default=[])
     v.set_defaults(func=cmd_validate)
+
+    sw = sub.add_parser("sweep", help="run a workload over a grid of overrides (or a sweep file)")
+    sw.add_argument("workload", help="a workload YAML, or a sweep file with a top-level 'sweep:' key")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
+    sw.add_argument("--zip", action="store_true", help="zip the grids (equal lengths) instead of their product")
+    sw.add_argument("--metrics", nargs="+", action="extend", default=[], metavar="GLOB")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every point")
+    sw.add_argument("--out")
+    sw.add_argument("--executor", choices=["local", "dask"])
+    sw.add_argument("--workers", type=int)
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--resume", action="store_true", help="run only the points missing from --out")
+    sw.add_argument("--seed", type=int)
+    sw.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="render a report from results.json")
     rep.add_argument("results")

@@ -1,0 +1,152 @@
+"""Run a sweep: validate every point, skip the finished ones, run the rest on the chosen
+executor, commit each result as it arrives, export the CSV.
+
+``run_point`` runs in a worker (a pool process or a Dask worker) and returns plain data;
+only the parent writes to the store.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import rdusim.studies as studies
+from rdusim import __version__
+from rdusim.config.workload import load_workload
+from rdusim.errors import InputError
+from rdusim.results import plain
+from rdusim.sweep.executor import ExecutorSpec, map_unordered, open_backend
+from rdusim.sweep.grid import expand, load_base, validate_points
+from rdusim.sweep.point import PointRow, PointStatus, clean_number, dumps
+from rdusim.sweep.spec import SweepSpec
+from rdusim.sweep.store import SweepStore, has_store
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """Everything a worker needs to run one point (picklable, plain data)."""
+
+    index: int
+    workload: str
+    params: tuple[tuple[str, Any], ...]
+    fixed: tuple[tuple[str, Any], ...]
+    seed: int
+    metrics: tuple[str, ...]
+
+
+def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str, Any]:
+    keep = metrics if not globs else {k: v for k, v in metrics.items()
+                                      if any(fnmatch.fnmatchcase(k, g) for g in globs)}
+    return {k: clean_number(v) for k, v in sorted(keep.items())}
+
+
+def run_point(task: PointTask) -> dict:
+    """Run one point in a worker. A bad value, a simulated OOM or a failure of the study is
+    a row with its reason, never an exception that ends the sweep."""
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    status, error = PointStatus.OK, ""
+    try:
+        loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
+        result = studies.run_study(loaded)
+        metrics = choose_metrics(dict(result.metrics), task.metrics)
+    except InputError as exc:
+        status, error = PointStatus.ERROR, str(exc)
+    except Exception as exc:   # noqa: BLE001 - a failure of the study at this point, recorded with its type
+        status, error = PointStatus.ERROR, f"internal error: {type(exc).__name__}: {exc}"
+    oom = [k for k, v in metrics.items() if k.endswith(".oom") and v == 1]
+    if oom:
+        status, error = PointStatus.OOM, "simulated out of memory: " + ", ".join(oom)
+    return PointRow(task.index, dict(task.params), task.seed, status, metrics, error,
+                    time.perf_counter() - start).to_message()
+
+
+@dataclass
+class SweepOutcome:
+    directory: Path
+    total: int
+    skipped: int                      # already in the table (--resume)
+    ran: int = 0
+    counts: dict[str, int] = field(default_factory=dict)   # status -> rows in the whole table
+    wall_s: float = 0.0
+    csv: Optional[Path] = None
+    interrupted: bool = False
+
+
+def definition(spec: SweepSpec) -> dict:
+    """The stored definition: the identity of the points and their results (grid, metrics,
+    seed, fixed overrides, and the content of the workload and arch files), plus what is
+    only descriptive (name, plots)."""
+    base = load_base(spec)
+    return {"identity": {**spec.identity(), "workload": plain(base.raw), "archs": plain(base.archs)},
+            "name": spec.name, "workload_file": spec.workload, "description": spec.description,
+            "keys": list(spec.keys), "plots": [plain(p) for p in spec.plots], "rdusim_version": __version__}
+
+
+def _check_same(stored: dict, new: dict, db: Path) -> None:
+    a, b = stored.get("identity", {}), new["identity"]
+    names = {"axes": "grid", "mode": "zip", "metrics": "metrics", "seed": "seed", "fixed": "set",
+             "workload": "workload file content", "archs": "arch file content"}
+    for part, label in names.items():
+        if dumps(a.get(part)) != dumps(b.get(part)):
+            raise InputError(str(db), label, "the same sweep definition as the stored one to --resume "
+                             "(or a new --out directory)", f"a different {label}")
+
+
+def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: bool = False,
+              progress: Optional[Callable[[int, str], Any]] = None) -> SweepOutcome:
+    """Validate, then run every missing point. ``progress(total, label)`` returns a context
+    manager with ``.advance()`` (rdusim.progress.Progress)."""
+    points = expand(spec)
+    seeds = validate_points(spec, points)          # every bad key/value fails here, before any run
+    new_def = definition(spec)
+    if resume and has_store(out):
+        store = SweepStore.open(out)
+        try:
+            _check_same(store.definition(), new_def, out / "sweep.sqlite")
+        except BaseException:
+            store.close()
+            raise
+    else:
+        store = SweepStore.create(out, new_def)
+    with store:
+        done = store.done_indices()
+        todo = [PointTask(p.index, spec.workload, p.values, spec.fixed, seeds[p.index], spec.metrics)
+                for p in points if p.index not in done]
+        outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo))
+        start = time.perf_counter()
+        try:
+            if todo:
+                _run(store, todo, executor, progress, spec.name, outcome)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        finally:
+            outcome.wall_s = time.perf_counter() - start
+            rows = store.rows()
+            outcome.counts = {s.value: sum(r.status == s for r in rows) for s in PointStatus}
+            outcome.csv = store.export_csv(spec.keys)
+    return outcome
+
+
+def _run(store: SweepStore, todo: list[PointTask], executor: ExecutorSpec, progress, label: str,
+         outcome: SweepOutcome) -> None:
+    bar = progress(len(todo), label) if progress else _NoProgress()
+    with bar, open_backend(executor) as backend:
+        for msg in map_unordered(backend, run_point, todo):
+            store.add(PointRow.from_message(msg))
+            outcome.ran += 1
+            bar.advance()
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def advance(self, n: int = 1) -> None:
+        return None
