@@ -235,16 +235,27 @@ def embedding(name: str, ids: Tensor, table: Tensor, out: str, **kw) -> Op:
 
 def reduce(name: str, x: Tensor, out_shape: tuple[int, ...], out: str, **kw) -> Op:
     y = Tensor(out, tuple(out_shape), x.dtype)
+    if y.numel > x.numel:
+        raise ShapeError(f"{name}: a reduction of {x.name}{list(x.shape)} cannot grow to {list(out_shape)}")
     return _mk(name, OpKind.REDUCE, (x,), (y,), x.numel, **kw)
 
 
+def _check_ranks(name: str, ranks: int) -> None:
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise ShapeError(f"{name}: ranks must be a positive integer, got {ranks!r}")
+
+
 def allreduce(name: str, x: Tensor, ranks: int, out: str, **kw) -> Op:
+    _check_ranks(name, ranks)
     y = Tensor(out, x.shape, x.dtype)
     return _mk(name, OpKind.ALLREDUCE, (x,), (y,), x.numel * (ranks - 1) / ranks,
                attrs=(("ranks", ranks), ("message_bytes", x.nbytes)), **kw)
 
 
 def allgather(name: str, x: Tensor, ranks: int, out: str, axis: int = -1, **kw) -> Op:
+    _check_ranks(name, ranks)
+    if not -len(x.shape) <= axis < len(x.shape):
+        raise ShapeError(f"{name}: axis {axis} out of range for {x.name}{list(x.shape)}")
     shape = list(x.shape)
     shape[axis] *= ranks
     y = Tensor(out, tuple(shape), x.dtype)
