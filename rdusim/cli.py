@@ -52,8 +52,8 @@ def cmd_graph(args) -> int:
     from rdusim.graph.summary import graph_summary
 
     cfg = load_model(args.model)
-    graph = build_model_graph(cfg, Phase(args.phase), args.batch, args.seq, tp=args.tp)
-    summary = graph_summary(cfg, graph, args.phase, args.batch, args.seq)
+    graph = build_model_graph(cfg, Phase(args.phase), args.batch, args.seq, tp=args.tp, origin="command line")
+    summary = graph_summary(cfg, graph, args.phase, args.batch, args.seq, tp=args.tp)
     if args.json:
         print(json.dumps(summary))
         return 0

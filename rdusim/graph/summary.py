@@ -9,21 +9,30 @@ from rdusim.graph.ops import Op
 
 def op_row(op: Op) -> dict:
     return {
-        "name": op.name, "kind": op.kind.value, "layer": op.layer, "tag": op.tag,
+        "name": op.name, "kind": op.kind.value, "layer": op.layer, "block": op.block, "tag": op.tag,
         "outputs": [list(t.shape) for t in op.outputs],
         "flops": op.flops, "bytes_read": op.bytes_read, "bytes_written": op.bytes_written,
+        "weight_bytes": op.weight_bytes,
         "oi_flops_per_byte": op.oi_flops_per_byte if op.bytes else None,
     }
 
 
-def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq: int) -> dict:
+def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq: int, *, tp: int = 1) -> dict:
+    """Totals and per-op rows. ``flops_per_param_per_token`` divides by the tokens
+    processed (batch in decode, batch*seq otherwise); KV-cache bytes per token are for
+    the whole model and one sequence at the model's dtype."""
     t = graph.totals
+    tokens = batch * (1 if phase == "decode" else seq)
+    fused = graph.boundary_bytes
     return {
-        "model": cfg.name, "phase": phase, "batch": batch, "seq": seq,
+        "model": cfg.name, "phase": phase, "batch": batch, "seq": seq, "tp": tp,
         "params": graph.params, "param_bytes": graph.param_bytes,
         "flops": t.flops, "bytes": t.bytes, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
         "oi_flops_per_byte": t.oi_flops_per_byte,
-        "flops_per_param_per_token": t.flops / graph.params / (batch * (1 if phase == "decode" else seq)),
+        "fused_boundary_bytes": fused,
+        "fused_oi_flops_per_byte": t.flops / fused if fused else None,
+        "flops_per_param_per_token": t.flops / graph.params / tokens,
         "kv_cache_bytes_per_token": cfg.kv_cache_bytes_per_token,
+        "num_ops": len(graph),
         "ops": [op_row(o) for o in graph.ops],
     }
