@@ -51,6 +51,10 @@ class RunResult:
         major = version.split(".")[0]
         if not major.isdigit() or int(major) != SCHEMA_MAJOR:
             raise InputError(file, "rdusim_version", f"a results file from rdusim {SCHEMA_MAJOR}.x", version)
+        for key, kind in (("workload", Mapping), ("metrics", Mapping), ("records", list), ("seed", int)):
+            if key in data and not isinstance(data[key], kind) or isinstance(data.get(key), bool):
+                raise InputError(file, key, f"a JSON {'object' if kind is Mapping else kind.__name__}",
+                                 type(data[key]).__name__)
         wl = data["workload"]
         return cls(workload_name=wl.get("name", "?"), kind=wl.get("kind", "?"),
                    resolved=wl.get("resolved", {}), archs=data.get("archs", {}),

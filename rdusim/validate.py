@@ -207,9 +207,19 @@ def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[V
     except InputError:
         return []
     resolved, archs = plain(result.resolved), plain(result.archs)
-    rows, cache = [], {}
+    rows, cache, names = [], {}, {}
     for loc in located:
         key = loc.ref.run_key
+        if key not in cache and "name" not in loc.ref.set:   # cheap check first: the workload's name
+            path = workload_path(loc.ref)
+            if path not in names:
+                try:
+                    raw = load_yaml(path)
+                    names[path] = raw.get("name") if isinstance(raw, dict) else None
+                except InputError:
+                    names[path] = None
+            if names[path] != result.workload_name:
+                cache[key] = False
         if key not in cache:
             try:
                 wl = load_workload(workload_path(loc.ref), list(loc.ref.set.items()))

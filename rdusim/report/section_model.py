@@ -1,0 +1,34 @@
+"""The model-run section: latency, TTFT, TPOT and the breakdown per platform."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rdusim.report import plots_model
+from rdusim.report.document import Section, Table
+from rdusim.report.keys import ModelView
+
+
+def latency_table(v: ModelView) -> Table:
+    comps = v.components()
+    rows = []
+    for p in v.platforms:
+        d, b = v.values.get(p, {}), v.breakdown.get(p, {})
+        rows.append((p, d.get("latency_s"), d.get("ttft_s"), d.get("tpot_s"), *(b.get(c) for c in comps)))
+    return Table("model_latency", "Latency per platform",
+                 ("platform", "latency (s)", "TTFT (s)", "TPOT (s)", *(f"{c} (s)" for c in comps)), tuple(rows))
+
+
+def build(v: ModelView) -> Optional[Section]:
+    if v.empty:
+        return None
+    figures, notes = [], []
+    for fn, what in ((plots_model.breakdown, "a latency breakdown (model.P.breakdown.<part>_s)"),
+                     (plots_model.tokens, "TTFT/TPOT (model.P.ttft_s, model.P.tpot_s)")):
+        f = fn(v)
+        if f is None:
+            notes.append(f"No figure for {what}: the results have no such metrics.")
+        else:
+            figures.append(f)
+    return Section("Model run", "End-to-end serving latency per platform: " + ", ".join(v.platforms) + ".",
+                   (latency_table(v),), tuple(figures), tuple(notes))
