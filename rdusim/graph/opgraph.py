@@ -40,7 +40,7 @@ class OpGraph:
         self._idle = tuple(idle_weights)
         ops = list(ops)
         g = nx.DiGraph()
-        producers: dict[str, tuple[Op, Tensor]] = {}
+        producers: dict[str, tuple[int, Op, Tensor]] = {}
         for i, op in enumerate(ops):
             if op.name in g:
                 raise InputError(source, f"ops.{op.name}", "unique op names", "a duplicate")
@@ -48,28 +48,35 @@ class OpGraph:
             for t in op.outputs:
                 if t.name in producers:
                     raise InputError(source, f"ops.{op.name}.outputs.{t.name}",
-                                     "each tensor produced once", f"also produced by {producers[t.name][0].name}")
-                producers[t.name] = (op, t)
-        for op in ops:
+                                     "each tensor produced once", f"also produced by {producers[t.name][1].name}")
+                producers[t.name] = (i, op, t)
+        in_order = True     # every producer before its consumers: the given order is topological
+        edges = []
+        for i, op in enumerate(ops):
             for t in op.inputs:
                 if t.role in EXTERNAL_ROLES:
                     continue
                 if t.name not in producers:
                     raise InputError(source, f"ops.{op.name}.inputs.{t.name}",
                                      "an activation produced by an op of the graph", "no producer")
-                src, made = producers[t.name]
+                j, src, made = producers[t.name]
                 if made.shape != t.shape or made.dtype != t.dtype:
                     raise InputError(source, f"ops.{op.name}.inputs.{t.name}",
                                      f"shape {list(made.shape)} {made.dtype.value} as produced by {src.name}",
                                      f"{list(t.shape)} {t.dtype.value}")
-                g.add_edge(src.name, op.name, tensor=t.name, nbytes=t.nbytes)
+                in_order = in_order and j < i
+                edges.append((src.name, op.name, {"tensor": t.name, "nbytes": t.nbytes}))
+        g.add_edges_from(edges)
+        self._g = g
+        if in_order:
+            self._ops: tuple[Op, ...] = tuple(ops)
+            return
         if not nx.is_directed_acyclic_graph(g):
             cycle = nx.find_cycle(g)
             raise InputError(source, "ops", "an acyclic graph",
                              "a cycle " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
-        self._g = g
         order = nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"])
-        self._ops: tuple[Op, ...] = tuple(g.nodes[n]["op"] for n in order)
+        self._ops = tuple(g.nodes[n]["op"] for n in order)
 
     # ---- read-only views ----
     @property

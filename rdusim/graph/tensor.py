@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 
 class DType(enum.Enum):
@@ -47,11 +48,11 @@ class Tensor:
         if not 0 < self.density <= 1:
             raise ValueError(f"tensor {self.name}: density must be in (0, 1], got {self.density}")
 
-    @property
+    @cached_property
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def nbytes(self) -> float:
         """Bytes stored: dense elements x dtype, or non-zeros plus a 2-byte index each if sparse."""
         if self.density >= 1.0:
