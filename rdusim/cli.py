@@ -46,14 +46,9 @@ def cmd_arch_show(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from rdusim.config.model import load_model
-    from rdusim.graph.model_graph import build_model_graph
-    from rdusim.graph.phase import Phase
-    from rdusim.graph.summary import graph_summary
+    from rdusim.graph.summary import summarize_request
 
-    cfg = load_model(args.model)
-    graph = build_model_graph(cfg, Phase(args.phase), args.batch, args.seq, tp=args.tp, origin="command line")
-    summary = graph_summary(cfg, graph, args.phase, args.batch, args.seq, tp=args.tp)
+    summary = summarize_request(args.model, args.phase, args.batch, args.seq, args.tp)
     if args.json:
         print(json.dumps(summary))
         return 0
@@ -62,13 +57,18 @@ def cmd_graph(args) -> int:
         oi = r["oi_flops_per_byte"]
         print(f"{r['name']:<28} {r['kind']:<12} {r['flops'] / 1e9:>12.4f} {r['bytes_read'] / 1e6:>10.3f} "
               f"{r['bytes_written'] / 1e6:>10.3f} {oi if oi is not None else float('inf'):>8.2f}")
-    print(f"\n{cfg.name} {args.phase} batch={args.batch} seq={args.seq} tp={args.tp}: {len(graph)} ops")
+    request = f" {args.phase} batch={args.batch} seq={args.seq} tp={args.tp}" if summary["phase"] else ""
+    print(f"\n{summary['model']}{request}: {summary['num_ops']} ops")
     print(f"  parameters              {summary['params'] / 1e9:.4f} B ({_fmt_si(summary['param_bytes'], 'B')})")
     print(f"  FLOPs                   {_fmt_si(summary['flops'], 'FLOP')}")
-    print(f"  FLOPs/param/token       {summary['flops_per_param_per_token']:.3f}")
+    if summary["flops_per_param_per_token"] is not None:
+        print(f"  FLOPs/param/token       {summary['flops_per_param_per_token']:.3f}")
     print(f"  bytes moved             {_fmt_si(summary['bytes'], 'B')}")
-    print(f"  operational intensity   {summary['oi_flops_per_byte']:.2f} FLOP/B")
-    print(f"  KV cache per token      {_fmt_si(summary['kv_cache_bytes_per_token'], 'B')} (whole model, one sequence)")
+    print(f"  operational intensity   {summary['oi_flops_per_byte']:.2f} FLOP/B unfused, "
+          f"{summary['fused_oi_flops_per_byte'] or float('inf'):.2f} fused")
+    if summary["kv_cache_bytes_per_token"] is not None:
+        print(f"  KV cache per token      {_fmt_si(summary['kv_cache_bytes_per_token'], 'B')} "
+              "(whole model, one sequence)")
     return 0
 
 
@@ -155,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out")
     rep.set_defaults(func=cmd_report)
 
-    g = sub.add_parser("graph", help="operator graph of a model: FLOPs, bytes, parameters")
-    g.add_argument("model")
-    g.add_argument("--phase", choices=["prefill", "decode", "train"], required=True)
+    g = sub.add_parser("graph", help="operator graph of a model (or a graph YAML): FLOPs, bytes, parameters")
+    g.add_argument("model", help="a name in models/, a model YAML, or a graph YAML with ops")
+    g.add_argument("--phase", choices=["prefill", "decode", "train"], help="required for models")
     g.add_argument("--batch", type=int, default=1)
     g.add_argument("--seq", type=int, default=2048)
     g.add_argument("--tp", type=int, default=1)

@@ -97,3 +97,50 @@ def test_bad_arch_unit_exits_2(tmp_path, capsys):
     p.write_text(text.replace(line, line.split("{")[0] + '{value: "200 GB/s", source: "x"}', 1))
     code, _, err = _run(capsys, "arch", "show", str(p))
     assert code == 2 and str(p) in err and "bandwidth_bytes_per_s" in err and "bytes per second" in err
+
+
+GRAPH = """
+name: tiny-mlp
+tensors:
+  x: {shape: [4, 16], role: input}
+  w1: {shape: [16, 64], role: weight}
+  w2: {shape: [64, 16], role: weight}
+ops:
+  - {name: up, kind: linear, inputs: [x, w1], output: h}
+  - {name: act, kind: elementwise, inputs: [h], output: a, flops_per_element: 4}
+  - {name: down, kind: linear, inputs: [a, w2], output: y}
+"""
+
+
+def test_custom_graph_file(tmp_path, capsys):
+    p = tmp_path / "g.yaml"
+    p.write_text(GRAPH)
+    code, out, _ = _run(capsys, "graph", str(p), "--json")
+    s = json.loads(out)
+    assert code == 0 and s["model"] == "tiny-mlp" and s["params"] == 2 * 16 * 64
+    assert s["flops"] == 2 * (2 * 4 * 16 * 64) + 4 * 4 * 64
+    # fused: x, both weights and y cross the boundary; h and a stay on chip
+    assert s["fused_boundary_bytes"] == 2 * (4 * 16 + 2 * 16 * 64 + 4 * 16)
+    code, out, _ = _run(capsys, "graph", str(p))
+    assert code == 0 and "tiny-mlp: 3 ops" in out
+
+
+@pytest.mark.parametrize("old,new,key", [
+    ("kind: elementwise", "kind: conv2d", "ops[1].kind"),
+    ("w2: {shape: [64, 16]", "w2: {shape: [32, 16]", "ops[2]"),                  # shape mismatch
+    ("inputs: [x, w1], output: h", "inputs: [y, w1], output: h", "ops"),         # cycle up -> act -> down -> up
+    ("name: act", "name: up", "ops[1].name"),
+])
+def test_bad_custom_graph_exits_2(tmp_path, capsys, old, new, key):
+    p = tmp_path / "g.yaml"
+    text = GRAPH.replace(old, new)
+    if key == "ops":
+        text = text.replace("x: {shape: [4, 16]", "x0: {shape: [4, 16]")
+    p.write_text(text)
+    code, out, err = _run(capsys, "graph", str(p))
+    assert code == 2 and out == "" and f"{p}: {key}:" in err and "Traceback" not in err
+
+
+def test_model_without_phase_exits_2(capsys):
+    code, _, err = _run(capsys, "graph", "llama2-7b")
+    assert code == 2 and "--phase" in err

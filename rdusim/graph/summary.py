@@ -36,3 +36,43 @@ def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq:
         "num_ops": len(graph),
         "ops": [op_row(o) for o in graph.ops],
     }
+
+
+def summarize_request(model: str, phase: str | None, batch: int, seq: int, tp: int = 1) -> dict:
+    """Summary for ``rdusim graph``: MODEL is a name in models/, a model YAML, or a
+    user-written graph YAML (a mapping with ``ops``; phase, batch, seq, tp do not apply)."""
+    from pathlib import Path
+
+    from rdusim.config.model import load_model
+    from rdusim.config.yamlio import load_yaml
+    from rdusim.errors import InputError
+    from rdusim.graph.from_yaml import graph_from_mapping
+    from rdusim.graph.model_graph import build_model_graph
+    from rdusim.graph.phase import Phase
+
+    p = Path(model)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        data = load_yaml(p)
+        if isinstance(data, dict) and "ops" in data:
+            return custom_summary(graph_from_mapping(data, str(p)))
+    if phase is None:
+        raise InputError("command line", "--phase", "one of prefill, decode, train for a model", "none given")
+    cfg = load_model(model)
+    graph = build_model_graph(cfg, Phase(phase), batch, seq, tp=tp, origin="command line")
+    return graph_summary(cfg, graph, phase, batch, seq, tp=tp)
+
+
+def custom_summary(graph: OpGraph) -> dict:
+    t = graph.totals
+    fused = graph.boundary_bytes
+    return {
+        "model": graph.name, "phase": None, "batch": None, "seq": None, "tp": None,
+        "params": graph.params, "param_bytes": graph.param_bytes,
+        "flops": t.flops, "bytes": t.bytes, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
+        "oi_flops_per_byte": t.oi_flops_per_byte,
+        "fused_boundary_bytes": fused,
+        "fused_oi_flops_per_byte": t.flops / fused if fused else None,
+        "flops_per_param_per_token": None, "kv_cache_bytes_per_token": None,
+        "num_ops": len(graph),
+        "ops": [op_row(o) for o in graph.ops],
+    }
