@@ -87,3 +87,12 @@ def test_flashfftconv_default_setting():
                                    if t.role == TensorRole.CONSTANT}.values())
     assert boundary_bytes(g.ops) == 2 * pts * 2 + consts
     assert fused_oi(g.ops) > 10 * unfused_oi(g.ops)
+
+
+def test_errors_name_the_caller():
+    with pytest.raises(InputError) as e:
+        flashfftconv_graph(1000, 1, 4, 4, origin="w.yaml: benchmarks[2]")
+    assert e.value.file == "w.yaml: benchmarks[2]" and e.value.key == "order" and "seq=1000" in str(e.value)
+    with pytest.raises(InputError) as e:
+        flashfftconv_graph(1024, 1, 0, 2, origin="w.yaml")
+    assert e.value.key == "channels"

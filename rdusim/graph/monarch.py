@@ -39,12 +39,13 @@ CONST = TensorRole.CONSTANT
 FLASHFFTCONV_DEFAULTS = {"seq": 2 ** 20, "batch": 1, "channels": 256, "order": 4}
 
 
-def monarch_factors(n: int, order: int) -> tuple[int, ...]:
-    """n as ``order`` factors as equal as possible (largest first), each >= 2."""
+def monarch_factors(n: int, order: int, *, origin: str = "monarch_fft", n_key: str = "n") -> tuple[int, ...]:
+    """n as ``order`` factors as equal as possible (largest first), each >= 2.
+    Errors name ``origin`` (e.g. the workload file and entry) and ``n_key``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise InputError("monarch_fft", "n", "an integer FFT length >= 2", n)
+        raise InputError(origin, n_key, "an integer FFT length >= 2", n)
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise InputError("monarch_fft", "order", "a positive integer", order)
+        raise InputError(origin, "order", "a positive integer", order)
     primes, m, p = [], n, 2
     while p * p <= m:
         while m % p == 0:
@@ -54,7 +55,7 @@ def monarch_factors(n: int, order: int) -> tuple[int, ...]:
     if m > 1:
         primes.append(m)
     if order > len(primes):
-        raise InputError("monarch_fft", "order", f"at most {len(primes)} (the prime factors of n={n})", order)
+        raise InputError(origin, "order", f"at most {len(primes)} (the prime factors of {n_key}={n})", order)
     factors = [1] * order
     for q in sorted(primes, reverse=True):
         i = min(range(order), key=lambda j: factors[j])
@@ -115,24 +116,25 @@ def _fft(x: Tensor, lead: int, prefix: str, inverse: bool, real_in: bool, real_o
 
 def monarch_fft_ops(n: int, order: int = 2, batch: int = 1, prefix: str = "fft", inverse: bool = False,
                     *, real_input: bool = False, real_output: bool = False,
-                    dtype: DType = DType.BF16) -> list[Op]:
+                    dtype: DType = DType.BF16, origin: str = "monarch_fft") -> list[Op]:
     """Ops of ``batch`` independent n-point FFTs (complex in and out unless told otherwise)."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InputError("monarch_fft", "batch", "a positive integer", batch)
-    factors = monarch_factors(n, order)
+        raise InputError(origin, "batch", "a positive integer", batch)
+    factors = monarch_factors(n, order, origin=origin)
     shape = (batch, *factors) if real_input else (batch, 2, *factors)
     x = Tensor(f"{prefix}.in", shape, dtype, TensorRole.INPUT)
     return _fft(x, 1, prefix, inverse, real_input, real_output)
 
 
-def monarch_fft_graph(n: int, order: int = 2, batch: int = 1) -> OpGraph:
+def monarch_fft_graph(n: int, order: int = 2, batch: int = 1, *, origin: str = "monarch_fft") -> OpGraph:
     """The SN40L paper's Figure 3 example: for order 2, Gemm0 -> Mul -> Transpose -> Gemm1."""
-    return OpGraph(f"monarch_fft.n{n}.p{order}.b{batch}", monarch_fft_ops(n, order, batch), source="monarch_fft")
+    return OpGraph(f"monarch_fft.n{n}.p{order}.b{batch}", monarch_fft_ops(n, order, batch, origin=origin),
+                   source=origin)
 
 
 def flashfftconv_graph(seq: int = FLASHFFTCONV_DEFAULTS["seq"], batch: int = FLASHFFTCONV_DEFAULTS["batch"],
                        channels: int = FLASHFFTCONV_DEFAULTS["channels"],
-                       order: int = FLASHFFTCONV_DEFAULTS["order"]) -> OpGraph:
+                       order: int = FLASHFFTCONV_DEFAULTS["order"], *, origin: str = "flashfftconv") -> OpGraph:
     """FFT convolution y = iFFT(FFT(u) * FFT(k)) of ``batch x channels`` real signals.
 
     The kernel's FFT is precomputed (a CONSTANT per channel, as FlashFFTConv caches
@@ -141,8 +143,8 @@ def flashfftconv_graph(seq: int = FLASHFFTCONV_DEFAULTS["seq"], batch: int = FLA
     are not included."""
     for key, val in (("batch", batch), ("channels", channels)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise InputError("flashfftconv", key, "a positive integer", val)
-    factors = monarch_factors(seq, order)
+            raise InputError(origin, key, "a positive integer", val)
+    factors = monarch_factors(seq, order, origin=origin, n_key="seq")
     u = Tensor("conv.u", (batch, channels, seq), DType.BF16, TensorRole.INPUT)
     ops: list[Op] = [O.reshape("conv.split", u, (batch, channels, *factors), "conv.u_factored",
                                tag="fft.reshape")]
@@ -153,4 +155,4 @@ def flashfftconv_graph(seq: int = FLASHFFTCONV_DEFAULTS["seq"], batch: int = FLA
                              tag="fft.pointwise"))
     ops += _fft(ops[-1].outputs[0], 2, "conv.ifft", True, False, True)
     ops.append(O.reshape("conv.join", ops[-1].outputs[0], (batch, channels, seq), "conv.y", tag="fft.reshape"))
-    return OpGraph(f"flashfftconv.s{seq}.b{batch}.c{channels}.p{order}", ops, source="flashfftconv")
+    return OpGraph(f"flashfftconv.s{seq}.b{batch}.c{channels}.p{order}", ops, source=origin)
