@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import MappingProxyType
 
 from rdusim.compiler.dataflow import dataflow_nodes
 from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import place_tensors
-from rdusim.compiler.placement import build_kernel
-from rdusim.compiler.plan import Plan
+from rdusim.compiler.placement import build_kernel, group_key
+from rdusim.compiler.dataflow import Node
+from rdusim.compiler.plan import Kernel, Plan
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.graph.opgraph import OpGraph
@@ -24,8 +26,23 @@ def compile_plan(graph: OpGraph, arch: RduArch, policy: FusionPolicy, *, tiles: 
     tiers = place_tensors(nodes, arch)
     groups = partition(nodes, consumers, tiers, arch, policy, tiles)
     kernels = []
+    built: dict[tuple, Kernel] = {}      # structurally identical groups (repeated layers) placed once
     for i, group in enumerate(groups):
         name = group[0].name if len(group) == 1 else f"k{i}.{group[0].name}..{group[-1].name}"
-        kernels.append(build_kernel(name, group, consumers, tiers, arch, tiles))
+        key = group_key(group, consumers, tiers)
+        same = built.get(key)
+        if same is None:
+            kernel = built[key] = build_kernel(name, group, consumers, tiers, arch, tiles)
+        else:
+            kernel = renamed(same, name, group)
+        kernels.append(kernel)
     return Plan(graph.name, policy, tiles, tuple(kernels),
                 MappingProxyType({k: v.value for k, v in tiers.items()}))
+
+
+def renamed(kernel: Kernel, name: str, group: list[Node]) -> Kernel:
+    """A placed kernel reused for a structurally identical group of other ops."""
+    stages = tuple(replace(s, name=n.name, ops=(n.name,)) for s, n in zip(kernel.stages, group))
+    layers = {n.layer for n in group}
+    return replace(kernel, name=name, ops=tuple(n.name for n in group), stages=stages,
+                   layer=layers.pop() if len(layers) == 1 else -1)

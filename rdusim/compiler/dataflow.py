@@ -41,31 +41,40 @@ class Node:
 
 
 def is_view(op: Op, policy: FusionPolicy) -> bool:
-    if op.kind == OpKind.RESHAPE:
+    """Reshapes and slices are views always; transposes and concats are access patterns
+    on stage buffers under streaming fusion, real passes over memory when unfused."""
+    if op.kind in (OpKind.RESHAPE, OpKind.SLICE):
         return True
-    return op.kind == OpKind.TRANSPOSE and policy == FusionPolicy.FUSED
+    return op.kind.is_layout and policy == FusionPolicy.FUSED
+
+
+# a tensor seen through views: the (source tensor, real producer or None) parts it is made of
+_Parts = tuple[tuple[Tensor, "str | None"], ...]
 
 
 def dataflow_nodes(graph: OpGraph, policy: FusionPolicy) -> tuple[tuple[Node, ...], dict[str, tuple[str, ...]]]:
     """Real ops in topological order, and for each the real ops consuming its outputs."""
-    producer: dict[str, str | None] = {}     # tensor name -> real producer (None = external)
+    parts: dict[str, _Parts] = {}
     nodes: list[Node] = []
     for op in graph.ops:
         if is_view(op, policy):
-            base = _resolve(op.inputs[0], producer)
+            joined = tuple(p for t in op.inputs for p in _parts(t, parts))
             for t in op.outputs:
-                producer[t.name] = base
+                parts[t.name] = joined
             continue
         operands = []
         for t in op.inputs:
-            src = _resolve(t, producer)
             nbytes = t.nbytes
             if op.kind == OpKind.EMBEDDING and t.role == TensorRole.WEIGHT:
                 # a gather reads only the looked-up rows
                 nbytes = max(0.0, op.bytes_read - sum(x.nbytes for x in op.inputs if x is not t))
-            operands.append(Operand(t, src, float(nbytes)))
+            ps = _parts(t, parts)
+            whole = sum(src.nbytes for src, _ in ps) or 1.0
+            for src, prod in ps:
+                share = nbytes * src.nbytes / whole if len(ps) > 1 else nbytes
+                operands.append(Operand(src if prod is None else t, prod, float(share)))
         for t in op.outputs:
-            producer[t.name] = op.name
+            parts[t.name] = ((t, op.name),)
         persistent = any(t.role in (TensorRole.KV_CACHE, TensorRole.WEIGHT, TensorRole.OPTIMIZER_STATE)
                          for t in op.outputs)
         nodes.append(Node(op, tuple(operands), float(sum(t.nbytes for t in op.outputs)), persistent))
@@ -77,7 +86,7 @@ def dataflow_nodes(graph: OpGraph, policy: FusionPolicy) -> tuple[tuple[Node, ..
     return tuple(nodes), {k: tuple(v) for k, v in consumers.items()}
 
 
-def _resolve(t: Tensor, producer: dict[str, str | None]) -> str | None:
-    if t.role in EXTERNAL_ROLES:
-        return None
-    return producer.get(t.name)
+def _parts(t: Tensor, parts: dict[str, _Parts]) -> _Parts:
+    if t.role in EXTERNAL_ROLES or t.name not in parts:
+        return ((t, None),)
+    return parts[t.name]

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Mapping
 
 from rdusim.compiler.dataflow import Node
-from rdusim.compiler.placement import fits
-from rdusim.compiler.plan import Tier
+import math
+
+from rdusim.compiler.placement import capacity_bytes, draft_stage, stage_kind
+from rdusim.compiler.plan import StageKind, Tier
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 
@@ -24,16 +26,26 @@ def partition(nodes: tuple[Node, ...], consumers: Mapping[str, tuple[str, ...]],
               arch: RduArch, policy: FusionPolicy, tiles: int) -> list[list[Node]]:
     if policy == FusionPolicy.UNFUSED:
         return [[n] for n in nodes]
+    nodes_by_name = {n.name: n for n in nodes}
     groups: list[list[Node]] = []
+    sock = arch.socket
     for run in _layer_runs(nodes):
-        current: list[Node] = []
+        current: dict[str, int] = {}
+        pmus = pcus = 0
         for n in run:
-            if current and not fits(current + [n], consumers, tiers, arch, tiles):
-                groups.append(current)
-                current = []
-            current.append(n)
+            # what the op adds if it joins (its output counted as leaving: an upper bound)
+            d = draft_stage(n, current, consumers, tiers, assume_written=True)
+            add_pmus = math.ceil(capacity_bytes(d, tiles) / sock.pmu.capacity_bytes)
+            add_pcus = 1 if stage_kind(n) == StageKind.COMPUTE else 0
+            if current and (pmus + add_pmus > sock.pmu.count or pcus + add_pcus > sock.pcu.count):
+                groups.append([nodes_by_name[k] for k in current])
+                current, pmus, pcus = {}, 0, 0
+                d = draft_stage(n, current, consumers, tiers, assume_written=True)
+                add_pmus = math.ceil(capacity_bytes(d, tiles) / sock.pmu.capacity_bytes)
+            current[n.name] = len(current)
+            pmus, pcus = pmus + add_pmus, pcus + add_pcus
         if current:
-            groups.append(current)
+            groups.append([nodes_by_name[k] for k in current])
     return groups
 
 

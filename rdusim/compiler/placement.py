@@ -48,6 +48,7 @@ class _StageDraft:
     reads: list[_Read]
     write_bytes: float
     write_tier: Tier
+    held_bytes: float = 0.0          # operands arriving over edges but needed whole (PMU capacity)
 
     @property
     def resident_bytes(self) -> float:
@@ -76,61 +77,72 @@ def work_pcu_s(node: Node, in_bytes: float, arch: RduArch) -> float:
     return max(node.op.flops / (pcu.flops_per_s * eff), in_bytes / arch.socket.pmu.bandwidth_bytes_per_s)
 
 
+def draft_stage(n: Node, group: Mapping[str, int], consumers: Mapping[str, tuple[str, ...]],
+                tiers: Mapping[str, Tier], assume_written: bool = False) -> _StageDraft:
+    """The stage ``n`` becomes in a kernel whose ops are ``group`` (name -> stage index).
+    ``assume_written``: count its output as leaving the kernel (while the group still grows)."""
+    edges: dict[int, float] = {}
+    offchip = []
+    held = 0.0
+    biggest = max((o.nbytes for o in n.operands), default=0.0)
+    big_numel = max((o.tensor.numel for o in n.operands), default=0)
+    gemm = n.op.kind == OpKind.GEMM
+    for o in n.operands:
+        if o.producer is not None and o.producer in group:
+            j = group[o.producer]
+            edges[j] = edges.get(j, 0.0) + o.nbytes
+            if gemm and o.nbytes < biggest:
+                held += o.nbytes          # the smaller GEMM operand is collected whole
+        elif o.nbytes > 0:
+            tier = tiers.get(o.tensor.name, Tier.HBM) if o.producer is None else Tier.HBM
+            offchip.append((o, tier))
+    reads = []
+    streamed_one = False
+    for o, tier in offchip:
+        if gemm:
+            # the larger operand streams, the smaller is held whole by every tile
+            stream = o.nbytes >= biggest and not streamed_one
+        else:
+            # same-size operands stream together; broadcast operands (norm weights) are held
+            stream = o.tensor.numel >= big_numel
+        streamed_one = streamed_one or stream
+        reads.append(_Read(o.tensor.name, o.nbytes, tier, not stream))
+    outs = consumers.get(n.name, ())
+    writes_out = n.persistent_out or not outs or assume_written or any(c not in group for c in outs)
+    wt = Tier.HBM
+    for t in n.op.outputs:
+        if t.name in tiers:
+            wt = tiers[t.name]
+    return _StageDraft(n, stage_kind(n), edges, reads, n.out_bytes if writes_out else 0.0, wt, held)
+
+
+def group_key(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier]) -> tuple:
+    """Everything about a group of ops that placement looks at, without their names:
+    two groups with equal keys (the same layer at another depth) place identically."""
+    index = {n.name: i for i, n in enumerate(nodes)}
+    key = []
+    for n in nodes:
+        op = n.op
+        operands = tuple((o.nbytes, o.tensor.numel, index.get(o.producer, -1) if o.producer else -2,
+                          tiers.get(o.tensor.name, Tier.HBM).value if o.producer is None else "")
+                         for o in n.operands)
+        outs = consumers.get(n.name, ())
+        leaves = n.persistent_out or not outs or any(c not in index for c in outs)
+        out_tier = next((tiers[t.name].value for t in op.outputs if t.name in tiers), "")
+        key.append((op.kind.value, op.flops, n.out_bytes, leaves, out_tier, operands,
+                    op.attr("message_bytes"), op.attr("ranks")))
+    return tuple(key)
+
+
 def _drafts(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
             tiers: Mapping[str, Tier]) -> list[_StageDraft]:
     index = {n.name: i for i, n in enumerate(nodes)}
-    drafts = []
-    for n in nodes:
-        edges: dict[int, float] = {}
-        offchip = []
-        for o in n.operands:
-            if o.producer is not None and o.producer in index:
-                j = index[o.producer]
-                edges[j] = edges.get(j, 0.0) + o.nbytes
-            elif o.nbytes > 0:
-                tier = tiers.get(o.tensor.name, Tier.HBM) if o.producer is None else Tier.HBM
-                offchip.append((o, tier))
-        biggest = max((o.nbytes for o in n.operands), default=0.0)
-        big_numel = max((o.tensor.numel for o in n.operands), default=0)
-        reads = []
-        streamed_one = False
-        for o, tier in offchip:
-            if n.op.kind == OpKind.GEMM:
-                # the larger operand streams, the smaller is held whole by every tile
-                stream = o.nbytes >= biggest and not streamed_one
-            else:
-                # same-size operands stream together; broadcast operands (norm weights) are held
-                stream = o.tensor.numel >= big_numel
-            streamed_one = streamed_one or stream
-            reads.append(_Read(o.tensor.name, o.nbytes, tier, not stream))
-        outside = [c for c in consumers.get(n.name, ()) if c not in index]
-        writes_out = n.persistent_out or outside or not consumers.get(n.name)
-        wt = Tier.HBM
-        for t in n.op.outputs:
-            if t.name in tiers:
-                wt = tiers[t.name]
-        drafts.append(_StageDraft(n, stage_kind(n), edges, reads, n.out_bytes if writes_out else 0.0, wt))
-    return drafts
+    return [draft_stage(n, index, consumers, tiers) for n in nodes]
 
 
-def _capacity_bytes(d: _StageDraft, tiles: int) -> float:
+def capacity_bytes(d: _StageDraft, tiles: int) -> float:
     buffers = sum(d.edges.values()) + d.streamed_read_bytes + d.write_bytes
-    return d.resident_bytes + BUFFER_DEPTH * buffers / tiles
-
-
-def capacity_pmus(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-                  arch: RduArch, tiles: int) -> int:
-    """PMUs the group needs for capacity alone (buffers + resident operands)."""
-    cap = arch.socket.pmu.capacity_bytes
-    return sum(math.ceil(_capacity_bytes(d, tiles) / cap) for d in _drafts(nodes, consumers, tiers))
-
-
-def fits(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-         arch: RduArch, tiles: int) -> bool:
-    compute = sum(1 for n in nodes if stage_kind(n) == StageKind.COMPUTE)
-    if compute > arch.socket.pcu.count:
-        return False
-    return capacity_pmus(nodes, consumers, tiers, arch, tiles) <= arch.socket.pmu.count
+    return d.resident_bytes + d.held_bytes + BUFFER_DEPTH * buffers / tiles
 
 
 def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> list[int]:
@@ -171,17 +183,17 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
     pcus = _share(sock.pcu.count, work, lo, hi) if sum(lo) <= sock.pcu.count else lo
     compute_s = [w / p if p else 0.0 for w, p in zip(work, pcus)]
     # ---- PMUs: capacity, then bandwidth, whichever needs more ----
-    cap_bytes = [_capacity_bytes(d, tiles) for d in drafts]
+    cap_bytes = [capacity_bytes(d, tiles) for d in drafts]
     pmu_cap = [math.ceil(c / sock.pmu.capacity_bytes) for c in cap_bytes]
     avail_cap = sock.pmu.count * sock.pmu.capacity_bytes
-    resident = sum(d.resident_bytes for d in drafts)
+    resident = sum(d.resident_bytes + d.held_bytes for d in drafts)
     passes = 1
     if sum(pmu_cap) > sock.pmu.count:
         # resident operands do not fit: hold what fits, re-stream the rest in passes
         buffers = sum(cap_bytes) - resident
         room = max(avail_cap - buffers, sock.pmu.capacity_bytes)
         passes = math.ceil(resident / room)
-        pmu_cap = [math.ceil((c - d.resident_bytes + d.resident_bytes / passes) / sock.pmu.capacity_bytes)
+        pmu_cap = [math.ceil((c - (1 - 1 / passes) * (d.resident_bytes + d.held_bytes)) / sock.pmu.capacity_bytes)
                    for c, d in zip(cap_bytes, drafts)]
         pmu_cap = _scale_to(pmu_cap, sock.pmu.count)
     est_s = max(max(compute_s, default=0.0),
@@ -253,11 +265,17 @@ def _scale_to(counts: list[int], total: int) -> list[int]:
     return [max(1 if c else 0, math.floor(c * total / s)) for c in counts]
 
 
+STREAMS_PER_AGCU = 16       # an AGCU interleaves the requests of up to this many streams
+
+
 def _agcu_shares(stream_bytes: Iterable[float], count: int) -> list[float]:
+    """AGCU shares of the kernel's streams: each gets a floor (one interleave slot), the
+    rest of the pool goes in proportion to bytes, so big streams are not starved by
+    many small ones."""
     b = list(stream_bytes)
     if not b:
         return []
-    if len(b) >= count:
-        return [count / len(b)] * len(b)
-    alloc = _share(count, b, [1] * len(b), [count] * len(b))
-    return [float(a) for a in alloc]
+    floor = min(1.0 / STREAMS_PER_AGCU, count / len(b))
+    rest = count - floor * len(b)
+    total = sum(b)
+    return [floor + (rest * x / total if total else rest / len(b)) for x in b]

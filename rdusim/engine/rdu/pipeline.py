@@ -38,13 +38,33 @@ class KernelRun:
     p2p_bytes: float
 
 
+class _Server:
+    """A shared first-come-first-served channel (a memory tier, a link).
+
+    Equivalent to a ``simpy.Resource`` of capacity one held for a known service time,
+    but one event per use: a request arriving at ``now`` completes at
+    ``max(now, end of the previous request) + service``.
+    """
+
+    __slots__ = ("env", "free_at")
+
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.free_at = 0.0
+
+    def use(self, service_s: float) -> simpy.Event:
+        done = max(self.env.now, self.free_at) + service_s
+        self.free_at = done
+        return self.env.timeout(done - self.env.now)
+
+
 class _Sim:
     def __init__(self, kernel: Kernel, hw: SocketHw, tiles: int, log: list | None):
         self.k, self.hw, self.n, self.log = kernel, hw, tiles, log
         self.env = simpy.Environment()
-        self.tier = {t: simpy.Resource(self.env, 1) for t in hw.tier_bw}
-        self.p2p = simpy.Resource(self.env, 1)
-        self.d2d = simpy.Resource(self.env, 1)
+        self.tier = {t: _Server(self.env) for t in hw.tier_bw}
+        self.p2p = _Server(self.env)
+        self.d2d = _Server(self.env)
         self.moved = {t.value: 0.0 for t in hw.tier_bw}
         self.tier_busy = {t.value: 0.0 for t in hw.tier_bw}
         self.busy = [0.0] * len(kernel.stages)
@@ -62,9 +82,7 @@ class _Sim:
         if first and lat:
             yield self.env.timeout(lat)
         bw = self.hw.tier_bw[st.tier]
-        with self.tier[st.tier].request() as req:
-            yield req
-            yield self.env.timeout(nbytes / bw)
+        yield self.tier[st.tier].use(nbytes / bw)
         self.tier_busy[st.tier.value] += nbytes / bw
         self.moved[st.tier.value] += nbytes
         extra = nbytes / (st.agcus * self.hw.agcu_bw) - nbytes / bw
@@ -119,9 +137,7 @@ class _Sim:
             if wire or (latency and t == 0):
                 if t == 0 and latency:
                     yield self.env.timeout(latency)
-                with self.p2p.request() as req:
-                    yield req
-                    yield self.env.timeout(max(base, wire / self.hw.p2p.effective_bandwidth_bytes_per_s))
+                yield self.p2p.use(max(base, wire / self.hw.p2p.effective_bandwidth_bytes_per_s))
                 self.p2p_bytes += wire
                 self.coll += self.env.now - start
             else:
@@ -129,9 +145,7 @@ class _Sim:
             self.busy[i] += self.env.now - start
             for store, nbytes, cross in outputs:
                 if cross:
-                    with self.d2d.request() as req:
-                        yield req
-                        yield self.env.timeout(nbytes / self.n / self.hw.d2d.effective_bandwidth_bytes_per_s)
+                    yield self.d2d.use(nbytes / self.n / self.hw.d2d.effective_bandwidth_bytes_per_s)
                     self.d2d_bytes += nbytes / self.n
                 yield from self.put(s.name, store, t)
 

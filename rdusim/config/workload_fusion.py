@@ -1,0 +1,69 @@
+"""Workload kind ``fusion``: the SN40L paper's fusion study (Table 1, Figure 6).
+
+Each benchmark is one step of a graph: a model phase (prefill / decode / train) or a
+long-convolution kernel (``flashfftconv``, ``monarch_fft``). Every RDU platform runs it
+unfused, fused + software-orchestrated launch, and fused + hardware orchestration;
+a GPU platform runs it unfused and fused with its own launch mode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from rdusim.config.strict import positive
+from rdusim.config.workload import PlatformSpec
+from rdusim.graph.phase import Phase
+
+FFT_KINDS = ("flashfftconv", "monarch_fft")
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+@dataclass(frozen=True)
+class FusionBenchmark:
+    name: str                                  # appears inside metric keys: no dots
+    model: str                                 # a model in models/ (or a path), or flashfftconv / monarch_fft
+    phase: Optional[Phase] = None              # required for models
+    batch: int = field(default=1, metadata=positive())
+    seq: int = field(default=2048, metadata=positive())    # models, flashfftconv: sequence length
+    tp: Optional[int] = field(default=None, metadata=positive())   # sockets; default the platform's tp
+    weight_density: float = field(default=1.0, metadata={"gt": 0, "le": 1})   # sparseGPT: 0.125
+    layers: Optional[int] = field(default=None, metadata=positive())  # limit the depth (quick runs)
+    channels: int = field(default=1, metadata=positive())   # flashfftconv: hidden channels
+    order: int = field(default=2, metadata=positive())      # monarch / flashfftconv decomposition order
+    n: int = field(default=4096, metadata=positive())       # monarch_fft: FFT size
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError("name", "letters, digits, '_' or '-' (names appear inside metric keys)", self.name)
+        if self.model not in FFT_KINDS and self.phase is None:
+            raise ValueError("phase", "one of prefill, decode, train for a model benchmark", None)
+
+    @property
+    def is_fft(self) -> bool:
+        return self.model in FFT_KINDS
+
+
+@dataclass(frozen=True)
+class FusionWorkload:
+    name: str
+    kind: str
+    platforms: Mapping[str, PlatformSpec]
+    benchmarks: tuple[FusionBenchmark, ...]
+    tiles: int = field(default=64, metadata={"gt": 0, "le": 4096})   # tiles each kernel's streams are cut into
+    kernel_records: bool = True               # one record per kernel (False: none, smaller results.json)
+    seed: int = 0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.benchmarks:
+            raise ValueError("benchmarks", "at least one benchmark", [])
+        if not self.platforms:
+            raise ValueError("platforms", "at least one platform", {})
+        seen = set()
+        for i, b in enumerate(self.benchmarks):
+            if b.name in seen:
+                raise ValueError(f"benchmarks[{i}].name", "unique benchmark names", b.name)
+            seen.add(b.name)

@@ -1,0 +1,146 @@
+"""The fusion study (SN40L paper, Table 1 / Figure 6): unfused vs fused + SO vs fused + HO.
+
+Metrics for the first RDU platform, per benchmark B and mode M in unfused / fused_so /
+fused_ho: ``fusion.B.M.time_s``, ``.kernels``, ``.hbm_bw_util``, ``.pcu_util``,
+``.pmu_util``, ``.oi_flops_per_byte``; ``fusion.B.speedup.fused_so_vs_unfused``,
+``.fused_ho_vs_unfused``, ``.fused_ho_vs_fused_so``. Every platform P also gets
+``fusion.B.P.<mode>.time_s`` (GPU modes: unfused / fused). Records: one row per kernel
+of one step per (platform, benchmark, mode).
+
+Unfused runs are launched by host software (every PyTorch operator is a kernel the
+framework launches); fused runs are launched both ways.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rdusim.config.arch import ArchSpec
+from rdusim.config.arch_common import ArchKind
+from rdusim.config.model import load_model
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.config.workload import LoadedWorkload, resolve_path
+from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
+from rdusim.engine.step import StepResult
+from rdusim.errors import InputError
+from rdusim.graph.opgraph import OpGraph
+from rdusim.results import RunResult, plain
+from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
+
+RDU_MODES = ("unfused", "fused_so", "fused_ho")
+GPU_MODES = ("unfused", "fused")
+SPEEDUPS = (("fused_so_vs_unfused", "fused_so", "unfused"), ("fused_ho_vs_unfused", "fused_ho", "unfused"),
+            ("fused_ho_vs_fused_so", "fused_ho", "fused_so"))
+
+
+def bench_tp(loaded: LoadedWorkload, bench: FusionBenchmark, platform: str, index: int) -> int:
+    tp = bench.tp if bench.tp is not None else (1 if bench.is_fft else loaded.spec.platforms[platform].tp)
+    arch = loaded.archs[platform]
+    devices = arch.node.sockets if arch.kind == ArchKind.RDU else arch.node.gpus
+    if tp > devices:
+        raise InputError(loaded.file, f"benchmarks[{index}].tp", f"at most the {devices} devices of {arch.name}", tp)
+    return tp
+
+
+def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: int) -> OpGraph:
+    where = f"{loaded.file}: benchmarks[{index}]"
+    if bench.is_fft:
+        try:
+            from rdusim.graph import monarch
+        except ModuleNotFoundError as exc:
+            raise InputError(loaded.file, f"benchmarks[{index}].model",
+                             "a graph builder this version has (rdusim.graph.monarch is missing)",
+                             bench.model) from exc
+        if bench.model == "flashfftconv":
+            return monarch.flashfftconv_graph(bench.seq, bench.batch, bench.channels, bench.order)
+        return monarch.monarch_fft_graph(bench.n, bench.order, bench.batch)
+    from rdusim.graph.model_graph import build_model_graph
+
+    name = bench.model
+    path = str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name
+    cfg = load_model(path)
+    return build_model_graph(cfg, bench.phase, bench.batch, bench.seq, tp=tp, layers=bench.layers,
+                             weight_density=bench.weight_density, origin=where)
+
+
+def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, trace: bool) -> dict[str, StepResult]:
+    from rdusim.compiler import compile_plan
+    from rdusim.engine.rdu.step import simulate_plan
+
+    unfused = compile_plan(graph, arch, FusionPolicy.UNFUSED, tiles=tiles)
+    fused = compile_plan(graph, arch, FusionPolicy.FUSED, tiles=tiles)
+    return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, trace=trace),
+            "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, trace=trace),
+            "fused_ho": simulate_plan(arch, fused, launch=LaunchMode.HARDWARE, trace=trace)}
+
+
+def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int, trace: bool) -> dict[str, StepResult] | None:
+    try:
+        from rdusim.engine.gpu.step import simulate_step
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("rdusim.engine.gpu"):
+            return None
+        raise
+    arch = loaded.archs[platform]
+    launch = loaded.spec.platforms[platform].launch_mode(arch.kind)
+    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp, trace=trace),
+            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp, trace=trace)}
+
+
+def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
+    return {f"{prefix}.time_s": step.time_s, f"{prefix}.kernels": step.kernels,
+            f"{prefix}.hbm_bw_util": float(step.util.get("hbm_bw", 0.0)),
+            f"{prefix}.pcu_util": float(step.util.get("pcu", step.util.get("sm", 0.0))),
+            f"{prefix}.pmu_util": float(step.util.get("pmu", 0.0)),
+            f"{prefix}.oi_flops_per_byte": step.oi_flops_per_byte if sum(step.bytes_by_tier.values()) else 0.0}
+
+
+def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+    spec: FusionWorkload = loaded.spec
+    metrics: dict[str, float] = {}
+    records: list[dict[str, Any]] = []
+    events: list[Mapping[str, Any]] = []
+    notes: dict[str, str] = {}
+    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
+    layer_util: dict[str, dict[str, float]] = {}
+    for index, bench in enumerate(spec.benchmarks):
+        for pid, platform in enumerate(spec.platforms):
+            arch: ArchSpec = loaded.archs[platform]
+            tp = bench_tp(loaded, bench, platform, index)
+            graph = build_graph(loaded, bench, tp, index)
+            if arch.kind == ArchKind.RDU:
+                steps = run_rdu(arch, graph, tp, spec.tiles, trace)
+            else:
+                steps = run_gpu(loaded, platform, graph, tp, trace)
+                if steps is None:
+                    notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
+                    continue
+            for mode, step in steps.items():
+                metrics.update(mode_metrics(f"fusion.{bench.name}.{platform}.{mode}", step))
+                if platform == first_rdu:
+                    metrics.update(mode_metrics(f"fusion.{bench.name}.{mode}", step))
+                if spec.kernel_records:
+                    records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
+                                for r in step.records]
+                if trace:
+                    events += [dict(e, pid=f"{platform}.{bench.name}.{mode}") for e in step.trace]
+            for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
+                value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
+                metrics[f"fusion.{bench.name}.{platform}.speedup.{key}"] = value
+                if platform == first_rdu:
+                    metrics[f"fusion.{bench.name}.speedup.{key}"] = value
+            if platform == first_rdu:
+                layer_util[bench.name] = largest_kernel(steps["fused_ho"])
+    extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
+             "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util}
+    return RunResult(workload_name=spec.name, kind="fusion", resolved=dict(loaded.raw),
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     records=tuple(records), extra=extra, trace=tuple(events))
+
+
+def largest_kernel(step: StepResult) -> dict[str, float]:
+    """The longest kernel of a fused step (the decoder layer in model benchmarks): its utilisations."""
+    if not step.records:
+        return {}
+    row = max(step.records, key=lambda r: r["time_s"])
+    return {k: float(row[k]) for k in ("time_s", "pcu_util", "pmu_util", "hbm_bw_util", "pcu_busy") if k in row}
