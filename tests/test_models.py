@@ -85,3 +85,10 @@ def test_sliding_window_caps_decode_attention():
     assert g.op("L0.attn.score").inputs[1].shape == (1, 8, 4096, 128)
     g = build_model_graph(cfg, Phase.PREFILL, 1, 8192, layers=1)
     assert g.op("L0.attn.score").outputs[0].shape == (1, 8, 4 * 8192, 4096)
+
+
+def test_kv_cache_bytes_follow_the_sliding_window():
+    m, l = load_model("mistral-7b"), load_model("llama2-7b")
+    assert m.kv_cache_bytes_per_token == 2 * 32 * 8 * 128 * 2
+    assert m.kv_cache_bytes(16384) == 4096 * m.kv_cache_bytes_per_token
+    assert l.kv_cache_bytes(16384) == 16384 * l.kv_cache_bytes_per_token

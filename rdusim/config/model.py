@@ -147,6 +147,12 @@ class ModelConfig:
         """K and V for every layer, one token of one sequence, at the model dtype."""
         return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.torch_dtype.nbytes
 
+    def kv_cache_bytes(self, tokens: int) -> int:
+        """KV cache of one sequence holding ``tokens`` tokens (a sliding window keeps at
+        most ``sliding_window`` of them: a rolling buffer)."""
+        kept = min(tokens, self.sliding_window) if self.sliding_window else tokens
+        return kept * self.kv_cache_bytes_per_token
+
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 

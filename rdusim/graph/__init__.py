@@ -1,1 +1,3 @@
-"""Operator graphs: typed ops with shapes, FLOPs and bytes, and builders for models."""
+"""Operator graphs: typed ops with FLOPs and bytes (ops, tensor), validated DAGs
+(opgraph), model builders (decoder, vision, model_graph, training), the Monarch FFT and
+FlashFFTConv (monarch), user-written graphs (from_yaml) and summaries (summary)."""
