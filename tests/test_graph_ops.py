@@ -196,3 +196,13 @@ def test_dense_models_are_linear_in_batch(cfg, phase, batch, seq):
         if o1.tag in ("attn.qkv", "attn.o", "mlp.gate_up", "mlp.up", "mlp.down") and o1.attr("pass") is None:
             w = o1.weight_bytes
             assert o2.bytes - w == pytest.approx(2 * (o1.bytes - w), rel=1e-12)
+
+
+def test_building_is_deterministic_and_cached():
+    from rdusim.graph.model_graph import _build_cached
+    cfg = tiny(num_local_experts=4, num_experts_per_tok=2)
+    a = build_model_graph(cfg, Phase.TRAIN, 2, 8)
+    assert build_model_graph(cfg, Phase.TRAIN, 2, 8) is a
+    _build_cached.cache_clear()
+    b = build_model_graph(cfg, Phase.TRAIN, 2, 8)
+    assert b is not a and b.ops == a.ops and b.params == a.params
