@@ -62,13 +62,15 @@ def test_kernel_points_are_read_tolerantly():
         {"kernel": "zero", "flops": 0.0, "bytes": 1e9, "time_s": 1.0},
         {"batch": 3, "latency_s_total": 1.0},          # not a kernel row
     ]
-    pts, skipped = kernel_points(rows)
-    assert [p.kernel for p in pts] == ["a", "b", "c"] and skipped == 2
+    pts, no_flops, skipped = kernel_points(rows)
+    assert [p.kernel for p in pts] == ["a", "b", "c"] and no_flops == 1 and skipped == 1
     assert pts[0].oi == pytest.approx(100) and pts[0].achieved == pytest.approx(1e15)
     assert pts[1].oi == pytest.approx(1000) and pts[1].platform is None
     assert pts[2].achieved == pytest.approx(1e15 / 8)
     util = utilisation_rows([{"benchmark": "b", "mode": "m", "kernel": "k", "time_s": 1.0, "pcu_util": 0.5}])
-    assert util == [("b/m/k", 1.0, 0.5, None, None)]
+    assert util == [("b/m/k", 1.0, 0.5, None, None, ("", "b", "m"))]
+    assert kernel_points([{"kernel": 3, "name": "L0.mlp", "phase": "decode", "flops": 1.0, "bytes": 1.0,
+                           "time_s": 1.0}])[0][0].kernel == "L0.mlp"
 
 
 def test_roofs_come_from_the_arch_specs():

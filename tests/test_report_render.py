@@ -12,7 +12,7 @@ import pytest
 import rdusim.studies
 from rdusim import __version__, cli
 from rdusim.errors import InputError
-from rdusim.report import plots_coe, plots_fusion, plots_model
+from rdusim.report import plots_coe, plots_fusion, plots_kernels, plots_model
 from rdusim.report.render import build_report, render_report, write_report
 from rdusim.results import RunResult, load_result
 
@@ -22,8 +22,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 EXPECTED_TITLES = {
     "coe": [plots_coe.TITLE_BREAKDOWN, plots_coe.TITLE_SWEEP, plots_coe.TITLE_FOOTPRINT, plots_coe.TITLE_HIT_RATE],
-    "fusion": [plots_fusion.TITLE_SPEEDUP, plots_fusion.TITLE_UTIL, plots_fusion.title_roofline("sn40l"),
-               plots_fusion.TITLE_KERNEL_UTIL],
+    "fusion": [plots_fusion.TITLE_SPEEDUP, plots_fusion.TITLE_UTIL,
+               plots_kernels.title_roofline("sn40l", {"kind": "rdu"}), plots_kernels.TITLE_KERNEL_UTIL],
     "model": [plots_model.TITLE_BREAKDOWN, plots_model.TITLE_TOKENS],
 }
 

@@ -109,3 +109,29 @@ def test_back_to_back_spans_always_validate(durs):
         tb.span("k", t, d, device="gpu0")
         t += d
     assert check_trace(_obj(tb.events())) == []
+
+
+def test_textual_pids_and_tids_are_renumbered_and_named(tmp_path):
+    events = [
+        {"name": "launch k", "ph": "X", "ts": 0.0, "dur": 20.0, "pid": "sn40l.bench.unfused", "tid": "launcher"},
+        {"name": "k", "ph": "X", "ts": 20.0, "dur": 5.0, "pid": "sn40l.bench.unfused", "tid": "socket0"},
+        {"name": "k", "ph": "X", "ts": 0.0, "dur": 5.0, "pid": "sn40l.bench.fused_ho", "tid": "socket0"},
+        span("g", 0, 1e-6, pid=3, tid=1),
+    ]
+    obj = json.loads(write_trace(events, tmp_path).read_text())
+    assert check_trace(obj) == []
+    names = {e["pid"]: e["args"]["name"] for e in obj["traceEvents"] if e["name"] == "process_name"}
+    assert sorted(names.values()) == ["sn40l.bench.fused_ho", "sn40l.bench.unfused"]
+    assert all(p > 3 for p in names)
+    threads = sorted(e["args"]["name"] for e in obj["traceEvents"] if e["name"] == "thread_name")
+    assert threads == ["launcher", "socket0", "socket0"]
+
+
+def test_window_events_of_several_builders_are_merged(tmp_path):
+    a, b = TraceBuilder(max_events=1), TraceBuilder(max_events=1)
+    for tb in (a, b):
+        for i in range(3):
+            tb.span("k", i * 1e-6, 1e-6, device="x")
+    obj = json.loads(write_trace(a.events() + b.events(), tmp_path).read_text())
+    assert obj["otherData"]["truncated"] is True and obj["otherData"]["dropped"] == 4
+    assert not any(e["name"] == WINDOW_EVENT for e in obj["traceEvents"])

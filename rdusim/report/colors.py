@@ -13,8 +13,8 @@ _KNOWN = {
 _PALETTE = ("#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d4a017",
             "#2c3e50", "#e84393", "#6d4c41", "#00838f", "#9e9d24")
 
-MODE_COLORS = {"unfused": "#9e9e9e", "fused_so": "#4e79a7", "fused_ho": "#e8710a"}
-MODE_LABELS = {"unfused": "unfused", "fused_so": "fused + SO", "fused_ho": "fused + HO"}
+MODE_COLORS = {"unfused": "#9e9e9e", "fused": "#76b7b2", "fused_so": "#4e79a7", "fused_ho": "#e8710a"}
+MODE_LABELS = {"unfused": "unfused", "fused": "fused", "fused_so": "fused + SO", "fused_ho": "fused + HO"}
 COMPONENT_HATCH = {"router": "", "switch": "///", "expert": ".."}
 COMPONENT_ALPHA = {"router": 1.0, "switch": 0.75, "expert": 0.45}
 BREAKDOWN_COLORS = {"compute": "#4e79a7", "memory": "#f28e2b", "launch": "#e15759",

@@ -51,42 +51,59 @@ def _bytes(row: Mapping[str, Any]) -> Optional[float]:
     return None if r is None and w is None else (r or 0.0) + (w or 0.0)
 
 
+def kernel_name(row: Mapping[str, Any]) -> str:
+    for key in ("kernel", "name", "op"):
+        if isinstance(row.get(key), str) and row[key]:
+            return row[key]
+    return str(row.get("kernel", row.get("name", "?")))
+
+
+def group_of(row: Mapping[str, Any]) -> str:
+    """What a kernel is coloured by: its fusion mode, else its phase."""
+    return str(row.get("mode") or row.get("phase") or "")
+
+
 def label(row: Mapping[str, Any]) -> str:
-    name = row.get("kernel") or row.get("name") or row.get("op") or "?"
-    parts = [str(row[k]) for k in ("benchmark", "mode") if row.get(k) is not None]
-    return "/".join(parts + [str(name)])
+    parts = [str(row[k]) for k in ("platform", "benchmark", "mode", "phase") if row.get(k) not in (None, "")]
+    return "/".join(parts + [kernel_name(row)])
 
 
-def kernel_points(records: Sequence[Mapping[str, Any]]) -> tuple[list[KernelPoint], int]:
-    """Rows usable on a roofline, and how many kernel-like rows could not be placed."""
-    points, skipped = [], 0
+def kernel_points(records: Sequence[Mapping[str, Any]]) -> tuple[list[KernelPoint], int, int]:
+    """Rows usable on a roofline, the kernel-like rows with no FLOPs (copies,
+    collectives, host work), and the rows that lack a time or bytes/intensity."""
+    points, no_flops, skipped = [], 0, 0
     for row in records:
         if not isinstance(row, Mapping):
             continue
         flops, t = num(row.get("flops")), _first(row, _TIME_KEYS)
         if flops is None and t is None:
             continue                         # not a kernel row at all
+        if flops is not None and flops <= 0:
+            no_flops += 1
+            continue
         oi = num(row.get("oi_flops_per_byte"))
-        if oi is None:
+        if oi is None or oi <= 0:
             b = _bytes(row)
             oi = flops / b if flops is not None and b else None
-        if flops is None or not flops > 0 or t is None or not t > 0 or oi is None or not oi > 0:
+        if flops is None or t is None or not t > 0 or oi is None or not oi > 0:
             skipped += 1
             continue
         devices = _first(row, ("devices",)) or 1.0
         points.append(KernelPoint(platform=row.get("platform"), benchmark=str(row.get("benchmark", "")),
-                                  mode=str(row.get("mode", "")), kernel=str(row.get("kernel") or row.get("name")
-                                                                           or row.get("op") or "?"),
-                                  flops=flops, oi=oi, time_s=t, devices=max(devices, 1.0)))
-    return points, skipped
+                                  mode=group_of(row), kernel=kernel_name(row), flops=flops, oi=oi, time_s=t,
+                                  devices=max(devices, 1.0)))
+    return points, no_flops, skipped
 
 
 def utilisation_rows(records: Sequence[Mapping[str, Any]]) -> list[tuple]:
-    """(label, time_s, pcu, pmu, hbm) for every row carrying a utilisation."""
+    """(label, time_s, pcu, pmu, hbm, group) for every row carrying a utilisation;
+    group = (platform, benchmark, mode or phase)."""
     out = []
     for row in records:
         if isinstance(row, Mapping) and any(num(row.get(k)) is not None for k in _UTIL_KEYS):
-            out.append((label(row), _first(row, _TIME_KEYS)) + tuple(num(row.get(k)) for k in _UTIL_KEYS))
+            group = (str(row.get("platform", "")), str(row.get("benchmark", "")), group_of(row))
+            out.append((label(row), _first(row, _TIME_KEYS)) + tuple(num(row.get(k)) for k in _UTIL_KEYS)
+                       + (group,))
     return out
 
 

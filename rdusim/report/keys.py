@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
-FUSION_MODES = ("unfused", "fused_so", "fused_ho")
+FUSION_MODES = ("unfused", "fused", "fused_so", "fused_ho")
 BREAKDOWN = ("compute", "memory", "launch", "collective", "host")
 
 
@@ -99,6 +99,10 @@ def coe_view(metrics: Mapping[str, Any], order: list[str]) -> CoeView:
 # ---------------------------------------------------------------- fusion
 @dataclass
 class FusionView:
+    """Fusion metrics of one platform (``platform`` None: the unqualified keys
+    ``fusion.<b>.<mode>.*``, which the study writes for its first RDU)."""
+
+    platform: Optional[str] = None
     benchmarks: list[str] = field(default_factory=list)
     modes: dict[tuple[str, str], dict[str, Optional[float]]] = field(default_factory=dict)
     speedups: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
@@ -107,26 +111,45 @@ class FusionView:
     def empty(self) -> bool:
         return not (self.modes or self.speedups)
 
+    def mode_list(self) -> list[str]:
+        found = {m for _, m in self.modes}
+        return [m for m in FUSION_MODES if m in found] + sorted(found - set(FUSION_MODES))
 
-def fusion_view(metrics: Mapping[str, Any]) -> FusionView:
-    v = FusionView()
-    seen: list[str] = []
+
+def fusion_view(metrics: Mapping[str, Any], platforms: Sequence[str] = ()) -> FusionView:
+    """The unqualified view (``fusion.<b>.<mode>.<leaf>``)."""
+    return fusion_views(metrics, platforms)[0]
+
+
+def fusion_views(metrics: Mapping[str, Any], platforms: Sequence[str] = ()) -> list[FusionView]:
+    """One view for the unqualified keys, then one per platform named in
+    ``fusion.<b>.<platform>.<mode>.<leaf>`` keys (``platforms`` says which names are platforms)."""
+    views: dict[Optional[str], FusionView] = {None: FusionView()}
+    seen: dict[Optional[str], list[str]] = {None: []}
+    plats = set(platforms)
     for key, raw in metrics.items():
         if not key.startswith("fusion."):
             continue
         parts = key.split(".")
         if len(parts) < 4:
             continue
-        bench, second, leaf = ".".join(parts[1:-2]), parts[-2], parts[-1]
+        middle, second, leaf = parts[1:-2], parts[-2], parts[-1]
+        plat = None
+        if len(middle) > 1 and middle[-1] in plats:
+            plat, middle = middle[-1], middle[:-1]
+        bench = ".".join(middle)
+        v = views.setdefault(plat, FusionView(platform=plat))
         if second == "speedup":
             v.speedups.setdefault(bench, {})[leaf] = num(raw)
-        elif second in FUSION_MODES:
+        elif second in FUSION_MODES or plat is not None:
             v.modes.setdefault((bench, second), {})[leaf] = num(raw)
         else:
             continue
-        seen.append(bench)
-    v.benchmarks = ordered([], seen)
-    return v
+        seen.setdefault(plat, []).append(bench)
+    for plat, v in views.items():
+        v.benchmarks = ordered([], seen.get(plat, []))
+    order = [None] + [p for p in platforms if p in views] + [p for p in views if p is not None and p not in plats]
+    return [views[p] for p in order]
 
 
 # ---------------------------------------------------------------- model runs

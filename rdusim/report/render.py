@@ -21,10 +21,10 @@ import yaml
 
 from rdusim import __version__
 from rdusim.errors import InputError
-from rdusim.report import section_coe, section_fusion, section_model
+from rdusim.report import section_coe, section_fusion, section_kernels, section_model
 from rdusim.report.document import Report, Section, Table
 from rdusim.report.html import render_html
-from rdusim.report.keys import coe_view, fusion_view, model_view, platform_order
+from rdusim.report.keys import coe_view, fusion_views, model_view, platform_order
 from rdusim.report.markdown import render_markdown
 from rdusim.report.tables import arch_table, metrics_table, records_table, validation_table
 from rdusim.results import RunResult, atomic_write_text, plain
@@ -83,11 +83,14 @@ def build_report(result: RunResult, *, date: Optional[datetime] = None,
     metrics = dict(result.metrics)
     builders = {
         "coe": lambda: section_coe.build(coe_view(metrics, order)),
-        "fusion": lambda: section_fusion.build(fusion_view(metrics), result.records, result.archs, order),
+        "fusion": lambda: section_fusion.build(fusion_views(metrics, order)),
         "model": lambda: section_model.build(model_view(metrics, order)),
     }
     kinds = [result.kind] + [k for k in builders if k != result.kind]
     sections = [s for k in kinds if k in builders and (s := builders[k]()) is not None]
+    kernels = section_kernels.build(result.records, result.archs, order)
+    if kernels is not None:
+        sections.append(kernels)
     if not sections:
         sections.append(Section("Results", "", (), (), (f"No {result.kind} metrics with the key shapes this "
                                                          "report knows; all metrics are listed below.",)))
@@ -137,12 +140,16 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     figs = _fresh_dir(out / "figures", "*.png")
     tabs = _fresh_dir(out / "tables", "*.csv")
-    for f in report.figures:
-        _write_bytes(figs / f"{f.name}.png", f.png)
+    written = [figs / f"{f.name}.png" for f in report.figures]
+    for f, path in zip(report.figures, written):
+        _write_bytes(path, f.png)
     for t in report.tables:
-        atomic_write_text(tabs / f"{t.name}.csv", _csv(t))
-    atomic_write_text(out / "report.md", render_markdown(report))
-    return atomic_write_text(out / "index.html", render_html(report))
+        written.append(atomic_write_text(tabs / f"{t.name}.csv", _csv(t)))
+    written.append(atomic_write_text(out / "report.md", render_markdown(report)))
+    index = atomic_write_text(out / "index.html", render_html(report))
+    for path in written + [index]:
+        path.chmod(0o644)            # temp files are created private; a report is for reading
+    return index
 
 
 def render_report(result: RunResult, out_dir: str | Path, *, date: Optional[datetime] = None) -> Path:

@@ -154,21 +154,81 @@ class TraceBuilder:
 
 def write_trace(events: Iterable[Mapping[str, Any]], out_dir: str | Path,
                 max_events: int = DEFAULT_MAX_EVENTS) -> Path:
-    """Write ``out_dir/trace.json``; more than ``max_events`` spans are cut (and said so)."""
-    events = [plain(e) for e in events]
-    meta = [e for e in events if e.get("ph") == "M"]
+    """Write ``out_dir/trace.json``; more than ``max_events`` spans are cut (and said so).
+    Non-integer pids/tids (e.g. ``"sn40l.bench.mode"``) are renumbered, keeping the
+    text as the process/thread name, so the file is valid for every viewer."""
+    events = normalise_ids([plain(e) for e in events])
+    meta = [e for e in events if e.get("ph") == "M" and e.get("name") != WINDOW_EVENT]
     spans = [e for e in events if e.get("ph") != "M"]
-    window = next((e.get("args", {}) for e in meta if e.get("name") == WINDOW_EVENT), None)
-    other: dict[str, Any] = dict(window) if window else {"truncated": False, "dropped": 0}
+    windows = [e.get("args", {}) for e in events if e.get("ph") == "M" and e.get("name") == WINDOW_EVENT]
+    other: dict[str, Any] = {"truncated": any(w.get("truncated") for w in windows),
+                             "dropped": sum(int(w.get("dropped") or 0) for w in windows)}
+    if windows:
+        other["window_s"] = [w.get("window_s") for w in windows if w.get("window_s")] or None
     if len(spans) > max_events:
-        other["dropped"] = int(other.get("dropped", 0)) + len(spans) - max_events
+        other["dropped"] += len(spans) - max_events
         other["truncated"] = True
-        other["max_events"] = max_events
         spans = spans[:max_events]
+    other["kept"] = len(spans)
+    other["max_events"] = max_events
     if not spans:
         other["note"] = "this run recorded no trace events"
     obj = {"traceEvents": meta + spans, "displayTimeUnit": "ns", "otherData": other}
-    return atomic_write_text(Path(out_dir) / "trace.json", json.dumps(obj, separators=(",", ":")))
+    path = atomic_write_text(Path(out_dir) / "trace.json", json.dumps(obj, separators=(",", ":")))
+    path.chmod(0o644)
+    return path
+
+
+def _as_int(x: Any) -> Optional[int]:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return x
+    if isinstance(x, float) and x.is_integer():
+        return int(x)
+    return None
+
+
+def normalise_ids(events: list[dict]) -> list[dict]:
+    """Give every event integer pid/tid; textual ids become process/thread names."""
+    used = [p for e in events if (p := _as_int(e.get("pid"))) is not None]
+    next_pid = max(used, default=0) + 1
+    pids: dict[str, int] = {}
+    tids: dict[tuple[int, str], int] = {}
+    named_p: set[int] = {e["pid"] for e in events if e.get("name") == "process_name" and _as_int(e.get("pid")) is not None}
+    named_t: set[tuple] = set()
+    out, added = [], []
+    for e in events:
+        e = dict(e)
+        pid = _as_int(e.get("pid", 0))
+        if pid is None:
+            text = str(e.get("pid"))
+            if text not in pids:
+                pids[text] = next_pid
+                next_pid += 1
+            pid = pids[text]
+            if e.get("name") == "process_name" and isinstance(e.get("args"), Mapping):
+                if pid in named_p:
+                    continue
+                e["args"] = {"name": f"{text} {e['args'].get('name', '')}".strip()}
+            if pid not in named_p:
+                named_p.add(pid)
+                if e.get("name") != "process_name":
+                    added.append(process_name(pid, text))
+        e["pid"] = pid
+        tid = _as_int(e.get("tid", 0))
+        if tid is None:
+            text = str(e.get("tid"))
+            key = (pid, text)
+            if key not in tids:
+                tids[key] = 100 + sum(1 for p, _ in tids if p == pid)
+            tid = tids[key]
+            if key not in named_t:
+                named_t.add(key)
+                added.append(thread_name(pid, tid, text))
+        e["tid"] = tid
+        out.append(e)
+    return added + out
 
 
 def check_trace(obj: Any, *, allow_nesting: bool = True) -> list[str]:
