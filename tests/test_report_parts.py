@@ -97,3 +97,17 @@ def test_fmt_never_raises(value):
 def test_fmt_cells():
     assert fmt(None) == "-" and fmt(float("inf")) == "-" and fmt(3.0) == "3" and fmt(0.123456) == "0.1235"
     assert fmt(True) == "yes" and fmt(1234567) == "1234567"
+
+
+def test_fusion_views_split_platform_qualified_keys():
+    from rdusim.report.keys import fusion_views
+    m = {"fusion.b1.fused_ho.time_s": 1.0, "fusion.b1.sn40l.fused_ho.time_s": 1.0,
+         "fusion.b1.dgx_h100.fused.time_s": 2.0, "fusion.b1.dgx_h100.speedup.fused_vs_unfused": 3.0,
+         "fusion.b1.sn40l.speedup.fused_ho_vs_unfused": 9.0}
+    plain_view, *per = fusion_views(m, ["sn40l", "dgx_h100"])
+    assert plain_view.platform is None and plain_view.modes == {("b1", "fused_ho"): {"time_s": 1.0}}
+    assert [v.platform for v in per] == ["sn40l", "dgx_h100"]
+    assert per[1].modes == {("b1", "fused"): {"time_s": 2.0}} and per[1].mode_list() == ["fused"]
+    assert per[1].speedups == {"b1": {"fused_vs_unfused": 3.0}}
+    # without the platform list, a dotted name is just a benchmark name
+    assert fusion_views({"fusion.a.b.fused_ho.time_s": 1.0})[0].benchmarks == ["a.b"]

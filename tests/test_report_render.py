@@ -22,8 +22,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 EXPECTED_TITLES = {
     "coe": [plots_coe.TITLE_BREAKDOWN, plots_coe.TITLE_SWEEP, plots_coe.TITLE_FOOTPRINT, plots_coe.TITLE_HIT_RATE],
-    "fusion": [plots_fusion.TITLE_SPEEDUP, plots_fusion.TITLE_UTIL,
-               plots_kernels.title_roofline("sn40l", {"kind": "rdu"}), plots_kernels.TITLE_KERNEL_UTIL],
+    "fusion": [f"{plots_fusion.TITLE_SPEEDUP}, sn40l", f"{plots_fusion.TITLE_UTIL}, sn40l",
+               f"{plots_fusion.TITLE_SPEEDUP}, dgx_h100",
+               plots_kernels.title_roofline("sn40l", {"kind": "rdu"}),
+               plots_kernels.title_roofline("dgx_h100", {"kind": "gpu"}), plots_kernels.TITLE_KERNEL_UTIL],
     "model": [plots_model.TITLE_BREAKDOWN, plots_model.TITLE_TOKENS],
 }
 
@@ -170,11 +172,19 @@ def test_coe_tables_carry_the_table2_numbers(tmp_path):
     assert dict((r[0], r[2]) for r in sweep.rows)[300] == "OOM"
 
 
-def test_fusion_report_notes_records_it_could_not_place():
+def test_fusion_report_per_platform_tables_and_notes():
     report = report_of("fusion")
+    tables = {t.name: t for t in report.tables}
+    sn, h100 = tables["fusion_speedups_sn40l"], tables["fusion_speedups_dgx_h100"]
+    assert sn.columns[1:4] == ("unfused (s)", "fused + SO (s)", "fused + HO (s)")
+    assert h100.columns[1:3] == ("unfused (s)", "fused (s)") and "fused vs unfused (x)" in h100.columns
+    row = next(r for r in sn.rows if r[0] == "mistral_7b_4k_decode")
+    assert row[sn.columns.index("fused + HO vs unfused (x)")] == pytest.approx(24.0)
+    assert "fusion_speedups" not in tables        # the unqualified copy of sn40l is not repeated
     notes = [n for s in report.sections for n in s.notes]
+    assert any(n.startswith("8 record(s) do no arithmetic") for n in notes)
     assert any("1 kernel record(s) lack" in n for n in notes)
-    assert any("above the compute roof" in n for n in notes)   # the synthetic data has one
+    assert any("above the compute roof" in n for n in notes)   # the synthetic data has some
 
 
 def test_validation_rows_in_extra_are_shown(tmp_path):

@@ -65,30 +65,40 @@ BENCHES = {"llama2_7b_4k_decode": (2.0, 6.0), "mistral_7b_4k_decode": (3.0, 8.0)
 
 
 def fusion() -> RunResult:
+    """Shaped like studies/fusion.py: keys per platform (fusion.<b>.<platform>.<mode>.*) and,
+    for the first RDU, the unqualified fusion.<b>.<mode>.* as well; a GPU with modes unfused/fused."""
     m, records = {}, []
     for b, (fuse, ho) in BENCHES.items():
         times = {"unfused": 1.0, "fused_so": 1.0 / fuse, "fused_ho": 1.0 / fuse / ho}
         for mode, t in times.items():
-            kernels = 200 if mode == "unfused" else 4
-            m[f"fusion.{b}.{mode}.time_s"] = t
-            m[f"fusion.{b}.{mode}.kernels"] = kernels
-            m[f"fusion.{b}.{mode}.pcu_util"] = 0.3 if mode == "unfused" else 0.85
-            m[f"fusion.{b}.{mode}.pmu_util"] = 0.4 if mode == "unfused" else 0.9
-            m[f"fusion.{b}.{mode}.hbm_bw_util"] = 0.5 if mode == "unfused" else 0.83
-            m[f"fusion.{b}.{mode}.oi_flops_per_byte"] = 39.5 if mode == "unfused" else 410.4
+            vals = {"time_s": t, "kernels": 200 if mode == "unfused" else 4,
+                    "pcu_util": 0.3 if mode == "unfused" else 0.85, "pmu_util": 0.4 if mode == "unfused" else 0.9,
+                    "hbm_bw_util": 0.5 if mode == "unfused" else 0.83,
+                    "oi_flops_per_byte": 39.5 if mode == "unfused" else 410.4}
+            for leaf, v in vals.items():
+                m[f"fusion.{b}.{mode}.{leaf}"] = v
+                m[f"fusion.{b}.sn40l.{mode}.{leaf}"] = v
             for k in range(3):
                 oi = (10, 40, 400)[k] * (1 if mode == "unfused" else 3)
                 flops = 1e12 * (k + 1)
-                records.append({"benchmark": b, "mode": mode, "kernel": f"k{k}", "platform": "sn40l",
-                                "flops": flops, "bytes": flops / oi, "time_s": flops / (oi * 1.5e12),
+                records.append({"benchmark": b, "mode": mode, "kernel": k, "name": f"L{k}.mlp", "platform": "sn40l",
+                                "flops": flops, "hbm_bytes": flops / oi, "time_s": flops / (oi * 1.5e12),
                                 "pcu_util": 0.1 * (k + 3), "pmu_util": 0.2 * (k + 1), "hbm_bw_util": 0.75})
-        m[f"fusion.{b}.speedup.fused_so_vs_unfused"] = fuse
-        m[f"fusion.{b}.speedup.fused_ho_vs_unfused"] = fuse * ho
-        m[f"fusion.{b}.speedup.fused_ho_vs_fused_so"] = ho
+        for key, val in (("fused_so_vs_unfused", fuse), ("fused_ho_vs_unfused", fuse * ho), ("fused_ho_vs_fused_so", ho)):
+            m[f"fusion.{b}.speedup.{key}"] = val
+            m[f"fusion.{b}.sn40l.speedup.{key}"] = val
+        for mode, t in (("unfused", 1.5), ("fused", 1.5 / fuse)):
+            m[f"fusion.{b}.dgx_h100.{mode}.time_s"] = t
+            m[f"fusion.{b}.dgx_h100.{mode}.kernels"] = 300 if mode == "unfused" else 40
+            records.append({"benchmark": b, "mode": mode, "platform": "dgx_h100", "name": "gemm", "kind": "matmul",
+                            "flops": 1e12, "bytes": 1e10, "duration_s": 2e-3})
+            records.append({"benchmark": b, "mode": mode, "platform": "dgx_h100", "name": "framework",
+                            "kind": "host", "flops": 0.0, "bytes": 0.0, "duration_s": 1e-4})
+        m[f"fusion.{b}.dgx_h100.speedup.fused_vs_unfused"] = fuse
     records.append({"benchmark": "llama2_7b_4k_decode", "mode": "unfused", "kernel": "no_bytes",
                     "platform": "sn40l", "flops": 1e9, "time_s": 1e-3})
-    return RunResult("synthetic_fusion", "fusion", resolved("fusion", ("sn40l",)), archs(("sn40l",)), 0, m,
-                     tuple(records))
+    names = ("sn40l", "dgx_h100")
+    return RunResult("synthetic_fusion", "fusion", resolved("fusion", names), archs(names), 0, m, tuple(records))
 
 
 def model() -> RunResult:
