@@ -21,7 +21,6 @@ import enum
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -173,9 +172,8 @@ def validation_rows(ref_files: Sequence[str], *, stream=None,
         groups.setdefault(loc.ref.run_key, []).append(loc)
     metrics_of: dict[tuple[str, str], tuple[Optional[Mapping], str]] = {}
     with Progress(len(groups), "validate", stream) as bar:
-        for n, (key, locs) in enumerate(groups.items(), 1):
+        for key, locs in groups.items():
             first = locs[0]
-            t0 = time.monotonic()
             try:
                 loaded = load_workload(workload_path(first.ref), list(first.ref.set.items()))
             except InputError as exc:
@@ -189,10 +187,6 @@ def validation_rows(ref_files: Sequence[str], *, stream=None,
             except Exception as exc:   # a crashing study fails its references; the others still run
                 metrics_of[key] = (None, f"the study failed: {type(exc).__name__}: {exc}")
             bar.advance()
-            if not bar.enabled:
-                sets = f" set {key[1]}" if first.ref.set else ""
-                print(f"validate: [{n}/{len(groups)}] {first.ref.workload}{sets}: "
-                      f"{len(locs)} reference(s), {time.monotonic() - t0:.1f} s", file=stream)
     return [compare(loc.ref, *metrics_of[loc.ref.run_key]) for loc in located]
 
 

@@ -179,12 +179,29 @@ def test_default_is_every_yaml_in_references(tmp_path, wl, fake_study, monkeypat
     assert "3/3 within tolerance" in capsys.readouterr().out
 
 
-def test_cli_refs_flag_and_progress_lines_on_stderr(tmp_path, wl, fake_study, capsys):
+def test_cli_refs_flag_and_no_progress_noise_in_pipes(tmp_path, wl, fake_study, capsys):
     path = refs_file(tmp_path, wl, GOOD)
     assert cli.main(["validate", "--refs", path]) == 0
     cap = capsys.readouterr()
-    assert "validate: [1/2]" in cap.err and "validate: [2/2]" in cap.err
-    assert "validate:" not in cap.out
+    assert cap.err == ""                       # the progress bar is drawn on terminals only
+    assert "3/3 within tolerance" in cap.out
+
+
+def test_progress_bar_on_a_terminal(tmp_path, wl, fake_study, monkeypatch):
+    import io
+
+    from rdusim.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    ticks = iter(range(0, 1000, 5))          # a clock that makes every step look slow
+    monkeypatch.setattr("rdusim.validate.Progress",
+                        lambda total, label, stream: Progress(total, label, stream, clock=lambda: float(next(ticks))))
+    err = Tty()
+    rows = validation_rows([refs_file(tmp_path, wl, GOOD)], stream=err)
+    assert len(rows) == 3 and "validate [" in err.getvalue() and "2/2" in err.getvalue()
 
 
 def test_applicable_rows_reads_a_finished_run_without_simulating(tmp_path, wl, fake_study):
