@@ -193,15 +193,21 @@ def validation_rows(ref_files: Sequence[str], *, stream=None,
 def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[ValidationRow]:
     """Rows for the references that describe exactly this finished run (same workload
     as resolved, same arch specs), read from its metrics: nothing is simulated."""
+    return applicable_references(result, ref_files)[0]
+
+
+def applicable_references(result, ref_files: Optional[Sequence[str]] = None) -> tuple[list[ValidationRow], list[str]]:
+    """(rows of the references matching this run exactly, ids of the references that name
+    the same workload but with other settings or arch specs, e.g. arch files changed since)."""
     from rdusim.config.workload import load_workload
     from rdusim.results import plain
 
     try:
         located = load_references(ref_files if ref_files is not None else default_reference_files())
     except InputError:
-        return []
+        return [], []
     resolved, archs = plain(result.resolved), plain(result.archs)
-    rows, cache, names = [], {}, {}
+    rows, near, cache, names = [], [], {}, {}
     for loc in located:
         key = loc.ref.run_key
         if key not in cache and "name" not in loc.ref.set:   # cheap check first: the workload's name
@@ -213,18 +219,20 @@ def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[V
                 except InputError:
                     names[path] = None
             if names[path] != result.workload_name:
-                cache[key] = False
+                cache[key] = None
         if key not in cache:
             try:
                 wl = load_workload(workload_path(loc.ref), list(loc.ref.set.items()))
             except InputError:
-                cache[key] = False
+                cache[key] = None
                 continue
             same_wl = resolved in (plain(wl.raw), plain(wl.spec))
             cache[key] = same_wl and (not archs or archs == plain(wl.archs))
         if cache[key]:
             rows.append(compare(loc.ref, result.metrics))
-    return rows
+        elif cache[key] is False:
+            near.append(loc.ref.id)
+    return rows, near
 
 
 def _num(x: Optional[float]) -> str:

@@ -212,6 +212,8 @@ def test_applicable_rows_reads_a_finished_run_without_simulating(tmp_path, wl, f
     rdusim.studies.run_study = None   # any simulation now would crash
     rows = applicable_rows(result, [path])
     assert sorted(r.id for r in rows) == ["ref.bs4", "ref.h100.bs4"]
+    from rdusim.validate import applicable_references
+    assert applicable_references(result, [path])[1] == ["ref.bs1"]   # same workload, other settings
     other = RunResult("tiny", "model", {"name": "other"}, {}, 0, {})
     assert applicable_rows(other, [path]) == []
 

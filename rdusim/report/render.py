@@ -63,11 +63,16 @@ def _validation_section(result: RunResult, rows: Optional[Sequence[Mapping[str, 
             rows = [r for r in extra if isinstance(r, Mapping)]
         else:
             try:
-                from rdusim.validate import applicable_rows
-                rows = [r.as_dict() for r in applicable_rows(result)]
+                from rdusim.validate import applicable_references
+                found, near = applicable_references(result)
+                rows = [r.as_dict() for r in found]
             except Exception as exc:   # broken reference files must not break a report
-                rows = []
+                rows, near = [], []
                 notes.append(f"References could not be read: {type(exc).__name__}: {exc}")
+            if near:
+                notes.append(f"{len(near)} reference(s) name workload {result.workload_name} with other settings or "
+                             "arch specs than this run (or the arch files changed since it ran), so they are not "
+                             "compared here: " + ", ".join(near[:8]) + (", ..." if len(near) > 8 else "") + ".")
     table = validation_table(rows)
     if table is None:
         notes.append("No reference in references/ describes exactly this run (same workload, settings and "
