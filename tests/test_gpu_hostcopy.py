@@ -30,3 +30,15 @@ def test_too_many_copies_rejected():
     arch = load_arch("arch/dgx_h100.yaml")
     with pytest.raises(ValueError):
         host_copy_times(arch, [1.0] * 9)
+
+
+def test_measured_variant_eight_gpus_contend_for_the_host_limit():
+    arch = load_arch("arch/dgx_h100_pcie_measured.yaml")
+    shard = 1.685e9
+    (alone,) = host_copy_times(arch, [shard])
+    together = host_copy_times(arch, [shard] * 8)
+    assert alone == pytest.approx(arch.links.pcie.latency_s + shard / 55e9, rel=1e-6)
+    # 8 x 55 GB/s of demand > the 220 GB/s host limit: each gets 27.5 GB/s
+    assert together == pytest.approx([arch.links.pcie.latency_s + shard / 27.5e9] * 8, rel=1e-6)
+    # still much faster than the paper's 64 GB/s aggregate assumption
+    assert max(together) < host_copy_times(load_arch("arch/dgx_h100.yaml"), [shard] * 8)[0] / 3

@@ -35,6 +35,8 @@ class GpuKernelModel:
 
     tile_large: int = field(metadata=positive())             # CTA tile edge, e.g. 128
     tile_small: int = field(metadata=positive())             # smallest CTA tile edge, e.g. 64
+    mma_m: int = field(metadata=positive())                  # rows of one tensor-core MMA (padding of skinny GEMMs)
+    small_tile_efficiency: float = field(metadata={"gt": 0, "le": 1})  # small tiles vs the large one
     tensor_efficiency: float = field(metadata={"gt": 0, "le": 1})   # large-tile, full-wave fraction of peak
     vector_efficiency: float = field(metadata={"gt": 0, "le": 1})   # fraction of vector peak
     split_k_min_depth: int = field(metadata=positive())      # fewest K elements per split-K slice

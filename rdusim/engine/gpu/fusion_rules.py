@@ -2,7 +2,7 @@
 
 UNFUSED (eager PyTorch): every operator is a kernel; every intermediate goes
 through HBM; a transpose is a copy kernel; attention materialises its scores.
-Reshapes are views and launch nothing.
+Reshapes and slices are views and launch nothing.
 
 FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 - elementwise ops that consume a GEMM's output run as its epilogue (bias,
@@ -34,8 +34,8 @@ from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES
 
 ATTENTION_TAGS = frozenset({"attn.score", "attn.softmax", "attn.context", "attn.alibi", "attn.mask"})
-_VECTOR_KINDS = frozenset({OpKind.ELEMENTWISE, OpKind.NORM, OpKind.ROTARY, OpKind.SOFTMAX,
-                           OpKind.TRANSPOSE, OpKind.REDUCE})
+# views: no kernel, no bytes; a consumer reads the part it needs
+VIEW_KINDS = frozenset({OpKind.RESHAPE, OpKind.SLICE})
 # vector ops a GEMM epilogue can apply tile by tile (no row reductions, no layout change)
 _EPILOGUE_KINDS = frozenset({OpKind.ELEMENTWISE})
 
@@ -76,7 +76,7 @@ class _Partitioner:
 
     def run(self) -> list[_Group]:
         for op in self.graph.ops:
-            if op.kind == OpKind.RESHAPE:          # a view: no kernel, no bytes
+            if op.kind in VIEW_KINDS:              # a view: no kernel, no bytes
                 for t in op.outputs:
                     self.alias[t.name] = self.root(op.inputs[0].name)
                 continue
@@ -110,7 +110,7 @@ class _Partitioner:
         if last.cls == KernelClass.GEMM:
             return op.kind in _EPILOGUE_KINDS and op.tag != "attn.kv_append"
         if last.cls == KernelClass.ATTENTION:
-            return op.kind == OpKind.TRANSPOSE   # FlashAttention writes its output in any layout
+            return op.kind in (OpKind.TRANSPOSE, OpKind.CONCAT)   # FlashAttention writes any layout
         if last.cls == KernelClass.VECTOR:
             return op.kind != OpKind.NORM or self.row_fits_in_smem(op)
         return False

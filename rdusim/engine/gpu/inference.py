@@ -1,7 +1,7 @@
 """Serving one batch on a DGX: prefill (first token) then decode steps with a growing KV cache.
 
-Decode steps are simulated at a few cache lengths (first, middle, last) and
-interpolated linearly in between: per-step time is affine in the context
+Decode steps are simulated at a few cache lengths (first and last; also the
+middle for long outputs) and interpolated linearly in between: per-step time is affine in the context
 length apart from small wave-quantisation steps. Results are cached by their
 inputs (arch and request are frozen and hashable), because the CoE study asks
 for the same router and expert runs many times.
@@ -23,7 +23,7 @@ from rdusim.engine.step import StepResult
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 
-DECODE_POINTS = 3
+LONG_DECODE_STEPS = 64   # beyond this many decode steps, also simulate the middle cache length
 
 
 def simulate_inference(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
@@ -42,7 +42,8 @@ def _simulate(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
     if steps > 0:
         # decode step j (1..steps) reads a cache of prompt + j - 1 tokens
         cache = np.arange(req.prompt_tokens, req.prompt_tokens + steps, dtype=float)
-        points = sorted({int(cache[0]), int(cache[len(cache) // 2]), int(cache[-1])})[:DECODE_POINTS]
+        ends = {int(cache[0]), int(cache[-1])}
+        points = sorted(ends | {int(cache[len(cache) // 2])} if steps > LONG_DECODE_STEPS else ends)
         results = [gpu_step(arch, req.model, Phase.DECODE, req.batch, s, req.tp, req.fusion, req.launch)
                    for s in points]
         xs = np.array(points, dtype=float)
@@ -53,7 +54,8 @@ def _simulate(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
         records += [{"phase": "decode", **r} for r in results[0].records]
     latency = prefill.time_s + steps * tpot
     # keep the breakdown summing to the latency exactly despite rounding
-    parts["host"] += latency - sum(parts.values())
+    largest = max(parts, key=parts.get)
+    parts[largest] += latency - sum(parts.values())
     return InferenceTiming(ttft_s=prefill.time_s, tpot_s=tpot, latency_s=latency, breakdown_s=frozen(parts),
                            weight_bytes_per_device=weight_bytes_per_device(req.model, req.tp),
                            kv_bytes_per_device=kv_bytes_per_device(req.model, req.tp, req.batch,

@@ -7,8 +7,9 @@ bandwidth, made honest about size:
 
 - GEMMs run as CUTLASS-like CTA tiles over (M, N), optionally split along K
   when there are too few tiles to fill the SMs; tiles are quantised into waves
-  over the SMs, a 64-wide tile re-uses data less than a 128-wide one, and a
-  wave of few CTAs can only pull part of the HBM bandwidth.
+  over the SMs and padded to the MMA row granularity (skinny decode GEMMs pay
+  for the padded rows), a small tile reaches a lower fraction of peak than the
+  large one, and a wave of few CTAs can only pull part of the HBM bandwidth.
 - Attention is one FlashAttention-style kernel (scores never reach HBM); for
   decode the KV sequence is split (flash-decoding) until the SMs are busy.
 - Every kernel lasts at least ``kernel.min_kernel_s`` (launch latency, ramp, tail).
@@ -139,9 +140,18 @@ def _bandwidth(arch: GpuArch, active_sms: int) -> float:
 
 
 def tile_efficiency(arch: GpuArch, tm: int, tn: int) -> float:
-    """Data re-use of a tm x tn tile relative to the large square tile (smem traffic per FLOP)."""
+    """Smaller CTA tiles re-use less data per FLOP and reach a lower fraction of peak."""
     big = arch.kernel.tile_large
-    return (tm * tn / (tm + tn)) / (big * big / (2 * big))
+    return 1.0 if tm >= big and tn >= big else arch.kernel.small_tile_efficiency
+
+
+def row_tiles(arch: GpuArch, m: int) -> list[int]:
+    """CTA tile heights worth trying for ``m`` rows: the MMA granularity for skinny GEMMs, small, large."""
+    km = arch.kernel
+    sizes = {km.tile_small, km.tile_large}
+    if m <= km.tile_small:
+        sizes.add(min(km.mma_m, km.tile_small))
+    return sorted(sizes)
 
 
 def _finish(arch: GpuArch, compute_s: float, memory_s: float, active: int, waves: int,
@@ -154,11 +164,10 @@ def _gemm_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     g = work.gemm
     sms = arch.device.sms
     km = arch.kernel
-    sizes = sorted({km.tile_small, km.tile_large})
     best: KernelTime | None = None
     max_split = max(1, g.k // km.split_k_min_depth)
-    for tm in sizes:
-        for tn in sizes:
+    for tm in row_tiles(arch, g.m):
+        for tn in sorted({km.tile_small, km.tile_large}):
             tiles = g.batch * math.ceil(g.m / tm) * math.ceil(g.n / tn)
             split = 1
             while split * 2 <= max_split and tiles * split < sms:   # split K only to fill idle SMs
@@ -183,7 +192,7 @@ def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     a = work.attention
     sms = arch.device.sms
     km = arch.kernel
-    tm = km.tile_small if a.rows <= km.tile_small else km.tile_large
+    tm = row_tiles(arch, a.rows)[0] if a.rows <= km.tile_small else km.tile_large
     q_blocks = a.heads * math.ceil(a.rows / tm)
     split = 1
     max_split = max(1, math.ceil(a.ctx / km.flash_kv_block))

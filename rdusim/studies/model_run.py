@@ -1,0 +1,141 @@
+"""Model runs: one model served (prefill + decode) on each platform of a workload.
+
+Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
+``.breakdown.<compute|memory|launch|collective|host>_s``, ``.tokens_per_s``,
+``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
+kernel of the prefill step and of the first decode step, per platform.
+A platform whose engine is not installed gets a note, never a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from rdusim.config.arch import ArchSpec
+from rdusim.config.arch_common import ArchKind
+from rdusim.config.model import ModelConfig, load_model
+from rdusim.config.policy import LaunchMode
+from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
+from rdusim.config.workload_model import ModelWorkload
+from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceRequest, InferenceTiming, simulate_inference
+from rdusim.errors import InputError
+from rdusim.graph.phase import Phase
+from rdusim.results import RunResult, plain
+
+GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
+RDU_LAUNCH = (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
+
+
+def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
+    spec: ModelWorkload = loaded.spec
+    name = spec.model
+    path = resolve_path(name, loaded.file) if name.endswith((".yaml", ".yml")) else name
+    return load_model(str(path))
+
+
+def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
+    """Policy choices that only make sense together with the machine and the model."""
+    plat: PlatformSpec = loaded.spec.platforms[name]
+    arch = loaded.archs[name]
+    key = f"platforms.{name}"
+    allowed = GPU_LAUNCH if arch.kind == ArchKind.GPU else RDU_LAUNCH
+    mode = plat.launch_mode(arch.kind)
+    if mode not in allowed:
+        raise InputError(loaded.file, f"{key}.launch",
+                         f"one of {[m.value for m in allowed]} for {arch.kind.value} platform {name}", mode.value)
+    if cfg.num_attention_heads % plat.tp or cfg.intermediate_size % plat.tp:
+        raise InputError(loaded.file, f"{key}.tp",
+                         f"a divisor of {cfg.name}'s num_attention_heads ({cfg.num_attention_heads}) and "
+                         f"intermediate_size ({cfg.intermediate_size})", plat.tp)
+
+
+def request_for(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> InferenceRequest:
+    spec: ModelWorkload = loaded.spec
+    plat: PlatformSpec = spec.platforms[name]
+    arch = loaded.archs[name]
+    return InferenceRequest(cfg, spec.prompt_tokens, spec.output_tokens, spec.batch_size, plat.tp, plat.fusion,
+                            plat.launch_mode(arch.kind))
+
+
+def engine_missing(exc: ModuleNotFoundError) -> bool:
+    return bool(exc.name) and exc.name.startswith("rdusim.engine.")
+
+
+def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+    spec: ModelWorkload = loaded.spec
+    cfg = load_model_for(loaded)
+    for name in spec.platforms:
+        check_platform(loaded, name, cfg)
+    metrics: dict[str, float] = {}
+    records: list[dict[str, Any]] = []
+    notes: dict[str, str] = {}
+    events: list[Mapping[str, Any]] = []
+    for index, name in enumerate(spec.platforms):
+        arch = loaded.archs[name]
+        req = request_for(loaded, name, cfg)
+        try:
+            timing = simulate_inference(arch, req)
+        except ModuleNotFoundError as exc:
+            if not engine_missing(exc):
+                raise
+            notes[name] = f"{arch.kind.value.upper()} engine not available ({exc.name} is not installed)"
+            metrics[f"model.{name}.available"] = 0
+            continue
+        metrics.update(platform_metrics(name, req, timing))
+        records += [{"platform": name, **r} for r in timing.records]
+        if trace:
+            events += _trace(arch, req, index)
+    return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     records=tuple(records),
+                     extra={"model": cfg.name, "platforms": list(spec.platforms), "notes": notes,
+                            "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
+                            "batch_size": spec.batch_size,
+                            "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
+                                           "launch": p.launch_mode(loaded.archs[n].kind).value}
+                                       for n, p in spec.platforms.items()}},
+                     trace=tuple(events))
+
+
+def platform_metrics(name: str, req: InferenceRequest, t: InferenceTiming) -> dict[str, float]:
+    p = f"model.{name}"
+    out = {f"{p}.available": 1, f"{p}.latency_s": t.latency_s, f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s,
+           f"{p}.tokens_per_s": req.batch * req.output_tokens / t.latency_s if t.latency_s > 0 else 0.0,
+           f"{p}.weight_bytes_per_device": t.weight_bytes_per_device,
+           f"{p}.kv_bytes_per_device": t.kv_bytes_per_device}
+    for k in BREAKDOWN_KEYS:
+        out[f"{p}.breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
+    return out
+
+
+def _trace(arch: ArchSpec, req: InferenceRequest, index: int) -> list[Mapping[str, Any]]:
+    """One decode step's timeline (GPU platforms), pids moved apart per platform."""
+    if arch.kind != ArchKind.GPU:
+        return []
+    from rdusim.engine.gpu.step import simulate_step
+    from rdusim.graph.model_graph import build_model_graph
+
+    graph = build_model_graph(req.model, Phase.DECODE, req.batch, req.prompt_tokens, tp=req.tp)
+    step = simulate_step(arch, graph, fusion=req.fusion, launch=req.launch, tp=req.tp, trace=True)
+    return [dict(e, pid=e["pid"] + 100 * index) if "pid" in e else dict(e) for e in step.trace]
+
+
+def summary(result: RunResult) -> str:
+    extra = result.extra
+    m = result.metrics
+    head = (f"{result.workload_name}: {extra.get('model', '?')}, {extra.get('prompt_tokens')} in / "
+            f"{extra.get('output_tokens')} out, batch {extra.get('batch_size')}")
+    cols = ["latency ms", "ttft ms", "tpot ms", "tok/s"] + [f"{k} ms" for k in BREAKDOWN_KEYS]
+    lines = [head, f"{'platform':<12} {'policy':<18} " + " ".join(f"{c:>13}" for c in cols)]
+    for name in extra.get("platforms", []):
+        pol = extra.get("policy", {}).get(name, {})
+        policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')}"
+        if not m.get(f"model.{name}.available"):
+            lines.append(f"{name:<12} {policy:<18} {extra.get('notes', {}).get(name, 'not run')}")
+            continue
+        p = f"model.{name}"
+        vals = [m[f"{p}.latency_s"] * 1e3, m[f"{p}.ttft_s"] * 1e3, m[f"{p}.tpot_s"] * 1e3, m[f"{p}.tokens_per_s"]]
+        vals += [m[f"{p}.breakdown.{k}_s"] * 1e3 for k in BREAKDOWN_KEYS]
+        lines.append(f"{name:<12} {policy:<18} " + " ".join(f"{v:>13.3f}" for v in vals))
+    return "\n".join(lines)
+
