@@ -82,6 +82,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path, monkeypatch
     assert (part / "sweep.csv").read_text().count("\n") == 25
 
 
+@pytest.mark.slow   # about 30 s: three real sweeps of 40 points
 @pytest.mark.skipif(importlib.util.find_spec("rdusim.studies.model_run") is None,
                     reason="the model study (rdusim/studies/model_run.py) is not written yet")
 def test_sigkill_real_model_study_then_resume(tmp_path):

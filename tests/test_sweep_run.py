@@ -83,6 +83,18 @@ def test_resume_runs_only_missing_points(tmp_path, capsys):
     assert sweep_fake.table(part) == sweep_fake.table(full)
 
 
+def test_resume_warns_when_the_code_changed(tmp_path, monkeypatch, capsys):
+    assert sweep(tmp_path) == 0
+    conn = sqlite3.connect(tmp_path / "sweep.sqlite")
+    with conn:
+        conn.execute("DELETE FROM points WHERE idx = 5")
+    conn.close()
+    monkeypatch.setattr("rdusim.sweep.runner.source_digest", lambda: "another version")
+    capsys.readouterr()
+    assert sweep(tmp_path, "--resume") == 0
+    assert "sources changed" in capsys.readouterr().err
+
+
 def test_resume_without_table_runs_everything(tmp_path):
     assert sweep(tmp_path / "new", "--resume") == 0
     assert len(sweep_fake.table(tmp_path / "new")) == 8

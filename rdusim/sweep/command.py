@@ -43,6 +43,9 @@ def main_sweep(args) -> int:
         print(f"rdusim: error: {exc}. Finished points are stored in {out}; "
               f"re-run with --resume to finish.", file=sys.stderr)
         return 1
+    if outcome.code_changed and outcome.ran and outcome.skipped:
+        print("rdusim: warning: the rdusim sources changed since the stored points ran; rows from "
+              "before and after --resume may not be comparable", file=sys.stderr)
     counts = ", ".join(f"{n} {s}" for s, n in outcome.counts.items())
     rate = outcome.ran / outcome.wall_s if outcome.wall_s > 0 else 0.0
     print(f"ran {outcome.ran} points in {outcome.wall_s:.2f} s ({rate:.3g} points/s); "

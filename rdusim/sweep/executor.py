@@ -12,9 +12,10 @@ import concurrent.futures as cf
 import enum
 import logging
 import os
+from collections import OrderedDict, deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Hashable, Iterable, Iterator, Optional
 
 from rdusim.errors import InputError
 
@@ -51,11 +52,11 @@ class ExecutorSpec:
 
 
 class _Backend:
-    """A pool of workers: submit a call, wait for the first results."""
+    """Worker slots (one point at a time each): submit a call to a slot, wait for results."""
 
-    window: int
+    slots: int
 
-    def submit(self, fn: Callable, arg: Any) -> Any:
+    def submit(self, fn: Callable, arg: Any, slot: int) -> Any:
         raise NotImplementedError
 
     def wait_first(self, futures: set) -> tuple[set, set]:
@@ -66,12 +67,15 @@ class _Backend:
 
 
 class _LocalBackend(_Backend):
-    def __init__(self, pool: cf.ProcessPoolExecutor, workers: int):
-        self._pool = pool
-        self.window = 2 * workers
+    """One single-process pool per slot, so a slot is always the same process (and the
+    engines' per-process caches serve the points sent to it)."""
 
-    def submit(self, fn, arg):
-        return self._pool.submit(fn, arg)
+    def __init__(self, pools: list[cf.ProcessPoolExecutor]):
+        self._pools = pools
+        self.slots = len(pools)
+
+    def submit(self, fn, arg, slot):
+        return self._pools[slot].submit(fn, arg)
 
     def wait_first(self, futures):
         done, pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
@@ -85,14 +89,21 @@ class _LocalBackend(_Backend):
 
 
 class _DaskBackend(_Backend):
+    """A slot is one thread of one Dask worker; the slot is a placement hint (a task may
+    still run elsewhere if that worker is gone)."""
+
     def __init__(self, client: Any, distributed: Any):
         self._client = client
         self._dist = distributed
-        threads = sum(client.nthreads().values()) or 1
-        self.window = 2 * threads
+        workers = client.scheduler_info(n_workers=-1)["workers"] if _takes_n_workers(client) \
+            else client.scheduler_info()["workers"]
+        self._slots = [addr for addr, info in sorted(workers.items()) for _ in range(info.get("nthreads", 1))]
+        if not self._slots:
+            raise InputError("--scheduler", "scheduler", "a Dask cluster with at least one worker", "no workers")
+        self.slots = len(self._slots)
 
-    def submit(self, fn, arg):
-        return self._client.submit(fn, arg, pure=False)
+    def submit(self, fn, arg, slot):
+        return self._client.submit(fn, arg, pure=False, workers=[self._slots[slot]], allow_other_workers=True)
 
     def wait_first(self, futures):
         done, pending = self._dist.wait(list(futures), return_when="FIRST_COMPLETED")
@@ -103,6 +114,12 @@ class _DaskBackend(_Backend):
             return future.result()
         except self._dist.KilledWorker as exc:
             raise WorkerLost(f"a Dask worker died ({exc})") from None
+
+
+def _takes_n_workers(client: Any) -> bool:
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
 
 
 def _import_distributed() -> Any:
@@ -117,13 +134,12 @@ def _import_distributed() -> Any:
 @contextmanager
 def open_backend(spec: ExecutorSpec) -> Iterator[_Backend]:
     if spec.kind == Executor.LOCAL:
-        workers = spec.local_workers
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-            try:
-                yield _LocalBackend(pool, workers)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+        pools = [cf.ProcessPoolExecutor(max_workers=1) for _ in range(spec.local_workers)]
+        try:
+            yield _LocalBackend(pools)
+        finally:
+            for pool in pools:
+                pool.shutdown(wait=True, cancel_futures=True)
         return
     dist = _import_distributed()
     if spec.scheduler is not None:
@@ -141,19 +157,40 @@ def open_backend(spec: ExecutorSpec) -> Iterator[_Backend]:
         yield _DaskBackend(client, dist)
 
 
-def map_unordered(backend: _Backend, fn: Callable, tasks: Iterable[Any]) -> Iterator[Any]:
-    """Run ``fn`` over ``tasks`` with at most ``backend.window`` in flight; yield results as
-    they finish (so a huge sweep never sits in memory as futures)."""
-    it = iter(tasks)
-    pending: set = set()
-    for task in it:
-        pending.add(backend.submit(fn, task))
-        if len(pending) >= backend.window:
-            break
+def map_affine(backend: _Backend, fn: Callable, tasks: Iterable[Any], group_of: Callable[[Any], Hashable]
+               ) -> Iterator[Any]:
+    """Run ``fn`` over ``tasks``, one task in flight per slot, and yield results as they
+    finish. Tasks of one group (e.g. the same simulated machine) go to the same slot, in
+    order, so the worker's caches serve them; a slot whose group is done takes a group no
+    slot has started, else shares the largest remaining one."""
+    groups: OrderedDict[Hashable, deque] = OrderedDict()
+    for task in tasks:
+        groups.setdefault(group_of(task), deque()).append(task)
+    slot_group: list[Optional[Hashable]] = [None] * backend.slots
+
+    def next_task(slot: int) -> Any:
+        mine = slot_group[slot]
+        if mine is not None and groups.get(mine):
+            return groups[mine].popleft()
+        busy = set(slot_group)
+        free = next((g for g, q in groups.items() if q and g not in busy), None)
+        if free is None:
+            free = max((g for g, q in groups.items() if q), key=lambda g: len(groups[g]), default=None)
+        if free is None:
+            return None
+        slot_group[slot] = free
+        return groups[free].popleft()
+
+    pending: dict[Any, int] = {}
+    for slot in range(backend.slots):
+        task = next_task(slot)
+        if task is not None:
+            pending[backend.submit(fn, task, slot)] = slot
     while pending:
-        done, pending = backend.wait_first(pending)
+        done, _ = backend.wait_first(set(pending))
         for fut in done:
+            slot = pending.pop(fut)
             yield backend.result(fut)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.add(backend.submit(fn, nxt))
+            task = next_task(slot)
+            if task is not None:
+                pending[backend.submit(fn, task, slot)] = slot

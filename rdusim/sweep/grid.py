@@ -39,10 +39,11 @@ def load_base(spec: SweepSpec) -> LoadedWorkload:
     return load_workload(spec.workload, spec.fixed, spec.seed)
 
 
-def validate_points(spec: SweepSpec, points: tuple[Point, ...]) -> tuple[int, ...]:
+def validate_points(spec: SweepSpec, points: tuple[Point, ...]) -> tuple[LoadedWorkload, tuple[int, ...]]:
     """Load every point's workload (parsing and checks, no simulation) so that a bad grid key
-    or value fails before any point runs, naming the swept key. Returns each point's seed."""
-    load_base(spec)
+    or value fails before any point runs, naming the swept key. Returns the base workload
+    (fixed overrides only) and each point's seed."""
+    base = load_base(spec)
     seeds = []
     for p in points:
         try:
@@ -50,7 +51,7 @@ def validate_points(spec: SweepSpec, points: tuple[Point, ...]) -> tuple[int, ..
         except InputError as exc:
             raise _blame(spec, p, exc) from None
         seeds.append(loaded.seed)
-    return tuple(seeds)
+    return base, tuple(seeds)
 
 
 def _local_key(key: str) -> str:

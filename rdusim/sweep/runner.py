@@ -8,6 +8,7 @@ only the parent writes to the store.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,11 @@ from typing import Any, Callable, Optional
 
 import rdusim.studies as studies
 from rdusim import __version__
-from rdusim.config.workload import load_workload
+from rdusim.config.workload import LoadedWorkload, load_workload
 from rdusim.errors import InputError
 from rdusim.results import plain
-from rdusim.sweep.executor import ExecutorSpec, map_unordered, open_backend
-from rdusim.sweep.grid import expand, load_base, validate_points
+from rdusim.sweep.executor import ExecutorSpec, map_affine, open_backend
+from rdusim.sweep.grid import expand, validate_points
 from rdusim.sweep.point import PointRow, PointStatus, clean_number, dumps
 from rdusim.sweep.spec import SweepSpec
 from rdusim.sweep.store import SweepStore, has_store
@@ -74,16 +75,27 @@ class SweepOutcome:
     wall_s: float = 0.0
     csv: Optional[Path] = None
     interrupted: bool = False
+    code_changed: bool = False        # --resume: the rdusim sources differ from the stored digest
 
 
-def definition(spec: SweepSpec) -> dict:
+def definition(spec: SweepSpec, base: LoadedWorkload) -> dict:
     """The stored definition: the identity of the points and their results (grid, metrics,
     seed, fixed overrides, and the content of the workload and arch files), plus what is
-    only descriptive (name, plots)."""
-    base = load_base(spec)
+    only descriptive (name, plots) and a digest of the simulator's own sources."""
     return {"identity": {**spec.identity(), "workload": plain(base.raw), "archs": plain(base.archs)},
             "name": spec.name, "workload_file": spec.workload, "description": spec.description,
-            "keys": list(spec.keys), "plots": [plain(p) for p in spec.plots], "rdusim_version": __version__}
+            "keys": list(spec.keys), "plots": [plain(p) for p in spec.plots], "rdusim_version": __version__,
+            "code_digest": source_digest()}
+
+
+def source_digest() -> str:
+    """sha256 over the rdusim package's .py files (paths and contents)."""
+    root = Path(studies.__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _check_same(stored: dict, new: dict, db: Path) -> None:
@@ -101,12 +113,15 @@ def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: boo
     """Validate, then run every missing point. ``progress(total, label)`` returns a context
     manager with ``.advance()`` (rdusim.progress.Progress)."""
     points = expand(spec)
-    seeds = validate_points(spec, points)          # every bad key/value fails here, before any run
-    new_def = definition(spec)
+    base, seeds = validate_points(spec, points)    # every bad key/value fails here, before any run
+    new_def = definition(spec, base)
+    code_changed = False
     if resume and has_store(out):
         store = SweepStore.open(out)
         try:
-            _check_same(store.definition(), new_def, out / "sweep.sqlite")
+            stored = store.definition()
+            _check_same(stored, new_def, out / "sweep.sqlite")
+            code_changed = stored.get("code_digest") != new_def["code_digest"]
         except BaseException:
             store.close()
             raise
@@ -116,7 +131,7 @@ def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: boo
         done = store.done_indices()
         todo = [PointTask(p.index, spec.workload, p.values, spec.fixed, seeds[p.index], spec.metrics)
                 for p in points if p.index not in done]
-        outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo))
+        outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo), code_changed=code_changed)
         start = time.perf_counter()
         try:
             if todo:
@@ -135,10 +150,16 @@ def _run(store: SweepStore, todo: list[PointTask], executor: ExecutorSpec, progr
          outcome: SweepOutcome) -> None:
     bar = progress(len(todo), label) if progress else _NoProgress()
     with bar, open_backend(executor) as backend:
-        for msg in map_unordered(backend, run_point, todo):
+        for msg in map_affine(backend, run_point, todo, machine_of):
             store.add(PointRow.from_message(msg))
             outcome.ran += 1
             bar.advance()
+
+
+def machine_of(task: PointTask) -> str:
+    """Points with the same swept arch values simulate the same machine: one worker takes them
+    in turn, so the engines' per-process kernel caches serve all but the first."""
+    return dumps([[k, v] for k, v in task.params if k.startswith("arch.")])
 
 
 class _NoProgress:
