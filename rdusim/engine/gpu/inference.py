@@ -32,7 +32,7 @@ def simulate_inference(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
     return _simulate(arch, req)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=64)    # each entry holds ~1-2 MB of per-kernel records
 def _simulate(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
     prefill = gpu_step(arch, req.model, Phase.PREFILL, req.batch, req.prompt_tokens, req.tp, req.fusion, req.launch)
     steps = req.output_tokens - 1
@@ -63,7 +63,7 @@ def _simulate(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
                            records=tuple(records))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=32)
 def gpu_step(arch: GpuArch, cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
              fusion: FusionPolicy, launch: LaunchMode) -> StepResult:
     graph = build_model_graph(cfg, phase, batch, seq, tp=tp)
