@@ -42,7 +42,6 @@ def compile_plan(graph: OpGraph, arch: RduArch, policy: FusionPolicy, *, tiles: 
 
 def renamed(kernel: Kernel, name: str, group: list[Node]) -> Kernel:
     """A placed kernel reused for a structurally identical group of other ops."""
-    stages = tuple(replace(s, name=n.name, ops=(n.name,)) for s, n in zip(kernel.stages, group))
     layers = {n.layer for n in group}
-    return replace(kernel, name=name, ops=tuple(n.name for n in group), stages=stages,
+    return replace(kernel, name=name, ops=tuple(n.name for n in group),
                    layer=layers.pop() if len(layers) == 1 else -1)

@@ -29,6 +29,7 @@ from rdusim.config.arch_rdu import RduArch
 from rdusim.graph.ops import OpKind
 
 BUFFER_DEPTH = 2            # double-buffered stage buffers
+TILE_BYTES = 128 * 1024     # largest tile a stage buffer holds (a double-buffered input fits half a PMU)
 MIN_CYCLES_PER_PCU = 64     # a PCU is only given to a stage with at least this much work for it
 
 
@@ -38,6 +39,7 @@ class _Read:
     nbytes: float
     tier: Tier
     resident: bool
+    block: float = 0.0
 
 
 @dataclass
@@ -46,6 +48,7 @@ class _StageDraft:
     kind: StageKind
     edges: dict[int, float]
     reads: list[_Read]
+    edge_block: dict[int, float]
     write_bytes: float
     write_tier: Tier
     held_bytes: float = 0.0          # operands arriving over edges but needed whole (PMU capacity)
@@ -82,6 +85,7 @@ def draft_stage(n: Node, group: Mapping[str, int], consumers: Mapping[str, tuple
     """The stage ``n`` becomes in a kernel whose ops are ``group`` (name -> stage index).
     ``assume_written``: count its output as leaving the kernel (while the group still grows)."""
     edges: dict[int, float] = {}
+    edge_block: dict[int, float] = {}
     offchip = []
     held = 0.0
     biggest = max((o.nbytes for o in n.operands), default=0.0)
@@ -91,6 +95,7 @@ def draft_stage(n: Node, group: Mapping[str, int], consumers: Mapping[str, tuple
         if o.producer is not None and o.producer in group:
             j = group[o.producer]
             edges[j] = edges.get(j, 0.0) + o.nbytes
+            edge_block[j] = max(edge_block.get(j, 0.0), o.block_bytes)
             if gemm and o.nbytes < biggest:
                 held += o.nbytes          # the smaller GEMM operand is collected whole
         elif o.nbytes > 0:
@@ -106,14 +111,14 @@ def draft_stage(n: Node, group: Mapping[str, int], consumers: Mapping[str, tuple
             # same-size operands stream together; broadcast operands (norm weights) are held
             stream = o.tensor.numel >= big_numel
         streamed_one = streamed_one or stream
-        reads.append(_Read(o.tensor.name, o.nbytes, tier, not stream))
+        reads.append(_Read(o.tensor.name, o.nbytes, tier, not stream, o.block_bytes))
     outs = consumers.get(n.name, ())
     writes_out = n.persistent_out or not outs or assume_written or any(c not in group for c in outs)
     wt = Tier.HBM
     for t in n.op.outputs:
         if t.name in tiers:
             wt = tiers[t.name]
-    return _StageDraft(n, stage_kind(n), edges, reads, n.out_bytes if writes_out else 0.0, wt, held)
+    return _StageDraft(n, stage_kind(n), edges, reads, edge_block, n.out_bytes if writes_out else 0.0, wt, held)
 
 
 def group_key(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier]) -> tuple:
@@ -123,7 +128,7 @@ def group_key(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]], tiers
     key = []
     for n in nodes:
         op = n.op
-        operands = tuple((o.nbytes, o.tensor.numel, index.get(o.producer, -1) if o.producer else -2,
+        operands = tuple((o.nbytes, o.block_bytes, o.tensor.numel, index.get(o.producer, -1) if o.producer else -2,
                           tiers.get(o.tensor.name, Tier.HBM).value if o.producer is None else "")
                          for o in n.operands)
         outs = consumers.get(n.name, ())
@@ -140,9 +145,18 @@ def _drafts(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
     return [draft_stage(n, index, consumers, tiers) for n in nodes]
 
 
+def tile_bytes(nbytes: float, tiles: int, block: float = 0.0) -> float:
+    """Bytes of one buffered tile of a stream of ``nbytes``: 1/tiles of it, at most
+    TILE_BYTES, but at least the block its access pattern needs."""
+    return min(nbytes, max(min(nbytes / tiles, TILE_BYTES), block))
+
+
 def capacity_bytes(d: _StageDraft, tiles: int) -> float:
-    buffers = sum(d.edges.values()) + d.streamed_read_bytes + d.write_bytes
-    return d.resident_bytes + d.held_bytes + BUFFER_DEPTH * buffers / tiles
+    """PMU bytes the stage needs: resident and held operands plus its double-buffered tiles."""
+    buffers = sum(tile_bytes(b, tiles, d.edge_block.get(j, 0.0)) for j, b in d.edges.items())
+    buffers += sum(tile_bytes(r.nbytes, tiles, r.block) for r in d.reads if not r.resident)
+    buffers += tile_bytes(d.write_bytes, tiles) if d.write_bytes else 0.0
+    return d.resident_bytes + d.held_bytes + BUFFER_DEPTH * buffers
 
 
 def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> list[int]:
@@ -248,7 +262,7 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
                               int(op.attr("ranks", 1)))
         inputs = tuple(sorted(d.edges))
         out.append(Stage(
-            name=op.name, kind=d.kind, ops=(op.name,), flops=op.flops, compute_s=compute_s[i],
+            kind=d.kind, flops=op.flops, compute_s=compute_s[i],
             pcus=pcus[i], pmus=pmus[i], pmus_bandwidth=bw_pmus[i], in_bytes=d.in_bytes,
             inputs=inputs, edge_bytes=tuple(d.edges[j] for j in inputs),
             edge_d2d=tuple(die[j] != die[i] for j in inputs), streams=tuple(streams),

@@ -56,11 +56,10 @@ class Collective:
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline stage: the ops mapped onto one group of PCUs and their input buffers."""
+    """One pipeline stage: one op mapped onto a group of PCUs and its input buffers.
+    Its op's name is ``Kernel.ops[i]`` (stages are nameless so repeated layers share them)."""
 
-    name: str
     kind: StageKind
-    ops: tuple[str, ...]
     flops: float
     compute_s: float                 # time for all its tiles at its PCU allocation (0 for move/collective)
     pcus: int
@@ -98,6 +97,9 @@ class Kernel:
     def flops(self) -> float:
         return sum(s.flops for s in self.stages)
 
+    def stage_name(self, i: int) -> str:
+        return self.ops[i]
+
     @property
     def pcus(self) -> int:
         return sum(s.pcus for s in self.stages)
@@ -109,6 +111,11 @@ class Kernel:
     @property
     def agcus(self) -> int:
         return sum(st.agcus for s in self.stages for st in s.streams)
+
+    @property
+    def streams(self) -> int:
+        """Off-chip streams (tensor arguments with an address program in the AGCUs)."""
+        return sum(len(s.streams) for s in self.stages)
 
     @property
     def is_collective_only(self) -> bool:

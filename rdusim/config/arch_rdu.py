@@ -55,10 +55,16 @@ class RdnSpec:
 
 @dataclass(frozen=True)
 class RduLaunch:
-    """Per-kernel launch cost: software-orchestrated (host) vs hardware (AGCU schedule)."""
+    """Per-kernel launch cost: software-orchestrated (host) vs hardware (AGCU schedule).
+
+    Under SO the host pays ``software_s`` per kernel plus ``software_per_stream_s`` for
+    each off-chip stream (tensor argument) whose address program it sets up in the
+    AGCUs; under HO the AGCUs hold the whole static schedule, programs included, and
+    start each kernel after ``hardware_s``."""
 
     software_s: float = field(metadata={"ge": 0})
     hardware_s: float = field(metadata={"ge": 0})
+    software_per_stream_s: float = field(default=0.0, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

@@ -63,15 +63,16 @@ def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: 
                              weight_density=bench.weight_density, origin=where)
 
 
-def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, trace: bool) -> dict[str, StepResult]:
+def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, trace: bool, model_step: bool) -> dict[str, StepResult]:
     from rdusim.compiler import compile_plan
     from rdusim.engine.rdu.step import simulate_plan
 
     unfused = compile_plan(graph, arch, FusionPolicy.UNFUSED, tiles=tiles)
     fused = compile_plan(graph, arch, FusionPolicy.FUSED, tiles=tiles)
-    return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, trace=trace),
-            "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, trace=trace),
-            "fused_ho": simulate_plan(arch, fused, launch=LaunchMode.HARDWARE, trace=trace)}
+    kw = {"trace": trace, "host_overhead": model_step}
+    return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, **kw),
+            "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, **kw),
+            "fused_ho": simulate_plan(arch, fused, launch=LaunchMode.HARDWARE, **kw)}
 
 
 def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int, trace: bool) -> dict[str, StepResult] | None:
@@ -109,7 +110,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             tp = bench_tp(loaded, bench, platform, index)
             graph = build_graph(loaded, bench, tp, index)
             if arch.kind == ArchKind.RDU:
-                steps = run_rdu(arch, graph, tp, spec.tiles, trace)
+                steps = run_rdu(arch, graph, tp, spec.tiles, trace, model_step=not bench.is_fft)
             else:
                 steps = run_gpu(loaded, platform, graph, tp, trace)
                 if steps is None:

@@ -1,10 +1,13 @@
 """Kernel launch orchestration for one step, in SimPy.
 
 SOFTWARE (SO): a host process launches every kernel. It learns that kernel k-1 has
-finished, spends ``launch.software_s`` launching kernel k, and only then can k start.
+finished, spends ``launch.software_s`` plus ``launch.software_per_stream_s`` for each of
+kernel k's off-chip streams (the address programs it sets up) launching kernel k, and
+only then can k start.
 HARDWARE (HO): the host launches the step's static schedule once (one software launch);
 the AGCUs then start each next kernel ``launch.hardware_s`` after the previous ends.
-After the last kernel the host spends ``runtime_step_overhead_s`` (sampling, scheduling).
+After the last kernel of a model step the host spends ``runtime_step_overhead_s``
+(sampling, scheduling: per-token runtime work; not for bare kernels such as an FFT).
 The gaps between kernels are what these processes produce.
 """
 
@@ -35,7 +38,10 @@ class Schedule:
     host_s: float
 
 
-def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch) -> Schedule:
+def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
+                 streams: Sequence[int] | None = None, *, host_overhead: bool = True) -> Schedule:
+    """Orchestrate kernels of the given durations (and off-chip stream counts) in order;
+    ``host_overhead``: the step is a model step with its per-token runtime work."""
     if not mode.for_rdu:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     env = simpy.Environment()
@@ -46,13 +52,15 @@ def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch) ->
     start = [0.0] * n
     end = [0.0] * n
     sw, hw = arch.launch.software_s, arch.launch.hardware_s
+    per_stream = arch.launch.software_per_stream_s
+    streams = list(streams) if streams is not None else [0] * n
 
     def host_so():
         for k in range(n):
             if k:
                 yield done[k - 1]
             launch_start[k] = env.now
-            yield env.timeout(sw)
+            yield env.timeout(sw + per_stream * streams[k])
             launched[k].succeed()
 
     def agcu_ho():
@@ -77,6 +85,7 @@ def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch) ->
     dev = env.process(device())
     env.run(dev)
     kernels_end = env.now
-    env.run(env.timeout(arch.runtime_step_overhead_s))
+    if host_overhead and arch.runtime_step_overhead_s:
+        env.run(env.timeout(arch.runtime_step_overhead_s))
     slots = tuple(Slot(a, b, c) for a, b, c in zip(launch_start, start, end))
     return Schedule(slots, kernels_end, env.now, env.now - kernels_end)

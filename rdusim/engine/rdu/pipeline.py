@@ -120,6 +120,7 @@ class _Sim:
         return max(s.compute_s, feed) / self.n
 
     def run_stage(self, i: int, s: Stage, inputs: list, outputs: list, resident: list):
+        name = self.k.stage_name(i)
         if resident:
             yield self.env.all_of(resident)
         base = self.tile_time(s)
@@ -132,7 +133,7 @@ class _Sim:
             for store in inputs:
                 yield store.get()
             if self.log is not None:
-                self.note(f"{s.name}:tile{t}")
+                self.note(f"{name}:tile{t}")
             start = self.env.now
             if wire or (latency and t == 0):
                 if t == 0 and latency:
@@ -143,11 +144,19 @@ class _Sim:
             else:
                 yield self.env.timeout(base)
             self.busy[i] += self.env.now - start
-            for store, nbytes, cross in outputs:
-                if cross:
-                    yield self.d2d.use(nbytes / self.n / self.hw.d2d.effective_bandwidth_bytes_per_s)
-                    self.d2d_bytes += nbytes / self.n
-                yield from self.put(s.name, store, t)
+            for store in outputs:
+                yield from self.put(name, store, t)
+
+    def cross_dies(self, name: str, nbytes: float, inp: simpy.Store, out: simpy.Store):
+        """The D2D link between a producer on one die and its consumer on the other."""
+        per_tile = nbytes / self.n
+        for t in range(self.n):
+            yield inp.get()
+            if t == 0 and self.hw.d2d.latency_s:
+                yield self.env.timeout(self.hw.d2d.latency_s)
+            yield self.d2d.use(per_tile / self.hw.d2d.effective_bandwidth_bytes_per_s)
+            self.d2d_bytes += per_tile
+            yield from self.put(name, out, t)
 
     def run(self) -> KernelRun:
         env, k = self.env, self.k
@@ -159,20 +168,25 @@ class _Sim:
             for j, nbytes, cross in zip(s.inputs, s.edge_bytes, s.edge_d2d):
                 store = simpy.Store(env, BUFFER_DEPTH)
                 inputs[i].append(store)
-                outputs[j].append((store, nbytes, cross))
+                if cross:
+                    near = simpy.Store(env, BUFFER_DEPTH)
+                    outputs[j].append(near)
+                    procs.append(env.process(self.cross_dies(f"{k.stage_name(j)}.d2d", nbytes, near, store)))
+                else:
+                    outputs[j].append(store)
             for st in s.streams:
                 if st.write:
                     store = simpy.Store(env, BUFFER_DEPTH)
-                    outputs[i].append((store, 0.0, False))
+                    outputs[i].append(store)
                     procs.append(env.process(self.write_stream(st, store)))
                 elif st.resident:
                     ev = env.event()
                     resident[i].append(ev)
-                    procs.append(env.process(self.load_resident(s.name, st, ev)))
+                    procs.append(env.process(self.load_resident(k.stage_name(i), st, ev)))
                 else:
                     store = simpy.Store(env, BUFFER_DEPTH)
                     inputs[i].append(store)
-                    procs.append(env.process(self.load_stream(f"{s.name}.load", st, store)))
+                    procs.append(env.process(self.load_stream(f"{k.stage_name(i)}.load", st, store)))
         for i, s in enumerate(k.stages):
             procs.append(env.process(self.run_stage(i, s, inputs[i], outputs[i], resident[i])))
         env.run(env.all_of(procs))

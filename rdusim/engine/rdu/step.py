@@ -19,20 +19,22 @@ from rdusim.graph.opgraph import OpGraph
 
 def simulate_step(arch: RduArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                   tiles: int = DEFAULT_TILES, trace: bool = False, cache: KernelCache | None = None,
-                  plan: Plan | None = None) -> StepResult:
-    """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node."""
+                  plan: Plan | None = None, host_overhead: bool = True) -> StepResult:
+    """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node.
+    ``host_overhead``: add the runtime's per-step host work (model steps: yes)."""
     if tp > arch.node.sockets:
         raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
     plan = plan or compile_plan(graph, arch, fusion, tiles=tiles)
-    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache)
+    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache, host_overhead=host_overhead)
 
 
 def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool = False,
-                  cache: KernelCache | None = None) -> StepResult:
+                  cache: KernelCache | None = None, host_overhead: bool = True) -> StepResult:
     cache = cache or KERNELS
     hw = SocketHw.of(arch)
     runs: list[tuple[KernelRun, bool]] = [cache.run(k, hw, plan.tiles) for k in plan.kernels]
-    sched = run_schedule([r.duration_s for r, _ in runs], launch, arch)
+    sched = run_schedule([r.duration_s for r, _ in runs], launch, arch, [k.streams for k in plan.kernels],
+                         host_overhead=host_overhead)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     breakdown["host"] = sched.host_s
     prev_end = 0.0
