@@ -1,0 +1,137 @@
+"""simulate_step / simulate_inference on the SN40L: launch orchestration, the kernel cache,
+what-ifs in the physical direction, breakdowns, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from rdusim.config.arch import load_arch
+from rdusim.config.model import load_model
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceRequest, simulate_inference
+from rdusim.engine.rdu.cache import KernelCache
+from rdusim.engine.rdu.step import simulate_step
+from rdusim.errors import InputError
+from rdusim.graph.model_graph import build_model_graph
+from rdusim.graph.phase import Phase
+
+ARCH = load_arch("arch/sn40l.yaml")
+CFG = load_model("llama2-7b")
+SO, HO = LaunchMode.SOFTWARE, LaunchMode.HARDWARE
+U, F = FusionPolicy.UNFUSED, FusionPolicy.FUSED
+
+
+def graph(phase: Phase, seq: int = 1024, layers: int = 2):
+    return build_model_graph(CFG, phase, 1, seq, tp=8, layers=layers)
+
+
+def step(arch=ARCH, phase=Phase.DECODE, fusion=F, launch=HO, **kw):
+    return simulate_step(arch, graph(phase, **kw), fusion=fusion, launch=launch, tp=8)
+
+
+def arch_with(*sets):
+    return load_arch("arch/sn40l.yaml", list(sets))
+
+
+def test_launch_gaps_come_from_the_orchestration():
+    so, ho = step(launch=SO), step(launch=HO)
+    assert so.kernels == ho.kernels
+    launch = ARCH.launch
+    for r in so.records:
+        # the host spends its fixed cost plus the per-stream setup before every kernel
+        assert r["launch_s"] >= launch.software_s
+    assert ho.records[0]["launch_s"] == pytest.approx(launch.hardware_s)
+    assert all(r["launch_s"] == pytest.approx(launch.hardware_s) for r in ho.records[1:])
+    assert so.breakdown_s["launch"] > ho.breakdown_s["launch"] > 0
+    starts = [r["start_s"] for r in ho.records]
+    assert starts == sorted(starts) and starts[0] == pytest.approx(launch.software_s + launch.hardware_s)
+
+
+@pytest.mark.parametrize("fusion,launch", [(U, SO), (F, SO), (F, HO)])
+def test_breakdown_sums_to_step_time(fusion, launch):
+    s = step(fusion=fusion, launch=launch)
+    assert set(s.breakdown_s) == set(BREAKDOWN_KEYS)
+    assert sum(s.breakdown_s.values()) == pytest.approx(s.time_s)
+    assert s.breakdown_s["host"] == pytest.approx(ARCH.runtime_step_overhead_s)
+    assert all(0.0 <= v <= 1.0 + 1e-9 for v in s.util.values())
+
+
+def test_repeated_layers_are_simulated_once():
+    cache = KernelCache()
+    s = simulate_step(ARCH, graph(Phase.DECODE, layers=6), fusion=F, launch=HO, tp=8, cache=cache)
+    assert cache.simulated <= 4 and cache.reused >= 4
+    assert sum(r["reused"] for r in s.records) == cache.reused
+    before = cache.simulated
+    simulate_step(ARCH, graph(Phase.DECODE, layers=6), fusion=F, launch=SO, tp=8, cache=cache)
+    assert cache.simulated == before          # launch mode does not change kernels
+
+
+def test_same_inputs_same_results():
+    a = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=KernelCache())
+    b = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=KernelCache())
+    assert a == b
+
+
+def test_fusion_and_hardware_launch_speed_up_decode():
+    unfused, so, ho = step(fusion=U, launch=SO), step(launch=SO), step(launch=HO)
+    assert unfused.time_s > so.time_s > ho.time_s
+    assert unfused.kernels > 5 * so.kernels
+
+
+def test_roofline_floor_holds_for_a_step():
+    for phase in (Phase.PREFILL, Phase.DECODE):
+        s = step(phase=phase)
+        floor = max(s.flops / ARCH.peak_flops_per_s_per_socket,
+                    s.bytes_by_tier["hbm"] / ARCH.socket.hbm.bandwidth_bytes_per_s)
+        assert s.time_s >= floor
+
+
+# ---- what-ifs through the same dotted --set paths the CLI uses ----
+
+def test_whatif_smaller_sram_is_not_faster():
+    small = arch_with(("socket.pmu.capacity_bytes", {"value": 8192, "source": "what-if"}))
+    g = graph(Phase.PREFILL, seq=2048)
+    base = simulate_step(ARCH, g, fusion=F, launch=HO, tp=8)
+    cut = simulate_step(small, g, fusion=F, launch=HO, tp=8)
+    assert cut.kernels > base.kernels and cut.time_s > base.time_s
+
+
+def test_whatif_more_pcus_speed_up_compute_bound_prefill():
+    g = graph(Phase.PREFILL, seq=2048)
+    half = arch_with(("socket.pcu.count", {"value": 520, "source": "what-if"}))
+    double = arch_with(("socket.pcu.count", {"value": 2080, "source": "what-if"}))
+    t = [simulate_step(a, g, fusion=F, launch=HO, tp=8).time_s for a in (half, ARCH, double)]
+    assert t[0] > t[1] > t[2]
+
+
+def test_whatif_more_hbm_bandwidth_speeds_up_decode():
+    fast = arch_with(("socket.hbm.bandwidth_bytes_per_s", {"value": 4e12, "source": "what-if"}))
+    assert step(arch=fast).time_s < step().time_s
+    assert step(arch=fast, fusion=U, launch=SO).time_s < step(fusion=U, launch=SO).time_s
+
+
+def test_whatif_launch_cost_hits_software_orchestration():
+    dear = arch_with(("launch.software_s", {"value": 1e-4, "source": "what-if"}))
+    assert step(arch=dear, launch=SO).time_s > step(launch=SO).time_s
+    extra = step(arch=dear, launch=HO).time_s - step(launch=HO).time_s
+    # HO pays the host once per step (handing over the schedule), not per kernel
+    assert extra == pytest.approx(1e-4 - ARCH.launch.software_s, rel=1e-6)
+
+
+def test_tp_beyond_the_node_is_an_input_error():
+    with pytest.raises(InputError):
+        simulate_step(ARCH, graph(Phase.DECODE), fusion=F, launch=HO, tp=16)
+
+
+def test_inference_adds_up():
+    req = InferenceRequest(CFG, 128, 6, 1, 8, F, HO)
+    t = simulate_inference(ARCH, req)
+    assert t.latency_s == pytest.approx(t.ttft_s + 5 * t.tpot_s)
+    assert sum(t.breakdown_s.values()) == pytest.approx(t.latency_s)
+    assert t.tpot_s > ARCH.runtime_step_overhead_s
+    assert t.weight_bytes_per_device == pytest.approx(6.74e9 * 2 / 8, rel=0.03)
+    assert {r["phase"] for r in t.records} == {"prefill", "decode"}
+    one = simulate_inference(ARCH, InferenceRequest(CFG, 128, 1, 1, 8, F, HO))
+    assert one.tpot_s == 0 and one.latency_s == pytest.approx(one.ttft_s)
+    so = simulate_inference(ARCH, InferenceRequest(CFG, 128, 6, 1, 8, F, SO))
+    assert so.latency_s > t.latency_s
