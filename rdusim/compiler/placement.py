@@ -188,7 +188,6 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
                  tiers: Mapping[str, Tier], arch: RduArch, tiles: int) -> Kernel:
     sock = arch.socket
     drafts = _drafts(nodes, consumers, tiers)
-    n = len(drafts)
     # ---- PCUs: in proportion to work, bounded by parallelism ----
     work = [work_pcu_s(d.node, d.in_bytes, arch) if d.kind == StageKind.COMPUTE else 0.0 for d in drafts]
     min_work = MIN_CYCLES_PER_PCU / sock.pcu.clock_hz

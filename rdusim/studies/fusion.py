@@ -13,7 +13,7 @@ framework launches); fused runs are launched both ways.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
@@ -24,6 +24,8 @@ from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
+from rdusim.engine.rdu.step import add_step_spans
+from rdusim.report.trace import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 
@@ -63,19 +65,19 @@ def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: 
                              weight_density=bench.weight_density, origin=where)
 
 
-def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, trace: bool, model_step: bool) -> dict[str, StepResult]:
+def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, model_step: bool) -> dict[str, StepResult]:
     from rdusim.compiler import compile_plan
     from rdusim.engine.rdu.step import simulate_plan
 
     unfused = compile_plan(graph, arch, FusionPolicy.UNFUSED, tiles=tiles)
     fused = compile_plan(graph, arch, FusionPolicy.FUSED, tiles=tiles)
-    kw = {"trace": trace, "host_overhead": model_step}
+    kw = {"host_overhead": model_step}
     return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, **kw),
             "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, **kw),
             "fused_ho": simulate_plan(arch, fused, launch=LaunchMode.HARDWARE, **kw)}
 
 
-def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int, trace: bool) -> dict[str, StepResult] | None:
+def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int) -> dict[str, StepResult] | None:
     try:
         from rdusim.engine.gpu.step import simulate_step
     except ModuleNotFoundError as exc:
@@ -84,8 +86,8 @@ def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int, trac
         raise
     arch = loaded.archs[platform]
     launch = loaded.spec.platforms[platform].launch_mode(arch.kind)
-    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp, trace=trace),
-            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp, trace=trace)}
+    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp),
+            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp)}
 
 
 def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
@@ -100,7 +102,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     spec: FusionWorkload = loaded.spec
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
-    events: list[Mapping[str, Any]] = []
+    tracer = TraceBuilder()
     notes: dict[str, str] = {}
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     layer_util: dict[str, dict[str, float]] = {}
@@ -110,9 +112,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             tp = bench_tp(loaded, bench, platform, index)
             graph = build_graph(loaded, bench, tp, index)
             if arch.kind == ArchKind.RDU:
-                steps = run_rdu(arch, graph, tp, spec.tiles, trace, model_step=not bench.is_fft)
+                steps = run_rdu(arch, graph, tp, spec.tiles, model_step=not bench.is_fft)
             else:
-                steps = run_gpu(loaded, platform, graph, tp, trace)
+                steps = run_gpu(loaded, platform, graph, tp)
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
                     continue
@@ -123,8 +125,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 if spec.kernel_records:
                     records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                                 for r in step.records]
-                if trace:
-                    events += [dict(e, pid=f"{platform}.{bench.name}.{mode}") for e in step.trace]
+                if trace and arch.kind == ArchKind.RDU:
+                    add_step_spans(tracer, step.records, f"{platform} {bench.name} {mode}")
             for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
                 value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
                 metrics[f"fusion.{bench.name}.{platform}.speedup.{key}"] = value
@@ -136,7 +138,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
              "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util}
     return RunResult(workload_name=spec.name, kind="fusion", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
-                     records=tuple(records), extra=extra, trace=tuple(events))
+                     records=tuple(records), extra=extra, trace=tracer.events() if trace else ())
 
 
 def largest_kernel(step: StepResult) -> dict[str, float]:

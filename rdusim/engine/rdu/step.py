@@ -96,13 +96,24 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
 
 
 def trace_events(plan: Plan, sched: Schedule, rows: list[dict]):
-    """Chrome trace: kernels on the device track, launches on the launcher track (microseconds)."""
-    for k, slot in zip(plan.kernels, sched.slots):
-        if slot.start_s > slot.launch_start_s:
-            yield {"name": f"launch {k.name}", "ph": "X", "ts": slot.launch_start_s * 1e6,
-                   "dur": (slot.start_s - slot.launch_start_s) * 1e6, "pid": 0, "tid": "launcher"}
-        yield {"name": k.name, "ph": "X", "ts": slot.start_s * 1e6, "dur": (slot.end_s - slot.start_s) * 1e6,
-               "pid": 0, "tid": "socket0"}
+    """Chrome trace of the step: kernels on the socket's compute lane, launches on its launch lane."""
+    from rdusim.report.trace import Lane, TraceBuilder
+
+    tb = TraceBuilder()
+    add_step_spans(tb, rows, "socket0")
     if sched.host_s:
-        yield {"name": "runtime step overhead", "ph": "X", "ts": sched.kernels_end_s * 1e6,
-               "dur": sched.host_s * 1e6, "pid": 0, "tid": "launcher"}
+        tb.span("runtime step overhead", sched.kernels_end_s, sched.host_s, device="host", lane=Lane.LAUNCH,
+                cat="host")
+    return tb.events()
+
+
+def add_step_spans(tb, rows: list[dict], device: str) -> None:
+    """Spans of one step's kernel rows (start_s, time_s, launch_s) into a TraceBuilder."""
+    from rdusim.report.trace import Lane
+
+    for r in rows:
+        if r["launch_s"] > 0:
+            tb.span(f"launch {r['name']}", r["start_s"] - r["launch_s"], r["launch_s"], device=device,
+                    lane=Lane.LAUNCH, cat="launch")
+        tb.span(r["name"], r["start_s"], r["time_s"], device=device, lane=Lane.COMPUTE, cat="kernel",
+                flops=r["flops"], hbm_bytes=r["hbm_bytes"], pcus=r["pcus"], pmus=r["pmus"])
