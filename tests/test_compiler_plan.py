@@ -148,3 +148,19 @@ def test_big_kernel_spans_both_dies():
     assert {s.die for s in k.stages} == {0, 1}
     assert k.d2d_bytes > 0
     assert all(s.die == 0 for s in compile(tiny(), ARCH, U).kernels[2].stages)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(pcus=st.integers(4, 2048), pmus=st.integers(8, 2048), kib=st.integers(16, 2048),
+       agcus=st.integers(1, 64), policy=st.sampled_from([U, F]))
+def test_allocations_never_exceed_the_socket(pcus, pmus, kib, agcus, policy):
+    arch = with_socket(pcu__count=pcus, pmu__count=pmus, pmu__capacity_bytes=kib * 1024.0, agcu__count=agcus)
+    plan = compile(tiny(), arch, policy)
+    for k in plan.kernels:
+        assert k.pcus <= pcus and k.pmus <= pmus and k.agcus <= agcus + 1e-9
+    # the same work whatever the machine
+    assert plan.flops == pytest.approx(compile(tiny(), ARCH, policy).flops)
