@@ -126,3 +126,13 @@ def test_cli_zip_mismatch_and_no_grid_exit_2(tmp_path, capsys):
     assert "output_tokens" in capsys.readouterr().err
     assert main(["sweep", WORKLOAD, "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_metric_globs_keep_and_drop():
+    from rdusim.sweep.runner import choose_metrics
+    m = {"f.a.speedup.x": 1, "f.a.sn40l.speedup.x": 1, "f.a.time_s": 2.0, "f.a.oom": True}
+    assert choose_metrics(m, ()) == {"f.a.oom": 1, "f.a.sn40l.speedup.x": 1, "f.a.speedup.x": 1, "f.a.time_s": 2.0}
+    assert choose_metrics(m, ("f.*.speedup.*",)) == {"f.a.sn40l.speedup.x": 1, "f.a.speedup.x": 1}
+    assert choose_metrics(m, ("f.*.speedup.*", "!*.sn40l.*")) == {"f.a.speedup.x": 1}
+    assert choose_metrics(m, ("!*.sn40l.*", "!*.oom")) == {"f.a.speedup.x": 1, "f.a.time_s": 2.0}
+    assert choose_metrics({"x": float("inf")}, ()) == {"x": None}

@@ -39,8 +39,13 @@ class PointTask:
 
 
 def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str, Any]:
-    keep = metrics if not globs else {k: v for k, v in metrics.items()
-                                      if any(fnmatch.fnmatchcase(k, g) for g in globs)}
+    """Metrics matching any glob and no ``!glob`` (fnmatch; ``*`` also matches dots).
+    Only ``!globs`` (or none at all) start from every metric."""
+    include = [g for g in globs if not g.startswith("!")]
+    exclude = [g[1:] for g in globs if g.startswith("!")]
+    keep = {k: v for k, v in metrics.items()
+            if (not include or any(fnmatch.fnmatchcase(k, g) for g in include))
+            and not any(fnmatch.fnmatchcase(k, g) for g in exclude)}
     return {k: clean_number(v) for k, v in sorted(keep.items())}
 
 

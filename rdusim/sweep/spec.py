@@ -11,7 +11,8 @@ whose top-level key is ``sweep:`` so that a study is a committed, re-runnable fi
         arch.sn40l.socket.pmu.capacity_bytes: [262144, 524288, 1048576]
         arch.sn40l.socket.pcu.count: [520, 1040]
       zip: false                          # true: points are zipped, lists of equal length
-      metrics: ["fusion.*.speedup.*"]     # fnmatch globs of metrics to keep; default all
+      metrics: ["fusion.*.speedup.*", "!fusion.*.sn40l.*"]   # fnmatch globs to keep, !globs to drop;
+                                          # default all
       seed: 0                             # optional; default the workload's seed
       set: {}                             # fixed overrides applied to every point
       plots:                              # optional, drawn by `rdusim report DIR`
@@ -199,7 +200,7 @@ def check(spec: SweepSpec) -> None:
                              f"{len(first.values)} values to zip with {first.key} (--zip needs equal lengths)",
                              f"{len(odd.values)} values")
     for g in spec.metrics:
-        if not isinstance(g, str) or not g:
+        if not isinstance(g, str) or not g.lstrip("!"):
             raise InputError(spec.source, "metrics", "non-empty glob patterns", g)
     for p in spec.plots:
         for role, key in (("x", p.x), ("by", p.by), *(("where", k) for k in p.where)):
