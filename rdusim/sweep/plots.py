@@ -77,8 +77,12 @@ def _value(rows: list[PointRow], held: dict, metric: str, **at: Any) -> float:
 
 
 def _title(metric: str, held: dict) -> str:
-    fixed = ", ".join(f"{_short(k)}={v}" for k, v in held.items())
+    fixed = ", ".join(f"{_short(k)}={_fmt(v)}" for k, v in held.items())
     return metric + (f"\n({fixed})" if fixed else "")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _short(key: str) -> str:
@@ -96,12 +100,13 @@ def _xs(values: list) -> tuple[list, bool]:
 
 def _line(out_dir: Path, n: int, spec: PlotSpec, metrics: list[str], axes, rows) -> list[Path]:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     held = _held(spec, axes)
     xvals = axes[spec.x]
     xs, numeric = _xs(xvals)
     if spec.by is not None:
-        series = {f"{_short(spec.by)}={b}": [_value(rows, held, metrics[0], **{spec.x: x, spec.by: b})
+        series = {f"{_short(spec.by)}={_fmt(b)}": [_value(rows, held, metrics[0], **{spec.x: x, spec.by: b})
                                              for x in xvals] for b in axes[spec.by]}
         ylabel, title = metrics[0], _title(metrics[0], held)
     else:
@@ -110,11 +115,13 @@ def _line(out_dir: Path, n: int, spec: PlotSpec, metrics: list[str], axes, rows)
     fig = Figure(figsize=(7, 4.5), dpi=110)
     ax = fig.subplots()
     for label, ys in series.items():
-        ax.plot(xs, ys, marker="o", label=label)
-    if not numeric:
-        ax.set_xticks(xs, [str(v) for v in xvals])
+        if not all(math.isnan(y) for y in ys):      # a series with no value at all (e.g. OOM) stays in the CSV only
+            ax.plot(xs, ys, marker="o", label=label)
     if spec.logx and numeric:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if not numeric or spec.logx:
+        ax.set_xticks(xs, [_fmt(v) for v in xvals])
     if spec.logy:
         ax.set_yscale("log")
     ax.set_xlabel(spec.x)
@@ -137,8 +144,8 @@ def _heatmap(out_dir: Path, n: int, spec: PlotSpec, metrics: list[str], axes, ro
     fig = Figure(figsize=(7, 4.5), dpi=110)
     ax = fig.subplots()
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(xvals)), [str(v) for v in xvals], rotation=30, fontsize=7)
-    ax.set_yticks(range(len(yvals)), [str(v) for v in yvals], fontsize=7)
+    ax.set_xticks(range(len(xvals)), [_fmt(v) for v in xvals], rotation=30, fontsize=7)
+    ax.set_yticks(range(len(yvals)), [_fmt(v) for v in yvals], fontsize=7)
     finite = [v for row in grid for v in row if not math.isnan(v)]
     mid = (min(finite) + max(finite)) / 2 if finite else 0.0
     for yi, row in enumerate(grid):
