@@ -91,11 +91,12 @@ def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int) -> d
 
 
 def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
-    return {f"{prefix}.time_s": step.time_s, f"{prefix}.kernels": step.kernels,
-            f"{prefix}.hbm_bw_util": float(step.util.get("hbm_bw", 0.0)),
-            f"{prefix}.pcu_util": float(step.util.get("pcu", step.util.get("sm", 0.0))),
-            f"{prefix}.pmu_util": float(step.util.get("pmu", 0.0)),
-            f"{prefix}.oi_flops_per_byte": step.oi_flops_per_byte if sum(step.bytes_by_tier.values()) else 0.0}
+    """Time, kernels, operational intensity and one ``<unit>_util`` per utilisation the engine
+    reports (RDU: pcu, pmu, hbm_bw; GPU: sm, hbm_bw)."""
+    out = {f"{prefix}.time_s": step.time_s, f"{prefix}.kernels": step.kernels,
+           f"{prefix}.oi_flops_per_byte": step.oi_flops_per_byte if sum(step.bytes_by_tier.values()) else 0.0}
+    out.update({f"{prefix}.{unit}_util": float(value) for unit, value in step.util.items()})
+    return out
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
