@@ -26,6 +26,7 @@ from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
+from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.studies.coe_timing import ModelTimer
@@ -101,26 +102,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     records: list[dict[str, Any]] = []
     oom_reasons: dict[str, str] = {}
     events: list[dict] = []
-    for name, pr in runs.items():
-        cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
-        metrics[f"coe.capacity.{name}.max_experts"] = cap.max_experts
-        metrics[f"coe.capacity.{name}.hbm_experts"] = cap.hbm_experts
-        metrics[f"coe.{name}.expert_bytes"] = expert_bytes
-        metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, expert_bytes)
-        for sc in scenarios:
-            routes = _routes(pr.loaded.seed, spec, sc, spec.experts.count, spec.warmup_batches + spec.batches, trace_rows)
-            prefix = f"coe.{name}.{sc.key}"
-            rows = _serve_point(pr, sc, spec.experts.count, routes, spec.warmup_batches, trace_rows,
-                                metrics, prefix, oom_reasons,
-                                trace=events if trace and sc == scenarios[0] else None)
-            records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
-                            "experts": spec.experts.count, **plain(r)} for r in rows)
-            for n in spec.sweep_experts:
-                sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches, trace_rows)
-                _serve_point(pr, sc, n, sweep_routes, spec.warmup_batches, trace_rows, metrics,
-                             f"{prefix}.experts{n}", oom_reasons, detail=False)
-        records.extend(_timing_rows(name, pr, spec))
-        _footprint(pr, spec, trace_rows, metrics)
+    steps = len(runs) * (len(scenarios) * (1 + len(spec.sweep_experts)) + 1)
+    with Progress(steps, f"coe {spec.name}") as bar:
+        for name, pr in runs.items():
+            _run_platform(pr, spec, scenarios, trace_rows, metrics, records, oom_reasons,
+                          events if trace else None, bar)
     _speedups(runs, reference, scenarios, metrics)
     return RunResult(
         workload_name=spec.name, kind="coe", resolved=dict(loaded.raw),
@@ -129,6 +115,34 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         extra={"reference_platform": reference, "oom_reasons": oom_reasons,
                "scenarios": [s.key for s in scenarios]},
         trace=tuple(_chrome(events, list(runs))))
+
+
+def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, metrics, records,
+                  oom_reasons, events: list | None, bar: Progress) -> None:
+    """Capacity, every scenario, the expert-count sweep and the footprint of one platform."""
+    name = pr.name
+    cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
+    metrics[f"coe.capacity.{name}.max_experts"] = cap.max_experts
+    metrics[f"coe.capacity.{name}.hbm_experts"] = cap.hbm_experts
+    metrics[f"coe.{name}.expert_bytes"] = pr.expert_bytes
+    metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, pr.expert_bytes)
+    for sc in scenarios:
+        routes = _routes(pr.loaded.seed, spec, sc, spec.experts.count, spec.warmup_batches + spec.batches, trace_rows)
+        prefix = f"coe.{name}.{sc.key}"
+        rows = _serve_point(pr, sc, spec.experts.count, routes, spec.warmup_batches, trace_rows,
+                            metrics, prefix, oom_reasons,
+                            trace=events if sc == scenarios[0] else None)
+        bar.advance()
+        records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
+                        "experts": spec.experts.count, **plain(r)} for r in rows)
+        for n in spec.sweep_experts:
+            sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches, trace_rows)
+            _serve_point(pr, sc, n, sweep_routes, spec.warmup_batches, trace_rows, metrics,
+                         f"{prefix}.experts{n}", oom_reasons, detail=False)
+            bar.advance()
+    records.extend(_timing_rows(name, pr, spec))
+    _footprint(pr, spec, trace_rows, metrics)
+    bar.advance()
 
 
 def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, routes: list[np.ndarray], warmup: int,
