@@ -54,10 +54,10 @@ def test_unreachable_scheduler_exits_2(tmp_path, monkeypatch, capsys):
     assert "Dask scheduler" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("rdusim.studies.model_run") is None,
                     reason="the model study (rdusim/studies/model_run.py) is not written yet")
 def test_real_study_local_vs_dask(tmp_path):
+    """The real model study in worker processes: a pool and a LocalCluster agree bit for bit."""
     grid = ["--grid", "output_tokens=4,8,16", "--grid", "arch.sn40l.socket.pmu.capacity_bytes=262144,524288"]
     cli = [sys.executable, "-m", "rdusim.cli", "sweep", WORKLOAD, *grid, "--workers", "2"]
     for name, extra in (("local", []), ("dask", ["--executor", "dask"])):

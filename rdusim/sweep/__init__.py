@@ -7,4 +7,5 @@ store     SQLite table of finished points (crash-safe, resumable) and CSV export
 executor  local process pool or Dask distributed, one code path
 runner    run one point (in a worker) and a whole sweep (in the parent)
 plots     line plots and heat maps from the stored table
+command   the ``rdusim sweep`` command (flags -> spec -> run -> summary)
 """
