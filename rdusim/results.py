@@ -37,7 +37,7 @@ class RunResult:
             "workload": {"name": self.workload_name, "kind": self.kind, "resolved": _plain(self.resolved)},
             "archs": _plain(self.archs),
             "seed": self.seed,
-            "metrics": {k: _number(v) for k, v in sorted(self.metrics.items())},
+            "metrics": {k: metric_number(v) for k, v in sorted(self.metrics.items())},
             "records": [_plain(r) for r in self.records],
             "extra": _plain(self.extra),
         }
@@ -99,7 +99,8 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return path
 
 
-def _number(v: Any) -> Any:
+def metric_number(v: Any) -> Any:
+    """A metric value as stored: booleans 0/1, non-finite floats None."""
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, float) and not math.isfinite(v):

@@ -1,7 +1,6 @@
 """`rdusim graph`: JSON contract, the 7B acceptance numbers, and exit 2 on every bad input."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -17,21 +17,28 @@ def op_row(op: Op) -> dict:
     }
 
 
-def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq: int, *, tp: int = 1) -> dict:
-    """Totals and per-op rows. ``flops_per_param_per_token`` divides by the tokens
-    processed (batch in decode, batch*seq otherwise); KV-cache bytes per token are for
-    the whole model and one sequence at the model's dtype."""
+def _totals_row(graph: OpGraph) -> dict:
+    """Parameters, FLOPs, bytes and operational intensity, unfused and fused (boundary bytes)."""
     t = graph.totals
-    tokens = batch * (1 if phase == "decode" else seq)
     fused = graph.boundary_bytes
     return {
-        "model": cfg.name, "phase": phase, "batch": batch, "seq": seq, "tp": tp,
         "params": graph.params, "param_bytes": graph.param_bytes,
         "flops": t.flops, "bytes": t.bytes, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
         "oi_flops_per_byte": t.oi_flops_per_byte,
         "fused_boundary_bytes": fused,
         "fused_oi_flops_per_byte": t.flops / fused if fused else None,
-        "flops_per_param_per_token": t.flops / graph.params / tokens,
+    }
+
+
+def graph_summary(cfg: ModelConfig, graph: OpGraph, phase: str, batch: int, seq: int, *, tp: int = 1) -> dict:
+    """Totals and per-op rows. ``flops_per_param_per_token`` divides by the tokens
+    processed (batch in decode, batch*seq otherwise); KV-cache bytes per token are for
+    the whole model and one sequence at the model's dtype."""
+    tokens = batch * (1 if phase == "decode" else seq)
+    return {
+        "model": cfg.name, "phase": phase, "batch": batch, "seq": seq, "tp": tp,
+        **_totals_row(graph),
+        "flops_per_param_per_token": graph.totals.flops / graph.params / tokens,
         "kv_cache_bytes_per_token": cfg.kv_cache_bytes_per_token,
         "num_ops": len(graph),
         "ops": [op_row(o) for o in graph.ops],
@@ -63,15 +70,9 @@ def summarize_request(model: str, phase: str | None, batch: int, seq: int, tp: i
 
 
 def custom_summary(graph: OpGraph) -> dict:
-    t = graph.totals
-    fused = graph.boundary_bytes
     return {
         "model": graph.name, "phase": None, "batch": None, "seq": None, "tp": None,
-        "params": graph.params, "param_bytes": graph.param_bytes,
-        "flops": t.flops, "bytes": t.bytes, "bytes_read": t.bytes_read, "bytes_written": t.bytes_written,
-        "oi_flops_per_byte": t.oi_flops_per_byte,
-        "fused_boundary_bytes": fused,
-        "fused_oi_flops_per_byte": t.flops / fused if fused else None,
+        **_totals_row(graph),
         "flops_per_param_per_token": None, "kv_cache_bytes_per_token": None,
         "num_ops": len(graph),
         "ops": [op_row(o) for o in graph.ops],

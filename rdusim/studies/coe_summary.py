@@ -11,11 +11,9 @@ def summary(result: RunResult) -> str:
     m = result.metrics
     ref = result.extra.get("reference_platform", "")
     scenarios = result.extra.get("scenarios", [])
-    platforms = sorted({k.split(".")[1] for k in m if k.startswith("coe.capacity.")} |
-                       {k.split(".")[2] for k in m if k.startswith("coe.capacity.")} - {"capacity"})
-    platforms = [p for p in result.archs] or platforms
+    platforms = list(result.archs)
     lines = [f"Composition of Experts: {result.workload_name} (seed {result.seed})", ""]
-    lines.append(f"Latency per CoE batch (mean), ms: router + switch + expert")
+    lines.append("Latency per CoE batch (mean), ms: router + switch + expert")
     lines.append(f"  {'platform':<10} {'scenario':<11} {'latency':>9} {'router':>8} {'switch':>9} {'expert':>9}"
                  f" {'switches':>8} {'hit rate':>8}")
     for p in platforms:

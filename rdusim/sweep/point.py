@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -38,15 +37,6 @@ class PointRow:
         return cls(index=int(msg["index"]), params=dict(msg["params"]), seed=int(msg["seed"]),
                    status=PointStatus(msg["status"]), metrics=dict(msg["metrics"]),
                    error=str(msg["error"]), wall_s=float(msg["wall_s"]))
-
-
-def clean_number(v: Any) -> Any:
-    """A metric value as stored: booleans 0/1, non-finite floats None."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def dumps(obj: Any) -> str:

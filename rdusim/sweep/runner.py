@@ -21,7 +21,8 @@ from rdusim.errors import InputError
 from rdusim.results import plain
 from rdusim.sweep.executor import ExecutorSpec, map_affine, open_backend
 from rdusim.sweep.grid import expand, validate_points
-from rdusim.sweep.point import PointRow, PointStatus, clean_number, dumps
+from rdusim.results import metric_number
+from rdusim.sweep.point import PointRow, PointStatus, dumps
 from rdusim.sweep.spec import SweepSpec
 from rdusim.sweep.store import SweepStore, has_store
 
@@ -46,7 +47,7 @@ def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str,
     keep = {k: v for k, v in metrics.items()
             if (not include or any(fnmatch.fnmatchcase(k, g) for g in include))
             and not any(fnmatch.fnmatchcase(k, g) for g in exclude)}
-    return {k: clean_number(v) for k, v in sorted(keep.items())}
+    return {k: metric_number(v) for k, v in sorted(keep.items())}
 
 
 def run_point(task: PointTask) -> dict:

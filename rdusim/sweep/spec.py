@@ -89,17 +89,6 @@ class SweepSpec:
 # --- the YAML file ---------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _PlotFile:
-    metric: str
-    x: str
-    by: Optional[str] = None
-    kind: PlotKind = PlotKind.LINE
-    logx: bool = False
-    logy: bool = False
-    where: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True)
 class _SweepFile:
     workload: str
     grid: Mapping[str, Any]
@@ -109,7 +98,7 @@ class _SweepFile:
     metrics: tuple[str, ...] = ()
     seed: Optional[int] = None
     set: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    plots: tuple[_PlotFile, ...] = ()
+    plots: tuple[PlotSpec, ...] = ()
 
 
 def is_sweep_file(data: Any) -> bool:
@@ -137,7 +126,7 @@ def load_sweep_file(path: str | Path, *, seed: Optional[int] = None,
         name=f.name or Path(file).stem, workload=str(resolve_path(f.workload, file)),
         axes=tuple(axes), mode=GridMode.ZIP if f.zip else GridMode.PRODUCT, metrics=tuple(f.metrics),
         seed=seed if seed is not None else f.seed, fixed=fixed,
-        plots=tuple(PlotSpec(p.metric, p.x, p.by, p.kind, p.logx, p.logy, p.where) for p in f.plots),
+        plots=tuple(f.plots),
         description=f.description, source=file)
     check(spec)
     return spec
