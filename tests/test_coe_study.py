@@ -124,3 +124,17 @@ def test_bad_trace_file(tmp_path):
     with pytest.raises(InputError) as e:
         run([("routing", {"distribution": "trace", "trace": str(bad)})])
     assert "below experts.count" in str(e.value)
+
+
+def test_unknown_expert_model_names_the_workload_key():
+    with pytest.raises(InputError) as e:
+        run([("experts.model", "nope")])
+    assert e.value.key == "experts.model" and e.value.file.endswith("coe_small.yaml")
+
+
+def test_cli_wrong_unit_in_arch_override_exits_2(capsys):
+    from rdusim.cli import main
+    rc = main(["run", SMALL, "--set", "arch.sn40l.socket.hbm.bandwidth_bytes_per_s=2TB/s"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "socket.hbm.bandwidth_bytes_per_s" in err and "bytes per second" in err
+    assert "Traceback" not in err

@@ -67,7 +67,7 @@ def apply_overrides(data: Any, overrides: Iterable[tuple[str, Any]], file: str,
         for i, part in enumerate(parts[:-1]):
             node = _child(node, part, ".".join(parts[: i + 1]), file)
         last = parts[-1]
-        if sourced and not isinstance(value, (dict, list, str, bool)) and value is not None:
+        if sourced and _is_sourced_leaf(node, last, value):
             value = {"value": value, "source": f"override --set {key}={value!r}"}
         if isinstance(node, list):
             node[_index(node, last, key, file)] = value
@@ -76,6 +76,17 @@ def apply_overrides(data: Any, overrides: Iterable[tuple[str, Any]], file: str,
         else:
             raise InputError(file, key, "a mapping to set a key in", node)
     return out
+
+
+def _is_sourced_leaf(node: Any, last: str, value: Any) -> bool:
+    """In an arch file, a scalar set where a ``{value, source}`` number stands (or would
+    stand) is stored in that shape, so a bad value is reported against the number's unit."""
+    if isinstance(value, (dict, list)) or value is None or not isinstance(node, dict):
+        return False
+    current = node.get(last)
+    if isinstance(current, dict) and set(current) == {"value", "source"}:
+        return True
+    return current is None and not isinstance(value, str)
 
 
 def _child(node: Any, part: str, key: str, file: str) -> Any:

@@ -84,7 +84,8 @@ class PlatformRun:
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunResult:
     spec: CoeWorkload = loaded.spec
-    expert_cfg, router_cfg = load_model(spec.experts.model), load_model(spec.router.model)
+    expert_cfg = _model(spec.experts.model, loaded.file, "experts.model")
+    router_cfg = _model(spec.router.model, loaded.file, "router.model")
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
@@ -268,6 +269,13 @@ def _chrome(events: list, platforms: list[str]) -> list[dict]:
         out.append({"name": name, "ph": "X", "ts": start * 1e6, "dur": (end - start) * 1e6,
                     "pid": platforms.index(plat), "tid": tids[cat], "cat": cat, "args": {}})
     return out
+
+
+def _model(name: str, file: str, key: str):
+    try:
+        return load_model(name)
+    except InputError as exc:
+        raise InputError(file, key, exc.expected, name) from None
 
 
 def _mean(values) -> float:
