@@ -138,3 +138,11 @@ def test_cli_wrong_unit_in_arch_override_exits_2(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "socket.hbm.bandwidth_bytes_per_s" in err and "bytes per second" in err
     assert "Traceback" not in err
+
+
+def test_switching_starts_exactly_past_the_hbm_capacity():
+    cap = {p: int(run().metrics[f"coe.capacity.{p}.hbm_experts"]) for p in ("sn40l", "dgx_h100")}
+    for p, n in cap.items():
+        m = run([("sweep_experts", [n, n + 8])]).metrics
+        assert m[f"coe.{p}.bs4.tok5.experts{n}.hit_rate"] == 1.0
+        assert m[f"coe.{p}.bs4.tok5.experts{n + 8}.hit_rate"] < 1.0
