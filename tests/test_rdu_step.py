@@ -86,6 +86,48 @@ def test_roofline_floor_holds_for_a_step():
         assert s.time_s >= floor
 
 
+
+# ---- the kernel cache keys a kernel on the hardware it uses ----
+
+def _ddr(bw: float):
+    return ("socket.ddr.bandwidth_bytes_per_s", {"value": bw, "source": "what-if"})
+
+
+_TINY_HBM = ("socket.hbm.capacity_bytes", {"value": 1e6, "source": "what-if: weights spill to DDR"})
+
+
+def test_ddr_bandwidth_does_not_resimulate_hbm_only_kernels():
+    g = graph(Phase.DECODE)
+    cache = KernelCache()
+    base = simulate_step(ARCH, g, fusion=F, launch=HO, tp=8, cache=cache)
+    assert all(r["ddr_bytes"] == 0 for r in base.records)
+    simulated = cache.simulated
+    slow = simulate_step(arch_with(_ddr(5e10)), g, fusion=F, launch=HO, tp=8, cache=cache)
+    assert cache.simulated == simulated                 # every kernel came from the cache
+    assert all(r["reused"] for r in slow.records)
+    assert slow.time_s == base.time_s
+
+
+def test_ddr_bandwidth_resimulates_kernels_that_spill_to_ddr():
+    g = graph(Phase.DECODE)             # unfused: weight-reading kernels and activation-only ones
+    cache = KernelCache()
+    spill = simulate_step(arch_with(_TINY_HBM), g, fusion=U, launch=SO, tp=8, cache=cache)
+    ddr_kernels = [r for r in spill.records if r["ddr_bytes"] > 0]
+    assert ddr_kernels and len(ddr_kernels) < len(spill.records)
+    simulated = cache.simulated
+    slow = simulate_step(arch_with(_TINY_HBM, _ddr(5e10)), g, fusion=U, launch=SO, tp=8, cache=cache)
+    assert cache.simulated > simulated                  # the DDR kernels ran again...
+    for a, b in zip(spill.records, slow.records):
+        if a["ddr_bytes"] > 0:
+            assert b["time_s"] > a["time_s"]            # ...slower on the slower DDR
+        else:
+            assert b["reused"] and b["time_s"] == a["time_s"]
+    fresh = simulate_step(arch_with(_TINY_HBM, _ddr(5e10)), g, fusion=U, launch=SO, tp=8, cache=KernelCache())
+    # the cache never changes a result (only the rows' "reused" flags)
+    assert (fresh.time_s, fresh.breakdown_s, fresh.util) == (slow.time_s, slow.breakdown_s, slow.util)
+    assert [dict(r, reused=0) for r in fresh.records] == [dict(r, reused=0) for r in slow.records]
+
+
 # ---- what-ifs through the same dotted --set paths the CLI uses ----
 
 def test_whatif_smaller_sram_is_not_faster():

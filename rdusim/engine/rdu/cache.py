@@ -1,7 +1,8 @@
 """Identical kernels are simulated once: a cache of KernelRun keyed by what determines it.
 
-The key is (socket hardware, tiles, kernel signature): a decoder layer repeated 32-80
-times has one signature and is simulated once. Results are deterministic, so caching
+The key is (the socket hardware the kernel uses, tiles, kernel signature): a decoder
+layer repeated 32-80 times has one signature and is simulated once, and a kernel that
+touches only HBM is not simulated again when only the DDR (or the P2P link...) changes. Results are deterministic, so caching
 never changes them; the cache only saves time. It is bounded (oldest entries dropped).
 """
 
@@ -23,7 +24,7 @@ class KernelCache:
 
     def run(self, kernel: Kernel, hw: SocketHw, tiles: int) -> tuple[KernelRun, bool]:
         """The kernel's run, and whether it came from the cache."""
-        key = (hw.key(), tiles, kernel.signature)
+        key = (hw.kernel_key(kernel), tiles, kernel.signature)
         hit = self._runs.get(key)
         if hit is not None:
             self.reused += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rdusim.compiler.plan import Tier
+from rdusim.compiler.plan import Kernel, StageKind, Tier
 from rdusim.config.arch_common import Link
 from rdusim.config.arch_rdu import RduArch
 
@@ -35,6 +35,26 @@ class SocketHw:
             hbm_peak_bw=s.hbm.bandwidth_bytes_per_s)
 
     def key(self) -> tuple:
+        """Every parameter of the socket (for callers that key on the whole machine)."""
         return (tuple(sorted((k.value, v) for k, v in self.tier_bw.items())),
                 tuple(sorted((k.value, v) for k, v in self.tier_latency.items())),
                 self.agcu_bw, self.pmu_bw, self.p2p, self.d2d, self.pcu_count, self.pmu_count, self.hbm_peak_bw)
+
+    def kernel_key(self, kernel: Kernel) -> tuple:
+        """The parameters ``simulate_kernel`` reads for this kernel, and no others: a tier's
+        rate and latency only if one of its streams moves bytes on that tier, the AGCU rate
+        only with off-chip streams, the PMU rate only for stages that read, the P2P link
+        only for collective stages, the D2D link only for edges that cross the dies. So a
+        sweep over DDR bandwidth reuses every kernel that touches only HBM."""
+        tiers, streams, reads, p2p, d2d = set(), False, False, False, False
+        for s in kernel.stages:
+            for st in s.streams:
+                streams = True
+                tiers.add(st.tier)
+            reads = reads or s.in_bytes > 0
+            p2p = p2p or s.kind == StageKind.COLLECTIVE
+            d2d = d2d or any(s.edge_d2d)
+        order = sorted(tiers, key=lambda t: t.value)
+        return (tuple((t.value, self.tier_bw[t], self.tier_latency[t]) for t in order),
+                self.agcu_bw if streams else None, self.pmu_bw if reads else None,
+                self.p2p if p2p else None, self.d2d if d2d else None)
