@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from types import MappingProxyType
+from typing import Mapping, Sequence
 
-from rdusim.compiler.dataflow import dataflow_nodes
+from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import place_tensors
 from rdusim.compiler.placement import build_kernel, group_key
-from rdusim.compiler.dataflow import Node
-from rdusim.compiler.plan import Kernel, Plan
+from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.graph.opgraph import OpGraph
@@ -25,10 +25,22 @@ def compile_plan(graph: OpGraph, arch: RduArch, policy: FusionPolicy, *, tiles: 
     nodes, consumers = dataflow_nodes(graph, policy)
     tiers = place_tensors(nodes, arch)
     groups = partition(nodes, consumers, tiers, arch, policy, tiles)
+    return Plan(graph.name, policy, tiles, tuple(place_groups(groups, consumers, tiers, arch, tiles)),
+                MappingProxyType({k: v.value for k, v in tiers.items()}))
+
+
+def kernel_name(index: int, ops: Sequence[str]) -> str:
+    """A kernel's name: its op's for one op, else its index and its first and last ops."""
+    return ops[0] if len(ops) == 1 else f"k{index}.{ops[0]}..{ops[-1]}"
+
+
+def place_groups(groups: list[list[Node]], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
+                 arch: RduArch, tiles: int) -> list[Kernel]:
+    """Each group of ops placed as one kernel, in order."""
     kernels = []
     built: dict[tuple, Kernel] = {}      # structurally identical groups (repeated layers) placed once
     for i, group in enumerate(groups):
-        name = group[0].name if len(group) == 1 else f"k{i}.{group[0].name}..{group[-1].name}"
+        name = kernel_name(i, [n.name for n in group])
         key = group_key(group, consumers, tiers)
         same = built.get(key)
         if same is None:
@@ -36,8 +48,7 @@ def compile_plan(graph: OpGraph, arch: RduArch, policy: FusionPolicy, *, tiles: 
         else:
             kernel = renamed(same, name, group)
         kernels.append(kernel)
-    return Plan(graph.name, policy, tiles, tuple(kernels),
-                MappingProxyType({k: v.value for k, v in tiers.items()}))
+    return kernels
 
 
 def renamed(kernel: Kernel, name: str, group: list[Node]) -> Kernel:

@@ -20,6 +20,11 @@ _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIG
 
 def place_tensors(nodes: tuple[Node, ...], arch: RduArch) -> dict[str, Tier]:
     """External tensor name -> tier, for one socket (the graph is one TP rank)."""
+    return assign_tiers(resident_sizes(nodes), arch)
+
+
+def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float]]:
+    """Tensors that live off chip across steps, in order of first use: name -> (role, bytes)."""
     sizes: dict[str, tuple[TensorRole, float]] = {}
     for n in nodes:
         for o in n.operands:
@@ -28,7 +33,15 @@ def place_tensors(nodes: tuple[Node, ...], arch: RduArch) -> dict[str, Tier]:
         for t in n.op.outputs:
             if t.role in (TensorRole.KV_CACHE, TensorRole.OPTIMIZER_STATE, TensorRole.WEIGHT):
                 sizes.setdefault(t.name, (t.role, t.nbytes))
-    budget = arch.socket.hbm.capacity_bytes * HBM_HEADROOM
+    return sizes
+
+
+def hbm_budget(arch: RduArch) -> float:
+    return arch.socket.hbm.capacity_bytes * HBM_HEADROOM
+
+
+def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch) -> dict[str, Tier]:
+    budget = hbm_budget(arch)
     total = sum(b for _, b in sizes.values())
     tiers = {name: Tier.HBM for name in sizes}
     for role in _SPILL_ORDER:

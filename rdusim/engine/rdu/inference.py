@@ -2,13 +2,21 @@
 
 Decode cost is linear in the context length (only attention grows with it), so the
 first and last decode steps are simulated and the mean step is their average; both
-steps' kernels are mostly cache hits. Steps are memoised on their inputs.
+steps' kernels are mostly cache hits. Steps are memoised on their inputs, so requests
+that differ only in output tokens share their prefill and first decode step.
+
+A step's plan is compiled from the model's first two layers and the last one repeated
+(:func:`rdusim.compiler.repeat.compile_repeated`: the same plan as compiling the whole
+model, without building its 30-80 layer graph), or from the whole graph when that
+shortcut does not apply.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from rdusim.compiler import DEFAULT_TILES, Plan, compile_plan
+from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated, repeated_param_bytes
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
@@ -24,8 +32,23 @@ from rdusim.graph.phase import Phase
 def model_step(arch: RduArch, cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
                fusion: FusionPolicy, launch: LaunchMode) -> tuple[StepResult, float]:
     """One step and the rank's parameter bytes."""
+    plan, param_bytes = model_plan(arch, cfg, phase, batch, seq, tp, fusion)
+    return simulate_step(arch, None, fusion=fusion, launch=launch, tp=tp, plan=plan), param_bytes
+
+
+@lru_cache(maxsize=64)
+def model_plan(arch: RduArch, cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
+               fusion: FusionPolicy) -> tuple[Plan, float]:
+    """The step's plan (launch modes share it) and the rank's parameter bytes."""
+    layers = cfg.num_hidden_layers
+    if layers > TEMPLATE_LAYERS:
+        head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS)
+        plan = compile_repeated(head, layers, arch, fusion, tiles=DEFAULT_TILES)
+        param_bytes = repeated_param_bytes(head, layers)
+        if plan is not None and param_bytes is not None:
+            return plan, param_bytes
     graph = build_model_graph(cfg, phase, batch, seq, tp=tp)
-    return simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp), graph.param_bytes
+    return compile_plan(graph, arch, fusion), graph.param_bytes
 
 
 def simulate_inference(arch: RduArch, req: InferenceRequest) -> InferenceTiming:

@@ -17,10 +17,11 @@ from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
 
 
-def simulate_step(arch: RduArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
+def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                   tiles: int = DEFAULT_TILES, trace: bool = False, cache: KernelCache | None = None,
                   plan: Plan | None = None, host_overhead: bool = True) -> StepResult:
-    """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node.
+    """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node, or
+    of ``plan`` when given (compiled from such a graph; ``graph`` may then be None).
     ``host_overhead``: add the runtime's per-step host work (model steps: yes)."""
     if tp > arch.node.sockets:
         raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
