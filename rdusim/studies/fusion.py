@@ -23,7 +23,9 @@ from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
+from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
+from rdusim.graph.phase import Phase
 from rdusim.engine.rdu.step import add_step_spans
 from rdusim.report.trace import TraceBuilder
 from rdusim.results import RunResult, plain
@@ -44,7 +46,10 @@ def bench_tp(loaded: LoadedWorkload, bench: FusionBenchmark, platform: str, inde
     return tp
 
 
-def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: int) -> OpGraph:
+def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: int,
+                layers: int | None = None) -> OpGraph:
+    """The benchmark's graph for one TP rank (``layers``: cut the model to that many decoder
+    layers instead of the benchmark's own depth)."""
     where = f"{loaded.file}: benchmarks[{index}]"
     if bench.is_fft:
         try:
@@ -58,19 +63,40 @@ def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: 
         return monarch.monarch_fft_graph(bench.n, bench.order, bench.batch)
     from rdusim.graph.model_graph import build_model_graph
 
+    return build_model_graph(bench_model(loaded, bench), bench.phase, bench.batch, bench.seq, tp=tp,
+                             layers=layers or bench.layers, weight_density=bench.weight_density, origin=where)
+
+
+def bench_model(loaded: LoadedWorkload, bench: FusionBenchmark):
     name = bench.model
-    path = str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name
-    cfg = load_model(path)
-    return build_model_graph(cfg, bench.phase, bench.batch, bench.seq, tp=tp, layers=bench.layers,
-                             weight_density=bench.weight_density, origin=where)
+    return load_model(str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name)
 
 
-def run_rdu(arch, graph: OpGraph, tp: int, tiles: int, model_step: bool) -> dict[str, StepResult]:
+def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int,
+              graph: OpGraph | None) -> dict[FusionPolicy, Plan]:
+    """The benchmark's unfused and fused plans. An inference step of a model is compiled from
+    its first layers with the last repeated (exactly the whole model's plans, without its
+    graph: :mod:`rdusim.compiler.repeat`), unless ``graph`` is already built."""
     from rdusim.compiler import compile_plan
+    from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated
+
+    tiles = loaded.spec.tiles
+    if graph is None and not bench.is_fft and bench.phase != Phase.TRAIN:
+        depth = bench_model(loaded, bench).num_hidden_layers
+        layers = min(bench.layers, depth) if bench.layers else depth
+        if layers > TEMPLATE_LAYERS:
+            head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
+            plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles) for p in FusionPolicy}
+            if all(plan is not None for plan in plans.values()):
+                return plans
+    graph = graph or build_graph(loaded, bench, tp, index)
+    return {p: compile_plan(graph, arch, p, tiles=tiles) for p in FusionPolicy}
+
+
+def run_rdu(arch, plans: dict[FusionPolicy, Plan], model_step: bool) -> dict[str, StepResult]:
     from rdusim.engine.rdu.step import simulate_plan
 
-    unfused = compile_plan(graph, arch, FusionPolicy.UNFUSED, tiles=tiles)
-    fused = compile_plan(graph, arch, FusionPolicy.FUSED, tiles=tiles)
+    unfused, fused = plans[FusionPolicy.UNFUSED], plans[FusionPolicy.FUSED]
     kw = {"host_overhead": model_step}
     return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, **kw),
             "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, **kw),
@@ -108,13 +134,15 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     layer_util: dict[str, dict[str, float]] = {}
     for index, bench in enumerate(spec.benchmarks):
+        graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
         for pid, platform in enumerate(spec.platforms):
             arch: ArchSpec = loaded.archs[platform]
             tp = bench_tp(loaded, bench, platform, index)
-            graph = build_graph(loaded, bench, tp, index)
             if arch.kind == ArchKind.RDU:
-                steps = run_rdu(arch, graph, tp, spec.tiles, model_step=not bench.is_fft)
+                plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
+                steps = run_rdu(arch, plans, model_step=not bench.is_fft)
             else:
+                graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
                 steps = run_gpu(loaded, platform, graph, tp)
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
