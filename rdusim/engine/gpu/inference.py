@@ -17,7 +17,8 @@ from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.gpu.launch import launch_cost_s
-from rdusim.engine.gpu.step import check_tp, simulate_step
+from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
+from rdusim.engine.gpu.step import check_tp, graph_batch, simulate_kernels, simulate_step
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceRequest, InferenceTiming, frozen
 from rdusim.engine.step import StepResult
 from rdusim.graph.model_graph import build_model_graph
@@ -66,6 +67,13 @@ def _simulate(arch: GpuArch, req: InferenceRequest) -> InferenceTiming:
 @lru_cache(maxsize=32)
 def gpu_step(arch: GpuArch, cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
              fusion: FusionPolicy, launch: LaunchMode) -> StepResult:
+    """One step; its kernels come from the model's first layers with the middle one repeated
+    (:mod:`rdusim.engine.gpu.repeat`: the same kernels, without the whole model's graph)."""
+    if cfg.num_hidden_layers > TEMPLATE_LAYERS:
+        head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS)
+        kernels = repeated_kernels(head, cfg.num_hidden_layers, fusion, arch)
+        if kernels is not None:
+            return simulate_kernels(arch, kernels, graph_batch(head), launch=launch, tp=tp)
     graph = build_model_graph(cfg, phase, batch, seq, tp=tp)
     return simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp)
 

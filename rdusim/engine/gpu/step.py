@@ -38,10 +38,18 @@ def simulate_step(arch: GpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch
                   framework: bool = True, trace: bool = False) -> StepResult:
     """Run ``graph`` (one TP rank's work, built with ``tp``) on one GPU; all ranks run in lock step."""
     check_tp(arch, tp)
+    launch_cost_s(arch, launch)               # bad launch modes fail before the partition
+    return simulate_kernels(arch, partition(graph, fusion, arch), graph_batch(graph), launch=launch, tp=tp,
+                            framework=framework, trace=trace)
+
+
+def simulate_kernels(arch: GpuArch, kernels: Sequence[Kernel], batch: int, *, launch: LaunchMode, tp: int,
+                     framework: bool = True, trace: bool = False) -> StepResult:
+    """:func:`simulate_step` of a graph already cut into ``kernels`` (``batch`` sequences)."""
+    check_tp(arch, tp)
     cost = launch_cost_s(arch, launch)
-    kernels = partition(graph, fusion, arch)
     times = [kernel_time(arch, k.work) for k in kernels]
-    host_s = framework_time_s(arch, graph_batch(graph)) if framework else 0.0
+    host_s = framework_time_s(arch, batch) if framework else 0.0
     timeline = run_stream([t.duration_s for t in times], cost, host_s)
     return assemble(arch, kernels, times, timeline, host_s, trace=trace)
 
