@@ -7,6 +7,17 @@ unit the compiler builds once and the runtime calls once per layer. When a layer
 not fit (stage buffers plus resident operands exceed the PMUs, or more stages than
 PCUs) it is split greedily in pipeline order, which gives the fewest kernels for a
 chain.
+
+Fewest kernels is not always fastest. Every stage of a kernel holds at least one PCU
+for the whole kernel and PCUs come in whole units, so a long fused layer spreads a
+small socket's PCUs thinner than a few shorter kernels do: with 260 PCUs, Llama-2-70B's
+4K-prefill layer fused into one 17-stage kernel has its busiest stage 4.6% above the
+work / PCUs ideal (nine small stages hold a PCU each), split into three kernels (64 KiB
+PMUs) only 0.9% above. When such a layer is compute-bound (HBM nearly idle) the split's
+extra HBM traffic and launches cost nothing, so smaller PMUs can make it faster. That is
+the model's physics (the same trade a real compiler faces when it decides how much to
+fuse), not an error; see also the tile-granularity note in ``rdusim.engine.rdu.pipeline``,
+which makes the effect look larger at coarse tiles.
 """
 
 from __future__ import annotations
