@@ -9,10 +9,15 @@ of one step per (platform, benchmark, mode).
 
 Unfused runs are launched by host software (every PyTorch operator is a kernel the
 framework launches); fused runs are launched both ways.
+
+Trace (``--trace``): each RDU platform's steps (benchmark x mode) one after another on
+its host and TP rank 0's socket, with kernels, launches, pipeline stages, memory
+channels and links on their own threads (:mod:`rdusim.engine.rdu.trace`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rdusim.config.arch import ArchSpec
@@ -26,12 +31,14 @@ from rdusim.errors import InputError
 from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
-from rdusim.engine.rdu.step import add_step_spans
 from rdusim.report.trace import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 
 RDU_MODES = ("unfused", "fused_so", "fused_ho")
+RDU_RUNS = (("unfused", FusionPolicy.UNFUSED, LaunchMode.SOFTWARE),     # (mode, plan, launch)
+            ("fused_so", FusionPolicy.FUSED, LaunchMode.SOFTWARE),
+            ("fused_ho", FusionPolicy.FUSED, LaunchMode.HARDWARE))
 GPU_MODES = ("unfused", "fused")
 SPEEDUPS = (("fused_so_vs_unfused", "fused_so", "unfused"), ("fused_ho_vs_unfused", "fused_ho", "unfused"),
             ("fused_ho_vs_fused_so", "fused_ho", "fused_so"))
@@ -93,14 +100,39 @@ def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, ind
     return {p: compile_plan(graph, arch, p, tiles=tiles) for p in FusionPolicy}
 
 
-def run_rdu(arch, plans: dict[FusionPolicy, Plan], model_step: bool) -> dict[str, StepResult]:
+@dataclass
+class Timeline:
+    """One platform's traced steps, laid end to end (``GAP_S`` apart) on its host and sockets.
+    Only TP rank 0's socket is traced: the other ranks run the same kernels at the same
+    times, and the whole suite then fits the trace's event bound."""
+
+    builder: TraceBuilder
+    platform: str
+    bench: str = ""
+    clock_s: float = 0.0
+
+    GAP_S = 1e-3
+
+    def next(self, mode: str):
+        from rdusim.engine.rdu.trace import StepTrace
+
+        return StepTrace(self.builder, self.platform, sockets=1, start_s=self.clock_s, label=f"{self.bench} {mode}")
+
+    def advance(self, step_s: float) -> None:
+        self.clock_s += step_s + self.GAP_S
+
+
+def run_rdu(arch, plans: dict[FusionPolicy, Plan], model_step: bool,
+            timeline: Timeline | None = None) -> dict[str, StepResult]:
     from rdusim.engine.rdu.step import simulate_plan
 
-    unfused, fused = plans[FusionPolicy.UNFUSED], plans[FusionPolicy.FUSED]
-    kw = {"host_overhead": model_step}
-    return {"unfused": simulate_plan(arch, unfused, launch=LaunchMode.SOFTWARE, **kw),
-            "fused_so": simulate_plan(arch, fused, launch=LaunchMode.SOFTWARE, **kw),
-            "fused_ho": simulate_plan(arch, fused, launch=LaunchMode.HARDWARE, **kw)}
+    out = {}
+    for mode, policy, launch in RDU_RUNS:
+        tracer = timeline.next(mode) if timeline else None
+        out[mode] = step = simulate_plan(arch, plans[policy], launch=launch, host_overhead=model_step, tracer=tracer)
+        if timeline:
+            timeline.advance(step.time_s)
+    return out
 
 
 def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int) -> dict[str, StepResult] | None:
@@ -130,6 +162,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     metrics: dict[str, float] = {}
     records: list[dict[str, Any]] = []
     tracer = TraceBuilder()
+    timelines: dict[str, Timeline] = {}
     notes: dict[str, str] = {}
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     layer_util: dict[str, dict[str, float]] = {}
@@ -140,7 +173,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             tp = bench_tp(loaded, bench, platform, index)
             if arch.kind == ArchKind.RDU:
                 plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
-                steps = run_rdu(arch, plans, model_step=not bench.is_fft)
+                timeline = None
+                if trace:
+                    timeline = timelines.setdefault(platform, Timeline(tracer, platform))
+                    timeline.bench = bench.name
+                steps = run_rdu(arch, plans, model_step=not bench.is_fft, timeline=timeline)
             else:
                 graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
                 steps = run_gpu(loaded, platform, graph, tp)
@@ -154,8 +191,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 if spec.kernel_records:
                     records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                                 for r in step.records]
-                if trace and arch.kind == ArchKind.RDU:
-                    add_step_spans(tracer, step.records, f"{platform} {bench.name} {mode}")
             for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
                 value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
                 metrics[f"fusion.{bench.name}.{platform}.speedup.{key}"] = value

@@ -2,8 +2,9 @@
 
 The key is (the socket hardware the kernel uses, tiles, kernel signature): a decoder
 layer repeated 32-80 times has one signature and is simulated once, and a kernel that
-touches only HBM is not simulated again when only the DDR (or the P2P link...) changes. Results are deterministic, so caching
-never changes them; the cache only saves time. It is bounded (oldest entries dropped).
+touches only HBM is not simulated again when only the DDR (or the P2P link...) changes.
+Results are deterministic, so caching never changes them; the cache only saves time.
+It is bounded (oldest entries dropped).
 """
 
 from __future__ import annotations

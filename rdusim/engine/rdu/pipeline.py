@@ -22,7 +22,7 @@ studies, and the values fitted to them, use 64).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import simpy
@@ -46,6 +46,11 @@ class KernelRun:
     pcu_busy: float             # PCU-seconds computing / (allocated PCUs x duration)
     d2d_bytes: float
     p2p_bytes: float
+    # when things happened inside the kernel (for traces): each stage's first tile start and
+    # last tile end, and each channel's ("hbm", "ddr", "host", "p2p", "d2d") first and last
+    # moment of use, in seconds from the kernel's start
+    stage_window_s: tuple[tuple[float, float], ...] = ()
+    channel_window_s: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class _Server:
@@ -56,16 +61,24 @@ class _Server:
     ``max(now, end of the previous request) + service``.
     """
 
-    __slots__ = ("env", "free_at")
+    __slots__ = ("env", "free_at", "first")
 
     def __init__(self, env: simpy.Environment):
         self.env = env
         self.free_at = 0.0
+        self.first: float | None = None      # when the first use began
 
     def use(self, service_s: float) -> simpy.Event:
-        done = max(self.env.now, self.free_at) + service_s
+        begin = max(self.env.now, self.free_at)
+        if self.first is None:
+            self.first = begin
+        done = begin + service_s
         self.free_at = done
         return self.env.timeout(done - self.env.now)
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        return None if self.first is None else (self.first, self.free_at)
 
 
 class _Buffer:
@@ -122,6 +135,7 @@ class _Sim:
         self.moved = {t.value: 0.0 for t in hw.tier_bw}
         self.tier_busy = {t.value: 0.0 for t in hw.tier_bw}
         self.busy = [0.0] * len(kernel.stages)
+        self.window = [(0.0, 0.0)] * len(kernel.stages)
         self.coll = 0.0
         self.d2d_bytes = 0.0
         self.p2p_bytes = 0.0
@@ -226,6 +240,10 @@ class _Sim:
             else:
                 yield self.env.timeout(base)
             self.busy[i] += self.env.now - start
+            if t == 0:
+                first = start
+            if t == self.n - 1:
+                self.window[i] = (first, self.env.now)
             for store in outputs:
                 if log is None:
                     yield store.put(t)
@@ -279,8 +297,10 @@ class _Sim:
         pcu_s = sum(b * s.pcus for b, s in zip(self.busy, k.stages) if s.kind == StageKind.COMPUTE)
         pcus = sum(s.pcus for s in k.stages)
         compute = max((b for b, s in zip(self.busy, k.stages) if s.kind != StageKind.COLLECTIVE), default=0.0)
+        servers = [(t.value, srv) for t, srv in self.tier.items()] + [("p2p", self.p2p), ("d2d", self.d2d)]
         return KernelRun(dur, dict(self.moved), dict(self.tier_busy), tuple(self.busy), compute, self.coll,
-                         pcu_s / (pcus * dur) if pcus and dur else 0.0, self.d2d_bytes, self.p2p_bytes)
+                         pcu_s / (pcus * dur) if pcus and dur else 0.0, self.d2d_bytes, self.p2p_bytes,
+                         tuple(self.window), {name: srv.window for name, srv in servers if srv.window})
 
 
 def simulate_kernel(kernel: Kernel, hw: SocketHw, tiles: int, log: list | None = None) -> KernelRun:

@@ -10,11 +10,13 @@ from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.inference import BREAKDOWN_KEYS, frozen
 from rdusim.engine.rdu.cache import KERNELS, KernelCache
 from rdusim.engine.rdu.hardware import SocketHw
-from rdusim.engine.rdu.launch import Schedule, run_schedule
+from rdusim.engine.rdu.launch import run_schedule
 from rdusim.engine.rdu.pipeline import KernelRun
+from rdusim.engine.rdu.trace import StepTrace, add_step
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
+from rdusim.report.trace import TraceBuilder
 
 
 def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
@@ -26,11 +28,19 @@ def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy,
     if tp > arch.node.sockets:
         raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
     plan = plan or compile_plan(graph, arch, fusion, tiles=tiles)
-    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache, host_overhead=host_overhead)
+    tracer = StepTrace(TraceBuilder(), arch.name, sockets=tp) if trace else None
+    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache, host_overhead=host_overhead,
+                         tracer=tracer)
 
 
 def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool = False,
-                  cache: KernelCache | None = None, host_overhead: bool = True) -> StepResult:
+                  cache: KernelCache | None = None, host_overhead: bool = True,
+                  tracer: StepTrace | None = None) -> StepResult:
+    """Simulate a compiled step. ``tracer``: add its timeline to that builder
+    (:mod:`rdusim.engine.rdu.trace`); ``trace``: return the builder's events as the result's
+    ``trace`` (a builder of its own, one socket, when no ``tracer`` is given)."""
+    if trace and tracer is None:
+        tracer = StepTrace(TraceBuilder(), arch.name)
     cache = cache or KERNELS
     hw = SocketHw.of(arch)
     runs: list[tuple[KernelRun, bool]] = [cache.run(k, hw, plan.tiles) for k in plan.kernels]
@@ -60,7 +70,9 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
         "pmu": pmu_s / (sock.pmu.count * total) if total else 0.0,
         "hbm_bw": tiers.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * total) if total else 0.0,
     }
-    events = tuple(trace_events(plan, sched, rows)) if trace else ()
+    if tracer is not None:
+        add_step(tracer, plan, [r for r, _ in runs], sched, launch)
+    events = tracer.builder.events() if trace and tracer is not None else ()
     return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
                       breakdown_s=frozen(breakdown), util=frozen(util), records=tuple(rows), trace=events)
 
@@ -94,27 +106,3 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "oi_flops_per_byte": k.flops / moved if moved else None,
         "reused": int(hit),
     }
-
-
-def trace_events(plan: Plan, sched: Schedule, rows: list[dict]):
-    """Chrome trace of the step: kernels on the socket's compute lane, launches on its launch lane."""
-    from rdusim.report.trace import Lane, TraceBuilder
-
-    tb = TraceBuilder()
-    add_step_spans(tb, rows, "socket0")
-    if sched.host_s:
-        tb.span("runtime step overhead", sched.kernels_end_s, sched.host_s, device="host", lane=Lane.LAUNCH,
-                cat="host")
-    return tb.events()
-
-
-def add_step_spans(tb, rows: list[dict], device: str) -> None:
-    """Spans of one step's kernel rows (start_s, time_s, launch_s) into a TraceBuilder."""
-    from rdusim.report.trace import Lane
-
-    for r in rows:
-        if r["launch_s"] > 0:
-            tb.span(f"launch {r['name']}", r["start_s"] - r["launch_s"], r["launch_s"], device=device,
-                    lane=Lane.LAUNCH, cat="launch")
-        tb.span(r["name"], r["start_s"], r["time_s"], device=device, lane=Lane.COMPUTE, cat="kernel",
-                flops=r["flops"], hbm_bytes=r["hbm_bytes"], pcus=r["pcus"], pmus=r["pmus"])
