@@ -177,3 +177,15 @@ def test_inference_adds_up():
     assert one.tpot_s == 0 and one.latency_s == pytest.approx(one.ttft_s)
     so = simulate_inference(ARCH, InferenceRequest(CFG, 128, 6, 1, 8, F, SO))
     assert so.latency_s > t.latency_s
+
+
+def test_model_step_from_two_layers_is_the_whole_models_step():
+    from rdusim.engine.rdu.inference import model_step
+
+    full_graph = build_model_graph(CFG, Phase.DECODE, 3, 333, tp=8)
+    full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=KernelCache())
+    step, weight_bytes = model_step(ARCH, CFG, Phase.DECODE, 3, 333, 8, F, HO)
+    assert weight_bytes == full_graph.param_bytes
+    assert (step.time_s, step.breakdown_s, step.util, step.bytes_by_tier) == \
+        (full.time_s, full.breakdown_s, full.util, full.bytes_by_tier)
+    assert [dict(r, reused=0) for r in step.records] == [dict(r, reused=0) for r in full.records]

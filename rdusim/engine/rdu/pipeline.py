@@ -1,8 +1,8 @@
 """One kernel as a streaming pipeline in SimPy.
 
-Each stage is a process that takes tile t from every input buffer (a bounded
-``simpy.Store``: a full buffer blocks its producer, which is backpressure), works on it
-for its tile time, and puts it into every output buffer. Off-chip reads and writes
+Each stage is a process that takes tile t from every input buffer (a bounded FIFO with
+``simpy.Store``'s semantics: a full buffer blocks its producer, which is backpressure),
+works on it for its tile time, and puts it into every output buffer. Off-chip reads and writes
 are processes too: each tile they move holds the memory tier (a shared resource of
 the socket) for bytes / achievable bandwidth and is further limited by its AGCUs'
 rate. Resident operands are loaded before a stage's first tile. Collective stages hold
@@ -15,9 +15,9 @@ filling and draining the pipeline costs about the sum of its stages' tile times,
 depth / tiles of the kernel. The chip's tiles are smaller (the compiler sizes stage
 buffers for at most ``TILE_BYTES``), so coarse tiles overstate fill and drain for deep,
 big kernels: Llama-2-70B's fused 4K-prefill layer on 260 PCUs runs 12% above its
-busiest stage at 64 tiles, 5% at 256 and 4% at 1024. Fill and drain shrink with more tiles at
-a proportional cost in simulation time; ``tiles`` is the fidelity knob (the shipped
-studies, and the values fitted to them, use 64).
+busiest stage at 64 tiles, 5% at 256 and 4% at 1024. Fill and drain shrink with more
+tiles at a proportional cost in simulation time; ``tiles`` is the fidelity knob (the
+shipped studies, and the values fitted to them, use 64).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class _Buffer:
     ``simpy.Store`` with its exact event order (a put succeeds at once if there is room,
     else when a get frees a slot; a get succeeds at once if there is an item, else when
     a put adds one), without its generality: a store with one putter and one getter only
-    ever looks at the head of each queue, so this is about twice as fast per tile.
+    ever looks at the head of each queue, which takes far fewer Python calls per tile.
     """
 
     __slots__ = ("env", "capacity", "items", "puts", "gets")
@@ -153,7 +153,7 @@ class _Sim:
                 nbytes / (st.agcus * self.hw.agcu_bw) - nbytes / bw)
 
     def transfer(self, st: Stream, nbytes: float):
-        """Move ``nbytes`` a tile for every tile, yielding after each (tile index)."""
+        """Move ``nbytes`` a tile, tile after tile (a resident operand's load)."""
         lat, server, tier, service, extra = self._link(st, nbytes)
         timeout = self.env.timeout
         for t in range(self.n):
