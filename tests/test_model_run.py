@@ -82,3 +82,17 @@ def test_same_inputs_same_results(tmp_path):
     a = model_run.run(load_workload(H100_WL, [("batch_size", 2)]))
     b = model_run.run(load_workload(H100_WL, [("batch_size", 2)]))
     assert a.to_json() == b.to_json()
+
+
+def test_trace_covers_every_platform(tmp_path):
+    import json
+
+    from rdusim.cli import main
+    from rdusim.report.trace import check_trace
+
+    assert main(["run", "workloads/llama2_7b_chat.yaml", "--out", str(tmp_path), "--trace"]) == 0
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    assert check_trace(trace) == []
+    names = {e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
+    for platform in ("sn40l", "dgx_h100", "dgx_a100"):
+        assert any(n.startswith(platform) for n in names), platform

@@ -109,10 +109,11 @@ def platform_metrics(name: str, req: InferenceRequest, t: InferenceTiming) -> di
 
 
 def _trace(arch: ArchSpec, req: InferenceRequest, index: int) -> list[Mapping[str, Any]]:
-    """One decode step's timeline (GPU platforms), pids moved apart per platform."""
-    if arch.kind != ArchKind.GPU:
-        return []
-    from rdusim.engine.gpu.step import simulate_step
+    """One decode step's timeline on each platform, pids moved apart per platform."""
+    if arch.kind == ArchKind.GPU:
+        from rdusim.engine.gpu.step import simulate_step
+    else:
+        from rdusim.engine.rdu.step import simulate_step
     from rdusim.graph.model_graph import build_model_graph
 
     graph = build_model_graph(req.model, Phase.DECODE, req.batch, req.prompt_tokens, tp=req.tp)
