@@ -1,0 +1,40 @@
+"""Golden results: the shipped studies' headline numbers, with a tolerance.
+
+They catch unintended drift of the model. When a change is meant to move them, re-run
+with RDUSIM_UPDATE_GOLDEN=1 and say why in the commit.
+"""
+
+import json
+import os
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+
+from rdusim.config.workload import load_workload
+from rdusim.studies import run_study
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+TOLERANCE = 0.01   # relative
+
+CASES = {
+    "coe150": ("workloads/coe150.yaml", ["coe.speedup.*", "coe.*.bs*.tok*.latency_s", "coe.capacity.*",
+                                         "coe.*.lone_switch_s", "coe.footprint.*.nodes_for150"]),
+    "fusion_suite": ("workloads/fusion_suite.yaml", ["fusion.*.speedup.*", "fusion.*.kernels"]),
+    "llama2_7b_chat": ("workloads/llama2_7b_chat.yaml", ["model.*.latency_s", "model.*.tpot_s"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name):
+    workload, globs = CASES[name]
+    metrics = run_study(load_workload(workload)).metrics
+    got = {k: v for k, v in sorted(metrics.items()) if any(fnmatch(k, g) for g in globs)
+           and "experts" not in k.split(".")[-2]}
+    path = GOLDEN / f"{name}.json"
+    if os.environ.get("RDUSIM_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(path.read_text())
+    assert sorted(got) == sorted(want)
+    off = {k: (got[k], want[k]) for k in want if abs(got[k] - want[k]) > TOLERANCE * max(abs(want[k]), 1e-12)}
+    assert not off, off
