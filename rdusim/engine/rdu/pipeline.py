@@ -152,29 +152,17 @@ class _Sim:
         return (self.hw.tier_latency[st.tier], self.tier[st.tier], st.tier.value, nbytes / bw,
                 nbytes / (st.agcus * self.hw.agcu_bw) - nbytes / bw)
 
-    def transfer(self, st: Stream, nbytes: float):
-        """Move ``nbytes`` a tile, tile after tile (a resident operand's load)."""
-        lat, server, tier, service, extra = self._link(st, nbytes)
-        timeout = self.env.timeout
-        for t in range(self.n):
-            if t == 0 and lat:
-                yield timeout(lat)
-            yield server.use(service)
-            self.tier_busy[tier] += service
-            self.moved[tier] += nbytes
-            if extra > 0:
-                yield timeout(extra)
-
-    def load_resident(self, name: str, st: Stream, done: simpy.Event):
-        yield from self.transfer(st, st.nbytes / self.n)
-        self.note(f"{name}:resident_loaded")
-        done.succeed()
-
-    def load_stream(self, name: str, st: Stream, out: _Buffer):
-        nbytes = st.nbytes * self.k.passes / self.n
+    def stream(self, st: Stream, nbytes: float, *, inp: _Buffer | None = None,
+               out: _Buffer | None = None, name: str = ""):
+        """Move ``nbytes`` a tile over the stream's tier, tile after tile. A write stream
+        first takes each tile from ``inp``; a load stream hands each tile to ``out``; a
+        resident operand's load does neither. The first tile pays the tier's latency; each
+        tile queues for the tier (FCFS) and then for the AGCUs' extra time, if any."""
         lat, server, tier, service, extra = self._link(st, nbytes)
         timeout, log = self.env.timeout, self.log
         for t in range(self.n):
+            if inp is not None:
+                yield inp.get()
             if t == 0 and lat:
                 yield timeout(lat)
             yield server.use(service)
@@ -182,24 +170,16 @@ class _Sim:
             self.moved[tier] += nbytes
             if extra > 0:
                 yield timeout(extra)
-            if log is None:
-                yield out.put(t)
-            else:
-                yield from self.put(name, out, t)
+            if out is not None:
+                if log is None:
+                    yield out.put(t)
+                else:
+                    yield from self.put(name, out, t)
 
-    def write_stream(self, st: Stream, inp: _Buffer):
-        nbytes = st.nbytes / self.n
-        lat, server, tier, service, extra = self._link(st, nbytes)
-        timeout = self.env.timeout
-        for t in range(self.n):
-            yield inp.get()
-            if t == 0 and lat:
-                yield timeout(lat)
-            yield server.use(service)
-            self.tier_busy[tier] += service
-            self.moved[tier] += nbytes
-            if extra > 0:
-                yield timeout(extra)
+    def load_resident(self, name: str, st: Stream, done: simpy.Event):
+        yield from self.stream(st, st.nbytes / self.n)
+        self.note(f"{name}:resident_loaded")
+        done.succeed()
 
     def put(self, name: str, store: _Buffer, item):
         if self.log is not None and len(store.items) >= store.capacity:
@@ -281,7 +261,7 @@ class _Sim:
                 if st.write:
                     store = _Buffer(env, BUFFER_DEPTH)
                     outputs[i].append(store)
-                    procs.append(env.process(self.write_stream(st, store)))
+                    procs.append(env.process(self.stream(st, st.nbytes / self.n, inp=store)))
                 elif st.resident:
                     ev = env.event()
                     resident[i].append(ev)
@@ -289,7 +269,8 @@ class _Sim:
                 else:
                     store = _Buffer(env, BUFFER_DEPTH)
                     inputs[i].append(store)
-                    procs.append(env.process(self.load_stream(f"{k.stage_name(i)}.load", st, store)))
+                    procs.append(env.process(self.stream(st, st.nbytes * k.passes / self.n, out=store,
+                                                          name=f"{k.stage_name(i)}.load")))
         for i, s in enumerate(k.stages):
             procs.append(env.process(self.run_stage(i, s, inputs[i], outputs[i], resident[i])))
         env.run(env.all_of(procs))
