@@ -235,7 +235,7 @@ def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:
     rows = []
     for role, timer, tokens in (("router", pr.router, (spec.router.output_tokens,)),
                                 ("expert", pr.expert, spec.output_tokens)):
-        for (batch, out), t in sorted(timer._cache.items()):
+        for (batch, out), t in timer.simulated():
             if out in tokens:
                 rows.append({"platform": name, "row": "model_timing", "role": role, "model": timer.model.name,
                              "batch": batch, "output_tokens": out, "ttft_s": t.ttft_s, "tpot_s": t.tpot_s,

@@ -32,5 +32,9 @@ class ModelTimer:
             self._cache[key] = self.simulate(self.arch, req)
         return self._cache[key]
 
+    def simulated(self) -> list[tuple[tuple[int, int], InferenceTiming]]:
+        """Every (batch, output_tokens) simulated so far, with its timing, in order."""
+        return sorted(self._cache.items())
+
     def latency_s(self, batch: int, output_tokens: int) -> float:
         return self.timing(batch, output_tokens).latency_s
