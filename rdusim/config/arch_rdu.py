@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from rdusim.config.arch_common import ArchKind, Link, MemoryTier
+from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.strict import positive
 
 
@@ -81,7 +81,7 @@ class RduSocket:
 
 @dataclass(frozen=True)
 class RduLinks:
-    p2p: Link          # socket to socket, used by collectives
+    p2p: Fabric        # socket to socket, per socket, all ports together; used by collectives
     pcie: Link         # host to socket
 
 
@@ -100,10 +100,14 @@ class RduArch:
     socket: RduSocket
     links: RduLinks
     launch: RduLaunch
+    collectives: CollectiveSpec      # the runtime's collective primitives over links.p2p
     # per-token host/runtime work outside kernels (sampling, scheduling)
     runtime_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        check_collectives(self.links.p2p, self.collectives, self.node.sockets, "links.p2p", "collectives")
 
     # ---- derived totals (computed, never typed in) ----
     @property

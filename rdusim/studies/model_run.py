@@ -2,7 +2,8 @@
 
 Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
 ``.breakdown.<compute|memory|launch|collective|host>_s``, ``.tokens_per_s``,
-``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
+``.weight_bytes_per_device``, ``.kv_bytes_per_device``, ``.<prefill|decode>.allreduce_s`` (mean
+NCCL all-reduce kernel, GPU platforms with TP > 1). Records: one row per
 kernel of the prefill step and of the first decode step, per platform.
 A platform whose engine is not installed gets a note, never a number.
 """
@@ -105,6 +106,13 @@ def platform_metrics(name: str, req: InferenceRequest, t: InferenceTiming) -> di
            f"{p}.kv_bytes_per_device": t.kv_bytes_per_device}
     for k in BREAKDOWN_KEYS:
         out[f"{p}.breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
+    # mean time of one tensor-parallel all-reduce kernel per phase (engines that run them as
+    # kernels of their own: the GPU's NCCL calls); references/nccl.yaml checks these
+    for phase in ("prefill", "decode"):
+        ar = [r["duration_s"] for r in t.records if r.get("kind") == "collective" and r.get("phase") == phase
+              and str(r.get("tag", "")).startswith("tp.allreduce")]
+        if ar:
+            out[f"{p}.{phase}.allreduce_s"] = sum(ar) / len(ar)
     return out
 
 
