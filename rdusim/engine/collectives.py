@@ -17,7 +17,16 @@ pays the library's fixed start/sync cost (``CollectiveSpec.base_latency_s``).
 |                | in the network, NVLink SHARP / NVLS)   |                         | in-network reduce|
 
 Ring steps are hops between neighbours, so a ring runs on any wiring; tree and
-one-shot need every pair one step apart. A fixed algorithm that has no all-gather
+one-shot need every pair one step apart.
+
+Bandwidth: a switch (NVSwitch) gives every rank its full bandwidth whatever the
+pattern, and a ring topology's ring algorithm drives both of its ports (two
+counter-rotating rings). A full mesh is ``ports`` separate links of 1/ports of the
+bandwidth each, and an algorithm only gets the ports it drives at once: one-shot
+drives the n-1 links to its peers; ring runs one ring per direction of each of the
+edge-disjoint Hamiltonian cycles of the mesh (2 floor((n-1)/2) out-ports); the
+double binary tree sends its half-messages over 4 (to a parent and two children
+in one tree, to a parent in the other). A fixed algorithm that has no all-gather
 form (tree, switch_reduce) runs all-gathers as a ring. With ``algorithm: auto`` the fastest for
 the message size is taken, as NCCL's tuner does; ties go to fewer steps.
 """
@@ -28,7 +37,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from rdusim.config.arch_common import CollectiveAlgorithm, CollectiveSpec, Fabric
+from rdusim.config.arch_common import CollectiveAlgorithm, CollectiveSpec, Fabric, Topology
 
 
 class CollectiveOp(enum.Enum):
@@ -90,7 +99,16 @@ def algorithm_cost(alg: CollectiveAlgorithm, op: CollectiveOp, ranks: int, messa
     fabric.check_ranks(ranks)
     steps, wire = _shape(alg, op, ranks, float(message_bytes))
     return CollectiveCost(alg, steps, spec.base_latency_s + steps * fabric.latency_s, wire,
-                          fabric.effective_bandwidth_bytes_per_s)
+                          fabric.effective_bandwidth_bytes_per_s * _ports_share(alg, fabric, ranks))
+
+
+def _ports_share(alg: CollectiveAlgorithm, fabric: Fabric, n: int) -> float:
+    """Fraction of a rank's fabric bandwidth that ``alg`` can drive at once."""
+    if fabric.topology != Topology.FULL_MESH:
+        return 1.0
+    driven = {CollectiveAlgorithm.ONE_SHOT: n - 1, CollectiveAlgorithm.RING: 2 * ((n - 1) // 2),
+              CollectiveAlgorithm.TREE: 4}[alg]
+    return min(driven, fabric.ports) / fabric.ports
 
 
 def collective_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: Fabric,
