@@ -5,10 +5,11 @@
 
 The fit (run once; its results are written by hand into arch/dgx_h100.yaml with
 their sources) grids the HBM efficiency (the one non-linear parameter) and,
-for each value, solves the three parameters that enter the latency linearly --
-framework time per step, per sequence per step, and the NCCL base latency
-(held to the measured 20-40 us for an 8-GPU small all-reduce) -- by least
-squares on the relative errors. ``--floors`` also grids the minimum kernel
+for each value, solves the two parameters that enter the latency linearly --
+framework time per step and per sequence per step -- by least squares on the
+relative errors. NCCL's collective parameters are not part of this fit: they come
+from the measured 8-GPU all-reduce times (references/nccl.yaml,
+benchmarks/nccl_allreduce.py --fit) and are held as the arch file has them. ``--floors`` also grids the minimum kernel
 duration; the fit is nearly flat in it (so the arch file keeps an assumed value).
 """
 
@@ -27,13 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from rdusim.config.workload import load_workload  # noqa: E402
 from rdusim.config.yamlio import load_yaml  # noqa: E402
-from rdusim.engine.gpu.kernels import allreduce_time_s  # noqa: E402
 from rdusim.engine.inference import simulate_inference  # noqa: E402
 from rdusim.studies.model_run import load_model_for, request_for  # noqa: E402
 
 REFS = ROOT / "references" / "nemo_h100.yaml"
 PLATFORM = "dgx_h100"
-AR_RANGE_S = (20e-6, 40e-6)    # measured 8-GPU small-message all-reduce on H100 (brief section 4)
 
 
 def points() -> list[dict]:
@@ -67,35 +66,26 @@ def fit(floors: list[float]) -> dict[str, float]:
     best = None
     for floor, eff in itertools.product(floors, [0.6, 0.65, 0.7, 0.725, 0.75, 0.775, 0.8, 0.85, 0.9]):
         zero = {"kernel.min_kernel_s": floor, "device.hbm.efficiency": eff,
-                "framework_step_overhead_s": 0.0, "framework_per_sequence_s": 0.0,
-                "collectives.base_latency_s": 0.0}
-        base, steps, seqs, colls = [], [], [], []
+                "framework_step_overhead_s": 0.0, "framework_per_sequence_s": 0.0}
+        base, steps, seqs = [], [], []
         for ref in refs:
             arch, req, t = simulate(ref, zero)
-            n_coll = sum(1 for r in t.records if r["kind"] == "collective" and r["phase"] == "prefill")
-            n_coll += (req.output_tokens - 1) * sum(1 for r in t.records
-                                                    if r["kind"] == "collective" and r["phase"] == "decode")
             base.append(t.latency_s)
             steps.append(req.output_tokens)
             seqs.append(req.output_tokens * req.batch)
-            colls.append(n_coll)
-        # allowed base latency: an 8-GPU small all-reduce must take 20-40 us in all
-        ar0 = allreduce_time_s(arch, 8, 8192)
-        lo, hi = max(0.0, AR_RANGE_S[0] - ar0), AR_RANGE_S[1] - ar0
-        a = np.array([steps, seqs, colls], dtype=float).T / expected[:, None]
+        a = np.array([steps, seqs], dtype=float).T / expected[:, None]
         b = 1.0 - np.array(base) / expected
-        sol = _bounded_lstsq(a, b, [(0, None), (0, None), (lo, hi)])
+        sol = _bounded_lstsq(a, b, [(0, None), (0, None)])
         resid = a @ sol - b
         score = float(np.sum(resid ** 2))
         if best is None or score < best[0]:
             best = (score, floor, eff, sol, float(np.max(np.abs(resid))))
         print(f"floor {floor * 1e6:.1f} us  hbm eff {eff:.2f}: F0 {sol[0] * 1e3:.3f} ms  "
-              f"F1 {sol[1] * 1e6:.1f} us/seq  AR base {sol[2] * 1e6:.1f} us  rms {np.sqrt(score / len(b)):.3f}  "
+              f"F1 {sol[1] * 1e6:.1f} us/seq  rms {np.sqrt(score / len(b)):.3f}  "
               f"max {np.max(np.abs(resid)):.3f}", flush=True)
     score, floor, eff, sol, worst = best
     params = {"kernel.min_kernel_s": floor, "device.hbm.efficiency": eff,
-              "framework_step_overhead_s": float(sol[0]), "framework_per_sequence_s": float(sol[1]),
-              "collectives.base_latency_s": float(sol[2])}
+              "framework_step_overhead_s": float(sol[0]), "framework_per_sequence_s": float(sol[1])}
     print("\nbest:", {k: float(f"{v:.4g}") for k, v in params.items()}, f"max |error| {worst:.1%}")
     return params
 
