@@ -101,8 +101,6 @@ class RduArch:
     links: RduLinks
     launch: RduLaunch
     collectives: CollectiveSpec      # the runtime's collective primitives over links.p2p
-    # per-token host/runtime work outside kernels (sampling, scheduling)
-    runtime_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

@@ -24,9 +24,9 @@ pattern, and a ring topology's ring algorithm drives both of its ports (two
 counter-rotating rings). A full mesh is ``ports`` separate links of 1/ports of the
 bandwidth each, and an algorithm only gets the ports it drives at once: one-shot
 drives the n-1 links to its peers; ring runs one ring per direction of each of the
-edge-disjoint Hamiltonian cycles of the mesh (2 floor((n-1)/2) out-ports); the
+edge-disjoint Hamiltonian cycles of the mesh (2 floor((n-1)/2) out-ports, 1 for two ranks); the
 double binary tree sends its half-messages over 4 (to a parent and two children
-in one tree, to a parent in the other). A fixed algorithm that has no all-gather
+in one tree, to a parent in the other; at most n-1). A fixed algorithm that has no all-gather
 form (tree, switch_reduce) runs all-gathers as a ring. With ``algorithm: auto`` the fastest for
 the message size is taken, as NCCL's tuner does; ties go to fewer steps.
 """
@@ -106,9 +106,9 @@ def _ports_share(alg: CollectiveAlgorithm, fabric: Fabric, n: int) -> float:
     """Fraction of a rank's fabric bandwidth that ``alg`` can drive at once."""
     if fabric.topology != Topology.FULL_MESH:
         return 1.0
-    driven = {CollectiveAlgorithm.ONE_SHOT: n - 1, CollectiveAlgorithm.RING: 2 * ((n - 1) // 2),
+    driven = {CollectiveAlgorithm.ONE_SHOT: n - 1, CollectiveAlgorithm.RING: max(1, 2 * ((n - 1) // 2)),
               CollectiveAlgorithm.TREE: 4}[alg]
-    return min(driven, fabric.ports) / fabric.ports
+    return min(driven, n - 1, fabric.ports) / fabric.ports
 
 
 def collective_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: Fabric,
