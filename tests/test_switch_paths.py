@@ -65,3 +65,15 @@ def test_prefetch_overlap_costs_the_hbm_time_of_the_copy(path):
     assert pre.switch_s == pytest.approx(copy_s, rel=1e-9)
     (half,) = serve(_setup(arch, True, phi=lambda n: 0.5), routes)
     assert half.hbm_contention_s == pytest.approx(shard_hbm_s / 2, rel=1e-9)
+
+
+def test_expert_hbm_fraction_is_the_memory_share_of_the_run():
+    from rdusim.config.model import load_model
+    from rdusim.config.workload import load_workload
+    from rdusim.studies.coe_timing import ModelTimer
+
+    loaded = load_workload("workloads/coe150.yaml")
+    timer = ModelTimer(loaded.deployment("sn40l", load_model("llama2-7b")), loaded.spec.prompt_tokens)
+    t = timer.timing(1, 20)
+    assert timer.hbm_fraction(1, 20) == pytest.approx(t.breakdown_s["memory"] / t.latency_s)
+    assert 0.0 < timer.hbm_fraction(1, 20) < 1.0
