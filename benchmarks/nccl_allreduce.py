@@ -95,7 +95,8 @@ def table(arch, meas: dict) -> list[str]:
     for nbytes in SMALL:
         t, alg = allreduce_s(arch, nbytes)
         ok = "in range" if lo <= t <= hi else "OUT OF RANGE"
-        rows.append(f"  {nbytes / 1024:>8.0f}KB {alg:>14} {t * 1e6:>13.1f} {f'{lo * 1e6:.0f}-{hi * 1e6:.0f}':>12} {ok:>8}")
+        rng = f"{lo * 1e6:.0f}-{hi * 1e6:.0f}"
+        rows.append(f"  {nbytes / 1024:>8.0f}KB {alg:>14} {t * 1e6:>13.1f} {rng:>12} {ok:>8}")
     for nbytes, want in sorted(meas["points"].items()):
         t, alg = allreduce_s(arch, nbytes)
         rows.append(f"  {nbytes / MIB:>8.0f}MB {alg:>14} {t * 1e6:>13.1f} {want * 1e6:>12.1f} {t / want - 1:>+8.1%}")

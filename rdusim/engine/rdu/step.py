@@ -107,6 +107,7 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "oi_flops_per_byte": k.flops / moved if moved else None,
         "reused": int(hit),
         # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
-        "algorithm": ",".join(sorted({plan_collective_cost(s.collective, arch.links.p2p, arch.collectives).algorithm.value
+        "algorithm": ",".join(sorted({plan_collective_cost(s.collective, arch.links.p2p,
+                                                           arch.collectives).algorithm.value
                                       for s in k.stages if s.collective is not None})),
     }
