@@ -3,10 +3,9 @@
     python benchmarks/p2p_sensitivity.py
 
 Runs workloads/coe150.yaml (Table-2 speedups of the SN40L over the DGX H100) and
-workloads/fusion_suite.yaml (decode fusion speedups: fused SO over unfused, HO over SO) with
-``arch.sn40l.links.p2p.latency_s`` and ``.bandwidth_bytes_per_s`` scaled, one at a time, and with a ring instead of a full
-mesh.
-The P2P link parameters are declared assumptions (arch/sn40l.yaml); nothing here is fitted.
+workloads/fusion_suite.yaml (decode fusion speedups: fused SO over unfused, HO over SO)
+with ``arch.sn40l.links.p2p.latency_s`` and ``.bandwidth_bytes_per_s`` scaled, one at a
+time, and with a ring instead of a full mesh. The P2P link parameters are declared assumptions (arch/sn40l.yaml); nothing here is fitted.
 """
 
 from __future__ import annotations
