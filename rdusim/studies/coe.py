@@ -9,7 +9,7 @@ the nodes needed to serve N experts near the all-in-HBM latency.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
+from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
@@ -54,7 +55,7 @@ class PlatformRun:
     expert: ModelTimer
     expert_bytes: float
     router_bytes: float
-    kv_per_token: float       # router + expert KV bytes per token of one sequence
+    _capacities: dict = field(default_factory=dict)
 
     @property
     def arch(self):
@@ -64,10 +65,20 @@ class PlatformRun:
     def tp(self) -> int:
         return self.loaded.spec.platforms[self.name].tp
 
-    def capacity(self, sc: Scenario) -> Capacity:
+    def pinned_bytes(self, sc: Scenario) -> float:
+        """Node bytes always in HBM: the router's weights, both models' KV caches at their
+        final context and the larger activation workspace (rdusim.memory's formulas)."""
         spec: CoeWorkload = self.loaded.spec
-        kv = sc.batch_size * (spec.prompt_tokens + sc.output_tokens) * self.kv_per_token
-        return node_capacity(self.arch, self.tp, self.expert_bytes, self.router_bytes + kv)
+        b, tp = sc.batch_size, self.tp
+        kv = (kv_bytes_per_rank(self.expert.model, tp, b, spec.prompt_tokens + sc.output_tokens)
+              + kv_bytes_per_rank(self.router.model, tp, b, spec.prompt_tokens + spec.router.output_tokens))
+        act = max(activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens) for m in (self.expert, self.router))
+        return self.router_bytes + tp * (kv + act)
+
+    def capacity(self, sc: Scenario) -> Capacity:
+        if sc not in self._capacities:
+            self._capacities[sc] = node_capacity(self.arch, self.tp, self.expert_bytes, self.pinned_bytes(sc))
+        return self._capacities[sc]
 
     def setup(self, sc: Scenario, experts: int, hottest: tuple[int, ...], *, slots: int | None = None) -> ServingSetup:
         spec: CoeWorkload = self.loaded.spec
@@ -88,12 +99,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     router_cfg = _model(spec.router.model, loaded.file, "router.model")
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
-    kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
     extra = {} if simulate is None else {"simulate": simulate}
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.archs[name], plat, router_cfg, spec.prompt_tokens, **extra),
                               ModelTimer(loaded.archs[name], plat, expert_cfg, spec.prompt_tokens, **extra),
-                              expert_bytes, router_bytes, kv_tok)
+                              expert_bytes, router_bytes)
             for name, plat in spec.platforms.items()}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     trace_rows = _load_trace(spec, loaded.file)
