@@ -116,3 +116,16 @@ def test_fusion_study_reports_oom_per_mode(tmp_path):
     assert "fusion.llama_decode.fused_ho.time_s" not in r.metrics
     assert r.metrics["fusion.fft.unfused.oom"] in (0, 1)
     assert "llama_decode.sn40l" in r.extra["oom_reasons"]
+
+
+def test_report_shows_the_oom_row():
+    from rdusim.report.keys import model_view
+    from rdusim.report.section_model import latency_table
+
+    loaded = load_workload("workloads/llama2_7b_chat.yaml",
+                           [("model", "bloom-176b"), ("platforms.dgx_h100.tp", 1)])
+    r = run_study(loaded)
+    t = latency_table(model_view(r.metrics, list(r.extra["platforms"])))
+    rows = {row[0]: row for row in t.rows}
+    assert rows["dgx_h100"][1] == "OOM" and "dgx_h100" in t.note
+    assert isinstance(rows["sn40l"][1], float)
