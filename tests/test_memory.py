@@ -107,8 +107,7 @@ def test_cli_bloom_on_one_h100_is_an_oom_result(tmp_path, capsys):
 
 
 def test_fusion_study_reports_oom_per_mode(tmp_path):
-    loaded = load_workload("tests/data/fusion_small.yaml",
-                           [("platforms.sn40l.arch", "arch/sn40l.yaml")])
+    loaded = load_workload("tests/data/fusion_small.yaml")
     small = with_ddr(with_hbm(loaded.archs["sn40l"], 2e6, 1e6), 2e6, 1e6)
     loaded = dataclasses.replace(loaded, archs={**loaded.archs, "sn40l": small})
     r = run_study(loaded)
@@ -129,3 +128,11 @@ def test_report_shows_the_oom_row():
     rows = {row[0]: row for row in t.rows}
     assert rows["dgx_h100"][1] == "OOM" and "dgx_h100" in t.note
     assert isinstance(rows["sn40l"][1], float)
+
+
+def test_a_reserve_not_below_capacity_is_bad_input_naming_the_key():
+    from rdusim.errors import InputError
+
+    with pytest.raises(InputError) as exc:
+        load_arch("arch/sn40l.yaml", [("socket.hbm.reserved_bytes", {"value": 7e10, "source": "what-if"})])
+    assert exc.value.key == "socket.hbm.reserved_bytes" and "less than capacity_bytes" in exc.value.expected
