@@ -38,6 +38,9 @@ def check_request(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
                          f"num_key_value_heads ({kvh})", tp)
     if not 0 < weight_density <= 1:
         raise InputError(file, "weight_density", "a fraction in (0, 1]", weight_density)
+    if phase == Phase.TRAIN and cfg.fmt != cfg.formats.__class__().resolved(cfg.torch_dtype):
+        raise InputError(file, "formats", f"the model dtype ({cfg.torch_dtype.value}) for training "
+                         "(quantised formats are for inference)", cfg.fmt.label)
     if cfg.vision is not None and phase != Phase.DECODE and seq <= cfg.vision.image_tokens:
         raise InputError(file, "seq", f"more than the {cfg.vision.image_tokens} image tokens of "
                          f"{cfg.name} (the prompt includes them)", seq)
