@@ -157,3 +157,12 @@ def arch_at(arch, compute: DType):
         else pcu.int8_ops_per_lane_stage_per_cycle
     socket = dataclasses.replace(arch.socket, pcu=dataclasses.replace(pcu, flops_per_lane_stage_per_cycle=per_cycle))
     return dataclasses.replace(arch, socket=socket)
+
+
+def with_checked_formats(cfg, formats: Formats, loaded, key: str):
+    """A workload's model with its formats: the combination checked (rules 2-4) and the
+    compute format checked against every platform's machine (rule 1)."""
+    cfg = apply_formats(cfg, formats, loaded.file, key)
+    for name, arch in loaded.archs.items():
+        check_compute(arch, cfg.fmt.compute, loaded.file, f"{key}.compute")
+    return cfg

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.formats import Formats
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
@@ -19,6 +20,7 @@ class ModelWorkload:
     prompt_tokens: int = field(default=128, metadata=positive())
     output_tokens: int = field(default=20, metadata=positive())
     batch_size: int = field(default=1, metadata=positive())
+    formats: Formats = Formats()                     # weight / KV-cache / compute formats of the model
     execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     seed: int = 0
     description: str = ""

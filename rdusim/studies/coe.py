@@ -85,8 +85,8 @@ class PlatformRun:
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunResult:
     spec: CoeWorkload = loaded.spec
-    expert_cfg = _model(spec.experts.model, loaded.file, "experts.model")
-    router_cfg = _model(spec.router.model, loaded.file, "router.model")
+    expert_cfg = _model(spec.experts.model, loaded.file, "experts.model", spec.experts.formats, loaded)
+    router_cfg = _model(spec.router.model, loaded.file, "router.model", spec.router.formats, loaded)
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
@@ -273,11 +273,15 @@ def _chrome(events: list, platforms: list[str]) -> list[dict]:
     return out
 
 
-def _model(name: str, file: str, key: str):
+def _model(name: str, file: str, key: str, formats=None, loaded: LoadedWorkload | None = None):
     try:
-        return load_model(name)
+        cfg = load_model(name)
     except InputError as exc:
         raise InputError(file, key, exc.expected, name) from None
+    if formats is None:
+        return cfg
+    from rdusim.config.formats import with_checked_formats
+    return with_checked_formats(cfg, formats, loaded, key.rsplit(".", 1)[0] + ".formats")
 
 
 def _mean(values) -> float:

@@ -34,7 +34,8 @@ def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
     name = spec.model
     path = resolve_path(name, loaded.file) if name.endswith((".yaml", ".yml")) else name
-    return load_model(str(path))
+    from rdusim.config.formats import with_checked_formats
+    return with_checked_formats(load_model(str(path)), spec.formats, loaded, "formats")
 
 
 def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
@@ -92,7 +93,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
-                     extra={"model": cfg.name, "platforms": list(spec.platforms), "notes": notes,
+                     extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,

@@ -13,6 +13,7 @@ from typing import Callable
 from rdusim.compiler import Plan, compile_plan
 from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated, repeated_param_bytes
 from rdusim.config.deployment import Deployment
+from rdusim.config.formats import arch_at
 from rdusim.engine.rdu.step import simulate_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.model_graph import build_model_graph
@@ -23,7 +24,8 @@ Memo = Callable[[tuple, Callable[[], object]], object]
 
 def model_plan(dep: Deployment, phase: Phase, batch: int, seq: int) -> tuple[Plan, float]:
     """The step's plan and the rank's parameter bytes."""
-    cfg, arch, tp, tiles = dep.model, dep.arch, dep.tp, dep.execution.tiles
+    cfg, tp, tiles = dep.model, dep.tp, dep.execution.tiles
+    arch = arch_at(dep.arch, cfg.fmt.compute)        # PCU rate of the compute format
     layers = cfg.num_hidden_layers
     if layers > TEMPLATE_LAYERS:
         head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS)
@@ -40,4 +42,5 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
     ``host_s``: the stack's host work for the step; ``memo(key, compute)`` caches plans."""
     key = ("rdu.plan", dep.arch, dep.model, phase, batch, seq, dep.tp, dep.fusion, dep.execution.tiles)
     plan, _ = memo(key, lambda: model_plan(dep, phase, batch, seq))
-    return simulate_step(dep.arch, None, fusion=dep.fusion, launch=dep.launch, tp=dep.tp, plan=plan, host_s=host_s)
+    return simulate_step(arch_at(dep.arch, dep.model.fmt.compute), None, fusion=dep.fusion, launch=dep.launch,
+                         tp=dep.tp, plan=plan, host_s=host_s)
