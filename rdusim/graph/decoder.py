@@ -66,6 +66,7 @@ class LayerBuilder:
     weight_density: float = 1.0
     kv_cache: bool = True            # False: encoder layer (bidirectional, no cache)
     prefix: str = ""                 # default "L<layer>."
+    new_tokens: int = 1              # decode: tokens computed over the cache (k+1 to verify a draft)
     ops: list[Op] = field(default_factory=list)
     idle_weights: list[Tensor] = field(default_factory=list)
     pending_bias: list[tuple[str, str]] = field(default_factory=list)
@@ -78,8 +79,8 @@ class LayerBuilder:
         self.block = self.p.rstrip(".")
         self.decode = self.phase == Phase.DECODE
         # tokens processed now, and how many keys each query attends to
-        self.q_len = 1 if self.decode else self.seq
-        ctx = self.seq + 1 if self.decode else self.seq
+        self.q_len = self.new_tokens if self.decode else self.seq
+        ctx = self.seq + self.new_tokens if self.decode else self.seq
         window = self.cfg.sliding_window
         self.ctx = min(ctx, window) if window else ctx
         self.writes_cache = self.kv_cache and self.phase != Phase.TRAIN
@@ -280,10 +281,10 @@ class LayerBuilder:
 
 def decoder_layer(cfg: ModelConfig, phase: Phase, batch: int, seq: int, x: Tensor,
                   *, tp: int = 1, layer: int = 0, weight_density: float = 1.0,
-                  idle_weights: list[Tensor] | None = None) -> tuple[list[Op], Tensor]:
+                  idle_weights: list[Tensor] | None = None, new_tokens: int = 1) -> tuple[list[Op], Tensor]:
     """Ops of one decoder layer on one TP rank, and its output tensor. Weights of MoE
     experts that get no tokens are appended to ``idle_weights`` when it is given."""
-    b = LayerBuilder(cfg, phase, batch, seq, tp, layer, weight_density=weight_density)
+    b = LayerBuilder(cfg, phase, batch, seq, tp, layer, weight_density=weight_density, new_tokens=new_tokens)
     out = b.build(x)
     if idle_weights is not None:
         idle_weights.extend(b.idle_weights)

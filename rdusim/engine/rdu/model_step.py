@@ -22,25 +22,27 @@ from rdusim.graph.phase import Phase
 Memo = Callable[[tuple, Callable[[], object]], object]
 
 
-def model_plan(dep: Deployment, phase: Phase, batch: int, seq: int) -> tuple[Plan, float]:
+def model_plan(dep: Deployment, phase: Phase, batch: int, seq: int, new_tokens: int = 1) -> tuple[Plan, float]:
     """The step's plan and the rank's parameter bytes."""
     cfg, tp, tiles = dep.model, dep.tp, dep.execution.tiles
     arch = arch_at(dep.arch, cfg.fmt.compute)        # PCU rate of the compute format
     layers = cfg.num_hidden_layers
     if layers > TEMPLATE_LAYERS:
-        head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS)
+        head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS, new_tokens=new_tokens)
         plan = compile_repeated(head, layers, arch, dep.fusion, tiles=tiles)
         param_bytes = repeated_param_bytes(head, layers)
         if plan is not None and param_bytes is not None:
             return plan, param_bytes
-    graph = build_model_graph(cfg, phase, batch, seq, tp=tp)
+    graph = build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens)
     return compile_plan(graph, arch, dep.fusion, tiles=tiles), graph.param_bytes
 
 
-def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: float, memo: Memo) -> StepResult:
+def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: float, memo: Memo,
+               new_tokens: int = 1) -> StepResult:
     """One step of ``batch`` sequences at ``seq`` tokens (decode: the cache length);
     ``host_s``: the stack's host work for the step; ``memo(key, compute)`` caches plans."""
-    key = ("rdu.plan", dep.arch, dep.model, phase, batch, seq, dep.tp, dep.fusion, dep.execution.tiles)
-    plan, _ = memo(key, lambda: model_plan(dep, phase, batch, seq))
+    key = ("rdu.plan", dep.arch, dep.model, phase, batch, seq, dep.tp, dep.fusion, dep.execution.tiles) \
+        + ((new_tokens,) if new_tokens != 1 else ())
+    plan, _ = memo(key, lambda: model_plan(dep, phase, batch, seq, new_tokens))
     return simulate_step(arch_at(dep.arch, dep.model.fmt.compute), None, fusion=dep.fusion, launch=dep.launch,
                          tp=dep.tp, plan=plan, host_s=host_s)
