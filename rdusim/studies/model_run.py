@@ -76,6 +76,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
     cache = StepCache()
+    draft = None
+    if spec.speculative is not None:
+        from rdusim.studies import speculative_run
+        draft = speculative_run.load_draft(loaded, cfg)
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
         try:
@@ -88,6 +92,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             continue
         metrics.update(platform_metrics(name, spec.batch_size, spec.output_tokens, timing))
         records += [{"platform": name, **r} for r in timing.records]
+        if draft is not None:
+            st = speculative_run.simulate(loaded, name, cfg, draft, cache)
+            metrics.update(speculative_run.metrics(name, spec.batch_size, spec.output_tokens, st))
+            if st.oom:
+                notes[f"{name}.spec"] = st.oom
         if trace:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
@@ -160,5 +169,7 @@ def summary(result: RunResult) -> str:
         share = 100 * engine / (engine + host) if engine + host else 0.0
         vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
+    from rdusim.studies.speculative_run import summary_lines
+    lines += summary_lines(m, extra.get("platforms", []), extra.get("notes", {}))
     return "\n".join(lines)
 
