@@ -200,3 +200,22 @@ def test_moe_experts_held_idle_are_stored_at_the_weight_format():
     # batch 1 decode runs 2 experts of 8; the 6 idle ones are held at int8 all the same
     assert _param_bytes(cfg) - _param_bytes(cfg, INT8) == experts + layers * (h * (h // cfg.num_attention_heads) * (
         cfg.num_attention_heads + 2 * cfg.num_key_value_heads) + h * h) - 2 * (2 * e + 2) * layers
+
+
+def test_native_compute_picks_the_weight_format_where_the_machine_has_a_rate():
+    from rdusim.config.formats import for_machine
+
+    cfg = load_model("llama2-7b")
+    h100, a100, sn = (load_arch(f"arch/{a}.yaml") for a in ("dgx_h100", "dgx_a100", "sn40l"))
+    fp8 = cfg.with_formats(Formats(WeightFormat(DType.FP8_E4M3), native_compute=True))
+    int8 = cfg.with_formats(Formats(WeightFormat(DType.INT8), native_compute=True))
+    int4 = cfg.with_formats(Formats(WeightFormat(DType.INT4, 128), native_compute=True))
+    assert for_machine(fp8, h100).fmt.compute == DType.FP8_E4M3 and not for_machine(fp8, h100).fmt.dequantises
+    assert for_machine(fp8, a100).fmt.compute == DType.BF16 and for_machine(fp8, a100).fmt.dequantises
+    assert for_machine(int8, a100).fmt.compute == DType.INT8
+    assert for_machine(int8, sn).fmt.dequantises and for_machine(int4, h100).fmt.dequantises
+    size = lambda m: build_model_graph(m, Phase.DECODE, 1, 1).param_bytes
+    for m in (fp8, int8, int4):       # the bytes stored do not depend on where it runs
+        assert {size(for_machine(m, a)) for a in (h100, a100, sn)} == {size(m)} != {_param_bytes(cfg)}
+    with pytest.raises(ValueError):
+        Formats(compute=DType.BF16, native_compute=True)

@@ -61,8 +61,14 @@ class Formats:
     weight: WeightFormat = WeightFormat()
     kv_cache: Optional[DType] = None
     compute: Optional[DType] = None
+    # compute in the weight format on machines that can (FP8 on H100, INT8 on H100/A100),
+    # elsewhere at the model dtype with the weights dequantised on the fly (see for_machine)
+    native_compute: bool = False
 
     def __post_init__(self) -> None:
+        if self.native_compute and self.compute is not None:
+            raise ValueError("native_compute", "false when compute is given (native_compute picks it per machine)",
+                             True)
         if self.kv_cache is not None and self.kv_cache not in KV_DTYPES:
             raise ValueError("kv_cache", f"one of {[d.value for d in KV_DTYPES]}", self.kv_cache.value)
         if self.compute is not None and self.compute not in COMPUTE_DTYPES:
@@ -164,5 +170,17 @@ def with_checked_formats(cfg, formats: Formats, loaded, key: str):
     compute format checked against every platform's machine (rule 1)."""
     cfg = apply_formats(cfg, formats, loaded.file, key)
     for name, arch in loaded.archs.items():
-        check_compute(arch, cfg.fmt.compute, loaded.file, f"{key}.compute")
+        check_compute(arch, for_machine(cfg, arch).fmt.compute, loaded.file, f"{key}.compute")
     return cfg
+
+
+def for_machine(cfg, arch):
+    """The model as it is served on ``arch``: with ``native_compute``, its compute format is
+    its weight format where the machine computes that natively, else the model dtype (the
+    weights dequantised on the fly). Stored bytes do not depend on it."""
+    f = cfg.formats
+    if not f.native_compute:
+        return cfg
+    w = f.weight.dtype or cfg.torch_dtype
+    native = w in COMPUTE_DTYPES and native_rate(arch, w) is not None
+    return cfg.with_formats(dataclasses.replace(f, native_compute=False, compute=w if native else None))

@@ -92,9 +92,12 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
     extra = {} if simulate is None else {"simulate": simulate}
     cache = StepCache()      # one per run: router and experts of a platform share steps when equal
+    from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
-                              ModelTimer(loaded.deployment(name, router_cfg), spec.prompt_tokens, cache, **extra),
-                              ModelTimer(loaded.deployment(name, expert_cfg), spec.prompt_tokens, cache, **extra),
+                              ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
+                                         spec.prompt_tokens, cache, **extra),
+                              ModelTimer(loaded.deployment(name, for_machine(expert_cfg, loaded.archs[name])),
+                                         spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes, kv_tok)
             for name in spec.platforms}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))

@@ -58,7 +58,8 @@ def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
                       cache: StepCache | None = None) -> tuple[Deployment, InferenceTiming]:
     """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
-    dep = loaded.deployment(name, cfg)
+    from rdusim.config.formats import for_machine
+    dep = loaded.deployment(name, for_machine(cfg, loaded.archs[name]))
     return dep, simulate_inference(dep, spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from rdusim.config.deployment import Deployment
-from rdusim.config.formats import with_checked_formats
+from rdusim.config.formats import for_machine, with_checked_formats
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
 from rdusim.config.workload import LoadedWorkload, resolve_path
@@ -62,7 +62,9 @@ def draft_deployment(loaded: LoadedWorkload, name: str, draft: ModelConfig) -> D
 def simulate(loaded: LoadedWorkload, name: str, target: ModelConfig, draft: ModelConfig,
              cache: StepCache) -> SpeculativeTiming:
     w = loaded.spec
-    return simulate_speculative(loaded.deployment(name, target), draft_deployment(loaded, name, draft),
+    arch = loaded.archs[name]
+    return simulate_speculative(loaded.deployment(name, for_machine(target, arch)),
+                                draft_deployment(loaded, name, for_machine(draft, arch)),
                                 w.speculative, w.prompt_tokens, w.output_tokens, w.batch_size, cache)
 
 
