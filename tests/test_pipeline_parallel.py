@@ -87,3 +87,45 @@ def test_a_stage_that_does_not_fit_is_an_oom_result_and_bad_splits_raise():
     for stages, micro, batch in ((3, 1, 1), (4, 1, 1), (2, 3, 4)):
         with pytest.raises(ValueError):
             simulate_pipelined(c, dep, stages, micro, 128, 2, batch, CACHE)
+
+
+TWO = "workloads/llama3_70b_two_nodes.yaml"
+SMALL = ["--set", "model=llama2-7b", "--set", "prompt_tokens=128", "--set", "output_tokens=4", "--set", "batch_size=2",
+         "--set", "platforms={sn40l: {arch: arch/sn40l.yaml, tp: 8}}"]
+
+
+def test_two_node_workload_end_to_end(tmp_path, capsys):
+    import json
+
+    from rdusim.cli import main
+
+    out = tmp_path / "o"
+    assert main(["run", TWO, "--out", str(out)] + SMALL) == 0
+    assert "Pipelined over nodes" in capsys.readouterr().out
+    m = json.loads((out / "results.json").read_text())["metrics"]
+    for c in ("sn40l_x2", "dgx_h100_x2"):
+        p = f"model.{c}.pp"
+        assert m[f"{p}.oom"] == 0 and m[f"{p}.stages"] == 2 and m[f"{p}.microbatches"] == 2
+        assert m[f"{p}.prefill_bubble"] == pytest.approx(
+            1 - 2 * m[f"{p}.stage_prefill_s"] / (3 * m[f"{p}.stage_prefill_s"] + m[f"{p}.transfer_prefill_s"]))
+        assert m[f"{p}.tokens_per_s"] == pytest.approx(2 * 4 / m[f"{p}.latency_s"])
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["clusters.sn40l_x2.stages=3"], "clusters.sn40l_x2.stages"),
+    (["clusters.sn40l_x2.microbatches=3"], "clusters.sn40l_x2.microbatches"),
+    (["clusters.sn40l_x2.cluster=nope.yaml"], "clusters.sn40l_x2.cluster"),
+    (["clusters.sn40l_x2.stack=tensorrt_llm"], "clusters.sn40l_x2.stack"),
+    (["clusters.sn40l_x2.tp=16"], "clusters.sn40l_x2.tp"),
+    (["clusters.sn40l=1"], "clusters.sn40l"),
+])
+def test_bad_cluster_platform_exits_2(tmp_path, capsys, sets, key):
+    from rdusim.cli import main
+
+    args = ["run", TWO, "--out", str(tmp_path / "o")] + SMALL
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -81,6 +81,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     if spec.speculative is not None:
         from rdusim.studies import speculative_run
         draft = speculative_run.load_draft(loaded, cfg)
+    from rdusim.studies import cluster_run
+    clusters = cluster_run.load(loaded, cfg)
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
         try:
@@ -100,10 +102,16 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 notes[f"{name}.spec"] = st.oom
         if trace:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
+    for name, entry in clusters.items():
+        pt = cluster_run.simulate(loaded, entry, cache)
+        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt))
+        if pt.oom:
+            notes[name] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
                      extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
+                            "clusters": list(clusters),
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -172,5 +180,7 @@ def summary(result: RunResult) -> str:
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     from rdusim.studies.speculative_run import summary_lines
     lines += summary_lines(m, extra.get("platforms", []), extra.get("notes", {}))
+    from rdusim.studies.cluster_run import summary_lines as cluster_lines
+    lines += cluster_lines(m, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
 
