@@ -16,7 +16,8 @@ bubble is paid once when M >= S.
 
 Each stage is timed by the step interface as the slowest one, the last: its L/S layers and
 the LM head (the first stage's embedding gather is counted in it too, negligible).
-Memory per device: the stage's weights and its layers' share of the KV cache.
+Memory per device, by the one rule of :mod:`rdusim.memory`: the stage's weights, its layers'
+KV cache for the whole batch and the workspace.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import numpy as np
 
 from rdusim.config.cluster import ClusterSpec
 from rdusim.config.deployment import Deployment
-from rdusim.engine.inference import weight_bytes_per_rank
 from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.memory import MemoryNeed, device_memory
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class PipelineTiming:
     ttft_s: float
     latency_s: float                   # ttft + every decode iteration of every micro-batch
     tpot_s: float                      # (latency - ttft) / (output - 1)
-    memory_bytes_per_device: float
+    memory: MemoryNeed                 # one device of a stage (rdusim.memory)
     oom: Optional[str]
 
 
@@ -113,14 +114,13 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
     stage = stage_deployment(dep, stages)
     mb = batch // microbatches
     cfg = dep.model
-    kv = batch * cfg.kv_cache_bytes_per_rank(prompt_tokens + output_tokens, dep.tp) / stages
-    mem = cache.get(("weights", stage.model, dep.tp), lambda: weight_bytes_per_rank(stage.model, dep.tp)) + kv
-    cap = (dep.arch.socket.hbm.capacity_bytes if hasattr(dep.arch, "socket") else dep.arch.device.hbm.capacity_bytes)
-    if mem > cap:
-        oom = f"a stage needs {mem / 1e9:.2f} GB per device (weights + KV), HBM holds {cap / 1e9:.2f} GB"
+    # a stage holds its layers' weights and KV cache (rdusim.memory's rule; the stage model's
+    # KV formula counts only its own layers) and one micro-batch's workspace
+    need = device_memory(dep.arch, stage.model, dep.tp, batch, prompt_tokens + output_tokens, prompt_tokens)
+    if not need.fits:
         nan = math.nan
         return PipelineTiming(stages, microbatches, Schedule(nan, ()), None, nan, nan, nan, nan, nan, nan, nan,
-                              mem, oom)
+                              need, need.reason)
     steps = StepModel(stage, cache)
     act = cfg.hidden_size * cfg.torch_dtype.nbytes          # one token's hidden state
     x_pre = cluster.send_s(mb * prompt_tokens * act, dep.tp)
@@ -137,4 +137,4 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
         t_dec = float(times.mean())
         latency = ttft + dec.makespan_s
     return PipelineTiming(stages, microbatches, pre, dec, t_pre, t_dec, x_pre, x_dec, ttft, latency,
-                          (latency - ttft) / n if n > 0 else 0.0, mem, None)
+                          (latency - ttft) / n if n > 0 else 0.0, need, None)

@@ -16,10 +16,11 @@ step times carry each one's stack host work per step (with ``fused_draft_loop`` 
 k passes pay it once). Not modelled: the draft re-reading a token it drafted after a full
 acceptance, sampling/rejection arithmetic, and moving tokens between separate devices.
 
-Memory: weights (formats applied) plus the KV cache at full length, per device. Shared
-placement puts the draft's shard beside the target's on the same devices; separate placement
-needs tp + draft tp devices in the node. Each is checked against the device's HBM; a
-deployment that does not fit is an OOM result (``oom`` with its reason), not a crash.
+Memory, by the one rule of :mod:`rdusim.memory` (weights with their formats, KV cache at the
+final context, activation workspace; RDU overflow to DDR): shared placement puts the draft's
+shard beside the target's on the same devices; separate placement (tp + draft tp devices in
+the node) checks each alone. A deployment that does not fit is an OOM result (``oom`` with
+its reason), not a crash.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.inference import InferenceTiming, simulate_inference, weight_bytes_per_rank
+from rdusim.engine.inference import InferenceTiming, simulate_inference
 from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.memory import (MemoryNeed, activation_workspace_bytes, device_memory, kv_bytes_per_rank, tier_split,
+                           weight_bytes_per_rank)
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,7 @@ class SpeculativeTiming:
     latency_s: float                   # ttft + steps * step_s
     step_breakdown_s: Mapping[str, float]   # one mean speculative step by BREAKDOWN_KEYS
     plain: InferenceTiming             # the same request decoded without a draft
-    memory_bytes_per_device: float     # the fullest device: weights + KV (target, draft if shared)
-    memory_capacity_bytes: float       # HBM of one device
+    memory: MemoryNeed                 # the fullest device: target (and draft if shared) by rdusim.memory
     oom: Optional[str]                 # why it does not fit, or None
 
     @property
@@ -60,54 +62,43 @@ class SpeculativeTiming:
         return self.plain.latency_s / self.latency_s if self.latency_s > 0 else math.nan
 
 
-def device_hbm_bytes(dep: Deployment) -> float:
-    arch = dep.arch
-    return arch.socket.hbm.capacity_bytes if arch.kind == ArchKind.RDU else arch.device.hbm.capacity_bytes
-
-
 def devices_in_node(dep: Deployment) -> int:
     return dep.arch.node.sockets if dep.arch.kind == ArchKind.RDU else dep.arch.node.gpus
 
 
-def footprint(dep: Deployment, tokens: int, batch: int, cache: StepCache) -> float:
-    """Weights and the batch's KV cache at ``tokens`` on one device of ``dep``."""
-    w = cache.get(("weights", dep.model, dep.tp), lambda: weight_bytes_per_rank(dep.model, dep.tp))
-    return w + batch * dep.model.kv_cache_bytes_per_rank(tokens, dep.tp)
-
-
-def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, tokens: int, batch: int,
-                 cache: StepCache) -> tuple[float, Optional[str]]:
-    """(bytes on the fullest device, None or the OOM reason). The local per-device check
-    of this module: weights + KV against one device's HBM."""
-    cap = device_hbm_bytes(target)
-    t = footprint(target, tokens, batch, cache)
-    d = footprint(draft, tokens, batch, cache)
+def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, prompt_tokens: int, tokens: int,
+                 batch: int) -> MemoryNeed:
+    """Per-device memory by the one rule of :mod:`rdusim.memory`: shared placement puts the
+    draft's weights and KV cache beside the target's on the same device (one workspace, the
+    larger); separate placement checks each model's devices alone (the fuller one is returned)."""
+    arch = target.arch
     if spec.placement == DraftPlacement.SHARED:
-        need, what = t + d, "target and draft"
-        if draft.tp > target.tp:
-            return need, f"a shared draft needs draft tp ({draft.tp}) <= tp ({target.tp})"
-    else:
-        need, what = max(t, d), "target" if t >= d else "draft"
-        if target.tp + draft.tp > devices_in_node(target):
-            return need, (f"separate placement needs tp {target.tp} + draft tp {draft.tp} devices, the node has "
-                          f"{devices_in_node(target)}")
-    if need > cap:
-        return need, (f"{what} need {need / 1e9:.2f} GB per device (weights + KV at {tokens} tokens x {batch}), "
-                      f"HBM holds {cap / 1e9:.2f} GB")
-    return need, None
+        w = weight_bytes_per_rank(target.model, target.tp) + weight_bytes_per_rank(draft.model, draft.tp)
+        kv = (kv_bytes_per_rank(target.model, target.tp, batch, tokens)
+              + kv_bytes_per_rank(draft.model, draft.tp, batch, tokens))
+        act = max(activation_workspace_bytes(d.model, d.tp, batch, prompt_tokens) for d in (target, draft))
+        tiers = tier_split(arch, {"weights": w, "kv_cache": kv}, act)
+        return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", w, kv, act, tiers)
+    needs = [device_memory(arch, d.model, d.tp, batch, tokens, prompt_tokens) for d in (target, draft)]
+    bad = [n for n in needs if not n.fits]
+    return bad[0] if bad else max(needs, key=lambda n: n.tiers[0].used_bytes)
 
 
 def simulate_speculative(target: Deployment, draft: Deployment, spec: SpeculativeSpec, prompt_tokens: int,
                          output_tokens: int, batch: int, cache: StepCache | None = None) -> SpeculativeTiming:
+    if spec.placement == DraftPlacement.SHARED and draft.tp > target.tp:
+        raise ValueError(f"a shared draft needs draft tp ({draft.tp}) <= tp ({target.tp})")
+    if spec.placement == DraftPlacement.SEPARATE and target.tp + draft.tp > devices_in_node(target):
+        raise ValueError(f"separate placement needs tp {target.tp} + draft tp {draft.tp} devices, the node has "
+                         f"{devices_in_node(target)}")
     cache = cache if cache is not None else StepCache()
     plain = simulate_inference(target, prompt_tokens, output_tokens, batch, cache)
-    need, oom = memory_check(target, draft, spec, prompt_tokens + output_tokens, batch, cache)
-    cap = device_hbm_bytes(target)
+    need = memory_check(target, draft, spec, prompt_tokens, prompt_tokens + output_tokens, batch)
     k, e = spec.lookahead, spec.tokens_per_step
-    if oom is not None:
+    if not need.fits:
         nan = math.nan
         return SpeculativeTiming(e, nan, nan, nan, nan, nan, nan, nan, frozen(dict.fromkeys(BREAKDOWN_KEYS, nan)),
-                                 plain, need, cap, oom)
+                                 plain, need, need.reason)
     tsteps, dsteps = StepModel(target, cache), StepModel(draft, cache)
     ttft = plain.ttft_s + dsteps.prefill(batch, prompt_tokens).time_s
     n = output_tokens - 1
@@ -128,8 +119,7 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
     step = draft_s + verify_s
     return SpeculativeTiming(tokens_per_step=e, steps=steps, draft_s=draft_s, verify_s=verify_s, step_s=step,
                              ttft_s=ttft, tpot_s=step / e, latency_s=ttft + steps * step,
-                             step_breakdown_s=frozen(parts), plain=plain, memory_bytes_per_device=need,
-                             memory_capacity_bytes=cap, oom=None)
+                             step_breakdown_s=frozen(parts), plain=plain, memory=need, oom=None)
 
 
 def _extend(steps: StepModel, batch: int, new_tokens: int, contexts: np.ndarray):

@@ -3,7 +3,7 @@ pipelined over the nodes of a cluster, tensor parallel inside each node.
 
 Metrics per cluster platform C: ``model.C.pp.ttft_s``, ``.tpot_s``, ``.latency_s``,
 ``.tokens_per_s``, ``.stage_prefill_s``, ``.stage_decode_s``, ``.transfer_prefill_s``,
-``.transfer_decode_s``, ``.prefill_bubble``, ``.decode_bubble``, ``.memory_bytes_per_device``,
+``.transfer_decode_s``, ``.prefill_bubble``, ``.decode_bubble``, ``.memory.*`` (rdusim.memory),
 ``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics).
 """
 
@@ -64,8 +64,8 @@ def simulate(loaded: LoadedWorkload, entry, cache: StepCache) -> PipelineTiming:
 
 def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
     p = f"model.{name}.pp"
-    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.memory_bytes_per_device": t.memory_bytes_per_device,
-           f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches}
+    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches}
+    out.update(t.memory.metrics(p))
     if t.oom is not None:
         return out
     out.update({f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s, f"{p}.latency_s": t.latency_s,

@@ -5,7 +5,7 @@ Per platform P, besides the plain run's ``model.P.*``: ``model.P.spec.tokens_per
 ``.ttft_s``, ``.tpot_s``, ``.latency_s``, ``.tokens_per_s`` (batch x output / latency),
 ``.decode_tokens_per_s`` (per sequence, 1 / tpot) and ``.plain_decode_tokens_per_s``,
 ``.speedup`` (plain latency / speculative latency), ``.breakdown.step.<key>_s``,
-``.memory_bytes_per_device``, ``.memory_capacity_bytes`` and ``.oom`` (1: the target and
+``.memory.*`` (rdusim.memory's per-device metrics) and ``.oom`` (1: the target and
 draft do not fit; the reason in the run's notes, no timing metrics).
 """
 
@@ -71,9 +71,8 @@ def simulate(loaded: LoadedWorkload, name: str, target: ModelConfig, draft: Mode
 def metrics(name: str, batch: int, output_tokens: int, t: SpeculativeTiming) -> dict[str, float]:
     p = f"model.{name}.spec"
     out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.tokens_per_step": t.tokens_per_step,
-           f"{p}.memory_bytes_per_device": t.memory_bytes_per_device,
-           f"{p}.memory_capacity_bytes": t.memory_capacity_bytes,
            f"{p}.plain_decode_tokens_per_s": 1.0 / t.plain.tpot_s if t.plain.tpot_s > 0 else 0.0}
+    out.update(t.memory.metrics(p))
     if t.oom is not None:
         return out
     out.update({f"{p}.steps": t.steps, f"{p}.draft_s": t.draft_s, f"{p}.verify_s": t.verify_s,
