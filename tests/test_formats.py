@@ -91,7 +91,7 @@ def test_coe_study_capacity_and_switch_follow_the_expert_format():
         assert b[f"coe.{p}.lone_switch_s"] < a[f"coe.{p}.lone_switch_s"] * (ratio + 0.01)
         assert b[f"coe.capacity.{p}.hbm_experts"] >= math.floor(a[f"coe.capacity.{p}.hbm_experts"] / ratio) - 1
         assert b[f"coe.capacity.{p}.max_experts"] > 1.9 * a[f"coe.capacity.{p}.max_experts"]
-    ddr = 8 * arch.socket.ddr.capacity_bytes
+    ddr = 8 * arch.socket.ddr.usable_bytes
     assert res["int8"]["coe.capacity.sn40l.max_experts"] == math.floor(ddr / _param_bytes(cfg, INT8))
 
 

@@ -73,16 +73,16 @@ def test_two_node_pipeline_of_llama2_70b(cluster):
     whole = StepModel(dep, CACHE).prefill(2, 512).time_s
     assert t_pre < 0.55 * whole                                                    # half the layers per stage
     from rdusim.engine.inference import weight_bytes_per_rank
-    half = weight_bytes_per_rank(stage.dep.model, 8) + 4 * dep.model.kv_cache_bytes_per_rank(521, 8) / 2
-    assert r.oom is None and r.memory_bytes_per_device == pytest.approx(half)
-    assert half < 0.55 * weight_bytes_per_rank(dep.model, 8)
+    assert r.oom is None and r.memory.weights_bytes == pytest.approx(weight_bytes_per_rank(stage.dep.model, 8))
+    assert r.memory.weights_bytes < 0.55 * weight_bytes_per_rank(dep.model, 8)     # half the layers, plus the head
+    assert r.memory.kv_bytes == pytest.approx(4 * dep.model.kv_cache_bytes_per_rank(521, 8) / 2)
 
 
 def test_a_stage_that_does_not_fit_is_an_oom_result_and_bad_splits_raise():
     c = load_cluster("clusters/dgx_h100_x2.yaml")
     dep = Deployment.of(c.node, load_model("llama2-70b"), 1)
     r = simulate_pipelined(c, dep, 1, 1, 128, 2, 1, CACHE)
-    assert r.oom and "80.00 GB" in r.oom
+    assert r.oom and "78.00 GB usable" in r.oom
     assert simulate_pipelined(c, dep, 2, 1, 128, 2, 1, CACHE).oom is None                   # 35 GB per GPU
     for stages, micro, batch in ((3, 1, 1), (4, 1, 1), (2, 3, 4)):
         with pytest.raises(ValueError):
