@@ -162,6 +162,24 @@ class StepModel:
         t1 = self._ctx_interp(Phase.DECODE, 2 * lo, context)
         return t0 + (t1 - t0) * (batch - lo) / lo
 
+    def decode_run_s(self, batch: int, context: float, steps: int) -> np.ndarray:
+        """``steps`` consecutive decode steps of ``batch`` sequences whose mean context starts
+        at ``context`` and grows by one token per step: decode_s of each, vectorised."""
+        c = context + np.arange(steps, dtype=float)
+        lo = 1 << (max(1, batch).bit_length() - 1)
+        t = self._ctx_curve(lo, c)
+        if lo != batch:
+            t = t + (self._ctx_curve(2 * lo, c) - t) * ((batch - lo) / lo)
+        return t
+
+    def _ctx_curve(self, batch: int, c: np.ndarray) -> np.ndarray:
+        b = self.dep.execution.context_bucket_tokens
+        first, last = int(c[0] // b) * b, int(-(-c[-1] // b)) * b
+        xs = list(range(first, last + b, b))
+        ys = [self._time(Phase.DECODE, batch, max(x, 1)) for x in xs]
+        xs[0] = max(xs[0], 1)
+        return np.interp(c, xs, ys)
+
     def prefill_s(self, tokens: float) -> float:
         """One sequence's prefill of ``tokens`` tokens (the context rule over prompt lengths)."""
         return self._ctx_interp(Phase.PREFILL, 1, max(tokens, 1.0))
