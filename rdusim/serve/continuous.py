@@ -75,8 +75,10 @@ class _Continuous:
     # ---- admission ----
     def swap_in(self) -> float:
         t = 0.0
+        # back in only with a block to spare for every running sequence's next token, so
+        # the step after a swap-in can run (no swap-in / swap-out ping-pong)
         while (self.swapped and len(self.running) < self.sc.max_sequences
-               and self.free - self.swapped[0].blocks >= self.s.watermark_blocks):
+               and self.free - self.swapped[0].blocks - len(self.running) - 1 >= self.s.watermark_blocks):
             q = self.swapped.popleft()
             self.free -= q.blocks
             t += self.s.swap_s(q.blocks)

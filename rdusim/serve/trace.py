@@ -12,7 +12,7 @@ def request_spans(runs: Iterable[tuple], per_run: int) -> tuple[dict, ...]:
     """``runs``: (platform, batching, RunLog); the first ``per_run`` requests of each."""
     tb = TraceBuilder()
     for name, mode, log in runs:
-        device = f"{name} {mode.value} requests"
+        device = f"{name} {mode} requests"
         for q in log.seqs[:per_run]:
             if q.finish_s != q.finish_s:
                 continue

@@ -92,8 +92,8 @@ def capacity(plat: ServePlatform, batching: Batching, streams: Streams, spec: Se
 def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     spec: ServeWorkload = loaded.spec
     if spec.coe is not None:
-        from rdusim.studies.serve_coe import run_coe
-        return run_coe(loaded, trace=trace)
+        from rdusim.studies.serve_coe import run_study
+        return run_study(loaded, trace=trace)
     cfg = _model(spec.model, loaded.file, "model")
     cache = StepCache()
     plats = {n: ServePlatform.build(n, with_scheduler(loaded.deployment(n, cfg), spec.scheduler), cache)
@@ -120,9 +120,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 log, m = serve_point(plat, mode, main, spec)
                 metrics.update({f"{p}.{k}": v for k, v in m.items()})
                 metrics[f"{p}.rate_per_s"] = streams.main_rate
-                records += _records(name, mode, log, spec)
+                records += _records(name, mode.value, log, spec)
                 if trace:
-                    events.append((name, mode, log))
+                    events.append((name, mode.value, log))
                 bar.advance()
                 for i, stream in sweep.items():
                     _, m = serve_point(plat, mode, stream, spec)
@@ -149,18 +149,18 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                      trace=request_spans(events, spec.trace_requests) if trace else ())
 
 
-def _records(name: str, mode: Batching, log, spec: ServeWorkload) -> list[dict[str, Any]]:
+def _records(name: str, mode: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:
     rows = []
     for q in log.seqs[spec.warmup_requests:]:
         done = q.finish_s == q.finish_s
-        rows.append({"row": "request", "platform": name, "batching": mode.value, "id": q.id,
+        rows.append({"row": "request", "platform": name, "batching": mode, "id": q.id,
                      "arrival_s": q.arrival_s, "prompt_tokens": q.prompt, "output_tokens": q.output,
                      "expert": q.expert, "queue_s": q.start_s - q.arrival_s if done else None,
                      "ttft_s": q.first_token_s - q.arrival_s if done else None,
                      "tpot_s": (q.finish_s - q.first_token_s) / (q.output - 1) if done and q.output > 1 else None,
                      "e2e_s": q.finish_s - q.arrival_s if done else None, "preemptions": q.preemptions,
                      "switches": q.switches, "completed": done})
-    rows += [{"row": "timeseries", "platform": name, "batching": mode.value, **s} for s in timeseries(log)]
+    rows += [{"row": "timeseries", "platform": name, "batching": mode, **s} for s in timeseries(log)]
     return rows
 
 
