@@ -21,6 +21,9 @@ class Fixed:
     def __init__(self, p: float, d: float):
         self.p, self.d = p, d
 
+    def decode_s(self, batch, context):
+        return self.d
+
     def decode_run_s(self, batch, context, steps):
         return np.full(steps, self.d)
 

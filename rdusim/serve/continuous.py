@@ -136,7 +136,7 @@ class _Continuous:
                 q.blocks = 0
                 done = True
         if done:
-            self.running = [q for q in self.running if q.finish_s != q.finish_s]
+            self.running[:] = [q for q in self.running if q.finish_s != q.finish_s]
 
     def grow(self, seqs: list[Seq]) -> None:
         for q in seqs:
@@ -171,24 +171,33 @@ class _Continuous:
                 raise RuntimeError("continuous batching: waiting requests that can never be admitted")
             self.now = max(self.now + extra, self.pending[0].arrival_s)
             return
-        ctx = np.fromiter((q.context for q in run), dtype=np.int64, count=len(run))
+        n = len(run)
         k = min(q.output - q.generated for q in run)
-        fits = self._steps_that_fit(ctx, k)
-        if fits == 0:
-            self.now += extra + self.preempt()
-            return
-        k = fits
-        times = self.s.costs.decode_run_s(len(run), float(ctx.mean()), k)
-        ends = self.now + extra + np.cumsum(times)
-        if self.pending and len(run) < self.sc.max_sequences:
+        if n * -(-k // self.B) > self.free:        # maybe not enough blocks for k more tokens each
+            ctx = np.fromiter((q.context for q in run), dtype=np.int64, count=n)
+            k = self._steps_that_fit(ctx, k)
+            if k == 0:
+                self.now += extra + self.preempt()
+                return
+        mean_ctx = sum(q.prompt + q.generated for q in run) / n
+        start = self.now + extra
+        if self.pending and n < self.sc.max_sequences:
+            # steps only lengthen as contexts grow: the first step's time bounds how many
+            # steps can end before the next arrival
+            gap = self.pending[0].arrival_s - start
+            first = self.s.costs.decode_s(n, mean_ctx)
+            k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
+        ends = start + np.cumsum(self.s.costs.decode_run_s(n, mean_ctx, k))
+        if self.pending and n < self.sc.max_sequences:
             k = min(k, int(np.searchsorted(ends, self.pending[0].arrival_s, side="left")) + 1)
         self.now = float(ends[k - 1])
         self.log.steps += k
+        B = self.B
         for q in run:   # k tokens each: the blocks of the k new tokens
-            need = self.blocks(q.context + k) - q.blocks
+            need = -(-(q.prompt + q.generated + k) // B) - q.blocks
             self.free -= need
             q.blocks += need
-        self.produced(list(run), k)
+        self.produced(run, k)
 
     def _steps_that_fit(self, ctx: np.ndarray, k: int) -> int:
         """Largest j <= k such that j more tokens per sequence fit in the free blocks."""
