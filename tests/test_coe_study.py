@@ -14,7 +14,7 @@ SMALL = "tests/data/coe_small.yaml"
 TOKEN_S = {"rdu": 0.003, "gpu": 0.0045}
 
 
-def fake(dep, prompt_tokens, output_tokens, batch, cache=None):
+def fake(dep, prompt_tokens, output_tokens, batch, cache=None, cold=False):
     """ttft 10 ms, then a fixed time per token: hand-computable expert times."""
     tpot = TOKEN_S[dep.arch.kind.value]
     lat = 0.010 + (output_tokens - 1) * tpot

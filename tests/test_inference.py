@@ -64,6 +64,14 @@ def test_per_request_and_per_step_costs_over_two_output_lengths(arch):
         assert b.step_s["host"] - a.step_s["host"] == pytest.approx(S + 2 * P, rel=1e-9)
 
 
+def test_a_cold_request_pays_the_model_load_once():
+    d = with_host(dep(SN40L), per_request_s=1e-3, per_model_load_s=0.02, per_step_s=1e-4)
+    warm, cold = simulate_inference(d, 128, 20, 1, CACHE), simulate_inference(d, 128, 20, 1, CACHE, cold=True)
+    assert cold.latency_s - warm.latency_s == pytest.approx(0.02, rel=1e-9)
+    assert cold.ttft_s - warm.ttft_s == pytest.approx(0.02, rel=1e-9)
+    assert cold.request_s["host"] == pytest.approx(0.021) and warm.request_s["host"] == pytest.approx(1e-3)
+
+
 def test_trends_latency_falls_with_tp_rises_with_batch():
     tp1, tp8 = run(dep(tp=1)), run(dep(tp=8))
     bs8 = run(dep(tp=8), batch=8)

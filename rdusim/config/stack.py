@@ -1,8 +1,9 @@
 """Serving stacks: the software that drives a machine (stacks/*.yaml -> StackSpec).
 
 A stack holds the host/runtime costs that are not hardware: what the serving
-software spends once per request (request set-up; on the SN40L loading the model's
-program and arguments), once per generation step (scheduler, Python loop, host
+software spends each time the node switches to another model (on the SN40L loading
+that model's program and arguments), once per request (request set-up), once per
+generation step (scheduler, Python loop, host
 round trips) and per sequence per step (sampling, detokenising, stop checks), and
 the kernel-launch mode it uses by default (CUDA eager / CUDA graph on GPUs,
 software / hardware orchestration on the RDU). Per-kernel launch costs stay in the
@@ -38,6 +39,10 @@ class HostCosts:
     per_request_s: float = field(default=0.0, metadata={"ge": 0})            # once per request (batch)
     per_step_s: float = field(default=0.0, metadata={"ge": 0})               # once per generation step
     per_sequence_step_s: float = field(default=0.0, metadata={"ge": 0})      # per sequence per step
+    # once each time the node switches to running another model (loading that model's
+    # program and arguments): a cold request pays it, a request of the model already
+    # running does not
+    per_model_load_s: float = field(default=0.0, metadata={"ge": 0})
 
     def step_s(self, sequences: int) -> float:
         """Host time of one generation step over ``sequences`` sequences."""

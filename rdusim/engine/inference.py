@@ -1,7 +1,8 @@
 """The one inference path: serving one batch of a deployment, on either machine.
 
-A request is set up once (the stack's per-request host work: on the SN40L loading the
-model's program and arguments), runs its prefill step (which yields the first token),
+A request is set up once (the stack's per-request host work; a *cold* request, one that
+follows another model on the node, first loads its model's program and arguments: the
+stack's per-model-load work), runs its prefill step (which yields the first token),
 then ``output_tokens - 1`` decode steps whose KV cache grows by one token each. Every
 step comes from :class:`rdusim.engine.stepper.StepModel` (engine kernels, collectives,
 launches, plus the stack's per-step host work); decode steps follow its one
@@ -32,7 +33,7 @@ class InferenceTiming:
     tpot_s: float                      # mean decode step after the first token
     latency_s: float                   # ttft + (output_tokens - 1) * tpot
     breakdown_s: Mapping[str, float]   # latency split by BREAKDOWN_KEYS; sums to latency_s
-    request_s: Mapping[str, float]     # once per request, by BREAKDOWN_KEYS (host: set-up)
+    request_s: Mapping[str, float]     # once per request, by BREAKDOWN_KEYS (host: set-up + model load if cold)
     step_s: Mapping[str, float]        # the mean decode step, by BREAKDOWN_KEYS; sums to tpot_s
     weight_bytes_per_device: float     # resident weights on each socket/GPU
     kv_bytes_per_device: float         # KV cache for the batch at full length
@@ -40,10 +41,12 @@ class InferenceTiming:
 
 
 def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int,
-                       cache: StepCache | None = None) -> InferenceTiming:
+                       cache: StepCache | None = None, *, cold: bool = False) -> InferenceTiming:
+    """``cold``: the node ran another model before this request (CoE: router and experts
+    alternate), so the request first loads its model's program and arguments."""
     steps = StepModel(dep, cache)
     request = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
-    request["host"] = dep.stack.host.per_request_s
+    request["host"] = dep.stack.host.per_request_s + (dep.stack.host.per_model_load_s if cold else 0.0)
     prefill = steps.prefill(batch, prompt_tokens)
     parts = {k: request[k] + prefill.breakdown_s.get(k, 0.0) for k in BREAKDOWN_KEYS}
     records = [dict(r, phase="prefill") for r in prefill.records]

@@ -14,7 +14,9 @@ Simulate = Callable[..., InferenceTiming]
 
 @dataclass
 class ModelTimer:
-    """Times one model deployment; each (batch, tokens) is simulated once."""
+    """Times one model deployment; each (batch, tokens) is simulated once. Every run is
+    cold: on a CoE node the router and the experts alternate, so each run follows
+    another model and loads its own program and arguments first."""
 
     dep: Deployment
     prompt_tokens: int
@@ -29,7 +31,8 @@ class ModelTimer:
     def timing(self, batch: int, output_tokens: int) -> InferenceTiming:
         key = (batch, output_tokens)
         if key not in self._timings:
-            self._timings[key] = self.simulate(self.dep, self.prompt_tokens, output_tokens, batch, self.cache)
+            self._timings[key] = self.simulate(self.dep, self.prompt_tokens, output_tokens, batch, self.cache,
+                                                  cold=True)
         return self._timings[key]
 
     def simulated(self) -> list[tuple[tuple[int, int], InferenceTiming]]:

@@ -145,5 +145,19 @@ def summary(result: RunResult) -> str:
         vals = [m[f"{p}.latency_s"] * 1e3, m[f"{p}.ttft_s"] * 1e3, m[f"{p}.tpot_s"] * 1e3, m[f"{p}.tokens_per_s"]]
         vals += [m[f"{p}.breakdown.{k}_s"] * 1e3 for k in BREAKDOWN_KEYS]
         lines.append(f"{name:<12} {policy:<28} " + " ".join(f"{v:>13.3f}" for v in vals))
+    lines += ["", "Mean decode step (us): engine (compute + memory + launch + collective) vs the stack's host work; "
+              "per request (ms)",
+              f"{'platform':<12} " + " ".join(f"{c:>11}" for c in ("compute", "memory", "launch", "collective",
+                                                                    "engine", "host", "engine %", "request ms"))]
+    for name in extra.get("platforms", []):
+        p = f"model.{name}.breakdown"
+        if f"{p}.step.host_s" not in m:
+            continue
+        step = [m[f"{p}.step.{k}_s"] * 1e6 for k in ("compute", "memory", "launch", "collective")]
+        host = m[f"{p}.step.host_s"] * 1e6
+        engine = sum(step)
+        share = 100 * engine / (engine + host) if engine + host else 0.0
+        vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
+        lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     return "\n".join(lines)
 
