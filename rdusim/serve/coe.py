@@ -3,13 +3,16 @@
 Requests that arrived while the machine was busy are routed together in one router
 step (a packed prefill of their prompts on the router model, which yields the one
 decision token). Each then waits in its expert's queue. When the machine is free it
-picks an expert by the policy -- FIFO: the expert of the oldest waiting request;
-GROUPED: the expert with the most waiting requests, unless the oldest request has
-waited ``max_wait_s`` (then its expert) -- switches it into HBM if it is not resident
+picks an expert by the policy -- FIFO: the expert of the oldest waiting request, with
+those of its requests that arrived before any other expert's oldest (no request
+overtakes an older one); GROUPED: the expert with the most waiting requests and all of
+them, unless the oldest request has waited ``max_wait_s`` (then its expert) -- switches it into HBM if it is not resident
 (rdusim.engine.coe.cache.ExpertCache decides hits and evictions; the copy takes
 ``switch_s``, the CoE switching model's flow-network copy time), and serves up to
 ``max_sequences`` of its queued requests as one batch: a packed prefill, then decode
-steps of the sequences still running until the last is done. With prefetch, the
+steps of the sequences still running until the last is done. Each change of the model
+the node runs (router <-> an expert) pays the stack's ``per_model_load_s`` (on the
+SN40L, Program and Argument Load of the model's kernels). With prefetch, the
 expert the policy would pick next is copied while the batch runs.
 """
 
@@ -43,6 +46,7 @@ class CoeSetup:
     kv_block_tokens: int
     kv_blocks: int
     request_s: float = 0.0        # the stack's per-request host work, once per step that starts requests
+    model_load_s: float = 0.0     # the stack's per-model-load work, each time the node changes model
     hottest: tuple[int, ...] = ()
 
 
@@ -61,6 +65,14 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
     ready_at: dict[int, float] = {}        # prefetched expert -> time its copy lands
     now = 0.0
     waiting = 0
+    current = None                         # the model loaded: "router" or an expert id
+
+    def load(model) -> float:
+        nonlocal current
+        if model == current:
+            return 0.0
+        current = model
+        return setup.model_load_s
 
     def pick() -> int | None:
         heads = [(qu[0].arrival_s, e) for e, qu in queues.items() if qu]
@@ -78,7 +90,7 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
         if routed:            # the router runs over every request that arrived
             for q in routed:
                 q.start_s = now
-            now += setup.request_s + setup.router.packed_prefill_s([(q.prompt, 0) for q in routed])
+            now += load("router") + setup.request_s + setup.router.packed_prefill_s([(q.prompt, 0) for q in routed])
             log.steps += 1
             for q in routed:
                 queues.setdefault(q.expert, deque()).append(q)
@@ -88,7 +100,11 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
             now = pending[0].arrival_s
             continue
         e = pick()
-        batch = [queues[e].popleft() for _ in range(min(setup.max_sequences, len(queues[e])))]
+        take = min(setup.max_sequences, len(queues[e]))
+        if setup.policy == CoePolicy.FIFO:      # no request overtakes an older one of another expert
+            other = min((qu[0].arrival_s for x, qu in queues.items() if qu and x != e), default=float("inf"))
+            take = next((i for i, q in enumerate(queues[e]) if i >= take or q.arrival_s > other), take)
+        batch = [queues[e].popleft() for _ in range(take)]
         waiting -= len(batch)
         used = sum(-(-(q.prompt + q.output) // B) for q in batch)
         log.sample(now, used, waiting, len(batch))
@@ -105,7 +121,7 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
             if nxt is not None and nxt != e and nxt not in cache:
                 cache.access(nxt)
                 ready_at[nxt] = t0 + setup.switch_s
-        now += setup.request_s + setup.expert.packed_prefill_s([(q.prompt, 0) for q in batch])
+        now += load(e) + setup.request_s + setup.expert.packed_prefill_s([(q.prompt, 0) for q in batch])
         log.steps += 1
         for q in batch:
             q.first_token_s = now

@@ -114,7 +114,8 @@ def _setup(name, dep, router_dep, coe, hottest, cache: StepCache, metrics) -> Co
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
                     max_sequences=sched.max_sequences, kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
-                    request_s=dep.stack.host.per_request_s, hottest=hottest)
+                    request_s=dep.stack.host.per_request_s,
+                    model_load_s=dep.stack.host.per_model_load_s, hottest=hottest)
 
 
 def _records(name: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:
