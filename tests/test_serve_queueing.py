@@ -129,3 +129,21 @@ def test_same_seed_same_results():
         return summarize(log, 50, Slo(0.2, 0.02), len(arr))
     a, b = once(), once()
     assert a.keys() == b.keys() and all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def test_capacity_is_below_saturation_and_meets_the_slo():
+    """One server, fixed service 0.1 s (saturates at 10 req/s), SLO TTFT 0.5 s for 90%:
+    the sustainable rate lies below 10 req/s; M/D/1 at rho = 0.5 meets the SLO easily."""
+    from types import SimpleNamespace
+
+    from rdusim.config.workload_serve import Batching, CapacitySpec, SloSpec
+    from rdusim.serve.arrivals import Stream
+    from rdusim.studies.serve import capacity
+
+    setup = ServerSetup(Fixed(0.1, 0.01), SchedulerSpec(max_sequences=1), kv_blocks=100)
+    plat = SimpleNamespace(serve=lambda mode, arr: run_continuous(setup, arr))
+    streams = SimpleNamespace(at=lambda rate, n, point: Stream(tuple(stream(rate, n + 100, seed=point)), 0, 0))
+    spec = SimpleNamespace(capacity=CapacitySpec(attainment=0.9, requests=800, iterations=7), warmup_requests=100,
+                           slo=SloSpec(ttft_s=0.5, tpot_s=1.0))
+    best = capacity(plat, Batching.CONTINUOUS, streams, spec, saturated_rate=10.0)
+    assert 5.0 < best < 10.0

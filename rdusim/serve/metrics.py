@@ -87,6 +87,8 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
         m["slo_attainment"] = float(good.mean())
         m["offered_rate_per_s"] = (n - 1) / max(float(r["arrival"][-1] - r["arrival"][0]), 1e-12) if n > 1 else math.nan
         m["switches_per_request"] = float(r["switches"].mean())
+        quarter = max(1, n // 4)           # is the queue growing? last vs first quarter of requests
+        m["queue.growth_s"] = float(r["queue"][-quarter:].mean() - r["queue"][:quarter].mean())
         m.update(_little(r))
     m.update(_over_time(log))
     return m

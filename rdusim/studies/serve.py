@@ -37,6 +37,9 @@ from rdusim.serve.trace import request_spans
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
 
 
+QUEUE_GROWTH = 0.25   # a sustainable rate: queueing grows by at most this share of the TTFT SLO over a probe
+
+
 class Streams:
     """The request stream at any rate: same seed per load point on every platform."""
 
@@ -76,13 +79,22 @@ def serve_point(plat: ServePlatform, batching: Batching, stream: Stream, spec: S
 
 def capacity(plat: ServePlatform, batching: Batching, streams: Streams, spec: ServeWorkload,
              saturated_rate: float) -> float:
-    """Highest rate (bisection) at which the SLO attainment reaches the target."""
+    """Highest rate (bisection) that is sustainable: the SLO attainment reaches the target
+    and the queue does not grow (a short probe of an overloaded node can still meet the SLO
+    on its first requests): the mean queueing time of the probe's last quarter of requests
+    exceeds its first quarter's by at most QUEUE_GROWTH x the TTFT SLO."""
     cap = spec.capacity
-    ok = lambda rate: serve_point(plat, batching, streams.at(rate, cap.requests, 10_000), spec)[1].get(  # noqa: E731
-        "slo_attainment", 0.0) >= cap.attainment
-    lo, hi = 0.0, max(saturated_rate, 1e-6) * 1.5
-    if ok(hi):
-        return hi
+
+    def ok(rate: float) -> bool:
+        m = serve_point(plat, batching, streams.at(rate, cap.requests, 10_000), spec)[1]
+        return (m.get("slo_attainment", 0.0) >= cap.attainment
+                and m.get("queue.growth_s", math.inf) <= QUEUE_GROWTH * spec.slo.ttft_s)
+
+    lo, hi = 0.0, max(saturated_rate, 1e-3) * 1.5
+    while ok(hi):
+        lo, hi = hi, 2 * hi
+        if hi > 64 * max(saturated_rate, 1e-3):
+            return lo
     for _ in range(cap.iterations):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
