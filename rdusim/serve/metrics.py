@@ -1,6 +1,9 @@
 """Statistics of a serving run: latency percentiles with 95% confidence intervals,
 throughput, goodput under an SLO, occupancy and queue length over time, Little's law.
 
+Throughput counts the measured requests finishing between the 10th and 90th percentile
+of their finish times over that span (a steady-state departure rate: under a stable
+load it is the arrival rate, overloaded it is what the node can serve).
 Requests are measured after the warm-up (the first ``warmup`` arrivals are served but
 not counted). Latencies of consecutive requests are correlated (they share queues), so
 confidence intervals come from batch means: the measured requests, in arrival order,
@@ -78,12 +81,18 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
             m[f"{name}.p{p}_s"], m[f"{name}.p{p}_ci_lo_s"], m[f"{name}.p{p}_ci_hi_s"] = point, lo, hi
     n = len(r["e2e"])
     if n:
-        t0, t1 = float(r["arrival"].min()), float(r["finish"].max())
-        span = max(t1 - t0, 1e-12)
         good = (r["ttft"] <= slo.ttft_s) & ((r["output"] <= 1) | (r["tpot"] <= slo.tpot_s))
-        m["requests_per_s"] = n / span
-        m["output_tokens_per_s"] = float(r["output"].sum()) / span
-        m["goodput_per_s"] = float(good.sum()) / span
+        # departures between the 10th and 90th percentile of finish times: a rate free of
+        # the run's start-up and of the tail draining after the last arrival
+        # (from the first departure in the window, exclusive, to the last, inclusive)
+        lo, hi = np.percentile(r["finish"], [10, 90]) if n >= 10 else (r["finish"].min(), r["finish"].max())
+        window = r["finish"][(r["finish"] >= lo) & (r["finish"] <= hi)]
+        f0, f1 = float(window.min()), float(window.max())
+        inside = (r["finish"] > f0) & (r["finish"] <= f1)
+        span = max(f1 - f0, 1e-12)
+        m["requests_per_s"] = float(inside.sum()) / span
+        m["output_tokens_per_s"] = float(r["output"][inside].sum()) / span
+        m["goodput_per_s"] = float((good & inside).sum()) / span
         m["slo_attainment"] = float(good.mean())
         m["offered_rate_per_s"] = (n - 1) / max(float(r["arrival"][-1] - r["arrival"][0]), 1e-12) if n > 1 else math.nan
         m["switches_per_request"] = float(r["switches"].mean())
