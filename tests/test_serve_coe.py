@@ -77,3 +77,13 @@ def test_everyone_served_and_resident_experts_hit():
     assert cache.misses == 0          # every expert warm in the four slots
     log1, cache1 = run_coe(setup(slots=1, switch=0.5), arr)
     assert cache1.misses > 0 and max(q.finish_s for q in log1.seqs) > max(q.finish_s for q in log.seqs)
+
+
+def test_prefetch_hides_the_next_switch():
+    """Two slots: while expert 1's batch runs (prefill 0.02 + two decode steps 0.02), expert 2
+    (next in line) is copied in, hiding 0.04 s of its 0.05 s switch."""
+    arr = burst([1, 2])
+    plain, _ = run_coe(setup(slots=2, switch=0.05), arr)
+    pre, _ = run_coe(setup(slots=2, switch=0.05, prefetch=True), arr)
+    assert pre.seqs[1].finish_s == pytest.approx(plain.seqs[1].finish_s - 0.04)
+    assert pre.seqs[0].finish_s == plain.seqs[0].finish_s

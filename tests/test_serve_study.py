@@ -121,3 +121,30 @@ def test_azure_excerpt_reads_with_its_rate():
     assert len(t.times_s) == 400 and t.prompt[0] == 374 and t.output[0] == 44
     assert t.times_s[1] - t.times_s[0] == pytest.approx(4.3145789, abs=1e-6)
     assert 3 < t.mean_rate_per_s < 4.5
+
+
+def test_throughput_saturates_at_the_platforms_max_step_rate():
+    """DGX H100 (the real step model), 16 sequences at most, fixed 128 in / 64 out, everyone
+    at once: the output rate approaches 16 x 64 tokens per (16-sequence prefill + 63 decode
+    steps at batch 16) and never exceeds it."""
+    loaded = load_workload(LLAMA, [("scheduler.max_sequences", 16), ("scheduler.max_batched_tokens", 2048)])
+    cfg = _model("llama2-7b", loaded.file, "model")
+    plat = ServePlatform.build("dgx_h100", with_scheduler(loaded.deployment("dgx_h100", cfg), loaded.spec.scheduler),
+                               StepCache())
+    from rdusim.serve.arrivals import Arrival, Stream
+    arr = tuple(Arrival(1e-6 * i, 128, 64) for i in range(160))
+    log, m = serve_point(plat, Batching.CONTINUOUS, Stream(arr, 0, 0), loaded.spec)
+    sm = plat.steps
+    wave = (sm.packed_prefill_s([(128, 0)] * 16) + plat.dep.stack.host.per_request_s
+            + sum(sm.decode_s(16, 129 + j) for j in range(63)))
+    ceiling = 16 * 64 / wave
+    assert 0.97 * ceiling <= m["output_tokens_per_s"] <= 1.001 * ceiling
+
+
+def test_stack_scheduler_settings_route_through_set(tmp_path):
+    loaded = load_workload(LLAMA, [("stack.dgx_h100.scheduler.chunked_prefill", True),
+                                   ("stack.sn40l.scheduler.kv_block_tokens", 32)])
+    assert loaded.stacks["dgx_h100"].scheduler.chunked_prefill
+    assert not loaded.stacks["dgx_a100"].scheduler.chunked_prefill
+    assert loaded.stacks["sn40l"].scheduler.kv_block_tokens == 32
+    assert main(["run", LLAMA, "--out", str(tmp_path / "o"), "--set", "stack.sn40l.scheduler.max_sequences=0"]) == 2

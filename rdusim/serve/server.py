@@ -14,7 +14,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from rdusim.config.stack import PreemptionMode, SchedulerSpec
+from rdusim.config.stack import SchedulerSpec
 from rdusim.serve.arrivals import Arrival
 
 

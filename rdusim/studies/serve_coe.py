@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -24,12 +25,12 @@ from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
-from rdusim.serve.arrivals import Arrival, Stream
+from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
-from rdusim.serve.metrics import Slo, summarize, timeseries
+from rdusim.serve.metrics import Slo, summarize
 from rdusim.serve.platform import hbm_per_device, with_scheduler
 from rdusim.serve.trace import request_spans
-from rdusim.studies.serve import Streams, _model
+from rdusim.studies.serve import Streams, _model, capacity
 
 KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
 
@@ -83,12 +84,26 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                     records += _records(name, log, spec)
                     runs.append((name, "coe", log))
                 bar.advance()
+            if spec.capacity.traffic_per_s:
+                _capacity(name, setup, streams, spec, loaded.seed, metrics)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
                      extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
                             "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe)},
                      trace=request_spans(runs, spec.trace_requests) if trace else ())
+
+
+def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int, metrics) -> None:
+    """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
+    (the single-model study's search on the CoE server)."""
+    node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0])
+    routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
+    sat = max(v for k, v in metrics.items() if k.startswith(f"serve.{name}.coe") and k.endswith(".requests_per_s"))
+    best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
+    metrics[f"serve.{name}.coe.capacity.max_rate_per_s"] = best
+    metrics[f"serve.{name}.coe.capacity.nodes_for_traffic"] = (math.ceil(spec.capacity.traffic_per_s / best)
+                                                               if best > 0 else math.inf)
 
 
 def _setup(name, dep, router_dep, coe, hottest, cache: StepCache, metrics) -> CoeSetup | None:
