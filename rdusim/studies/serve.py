@@ -6,11 +6,15 @@ for each rate of ``rates_per_s`` (throughput-latency curves); ``<name>`` is one 
   ttft|tpot|e2e|queue . mean_s|p50_s|p90_s|p99_s  (+ _ci_lo_s / _ci_hi_s: 95% batch-means CI)
   requests_per_s, output_tokens_per_s, goodput_per_s, slo_attainment, offered_rate_per_s,
   arrivals, completed, rejected, rejected_kv, truncated, measured, preemptions, swap_s, steps,
-  kv_blocks, kv_occupancy.mean|max, queue_len.mean|max, switches_per_request, hit_rate (CoE),
+  kv_blocks, kv_occupancy.mean|max, queue_len.mean|max, queue.growth_s (last minus first quarter's
+  mean queueing time), switches_per_request, hit_rate (CoE),
   little.in_system_mean, little.arrival_rate_per_s, little.rate_x_time(_ci_lo|_ci_hi);
 ``serve.P.M.load<i>.rate_per_s`` is the offered rate of the point. Capacity:
 ``serve.P.M.capacity.max_rate_per_s`` (highest rate whose SLO attainment reaches the
-target) and ``serve.P.M.capacity.nodes_for_traffic``. ``serve.P.kv_blocks`` and
+target while the queue does not grow) and ``serve.P.M.capacity.nodes_for_traffic``
+(``capacity.traffic_per_s`` / that rate, rounded up). Throughput (requests_per_s,
+output_tokens_per_s, goodput_per_s) is the steady-state departure rate between the
+10th and 90th percentile of the measured requests' finish times. ``serve.P.kv_blocks`` and
 ``serve.P.weight_bytes_per_device`` describe the memory. Records: one row per measured
 request of the main load point (``row: request``), KV occupancy / queue samples over
 time (``row: timeseries``).
