@@ -74,7 +74,8 @@ class CoeWorkload:
     batch_sizes: tuple[int, ...] = (1, 8)
     routing: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
-    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario
+    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario and replication
+    replications: int = field(default=1, metadata=positive())    # independent routings per scenario (95% CIs)
     warmup_batches: int = field(default=10, metadata={"ge": 0})  # run first, not measured
     sweep_experts: tuple[int, ...] = ()
     sweep_batches: int = field(default=20, metadata=positive())  # batches per sweep point
