@@ -63,7 +63,7 @@ class SchedulerSpec:
     kv_block_tokens: int = field(default=16, metadata={"gt": 0})         # tokens per KV-cache block
     chunked_prefill: bool = False           # split prompts to fill the step's token budget beside decodes
     preemption: PreemptionMode = PreemptionMode.RECOMPUTE
-    memory_reserve_fraction: float = field(default=0.1, metadata={"ge": 0, "le": 0.9})  # HBM kept off the KV pool
+    memory_reserve_fraction: float = field(default=0.1, metadata={"ge": 0, "le": 0.9})  # share of usable HBM left unallocated
     static_batch_sequences: int = field(default=8, metadata={"gt": 0})   # batch size of static batching
 
 

@@ -101,9 +101,9 @@ class RunLog:
         self.running.append(running)
 
 
-def kv_block_pool(hbm_bytes_per_device: float, weight_bytes_per_device: float, reserve_fraction: float,
+def kv_block_pool(usable_bytes_per_device: float, resident_bytes_per_device: float, unallocated_fraction: float,
                   block_bytes_per_device: float) -> int:
-    """KV blocks that fit in one device's HBM beside its weights and a reserve
-    (activations, workspace, runtime buffers) of ``reserve_fraction`` of HBM."""
-    free = hbm_bytes_per_device * (1 - reserve_fraction) - weight_bytes_per_device
+    """KV blocks that fit on one device: its usable HBM less the share the stack leaves
+    unallocated, less what else is resident (weights, activation workspace, ...)."""
+    free = usable_bytes_per_device * (1 - unallocated_fraction) - resident_bytes_per_device
     return max(0, int(free // block_bytes_per_device))

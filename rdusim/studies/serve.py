@@ -126,6 +126,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             metrics[f"serve.{name}.kv_blocks"] = plat.kv_blocks
             metrics[f"serve.{name}.weight_bytes_per_device"] = plat.weight_bytes
             metrics[f"serve.{name}.kv_block_bytes_per_device"] = plat.block_bytes
+            metrics[f"serve.{name}.workspace_bytes_per_device"] = plat.workspace_bytes
             if plat.kv_blocks < 1:
                 metrics[f"serve.{name}.oom"] = 1
                 bar.advance(work // len(plats))

@@ -28,7 +28,7 @@ from rdusim.results import RunResult, plain
 from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
 from rdusim.serve.metrics import Slo, summarize
-from rdusim.serve.platform import hbm_per_device, with_scheduler
+from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
 from rdusim.studies.serve import Streams, _model, capacity
 
@@ -112,8 +112,9 @@ def _setup(name, dep, router_dep, coe, hottest, cache: StepCache, metrics) -> Co
     expert_bytes = build_model_graph(dep.model, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_dep.model, Phase.DECODE, 1, 1).param_bytes
     kv_bytes = sched.max_sequences * dep.model.kv_cache_bytes_per_rank(KV_TOKENS_PER_SEQUENCE, tp) * tp
-    reserve = sched.memory_reserve_fraction * hbm_per_device(dep) * tp
-    cap = node_capacity(dep.arch, tp, expert_bytes, router_bytes + kv_bytes + reserve)
+    reserve = sched.memory_reserve_fraction * hbm_usable_per_device(dep) * tp
+    work = workspace_bytes(dep, cache) * tp
+    cap = node_capacity(dep.arch, tp, expert_bytes, router_bytes + kv_bytes + reserve + work)
     block = dep.model.kv_cache_bytes_per_rank(sched.kv_block_tokens, tp)
     metrics[f"serve.{name}.expert_slots"] = cap.hbm_experts
     metrics[f"serve.{name}.max_experts"] = cap.max_experts
