@@ -52,12 +52,19 @@ def test_step_buckets_exact_at_anchors_and_vectorised_run_equals_steps():
     assert sm.packed_prefill_s([(768, 0)]) == pytest.approx(sm.prefill_s(768))
     # two 384-token prompts packed cost less than one 768-token prompt (attention is per sequence)
     assert sm.packed_prefill_s([(384, 0), (384, 0)]) < sm.prefill_s(768)
+    # a chunk attends to the context already cached: later chunks of a prompt cost more,
+    # and the chunks of a prompt add up to its whole prefill plus one fixed step cost
+    first, second = sm.packed_prefill_s([(512, 0)]), sm.packed_prefill_s([(512, 512)])
+    assert second > first
+    assert first + second == pytest.approx(sm.prefill_s(1024) + sm.prefill_s(1))
+    assert sm.mixed_s([(256, 0)], 8, 700) < sm.packed_prefill_s([(256, 0)]) + sm.decode_s(8, 700)
 
 
 def test_cli_serve_end_to_end_with_trace(tmp_path):
     out = tmp_path / "o"
-    args = ["run", LLAMA, "--out", str(out), "--trace", "--set", "requests=40", "--set", "warmup_requests=5",
-            "--set", "rates_per_s=[4]", "--set", "sweep_requests=30", "--set", "capacity.traffic_per_s=0",
+    args = ["run", LLAMA, "--out", str(out), "--trace", "--report", "--set", "requests=40",
+            "--set", "warmup_requests=5", "--set", "rates_per_s=[4, 8]", "--set", "sweep_requests=30",
+            "--set", "capacity.traffic_per_s=0",
             "--set", "batching=[continuous]"]
     assert main(args) == 0
     data = json.loads((out / "results.json").read_text())
@@ -72,6 +79,9 @@ def test_cli_serve_end_to_end_with_trace(tmp_path):
     trace = json.loads((out / "trace.json").read_text())
     names = {e["name"] for e in (trace["traceEvents"] if isinstance(trace, dict) else trace) if e.get("ph") == "X"}
     assert {"queue", "prefill", "decode"} <= names
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    assert {"serve_latency_vs_load", "serve_throughput_vs_ttft", "serve_ttft_cdf", "serve_kv_occupancy"} <= figures
+    assert "Serving under load" in (out / "report.md").read_text()
 
 
 def _trace(tmp_path, text):
