@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.formats import Formats
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
@@ -38,12 +39,14 @@ class RoutingSpec:
 class ExpertsSpec:
     model: str
     count: int = field(metadata=positive())
+    formats: Formats = Formats()      # weight / KV-cache / compute formats of every expert
 
 
 @dataclass(frozen=True)
 class RouterSpec:
     model: str
     output_tokens: int = field(default=1, metadata=positive())   # a classifier: one decision token
+    formats: Formats = Formats()
 
 
 @dataclass(frozen=True)
