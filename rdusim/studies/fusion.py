@@ -31,7 +31,7 @@ from rdusim.errors import InputError
 from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
-from rdusim.report.trace import TraceBuilder
+from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 

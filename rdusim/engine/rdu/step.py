@@ -16,7 +16,7 @@ from rdusim.engine.rdu.trace import StepTrace, add_step
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
-from rdusim.report.trace import TraceBuilder
+from rdusim.tracing import TraceBuilder
 
 
 def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
