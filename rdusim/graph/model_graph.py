@@ -11,7 +11,6 @@ are part of the ``seq`` tokens of the sequence (text tokens = seq - image tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from rdusim.config.model import ModelConfig, NormKind, PositionKind
 from rdusim.errors import InputError
@@ -146,14 +145,16 @@ def build_model_graph(cfg: ModelConfig, phase: Phase, batch: int, seq: int, *, t
     their GEMM FLOPs scale with it and their bytes count non-zeros plus 2-byte indices;
     parameters still count dense elements. ``origin`` names the request in errors."""
     check_request(cfg, phase, batch, seq, tp, origin, weight_density)
-    return _build_cached(cfg, phase, batch, seq, tp, layers, weight_density)
+    from rdusim.cache import active_cache
+
+    args = (cfg, phase, batch, seq, tp, layers, weight_density)
+    return active_cache().get_or_compute("graph", args, lambda: _build(*args))
 
 
-@lru_cache(maxsize=32)
-def _build_cached(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layers: int | None,
+def _build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layers: int | None,
                   weight_density: float) -> OpGraph:
-    """Graphs are immutable, so one built for the same request is shared (studies ask
-    for the same 80-layer graphs many times)."""
+    """Graphs are immutable, so one built for the same request is shared through the run's
+    cache (studies ask for the same 80-layer graphs many times)."""
     if phase == Phase.TRAIN:
         from rdusim.graph.training import training_build  # local: training builds on forward_build
         ops, idle = training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density)

@@ -16,7 +16,8 @@ bandwidth, made honest about size:
 - Collectives: ring all-reduce, base + 2(p-1) step latencies + 2(p-1)/p x bytes
   over the NVLink bus bandwidth.
 
-Identical kernels (same signature) are timed once (functools cache).
+Identical kernels are timed once per run (the run's :class:`rdusim.cache.RunCache`, keyed by
+the content of the machine and the kernel's work).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Optional
 
+from rdusim.cache import RunCache, active_cache
 from rdusim.config.arch_gpu import GpuArch
 
 
@@ -112,11 +113,10 @@ class KernelTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
-    return _kernel_time(arch, work)
+def kernel_time(arch: GpuArch, work: KernelWork, cache: RunCache | None = None) -> KernelTime:
+    return active_cache(cache).get_or_compute("gpu_kernel", (arch, work), lambda: _kernel_time(arch, work))
 
 
-@lru_cache(maxsize=16384)
 def _kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     if work.cls == KernelClass.COLLECTIVE:
         return _collective_time(arch, work)
