@@ -161,3 +161,15 @@ def test_the_machine_check_sees_changed_runs():
              if any(simulate_kernel(k, SocketHw.of(_bumped(ARCH, tuple(p.split(".")))), TILES) != b
                     for k, b in zip(KERNELS, BASE_RUNS))]
     assert len(moved) == 4, moved
+
+
+def test_a_plan_depends_only_on_the_compile_target():
+    from rdusim.compiler.target import CompileTarget
+
+    g = build_model_graph(load_model("llama2-7b"), Phase.DECODE, 1, 64, tp=8, layers=1)
+    other = _bumped(_bumped(ARCH, ("socket", "ddr", "bandwidth_bytes_per_s")), ("links", "p2p", "latency_s"))
+    assert content_key(CompileTarget.of(other)) == content_key(CompileTarget.of(ARCH))
+    assert compile_plan(g, other, FusionPolicy.FUSED, tiles=TILES) == compile_plan(g, ARCH, FusionPolicy.FUSED,
+                                                                                  tiles=TILES)
+    more_sram = _bumped(ARCH, ("socket", "pmu", "capacity_bytes"))
+    assert content_key(CompileTarget.of(more_sram)) != content_key(CompileTarget.of(ARCH))

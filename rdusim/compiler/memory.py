@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Tier
-from rdusim.config.arch_rdu import RduArch
+from rdusim.compiler.target import CompileTarget
 from rdusim.graph.tensor import TensorRole
 
 HBM_HEADROOM = 0.9   # fraction of HBM capacity given to resident tensors
@@ -18,7 +18,7 @@ _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIG
                 TensorRole.CONSTANT, TensorRole.INPUT)
 
 
-def place_tensors(nodes: tuple[Node, ...], arch: RduArch) -> dict[str, Tier]:
+def place_tensors(nodes: tuple[Node, ...], arch: CompileTarget) -> dict[str, Tier]:
     """External tensor name -> tier, for one socket (the graph is one TP rank)."""
     return assign_tiers(resident_sizes(nodes), arch)
 
@@ -36,11 +36,11 @@ def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float
     return sizes
 
 
-def hbm_budget(arch: RduArch) -> float:
+def hbm_budget(arch: CompileTarget) -> float:
     return arch.socket.hbm.capacity_bytes * HBM_HEADROOM
 
 
-def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch) -> dict[str, Tier]:
+def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: CompileTarget) -> dict[str, Tier]:
     budget = hbm_budget(arch)
     total = sum(b for _, b in sizes.values())
     tiers = {name: Tier.HBM for name in sizes}
