@@ -34,14 +34,15 @@ from typing import Any, Callable, Hashable, Iterator, Mapping
 
 from rdusim import __version__
 
-_FIELDS: dict[type, tuple[tuple[str, ...], str]] = {}
+_FIELDS: dict[type, tuple[tuple[str, ...], str, bool]] = {}
+_MEMO = "_rdusim_content_key"
 
 
-def _key_fields(cls: type) -> tuple[tuple[str, ...], str]:
+def _key_fields(cls: type) -> tuple[tuple[str, ...], str, bool]:
     got = _FIELDS.get(cls)
     if got is None:
         names = tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("key", True))
-        got = _FIELDS[cls] = (names, f"{cls.__module__}.{cls.__qualname__}")
+        got = _FIELDS[cls] = (names, f"{cls.__module__}.{cls.__qualname__}", cls.__dataclass_params__.frozen)
     return got
 
 
@@ -63,8 +64,14 @@ def content_key(obj: Any) -> Hashable:
     if isinstance(obj, enum.Enum):
         return ("e", f"{t.__module__}.{t.__qualname__}", content_key(obj.value))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        names, qual = _key_fields(t)
-        return (qual, tuple(content_key(getattr(obj, n)) for n in names))
+        memo = getattr(obj, "__dict__", None)
+        if memo is not None and _MEMO in memo:
+            return memo[_MEMO]
+        names, qual, frozen = _key_fields(t)
+        key = (qual, tuple(content_key(getattr(obj, n)) for n in names))
+        if frozen and memo is not None:
+            memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
+        return key
     if isinstance(obj, (dict, MappingProxyType, Mapping)):
         return ("m", tuple(sorted(((content_key(k), content_key(v)) for k, v in obj.items()), key=repr)))
     if isinstance(obj, (set, frozenset)):
@@ -113,14 +120,13 @@ class RunCache:
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self.disk_hits: Counter[str] = Counter()
-        self._keys: dict[int, tuple[Any, Hashable]] = {}   # id -> (frozen object, its content key)
 
     def get_or_compute(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> Any:
         return self.get_or_compute_hit(namespace, key_obj, fn)[0]
 
     def get_or_compute_hit(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> tuple[Any, bool]:
         """The value and whether it was already known (in memory or on disk)."""
-        key = self.key(key_obj)
+        key = content_key(key_obj)
         table = self._store.setdefault(namespace, {})
         if key in table:
             self.hits[namespace] += 1
@@ -142,22 +148,6 @@ class RunCache:
         if path is not None:
             _atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         return value, False
-
-    def key(self, key_obj: Any) -> Hashable:
-        """``content_key(key_obj)``; the keys of a tuple's frozen-dataclass members (a
-        machine spec, asked about thousands of times in a run) are computed once per object."""
-        if type(key_obj) is not tuple:
-            return content_key(key_obj)
-        parts = []
-        for v in key_obj:
-            if dataclasses.is_dataclass(v) and type(v).__dataclass_params__.frozen:
-                hit = self._keys.get(id(v))
-                if hit is None or hit[0] is not v:
-                    hit = self._keys[id(v)] = (v, content_key(v))
-                parts.append(hit[1])
-            else:
-                parts.append(content_key(v))
-        return ("t", tuple(parts))
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``get_or_compute("memo", key, compute)``: the ``memo(key, compute)`` form."""

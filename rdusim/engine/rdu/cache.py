@@ -20,5 +20,5 @@ NAMESPACE = "kernel"
 def kernel_run(cache: RunCache, kernel: Kernel, hw: SocketHw, tiles: int) -> tuple[KernelRun, bool]:
     """The kernel's run, and whether it came from the cache."""
     view = hw.for_kernel(kernel)
-    return cache.get_or_compute_hit(NAMESPACE, (view, tiles, kernel.signature),
+    return cache.get_or_compute_hit(NAMESPACE, (view, tiles, kernel),
                                     lambda: simulate_kernel(kernel, view, tiles))
