@@ -17,14 +17,14 @@ SN40L = load_arch("arch/sn40l.yaml")
 times = st.one_of(st.just(0.0), st.floats(1e-9, 1e-2), st.sampled_from([1e-6, 3e-6, 5e-6, 2.5e-5]))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(times, max_size=30), times, times)
 def test_gpu_stream_closed_form_is_the_event_simulation(durations, launch_cost, host_ready):
     assert stream_closed_form(durations, launch_cost, host_ready) == run_stream_events(durations, launch_cost,
                                                                                        host_ready)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(times, st.integers(0, 12)), max_size=30), st.sampled_from([LaunchMode.SOFTWARE,
                                                                                       LaunchMode.HARDWARE]),
        times, times, times, times, st.booleans())
