@@ -43,6 +43,27 @@ class SocketHw:
         content, so a parameter the simulation reads cannot be missing from the key (it
         would read None and fail), and a sweep over DDR bandwidth reuses every kernel that
         touches only HBM."""
+        uses = kernel_uses(kernel)
+        views = self.__dict__.setdefault("_views", {})    # frozen: one view object per kind of use
+        view = views.get(uses)
+        if view is None:
+            view = views[uses] = self._view(*uses)
+        return view
+
+    def _view(self, tiers: frozenset, streams: bool, reads: bool, p2p: bool, d2d: bool) -> "SocketHw":
+        return SocketHw(
+            tier_bw={t: (v if t in tiers else None) for t, v in self.tier_bw.items()},
+            tier_latency={t: (v if t in tiers else None) for t, v in self.tier_latency.items()},
+            agcu_bw=self.agcu_bw if streams else None, pmu_bw=self.pmu_bw if reads else None,
+            p2p=self.p2p if p2p else None, d2d=self.d2d if d2d else None,
+            pcu_count=None, pmu_count=None, hbm_peak_bw=None)
+
+
+def kernel_uses(kernel: Kernel) -> tuple:
+    """(tiers its streams move bytes on, any off-chip stream, any stage that reads, any
+    collective stage, any edge across the dies), computed once per kernel object."""
+    got = kernel.__dict__.get("_hw_uses")
+    if got is None:
         tiers, streams, reads, p2p, d2d = set(), False, False, False, False
         for s in kernel.stages:
             for st in s.streams:
@@ -51,9 +72,5 @@ class SocketHw:
             reads = reads or s.in_bytes > 0
             p2p = p2p or s.kind == StageKind.COLLECTIVE
             d2d = d2d or any(s.edge_d2d)
-        return SocketHw(
-            tier_bw={t: (v if t in tiers else None) for t, v in self.tier_bw.items()},
-            tier_latency={t: (v if t in tiers else None) for t, v in self.tier_latency.items()},
-            agcu_bw=self.agcu_bw if streams else None, pmu_bw=self.pmu_bw if reads else None,
-            p2p=self.p2p if p2p else None, d2d=self.d2d if d2d else None,
-            pcu_count=None, pmu_count=None, hbm_peak_bw=None)
+        got = kernel.__dict__["_hw_uses"] = (frozenset(tiers), streams, reads, p2p, d2d)
+    return got
