@@ -27,17 +27,16 @@ def test_gpu_stream_closed_form_is_the_event_simulation(durations, launch_cost, 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(times, st.integers(0, 12)), max_size=30), st.sampled_from([LaunchMode.SOFTWARE,
                                                                                       LaunchMode.HARDWARE]),
-       times, times, times, times, st.booleans())
-def test_rdu_schedule_closed_form_is_the_event_simulation(kernels, mode, sw, per_stream, hw, overhead, host):
-    arch = dataclasses.replace(SN40L, runtime_step_overhead_s=overhead,
-                               launch=dataclasses.replace(SN40L.launch, software_s=sw, hardware_s=hw,
-                                                          software_per_stream_s=per_stream))
+       times, times, times, times)
+def test_rdu_schedule_closed_form_is_the_event_simulation(kernels, mode, sw, per_stream, hw, host):
+    arch = dataclasses.replace(SN40L, launch=dataclasses.replace(SN40L.launch, software_s=sw, hardware_s=hw,
+                                                                 software_per_stream_s=per_stream))
     durations = [d for d, _ in kernels]
     streams = [s for _, s in kernels]
-    fast = run_schedule(durations, mode, arch, streams, host_overhead=host)
-    assert fast == run_schedule_events(durations, mode, arch, streams, host_overhead=host)
-    assert run_schedule(durations, mode, arch, None, host_overhead=host) == \
-        run_schedule_events(durations, mode, arch, None, host_overhead=host)
+    fast = run_schedule(durations, mode, arch, streams, host_s=host)
+    assert fast == run_schedule_events(durations, mode, arch, streams, host_s=host)
+    assert run_schedule(durations, mode, arch, None, host_s=host) == \
+        run_schedule_events(durations, mode, arch, None, host_s=host)
 
 
 def test_reference_switch_selects_the_events():

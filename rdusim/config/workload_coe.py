@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
@@ -78,6 +79,7 @@ class CoeWorkload:
     sweep_experts: tuple[int, ...] = ()
     sweep_batches: int = field(default=20, metadata=positive())  # batches per sweep point
     footprint: FootprintSpec = FootprintSpec()
+    execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     reference: str = ""           # platform the speedups are taken over (default: the first RDU)
     seed: int = 0
     description: str = ""

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 from rdusim.graph.phase import Phase
@@ -52,7 +53,7 @@ class FusionWorkload:
     kind: str
     platforms: Mapping[str, PlatformSpec]
     benchmarks: tuple[FusionBenchmark, ...]
-    tiles: int = field(default=64, metadata={"gt": 0, "le": 4096})   # tiles each kernel's streams are cut into
+    execution: ExecutionConfig = ExecutionConfig()   # simulation granularity (tiles, ...)
     kernel_records: bool = True               # one record per kernel (False: none, smaller results.json)
     seed: int = 0
     description: str = ""
