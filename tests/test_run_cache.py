@@ -171,5 +171,5 @@ def test_a_plan_depends_only_on_the_compile_target():
     assert content_key(CompileTarget.of(other)) == content_key(CompileTarget.of(ARCH))
     assert compile_plan(g, other, FusionPolicy.FUSED, tiles=TILES) == compile_plan(g, ARCH, FusionPolicy.FUSED,
                                                                                   tiles=TILES)
-    more_sram = _bumped(ARCH, ("socket", "pmu", "capacity_bytes"))
-    assert content_key(CompileTarget.of(more_sram)) != content_key(CompileTarget.of(ARCH))
+    for path in (("socket", "pmu", "capacity_bytes"), ("socket", "ddr", "capacity_bytes")):
+        assert content_key(CompileTarget.of(_bumped(ARCH, path))) != content_key(CompileTarget.of(ARCH)), path

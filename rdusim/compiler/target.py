@@ -18,12 +18,25 @@ from rdusim.config.arch_rdu import AgcuSpec, PcuSpec, PmuSpec, RduArch
 
 
 @dataclass(frozen=True)
+class TierCapacity:
+    """The size of a memory tier, without its speed (what tensor placement reads)."""
+
+    capacity_bytes: float
+    reserved_bytes: float
+
+    @property
+    def usable_bytes(self) -> float:
+        return self.capacity_bytes - self.reserved_bytes
+
+
+@dataclass(frozen=True)
 class TargetSocket:
     dies: int
     pcu: PcuSpec
     pmu: PmuSpec
     agcu: AgcuSpec
     hbm: MemoryTier          # capacity (tensor placement) and bandwidth (stage sizing)
+    ddr: TierCapacity        # capacity only (does the spill fit); its bandwidth is not the compiler's
 
 
 @dataclass(frozen=True)
@@ -35,4 +48,5 @@ class CompileTarget:
         if isinstance(arch, CompileTarget):
             return arch
         s = arch.socket
-        return cls(TargetSocket(dies=s.dies, pcu=s.pcu, pmu=s.pmu, agcu=s.agcu, hbm=s.hbm))
+        return cls(TargetSocket(dies=s.dies, pcu=s.pcu, pmu=s.pmu, agcu=s.agcu, hbm=s.hbm,
+                                ddr=TierCapacity(s.ddr.capacity_bytes, s.ddr.reserved_bytes)))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.formats import Formats
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
@@ -38,12 +39,14 @@ class RoutingSpec:
 class ExpertsSpec:
     model: str
     count: int = field(metadata=positive())
+    formats: Formats = Formats()      # weight / KV-cache / compute formats of every expert
 
 
 @dataclass(frozen=True)
 class RouterSpec:
     model: str
     output_tokens: int = field(default=1, metadata=positive())   # a classifier: one decision token
+    formats: Formats = Formats()
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,8 @@ class CoeWorkload:
     batch_sizes: tuple[int, ...] = (1, 8)
     routing: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
-    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario
+    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario and replication
+    replications: int = field(default=1, metadata=positive())    # independent routings per scenario (95% CIs)
     warmup_batches: int = field(default=10, metadata={"ge": 0})  # run first, not measured
     sweep_experts: tuple[int, ...] = ()
     sweep_batches: int = field(default=20, metadata=positive())  # batches per sweep point

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.formats import Formats
+from rdusim.config.speculative import SpeculativeSpec
+from rdusim.config.workload_cluster import ClusterPlatformSpec
 from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
@@ -19,6 +22,9 @@ class ModelWorkload:
     prompt_tokens: int = field(default=128, metadata=positive())
     output_tokens: int = field(default=20, metadata=positive())
     batch_size: int = field(default=1, metadata=positive())
+    formats: Formats = Formats()                     # weight / KV-cache / compute formats of the model
+    speculative: Optional[SpeculativeSpec] = None    # also serve it with a draft model (rdusim.config.speculative)
+    clusters: Mapping[str, ClusterPlatformSpec] = field(default_factory=dict)   # pipelined over nodes
     execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     seed: int = 0
     description: str = ""

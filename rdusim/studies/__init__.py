@@ -15,6 +15,7 @@ _MODULES = {
     WorkloadKind.MODEL: "rdusim.studies.model_run",
     WorkloadKind.FUSION: "rdusim.studies.fusion",
     WorkloadKind.COE: "rdusim.studies.coe",
+    WorkloadKind.SERVE: "rdusim.studies.serve",
 }
 
 

@@ -4,7 +4,10 @@ Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
 ``.breakdown.<compute|memory|launch|collective|host>_s`` (the whole request),
 ``.breakdown.request.host_s`` (once per request: the stack's set-up),
 ``.breakdown.step.<compute|memory|launch|collective|host>_s`` (the mean decode step),
-``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
+``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``, ``.oom`` and
+``.memory.*`` (per-device memory by :func:`rdusim.memory.device_memory`; a platform that
+cannot hold the model gets ``.oom = 1``, its reason in ``extra.oom_reasons`` and no
+latency). Records: one row per
 kernel of the prefill step and of the first decode step, per platform.
 A platform whose engine is not installed gets a note, never a number.
 """
@@ -24,6 +27,7 @@ from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_in
 from rdusim.engine.stepper import StepCache
 from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
+from rdusim.memory import device_memory
 from rdusim.results import RunResult, plain
 
 GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
@@ -34,7 +38,8 @@ def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
     name = spec.model
     path = resolve_path(name, loaded.file) if name.endswith((".yaml", ".yml")) else name
-    return load_model(str(path))
+    from rdusim.config.formats import with_checked_formats
+    return with_checked_formats(load_model(str(path)), spec.formats, loaded, "formats")
 
 
 def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
@@ -57,7 +62,8 @@ def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
                       cache: StepCache | None = None) -> tuple[Deployment, InferenceTiming]:
     """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
-    dep = loaded.deployment(name, cfg)
+    from rdusim.config.formats import for_machine
+    dep = loaded.deployment(name, for_machine(cfg, loaded.archs[name]))
     return dep, simulate_inference(dep, spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)
 
 
@@ -74,9 +80,24 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     records: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
+    oom_reasons: dict[str, str] = {}
     cache = StepCache()
+    draft = None
+    if spec.speculative is not None:
+        from rdusim.studies import speculative_run
+        draft = speculative_run.load_draft(loaded, cfg)
+    from rdusim.studies import cluster_run
+    clusters = cluster_run.load(loaded, cfg)
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
+        tp = spec.platforms[name].tp
+        need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
+                             spec.prompt_tokens)
+        metrics.update(need.metrics(f"model.{name}"))
+        metrics[f"model.{name}.oom"] = int(not need.fits)
+        if not need.fits:
+            oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
+            continue
         try:
             dep, timing = simulate_platform(loaded, name, cfg, cache)
         except ModuleNotFoundError as exc:
@@ -87,12 +108,23 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             continue
         metrics.update(platform_metrics(name, spec.batch_size, spec.output_tokens, timing))
         records += [{"platform": name, **r} for r in timing.records]
+        if draft is not None:
+            st = speculative_run.simulate(loaded, name, cfg, draft, cache)
+            metrics.update(speculative_run.metrics(name, spec.batch_size, spec.output_tokens, st))
+            if st.oom:
+                notes[f"{name}.spec"] = st.oom
         if trace:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
+    for name, entry in clusters.items():
+        pt = cluster_run.simulate(loaded, entry, cache)
+        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt))
+        if pt.oom:
+            notes[name] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
-                     extra={"model": cfg.name, "platforms": list(spec.platforms), "notes": notes,
+                     extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
+                            "clusters": list(clusters), "oom_reasons": oom_reasons,
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -138,6 +170,9 @@ def summary(result: RunResult) -> str:
     for name in extra.get("platforms", []):
         pol = extra.get("policy", {}).get(name, {})
         policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')} {pol.get('stack', '')}".strip()
+        if m.get(f"model.{name}.oom"):
+            lines.append(f"{name:<12} {policy:<28} OOM: {extra.get('oom_reasons', {}).get(name, 'out of memory')}")
+            continue
         if not m.get(f"model.{name}.available"):
             lines.append(f"{name:<12} {policy:<28} {extra.get('notes', {}).get(name, 'not run')}")
             continue
@@ -159,5 +194,9 @@ def summary(result: RunResult) -> str:
         share = 100 * engine / (engine + host) if engine + host else 0.0
         vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
+    from rdusim.studies.speculative_run import summary_lines
+    lines += summary_lines(m, extra.get("platforms", []), extra.get("notes", {}))
+    from rdusim.studies.cluster_run import summary_lines as cluster_lines
+    lines += cluster_lines(m, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
 
