@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rdusim.compiler.plan import Kernel, StageKind, Tier
-from rdusim.config.arch_common import Link
+from rdusim.config.arch_common import CollectiveSpec, Fabric, Link
 from rdusim.config.arch_rdu import RduArch
 
 
@@ -17,11 +17,12 @@ class SocketHw:
     tier_latency: dict     # Tier -> seconds before the first byte of a stream arrives
     agcu_bw: float         # bytes/s of one AGCU
     pmu_bw: float          # bytes/s of one PMU
-    p2p: Link
+    p2p: Fabric
     d2d: Link
     pcu_count: int
     pmu_count: int
     hbm_peak_bw: float
+    collectives: CollectiveSpec
 
     @classmethod
     def of(cls, arch: RduArch) -> "SocketHw":
@@ -32,13 +33,13 @@ class SocketHw:
             tier_latency={Tier.HBM: s.hbm.latency_s, Tier.DDR: s.ddr.latency_s, Tier.HOST: arch.links.pcie.latency_s},
             agcu_bw=s.agcu.bandwidth_bytes_per_s, pmu_bw=s.pmu.bandwidth_bytes_per_s,
             p2p=arch.links.p2p, d2d=s.d2d, pcu_count=s.pcu.count, pmu_count=s.pmu.count,
-            hbm_peak_bw=s.hbm.bandwidth_bytes_per_s)
+            hbm_peak_bw=s.hbm.bandwidth_bytes_per_s, collectives=arch.collectives)
 
     def for_kernel(self, kernel: Kernel) -> "SocketHw":
         """This socket as ``simulate_kernel`` sees it for ``kernel``: a tier's rate and
         latency only if one of its streams moves bytes on that tier, the AGCU rate only
-        with off-chip streams, the PMU rate only for stages that read, the P2P link only
-        for collective stages, the D2D link only for edges that cross the dies; the rest
+        with off-chip streams, the PMU rate only for stages that read, the P2P link and the
+        collective library only for collective stages, the D2D link only for edges that cross the dies; the rest
         None. The kernel is simulated on this view and its cache key is the view's
         content, so a parameter the simulation reads cannot be missing from the key (it
         would read None and fail), and a sweep over DDR bandwidth reuses every kernel that
@@ -56,7 +57,7 @@ class SocketHw:
             tier_latency={t: (v if t in tiers else None) for t, v in self.tier_latency.items()},
             agcu_bw=self.agcu_bw if streams else None, pmu_bw=self.pmu_bw if reads else None,
             p2p=self.p2p if p2p else None, d2d=self.d2d if d2d else None,
-            pcu_count=None, pmu_count=None, hbm_peak_bw=None)
+            pcu_count=None, pmu_count=None, hbm_peak_bw=None, collectives=self.collectives if p2p else None)
 
 
 def kernel_uses(kernel: Kernel) -> tuple:
