@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
-from rdusim.config.arch_rdu import RduArch
+from rdusim.compiler.target import CompileTarget
 from rdusim.graph.ops import OpKind
 
 BUFFER_DEPTH = 2            # double-buffered stage buffers
@@ -72,7 +72,7 @@ def stage_kind(node: Node) -> StageKind:
     return StageKind.COMPUTE if node.op.flops > 0 else StageKind.MOVE
 
 
-def work_pcu_s(node: Node, in_bytes: float, arch: RduArch) -> float:
+def work_pcu_s(node: Node, in_bytes: float, arch: CompileTarget) -> float:
     """Seconds one PCU would need for the node: its FLOPs, or reading its operands through
     its input port (one PMU's bandwidth: a vector of lanes a cycle), whichever is longer."""
     pcu = arch.socket.pcu
@@ -185,7 +185,7 @@ def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> li
 
 
 def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
-                 tiers: Mapping[str, Tier], arch: RduArch, tiles: int) -> Kernel:
+                 tiers: Mapping[str, Tier], arch: CompileTarget, tiles: int) -> Kernel:
     sock = arch.socket
     drafts = _drafts(nodes, consumers, tiers)
     # ---- PCUs: in proportion to work, bounded by parallelism ----
