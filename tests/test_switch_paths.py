@@ -77,3 +77,32 @@ def test_expert_hbm_fraction_is_the_memory_share_of_the_run():
     t = timer.timing(1, 20)
     assert timer.hbm_fraction(1, 20) == pytest.approx(t.breakdown_s["memory"] / t.latency_s)
     assert 0.0 < timer.hbm_fraction(1, 20) < 1.0
+
+
+# ---- the closed form of serving without prefetch equals the SimPy model ----
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["arch/sn40l.yaml", "arch/dgx_h100.yaml"]), st.integers(1, 6), st.integers(2, 12),
+       st.sampled_from(["lru", "lfu", "static"]), st.integers(0, 2 ** 31 - 1), st.integers(1, 8))
+def test_sequential_serving_equals_the_event_model(arch_file, slots, experts, policy, seed, batch):
+    import numpy as np
+
+    from rdusim.config.arch import load_arch
+    from rdusim.config.workload_coe import CachePolicy
+    from rdusim.engine.coe.serving import ServingSetup, serve_events, serve_sequential
+
+    rng = np.random.default_rng(seed)
+    routes = [rng.integers(0, experts, size=batch) for _ in range(12)]
+    setup = ServingSetup(arch=load_arch(arch_file), devices=8, experts=experts, slots=min(slots, experts),
+                         expert_bytes=1.3e10, policy=CachePolicy(policy), prefetch=False,
+                         router_s=lambda n: 3e-3 + 1e-4 * n, expert_s=lambda n: 0.05 + 0.01 * n,
+                         hottest=tuple(range(experts)))
+    fast, ref = serve_sequential(setup, routes), serve_events(setup, routes)
+    assert len(fast) == len(ref)
+    for a, b in zip(fast, ref):
+        assert (a.batch, a.prompts, a.distinct_experts, a.hits, a.misses) == \
+            (b.batch, b.prompts, b.distinct_experts, b.hits, b.misses)
+        for f in ("router_s", "switch_s", "expert_s", "latency_s", "hbm_contention_s", "bytes_copied", "start_s"):
+            assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9, abs=1e-12), f

@@ -31,7 +31,7 @@ from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.studies.coe_stats import put
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import active_cache
 from rdusim.studies.coe_timing import ModelTimer
 
 TRACE_BATCHES = 4   # batches per platform written to a --trace timeline
@@ -103,7 +103,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     extra = {} if simulate is None else {"simulate": simulate}
-    cache = StepCache()      # one per run: router and experts of a platform share steps when equal
+    cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
     from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),

@@ -25,7 +25,7 @@ from rdusim.config.policy import LaunchMode
 from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
 from rdusim.config.workload_model import ModelWorkload
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache, active_cache
 from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
 from rdusim.memory import device_memory
@@ -60,7 +60,7 @@ def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
 
 
 def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
-                      cache: StepCache | None = None) -> tuple[Deployment, InferenceTiming]:
+                      cache: RunCache | None = None) -> tuple[Deployment, InferenceTiming]:
     """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
     from rdusim.config.formats import for_machine
@@ -82,7 +82,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
     oom_reasons: dict[str, str] = {}
-    cache = StepCache()
+    cache = active_cache()
     draft = None
     if spec.speculative is not None:
         from rdusim.studies import speculative_run

@@ -31,7 +31,8 @@ import simpy
 from rdusim.config.arch import ArchSpec
 from rdusim.config.workload_coe import CachePolicy
 from rdusim.engine.coe.cache import ExpertCache
-from rdusim.engine.coe.switching import copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, switch_network
+from rdusim.engine.coe.switching import (copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s,
+                                         switch_network)
 from rdusim.engine.transfer import FlowNetwork
 
 
@@ -68,7 +69,55 @@ class BatchRecord:
 
 
 def serve(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None) -> tuple[BatchRecord, ...]:
-    """Serve the batches back to back; one record per batch."""
+    """Serve the batches back to back; one record per batch. Without prefetch nothing ever
+    overlaps a copy (a batch waits for each copy it starts, and batches run one after
+    another), so every copy runs on idle links and takes the lone switch time, and no copy
+    takes HBM from an expert: :func:`serve_sequential` evaluates that exactly without
+    events (``rdusim.engine.evaluation.reference()`` selects the SimPy processes)."""
+    from rdusim.engine.evaluation import Evaluation, current
+
+    if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
+        return serve_sequential(setup, routes, trace=trace)
+    return serve_events(setup, routes, trace=trace)
+
+
+def serve_sequential(setup: ServingSetup, routes: Sequence[np.ndarray], *,
+                     trace: list | None = None) -> tuple[BatchRecord, ...]:
+    """:func:`serve_events` without prefetch, as a recurrence (equal within float rounding:
+    a copy on idle links lasts the lone switch time wherever it starts)."""
+    copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
+    cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
+    records: list[BatchRecord] = []
+    now = 0.0
+    for i, prompts in enumerate(routes):
+        t0 = now
+        order, counts = _distinct_in_order(prompts)
+        now = now + setup.router_s(len(prompts))
+        router = now - t0
+        _span(trace, "router", t0, now, "router")
+        hits = misses = 0
+        switch = expert = 0.0
+        for e, n in zip(order, counts):
+            if cache.access(e).hit:
+                hits += 1
+            else:
+                misses += 1
+                ts = now
+                now = now + copy_s
+                switch += now - ts
+                _span(trace, f"switch expert {e}", ts, now, "switch")
+            te = now
+            now = now + setup.expert_s(n)
+            expert += now - te
+            _span(trace, f"expert {e} x{n}", te, now, "expert")
+        records.append(BatchRecord(i, len(prompts), len(order), hits, misses, router, switch, expert, now - t0,
+                                   0.0, misses * setup.expert_bytes, t0))
+    return tuple(records)
+
+
+def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
+                 trace: list | None = None) -> tuple[BatchRecord, ...]:
+    """The SimPy model of serving (the reference): copies as flows, prefetch contention."""
     env = simpy.Environment()
     net, paths = switch_network(env, setup.arch, setup.devices)
     hbm = [hbm_link(setup.arch)(d) for d in range(setup.devices)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from rdusim.compiler import Plan, compile_plan
+from rdusim.compiler.target import CompileTarget
 from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated, repeated_param_bytes
 from rdusim.config.deployment import Deployment
 from rdusim.config.formats import arch_at
@@ -41,8 +42,10 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
                new_tokens: int = 1) -> StepResult:
     """One step of ``batch`` sequences at ``seq`` tokens (decode: the cache length);
     ``host_s``: the stack's host work for the step; ``memo(key, compute)`` caches plans."""
-    key = ("rdu.plan", dep.arch, dep.model, phase, batch, seq, dep.tp, dep.fusion, dep.execution.tiles) \
-        + ((new_tokens,) if new_tokens != 1 else ())
+    # keyed by what the compiler reads (not DDR bandwidth, links or launch costs): a sweep over
+    # those reuses the plan
+    key = ("rdu.plan", CompileTarget.of(dep.arch), dep.model, phase, batch, seq, new_tokens, dep.tp, dep.fusion,
+           dep.execution.tiles)
     plan, _ = memo(key, lambda: model_plan(dep, phase, batch, seq, new_tokens))
     return simulate_step(arch_at(dep.arch, dep.model.fmt.compute), None, fusion=dep.fusion, launch=dep.launch,
                          tp=dep.tp, plan=plan, host_s=host_s)
