@@ -19,6 +19,8 @@ Rules (the SN40L paper's description of the compiler, made concrete):
 
 from __future__ import annotations
 
+from rdusim.errors import InputError
+
 import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -205,6 +207,10 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
         # resident operands do not fit: hold what fits, re-stream the rest in passes
         buffers = sum(cap_bytes) - resident
         room = max(avail_cap - buffers, sock.pmu.capacity_bytes)
+        if resident <= 0:   # the stage buffers alone overflow the PMUs: no pass count helps
+            raise InputError(arch.name, "socket.pmu.capacity_bytes",
+                             f"PMUs large enough for the stage buffers of kernel {name} ({sum(cap_bytes):.4g} bytes "
+                             f"in {sock.pmu.count} PMUs)", sock.pmu.capacity_bytes)
         passes = math.ceil(resident / room)
         pmu_cap = [math.ceil((c - (1 - 1 / passes) * (d.resident_bytes + d.held_bytes)) / sock.pmu.capacity_bytes)
                    for c, d in zip(cap_bytes, drafts)]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from rdusim.config.strict import positive
+from rdusim.config import limits as L
+from rdusim.config.limits import upto
 from rdusim.config.workload import PlatformSpec
 
 
@@ -15,8 +16,8 @@ class ModelWorkload:
     kind: str
     model: str
     platforms: Mapping[str, PlatformSpec]
-    prompt_tokens: int = field(default=128, metadata=positive())
-    output_tokens: int = field(default=20, metadata=positive())
-    batch_size: int = field(default=1, metadata=positive())
-    seed: int = 0
+    prompt_tokens: int = field(default=128, metadata=upto(L.MAX_TOKENS))
+    output_tokens: int = field(default=20, metadata=upto(L.MAX_TOKENS))
+    batch_size: int = field(default=1, metadata=upto(L.MAX_BATCH))
+    seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""
