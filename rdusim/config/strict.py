@@ -121,7 +121,7 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         raise InputError(ctx.file, path, _unit_hint(tp, path), data)
     if not math.isfinite(data):
         raise InputError(ctx.file, path, "a finite number", data)
-    if abs(data) > MAX_MAGNITUDE:
+    if abs(data) > MAX_MAGNITUDE and "le" not in meta:    # a field with its own limit names that
         raise InputError(ctx.file, path, f"a number of magnitude at most {MAX_MAGNITUDE:g} (larger than any "
                          "quantity rdusim models)", data)
     given = data
