@@ -134,7 +134,8 @@ def cmd_report(args) -> int:
         given = given / "results.json"           # a run folder: its results
     elif given.is_dir() and has_store(given):    # a sweep folder (sweep.sqlite): plots from the stored table
         from rdusim.sweep.plots import render_sweep
-        print("\n".join(f"plot: {p}" for p in render_sweep(args.results, args.out)) or "no metrics to plot")
+        paths = render_sweep(args.results, args.out)
+        print("\n".join(f"{'report' if p.suffix == '.html' else 'plot'}: {p}" for p in paths))
         return 0
     elif given.is_dir():
         raise InputError(str(given), "", "a results.json, a run folder holding one, or a sweep folder "
