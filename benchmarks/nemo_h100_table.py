@@ -1,15 +1,16 @@
 """The 16 NVIDIA NeMo DGX H100 points (references/nemo_h100.yaml): simulated vs published.
 
-    python benchmarks/nemo_h100_table.py            # the table with the arch file as it is
+    python benchmarks/nemo_h100_table.py            # the table with the arch and stack files as they are
     python benchmarks/nemo_h100_table.py --fit      # redo the one-time fit, print the values
 
-The fit (run once; its results are written by hand into arch/dgx_h100.yaml with
-their sources) grids the HBM efficiency (the one non-linear parameter) and,
-for each value, solves the three parameters that enter the latency linearly --
-framework time per step, per sequence per step, and the NCCL base latency
-(held to the measured 20-40 us for an 8-GPU small all-reduce) -- by least
-squares on the relative errors. ``--floors`` also grids the minimum kernel
-duration; the fit is nearly flat in it (so the arch file keeps an assumed value).
+The fit (run once; its results are written by hand into arch/dgx_h100.yaml and
+stacks/nemo.yaml with their sources) grids the HBM efficiency (the one non-linear
+parameter, a hardware number) and, for each value, solves the two NeMo host costs that
+enter the latency linearly -- per generation step and per sequence per step
+(stacks/nemo.yaml) -- by least squares on the relative errors. The collectives are not
+fitted here: their parameters come from measured NCCL times (arch files). ``--floors``
+also grids the minimum kernel duration; the fit is nearly flat in it (so the arch file
+keeps an assumed value).
 """
 
 from __future__ import annotations
@@ -27,35 +28,35 @@ sys.path.insert(0, str(ROOT))
 
 from rdusim.config.workload import load_workload  # noqa: E402
 from rdusim.config.yamlio import load_yaml  # noqa: E402
-from rdusim.engine.gpu.kernels import allreduce_time_s  # noqa: E402
-from rdusim.engine.inference import simulate_inference  # noqa: E402
-from rdusim.studies.model_run import load_model_for, request_for  # noqa: E402
+from rdusim.studies.model_run import load_model_for, simulate_platform  # noqa: E402
 
 REFS = ROOT / "references" / "nemo_h100.yaml"
 PLATFORM = "dgx_h100"
-AR_RANGE_S = (20e-6, 40e-6)    # measured 8-GPU small-message all-reduce on H100 (brief section 4)
+STACK_KEYS = ("host.per_step_s", "host.per_sequence_step_s")
 
 
 def points() -> list[dict]:
     return [r for r in load_yaml(REFS)["references"]]
 
 
-def simulate(ref: dict, arch_over: dict[str, float]):
-    sets = list(ref.get("set", {}).items()) + [(f"arch.{PLATFORM}.{k}", v) for k, v in arch_over.items()]
+def simulate(ref: dict, over: dict[str, float]):
+    """``over``: keys under arch (``device.hbm.efficiency``) or the stack (``host.*``)."""
+    sets = list(ref.get("set", {}).items())
+    sets += [(f"{'stack' if k.startswith('host.') else 'arch'}.{PLATFORM}.{k}", v) for k, v in over.items()]
     loaded = load_workload(ROOT / ref["workload"], sets)
-    req = request_for(loaded, PLATFORM, load_model_for(loaded))
-    return loaded.archs[PLATFORM], req, simulate_inference(loaded.archs[PLATFORM], req)
+    dep, t = simulate_platform(loaded, PLATFORM, load_model_for(loaded))
+    return loaded, dep, t
 
 
-def table(arch_over: dict[str, float] | None = None) -> float:
-    arch_over = arch_over or {}
+def table(over: dict[str, float] | None = None) -> float:
+    over = over or {}
     print(f"{'TP':>3} {'BS':>3} {'published ms':>13} {'simulated ms':>13} {'error':>8}   ttft ms  tpot ms")
     worst = 0.0
     for ref in points():
-        _, req, t = simulate(ref, arch_over)
+        loaded, dep, t = simulate(ref, over)
         err = t.latency_s / ref["expected"] - 1
         worst = max(worst, abs(err))
-        print(f"{req.tp:>3} {req.batch:>3} {ref['expected'] * 1e3:>13.1f} {t.latency_s * 1e3:>13.1f} "
+        print(f"{dep.tp:>3} {loaded.spec.batch_size:>3} {ref['expected'] * 1e3:>13.1f} {t.latency_s * 1e3:>13.1f} "
               f"{err:>+8.1%}   {t.ttft_s * 1e3:7.2f}  {t.tpot_s * 1e3:7.3f}")
     print(f"worst |error| {worst:.1%}")
     return worst
@@ -67,35 +68,27 @@ def fit(floors: list[float]) -> dict[str, float]:
     best = None
     for floor, eff in itertools.product(floors, [0.6, 0.65, 0.7, 0.725, 0.75, 0.775, 0.8, 0.85, 0.9]):
         zero = {"kernel.min_kernel_s": floor, "device.hbm.efficiency": eff,
-                "framework_step_overhead_s": 0.0, "framework_per_sequence_s": 0.0,
-                "collectives.base_latency_s": 0.0}
-        base, steps, seqs, colls = [], [], [], []
+                "host.per_step_s": 0.0, "host.per_sequence_step_s": 0.0}
+        base, steps, seqs = [], [], []
         for ref in refs:
-            arch, req, t = simulate(ref, zero)
-            n_coll = sum(1 for r in t.records if r["kind"] == "collective" and r["phase"] == "prefill")
-            n_coll += (req.output_tokens - 1) * sum(1 for r in t.records
-                                                    if r["kind"] == "collective" and r["phase"] == "decode")
+            loaded, _, t = simulate(ref, zero)
+            spec = loaded.spec
             base.append(t.latency_s)
-            steps.append(req.output_tokens)
-            seqs.append(req.output_tokens * req.batch)
-            colls.append(n_coll)
-        # allowed base latency: an 8-GPU small all-reduce must take 20-40 us in all
-        ar0 = allreduce_time_s(arch, 8, 8192)
-        lo, hi = max(0.0, AR_RANGE_S[0] - ar0), AR_RANGE_S[1] - ar0
-        a = np.array([steps, seqs, colls], dtype=float).T / expected[:, None]
+            steps.append(spec.output_tokens)                 # prefill + output_tokens - 1 decode steps
+            seqs.append(spec.output_tokens * spec.batch_size)
+        a = np.array([steps, seqs], dtype=float).T / expected[:, None]
         b = 1.0 - np.array(base) / expected
-        sol = _bounded_lstsq(a, b, [(0, None), (0, None), (lo, hi)])
+        sol = _bounded_lstsq(a, b, [(0, None), (0, None)])
         resid = a @ sol - b
         score = float(np.sum(resid ** 2))
         if best is None or score < best[0]:
             best = (score, floor, eff, sol, float(np.max(np.abs(resid))))
-        print(f"floor {floor * 1e6:.1f} us  hbm eff {eff:.2f}: F0 {sol[0] * 1e3:.3f} ms  "
-              f"F1 {sol[1] * 1e6:.1f} us/seq  AR base {sol[2] * 1e6:.1f} us  rms {np.sqrt(score / len(b)):.3f}  "
+        print(f"floor {floor * 1e6:.1f} us  hbm eff {eff:.3f}: per step {sol[0] * 1e3:.3f} ms  "
+              f"per seq-step {sol[1] * 1e6:.1f} us  rms {np.sqrt(score / len(b)):.3f}  "
               f"max {np.max(np.abs(resid)):.3f}", flush=True)
     score, floor, eff, sol, worst = best
     params = {"kernel.min_kernel_s": floor, "device.hbm.efficiency": eff,
-              "framework_step_overhead_s": float(sol[0]), "framework_per_sequence_s": float(sol[1]),
-              "collectives.base_latency_s": float(sol[2])}
+              "host.per_step_s": float(sol[0]), "host.per_sequence_step_s": float(sol[1])}
     print("\nbest:", {k: float(f"{v:.4g}") for k, v in params.items()}, f"max |error| {worst:.1%}")
     return params
 

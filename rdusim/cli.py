@@ -60,6 +60,24 @@ def cmd_arch_show(args) -> int:
     return 0
 
 
+def cmd_stack_show(args) -> int:
+    from rdusim.config.stack import load_stack, stack_path
+    from rdusim.config.yamlio import parse_set
+    from rdusim.results import plain
+
+    stack = load_stack(args.name, [parse_set(s) for s in args.set], file="command line", key="stack show NAME")
+    data = plain(stack)
+    sources = data.pop("sources")
+    if args.json:
+        print(json.dumps({"spec": data, "sources": sources, "file": str(stack_path(args.name))}, indent=1))
+        return 0
+    print(f"{stack.name} (drives {stack.kind.value} machines; file {stack_path(args.name)}): {stack.description}")
+    print(f"  {'launch':<32} {stack.launch.value:>12}   [default kernel-launch mode; a platform may override it]")
+    for k, v in data["host"].items():
+        print(f"  {'host.' + k:<32} {v:>12.4g}   [{sources.get('host.' + k, 'default value, no source needed')}]")
+    return 0
+
+
 def cmd_graph(args) -> int:
     from rdusim.graph.summary import summarize_request
 
@@ -249,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a field of the spec by dotted key; repeatable")
     show.add_argument("--json", action="store_true", help="print spec, derived totals and sources as JSON")
     show.set_defaults(func=cmd_arch_show)
+
+    st = sub.add_parser("stack", help="serving stacks (the software driving a machine): host costs, launch mode")
+    ssub = st.add_subparsers(dest="stack_command", required=True)
+    sshow = ssub.add_parser("show", help="print a stack's costs with their sources")
+    sshow.add_argument("name", help="a stack in stacks/ (nemo, tensorrt_llm, vllm, sambanova) or a YAML path")
+    sshow.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a stack field")
+    sshow.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sshow.set_defaults(func=cmd_stack_show)
     return p
 
 

@@ -14,11 +14,11 @@ SMALL = "tests/data/coe_small.yaml"
 TOKEN_S = {"rdu": 0.003, "gpu": 0.0045}
 
 
-def fake(arch, req):
+def fake(dep, prompt_tokens, output_tokens, batch, cache=None, cold=False):
     """ttft 10 ms, then a fixed time per token: hand-computable expert times."""
-    tpot = TOKEN_S[arch.kind.value]
-    lat = 0.010 + (req.output_tokens - 1) * tpot
-    return InferenceTiming(0.010, tpot, lat, {"compute": lat}, 1.0, 0.0)
+    tpot = TOKEN_S[dep.arch.kind.value]
+    lat = 0.010 + (output_tokens - 1) * tpot
+    return InferenceTiming(0.010, tpot, lat, {"compute": lat}, {}, {"compute": tpot}, 1.0, 0.0)
 
 
 def run(overrides=(), seed=None):

@@ -104,7 +104,7 @@ def _bad(tmp_path, mutate) -> Path:
     (lambda w: w["benchmarks"][0].update(model="no-such-model"), "model"),
     (lambda w: w["benchmarks"][2].update(n=1000, order=9), "order"),
     (lambda w: w.update(benchmarks=[]), "benchmarks"),
-    (lambda w: w.update(tiles=0), "tiles"),
+    (lambda w: w.update(execution={"tiles": 0}), "execution.tiles"),
 ])
 def test_bad_input_exits_2_naming_the_key(tmp_path, capsys, mutate, needle):
     path = _bad(tmp_path, mutate)

@@ -11,7 +11,9 @@ from rdusim.config.arch import load_arch
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.gpu.fusion_rules import partition
-from rdusim.engine.gpu.inference import gpu_step
+from rdusim.config.deployment import Deployment
+from rdusim.engine.gpu.model_step import model_step
+from rdusim.engine.stepper import StepCache
 from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
 from rdusim.engine.gpu.step import simulate_step
 from rdusim.graph.model_graph import build_model_graph
@@ -37,8 +39,9 @@ def test_a_full_depth_step_is_the_same():
     cfg = load_model("llama2-7b")
     whole = build_model_graph(cfg, Phase.DECODE, 2, 300, tp=8)
     for policy in FusionPolicy:
-        assert gpu_step(ARCH, cfg, Phase.DECODE, 2, 300, 8, policy, LaunchMode.CUDA_GRAPH) == \
-            simulate_step(ARCH, whole, fusion=policy, launch=LaunchMode.CUDA_GRAPH, tp=8)
+        dep = Deployment.of(ARCH, cfg, 8, policy, LaunchMode.CUDA_GRAPH)
+        assert model_step(dep, Phase.DECODE, 2, 300, 1e-3, StepCache().get) == \
+            simulate_step(ARCH, whole, fusion=policy, launch=LaunchMode.CUDA_GRAPH, tp=8, host_s=1e-3)
 
 
 def test_declines_other_graphs():

@@ -37,7 +37,7 @@ TINY = ModelConfig(name="tiny", family="llama", hidden_size=512, intermediate_si
 
 def test_eager_launch_is_exposed_on_short_kernels():
     g = build_model_graph(TINY, Phase.DECODE, 1, 64, tp=1)
-    kw = dict(fusion=FusionPolicy.FUSED, tp=1, framework=False)
+    kw = dict(fusion=FusionPolicy.FUSED, tp=1)
     graph = simulate_step(H100, g, launch=LaunchMode.CUDA_GRAPH, **kw)
     eager = simulate_step(H100, g, launch=LaunchMode.CUDA_EAGER, **kw)
     assert eager.time_s > 1.5 * graph.time_s
@@ -63,7 +63,9 @@ def test_fusion_cuts_kernels_and_time():
 
 
 def test_bs1_h100_decode_is_dominated_by_launch_allreduce_and_framework():
-    r = step()
+    from rdusim.config.stack import load_stack
+
+    r = step(host_s=load_stack("nemo").host.step_s(1))
     recs = r.records
     weight_streaming = sum(x["memory_s"] for x in recs if x["kind"] == "gemm")
     overheads = (sum(x["duration_s"] for x in recs if x["kind"] in ("collective", "host"))
@@ -87,11 +89,11 @@ def test_trace_events_are_valid():
     assert r.trace and check_trace({"traceEvents": list(r.trace)}) == []
 
 
-def test_framework_time_is_per_step_plus_per_sequence():
-    arch = load_arch("arch/dgx_h100.yaml", [("framework_step_overhead_s", 1e-3),
-                                            ("framework_per_sequence_s", 1e-4)])
+def test_host_time_is_the_stacks_per_step_plus_per_sequence():
+    from rdusim.config.stack import HostCosts
+
     g8 = build_model_graph(CFG, Phase.DECODE, 8, 128, tp=8, layers=1)
-    r = step(graph=g8, arch=arch)
+    r = step(graph=g8, host_s=HostCosts(per_step_s=1e-3, per_sequence_step_s=1e-4).step_s(8))
     assert r.breakdown_s["host"] == pytest.approx(1e-3 + 8e-4)
 
 

@@ -67,8 +67,8 @@ def test_bad_inputs_exit_2_with_one_paragraph(capsys, tmp_path, sets, key):
 
 
 def test_missing_engine_is_a_note_not_a_number(monkeypatch):
-    def no_engine(arch, req):
-        raise ModuleNotFoundError("No module named 'rdusim.engine.rdu.inference'", name="rdusim.engine.rdu.inference")
+    def no_engine(dep, *args):
+        raise ModuleNotFoundError("No module named 'rdusim.engine.rdu.model_step'", name="rdusim.engine.rdu.model_step")
 
     monkeypatch.setattr(model_run, "simulate_inference", no_engine)
     loaded = load_workload(WL, [("platforms.sn40l.tp", 8)])

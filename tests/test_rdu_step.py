@@ -8,7 +8,8 @@ import pytest
 from rdusim.config.arch import load_arch
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy, LaunchMode
-from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceRequest, simulate_inference
+from rdusim.config.deployment import Deployment
+from rdusim.engine.inference import BREAKDOWN_KEYS, simulate_inference
 from rdusim.engine.rdu.cache import KernelCache
 from rdusim.engine.rdu.step import simulate_step
 from rdusim.errors import InputError
@@ -52,7 +53,7 @@ def test_breakdown_sums_to_step_time(fusion, launch):
     s = step(fusion=fusion, launch=launch)
     assert set(s.breakdown_s) == set(BREAKDOWN_KEYS)
     assert sum(s.breakdown_s.values()) == pytest.approx(s.time_s)
-    assert s.breakdown_s["host"] == pytest.approx(ARCH.runtime_step_overhead_s)
+    assert s.breakdown_s["host"] == 0.0     # no stack host work asked for
     assert all(0.0 <= v <= 1.0 + 1e-9 for v in s.util.values())
 
 
@@ -166,26 +167,28 @@ def test_tp_beyond_the_node_is_an_input_error():
 
 
 def test_inference_adds_up():
-    req = InferenceRequest(CFG, 128, 6, 1, 8, F, HO)
-    t = simulate_inference(ARCH, req)
+    dep = Deployment.of(ARCH, CFG, 8, F, HO)
+    t = simulate_inference(dep, 128, 6, 1)
     assert t.latency_s == pytest.approx(t.ttft_s + 5 * t.tpot_s)
     assert sum(t.breakdown_s.values()) == pytest.approx(t.latency_s)
-    assert t.tpot_s > ARCH.runtime_step_overhead_s
+    assert t.tpot_s > t.step_s["host"]            # the engine's kernels are most of a step
     assert t.weight_bytes_per_device == pytest.approx(6.74e9 * 2 / 8, rel=0.03)
     assert {r["phase"] for r in t.records} == {"prefill", "decode"}
-    one = simulate_inference(ARCH, InferenceRequest(CFG, 128, 1, 1, 8, F, HO))
+    one = simulate_inference(dep, 128, 1, 1)
     assert one.tpot_s == 0 and one.latency_s == pytest.approx(one.ttft_s)
-    so = simulate_inference(ARCH, InferenceRequest(CFG, 128, 6, 1, 8, F, SO))
+    so = simulate_inference(Deployment.of(ARCH, CFG, 8, F, SO), 128, 6, 1)
     assert so.latency_s > t.latency_s
 
 
 def test_model_step_from_two_layers_is_the_whole_models_step():
-    from rdusim.engine.rdu.inference import model_step
+    from rdusim.engine.inference import weight_bytes_per_rank
+    from rdusim.engine.rdu.model_step import model_step
+    from rdusim.engine.stepper import StepCache
 
     full_graph = build_model_graph(CFG, Phase.DECODE, 3, 333, tp=8)
-    full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=KernelCache())
-    step, weight_bytes = model_step(ARCH, CFG, Phase.DECODE, 3, 333, 8, F, HO)
-    assert weight_bytes == full_graph.param_bytes
+    full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=KernelCache(), host_s=1e-3)
+    step = model_step(Deployment.of(ARCH, CFG, 8, F, HO), Phase.DECODE, 3, 333, 1e-3, StepCache().get)
+    assert weight_bytes_per_rank(CFG, 8) == full_graph.param_bytes
     assert (step.time_s, step.breakdown_s, step.util, step.bytes_by_tier) == \
         (full.time_s, full.breakdown_s, full.util, full.bytes_by_tier)
     assert [dict(r, reused=0) for r in step.records] == [dict(r, reused=0) for r in full.records]

@@ -77,8 +77,6 @@ class GpuArch:
     launch: GpuLaunch
     kernel: GpuKernelModel
     collectives: GpuCollectives
-    framework_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
-    framework_per_sequence_s: float = field(default=0.0, metadata={"ge": 0})
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

@@ -100,8 +100,6 @@ class RduArch:
     socket: RduSocket
     links: RduLinks
     launch: RduLaunch
-    # per-token host/runtime work outside kernels (sampling, scheduling)
-    runtime_step_overhead_s: float = field(default=0.0, metadata={"ge": 0})
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

@@ -154,6 +154,14 @@ class ModelConfig:
         kept = min(tokens, self.sliding_window) if self.sliding_window else tokens
         return kept * self.kv_cache_bytes_per_token
 
+    def kv_cache_bytes_per_rank(self, tokens: int, tp: int) -> int:
+        """The KV cache one tensor-parallel rank holds for one sequence of ``tokens`` tokens:
+        its share of the KV heads (a head is replicated when there are fewer than ranks).
+        The one KV formula every engine, memory check and study uses."""
+        kept = min(tokens, self.sliding_window) if self.sliding_window else tokens
+        heads = max(1, self.num_key_value_heads // tp)
+        return 2 * self.num_hidden_layers * heads * self.head_dim * self.torch_dtype.nbytes * kept
+
 
 MODELS_DIR = DATA_ROOT / "models"    # the shipped models (checkout or installed wheel)
 

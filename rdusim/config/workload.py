@@ -16,7 +16,11 @@ from typing import Any, Iterable, Mapping, Optional
 
 from rdusim.config.arch import ArchSpec, load_arch
 from rdusim.config.arch_common import ArchKind
+from rdusim.config.deployment import Deployment
+from rdusim.config.execution import ExecutionConfig
+from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -49,12 +53,11 @@ class PlatformSpec:
     arch: str
     tp: int = field(default=8, metadata={"gt": 0, "le": 1024})   # limits.MAX_TP
     fusion: FusionPolicy = FusionPolicy.FUSED
-    launch: Optional[LaunchMode] = None   # None: HO on the RDU, CUDA graph on GPUs
+    launch: Optional[LaunchMode] = None   # None: the stack's launch mode
+    stack: Optional[str] = None           # serving stack (stacks/<name>.yaml or a path); None: the kind's default
 
-    def launch_mode(self, kind: ArchKind) -> LaunchMode:
-        if self.launch is not None:
-            return self.launch
-        return LaunchMode.HARDWARE if kind == ArchKind.RDU else LaunchMode.CUDA_GRAPH
+    def stack_name(self, kind: ArchKind) -> str:
+        return self.stack if self.stack is not None else DEFAULT_STACK[kind]
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,27 @@ class LoadedWorkload:
     raw: Mapping[str, Any]                 # the workload as run, after overrides
     archs: Mapping[str, ArchSpec]          # platform name -> machine
     seed: int
+    stacks: Mapping[str, StackSpec] = field(default_factory=lambda: MappingProxyType({}))  # platform -> stack
     arch_files: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # platform -> file used
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def launch(self, platform: str) -> LaunchMode:
+        """The platform's launch mode: its own ``launch``, else its stack's."""
+        plat: PlatformSpec = self.spec.platforms[platform]
+        return plat.launch if plat.launch is not None else self.stacks[platform].launch
+
+    @property
+    def execution(self) -> ExecutionConfig:
+        return getattr(self.spec, "execution", ExecutionConfig())
+
+    def deployment(self, platform: str, model: ModelConfig) -> Deployment:
+        """``model`` served on ``platform`` with its machine, stack and policy."""
+        plat: PlatformSpec = self.spec.platforms[platform]
+        return Deployment(self.archs[platform], self.stacks[platform], model, plat.tp, plat.fusion,
+                          self.launch(platform), self.execution)
 
 
 def resolve_path(path: str, relative_to: str | Path | None = None) -> Path:
@@ -82,17 +101,18 @@ def workload_file(path: str | Path) -> Path:
     return find_user_file(str(path), "workloads", data_root=REPO_ROOT)
 
 
-def split_overrides(overrides: Iterable[tuple[str, Any]]) -> tuple[list, dict[str, list]]:
-    wl, arch = [], {}
+def split_overrides(overrides: Iterable[tuple[str, Any]]) -> tuple[list, dict[str, list], dict[str, list]]:
+    """Workload overrides, ``arch.<platform>.*`` ones and ``stack.<platform>.*`` ones."""
+    wl, arch, stack = [], {}, {}
     for key, value in overrides:
         parts = key.split(".")
-        if parts[0] == "arch":
+        if parts[0] in ("arch", "stack"):
             if len(parts) < 3:
-                raise InputError("--set", key, "arch.<platform>.<dotted key in the arch file>", key)
-            arch.setdefault(parts[1], []).append((".".join(parts[2:]), value))
+                raise InputError("--set", key, f"{parts[0]}.<platform>.<dotted key in the {parts[0]} file>", key)
+            (arch if parts[0] == "arch" else stack).setdefault(parts[1], []).append((".".join(parts[2:]), value))
         else:
             wl.append((key, value))
-    return wl, arch
+    return wl, arch, stack
 
 
 def spec_class(kind: WorkloadKind) -> type:
@@ -106,7 +126,7 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
     file = str(path)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
         raise InputError("--seed", "seed", f"an integer in 0..{MAX_SEED}", seed)
-    wl_over, arch_over = split_overrides(overrides)
+    wl_over, arch_over, stack_over = split_overrides(overrides)
     raw = apply_overrides(load_yaml(path), wl_over, file)
     if not isinstance(raw, dict):
         raise InputError(file, "(top level)", "a mapping", raw)
@@ -116,11 +136,12 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
     kind = WorkloadKind(raw["kind"])
     spec = build(spec_class(kind), raw, Ctx(file=file))
     platforms: Mapping[str, PlatformSpec] = spec.platforms
-    unknown = sorted(set(arch_over) - set(platforms))
-    if unknown:
-        raise InputError("--set", f"arch.{unknown[0]}", f"a platform of this workload (one of {sorted(platforms)})",
-                         unknown[0])
-    archs, arch_files = {}, {}
+    for prefix, over in (("arch", arch_over), ("stack", stack_over)):
+        unknown = sorted(set(over) - set(platforms))
+        if unknown:
+            raise InputError("--set", f"{prefix}.{unknown[0]}",
+                             f"a platform of this workload (one of {sorted(platforms)})", unknown[0])
+    archs, stacks, arch_files = {}, {}, {}
     for name, plat in platforms.items():
         arch_file = resolve_path(plat.arch, file)
         if not arch_file.is_file():
@@ -130,9 +151,10 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
         archs[name] = load_arch(arch_file, arch_over.get(name, ()))
         arch_files[name] = str(arch_file)
         check_tp(archs[name], plat.tp, file, f"platforms.{name}.tp")
+        stacks[name] = platform_stack(archs[name], plat, stack_over.get(name, ()), file, name)
     run_seed = seed if seed is not None else getattr(spec, "seed", 0)
     loaded = LoadedWorkload(file, kind, spec, MappingProxyType(raw), MappingProxyType(archs), run_seed,
-                            MappingProxyType(arch_files))
+                            MappingProxyType(stacks), MappingProxyType(arch_files))
     from rdusim.config.checks import check_workload   # consistency checks needing models and machines
 
     check_workload(loaded)
@@ -143,6 +165,23 @@ def candidates_of(path: str, relative_to: str | Path) -> list[Path]:
     from rdusim.paths import candidates
 
     return candidates(path, relative_to, REPO_ROOT)
+
+
+def platform_stack(arch: ArchSpec, plat: PlatformSpec, overrides, file: str, name: str) -> StackSpec:
+    """The platform's serving stack, checked against its machine and launch mode."""
+    key = f"platforms.{name}.stack"
+    ref = plat.stack_name(arch.kind)
+    if ref.endswith((".yaml", ".yml")):
+        ref = str(resolve_path(ref, file))
+    stack = load_stack(ref, overrides, file=file, key=key)
+    if stack.kind != arch.kind:
+        raise InputError(file, key, f"a stack for a {arch.kind.value} machine ({arch.name})",
+                         f"{stack.name} (a {stack.kind.value} stack)")
+    if plat.launch is not None and plat.launch.for_rdu != (arch.kind == ArchKind.RDU):
+        modes = ["so", "ho"] if arch.kind == ArchKind.RDU else ["eager", "graph"]
+        raise InputError(file, f"platforms.{name}.launch", f"one of {modes} for {arch.kind.value} platform {name}",
+                         plat.launch.value)
+    return stack
 
 
 def check_tp(arch: ArchSpec, tp: int, file: str, key: str) -> None:

@@ -8,6 +8,7 @@ from typing import Mapping, Optional
 
 from rdusim.config import limits as L
 from rdusim.config.limits import upto
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.workload import PlatformSpec
 
 
@@ -82,6 +83,7 @@ class CoeWorkload:
     sweep_experts: tuple[int, ...] = field(default=(), metadata=upto(L.MAX_EXPERTS, gt=None))
     sweep_batches: int = field(default=20, metadata=upto(L.MAX_SIM_BATCHES))  # batches per sweep point
     footprint: FootprintSpec = FootprintSpec()
+    execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     reference: str = ""           # platform the speedups are taken over (default: the first RDU)
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""

@@ -14,6 +14,7 @@ from typing import Mapping, Optional
 
 from rdusim.config import limits as L
 from rdusim.config.limits import upto
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.workload import PlatformSpec
 from rdusim.graph.phase import Phase
 
@@ -55,7 +56,7 @@ class FusionWorkload:
     kind: str
     platforms: Mapping[str, PlatformSpec]
     benchmarks: tuple[FusionBenchmark, ...]
-    tiles: int = field(default=64, metadata={"gt": 0, "le": 4096})   # tiles each kernel's streams are cut into
+    execution: ExecutionConfig = ExecutionConfig()   # simulation granularity (tiles, ...)
     kernel_records: bool = True               # one record per kernel (False: none, smaller results.json)
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""

@@ -7,6 +7,7 @@ from typing import Mapping
 
 from rdusim.config import limits as L
 from rdusim.config.limits import upto
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.workload import PlatformSpec
 
 
@@ -19,5 +20,6 @@ class ModelWorkload:
     prompt_tokens: int = field(default=128, metadata=upto(L.MAX_TOKENS))
     output_tokens: int = field(default=20, metadata=upto(L.MAX_TOKENS))
     batch_size: int = field(default=1, metadata=upto(L.MAX_BATCH))
+    execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""

@@ -1,55 +1,87 @@
-"""The one question every study asks of an engine: how long does serving a model take?
+"""The one inference path: serving one batch of a deployment, on either machine.
 
-Both engines (``rdusim.engine.rdu.inference`` and ``rdusim.engine.gpu.inference``)
-implement :func:`simulate_inference` with this signature and return InferenceTiming.
+A request is set up once (the stack's per-request host work; a *cold* request, one that
+follows another model on the node, first loads its model's program and arguments: the
+stack's per-model-load work), runs its prefill step (which yields the first token),
+then ``output_tokens - 1`` decode steps whose KV cache grows by one token each. Every
+step comes from :class:`rdusim.engine.stepper.StepModel` (engine kernels, collectives,
+launches, plus the stack's per-step host work); decode steps follow its one
+interpolation rule. KV bytes use the one formula, ``ModelConfig.kv_cache_bytes_per_rank``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Mapping
 
-from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind
+import numpy as np
+
+from rdusim.config.deployment import Deployment
 from rdusim.config.model import ModelConfig
-from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
+from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.graph.phase import Phase
 
-# latency breakdown categories, shared by engines and reports
-BREAKDOWN_KEYS = ("compute", "memory", "launch", "collective", "host")
-
-
-@dataclass(frozen=True)
-class InferenceRequest:
-    model: ModelConfig
-    prompt_tokens: int
-    output_tokens: int
-    batch: int
-    tp: int
-    fusion: FusionPolicy
-    launch: LaunchMode
+__all__ = ["BREAKDOWN_KEYS", "InferenceTiming", "simulate_inference", "frozen"]
 
 
 @dataclass(frozen=True)
 class InferenceTiming:
-    """Serving one batch: prefill (yields the first token) then output_tokens-1 decode steps."""
+    """Serving one batch: request set-up, prefill (first token), then output_tokens-1 decode steps."""
 
-    ttft_s: float                      # prefill step, including its launches and host time
+    ttft_s: float                      # request set-up + prefill step
     tpot_s: float                      # mean decode step after the first token
     latency_s: float                   # ttft + (output_tokens - 1) * tpot
     breakdown_s: Mapping[str, float]   # latency split by BREAKDOWN_KEYS; sums to latency_s
+    request_s: Mapping[str, float]     # once per request, by BREAKDOWN_KEYS (host: set-up + model load if cold)
+    step_s: Mapping[str, float]        # the mean decode step, by BREAKDOWN_KEYS; sums to tpot_s
     weight_bytes_per_device: float     # resident weights on each socket/GPU
     kv_bytes_per_device: float         # KV cache for the batch at full length
     records: tuple[Mapping[str, Any], ...] = field(default=())   # per-kernel rows (one step of each phase)
 
 
-def simulate_inference(arch: ArchSpec, req: InferenceRequest) -> InferenceTiming:
-    if arch.kind == ArchKind.RDU:
-        from rdusim.engine.rdu.inference import simulate_inference as run
-    else:
-        from rdusim.engine.gpu.inference import simulate_inference as run
-    return run(arch, req)
+def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int,
+                       cache: StepCache | None = None, *, cold: bool = False) -> InferenceTiming:
+    """``cold``: the node ran another model before this request (CoE: router and experts
+    alternate), so the request first loads its model's program and arguments."""
+    steps = StepModel(dep, cache)
+    request = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    request["host"] = dep.stack.host.per_request_s + (dep.stack.host.per_model_load_s if cold else 0.0)
+    prefill = steps.prefill(batch, prompt_tokens)
+    parts = {k: request[k] + prefill.breakdown_s.get(k, 0.0) for k in BREAKDOWN_KEYS}
+    records = [dict(r, phase="prefill") for r in prefill.records]
+    n = output_tokens - 1
+    tpot = 0.0
+    per_step = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    if n > 0:
+        # decode step j (1..n) reads a cache of prompt + j - 1 tokens
+        times, split, anchors = steps.decode(batch, np.arange(prompt_tokens, prompt_tokens + n))
+        tpot = float(times.mean())
+        for k in BREAKDOWN_KEYS:
+            per_step[k] = float(split[k].mean())
+            parts[k] += float(split[k].sum())
+        records += [dict(r, phase="decode") for r in anchors[0].records]
+    ttft = request["host"] + prefill.time_s
+    latency = ttft + n * tpot
+    largest = max(parts, key=parts.get)           # keep the parts summing to the latency exactly
+    parts[largest] += latency - sum(parts.values())
+    kv = batch * dep.model.kv_cache_bytes_per_rank(prompt_tokens + output_tokens, dep.tp)
+    weights = steps.cache.get(("weights", dep.model, dep.tp), lambda: weight_bytes_per_rank(dep.model, dep.tp))
+    return InferenceTiming(ttft_s=ttft, tpot_s=tpot, latency_s=latency, breakdown_s=frozen(parts),
+                           request_s=frozen(request), step_s=frozen(per_step),
+                           weight_bytes_per_device=weights, kv_bytes_per_device=float(kv),
+                           records=tuple(records))
 
 
-def frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
-    return MappingProxyType(dict(mapping))
+def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
+    """Parameter bytes one TP rank holds: from the model's first layers with the last one
+    repeated when that is exact, else from the whole graph."""
+    from rdusim.compiler.repeat import TEMPLATE_LAYERS, repeated_param_bytes
+    from rdusim.graph.model_graph import build_model_graph
+
+    if cfg.num_hidden_layers > TEMPLATE_LAYERS:
+        head = build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp, layers=TEMPLATE_LAYERS)
+        whole = repeated_param_bytes(head, cfg.num_hidden_layers)
+        if whole is not None:
+            return whole
+    return build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp).param_bytes

@@ -29,6 +29,7 @@ from rdusim.graph.phase import Phase
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
+from rdusim.engine.stepper import StepCache
 from rdusim.studies.coe_timing import ModelTimer
 
 TRACE_BATCHES = 4   # batches per platform written to a --trace timeline
@@ -90,11 +91,12 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
     extra = {} if simulate is None else {"simulate": simulate}
+    cache = StepCache()      # one per run: router and experts of a platform share steps when equal
     runs = {name: PlatformRun(name, loaded,
-                              ModelTimer(loaded.archs[name], plat, router_cfg, spec.prompt_tokens, **extra),
-                              ModelTimer(loaded.archs[name], plat, expert_cfg, spec.prompt_tokens, **extra),
+                              ModelTimer(loaded.deployment(name, router_cfg), spec.prompt_tokens, cache, **extra),
+                              ModelTimer(loaded.deployment(name, expert_cfg), spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes, kv_tok)
-            for name, plat in spec.platforms.items()}
+            for name in spec.platforms}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     trace_rows = _load_trace(spec, loaded.file)
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]

@@ -1,40 +1,43 @@
-"""Router and expert run times for the CoE study, from the platform engines (cached)."""
+"""Router and expert run times for the CoE study, from the one inference path (cached)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rdusim.config.arch import ArchSpec
-from rdusim.config.model import ModelConfig
-from rdusim.config.workload import PlatformSpec
-from rdusim.engine.inference import InferenceRequest, InferenceTiming, simulate_inference
+from rdusim.config.deployment import Deployment
+from rdusim.engine.inference import InferenceTiming, simulate_inference
+from rdusim.engine.stepper import StepCache
 
-Simulate = Callable[[ArchSpec, InferenceRequest], InferenceTiming]
+Simulate = Callable[..., InferenceTiming]
 
 
 @dataclass
 class ModelTimer:
-    """Times one model on one platform; each (batch, tokens) is simulated once."""
+    """Times one model deployment; each (batch, tokens) is simulated once. Every run is
+    cold: on a CoE node the router and the experts alternate, so each run follows
+    another model and loads its own program and arguments first."""
 
-    arch: ArchSpec
-    platform: PlatformSpec
-    model: ModelConfig
+    dep: Deployment
     prompt_tokens: int
+    cache: StepCache = field(default_factory=StepCache)
     simulate: Simulate = simulate_inference
-    _cache: dict = field(default_factory=dict)
+    _timings: dict = field(default_factory=dict)
+
+    @property
+    def model(self):
+        return self.dep.model
 
     def timing(self, batch: int, output_tokens: int) -> InferenceTiming:
         key = (batch, output_tokens)
-        if key not in self._cache:
-            req = InferenceRequest(self.model, self.prompt_tokens, output_tokens, batch, self.platform.tp,
-                                   self.platform.fusion, self.platform.launch_mode(self.arch.kind))
-            self._cache[key] = self.simulate(self.arch, req)
-        return self._cache[key]
+        if key not in self._timings:
+            self._timings[key] = self.simulate(self.dep, self.prompt_tokens, output_tokens, batch, self.cache,
+                                                  cold=True)
+        return self._timings[key]
 
     def simulated(self) -> list[tuple[tuple[int, int], InferenceTiming]]:
         """Every (batch, output_tokens) simulated so far, with its timing, in order."""
-        return sorted(self._cache.items())
+        return sorted(self._timings.items())
 
     def latency_s(self, batch: int, output_tokens: int) -> float:
         return self.timing(batch, output_tokens).latency_s

@@ -87,7 +87,7 @@ def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, ind
     from rdusim.compiler import compile_plan
     from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated
 
-    tiles = loaded.spec.tiles
+    tiles = loaded.execution.tiles
     if graph is None and not bench.is_fft and bench.phase != Phase.TRAIN:
         depth = bench_model(loaded, bench).num_hidden_layers
         layers = min(bench.layers, depth) if bench.layers else depth
@@ -122,20 +122,29 @@ class Timeline:
         self.clock_s += step_s + self.GAP_S
 
 
-def run_rdu(arch, plans: dict[FusionPolicy, Plan], model_step: bool,
+def host_step_s(loaded: LoadedWorkload, platform: str, bench: FusionBenchmark) -> float:
+    """The stack's host work per step of a model benchmark (sampling, scheduling); none for
+    a bare kernel such as an FFT, and none in training (no generation loop)."""
+    if bench.is_fft or bench.phase == Phase.TRAIN:
+        return 0.0
+    return loaded.stacks[platform].host.step_s(bench.batch)
+
+
+def run_rdu(arch, plans: dict[FusionPolicy, Plan], host_s: float,
             timeline: Timeline | None = None) -> dict[str, StepResult]:
     from rdusim.engine.rdu.step import simulate_plan
 
     out = {}
     for mode, policy, launch in RDU_RUNS:
         tracer = timeline.next(mode) if timeline else None
-        out[mode] = step = simulate_plan(arch, plans[policy], launch=launch, host_overhead=model_step, tracer=tracer)
+        out[mode] = step = simulate_plan(arch, plans[policy], launch=launch, host_s=host_s, tracer=tracer)
         if timeline:
             timeline.advance(step.time_s)
     return out
 
 
-def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int) -> dict[str, StepResult] | None:
+def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int,
+            host_s: float) -> dict[str, StepResult] | None:
     try:
         from rdusim.engine.gpu.step import simulate_step
     except ModuleNotFoundError as exc:
@@ -143,9 +152,9 @@ def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int) -> d
             return None
         raise
     arch = loaded.archs[platform]
-    launch = loaded.spec.platforms[platform].launch_mode(arch.kind)
-    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp),
-            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp)}
+    launch = loaded.launch(platform)
+    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp, host_s=host_s),
+            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp, host_s=host_s)}
 
 
 def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
@@ -177,10 +186,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 if trace:
                     timeline = timelines.setdefault(platform, Timeline(tracer, platform))
                     timeline.bench = bench.name
-                steps = run_rdu(arch, plans, model_step=not bench.is_fft, timeline=timeline)
+                steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
             else:
                 graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
-                steps = run_gpu(loaded, platform, graph, tp)
+                steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench))
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
                     continue

@@ -1,8 +1,10 @@
 """Model runs: one model served (prefill + decode) on each platform of a workload.
 
 Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
-``.breakdown.<compute|memory|launch|collective|host>_s``, ``.tokens_per_s``,
-``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
+``.breakdown.<compute|memory|launch|collective|host>_s`` (the whole request),
+``.breakdown.request.host_s`` (once per request: the stack's set-up),
+``.breakdown.step.<compute|memory|launch|collective|host>_s`` (the mean decode step),
+``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
 kernel of the prefill step and of the first decode step, per platform.
 A platform whose engine is not installed gets a note, never a number.
 """
@@ -14,10 +16,12 @@ from typing import Any, Mapping
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import ModelConfig, load_model
+from rdusim.config.deployment import Deployment
 from rdusim.config.policy import LaunchMode
 from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
 from rdusim.config.workload_model import ModelWorkload
-from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceRequest, InferenceTiming, simulate_inference
+from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
+from rdusim.engine.stepper import StepCache
 from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
 from rdusim.results import RunResult, plain
@@ -39,7 +43,7 @@ def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
     arch = loaded.archs[name]
     key = f"platforms.{name}"
     allowed = GPU_LAUNCH if arch.kind == ArchKind.GPU else RDU_LAUNCH
-    mode = plat.launch_mode(arch.kind)
+    mode = loaded.launch(name)
     if mode not in allowed:
         raise InputError(loaded.file, f"{key}.launch",
                          f"one of {[m.value for m in allowed]} for {arch.kind.value} platform {name}", mode.value)
@@ -49,12 +53,12 @@ def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
                          f"intermediate_size ({cfg.intermediate_size})", plat.tp)
 
 
-def request_for(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> InferenceRequest:
+def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
+                      cache: StepCache | None = None) -> tuple[Deployment, InferenceTiming]:
+    """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
-    plat: PlatformSpec = spec.platforms[name]
-    arch = loaded.archs[name]
-    return InferenceRequest(cfg, spec.prompt_tokens, spec.output_tokens, spec.batch_size, plat.tp, plat.fusion,
-                            plat.launch_mode(arch.kind))
+    dep = loaded.deployment(name, cfg)
+    return dep, simulate_inference(dep, spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)
 
 
 def engine_missing(exc: ModuleNotFoundError) -> bool:
@@ -70,21 +74,21 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     records: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
+    cache = StepCache()
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
-        req = request_for(loaded, name, cfg)
         try:
-            timing = simulate_inference(arch, req)
+            dep, timing = simulate_platform(loaded, name, cfg, cache)
         except ModuleNotFoundError as exc:
             if not engine_missing(exc):
                 raise
             notes[name] = f"{arch.kind.value.upper()} engine not available ({exc.name} is not installed)"
             metrics[f"model.{name}.available"] = 0
             continue
-        metrics.update(platform_metrics(name, req, timing))
+        metrics.update(platform_metrics(name, spec.batch_size, spec.output_tokens, timing))
         records += [{"platform": name, **r} for r in timing.records]
         if trace:
-            events += _trace(arch, req, index)
+            events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
@@ -92,32 +96,35 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
-                                           "launch": p.launch_mode(loaded.archs[n].kind).value}
+                                           "launch": loaded.launch(n).value, "stack": loaded.stacks[n].name}
                                        for n, p in spec.platforms.items()}},
                      trace=tuple(events))
 
 
-def platform_metrics(name: str, req: InferenceRequest, t: InferenceTiming) -> dict[str, float]:
+def platform_metrics(name: str, batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
     p = f"model.{name}"
     out = {f"{p}.available": 1, f"{p}.latency_s": t.latency_s, f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s,
-           f"{p}.tokens_per_s": req.batch * req.output_tokens / t.latency_s if t.latency_s > 0 else 0.0,
+           f"{p}.tokens_per_s": batch * output_tokens / t.latency_s if t.latency_s > 0 else 0.0,
            f"{p}.weight_bytes_per_device": t.weight_bytes_per_device,
            f"{p}.kv_bytes_per_device": t.kv_bytes_per_device}
     for k in BREAKDOWN_KEYS:
         out[f"{p}.breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
+        out[f"{p}.breakdown.step.{k}_s"] = float(t.step_s.get(k, 0.0))
+    out[f"{p}.breakdown.request.host_s"] = float(t.request_s.get("host", 0.0))
     return out
 
 
-def _trace(arch: ArchSpec, req: InferenceRequest, index: int) -> list[Mapping[str, Any]]:
+def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[Mapping[str, Any]]:
     """One decode step's timeline on each platform, pids moved apart per platform."""
-    if arch.kind == ArchKind.GPU:
+    if dep.arch.kind == ArchKind.GPU:
         from rdusim.engine.gpu.step import simulate_step
     else:
         from rdusim.engine.rdu.step import simulate_step
     from rdusim.graph.model_graph import build_model_graph
 
-    graph = build_model_graph(req.model, Phase.DECODE, req.batch, req.prompt_tokens, tp=req.tp)
-    step = simulate_step(arch, graph, fusion=req.fusion, launch=req.launch, tp=req.tp, trace=True)
+    graph = build_model_graph(dep.model, Phase.DECODE, batch, prompt_tokens, tp=dep.tp)
+    step = simulate_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp, trace=True,
+                         host_s=dep.stack.host.step_s(batch))
     return [dict(e, pid=e["pid"] + 100 * index) if "pid" in e else dict(e) for e in step.trace]
 
 
@@ -127,16 +134,30 @@ def summary(result: RunResult) -> str:
     head = (f"{result.workload_name}: {extra.get('model', '?')}, {extra.get('prompt_tokens')} in / "
             f"{extra.get('output_tokens')} out, batch {extra.get('batch_size')}")
     cols = ["latency ms", "ttft ms", "tpot ms", "tok/s"] + [f"{k} ms" for k in BREAKDOWN_KEYS]
-    lines = [head, f"{'platform':<12} {'policy':<18} " + " ".join(f"{c:>13}" for c in cols)]
+    lines = [head, f"{'platform':<12} {'policy':<28} " + " ".join(f"{c:>13}" for c in cols)]
     for name in extra.get("platforms", []):
         pol = extra.get("policy", {}).get(name, {})
-        policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')}"
+        policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')} {pol.get('stack', '')}".strip()
         if not m.get(f"model.{name}.available"):
-            lines.append(f"{name:<12} {policy:<18} {extra.get('notes', {}).get(name, 'not run')}")
+            lines.append(f"{name:<12} {policy:<28} {extra.get('notes', {}).get(name, 'not run')}")
             continue
         p = f"model.{name}"
         vals = [m[f"{p}.latency_s"] * 1e3, m[f"{p}.ttft_s"] * 1e3, m[f"{p}.tpot_s"] * 1e3, m[f"{p}.tokens_per_s"]]
         vals += [m[f"{p}.breakdown.{k}_s"] * 1e3 for k in BREAKDOWN_KEYS]
-        lines.append(f"{name:<12} {policy:<18} " + " ".join(f"{v:>13.3f}" for v in vals))
+        lines.append(f"{name:<12} {policy:<28} " + " ".join(f"{v:>13.3f}" for v in vals))
+    lines += ["", "Mean decode step (us): engine (compute + memory + launch + collective) vs the stack's host work; "
+              "per request (ms)",
+              f"{'platform':<12} " + " ".join(f"{c:>11}" for c in ("compute", "memory", "launch", "collective",
+                                                                    "engine", "host", "engine %", "request ms"))]
+    for name in extra.get("platforms", []):
+        p = f"model.{name}.breakdown"
+        if f"{p}.step.host_s" not in m:
+            continue
+        step = [m[f"{p}.step.{k}_s"] * 1e6 for k in ("compute", "memory", "launch", "collective")]
+        host = m[f"{p}.step.host_s"] * 1e6
+        engine = sum(step)
+        share = 100 * engine / (engine + host) if engine + host else 0.0
+        vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
+        lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel, KernelClass, KernelTime, kernel_time
 from rdusim.engine.gpu.launch import StreamTimeline, launch_cost_s, run_stream
-from rdusim.engine.inference import BREAKDOWN_KEYS, frozen
+from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.step import StepResult
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.tensor import TensorRole
@@ -24,32 +24,27 @@ def graph_batch(graph: OpGraph) -> int:
     return 1
 
 
-def framework_time_s(arch: GpuArch, batch: int) -> float:
-    """Host work per step outside kernels: scheduling, sampling, detokenising, per sequence."""
-    return arch.framework_step_overhead_s + arch.framework_per_sequence_s * batch
-
-
 def check_tp(arch: GpuArch, tp: int) -> None:
     if not 1 <= tp <= arch.node.gpus:
         raise ValueError(f"tp={tp} needs 1..{arch.node.gpus} GPUs of {arch.name}")
 
 
 def simulate_step(arch: GpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
-                  framework: bool = True, trace: bool = False) -> StepResult:
-    """Run ``graph`` (one TP rank's work, built with ``tp``) on one GPU; all ranks run in lock step."""
+                  host_s: float = 0.0, trace: bool = False) -> StepResult:
+    """Run ``graph`` (one TP rank's work, built with ``tp``) on one GPU; all ranks run in lock step.
+    ``host_s``: the serving stack's host work per step (scheduling, sampling) before the launches."""
     check_tp(arch, tp)
     launch_cost_s(arch, launch)               # bad launch modes fail before the partition
-    return simulate_kernels(arch, partition(graph, fusion, arch), graph_batch(graph), launch=launch, tp=tp,
-                            framework=framework, trace=trace)
+    return simulate_kernels(arch, partition(graph, fusion, arch), launch=launch, tp=tp,
+                            host_s=host_s, trace=trace)
 
 
-def simulate_kernels(arch: GpuArch, kernels: Sequence[Kernel], batch: int, *, launch: LaunchMode, tp: int,
-                     framework: bool = True, trace: bool = False) -> StepResult:
-    """:func:`simulate_step` of a graph already cut into ``kernels`` (``batch`` sequences)."""
+def simulate_kernels(arch: GpuArch, kernels: Sequence[Kernel], *, launch: LaunchMode, tp: int,
+                     host_s: float = 0.0, trace: bool = False) -> StepResult:
+    """:func:`simulate_step` of a graph already cut into ``kernels``."""
     check_tp(arch, tp)
     cost = launch_cost_s(arch, launch)
     times = [kernel_time(arch, k.work) for k in kernels]
-    host_s = framework_time_s(arch, batch) if framework else 0.0
     timeline = run_stream([t.duration_s for t in times], cost, host_s)
     return assemble(arch, kernels, times, timeline, host_s, trace=trace)
 

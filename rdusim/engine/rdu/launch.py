@@ -6,8 +6,8 @@ kernel k's off-chip streams (the address programs it sets up) launching kernel k
 only then can k start.
 HARDWARE (HO): the host launches the step's static schedule once (one software launch);
 the AGCUs then start each next kernel ``launch.hardware_s`` after the previous ends.
-After the last kernel of a model step the host spends ``runtime_step_overhead_s``
-(sampling, scheduling: per-token runtime work; not for bare kernels such as an FFT).
+After the last kernel of a model step the host spends ``host_s``: the serving stack's
+per-step work (sampling, scheduling; :mod:`rdusim.config.stack`), none for bare kernels.
 The gaps between kernels are what these processes produce.
 """
 
@@ -39,9 +39,9 @@ class Schedule:
 
 
 def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
-                 streams: Sequence[int] | None = None, *, host_overhead: bool = True) -> Schedule:
+                 streams: Sequence[int] | None = None, *, host_s: float = 0.0) -> Schedule:
     """Orchestrate kernels of the given durations (and off-chip stream counts) in order;
-    ``host_overhead``: the step is a model step with its per-token runtime work."""
+    ``host_s``: the runtime's host work after the last kernel (a model step's sampling)."""
     if not mode.for_rdu:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     env = simpy.Environment()
@@ -85,7 +85,7 @@ def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
     dev = env.process(device())
     env.run(dev)
     kernels_end = env.now
-    if host_overhead and arch.runtime_step_overhead_s:
-        env.run(env.timeout(arch.runtime_step_overhead_s))
+    if host_s > 0:
+        env.run(env.timeout(host_s))
     slots = tuple(Slot(a, b, c) for a, b, c in zip(launch_start, start, end))
     return Schedule(slots, kernels_end, env.now, env.now - kernels_end)

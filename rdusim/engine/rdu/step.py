@@ -7,7 +7,7 @@ from rdusim.compiler import DEFAULT_TILES, compile_plan
 from rdusim.compiler.plan import Kernel, Plan
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
-from rdusim.engine.inference import BREAKDOWN_KEYS, frozen
+from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.rdu.cache import KERNELS, KernelCache
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.launch import run_schedule
@@ -21,20 +21,20 @@ from rdusim.report.trace import TraceBuilder
 
 def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                   tiles: int = DEFAULT_TILES, trace: bool = False, cache: KernelCache | None = None,
-                  plan: Plan | None = None, host_overhead: bool = True) -> StepResult:
+                  plan: Plan | None = None, host_s: float = 0.0) -> StepResult:
     """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node, or
     of ``plan`` when given (compiled from such a graph; ``graph`` may then be None).
-    ``host_overhead``: add the runtime's per-step host work (model steps: yes)."""
+    ``host_s``: the serving stack's host work per step (model steps), after the kernels."""
     if tp > arch.node.sockets:
         raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
     plan = plan or compile_plan(graph, arch, fusion, tiles=tiles)
     tracer = StepTrace(TraceBuilder(), arch.name, sockets=tp) if trace else None
-    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache, host_overhead=host_overhead,
+    return simulate_plan(arch, plan, launch=launch, trace=trace, cache=cache, host_s=host_s,
                          tracer=tracer)
 
 
 def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool = False,
-                  cache: KernelCache | None = None, host_overhead: bool = True,
+                  cache: KernelCache | None = None, host_s: float = 0.0,
                   tracer: StepTrace | None = None) -> StepResult:
     """Simulate a compiled step. ``tracer``: add its timeline to that builder
     (:mod:`rdusim.engine.rdu.trace`); ``trace``: return the builder's events as the result's
@@ -45,7 +45,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     hw = SocketHw.of(arch)
     runs: list[tuple[KernelRun, bool]] = [cache.run(k, hw, plan.tiles) for k in plan.kernels]
     sched = run_schedule([r.duration_s for r, _ in runs], launch, arch, [k.streams for k in plan.kernels],
-                         host_overhead=host_overhead)
+                         host_s=host_s)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     breakdown["host"] = sched.host_s
     prev_end = 0.0
