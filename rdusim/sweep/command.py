@@ -43,7 +43,7 @@ def main_sweep(args) -> int:
     try:
         outcome = run_sweep(spec, out, executor, resume=args.resume, progress=Progress)
     except WorkerLost as exc:
-        print(f"rdusim: error: {exc}. Finished points are stored in {out}; "
+        print(f"rdusim: error: {exc}. Finished points are stored in {shlex.quote(str(out))}; "
               f"re-run with --resume to finish.", file=sys.stderr)
         return 1
     if outcome.code_changed and outcome.ran and outcome.skipped:
