@@ -87,7 +87,8 @@ def test_wheel_in_a_fresh_venv_runs_a_shipped_workload_by_name(tmp_path):
                             "import rdusim, rdusim.paths as p; print(rdusim.__file__); print(p.DATA_ROOT)"],
                            capture_output=True, text=True, cwd=outside, check=True).stdout.split()
     assert where[0].startswith(str(tmp_path / "venv")) and where[1].endswith("rdusim/_data")
-    for shipped in ("arch/sn40l.yaml", "models/llama2-7b.yaml", "workloads/coe150.yaml", "references/coe.yaml"):
+    for shipped in ("arch/sn40l.yaml", "models/llama2-7b.yaml", "workloads/coe150.yaml", "references/coe.yaml",
+                    "stacks/nemo.yaml"):
         assert (Path(where[1]) / shipped).is_file(), shipped
     run = subprocess.run([str(bindir / "rdusim"), "run", "llama2_7b_chat"], capture_output=True, text=True,
                          cwd=outside, timeout=300)
