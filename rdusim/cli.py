@@ -196,8 +196,15 @@ SET_HELP = ("override a workload field by dotted key (batch_size=8, platforms.sn
             "VALUE is YAML; repeatable")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (exit 2), pointing to the help."""
+
+    def error(self, message: str):
+        self.exit(2, f"rdusim: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rdusim", description=__doc__, epilog=EXIT_CODES,
+    p = _Parser(prog="rdusim", description=__doc__, epilog=EXIT_CODES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"rdusim {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -64,8 +64,17 @@ def test_negative_seed_is_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rdusim.cli", "run", COE, "--seed", "-1", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--seed" in proc.stderr and "non-negative" in proc.stderr
+    line = one_error_line(proc.stderr)
+    assert "--seed" in line and "non-negative" in line
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["run"], ["bogus"], ["run", COE, "--seed", "x"], ["sweep", COE, "--workers", "two"]])
+def test_usage_errors_are_one_line_exit_2(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert "--help" in one_error_line(capsys.readouterr().err)
 
 
 def test_seed_beyond_the_limit_is_named(capsys):
@@ -169,3 +178,7 @@ def test_hints_quote_paths(tmp_path, capsys):
     assert f"plots: rdusim report '{out_dir}'" in out
     assert "--metrics 'nosuch.*' matched no metric" in err                  # a glob matching nothing warns
     assert "'model.*'" not in err
+    code, out, _ = run_cli(capsys, "report", str(out_dir))              # the sweep's page
+    assert code == 0 and f"report: {out_dir / 'index.html'}" in out
+    html = (out_dir / "index.html").read_text()
+    assert "Points" in html and "<img" in html and 'href="tables/sweep_points.csv"' in html
