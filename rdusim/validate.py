@@ -7,6 +7,17 @@ metric of that run with its published value: error = simulated / expected - 1,
 PASS when ``|error| <= tolerance``. A metric the run did not produce is a FAIL
 that names the metric; so is a study that crashed.
 
+A metric with a 95% confidence interval in the results (``<metric>.ci95_low`` and
+``.ci95_high``: the CoE study's means over independent routings) is compared by its
+interval: PASS when the interval overlaps ``expected * (1 -/+ tolerance)``, i.e. when
+the published number is within tolerance of some value the simulation cannot rule out.
+The error shown is still the mean's; the interval is shown beside it.
+
+The printed output keeps the two roles apart: one table of calibration references
+(numbers a parameter was fitted to) and one of validation references (predictions), each
+with its count, how many are within tolerance and the median and max |error|. The exit
+status is 1 if any reference of either role is outside its tolerance.
+
 API: :func:`load_references` (strict; InputError with file and dotted key),
 :func:`validation_rows` (run and compare, returns :class:`ValidationRow` s),
 :func:`format_table`, :func:`main_validate` (the command; exit 0/1/2), and
@@ -20,6 +31,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +103,8 @@ class ValidationRow:
     tolerance: float
     passed: bool
     note: str = ""                  # why it failed, when it did
+    ci95_low: Optional[float] = None    # the simulated value's 95% interval, when it has one
+    ci95_high: Optional[float] = None
 
     @property
     def status(self) -> str:
@@ -100,7 +114,7 @@ class ValidationRow:
         return {"id": self.id, "source": self.source, "role": self.role, "metric": self.metric,
                 "workload": self.workload, "expected": self.expected, "simulated": self.simulated,
                 "error": self.error, "tolerance": self.tolerance, "status": self.status,
-                "note": self.note}
+                "note": self.note, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
 
 
 def repo_root() -> Path:
@@ -152,9 +166,26 @@ def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str =
         return ValidationRow(**base, simulated=None, error=None, passed=False,
                              note=f"metric {ref.metric} is not a finite number ({value!r})")
     error = value / ref.expected - 1.0
-    passed = abs(error) <= ref.tolerance * (1 + 1e-9)
-    note = "" if passed else f"off by {error:+.1%}, outside ±{ref.tolerance:.1%}"
-    return ValidationRow(**base, simulated=float(value), error=error, passed=passed, note=note)
+    low, high = _interval(metrics, ref.metric)
+    if low is None:
+        passed = abs(error) <= ref.tolerance * (1 + 1e-9)
+        note = "" if passed else f"off by {error:+.1%}, outside ±{ref.tolerance:.1%}"
+    else:
+        lo_ok, hi_ok = (ref.expected * (1 - ref.tolerance), ref.expected * (1 + ref.tolerance))
+        lo_ok, hi_ok = min(lo_ok, hi_ok), max(lo_ok, hi_ok)
+        slack = 1e-9 * abs(ref.expected)
+        passed = low <= hi_ok + slack and high >= lo_ok - slack
+        note = "" if passed else (f"off by {error:+.1%} (95% CI {low:.4g}-{high:.4g}), "
+                                  f"outside ±{ref.tolerance:.1%}")
+    return ValidationRow(**base, simulated=float(value), error=error, passed=passed, note=note,
+                         ci95_low=low, ci95_high=high)
+
+
+def _interval(metrics: Mapping[str, Any], metric: str) -> tuple[Optional[float], Optional[float]]:
+    low, high = metrics.get(metric + ".ci95_low"), metrics.get(metric + ".ci95_high")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        return float(low), float(high)
+    return None, None
 
 
 def validation_rows(ref_files: Sequence[str], *, stream=None,
@@ -239,27 +270,58 @@ def _num(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.4g}"
 
 
-def format_table(rows: Sequence[ValidationRow], source_width: int = 44) -> str:
-    head = ("id", "source", "role", "published", "simulated", "error %", "tolerance", "result")
+_ROLE_TITLES = {
+    Role.CALIBRATION.value: "Calibration: numbers a parameter was fitted to (passing shows the fit holds, "
+                            "not predictive power)",
+    Role.VALIDATION.value: "Validation: predictions, nothing was tuned on these",
+}
+
+
+def role_summary(rows: Sequence[ValidationRow]) -> str:
+    """``N references, M within tolerance; |error| median X%, max Y%`` for one role."""
+    errors = sorted(abs(r.error) for r in rows if r.error is not None)
+    passed = sum(r.passed for r in rows)
+    text = f"{len(rows)} reference{'s' if len(rows) != 1 else ''}, {passed}/{len(rows)} within tolerance"
+    if errors:
+        text += f"; |error| median {100 * statistics.median(errors):.1f}%, max {100 * errors[-1]:.1f}%"
+    missing = len(rows) - len(errors)
+    return text + (f"; {missing} without a simulated value" if missing else "")
+
+
+def _role_table(rows: Sequence[ValidationRow], source_width: int) -> list[str]:
+    head = ("id", "source", "published", "simulated", "95% CI", "error %", "tolerance", "result")
     body = []
     for r in rows:
         src = r.source if len(r.source) <= source_width else r.source[: source_width - 3] + "..."
         err = "-" if r.error is None else f"{r.error * 100:+.1f}"
-        body.append((r.id, src, r.role, _num(r.expected), _num(r.simulated), err,
-                     f"±{r.tolerance * 100:.0f}%", r.status))
+        ci = "-" if r.ci95_low is None else f"{r.ci95_low:.4g}-{r.ci95_high:.4g}"
+        body.append((r.id, src, _num(r.expected), _num(r.simulated), ci, err, f"±{r.tolerance * 100:.0f}%", r.status))
     widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-    right = {3, 4, 5, 6}
+    right = {2, 3, 4, 5, 6}
 
     def line(cells):
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+    return [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+
+
+def format_table(rows: Sequence[ValidationRow], source_width: int = 44) -> str:
+    """One table per role, each with its count and median/max |error|; the roles are never
+    added into one score. A simulated value with a 95% CI passes when the interval overlaps
+    the tolerance band."""
+    out: list[str] = []
+    for role in (Role.CALIBRATION.value, Role.VALIDATION.value):
+        mine = [r for r in rows if r.role == role]
+        if not mine:
+            continue
+        if out:
+            out.append("")
+        out += [_ROLE_TITLES[role], ""] + _role_table(mine, source_width)
+        out += ["", f"{role}: {role_summary(mine)}"]
     failed = [r for r in rows if not r.passed]
-    cal = sum(r.role == Role.CALIBRATION.value for r in rows)
-    out.append("")
-    out.append(f"{len(rows) - len(failed)}/{len(rows)} within tolerance "
-               f"({cal} calibration, {len(rows) - cal} validation references)")
+    if failed:
+        out.append("")
     for r in failed:
         out.append(f"FAIL {r.id}: {r.note}")
     return "\n".join(out)

@@ -182,3 +182,15 @@ def test_hints_quote_paths(tmp_path, capsys):
     assert code == 0 and f"report: {out_dir / 'index.html'}" in out
     html = (out_dir / "index.html").read_text()
     assert "Points" in html and "<img" in html and 'href="tables/sweep_points.csv"' in html
+
+
+def test_oom_reasons_are_found_for_every_study_shape():
+    from rdusim.report.oom import NO_REASON, oom_lines, reason_of
+
+    assert reason_of("coe.sn40l.bs1.tok20.experts1000", {"coe.sn40l.bs1.tok20.experts1000": "r"}) == "r"
+    assert reason_of("model.sn40l", {"sn40l": "m"}) == "m"
+    assert reason_of("fusion.b.dgx_h100.unfused", {"b.dgx_h100": "f"}) == "f"
+    assert reason_of("fusion.b.unfused", {"b.sn40l": "f"}) == "f"          # the first RDU's copy
+    assert reason_of("model.x", {}) == NO_REASON
+    lines = oom_lines({"model.a.oom": 1, "model.b.oom": 1, "model.c.oom": 0}, {"oom_reasons": {"a": "too big"}})
+    assert lines == ["too big: model.a", f"{NO_REASON}: model.b"]

@@ -16,8 +16,9 @@ def test_capacity_by_hand_sn40l():
     arch = load_arch("arch/sn40l.yaml")
     pinned = EXPERT + 2e9
     cap = node_capacity(arch, 8, EXPERT, pinned)
-    assert cap.hbm_experts == math.floor((8 * 64 * 2**30 - pinned) / EXPERT)
-    assert cap.max_experts == math.floor(8 * 1.5 * 2**40 / EXPERT)     # every expert's home is DDR
+    # usable = capacity - reserved_bytes: 64 GiB - 4 GiB of HBM, 1.5 TiB - 32 GiB of DDR per socket
+    assert cap.hbm_experts == math.floor((8 * 60 * 2**30 - pinned) / EXPERT)
+    assert cap.max_experts == math.floor(8 * (1.5 * 2**40 - 32 * 2**30) / EXPERT)   # every expert's home is DDR
     assert cap.fits(cap.max_experts) is None
     assert "exceed DDR" in cap.fits(cap.max_experts + 1)
 
@@ -25,12 +26,13 @@ def test_capacity_by_hand_sn40l():
 def test_capacity_by_hand_dgx():
     arch = load_arch("arch/dgx_h100.yaml")
     cap = node_capacity(arch, 8, EXPERT, EXPERT)
-    assert cap.hbm_experts == math.floor((640e9 - EXPERT) / EXPERT)
-    assert cap.max_experts == cap.hbm_experts + math.floor(2e12 / EXPERT)
+    # usable = capacity - reserved_bytes: 80 - 2 GB per GPU, 2 TB - 128 GB of host DRAM
+    assert cap.hbm_experts == math.floor((8 * 78e9 - EXPERT) / EXPERT)
+    assert cap.max_experts == cap.hbm_experts + math.floor(1.872e12 / EXPERT)
 
 
 def test_oom_when_pinned_state_fills_hbm():
-    arch = load_arch("arch/dgx_h100.yaml", [("device.hbm.capacity_bytes", 1e9)])
+    arch = load_arch("arch/dgx_h100.yaml", [("device.hbm.capacity_bytes", 1e9), ("device.hbm.reserved_bytes", 0)])
     cap = node_capacity(arch, 8, EXPERT, EXPERT)
     assert cap.hbm_experts == 0 and "cannot hold the pinned" in cap.fits(1)
 

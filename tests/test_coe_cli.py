@@ -20,7 +20,7 @@ def test_run_writes_results_with_the_contract_keys(tmp_path, capsys):
         assert f"coe.capacity.{p}.max_experts" in m and f"coe.capacity.{p}.hbm_experts" in m
         assert f"coe.footprint.{p}.nodes_for60" in m
         assert m[f"coe.{p}.bs4.tok5.experts400.oom"] in (0, 1)
-    assert m["coe.speedup.sn40l_vs_dgx_h100.bs1.tok5.overall"] > 1
+    assert 0 < m["coe.speedup.sn40l_vs_dgx_h100.bs1.tok5.overall"] < 100
     assert m["coe.speedup.sn40l_vs_dgx_h100.switch"] > 1
     # the engines' own time split is in the records, and sums to the expert latency
     rows = [r for r in data["records"] if r.get("row") == "model_timing"]

@@ -128,7 +128,7 @@ def test_small_sram_splits_kernels_or_restreams():
 def test_tensors_spill_to_ddr_when_hbm_is_too_small():
     g = llama(Phase.DECODE)
     tiny_hbm = dataclasses.replace(ARCH, socket=dataclasses.replace(
-        ARCH.socket, hbm=dataclasses.replace(ARCH.socket.hbm, capacity_bytes=1e6)))
+        ARCH.socket, hbm=dataclasses.replace(ARCH.socket.hbm, capacity_bytes=1e6, reserved_bytes=0)))
     plan = compile(g, tiny_hbm, F)
     assert plan.bytes_by_tier().get("ddr", 0) > 0
     assert "ddr" in set(plan.placement.values())

@@ -56,7 +56,8 @@ def test_declines_when_the_model_would_spill_to_ddr():
     cfg = load_model("llama2-7b")
     two = build_model_graph(cfg, Phase.DECODE, 1, 300, tp=8, layers=2)
     # room for the two-layer graph's tensors but not for 32 layers'
-    small = load_arch("arch/sn40l.yaml", [("socket.hbm.capacity_bytes", {"value": 4e8, "source": "what-if"})])
+    small = load_arch("arch/sn40l.yaml", [("socket.hbm.capacity_bytes", {"value": 4e8, "source": "what-if"}),
+                                              ("socket.hbm.reserved_bytes", {"value": 0, "source": "what-if"})])
     assert set(compile_plan(two, small, FusionPolicy.FUSED).placement.values()) == {"hbm"}
     assert compile_repeated(two, cfg.num_hidden_layers, small, FusionPolicy.FUSED, tiles=64) is None
     assert compile_repeated(two, 2, small, FusionPolicy.FUSED, tiles=64) is not None

@@ -94,7 +94,11 @@ def _ddr(bw: float):
     return ("socket.ddr.bandwidth_bytes_per_s", {"value": bw, "source": "what-if"})
 
 
-_TINY_HBM = ("socket.hbm.capacity_bytes", {"value": 1e6, "source": "what-if: weights spill to DDR"})
+_TINY_HBM = ("socket.hbm", {"capacity_bytes": {"value": 1e6, "source": "what-if: weights spill to DDR"},
+                            "bandwidth_bytes_per_s": {"value": 2.0e+12, "source": "as arch/sn40l.yaml"},
+                            "efficiency": {"value": 0.9, "source": "as arch/sn40l.yaml"},
+                            "latency_s": {"value": 5.0e-7, "source": "as arch/sn40l.yaml"},
+                            "reserved_bytes": {"value": 0, "source": "what-if: nothing reserved"}})
 
 
 def test_ddr_bandwidth_does_not_resimulate_hbm_only_kernels():

@@ -165,8 +165,9 @@ def test_coe_tables_carry_the_table2_numbers(tmp_path):
     row = next(r for r in t.rows if r[:3] == ("sn40l", "dgx_h100", "BS=8, 20 tok"))
     m = result.metrics
     assert row[3] == pytest.approx(m["coe.speedup.sn40l_vs_dgx_h100.bs8.tok20.overall"])
-    assert row[4] == pytest.approx(m["coe.speedup.sn40l_vs_dgx_h100.bs8.tok20.expert"])
-    assert row[5] == pytest.approx(m["coe.speedup.sn40l_vs_dgx_h100.switch"])
+    assert row[4] == "-"            # the synthetic result has one routing: no interval
+    assert row[5] == pytest.approx(m["coe.speedup.sn40l_vs_dgx_h100.bs8.tok20.expert"])
+    assert row[7] == pytest.approx(m["coe.speedup.sn40l_vs_dgx_h100.switch"])
     sweep = {t.name: t for t in report.tables}["coe_sweep_bs1_tok20"]
     assert sweep.columns == ("experts", "sn40l latency (s)", "dgx_h100 latency (s)", "dgx_a100 latency (s)")
     assert dict((r[0], r[2]) for r in sweep.rows)[300] == "OOM"
@@ -250,3 +251,14 @@ def test_same_result_same_report_and_stale_files_go(tmp_path):
     write_report(b, tmp_path / "b")
     assert (tmp_path / "a" / "index.html").read_bytes() == (tmp_path / "b" / "index.html").read_bytes()
     assert not (tmp_path / "a" / "figures" / "stale.png").exists()
+
+
+def test_coe_speedup_table_shows_the_interval():
+    from rdusim.report.keys import coe_view
+    from rdusim.report.section_coe import speedup_table
+
+    k = "coe.speedup.sn40l_vs_dgx_h100.bs1.tok20"
+    v = coe_view({f"{k}.overall": 3.2, f"{k}.overall.ci95_low": 3.1, f"{k}.overall.ci95_high": 3.3,
+                  f"{k}.expert": 1.6}, ["sn40l", "dgx_h100"])
+    (row,) = speedup_table(v).rows
+    assert row[3] == 3.2 and row[4] == "3.1-3.3" and row[5] == 1.6 and row[6] == "-"

@@ -222,3 +222,11 @@ sweep:
 def test_report_on_a_folder_without_a_sweep_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "sweep.sqlite" in capsys.readouterr().err
+
+
+def test_oom_marks_the_point_even_when_the_oom_flags_are_not_chosen(tmp_path):
+    assert sweep(tmp_path, "--metrics", "model.*.tpot_s") == 0
+    rows = sweep_fake.table(tmp_path)
+    oom = [(p, m, e) for _, p, _, s, m, e in rows if s == "oom"]
+    assert len(oom) == 2 and all(p["batch_size"] == 100 and "model.sn40l.oom" in e for p, m, e in oom)
+    assert all(set(m) == {"model.sn40l.tpot_s"} for _, m, _ in oom)

@@ -9,7 +9,7 @@ from rdusim import cli
 from rdusim.config.workload import REPO_ROOT
 from rdusim.errors import InputError
 from rdusim.results import RunResult, plain
-from rdusim.validate import (Role, applicable_rows, compare, format_table, load_references,
+from rdusim.validate import (Reference, Role, applicable_rows, compare, format_table, load_references, role_summary,
                              main_validate, validation_rows)
 
 WORKLOAD = """\
@@ -83,7 +83,12 @@ def test_all_pass_exit_0_and_each_run_once(tmp_path, wl, fake_study, capsys):
     out = capsys.readouterr().out
     for word in ("ref.bs1", "ref.bs4", "ref.h100.bs4", "calibration", "validation", "PASS", "Someone et al."):
         assert word in out
-    assert "FAIL" not in out and "3/3 within tolerance" in out
+    assert "FAIL" not in out
+    # the two roles apart, each with its own count (never one combined score)
+    assert "calibration: 1 reference, 1/1 within tolerance" in out
+    assert "validation: 2 references, 2/2 within tolerance" in out
+    assert "3/3" not in out
+    assert out.index("Calibration:") < out.index("ref.bs1") < out.index("Validation:") < out.index("ref.bs4")
     assert len(fake_study) == 2   # two distinct (workload, set) pairs
 
 
@@ -176,7 +181,7 @@ def test_default_is_every_yaml_in_references(tmp_path, wl, fake_study, monkeypat
     (tmp_path / "references" / "notes.txt").write_text("not a reference")
     monkeypatch.setattr("rdusim.config.workload.REPO_ROOT", tmp_path)
     assert cli.main(["validate"]) == 0
-    assert "3/3 within tolerance" in capsys.readouterr().out
+    assert "validation: 2 references, 2/2 within tolerance" in capsys.readouterr().out
 
 
 def test_cli_refs_flag_and_no_progress_noise_in_pipes(tmp_path, wl, fake_study, capsys):
@@ -184,7 +189,7 @@ def test_cli_refs_flag_and_no_progress_noise_in_pipes(tmp_path, wl, fake_study, 
     assert cli.main(["validate", "--refs", path]) == 0
     cap = capsys.readouterr()
     assert cap.err == ""                       # the progress bar is drawn on terminals only
-    assert "3/3 within tolerance" in cap.out
+    assert "calibration: 1 reference, 1/1 within tolerance" in cap.out
 
 
 def test_progress_bar_on_a_terminal(tmp_path, wl, fake_study, monkeypatch):
@@ -223,3 +228,26 @@ def test_format_table_truncates_long_sources():
     ref = Reference(id="r", source="x" * 100, workload="w", metric="m", expected=2.0, tolerance=0.1)
     text = format_table([compare(ref, {"m": 2.1})])
     assert "x" * 41 + "..." in text and "+5.0" in text and "±10%" in text and "PASS" in text
+
+
+def _ci_ref(expected, tolerance=0.1):
+    return Reference(id="ci", source="s", workload="w.yaml", metric="m", expected=expected, tolerance=tolerance)
+
+
+def test_an_interval_passes_when_it_overlaps_the_tolerance_band():
+    metrics = {"m": 3.2, "m.ci95_low": 3.1, "m.ci95_high": 3.3}
+    # band 2.7-3.3 for 3.0 +- 10%: the interval touches it exactly at 3.3
+    assert compare(_ci_ref(3.0), metrics).passed
+    row = compare(_ci_ref(2.9), metrics)          # band 2.61-3.19 still overlaps 3.1-3.3
+    assert row.passed and row.ci95_low == 3.1 and row.ci95_high == 3.3
+    row = compare(_ci_ref(2.8), metrics)          # band 2.52-3.08: no overlap
+    assert not row.passed and "95% CI 3.1-3.3" in row.note
+    # without an interval the point rule applies: 3.2 is 14% above 2.8
+    assert not compare(_ci_ref(2.8), {"m": 3.2}).passed
+
+
+def test_role_summary_median_and_max():
+    rows = [compare(_ci_ref(e), {"m": 1.0}) for e in (1.0, 0.5, 1.25)]   # errors 0, +100%, -20%
+    text = role_summary(rows)
+    assert "3 references, 1/3 within tolerance" in text
+    assert "median 20.0%" in text and "max 100.0%" in text

@@ -2,8 +2,11 @@
 
 Activations crossing kernel boundaries always go to HBM. Tensors that enter the graph
 from outside (weights, KV cache, optimizer state, constants) go to HBM while they fit
-(with ``HBM_HEADROOM`` left for activations); the rest spill to DDR in the order
-optimizer state, then weights, then KV cache (least to most bandwidth-critical).
+beside the activation workspace (the rule of :mod:`rdusim.memory`: a tier's usable bytes
+are its capacity less its ``reserved_bytes``; the workspace is the largest activation
+footprint of one op); the rest spill to DDR in the order optimizer state, then weights,
+then KV cache (least to most bandwidth-critical). A spill larger than the DDR's usable
+bytes raises :class:`rdusim.memory.OutOfMemory`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,15 @@ from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Tier
 from rdusim.config.arch_rdu import RduArch
 from rdusim.graph.tensor import TensorRole
+from rdusim.memory import OutOfMemory, op_activation_peak, usable_bytes
 
-HBM_HEADROOM = 0.9   # fraction of HBM capacity given to resident tensors
 _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
                 TensorRole.CONSTANT, TensorRole.INPUT)
 
 
 def place_tensors(nodes: tuple[Node, ...], arch: RduArch) -> dict[str, Tier]:
     """External tensor name -> tier, for one socket (the graph is one TP rank)."""
-    return assign_tiers(resident_sizes(nodes), arch)
+    return assign_tiers(resident_sizes(nodes), arch, op_activation_peak(n.op for n in nodes))
 
 
 def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float]]:
@@ -36,12 +39,14 @@ def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float
     return sizes
 
 
-def hbm_budget(arch: RduArch) -> float:
-    return arch.socket.hbm.capacity_bytes * HBM_HEADROOM
+def hbm_budget(arch: RduArch, activation_bytes: float = 0.0) -> float:
+    """HBM bytes left for resident tensors beside ``activation_bytes`` of workspace."""
+    return usable_bytes(arch.socket.hbm) - activation_bytes
 
 
-def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch) -> dict[str, Tier]:
-    budget = hbm_budget(arch)
+def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch,
+                 activation_bytes: float = 0.0) -> dict[str, Tier]:
+    budget = hbm_budget(arch, activation_bytes)
     total = sum(b for _, b in sizes.values())
     tiers = {name: Tier.HBM for name in sizes}
     for role in _SPILL_ORDER:
@@ -51,4 +56,11 @@ def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch) -> d
             if r == role and total > budget:
                 tiers[name] = Tier.DDR
                 total -= b
+    spilled = sum(b for name, (_, b) in sizes.items() if tiers[name] == Tier.DDR)
+    ddr = arch.socket.ddr
+    if total > budget or spilled > usable_bytes(ddr):
+        raise OutOfMemory(
+            f"per socket: {sum(b for _, b in sizes.values()) / 1e9:.2f} GB of resident tensors and "
+            f"{activation_bytes / 1e9:.2f} GB of activations exceed HBM {usable_bytes(arch.socket.hbm) / 1e9:.2f} GB "
+            f"+ DDR {usable_bytes(ddr) / 1e9:.2f} GB usable (capacity less reserved_bytes)")
     return tiers

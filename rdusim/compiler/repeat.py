@@ -25,6 +25,7 @@ from rdusim.compiler.compile import kernel_name, place_groups
 from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import hbm_budget, resident_sizes
+from rdusim.memory import op_activation_peak
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
@@ -90,7 +91,7 @@ def _repeated_tiers(t: _Template, layers: int, arch: RduArch) -> dict[str, Tier]
                 return None
     copies = {-1: 1, **{j: 1 for j in range(t.rep)}, t.rep: layers - t.rep}
     total = sum(b * copies[owner[name]] for name, (_, b) in sizes.items())
-    if total > hbm_budget(arch) * (1 - _MARGIN):
+    if total > hbm_budget(arch, op_activation_peak(n.op for n in t.nodes)) * (1 - _MARGIN):
         return None
     names = list(sizes)
     rep = [n for n in names if owner[n] == t.rep]

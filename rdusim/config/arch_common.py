@@ -15,12 +15,27 @@ class ArchKind(enum.Enum):
 
 @dataclass(frozen=True)
 class MemoryTier:
-    """One level of memory on one socket/device (or the host)."""
+    """One level of memory on one socket/device (or the host).
+
+    ``reserved_bytes`` is what a real system keeps back from its users on this tier (OS,
+    runtime, program binaries, pinned staging buffers, driver contexts); what models may
+    use is ``usable_bytes`` (rdusim.memory applies the one rule to every run)."""
 
     capacity_bytes: float = field(metadata=positive())
     bandwidth_bytes_per_s: float = field(metadata=positive())
     efficiency: float = field(default=1.0, metadata={"gt": 0, "le": 1})
     latency_s: float = field(default=0.0, metadata={"ge": 0})
+    reserved_bytes: float = field(default=0.0, metadata={"ge": 0})
+
+    def __post_init__(self):
+        if self.reserved_bytes >= self.capacity_bytes:
+            raise ValueError("reserved_bytes", f"less than capacity_bytes ({self.capacity_bytes:g})",
+                             self.reserved_bytes)
+
+    @property
+    def usable_bytes(self) -> float:
+        """Capacity less the reserve: the bytes models, caches and activations may occupy."""
+        return self.capacity_bytes - self.reserved_bytes
 
     @property
     def effective_bandwidth_bytes_per_s(self) -> float:

@@ -78,7 +78,8 @@ class CoeWorkload:
     batch_sizes: tuple[int, ...] = field(default=(1, 8), metadata=upto(L.MAX_BATCH, gt=None))
     routing: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
-    batches: int = field(default=40, metadata=upto(L.MAX_SIM_BATCHES))        # CoE batches measured per scenario
+    batches: int = field(default=40, metadata=upto(L.MAX_SIM_BATCHES))   # CoE batches measured per scenario and replication
+    replications: int = field(default=1, metadata=upto(L.MAX_REPLICATIONS))   # independent routings per scenario (95% CIs)
     warmup_batches: int = field(default=10, metadata=upto(L.MAX_SIM_BATCHES, ge=0))  # run first, not measured
     sweep_experts: tuple[int, ...] = field(default=(), metadata=upto(L.MAX_EXPERTS, gt=None))
     sweep_batches: int = field(default=20, metadata=upto(L.MAX_SIM_BATCHES))  # batches per sweep point

@@ -38,7 +38,8 @@ def num(value: Any) -> Optional[float]:
 
 
 # ---------------------------------------------------------------- CoE
-_SPEEDUP = re.compile(r"^coe\.speedup\.(?P<a>[^.]+?)_vs_(?P<c>[^.]+)\.bs(?P<bs>\d+)\.tok(?P<tok>\d+)\.(?P<m>\w+)$")
+_SPEEDUP = re.compile(r"^coe\.speedup\.(?P<a>[^.]+?)_vs_(?P<c>[^.]+)\.bs(?P<bs>\d+)\.tok(?P<tok>\d+)\.(?P<m>\w+)"
+                      r"(?P<ci>\.ci95_low|\.ci95_high)?$")   # a speedup, or a bound of its 95% CI
 _SWITCH = re.compile(r"^coe\.speedup\.(?P<a>[^.]+?)_vs_(?P<c>[^.]+)\.switch$")
 _CAPACITY = re.compile(r"^coe\.capacity\.(?P<p>[^.]+)\.(?P<m>\w+)$")
 _FOOTPRINT = re.compile(r"^coe\.footprint\.(?P<p>[^.]+)\.nodes_for(?P<n>\d+)$")
@@ -75,7 +76,7 @@ def coe_view(metrics: Mapping[str, Any], order: list[str]) -> CoeView:
         val = num(raw)
         if m := _SPEEDUP.match(key):
             s = Scenario(int(m["bs"]), int(m["tok"]))
-            v.speedups.setdefault((m["a"], m["c"], s), {})[m["m"]] = val
+            v.speedups.setdefault((m["a"], m["c"], s), {})[m["m"] + (m["ci"] or "")] = val
         elif m := _SWITCH.match(key):
             v.switch_speedups[(m["a"], m["c"])] = val
         elif m := _CAPACITY.match(key):

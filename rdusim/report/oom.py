@@ -18,8 +18,22 @@ def oom_reasons(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[st
     for key, value in sorted(metrics.items()):
         if key.endswith(".oom") and value == 1:
             prefix = key[: -len(".oom")]
-            out.setdefault(str(reasons.get(prefix, NO_REASON)), []).append(prefix)
+            out.setdefault(str(reason_of(prefix, reasons)), []).append(prefix)
     return out
+
+
+def reason_of(prefix: str, reasons: Mapping[str, Any]) -> Any:
+    """The reason recorded for a metric prefix. Studies key reasons by the prefix itself
+    (coe), or by the part after the kind naming the platform (model: ``sn40l``; fusion:
+    ``<bench>.<platform>``); the first RDU's un-prefixed fusion keys share its reason."""
+    if prefix in reasons:
+        return reasons[prefix]
+    parts = prefix.split(".")[1:]
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in reasons:
+            return reasons[".".join(parts[:n])]
+    same = {str(v) for k, v in reasons.items() if parts and k.split(".")[0] == parts[0]}
+    return same.pop() if len(same) == 1 else NO_REASON
 
 
 def oom_lines(metrics: Mapping[str, Any], extra: Mapping[str, Any], *, max_keys: int = 4) -> list[str]:

@@ -13,16 +13,23 @@ from rdusim.report.keys import CoeView
 def speedup_table(v: CoeView) -> Optional[Table]:
     rows = []
     for (a, c, s), d in sorted(v.speedups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
-        rows.append((a, c, s.label, d.get("overall"), d.get("expert"), v.switch_speedups.get((a, c))))
+        rows.append((a, c, s.label, d.get("overall"), _ci(d, "overall"), d.get("expert"), _ci(d, "expert"),
+                     v.switch_speedups.get((a, c))))
     for (a, c), sw in v.switch_speedups.items():
         if not any(r[0] == a and r[1] == c for r in rows):
-            rows.append((a, c, "-", None, None, sw))
+            rows.append((a, c, "-", None, None, None, None, sw))
     if not rows:
         return None
     return Table("coe_speedups", "Speedup of one node over another (paper Table 2)",
-                 ("platform", "over", "scenario", "overall speedup (x)", "expert-only speedup (x)",
-                  "model switching speedup (x)"), tuple(rows),
-                 "speedup = latency of the second platform / latency of the first.")
+                 ("platform", "over", "scenario", "overall speedup (x)", "overall 95% CI",
+                  "expert-only speedup (x)", "expert-only 95% CI", "model switching speedup (x)"), tuple(rows),
+                 "speedup = latency of the second platform / latency of the first: the mean of per-replication "
+                 "ratios over independent routings, with its 95% confidence interval (- : one routing, no interval).")
+
+
+def _ci(d, part: str) -> str:
+    low, high = d.get(part + ".ci95_low"), d.get(part + ".ci95_high")
+    return "-" if low is None or high is None else f"{low:.3g}-{high:.3g}"
 
 
 def components_table(v: CoeView) -> Optional[Table]:

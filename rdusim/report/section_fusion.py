@@ -25,7 +25,7 @@ def times_table(v: FusionView) -> Table:
     ho_so = any("fused_ho_vs_fused_so" in s for s in v.speedups.values())
     rows = []
     for b in v.benchmarks:
-        t = [v.modes.get((b, m), {}).get("time_s") for m in modes]
+        t = ["OOM" if v.modes.get((b, m), {}).get("oom") else v.modes.get((b, m), {}).get("time_s") for m in modes]
         k = [v.modes.get((b, m), {}).get("kernels") for m in modes]
         sp = [plots_fusion.speedup_of(v, b, m) for m in faster]
         rows.append((b, *t, *k, *sp) + ((v.speedups.get(b, {}).get("fused_ho_vs_fused_so"),) if ho_so else ()))

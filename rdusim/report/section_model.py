@@ -14,9 +14,17 @@ def latency_table(v: ModelView) -> Table:
     rows = []
     for p in v.platforms:
         d, b = v.values.get(p, {}), v.breakdown.get(p, {})
+        if d.get("oom"):
+            rows.append((p, "OOM", *([None] * (2 + len(comps)))))
+            continue
         rows.append((p, d.get("latency_s"), d.get("ttft_s"), d.get("tpot_s"), *(b.get(c) for c in comps)))
+    oom = [p for p in v.platforms if v.values.get(p, {}).get("oom")]
+    note = ("OOM: the model does not fit the per-device memory of " + ", ".join(oom)
+            + " (weights + KV cache + activations against usable HBM, and DDR on an RDU; model.P.memory.*),"
+            " so it has no latency." if oom else "")
     return Table("model_latency", "Latency per platform",
-                 ("platform", "latency (s)", "TTFT (s)", "TPOT (s)", *(f"{c} (s)" for c in comps)), tuple(rows))
+                 ("platform", "latency (s)", "TTFT (s)", "TPOT (s)", *(f"{c} (s)" for c in comps)), tuple(rows),
+                 note=note)
 
 
 def build(v: ModelView) -> Optional[Section]:

@@ -9,7 +9,7 @@ the nodes needed to serve N experts near the all-in-HBM latency.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,10 @@ from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
+from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
+from rdusim.studies.coe_stats import put
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.engine.stepper import StepCache
 from rdusim.studies.coe_timing import ModelTimer
@@ -55,7 +57,8 @@ class PlatformRun:
     expert: ModelTimer
     expert_bytes: float
     router_bytes: float
-    kv_per_token: float       # router + expert KV bytes per token of one sequence
+    _capacities: dict = field(default_factory=dict)
+    trace_rows: tuple[int, ...] = ()
 
     @property
     def arch(self):
@@ -65,10 +68,20 @@ class PlatformRun:
     def tp(self) -> int:
         return self.loaded.spec.platforms[self.name].tp
 
-    def capacity(self, sc: Scenario) -> Capacity:
+    def pinned_bytes(self, sc: Scenario) -> float:
+        """Node bytes always in HBM: the router's weights, both models' KV caches at their
+        final context and the larger activation workspace (rdusim.memory's formulas)."""
         spec: CoeWorkload = self.loaded.spec
-        kv = sc.batch_size * (spec.prompt_tokens + sc.output_tokens) * self.kv_per_token
-        return node_capacity(self.arch, self.tp, self.expert_bytes, self.router_bytes + kv)
+        b, tp = sc.batch_size, self.tp
+        kv = (kv_bytes_per_rank(self.expert.model, tp, b, spec.prompt_tokens + sc.output_tokens)
+              + kv_bytes_per_rank(self.router.model, tp, b, spec.prompt_tokens + spec.router.output_tokens))
+        act = max(activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens) for m in (self.expert, self.router))
+        return self.router_bytes + tp * (kv + act)
+
+    def capacity(self, sc: Scenario) -> Capacity:
+        if sc not in self._capacities:
+            self._capacities[sc] = node_capacity(self.arch, self.tp, self.expert_bytes, self.pinned_bytes(sc))
+        return self._capacities[sc]
 
     def setup(self, sc: Scenario, experts: int, hottest: tuple[int, ...], *, slots: int | None = None) -> ServingSetup:
         spec: CoeWorkload = self.loaded.spec
@@ -89,13 +102,12 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     router_cfg = _model(spec.router.model, loaded.file, "router.model")
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
-    kv_tok = expert_cfg.kv_cache_bytes_per_token + router_cfg.kv_cache_bytes_per_token
     extra = {} if simulate is None else {"simulate": simulate}
     cache = StepCache()      # one per run: router and experts of a platform share steps when equal
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, router_cfg), spec.prompt_tokens, cache, **extra),
                               ModelTimer(loaded.deployment(name, expert_cfg), spec.prompt_tokens, cache, **extra),
-                              expert_bytes, router_bytes, kv_tok)
+                              expert_bytes, router_bytes)
             for name in spec.platforms}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     trace_rows = _load_trace(spec, loaded.file)
@@ -106,41 +118,51 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     oom_reasons: dict[str, str] = {}
     events: list[dict] = []
     steps = len(runs) * (len(scenarios) * (1 + len(spec.sweep_experts)) + 1)
+    per_rep: dict = {}
     with Progress(steps, f"coe {spec.name}") as bar:
         for name, pr in runs.items():
+            pr.trace_rows = trace_rows
             _run_platform(pr, spec, scenarios, trace_rows, metrics, records, oom_reasons,
-                          events if trace else None, bar)
-    _speedups(runs, reference, scenarios, metrics)
+                          events if trace else None, bar, per_rep)
+    _speedups(runs, reference, scenarios, metrics, per_rep)
+    metrics["coe.replications"] = spec.replications
+    metrics["coe.batches_per_replication"] = spec.batches
     return RunResult(
         workload_name=spec.name, kind="coe", resolved=dict(loaded.raw),
         archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
         records=tuple(records),
         extra={"reference_platform": reference, "oom_reasons": oom_reasons,
-               "scenarios": [s.key for s in scenarios]},
+               "scenarios": [s.key for s in scenarios], "replications": spec.replications,
+               "batches": spec.batches, "sweep_batches": spec.sweep_batches},
         trace=tuple(_chrome(events, list(runs))))
 
 
 def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, metrics, records,
-                  oom_reasons, events: list | None, bar: Progress) -> None:
-    """Capacity, every scenario, the expert-count sweep and the footprint of one platform."""
+                  oom_reasons, events: list | None, bar: Progress, per_rep: dict) -> None:
+    """Capacity, every scenario (``spec.replications`` independent routings each), the
+    expert-count sweep (one routing) and the footprint of one platform."""
     name = pr.name
     cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
     metrics[f"coe.capacity.{name}.max_experts"] = cap.max_experts
     metrics[f"coe.capacity.{name}.hbm_experts"] = cap.hbm_experts
     metrics[f"coe.{name}.expert_bytes"] = pr.expert_bytes
     metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, pr.expert_bytes)
+    batches = spec.warmup_batches + spec.batches
     for sc in scenarios:
-        routes = _routes(pr.loaded.seed, spec, sc, spec.experts.count, spec.warmup_batches + spec.batches, trace_rows)
+        route_sets = [_routes(pr.loaded.seed, spec, sc, spec.experts.count, batches, trace_rows, rep)
+                      for rep in range(spec.replications)]
         prefix = f"coe.{name}.{sc.key}"
-        rows = _serve_point(pr, sc, spec.experts.count, routes, spec.warmup_batches, trace_rows,
-                            metrics, prefix, oom_reasons,
-                            trace=events if sc == scenarios[0] else None)
+        reps = _serve_point(pr, sc, spec.experts.count, route_sets, spec.warmup_batches,
+                            metrics, prefix, oom_reasons, trace=events if sc == scenarios[0] else None)
+        per_rep[(name, sc.key)] = reps
         bar.advance()
         records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
-                        "experts": spec.experts.count, **plain(r)} for r in rows)
+                        "experts": spec.experts.count, **plain(r)}
+                       for r in reps.get("rows", [()])[0])     # the batches of replication 0
         for n in spec.sweep_experts:
-            sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches, trace_rows)
-            _serve_point(pr, sc, n, sweep_routes, spec.warmup_batches, trace_rows, metrics,
+            sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches,
+                                   trace_rows, 0)
+            _serve_point(pr, sc, n, [sweep_routes], spec.warmup_batches, metrics,
                          f"{prefix}.experts{n}", oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
@@ -148,53 +170,73 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, met
     bar.advance()
 
 
-def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, routes: list[np.ndarray], warmup: int,
-                 trace_rows, metrics, prefix: str, oom_reasons, *, detail: bool = True,
-                 trace: list | None = None) -> tuple[BatchRecord, ...]:
+_DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch")
+
+
+def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[list[np.ndarray]], warmup: int,
+                 metrics, prefix: str, oom_reasons, *, detail: bool = True,
+                 trace: list | None = None) -> dict[str, list]:
+    """Serve each replication's routing; metrics are means over replications (with 95%
+    intervals when there are several). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
     reason = pr.capacity(sc).fits(experts)
     metrics[f"{prefix}.oom"] = int(reason is not None)
     if reason is not None:
         oom_reasons[prefix] = reason
-        return ()
-    hottest = tuple(hottest_first(spec.routing, experts, trace_rows))
-    spans: list | None = [] if trace is not None else None
-    rows = serve(pr.setup(sc, experts, hottest), routes, trace=spans)[warmup:]
-    if trace is not None and spans:
-        cut = rows[0].start_s + sum(r.latency_s for r in rows[:TRACE_BATCHES])
-        trace.extend((pr.name, *s) for s in spans if rows[0].start_s <= s[1] < cut)
-    metrics[f"{prefix}.latency_s"] = _mean(r.latency_s for r in rows)
-    if detail:
-        metrics[f"{prefix}.router_s"] = _mean(r.router_s for r in rows)
-        metrics[f"{prefix}.switch_s"] = _mean(r.switch_s for r in rows)
-        metrics[f"{prefix}.expert_s"] = _mean(r.expert_s for r in rows)
-        metrics[f"{prefix}.switches_per_batch"] = _mean(r.misses for r in rows)
-        metrics[f"{prefix}.bytes_copied_per_batch"] = _mean(r.bytes_copied for r in rows)
-    accesses = sum(r.hits + r.misses for r in rows)
-    metrics[f"{prefix}.hit_rate"] = sum(r.hits for r in rows) / accesses if accesses else 1.0
-    return rows
+        return {}
+    hottest = tuple(hottest_first(spec.routing, experts, pr.trace_rows))
+    reps: dict[str, list] = {"rows": []}
+    for i, routes in enumerate(route_sets):
+        spans: list | None = [] if (trace is not None and i == 0) else None
+        rows = serve(pr.setup(sc, experts, hottest), routes, trace=spans)[warmup:]
+        if spans:
+            cut = rows[0].start_s + sum(r.latency_s for r in rows[:TRACE_BATCHES])
+            trace.extend((pr.name, *s) for s in spans if rows[0].start_s <= s[1] < cut)
+        reps["rows"].append(rows)
+        accesses = sum(r.hits + r.misses for r in rows)
+        values = {"latency_s": _mean(r.latency_s for r in rows),
+                  "hit_rate": sum(r.hits for r in rows) / accesses if accesses else 1.0,
+                  "router_s": _mean(r.router_s for r in rows), "switch_s": _mean(r.switch_s for r in rows),
+                  "expert_s": _mean(r.expert_s for r in rows),
+                  "switches_per_batch": _mean(r.misses for r in rows),
+                  "bytes_copied_per_batch": _mean(r.bytes_copied for r in rows)}
+        for k, v in values.items():
+            reps.setdefault(k, []).append(v)
+    for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
+        if len(route_sets) > 1:
+            put(metrics, f"{prefix}.{k}", reps[k])
+        else:
+            metrics[f"{prefix}.{k}"] = reps[k][0]
+    return reps
 
 
 def _routes(seed: int, spec: CoeWorkload, sc: Scenario, experts: int, batches: int,
-            trace_rows) -> list[np.ndarray]:
-    """Routing of every batch; depends on (run seed, batch size, experts) only, so every
-    platform and token count sees the same prompts."""
-    rng = np.random.default_rng([seed, sc.batch_size, experts])
+            trace_rows, rep: int) -> list[np.ndarray]:
+    """Routing of every batch of replication ``rep``; depends on (run seed, replication,
+    batch size, experts) only, so every platform and token count sees the same prompts."""
+    rng = np.random.default_rng([seed, rep, sc.batch_size, experts])
     flat = route(spec.routing, experts, batches * sc.batch_size, rng, trace_rows)
     return [flat[i * sc.batch_size:(i + 1) * sc.batch_size] for i in range(batches)]
 
 
-def _speedups(runs, reference: str, scenarios, metrics) -> None:
+def _speedups(runs, reference: str, scenarios, metrics, per_rep: dict) -> None:
+    """Speedups over ``reference``: the mean of per-replication ratios (both platforms saw
+    the same prompts in a replication), with 95% intervals when there are several."""
     for other in runs:
         if other == reference:
             continue
         key = f"coe.speedup.{reference}_vs_{other}"
         metrics[f"{key}.switch"] = metrics[f"coe.{other}.lone_switch_s"] / metrics[f"coe.{reference}.lone_switch_s"]
         for sc in scenarios:
-            a, c = f"coe.{reference}.{sc.key}", f"coe.{other}.{sc.key}"
-            if f"{a}.latency_s" in metrics and f"{c}.latency_s" in metrics:
-                metrics[f"{key}.{sc.key}.overall"] = metrics[f"{c}.latency_s"] / metrics[f"{a}.latency_s"]
-                metrics[f"{key}.{sc.key}.expert"] = metrics[f"{c}.expert_s"] / metrics[f"{a}.expert_s"]
+            a, c = per_rep.get((reference, sc.key), {}), per_rep.get((other, sc.key), {})
+            if not a.get("latency_s") or not c.get("latency_s"):
+                continue
+            for part, src in (("overall", "latency_s"), ("expert", "expert_s")):
+                ratios = [y / x for x, y in zip(a[src], c[src])]
+                if len(ratios) > 1:
+                    put(metrics, f"{key}.{sc.key}.{part}", ratios)
+                else:
+                    metrics[f"{key}.{sc.key}.{part}"] = ratios[0]
 
 
 def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
@@ -209,7 +251,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:
-            routes = _routes(pr.loaded.seed, spec, sc, per_node, batches, trace_rows)
+            routes = _routes(pr.loaded.seed, spec, sc, per_node, batches, trace_rows, 0)
             hottest = tuple(hottest_first(spec.routing, per_node, trace_rows))
             real = serve(pr.setup(sc, per_node, hottest), routes)[spec.warmup_batches:]
             ideal = serve(pr.setup(sc, per_node, hottest, slots=per_node), routes)[spec.warmup_batches:]

@@ -7,13 +7,20 @@ import re
 from rdusim.results import RunResult
 
 
+def _ci(m, key: str) -> str:
+    low, high = m.get(key + ".ci95_low"), m.get(key + ".ci95_high")
+    return "-" if low is None or high is None else f"{low:.2f}-{high:.2f}"
+
+
 def summary(result: RunResult) -> str:
     m = result.metrics
     ref = result.extra.get("reference_platform", "")
     scenarios = result.extra.get("scenarios", [])
     platforms = list(result.archs)
+    reps, batches = int(result.extra.get("replications", 1)), result.extra.get("batches", "?")
     lines = [f"Composition of Experts: {result.workload_name} (seed {result.seed})", ""]
-    lines.append("Latency per CoE batch (mean), ms: router + switch + expert")
+    lines.append(f"Latency per CoE batch (mean over {reps} replication{'s' if reps > 1 else ''} x {batches} batches),"
+                 " ms: router + switch + expert")
     lines.append(f"  {'platform':<10} {'scenario':<11} {'latency':>9} {'router':>8} {'switch':>9} {'expert':>9}"
                  f" {'switches':>8} {'hit rate':>8}")
     for p in platforms:
@@ -38,6 +45,16 @@ def summary(result: RunResult) -> str:
             cells.append(f"{o:>8.2f}x | {e:>6.2f}x" if o is not None else f"{'n/a (OOM)':>19}")
         sw = m.get(f"{key}.switch")
         lines.append(f"  {p:<10} " + " ".join(cells) + (f" {sw:>7.1f}x" if sw is not None else ""))
+    if any(k.endswith(".ci95_low") for k in m if k.startswith("coe.speedup.")):
+        lines += ["", f"95% confidence intervals of the speedups ({reps} independent routings, Student t"
+                      " over per-replication ratios): overall | expert-only"]
+        lines.append(f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios))
+        for p in platforms:
+            if p == ref:
+                continue
+            key = f"coe.speedup.{ref}_vs_{p}"
+            cells = [" | ".join(_ci(m, f"{key}.{s}.{part}") for part in ("overall", "expert")) for s in scenarios]
+            lines.append(f"  {p:<10} " + " ".join(f"{c:>19}" for c in cells))
     lines += ["", "Capacity per node: experts in HBM beside router + KV | experts hosted at all"
               " | one expert switch (ms)"]
     for p in platforms:
@@ -49,7 +66,11 @@ def summary(result: RunResult) -> str:
     if sweep and scenarios:
         s = scenarios[-1] if len(scenarios) < 2 else next((x for x in scenarios if x.startswith("bs8.tok20")),
                                                              scenarios[0])
-        lines += ["", f"Latency vs number of experts ({s}), ms"]
+        sweep_batches = result.extra.get("sweep_batches", "?")
+        same = reps == 1 and sweep_batches == batches
+        lines += ["", f"Latency vs number of experts ({s}), ms" + (
+            "" if same else f": one routing of {sweep_batches} batches per point, NOT the main table's"
+                            f" {reps} x {batches} batches (no confidence interval)")]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
             cells = []

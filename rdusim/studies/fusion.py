@@ -5,7 +5,10 @@ fused_ho: ``fusion.B.M.time_s``, ``.kernels``, ``.hbm_bw_util``, ``.pcu_util``,
 ``.pmu_util``, ``.oi_flops_per_byte``; ``fusion.B.speedup.fused_so_vs_unfused``,
 ``.fused_ho_vs_unfused``, ``.fused_ho_vs_fused_so``. Every platform P also gets
 ``fusion.B.P.<mode>.time_s`` (GPU modes: unfused / fused). Records: one row per kernel
-of one step per (platform, benchmark, mode).
+of one step per (platform, benchmark, mode). Every (benchmark, platform, mode) gets
+``fusion.B.P.M.oom`` (and the first RDU ``fusion.B.M.oom``): 1 when the step does not fit
+the device's memory (:mod:`rdusim.memory`; on an RDU the compiler's placement raises
+OutOfMemory), with the reason in ``extra.oom_reasons`` and no time.
 
 Unfused runs are launched by host software (every PyTorch operator is a kernel the
 framework launches); fused runs are launched both ways.
@@ -31,6 +34,7 @@ from rdusim.errors import InputError
 from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
+from rdusim.memory import OutOfMemory, graph_memory
 from rdusim.report.trace import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
@@ -175,13 +179,20 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     notes: dict[str, str] = {}
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     layer_util: dict[str, dict[str, float]] = {}
+    oom_reasons: dict[str, str] = {}
     for index, bench in enumerate(spec.benchmarks):
         graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
         for pid, platform in enumerate(spec.platforms):
             arch: ArchSpec = loaded.archs[platform]
             tp = bench_tp(loaded, bench, platform, index)
+            modes = RDU_MODES if arch.kind == ArchKind.RDU else GPU_MODES
             if arch.kind == ArchKind.RDU:
-                plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
+                try:
+                    plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
+                except OutOfMemory as exc:
+                    _oom(metrics, oom_reasons, bench.name, platform, platform == first_rdu, modes,
+                         f"{platform} tp{tp}: {exc.reason}")
+                    continue
                 timeline = None
                 if trace:
                     timeline = timelines.setdefault(platform, Timeline(tracer, platform))
@@ -189,14 +200,20 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
             else:
                 graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
+                need = graph_memory(arch, graph)
+                if not need.fits:
+                    _oom(metrics, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
+                    continue
                 steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench))
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
                     continue
             for mode, step in steps.items():
                 metrics.update(mode_metrics(f"fusion.{bench.name}.{platform}.{mode}", step))
+                metrics[f"fusion.{bench.name}.{platform}.{mode}.oom"] = 0
                 if platform == first_rdu:
                     metrics.update(mode_metrics(f"fusion.{bench.name}.{mode}", step))
+                    metrics[f"fusion.{bench.name}.{mode}.oom"] = 0
                 if spec.kernel_records:
                     records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                                 for r in step.records]
@@ -208,10 +225,20 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             if platform == first_rdu:
                 layer_util[bench.name] = largest_kernel(steps["fused_ho"])
     extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
-             "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util}
+             "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util,
+             "oom_reasons": oom_reasons}
     return RunResult(workload_name=spec.name, kind="fusion", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records), extra=extra, trace=tracer.events() if trace else ())
+
+
+def _oom(metrics, reasons, bench: str, platform: str, first: bool, modes, reason: str) -> None:
+    """A benchmark that does not fit a platform: ``.oom = 1`` per mode, no times."""
+    for mode in modes:
+        metrics[f"fusion.{bench}.{platform}.{mode}.oom"] = 1
+        if first:
+            metrics[f"fusion.{bench}.{mode}.oom"] = 1
+    reasons[f"{bench}.{platform}"] = reason
 
 
 def largest_kernel(step: StepResult) -> dict[str, float]:

@@ -18,6 +18,9 @@ def summary(result: RunResult) -> str:
     for b in names:
         for mode in _MODES:
             p = f"fusion.{b}.{mode}"
+            if m.get(f"{p}.oom"):
+                lines.append(f"{b:<26} {mode:<9} {'OOM':>11}")
+                continue
             if f"{p}.time_s" not in m:
                 continue
             lines.append(f"{b:<26} {mode:<9} {m[p + '.time_s'] * 1e3:>11.3f} {int(m[p + '.kernels']):>8d} "
@@ -45,10 +48,16 @@ def summary(result: RunResult) -> str:
         lines.append(f"{p}: {'benchmark':<26} {'unfused ms':>11} {'fused ms':>11} {'speedup':>8}")
         for b in names:
             q = f"fusion.{b}.{p}"
-            if f"{q}.unfused.time_s" in m:
+            if m.get(f"{q}.unfused.oom"):
+                lines.append(f"{'':<{len(p) + 2}}{b:<26} {'OOM':>11} {'OOM':>11}")
+            elif f"{q}.unfused.time_s" in m:
                 lines.append(f"{'':<{len(p) + 2}}{b:<26} {m[q + '.unfused.time_s'] * 1e3:>11.3f} "
                              f"{m[q + '.fused.time_s'] * 1e3:>11.3f} {m[q + '.speedup.fused_vs_unfused']:>7.2f}x")
             elif f"{q}.fused_ho.time_s" in m:
                 lines.append(f"{'':<{len(p) + 2}}{b:<26} {m[q + '.unfused.time_s'] * 1e3:>11.3f} "
                              f"{m[q + '.fused_ho.time_s'] * 1e3:>11.3f} {m[q + '.speedup.fused_ho_vs_unfused']:>7.2f}x")
+    reasons = extra.get("oom_reasons", {})
+    if reasons:
+        lines.append("")
+        lines += [f"OOM {k}: {v}" for k, v in reasons.items()]
     return "\n".join(lines)

@@ -4,7 +4,10 @@ Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
 ``.breakdown.<compute|memory|launch|collective|host>_s`` (the whole request),
 ``.breakdown.request.host_s`` (once per request: the stack's set-up),
 ``.breakdown.step.<compute|memory|launch|collective|host>_s`` (the mean decode step),
-``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``. Records: one row per
+``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``, ``.oom`` and
+``.memory.*`` (per-device memory by :func:`rdusim.memory.device_memory`; a platform that
+cannot hold the model gets ``.oom = 1``, its reason in ``extra.oom_reasons`` and no
+latency). Records: one row per
 kernel of the prefill step and of the first decode step, per platform.
 A platform whose engine is not installed gets a note, never a number.
 """
@@ -24,6 +27,7 @@ from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_in
 from rdusim.engine.stepper import StepCache
 from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
+from rdusim.memory import device_memory
 from rdusim.results import RunResult, plain
 
 GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
@@ -74,9 +78,18 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     records: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
+    oom_reasons: dict[str, str] = {}
     cache = StepCache()
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
+        tp = spec.platforms[name].tp
+        need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
+                             spec.prompt_tokens)
+        metrics.update(need.metrics(f"model.{name}"))
+        metrics[f"model.{name}.oom"] = int(not need.fits)
+        if not need.fits:
+            oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
+            continue
         try:
             dep, timing = simulate_platform(loaded, name, cfg, cache)
         except ModuleNotFoundError as exc:
@@ -93,6 +106,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
                      extra={"model": cfg.name, "platforms": list(spec.platforms), "notes": notes,
+                            "oom_reasons": oom_reasons,
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -138,6 +152,9 @@ def summary(result: RunResult) -> str:
     for name in extra.get("platforms", []):
         pol = extra.get("policy", {}).get(name, {})
         policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')} {pol.get('stack', '')}".strip()
+        if m.get(f"model.{name}.oom"):
+            lines.append(f"{name:<12} {policy:<28} OOM: {extra.get('oom_reasons', {}).get(name, 'out of memory')}")
+            continue
         if not m.get(f"model.{name}.available"):
             lines.append(f"{name:<12} {policy:<28} {extra.get('notes', {}).get(name, 'not run')}")
             continue

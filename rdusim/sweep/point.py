@@ -11,7 +11,7 @@ from typing import Any, Mapping
 class PointStatus(enum.Enum):
     OK = "ok"          # the study ran; metrics are stored
     ERROR = "error"    # the study rejected the point (bad value at run time) or failed
-    OOM = "oom"        # the simulated machine ran out of memory (a chosen ``*.oom`` metric is 1)
+    OOM = "oom"        # the simulated machine ran out of memory (a ``*.oom`` metric of the run is 1)
 
 
 @dataclass(frozen=True)

@@ -55,16 +55,19 @@ def run_point(task: PointTask) -> dict:
     a row with its reason, never an exception that ends the sweep."""
     start = time.perf_counter()
     metrics: dict[str, Any] = {}
+    oom: list[str] = []
     status, error = PointStatus.OK, ""
     try:
         loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
         result = studies.run_study(loaded)
         metrics = choose_metrics(dict(result.metrics), task.metrics)
+        # every run checks memory (rdusim.memory): an OOM marks the point even when the
+        # chosen metrics do not include the .oom flags
+        oom = [k for k, v in result.metrics.items() if k.endswith(".oom") and v == 1]
     except InputError as exc:
         status, error = PointStatus.ERROR, str(exc)
     except Exception as exc:   # noqa: BLE001 - a failure of the study at this point, recorded with its type
         status, error = PointStatus.ERROR, f"internal error: {type(exc).__name__}: {exc}"
-    oom = [k for k, v in metrics.items() if k.endswith(".oom") and v == 1]
     if oom:
         status, error = PointStatus.OOM, "simulated out of memory: " + ", ".join(oom)
     return PointRow(task.index, dict(task.params), task.seed, status, metrics, error,

@@ -5,26 +5,29 @@ left, expert slots. Where the experts live otherwise differs:
 - RDU: every expert has its home in accelerator-attached DDR; HBM holds copies (a cache).
 - GPU: an expert lives either in HBM or in host DRAM (exclusive homes); an evicted
   expert is written back to host DRAM over the full-duplex PCIe link, off the critical path.
-All quantities are per node, for the ``tp`` devices a model is sharded over.
+All quantities are per node, for the ``tp`` devices a model is sharded over. Every tier
+counts only its usable bytes (capacity less ``reserved_bytes``: the one rule of
+:mod:`rdusim.memory`, which the compiler's placement and model runs also use).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
+from rdusim.memory import slots as _slots
+from rdusim.memory import usable_bytes
 
 
 @dataclass(frozen=True)
 class Capacity:
     devices: int
-    hbm_bytes: float            # HBM of the devices the models are sharded over
-    backing_bytes: float        # DDR (RDU) or host DRAM (GPU)
+    hbm_bytes: float            # usable HBM of the devices the models are sharded over
+    backing_bytes: float        # usable DDR (RDU) or host DRAM (GPU)
     expert_bytes: float
-    pinned_bytes: float         # router weights + KV caches, always in HBM
+    pinned_bytes: float         # router weights + KV caches + activation workspace, always in HBM
     hbm_experts: int            # expert slots in HBM beside the pinned state
     max_experts: int            # experts one node can host at all
     backing_is_cache_home: bool # True: the backing store holds every expert (RDU DDR)
@@ -32,7 +35,7 @@ class Capacity:
     def fits(self, experts: int) -> Optional[str]:
         """None when ``experts`` can be served; otherwise the reason (an OOM result)."""
         if self.hbm_experts < 1:
-            return (f"HBM {self.hbm_bytes / 1e9:.1f} GB cannot hold the pinned router and KV caches "
+            return (f"HBM {self.hbm_bytes / 1e9:.1f} GB usable cannot hold the pinned router, KV caches and activations "
                     f"({self.pinned_bytes / 1e9:.1f} GB) plus one expert ({self.expert_bytes / 1e9:.2f} GB)")
         if experts > self.max_experts:
             store = "DDR" if self.backing_is_cache_home else "HBM + host DRAM"
@@ -43,17 +46,14 @@ class Capacity:
 
 def node_capacity(arch: ArchSpec, tp: int, expert_bytes: float, pinned_bytes: float) -> Capacity:
     if arch.kind == ArchKind.RDU:
-        hbm = tp * arch.socket.hbm.capacity_bytes
-        backing = tp * arch.socket.ddr.capacity_bytes
+        hbm = tp * usable_bytes(arch.socket.hbm)
+        backing = tp * usable_bytes(arch.socket.ddr)
         slots = _slots(hbm - pinned_bytes, expert_bytes)
-        max_experts = math.floor(backing / expert_bytes)
+        max_experts = _slots(backing, expert_bytes)
         return Capacity(tp, hbm, backing, expert_bytes, pinned_bytes, slots, max_experts, True)
-    hbm = tp * arch.device.hbm.capacity_bytes
-    backing = arch.node.host_dram.capacity_bytes
+    hbm = tp * usable_bytes(arch.device.hbm)
+    backing = usable_bytes(arch.node.host_dram)
     slots = _slots(hbm - pinned_bytes, expert_bytes)
-    max_experts = slots + math.floor(backing / expert_bytes)
+    max_experts = slots + _slots(backing, expert_bytes)
     return Capacity(tp, hbm, backing, expert_bytes, pinned_bytes, slots, max_experts, False)
 
-
-def _slots(free_bytes: float, expert_bytes: float) -> int:
-    return max(0, math.floor(free_bytes / expert_bytes))

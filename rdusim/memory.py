@@ -1,0 +1,217 @@
+"""Memory on the simulated machine: one rule for every run (model, fusion, CoE, sweep).
+
+The rule. A tier holds at most ``usable_bytes`` = ``capacity_bytes - reserved_bytes``
+(the reserve is an arch parameter of every tier: OS, runtime, program binaries, pinned
+staging buffers). One device (a GPU, or an RDU socket) of a model sharded over ``tp``
+devices needs
+
+    weights of its rank + KV cache of its rank at the final context + activation workspace
+
+and fits when that is at most its HBM's usable bytes. On an RDU socket the weights and
+KV cache that HBM cannot hold spill to the socket's DDR (what the compiler does,
+:mod:`rdusim.compiler.memory`); the activation workspace always stays in HBM; the run
+fits when the spill is at most the DDR's usable bytes. A GPU has no spill tier.
+
+- KV cache: the model's ``kv_cache_bytes`` (its ``kv_cache_bytes_per_token`` times the
+  tokens it keeps; a sliding window keeps at most its window) for each sequence, sharded
+  over TP ranks by KV heads (``max(1, kv_heads // tp)`` of ``kv_heads`` per rank: ranks
+  beyond the KV heads hold replicas).
+- Activation workspace: the largest set of activations any one op of a prefill step reads
+  and writes at once (its activation inputs plus outputs), from the model's one-layer
+  graph of the rank: a lower bound on what the step needs live (weights and KV are
+  counted apart).
+
+:func:`device_memory` is the entry point for model-shaped runs; :func:`tier_split` is the
+rule itself, which the compiler's placement and the CoE capacity arithmetic also use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterable, Mapping, Optional
+
+from rdusim.config.arch import ArchSpec
+from rdusim.config.arch_common import ArchKind, MemoryTier
+from rdusim.config.model import ModelConfig
+from rdusim.graph.tensor import TensorRole
+
+_ACTIVATION_ROLES = (TensorRole.ACTIVATION, TensorRole.INPUT)
+
+
+class OutOfMemory(Exception):
+    """The simulated machine cannot hold what a run needs (a result, never a crash: studies
+    catch it and report ``.oom = 1`` with :attr:`reason`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TierUse:
+    """What one device places on one tier, against what the tier lets it use."""
+
+    tier: str                        # "hbm" | "ddr"
+    capacity_bytes: float
+    reserved_bytes: float
+    parts: Mapping[str, float]       # weights / kv_cache / activations / spill -> bytes
+
+    @property
+    def used_bytes(self) -> float:
+        return float(sum(self.parts.values()))
+
+    @property
+    def usable_bytes(self) -> float:
+        return self.capacity_bytes - self.reserved_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.used_bytes <= self.usable_bytes
+
+    def describe(self) -> str:
+        parts = " + ".join(f"{k} {v / 1e9:.2f}" for k, v in self.parts.items() if v > 0) or "nothing"
+        return (f"{self.tier.upper()} needs {self.used_bytes / 1e9:.2f} GB ({parts}) but holds "
+                f"{self.usable_bytes / 1e9:.2f} GB usable ({self.capacity_bytes / 1e9:.2f} capacity - "
+                f"{self.reserved_bytes / 1e9:.2f} reserved)")
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """Per-device memory of one run and whether the device holds it."""
+
+    device: str                      # "socket" | "GPU"
+    weights_bytes: float
+    kv_bytes: float
+    activation_bytes: float
+    tiers: tuple[TierUse, ...]
+
+    @property
+    def fits(self) -> bool:
+        return all(t.fits for t in self.tiers)
+
+    @property
+    def reason(self) -> Optional[str]:
+        """None when the run fits; else which tier overflows, by how much and why."""
+        bad = [t for t in self.tiers if not t.fits]
+        if not bad:
+            return None
+        return f"per {self.device}: " + "; ".join(t.describe() for t in bad)
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        out = {f"{prefix}.memory.weights_bytes": self.weights_bytes, f"{prefix}.memory.kv_bytes": self.kv_bytes,
+               f"{prefix}.memory.activation_bytes": self.activation_bytes}
+        for t in self.tiers:
+            out[f"{prefix}.memory.{t.tier}_used_bytes"] = t.used_bytes
+            out[f"{prefix}.memory.{t.tier}_usable_bytes"] = t.usable_bytes
+        return out
+
+
+def usable_bytes(tier: MemoryTier) -> float:
+    """The one rule for a tier: capacity less its reserve."""
+    return tier.usable_bytes
+
+
+def device_tiers(arch: ArchSpec) -> tuple[MemoryTier, Optional[MemoryTier]]:
+    """(HBM, spill tier or None) of one device of ``arch``."""
+    if arch.kind == ArchKind.RDU:
+        return arch.socket.hbm, arch.socket.ddr
+    return arch.device.hbm, None
+
+
+def tier_split(arch: ArchSpec, resident_bytes: Mapping[str, float], activation_bytes: float) -> tuple[TierUse, ...]:
+    """Place one device's resident tensors (name -> bytes, in spill order: first spilled
+    first) beside ``activation_bytes`` of workspace. HBM keeps the workspace and the
+    residents while they fit; on an RDU the overflow goes to DDR, on a GPU it stays on
+    HBM (and does not fit)."""
+    hbm, spill = device_tiers(arch)
+    room = usable_bytes(hbm) - activation_bytes
+    total = float(sum(resident_bytes.values()))
+    in_hbm = dict(resident_bytes)
+    spilled = 0.0
+    if spill is not None and total > room:
+        over = total - max(room, 0.0)
+        for name, b in resident_bytes.items():
+            if over <= 0:
+                break
+            moved = min(b, over)
+            in_hbm[name] = b - moved
+            spilled += moved
+            over -= moved
+    tiers = [TierUse("hbm", hbm.capacity_bytes, hbm.reserved_bytes,
+                     MappingProxyType({**in_hbm, "activations": activation_bytes}))]
+    if spill is not None:
+        tiers.append(TierUse("ddr", spill.capacity_bytes, spill.reserved_bytes,
+                             MappingProxyType({"spill": spilled})))
+    return tuple(tiers)
+
+
+def kv_bytes_per_rank(cfg: ModelConfig, tp: int, batch: int, tokens: int) -> float:
+    """KV cache of ``batch`` sequences holding ``tokens`` tokens, on one of ``tp`` ranks."""
+    kv_heads = cfg.num_key_value_heads
+    share = max(1, kv_heads // tp) / kv_heads
+    return float(batch * cfg.kv_cache_bytes(tokens) * share)
+
+
+def op_activation_peak(ops: Iterable) -> float:
+    """The largest activation footprint of one op: its activation inputs plus outputs."""
+    peak = 0.0
+    for op in ops:
+        here = sum(t.nbytes for t in op.inputs if t.role in _ACTIVATION_ROLES)
+        here += sum(t.nbytes for t in op.outputs if t.role == TensorRole.ACTIVATION)
+        peak = max(peak, here)
+    return float(peak)
+
+
+def activation_workspace_bytes(cfg: ModelConfig, tp: int, batch: int, prompt_tokens: int) -> float:
+    """Workspace of the prefill step (the step with the most live activations)."""
+    from rdusim.graph.model_graph import build_model_graph
+    from rdusim.graph.phase import Phase
+
+    graph = build_model_graph(cfg, Phase.PREFILL, batch, prompt_tokens, tp=tp, layers=1)
+    return op_activation_peak(graph.ops)
+
+
+def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
+    from rdusim.graph.model_graph import build_model_graph
+    from rdusim.graph.phase import Phase
+
+    return float(build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp).param_bytes)
+
+
+def device_memory(arch: ArchSpec, cfg: ModelConfig, tp: int, batch: int, context_tokens: int,
+                  prompt_tokens: Optional[int] = None) -> MemoryNeed:
+    """Per-device memory of serving ``cfg`` over ``tp`` devices to ``batch`` sequences whose
+    context reaches ``context_tokens`` (prompt + output); the activation workspace is the
+    prefill's over ``prompt_tokens`` (default: the whole context)."""
+    weights = weight_bytes_per_rank(cfg, tp)
+    kv = kv_bytes_per_rank(cfg, tp, batch, context_tokens)
+    act = activation_workspace_bytes(cfg, tp, batch, prompt_tokens or context_tokens)
+    # spill order as the compiler's: weights before the (more bandwidth-critical) KV cache
+    tiers = tier_split(arch, {"weights": weights, "kv_cache": kv}, act)
+    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights, kv, act, tiers)
+
+
+def slots(free_bytes: float, item_bytes: float) -> int:
+    """Whole items of ``item_bytes`` that fit in ``free_bytes`` (0 when nothing is free)."""
+    return max(0, math.floor(free_bytes / item_bytes)) if item_bytes > 0 else 0
+
+
+def graph_memory(arch: ArchSpec, graph) -> MemoryNeed:
+    """Per-device memory of one step's graph (one TP rank): the tensors that live across
+    steps (weights, KV cache, gradients, optimizer state, constants) beside the graph's
+    activation workspace, placed by :func:`tier_split` in the compiler's spill order."""
+    order = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
+             TensorRole.CONSTANT)
+    seen: dict[str, tuple[TensorRole, float]] = {}
+    for op in graph.ops:
+        for t in (*op.inputs, *op.outputs):
+            if t.role in order:
+                seen.setdefault(t.name, (t.role, t.nbytes))
+    by_role = {r.value: float(sum(b for role, b in seen.values() if role == r)) for r in order}
+    act = op_activation_peak(graph.ops)
+    tiers = tier_split(arch, {k: v for k, v in by_role.items() if v > 0}, act)
+    weights = by_role[TensorRole.WEIGHT.value]
+    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights,
+                      by_role[TensorRole.KV_CACHE.value], act, tiers)
