@@ -33,13 +33,16 @@ def check_writable(out: Path, flag: str = "--out") -> None:
         raise InputError(flag, "", "a folder to write results into", f"{str(out)!r}, which {what}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(flag, "", "a folder you can write into", f"{str(out)!r} ({probe} is not writable)")
-    if probe == out:
-        try:     # access() can say yes on read-only mounts; a real file is the proof
+    try:     # access() says yes to root and on read-only mounts; creating something is the proof
+        if probe == out:
             fd, tmp = tempfile.mkstemp(dir=out, prefix=".rdusim-probe.")
             os.close(fd)
             os.unlink(tmp)
-        except OSError as exc:
-            raise InputError(flag, "", "a folder you can write into", f"{str(out)!r} ({exc.strerror})") from None
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".rdusim-probe."))
+    except OSError as exc:
+        raise InputError(flag, "", "a folder you can write into",
+                         f"{str(out)!r} ({probe}: {exc.strerror})") from None
 
 
 def _read(out: Path) -> dict | None:
