@@ -33,6 +33,8 @@ def _numeric_fields(cls: type, prefix: str, data: typing.Any) -> list[tuple[str,
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if typing.get_origin(tp) is typing.Union and len(args) == 1:
             tp = args[0]
+            if dataclasses.is_dataclass(tp) and (data or {}).get(f.name) is None:
+                continue          # an optional section this workload does not have (it needs keys of its own)
         key = f"{prefix}{f.name}"
         origin = typing.get_origin(tp)
         if tp in (int, float):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, Link, MemoryTier
 from rdusim.config.strict import positive
@@ -19,6 +19,10 @@ class GpuDevice:
     smem_bytes_per_sm: float = field(metadata=positive())
     l2_bytes: float = field(metadata=positive())
     hbm: MemoryTier
+    # dense tensor-core rates of the other compute formats (rdusim.config.formats);
+    # absent: the GPU does not compute in that format natively
+    tensor_fp8_flops_per_s: Optional[float] = field(default=None, metadata=positive())
+    tensor_int8_flops_per_s: Optional[float] = field(default=None, metadata=positive())   # INT8 ops per s
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, Link, MemoryTier
 from rdusim.config.strict import positive
@@ -21,6 +21,10 @@ class PcuSpec:
     clock_hz: float = field(metadata=positive())
     # Fraction of peak a PCU sustains on elementwise / reduction work (no systolic reuse).
     vector_efficiency: float = field(default=1.0, metadata={"gt": 0, "le": 1})
+    # rates of the other compute formats (rdusim.config.formats); absent: not computed
+    # natively (weights in them are dequantised to bf16 on the fly)
+    fp8_flops_per_lane_stage_per_cycle: Optional[float] = field(default=None, metadata=positive())
+    int8_ops_per_lane_stage_per_cycle: Optional[float] = field(default=None, metadata=positive())
 
     @property
     def flops_per_s(self) -> float:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from rdusim.config.formats import Formats, ResolvedFormats
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
@@ -107,6 +108,7 @@ class ModelConfig:
     num_local_experts: int = field(default=1, metadata=positive())
     num_experts_per_tok: int = field(default=1, metadata=positive())
     torch_dtype: DType = DType.BF16
+    formats: Formats = Formats()           # stored/compute formats (weights, KV cache, compute)
     vision: Optional[VisionConfig] = None
     published_params: Optional[float] = None   # for the library's own check, with its source
     published_params_source: str = ""
@@ -126,6 +128,10 @@ class ModelConfig:
                              self.parallel_attn_norms)
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError("sliding_window", "a positive number of tokens or null", self.sliding_window)
+        try:
+            self.formats.resolved(self.torch_dtype)
+        except ValueError as exc:
+            raise ValueError(f"formats.{exc.args[0]}", *exc.args[1:]) from None
         if self.num_experts_per_tok > self.num_local_experts:
             raise ValueError("num_experts_per_tok", f"<= num_local_experts ({self.num_local_experts})",
                              self.num_experts_per_tok)
@@ -144,9 +150,19 @@ class ModelConfig:
         return self.max_position_embeddings + self.learned_position_offset
 
     @property
+    def fmt(self) -> "ResolvedFormats":
+        """The model's formats with the model dtype filled in (rdusim.config.formats)."""
+        return self.formats.resolved(self.torch_dtype)
+
+    @property
+    def kv_dtype(self) -> DType:
+        """The format K and V are stored in (``formats.kv_cache``, else the model dtype)."""
+        return self.formats.kv_cache or self.torch_dtype
+
+    @property
     def kv_cache_bytes_per_token(self) -> int:
-        """K and V for every layer, one token of one sequence, at the model dtype."""
-        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.torch_dtype.nbytes
+        """K and V for every layer, one token of one sequence, at the KV-cache format."""
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.kv_dtype.nbytes
 
     def kv_cache_bytes(self, tokens: int) -> int:
         """KV cache of one sequence holding ``tokens`` tokens (a sliding window keeps at
@@ -160,7 +176,12 @@ class ModelConfig:
         The one KV formula every engine, memory check and study uses."""
         kept = min(tokens, self.sliding_window) if self.sliding_window else tokens
         heads = max(1, self.num_key_value_heads // tp)
-        return 2 * self.num_hidden_layers * heads * self.head_dim * self.torch_dtype.nbytes * kept
+        return 2 * self.num_hidden_layers * heads * self.head_dim * self.kv_dtype.nbytes * kept
+
+    def with_formats(self, formats: Formats) -> "ModelConfig":
+        """This model stored and computed in ``formats``."""
+        import dataclasses
+        return dataclasses.replace(self, formats=formats)
 
 
 MODELS_DIR = DATA_ROOT / "models"    # the shipped models (checkout or installed wheel)

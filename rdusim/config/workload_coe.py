@@ -9,6 +9,7 @@ from typing import Mapping, Optional
 from rdusim.config import limits as L
 from rdusim.config.limits import upto
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.formats import Formats
 from rdusim.config.workload import PlatformSpec
 
 
@@ -42,12 +43,14 @@ class RoutingSpec:
 class ExpertsSpec:
     model: str
     count: int = field(metadata=upto(L.MAX_EXPERTS))
+    formats: Formats = Formats()      # weight / KV-cache / compute formats of every expert
 
 
 @dataclass(frozen=True)
 class RouterSpec:
     model: str
     output_tokens: int = field(default=1, metadata=upto(L.MAX_TOKENS))   # a classifier: one decision token
+    formats: Formats = Formats()
 
 
 @dataclass(frozen=True)

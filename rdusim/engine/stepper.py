@@ -84,6 +84,17 @@ class StepModel:
     def prefill(self, batch: int, tokens: int) -> StepResult:
         return self.engine_step(Phase.PREFILL, batch, tokens)
 
+    def extend(self, batch: int, new_tokens: int, context: int) -> StepResult:
+        """One engine step computing ``new_tokens`` tokens per sequence over a KV cache of
+        ``context`` tokens, with logits at every new position (verifying a speculative
+        draft: k+1 tokens). ``new_tokens`` = 1 is the decode step."""
+        if new_tokens == 1:
+            return self.engine_step(Phase.DECODE, batch, context)
+        host = self.dep.stack.host.step_s(batch)
+        key = ("extend", self.dep, batch, new_tokens, context)
+        return self.cache.get(key, lambda: self._engine(self.dep, Phase.DECODE, batch, context, host, self.cache.get,
+                                                        new_tokens=new_tokens))
+
     # ---- the interpolation rule ----
     def anchors(self, contexts: np.ndarray) -> np.ndarray:
         """The anchor contexts bracketing every context (sorted, unique)."""

@@ -26,6 +26,7 @@ from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import Tensor, TensorRole
 
 W = TensorRole.WEIGHT
+DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class LayerBuilder:
     weight_density: float = 1.0
     kv_cache: bool = True            # False: encoder layer (bidirectional, no cache)
     prefix: str = ""                 # default "L<layer>."
+    new_tokens: int = 1              # decode: tokens computed over the cache (k+1 to verify a draft)
     ops: list[Op] = field(default_factory=list)
     idle_weights: list[Tensor] = field(default_factory=list)
     pending_bias: list[tuple[str, str]] = field(default_factory=list)
@@ -72,12 +74,13 @@ class LayerBuilder:
     def __post_init__(self) -> None:
         self.shape = LayerShape(self.cfg, self.tp)
         self.dt = self.cfg.torch_dtype
+        self.kv_dt = self.cfg.kv_dtype       # K and V as stored (formats.kv_cache)
         self.p = self.prefix or f"L{self.layer}."
         self.block = self.p.rstrip(".")
         self.decode = self.phase == Phase.DECODE
         # tokens processed now, and how many keys each query attends to
-        self.q_len = 1 if self.decode else self.seq
-        ctx = self.seq + 1 if self.decode else self.seq
+        self.q_len = self.new_tokens if self.decode else self.seq
+        ctx = self.seq + self.new_tokens if self.decode else self.seq
         window = self.cfg.sliding_window
         self.ctx = min(ctx, window) if window else ctx
         self.writes_cache = self.kv_cache and self.phase != Phase.TRAIN
@@ -90,6 +93,29 @@ class LayerBuilder:
     def w(self, name: str, *shape: int, sparse: bool = False) -> Tensor:
         return Tensor(self.p + name, tuple(shape), self.dt, W, self.weight_density if sparse else 1.0)
 
+    def stored_w(self, name: str, *shape: int, sparse: bool = True) -> Tensor:
+        """A linear weight of a decoder layer as stored: at the weight format, with its scales
+        (rdusim.config.formats); encoder layers keep the model dtype."""
+        if not self.kv_cache:
+            return self.w(name, *shape, sparse=sparse)
+        f = self.cfg.fmt
+        return Tensor(self.p + name, tuple(shape), f.weight, W, self.weight_density if sparse else 1.0,
+                      f.scale_group, f.scale_bytes)
+
+    def gemm_w(self, name: str, *shape: int, sparse: bool = True) -> Tensor:
+        """The weight operand a GEMM reads: the stored weight, or (formats rule 3) its
+        dequantisation to the compute format, an op of the graph (2 FLOPs per element)."""
+        stored = self.stored_w(name, *shape, sparse=sparse)
+        if not self.kv_cache or not self.cfg.fmt.dequantises:
+            return stored
+        from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
+        out = Tensor(stored.name + ".dequantized", stored.shape, self.cfg.fmt.compute, TensorRole.ACTIVATION,
+                     stored.density)
+        self.ops.append(Op(stored.name + ".dequant", OpKind.ELEMENTWISE, (stored,), (out,),
+                           DEQUANT_FLOPS_PER_ELEMENT * stored.numel * stored.density,
+                           bytes_read=stored.nbytes, bytes_written=out.nbytes, **self.kw(DEQUANT_TAG)))
+        return out
+
     def kw(self, tag: str) -> dict:
         return {"layer": self.layer, "tag": tag, "block": self.block}
 
@@ -101,8 +127,9 @@ class LayerBuilder:
 
     def linear(self, x: Tensor, name: str, n_in: int, n_out: int, bias: bool, tag: str,
                sparse: bool = True, row_parallel: bool = False) -> Tensor:
-        """A linear layer; the bias of a row-parallel one (o, down) waits for the all-reduce."""
-        weight = self.w(f"{name}.weight", n_in, n_out, sparse=sparse)
+        """A linear layer; the bias of a row-parallel one (o, down) waits for the all-reduce.
+        Its weight is at the weight format unless ``sparse`` is False (the MoE router)."""
+        weight = self.gemm_w(f"{name}.weight", n_in, n_out) if sparse else self.w(f"{name}.weight", n_in, n_out)
         y = self.add(O.linear(self.p + name, x, weight, self.p + name + ".out", **self.kw(tag)))
         if bias and row_parallel and self.tp > 1:
             self.pending_bias.append((name, tag))
@@ -135,14 +162,14 @@ class LayerBuilder:
             kh = self.add(O.rotary(self.p + "attn.rope_k", kh, self.p + "attn.k_roped", **self.kw("attn.rope")))
         if self.writes_cache:
             # write this step's K and V into the cache (bytes written = the new entries)
-            k_new = Tensor(self.p + "kv.k_new", kh.shape, self.dt, TensorRole.KV_CACHE)
-            v_new = Tensor(self.p + "kv.v_new", vh.shape, self.dt, TensorRole.KV_CACHE)
+            k_new = Tensor(self.p + "kv.k_new", kh.shape, self.kv_dt, TensorRole.KV_CACHE)
+            v_new = Tensor(self.p + "kv.v_new", vh.shape, self.kv_dt, TensorRole.KV_CACHE)
             self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), 0.0,
                                bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,
                                **self.kw("attn.kv_append")))
         if self.decode:
-            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), self.dt, TensorRole.KV_CACHE)
-            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), self.dt, TensorRole.KV_CACHE)
+            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE)
+            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE)
         elif self.ctx < q:   # sliding window shorter than the prompt: window keys per query
             k = self._view(O.slice_, "attn.k_window", kh, 2, 0, self.ctx, tag="attn.split")
             v = self._view(O.slice_, "attn.v_window", vh, 2, 0, self.ctx, tag="attn.split")
@@ -214,7 +241,7 @@ class LayerBuilder:
         cfg, f = self.cfg, self.shape.ffn
         shapes = ([("gate_up", cfg.hidden_size, 2 * f)] if cfg.mlp_gated else [("up", cfg.hidden_size, f)]) \
             + [("down", f, cfg.hidden_size)]
-        out = [self.w(f"{prefix}.{n}.weight", a, b, sparse=True) for n, a, b in shapes]
+        out = [self.stored_w(f"{prefix}.{n}.weight", a, b) for n, a, b in shapes]
         if cfg.mlp_bias:
             out += [self.w(f"{prefix}.{n}.bias", b) for n, _, b in shapes]
         return out
@@ -254,10 +281,10 @@ class LayerBuilder:
 
 def decoder_layer(cfg: ModelConfig, phase: Phase, batch: int, seq: int, x: Tensor,
                   *, tp: int = 1, layer: int = 0, weight_density: float = 1.0,
-                  idle_weights: list[Tensor] | None = None) -> tuple[list[Op], Tensor]:
+                  idle_weights: list[Tensor] | None = None, new_tokens: int = 1) -> tuple[list[Op], Tensor]:
     """Ops of one decoder layer on one TP rank, and its output tensor. Weights of MoE
     experts that get no tokens are appended to ``idle_weights`` when it is given."""
-    b = LayerBuilder(cfg, phase, batch, seq, tp, layer, weight_density=weight_density)
+    b = LayerBuilder(cfg, phase, batch, seq, tp, layer, weight_density=weight_density, new_tokens=new_tokens)
     out = b.build(x)
     if idle_weights is not None:
         idle_weights.extend(b.idle_weights)

@@ -38,6 +38,9 @@ def check_request(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int,
                          f"num_key_value_heads ({kvh})", tp)
     if not 0 < weight_density <= 1:
         raise InputError(file, "weight_density", "a fraction in (0, 1]", weight_density)
+    if phase == Phase.TRAIN and cfg.fmt != cfg.formats.__class__().resolved(cfg.torch_dtype):
+        raise InputError(file, "formats", f"the model dtype ({cfg.torch_dtype.value}) for training "
+                         "(quantised formats are for inference)", cfg.fmt.label)
     if cfg.vision is not None and phase != Phase.DECODE and seq <= cfg.vision.image_tokens:
         raise InputError(file, "seq", f"more than the {cfg.vision.image_tokens} image tokens of "
                          f"{cfg.name} (the prompt includes them)", seq)
@@ -55,8 +58,8 @@ def vocab_shard(cfg: ModelConfig, tp: int) -> int:
     return cfg.vocab_size // tp if cfg.vocab_size % tp == 0 else cfg.vocab_size
 
 
-def _embed(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int) -> list[Op]:
-    q = 1 if phase == Phase.DECODE else seq
+def _embed(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, new_tokens: int = 1) -> list[Op]:
+    q = new_tokens if phase == Phase.DECODE else seq
     dt, h = cfg.torch_dtype, cfg.hidden_size
     image = cfg.vision is not None and phase != Phase.DECODE
     text = q - cfg.vision.image_tokens if image else q
@@ -87,9 +90,9 @@ def _embed(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int) -> lis
 
 
 def forward_build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int = 1,
-                  layers: int | None = None, weight_density: float = 1.0) -> ForwardBuild:
+                  layers: int | None = None, weight_density: float = 1.0, new_tokens: int = 1) -> ForwardBuild:
     """Embedding, decoder layers and final norm on one TP rank (no LM head)."""
-    ops = _embed(cfg, phase, batch, seq, tp)
+    ops = _embed(cfg, phase, batch, seq, tp, new_tokens)
     x = ops[-1].outputs[0]
     idle: list[Tensor] = []
     if cfg.vision is not None and phase == Phase.DECODE:   # the encoder is held, not run
@@ -98,7 +101,7 @@ def forward_build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int 
     n = cfg.num_hidden_layers if layers is None else min(layers, cfg.num_hidden_layers)
     for i in range(n):
         layer_ops, x = decoder_layer(cfg, phase, batch, seq, x, tp=tp, layer=i,
-                                     weight_density=weight_density, idle_weights=idle)
+                                     weight_density=weight_density, idle_weights=idle, new_tokens=new_tokens)
         ops.extend(layer_ops)
     rms = cfg.norm == NormKind.RMSNORM
     params = [Tensor("final_norm.weight", (cfg.hidden_size,), cfg.torch_dtype, W)]
@@ -125,10 +128,11 @@ def forward_ops(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int = 
     return _inference(cfg, phase, batch, seq, tp, layers, weight_density).ops
 
 
-def _inference(cfg, phase, batch, seq, tp, layers, weight_density) -> ForwardBuild:
-    fb = forward_build(cfg, phase, batch, seq, tp, layers, weight_density)
+def _inference(cfg, phase, batch, seq, tp, layers, weight_density, new_tokens: int = 1) -> ForwardBuild:
+    fb = forward_build(cfg, phase, batch, seq, tp, layers, weight_density, new_tokens)
     ops, x = list(fb.ops), fb.hidden
-    if phase != Phase.TRAIN and x.shape[1] > 1:
+    # the next token from the last position; verifying a draft needs every new position's logits
+    if phase == Phase.PREFILL and x.shape[1] > 1:
         ops.append(O.slice_("head.select_last", x, 1, x.shape[1] - 1, x.shape[1], "head.last", tag="head"))
         x = ops[-1].outputs[0]
     ops.append(head_op(cfg, x, tp))
@@ -139,26 +143,32 @@ def _inference(cfg, phase, batch, seq, tp, layers, weight_density) -> ForwardBui
 
 def build_model_graph(cfg: ModelConfig, phase: Phase, batch: int, seq: int, *, tp: int = 1,
                       layers: int | None = None, weight_density: float = 1.0,
-                      origin: str = "request") -> OpGraph:
+                      origin: str = "request", new_tokens: int = 1) -> OpGraph:
     """The graph one TP rank runs for one step of ``phase``.
 
     ``weight_density`` < 1 makes the decoder layers' linear weights sparse (sparseGPT):
     their GEMM FLOPs scale with it and their bytes count non-zeros plus 2-byte indices;
-    parameters still count dense elements. ``origin`` names the request in errors."""
+    parameters still count dense elements. ``origin`` names the request in errors.
+    ``new_tokens`` > 1 (decode only): a step computing that many tokens over a cache of ``seq``
+    (verifying a speculative draft), with logits at every new position."""
     check_request(cfg, phase, batch, seq, tp, origin, weight_density)
-    return _build_cached(cfg, phase, batch, seq, tp, layers, weight_density)
+    if new_tokens != 1 and (phase != Phase.DECODE or isinstance(new_tokens, bool) or not isinstance(new_tokens, int)
+                            or new_tokens < 1):
+        raise InputError(origin, "new_tokens", "a positive integer, more than 1 only in decode", new_tokens)
+    return _build_cached(cfg, phase, batch, seq, tp, layers, weight_density, new_tokens)
 
 
 @lru_cache(maxsize=32)
 def _build_cached(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layers: int | None,
-                  weight_density: float) -> OpGraph:
+                  weight_density: float, new_tokens: int = 1) -> OpGraph:
     """Graphs are immutable, so one built for the same request is shared (studies ask
     for the same 80-layer graphs many times)."""
     if phase == Phase.TRAIN:
         from rdusim.graph.training import training_build  # local: training builds on forward_build
         ops, idle = training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density)
     else:
-        fb = _inference(cfg, phase, batch, seq, tp, layers, weight_density)
+        fb = _inference(cfg, phase, batch, seq, tp, layers, weight_density, new_tokens)
         ops, idle = fb.ops, fb.idle_weights
-    return OpGraph(f"{cfg.name}.{phase.value}.b{batch}.s{seq}.tp{tp}", ops, source=cfg.name,
+    n = f".n{new_tokens}" if new_tokens != 1 else ""
+    return OpGraph(f"{cfg.name}.{phase.value}.b{batch}.s{seq}{n}.tp{tp}", ops, source=cfg.name,
                    idle_weights=idle)

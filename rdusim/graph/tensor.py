@@ -12,11 +12,27 @@ class DType(enum.Enum):
     FP32 = "fp32"
     BF16 = "bf16"
     FP16 = "fp16"
+    FP8_E4M3 = "fp8_e4m3"
     INT8 = "int8"
+    INT4 = "int4"
 
     @property
-    def nbytes(self) -> int:
-        return {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}[self.value]
+    def bits(self) -> int:
+        return _BITS[self.value]
+
+    @property
+    def nbytes(self) -> float:
+        """Bytes per element: an int for whole-byte types, 0.5 for int4 (two per byte)."""
+        bits = _BITS[self.value]
+        return bits // 8 if bits % 8 == 0 else bits / 8
+
+    @property
+    def is_quantized(self) -> bool:
+        """Stored with scales (fp8, int8, int4), as opposed to the float formats models train in."""
+        return self in (DType.FP8_E4M3, DType.INT8, DType.INT4)
+
+
+_BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8_e4m3": 8, "int8": 8, "int4": 4}
 
 
 class TensorRole(enum.Enum):
@@ -41,6 +57,10 @@ class Tensor:
     dtype: DType = DType.BF16
     role: TensorRole = TensorRole.ACTIVATION
     density: float = 1.0   # fraction of elements stored (sparse weights); 1.0 = dense
+    # quantisation scales stored with the tensor: one scale of ``scale_bytes`` per
+    # ``scale_group`` elements (0: one per tensor); no scales when scale_bytes is 0
+    scale_group: int = 0
+    scale_bytes: float = 0.0
 
     def __post_init__(self) -> None:
         if any((not isinstance(d, int)) or d <= 0 for d in self.shape):
@@ -54,10 +74,16 @@ class Tensor:
 
     @cached_property
     def nbytes(self) -> float:
-        """Bytes stored: dense elements x dtype, or non-zeros plus a 2-byte index each if sparse."""
+        """Bytes stored: dense elements x dtype, or non-zeros plus a 2-byte index each if
+        sparse; plus the quantisation scales (one per ``scale_group`` elements)."""
+        scales = 0.0
+        if self.scale_bytes:
+            groups = math.ceil(self.numel / self.scale_group) if self.scale_group else 1
+            scales = groups * self.scale_bytes
         if self.density >= 1.0:
-            return float(self.numel * self.dtype.nbytes)
-        return self.numel * self.density * (self.dtype.nbytes + 2)
+            return float(self.numel * self.dtype.nbytes) + scales
+        return self.numel * self.density * (self.dtype.nbytes + 2) + scales
 
     def renamed(self, name: str, role: TensorRole | None = None) -> "Tensor":
-        return Tensor(name, self.shape, self.dtype, role or self.role, self.density)
+        return Tensor(name, self.shape, self.dtype, role or self.role, self.density, self.scale_group,
+                      self.scale_bytes)

@@ -98,15 +98,18 @@ class PlatformRun:
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunResult:
     spec: CoeWorkload = loaded.spec
-    expert_cfg = _model(spec.experts.model, loaded.file, "experts.model")
-    router_cfg = _model(spec.router.model, loaded.file, "router.model")
+    expert_cfg = _model(spec.experts.model, loaded.file, "experts.model", spec.experts.formats, loaded)
+    router_cfg = _model(spec.router.model, loaded.file, "router.model", spec.router.formats, loaded)
     expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     extra = {} if simulate is None else {"simulate": simulate}
     cache = StepCache()      # one per run: router and experts of a platform share steps when equal
+    from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
-                              ModelTimer(loaded.deployment(name, router_cfg), spec.prompt_tokens, cache, **extra),
-                              ModelTimer(loaded.deployment(name, expert_cfg), spec.prompt_tokens, cache, **extra),
+                              ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
+                                         spec.prompt_tokens, cache, **extra),
+                              ModelTimer(loaded.deployment(name, for_machine(expert_cfg, loaded.archs[name])),
+                                         spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes)
             for name in spec.platforms}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
@@ -315,11 +318,15 @@ def _chrome(events: list, platforms: list[str]) -> list[dict]:
     return out
 
 
-def _model(name: str, file: str, key: str):
+def _model(name: str, file: str, key: str, formats=None, loaded: LoadedWorkload | None = None):
     try:
-        return load_model(name)
+        cfg = load_model(name)
     except InputError as exc:
         raise InputError(file, key, exc.expected, name) from None
+    if formats is None:
+        return cfg
+    from rdusim.config.formats import with_checked_formats
+    return with_checked_formats(cfg, formats, loaded, key.rsplit(".", 1)[0] + ".formats")
 
 
 def _mean(values) -> float:

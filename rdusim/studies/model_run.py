@@ -38,7 +38,8 @@ def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
     name = spec.model
     path = resolve_path(name, loaded.file) if name.endswith((".yaml", ".yml")) else name
-    return load_model(str(path))
+    from rdusim.config.formats import with_checked_formats
+    return with_checked_formats(load_model(str(path)), spec.formats, loaded, "formats")
 
 
 def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
@@ -61,7 +62,8 @@ def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
                       cache: StepCache | None = None) -> tuple[Deployment, InferenceTiming]:
     """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
-    dep = loaded.deployment(name, cfg)
+    from rdusim.config.formats import for_machine
+    dep = loaded.deployment(name, for_machine(cfg, loaded.archs[name]))
     return dep, simulate_inference(dep, spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)
 
 
@@ -80,6 +82,12 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     events: list[Mapping[str, Any]] = []
     oom_reasons: dict[str, str] = {}
     cache = StepCache()
+    draft = None
+    if spec.speculative is not None:
+        from rdusim.studies import speculative_run
+        draft = speculative_run.load_draft(loaded, cfg)
+    from rdusim.studies import cluster_run
+    clusters = cluster_run.load(loaded, cfg)
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
         tp = spec.platforms[name].tp
@@ -100,13 +108,23 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             continue
         metrics.update(platform_metrics(name, spec.batch_size, spec.output_tokens, timing))
         records += [{"platform": name, **r} for r in timing.records]
+        if draft is not None:
+            st = speculative_run.simulate(loaded, name, cfg, draft, cache)
+            metrics.update(speculative_run.metrics(name, spec.batch_size, spec.output_tokens, st))
+            if st.oom:
+                notes[f"{name}.spec"] = st.oom
         if trace:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
+    for name, entry in clusters.items():
+        pt = cluster_run.simulate(loaded, entry, cache)
+        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt))
+        if pt.oom:
+            notes[name] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),
-                     extra={"model": cfg.name, "platforms": list(spec.platforms), "notes": notes,
-                            "oom_reasons": oom_reasons,
+                     extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
+                            "clusters": list(clusters), "oom_reasons": oom_reasons,
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -176,5 +194,9 @@ def summary(result: RunResult) -> str:
         share = 100 * engine / (engine + host) if engine + host else 0.0
         vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
+    from rdusim.studies.speculative_run import summary_lines
+    lines += summary_lines(m, extra.get("platforms", []), extra.get("notes", {}))
+    from rdusim.studies.cluster_run import summary_lines as cluster_lines
+    lines += cluster_lines(m, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
 

@@ -12,6 +12,10 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
   normalisation fits in one SM's shared memory;
 - score, softmax and context run as one FlashAttention kernel (scores stay on
   chip); its output transpose is the layout it writes;
+- a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
+  prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
+  weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
+  vector units inside the GEMM kernel;
 - what GPUs cannot fuse: two GEMMs (the intermediate, and any transpose
   between them, goes through HBM), collectives (NCCL kernels), and nothing is
   pipelined across kernels.
@@ -29,6 +33,7 @@ from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
+from rdusim.graph.decoder import DEQUANT_TAG
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES
@@ -94,6 +99,8 @@ class _Partitioner:
             cls = KernelClass.GEMM if op.kind == OpKind.GEMM else KernelClass.VECTOR
         if self.policy == FusionPolicy.FUSED and self.groups and self.joins_last(op, cls):
             self.groups[-1].ops.append(op)
+            if cls == KernelClass.GEMM:         # a dequantisation prologue joined by its GEMM
+                self.groups[-1].cls = cls
             return len(self.groups) - 1
         self.groups.append(_Group(cls, [op]))
         return len(self.groups) - 1
@@ -105,6 +112,8 @@ class _Partitioner:
             return False        # fusion follows data: only a consumer of the last kernel joins it
         if cls == KernelClass.ATTENTION:
             return last.cls == KernelClass.ATTENTION
+        if cls == KernelClass.GEMM:
+            return last.cls == KernelClass.VECTOR and all(o.tag == DEQUANT_TAG for o in last.ops)
         if cls != KernelClass.VECTOR:
             return False
         if last.cls == KernelClass.GEMM:
@@ -139,7 +148,9 @@ def _kernel(p: _Partitioner, idx: int, g: _Group) -> Kernel:
     work = KernelWork(cls=g.cls, flops=flops, hbm_bytes=nbytes, work_items=_work_items(p, g, main),
                       gemm=_gemm_shape(main) if g.cls == KernelClass.GEMM else None,
                       attention=_attention_shape(g) if g.cls == KernelClass.ATTENTION else None,
-                      collective=_collective_shape(main) if g.cls == KernelClass.COLLECTIVE else None)
+                      collective=_collective_shape(main) if g.cls == KernelClass.COLLECTIVE else None,
+                      dequant_flops=sum(o.flops for o in g.ops if o.tag == DEQUANT_TAG)
+                      if g.cls == KernelClass.GEMM else 0.0)
     tag = "attn" if g.cls == KernelClass.ATTENTION and len(g.ops) > 1 else main.tag
     name = main.name if len(g.ops) == 1 else f"{main.name}+{len(g.ops) - 1}"
     return Kernel(name, tuple(o.name for o in g.ops), tag, main.layer, work)

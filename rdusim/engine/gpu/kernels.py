@@ -77,6 +77,7 @@ class KernelWork:
     gemm: Optional[GemmShape] = None
     attention: Optional[AttentionShape] = None
     collective: Optional[CollectiveShape] = None
+    dequant_flops: float = 0.0               # GEMM prologue: weights dequantised on the vector units
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,9 @@ def _gemm_time(arch: GpuArch, work: KernelWork) -> KernelTime:
             k_slice = math.ceil(g.k / split)
             rate = _sm_tensor_rate(arch) * tile_efficiency(arch, tm, tn)
             compute = waves * 2.0 * tm * tn * k_slice / rate
+            if work.dequant_flops:      # W4A16/W8A16-style prologue on the vector units of the active SMs
+                compute += work.dequant_flops / (arch.device.vector_flops_per_s * km.vector_efficiency
+                                                 * min(ctas, sms) / sms)
             # split-K partial sums: FP32 partials written and read back once
             partials = (split - 1) * g.batch * g.m * g.n * 4 * 2 if split > 1 else 0.0
             nbytes = work.hbm_bytes + partials

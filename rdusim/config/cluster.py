@@ -1,0 +1,92 @@
+"""Clusters: N nodes of one machine joined by an inter-node network (clusters/*.yaml).
+
+A cluster file names its node (an arch file), how many nodes, and the network between
+them per socket/GPU, every number ``{value, source}`` like an arch file::
+
+    name: dgx_h100_x2
+    node: arch/dgx_h100.yaml
+    nodes: {value: 2, source: "..."}
+    topology: rail_optimized
+    network:                    # one NIC per socket/GPU, per direction
+      bandwidth_bytes_per_s: {value: 5.0e+10, source: "..."}
+      latency_s: {value: 5.0e-6, source: "..."}
+      efficiency: {value: 0.9, source: "..."}
+
+Topologies: ``rail_optimized`` -- device i of every node sits on the same leaf switch (rail),
+so a stage-to-stage activation send goes device i -> device i, every device over its own
+NIC at once; ``shared`` -- the node's devices share one uplink of ``network`` bandwidth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from rdusim.config.arch import ArchSpec, load_arch
+from rdusim.config.arch_common import ArchKind, Link
+from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.yamlio import apply_overrides, load_yaml
+from rdusim.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Topology(enum.Enum):
+    RAIL_OPTIMIZED = "rail_optimized"   # one NIC per device, same-index devices on one rail
+    SHARED = "shared"                   # one uplink per node shared by its devices
+
+
+@dataclass(frozen=True)
+class _ClusterFile:
+    name: str
+    node: str
+    nodes: int = field(metadata=positive())
+    network: Link
+    topology: Topology = Topology.RAIL_OPTIMIZED
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    node: ArchSpec
+    nodes: int
+    network: Link
+    topology: Topology
+    description: str = ""
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    @property
+    def devices_per_node(self) -> int:
+        return self.node.node.sockets if self.node.kind == ArchKind.RDU else self.node.node.gpus
+
+    def send_s(self, nbytes: float, devices: int) -> float:
+        """Time to move ``nbytes`` from one node to the next, split over ``devices`` senders."""
+        if nbytes <= 0:
+            return 0.0
+        lanes = devices if self.topology == Topology.RAIL_OPTIMIZED else 1
+        return self.network.latency_s + nbytes / (lanes * self.network.effective_bandwidth_bytes_per_s)
+
+
+def load_cluster(path: str | Path, overrides: Iterable[tuple[str, Any]] = ()) -> ClusterSpec:
+    file = str(path)
+    if not Path(path).is_file():
+        raise InputError(file, "(file)", "a cluster YAML file", file)
+    raw = apply_overrides(load_yaml(path), overrides, file, sourced=True)
+    if not isinstance(raw, dict):
+        raise InputError(file, "(top level)", "a mapping", raw)
+    node = raw.get("node")
+    ctx = Ctx(file=file, sourced=True)
+    spec = build(_ClusterFile, raw, ctx)
+    node_path = Path(node) if Path(node).is_absolute() else REPO_ROOT / node
+    if not node_path.is_file():
+        node_path = Path(file).parent / node
+    if not node_path.is_file():
+        raise InputError(file, "node", "a path to an arch YAML file", node)
+    arch = load_arch(node_path)
+    return ClusterSpec(spec.name, arch, spec.nodes, spec.network, spec.topology, spec.description,
+                       MappingProxyType(dict(ctx.sources)))

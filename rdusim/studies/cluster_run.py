@@ -1,0 +1,93 @@
+"""Cluster platforms of a model run (``clusters:`` in a ``model`` workload): the model
+pipelined over the nodes of a cluster, tensor parallel inside each node.
+
+Metrics per cluster platform C: ``model.C.pp.ttft_s``, ``.tpot_s``, ``.latency_s``,
+``.tokens_per_s``, ``.stage_prefill_s``, ``.stage_decode_s``, ``.transfer_prefill_s``,
+``.transfer_decode_s``, ``.prefill_bubble``, ``.decode_bubble``, ``.memory.*`` (rdusim.memory),
+``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics).
+"""
+
+from __future__ import annotations
+
+from rdusim.config.cluster import ClusterSpec, load_cluster
+from rdusim.config.deployment import Deployment
+from rdusim.config.formats import check_compute, for_machine
+from rdusim.config.model import ModelConfig
+from rdusim.config.stack import DEFAULT_STACK, load_stack
+from rdusim.config.workload import LoadedWorkload, resolve_path
+from rdusim.config.workload_cluster import ClusterPlatformSpec
+from rdusim.engine.pipeline_parallel import PipelineTiming, check_split, simulate_pipelined
+from rdusim.engine.stepper import StepCache
+from rdusim.errors import InputError
+
+
+def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpec, Deployment, ClusterPlatformSpec]]:
+    """Every cluster platform's cluster and deployment (one stage's machine), checked."""
+    out = {}
+    w = loaded.spec
+    for name, plat in w.clusters.items():
+        key = f"clusters.{name}"
+        if name in w.platforms:
+            raise InputError(loaded.file, key, "a name not used by platforms", name)
+        path = resolve_path(plat.cluster, loaded.file)
+        if not path.is_file():
+            raise InputError(loaded.file, f"{key}.cluster", "a path to a cluster YAML file", plat.cluster)
+        cluster = load_cluster(path)
+        stack = load_stack(plat.stack or DEFAULT_STACK[cluster.node.kind], (), file=loaded.file, key=f"{key}.stack")
+        if stack.kind != cluster.node.kind:
+            raise InputError(loaded.file, f"{key}.stack", f"a stack for a {cluster.node.kind.value} machine",
+                             stack.name)
+        launch = plat.launch or stack.launch
+        if launch.for_rdu != (stack.kind.value == "rdu"):
+            raise InputError(loaded.file, f"{key}.launch", "a launch mode of the node's kind", launch.value)
+        check_compute(cluster.node, for_machine(cfg, cluster.node).fmt.compute, loaded.file, "formats.compute")
+        dep = Deployment(cluster.node, stack, for_machine(cfg, cluster.node), plat.tp, plat.fusion, launch,
+                         loaded.execution)
+        why = check_split(cluster, dep, plat.stages, plat.microbatches, w.batch_size)
+        if why:
+            field = next((f for f in ("microbatches", "stages", "tp") if why.startswith(f)), "stages")
+            raise InputError(loaded.file, f"{key}.{field}", why, getattr(plat, field))
+        kvh = cfg.num_key_value_heads
+        if cfg.num_attention_heads % plat.tp or cfg.intermediate_size % plat.tp or \
+                (kvh % plat.tp if kvh >= plat.tp else plat.tp % kvh):
+            raise InputError(loaded.file, f"{key}.tp", f"a divisor of {cfg.name}'s heads and intermediate size", plat.tp)
+        out[name] = (cluster, dep, plat)
+    return out
+
+
+def simulate(loaded: LoadedWorkload, entry, cache: StepCache) -> PipelineTiming:
+    cluster, dep, plat = entry
+    w = loaded.spec
+    return simulate_pipelined(cluster, dep, plat.stages, plat.microbatches, w.prompt_tokens, w.output_tokens,
+                              w.batch_size, cache)
+
+
+def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
+    p = f"model.{name}.pp"
+    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches}
+    out.update(t.memory.metrics(p))
+    if t.oom is not None:
+        return out
+    out.update({f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s, f"{p}.latency_s": t.latency_s,
+                f"{p}.tokens_per_s": batch * output_tokens / t.latency_s,
+                f"{p}.stage_prefill_s": t.stage_prefill_s, f"{p}.stage_decode_s": t.stage_decode_s,
+                f"{p}.transfer_prefill_s": t.transfer_prefill_s, f"{p}.transfer_decode_s": t.transfer_decode_s,
+                f"{p}.prefill_bubble": t.prefill.bubble,
+                f"{p}.decode_bubble": t.decode.bubble if t.decode is not None else 0.0})
+    return out
+
+
+def summary_lines(m: dict, names, notes: dict) -> list[str]:
+    rows = [n for n in names if f"model.{n}.pp.oom" in m]
+    if not rows:
+        return []
+    lines = ["", "Pipelined over nodes: stages x micro-batches | ttft ms | tpot ms | tok/s | bubble prefill / decode"]
+    for n in rows:
+        p = f"model.{n}.pp"
+        if m[f"{p}.oom"]:
+            lines.append(f"  {n:<14} OOM: {notes.get(n, '')}")
+            continue
+        lines.append(f"  {n:<14} {int(m[f'{p}.stages'])} x {int(m[f'{p}.microbatches'])} | {m[f'{p}.ttft_s'] * 1e3:8.2f} | "
+                     f"{m[f'{p}.tpot_s'] * 1e3:7.3f} | {m[f'{p}.tokens_per_s']:8.1f} | "
+                     f"{m[f'{p}.prefill_bubble']:.3f} / {m[f'{p}.decode_bubble']:.3f}")
+    return lines

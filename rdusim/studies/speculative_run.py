@@ -1,0 +1,102 @@
+"""Speculative decoding in a model run (``speculative:`` in a ``model`` workload).
+
+Per platform P, besides the plain run's ``model.P.*``: ``model.P.spec.tokens_per_step``,
+``.steps``, ``.draft_s`` / ``.verify_s`` / ``.step_s`` (one mean speculative step),
+``.ttft_s``, ``.tpot_s``, ``.latency_s``, ``.tokens_per_s`` (batch x output / latency),
+``.decode_tokens_per_s`` (per sequence, 1 / tpot) and ``.plain_decode_tokens_per_s``,
+``.speedup`` (plain latency / speculative latency), ``.breakdown.step.<key>_s``,
+``.memory.*`` (rdusim.memory's per-device metrics) and ``.oom`` (1: the target and
+draft do not fit; the reason in the run's notes, no timing metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from rdusim.config.deployment import Deployment
+from rdusim.config.formats import for_machine, with_checked_formats
+from rdusim.config.model import ModelConfig, load_model
+from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
+from rdusim.config.workload import LoadedWorkload, resolve_path
+from rdusim.engine.breakdown import BREAKDOWN_KEYS
+from rdusim.engine.speculative import SpeculativeTiming, devices_in_node, simulate_speculative
+from rdusim.engine.stepper import StepCache
+from rdusim.errors import InputError
+
+
+def load_draft(loaded: LoadedWorkload, target: ModelConfig) -> ModelConfig:
+    """The draft model with its formats, checked against the target and every platform."""
+    spec: SpeculativeSpec = loaded.spec.speculative
+    name = spec.draft
+    path = str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name
+    try:
+        cfg = load_model(path)
+    except InputError as exc:
+        raise InputError(loaded.file, "speculative.draft", exc.expected, name) from None
+    if cfg.vocab_size != target.vocab_size:
+        raise InputError(loaded.file, "speculative.draft", f"a model with {target.name}'s vocabulary "
+                         f"({target.vocab_size} tokens) to draft its tokens", f"{cfg.name} ({cfg.vocab_size})")
+    cfg = with_checked_formats(cfg, spec.draft_formats, loaded, "speculative.draft_formats")
+    for pname, plat in loaded.spec.platforms.items():
+        tp = spec.draft_tp or plat.tp
+        kvh = cfg.num_key_value_heads
+        if cfg.num_attention_heads % tp or cfg.intermediate_size % tp or (kvh % tp if kvh >= tp else tp % kvh):
+            raise InputError(loaded.file, "speculative.draft_tp", f"a divisor of {cfg.name}'s attention heads "
+                             f"({cfg.num_attention_heads}) and intermediate size that fits its KV heads ({kvh})", tp)
+        devices = devices_in_node(loaded.deployment(pname, target))
+        if spec.placement == DraftPlacement.SEPARATE and plat.tp + tp > devices:
+            raise InputError(loaded.file, "speculative.draft_tp", f"at most {devices - plat.tp} devices: a separate "
+                             f"draft sits beside platform {pname}'s tp {plat.tp} on its {devices}", tp)
+        if spec.placement == DraftPlacement.SHARED and tp > plat.tp:
+            raise InputError(loaded.file, "speculative.draft_tp", f"at most platform {pname}'s tp ({plat.tp}): a "
+                             "shared draft sits on the target's devices", tp)
+    return cfg
+
+
+def draft_deployment(loaded: LoadedWorkload, name: str, draft: ModelConfig) -> Deployment:
+    dep = loaded.deployment(name, draft)
+    tp = loaded.spec.speculative.draft_tp
+    return dataclasses.replace(dep, tp=tp) if tp else dep
+
+
+def simulate(loaded: LoadedWorkload, name: str, target: ModelConfig, draft: ModelConfig,
+             cache: StepCache) -> SpeculativeTiming:
+    w = loaded.spec
+    arch = loaded.archs[name]
+    return simulate_speculative(loaded.deployment(name, for_machine(target, arch)),
+                                draft_deployment(loaded, name, for_machine(draft, arch)),
+                                w.speculative, w.prompt_tokens, w.output_tokens, w.batch_size, cache)
+
+
+def metrics(name: str, batch: int, output_tokens: int, t: SpeculativeTiming) -> dict[str, float]:
+    p = f"model.{name}.spec"
+    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.tokens_per_step": t.tokens_per_step,
+           f"{p}.plain_decode_tokens_per_s": 1.0 / t.plain.tpot_s if t.plain.tpot_s > 0 else 0.0}
+    out.update(t.memory.metrics(p))
+    if t.oom is not None:
+        return out
+    out.update({f"{p}.steps": t.steps, f"{p}.draft_s": t.draft_s, f"{p}.verify_s": t.verify_s,
+                f"{p}.step_s": t.step_s, f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s,
+                f"{p}.latency_s": t.latency_s, f"{p}.speedup": t.speedup,
+                f"{p}.tokens_per_s": batch * output_tokens / t.latency_s,
+                f"{p}.decode_tokens_per_s": 1.0 / t.tpot_s if t.tpot_s > 0 else 0.0})
+    for k in BREAKDOWN_KEYS:
+        out[f"{p}.breakdown.step.{k}_s"] = float(t.step_breakdown_s.get(k, 0.0))
+    return out
+
+
+def summary_lines(m: dict, platforms, notes: dict) -> list[str]:
+    rows = [p for p in platforms if f"model.{p}.spec.oom" in m]
+    if not rows:
+        return []
+    lines = ["", "Speculative decoding: tokens/step | draft + verify ms per step | ms per token: plain -> "
+             "speculative | speedup"]
+    for p in rows:
+        s = f"model.{p}.spec"
+        if m[f"{s}.oom"]:
+            lines.append(f"  {p:<12} OOM: {notes.get(p + '.spec', '')}")
+            continue
+        lines.append(f"  {p:<12} {m[f'{s}.tokens_per_step']:5.2f} | {m[f'{s}.draft_s'] * 1e3:7.2f} + "
+                     f"{m[f'{s}.verify_s'] * 1e3:7.2f} | {m[f'model.{p}.tpot_s'] * 1e3:7.2f} -> "
+                     f"{m[f'{s}.tpot_s'] * 1e3:7.2f} | {m[f'{s}.speedup']:.2f}x")
+    return lines

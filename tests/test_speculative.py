@@ -1,0 +1,186 @@
+"""Speculative decoding: the acceptance model, the k+1-token step, timing by hand, memory, errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rdusim.cli import main
+from rdusim.config.arch import load_arch
+from rdusim.config.deployment import Deployment
+from rdusim.config.model import load_model
+from rdusim.config.speculative import DraftPlacement, SpeculativeSpec, expected_tokens
+from rdusim.engine.speculative import simulate_speculative
+from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.graph.model_graph import build_model_graph
+from rdusim.graph.phase import Phase
+from rdusim.graph.tensor import TensorRole
+
+CACHE = StepCache()   # shared by the tests of this module (content-keyed)
+PROMPT, OUT = 128, 21
+
+
+def _deps(arch="sn40l", target="llama2-13b", draft="llama2-7b", tp=8, draft_tp=None):
+    a = load_arch(f"arch/{arch}.yaml")
+    return Deployment.of(a, load_model(target), tp), Deployment.of(a, load_model(draft), draft_tp or tp)
+
+
+def _run(p, k=4, arch="sn40l", **kw):
+    t, d = _deps(arch)
+    return simulate_speculative(t, d, SpeculativeSpec("llama2-7b", k, p, **kw), PROMPT, OUT, 1, CACHE)
+
+
+# ---- the acceptance model ----
+def test_expected_tokens_by_hand():
+    assert expected_tokens(4, 0.0) == 1.0
+    assert expected_tokens(4, 1.0) == 5.0
+    assert expected_tokens(2, 0.5) == pytest.approx(1 + 0.5 + 0.25)
+    assert expected_tokens(2, lengths=(0.2, 0.3, 0.5)) == pytest.approx(0.2 * 1 + 0.3 * 2 + 0.5 * 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 12), p=st.floats(0, 0.999))
+def test_geometric_distribution_gives_the_closed_form(k, p):
+    """P(i accepted) = p^i (1-p) for i < k, p^k for k: the same E as (1 - p^(k+1)) / (1 - p)."""
+    lengths = tuple(p ** i * (1 - p) for i in range(k)) + (p ** k,)
+    e = expected_tokens(k, p)
+    assert 1.0 <= e <= k + 1
+    assert expected_tokens(k, lengths=lengths) == pytest.approx(e, rel=1e-9)
+    assert expected_tokens(k, min(1.0, p + 0.001)) >= e
+
+
+# ---- the k+1-token step ----
+def test_extend_graph_computes_new_tokens_over_the_cache():
+    cfg = load_model("llama2-7b")
+    g = build_model_graph(cfg, Phase.DECODE, 2, 100, tp=1, layers=1, new_tokens=5)
+    ops = {o.name: o for o in g.ops}
+    assert ops["embed"].inputs[0].shape == (2, 5)
+    assert ops["lm_head"].outputs[0].shape == (2, 5, cfg.vocab_size)            # logits at every new position
+    append = ops["L0.kv.append"]
+    assert append.bytes_written == 2 * 2 * cfg.num_key_value_heads * 5 * cfg.head_dim * 2
+    k = next(t for t in ops["L0.attn.score"].inputs if t.role == TensorRole.KV_CACHE)
+    assert k.shape == (2, cfg.num_key_value_heads, 105, cfg.head_dim)
+    assert ops["L0.attn.qkv"].attr("m") == 10
+
+
+@pytest.mark.parametrize("arch", ["sn40l", "dgx_h100"])
+def test_extend_of_one_token_is_the_decode_step_and_grows_with_tokens(arch):
+    t, _ = _deps(arch)
+    sm = StepModel(t, CACHE)
+    assert sm.extend(1, 1, 256) is sm.engine_step(Phase.DECODE, 1, 256)
+    times = [sm.extend(1, n, 256).time_s for n in (1, 2, 5, 9)]
+    assert times == sorted(times)
+    assert times[2] < 1.1 * times[0]          # memory-bound: 5 tokens cost about one
+
+
+# ---- timing by hand ----
+@pytest.mark.parametrize("arch", ["sn40l", "dgx_h100"])
+def test_acceptance_zero_is_slower_than_plain_by_the_draft(arch):
+    k = 3
+    r = _run(0.0, k, arch)
+    t, d = _deps(arch)
+    assert r.tokens_per_step == 1 and r.steps == OUT - 1
+    ctx = PROMPT + np.arange(OUT - 1)                       # one token per step: plain decode's contexts
+    draft_by_hand = StepModel(d, CACHE).decode(1, (ctx[:, None] + np.arange(k)).ravel())[0].sum() / (OUT - 1)
+    assert r.draft_s == pytest.approx(draft_by_hand, rel=1e-12)
+    # verify steps are k+1-token steps at the same contexts, between those at the bracketing anchors
+    sm, bucket = StepModel(t, CACHE), t.execution.context_bucket_tokens
+    lo, hi = (sm.extend(1, k + 1, int(x)).time_s for x in (ctx[0] // bucket * bucket or 1, -(-ctx[-1] // bucket) * bucket))
+    assert lo * (1 - 1e-12) <= r.verify_s <= hi * (1 + 1e-12)
+    assert r.tpot_s == pytest.approx(r.draft_s + r.verify_s)
+    draft_prefill = StepModel(d, CACHE).prefill(1, PROMPT).time_s
+    extra = r.latency_s - r.plain.latency_s
+    # the draft's cost (its prefill and k passes per token) plus a verify step a little dearer than a decode step
+    assert extra == pytest.approx(draft_prefill + (OUT - 1) * (r.draft_s + r.verify_s - r.plain.tpot_s), rel=1e-9)
+    assert 0 <= r.verify_s - r.plain.tpot_s < 0.1 * r.plain.tpot_s
+    assert r.speedup < 1
+
+
+@pytest.mark.parametrize("arch", ["sn40l", "dgx_h100"])
+def test_acceptance_one_gives_k_plus_one_tokens_per_target_step(arch):
+    k = 4
+    r = _run(1.0, k, arch)
+    assert r.tokens_per_step == k + 1 and r.steps == pytest.approx((OUT - 1) / (k + 1))
+    assert r.tpot_s == pytest.approx(r.step_s / (k + 1))
+    # per target step: k+1 tokens for one verify step; the bound as the draft gets free
+    assert r.step_s / (k + 1) < r.plain.tpot_s
+    assert (k + 1) * r.plain.tpot_s / r.verify_s > k      # approaches k+1 (the verify costs about one decode)
+
+
+def test_fused_draft_loop_pays_host_once_for_the_draft_passes():
+    k = 4
+    a, b = _run(0.5, k), _run(0.5, k, fused_draft_loop=True)
+    _, d = _deps()
+    assert a.draft_s - b.draft_s == pytest.approx((k - 1) * d.stack.host.step_s(1))
+    assert a.step_breakdown_s["host"] - b.step_breakdown_s["host"] == pytest.approx((k - 1) * d.stack.host.step_s(1))
+    assert sum(b.step_breakdown_s.values()) == pytest.approx(b.step_s)
+
+
+def test_distribution_and_probability_agree_when_they_describe_the_same_acceptance():
+    p, k = 0.7, 3
+    lengths = tuple(p ** i * (1 - p) for i in range(k)) + (p ** k,)
+    assert _run(p, k).latency_s == pytest.approx(_run(None, k, accepted_lengths=lengths).latency_s, rel=1e-9)
+
+
+# ---- memory ----
+def test_draft_that_does_not_fit_is_an_oom_result():
+    a = load_arch("arch/dgx_h100.yaml")
+    t, d = Deployment.of(a, load_model("llama2-70b"), 2), Deployment.of(a, load_model("llama2-13b"), 2)
+    spec = SpeculativeSpec("llama2-13b", 4, 0.8)
+    r = simulate_speculative(t, d, spec, 128, 20, 1, CACHE)
+    w70 = build_model_graph(t.model, Phase.DECODE, 1, 1, tp=2).param_bytes
+    w13 = build_model_graph(d.model, Phase.DECODE, 1, 1, tp=2).param_bytes
+    kv = t.model.kv_cache_bytes_per_rank(148, 2) + d.model.kv_cache_bytes_per_rank(148, 2)
+    usable = a.device.hbm.usable_bytes
+    assert w70 + kv < usable < w70 + w13 + kv              # the target alone fits, with its draft it does not
+    assert r.memory.weights_bytes == pytest.approx(w70 + w13) and r.memory.kv_bytes == pytest.approx(kv)
+    assert r.oom and "78.00 GB usable" in r.oom and math.isnan(r.latency_s)
+    sep = SpeculativeSpec("llama2-13b", 4, 0.8, placement=DraftPlacement.SEPARATE)
+    d1 = Deployment.of(a, load_model("llama2-13b"), 1)
+    ok = simulate_speculative(t, d1, sep, 128, 20, 1, CACHE)
+    assert ok.oom is None and ok.memory.weights_bytes == pytest.approx(w70)      # the target's GPUs are the fuller
+
+
+# ---- workloads ----
+SPEC_WL = "workloads/llama2_7b_chat.yaml"
+BASE = ["--set", "model=llama2-13b", "--set", "speculative={draft: llama2-7b, lookahead: 2, acceptance: 0.6}",
+        "--set", "platforms={sn40l: {arch: arch/sn40l.yaml, tp: 8}}"]
+
+
+def test_speculative_model_run_end_to_end(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["run", SPEC_WL, "--out", str(out)] + BASE) == 0
+    assert "Speculative decoding" in capsys.readouterr().out
+    m = json.loads((out / "results.json").read_text())["metrics"]
+    assert m["model.sn40l.spec.oom"] == 0
+    assert m["model.sn40l.spec.tokens_per_step"] == pytest.approx(1 + 0.6 + 0.36)
+    assert m["model.sn40l.spec.tpot_s"] == pytest.approx(m["model.sn40l.spec.step_s"] / (1 + 0.6 + 0.36))
+    assert m["model.sn40l.spec.decode_tokens_per_s"] == pytest.approx(1 / m["model.sn40l.spec.tpot_s"])
+    assert m["model.sn40l.spec.speedup"] == pytest.approx(m["model.sn40l.latency_s"] / m["model.sn40l.spec.latency_s"])
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["speculative.acceptance=1.5"], "speculative.acceptance"),
+    (["speculative.accepted_lengths=[0.5, 0.5]"], "speculative.acceptance"),        # both given
+    (["speculative.acceptance=null", "speculative.accepted_lengths=[0.5, 0.5]"], "speculative.accepted_lengths"),
+    (["speculative.acceptance=null", "speculative.accepted_lengths=[0.5, 0.4, 0.2]"], "speculative.accepted_lengths"),
+    (["speculative.lookahead=0"], "speculative.lookahead"),
+    (["speculative.draft=llama3-8b"], "speculative.draft"),                           # another vocabulary
+    (["speculative.draft=nosuchmodel"], "speculative.draft"),
+    (["speculative.draft_tp=16"], "speculative.draft_tp"),
+    (["speculative.placement=separate"], "speculative.draft_tp"),                    # 8 + 8 > 8 sockets
+    (["speculative.placement=elsewhere"], "speculative.placement"),
+    (["speculative.draft_formats.compute=int8", "speculative.draft_formats.weight.dtype=int8"],
+     "speculative.draft_formats.compute"),                                           # SN40L: bf16 only
+])
+def test_bad_speculative_input_exits_2(tmp_path, capsys, sets, key):
+    args = ["run", SPEC_WL, "--out", str(tmp_path / "o")] + BASE
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
