@@ -93,12 +93,24 @@ def test_allreduce_small_messages_cost_the_measured_latency():
         assert 25e-6 <= kernel_time(A100, _ar(8, nbytes)).duration_s <= 60e-6
 
 
-def test_allreduce_large_messages_are_ring_bandwidth_bound():
+def test_allreduce_large_messages_are_bandwidth_bound_by_the_best_algorithm():
     nbytes = 1e9
-    t = allreduce_time_s(H100, 8, nbytes)
+    # H100's NVSwitch gen 3 reduces in the network: each GPU sends and receives the message once
     bus = H100.links.nvlink.effective_bandwidth_bytes_per_s
-    assert t == pytest.approx(2 * 7 / 8 * nbytes / bus, rel=0.01)
+    fixed = H100.collectives.base_latency_s + 2 * H100.links.nvlink.latency_s
+    assert allreduce_time_s(H100, 8, nbytes) == pytest.approx(fixed + nbytes / bus, rel=1e-9)
+    # A100's NVSwitch gen 2 cannot: a ring, 2(n-1)/n of the message through each GPU's links
+    bus = A100.links.nvlink.effective_bandwidth_bytes_per_s
+    fixed = A100.collectives.base_latency_s + 14 * A100.links.nvlink.latency_s
+    assert allreduce_time_s(A100, 8, nbytes) == pytest.approx(fixed + 2 * 7 / 8 * nbytes / bus, rel=1e-9)
     assert allreduce_time_s(H100, 1, nbytes) == 0.0
+
+
+def test_collective_kernels_record_their_algorithm():
+    assert kernel_time(H100, _ar(8, 8192)).algorithm.value == "one_shot"
+    assert kernel_time(H100, _ar(8, 32 * 2 ** 20)).algorithm.value == "switch_reduce"
+    assert kernel_time(A100, _ar(8, 32 * 2 ** 20)).algorithm.value == "ring"
+    assert kernel_time(A100, _ar(8, 32 * 2 ** 20)).steps == 14
 
 
 @settings(max_examples=50, deadline=None)

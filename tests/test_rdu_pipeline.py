@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from rdusim.compiler.plan import Kernel, Stage, StageKind, Stream, Tier
 from rdusim.config.arch import load_arch
-from rdusim.config.arch_common import Link
+from rdusim.config.arch_common import CollectiveSpec, Fabric, Link
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.pipeline import simulate_kernel
 
@@ -19,8 +19,8 @@ HBM_BW = 1e12
 def hw(d2d_bw: float = 1e12) -> SocketHw:
     return SocketHw(tier_bw={Tier.HBM: HBM_BW, Tier.DDR: 1e11, Tier.HOST: 1e10},
                     tier_latency={Tier.HBM: 0.0, Tier.DDR: 0.0, Tier.HOST: 0.0},
-                    agcu_bw=1e15, pmu_bw=1e15, p2p=Link(1e11, 0.0), d2d=Link(d2d_bw, 0.0),
-                    pcu_count=100, pmu_count=100, hbm_peak_bw=HBM_BW)
+                    agcu_bw=1e15, pmu_bw=1e15, p2p=Fabric(1e11, 0.0), d2d=Link(d2d_bw, 0.0),
+                    pcu_count=100, pmu_count=100, hbm_peak_bw=HBM_BW, collectives=CollectiveSpec(0.0))
 
 
 def stage(compute_s: float, inputs=(), streams=(), pcus: int = 1, die: int = 0, edge_d2d=None) -> Stage:
@@ -153,7 +153,7 @@ def test_kernel_key_names_only_the_hardware_the_kernel_uses():
 
     hbm_only = chain([1e-3, 2e-3], {0: [read(3e8)], 1: [write(1e8)]})
     base = hw()
-    other_ddr = dataclasses.replace(base, tier_bw={**base.tier_bw, Tier.DDR: 5e10}, p2p=Link(1e9, 1e-6))
+    other_ddr = dataclasses.replace(base, tier_bw={**base.tier_bw, Tier.DDR: 5e10}, p2p=Fabric(1e9, 1e-6))
     assert base.kernel_key(hbm_only) == other_ddr.kernel_key(hbm_only)
     faster_hbm = dataclasses.replace(base, tier_bw={**base.tier_bw, Tier.HBM: 2 * HBM_BW})
     assert base.kernel_key(hbm_only) != faster_hbm.kernel_key(hbm_only)

@@ -1,4 +1,4 @@
-"""Pieces shared by every machine description: memory tiers, links, the kind enum."""
+"""Pieces shared by every machine description: memory tiers, links, fabrics, the kind enum."""
 
 from __future__ import annotations
 
@@ -56,3 +56,83 @@ class Link:
 
     def transfer_time_s(self, nbytes: float) -> float:
         return self.latency_s + nbytes / self.effective_bandwidth_bytes_per_s if nbytes > 0 else 0.0
+
+
+class Topology(enum.Enum):
+    """How the ranks of a node are wired to each other."""
+
+    RING = "ring"              # each rank wired only to its neighbours; collectives must hop around
+    FULL_MESH = "full_mesh"    # a dedicated link from every rank to every other (ports >= ranks - 1)
+    SWITCH = "switch"          # every rank into a switch that joins any pair at the rank's full rate
+
+
+class CollectiveAlgorithm(enum.Enum):
+    """How a collective is run over a fabric (rdusim.engine.collectives)."""
+
+    AUTO = "auto"                    # the fastest available for the message size (NCCL's tuner)
+    RING = "ring"                    # 2(n-1) steps of 1/n of the message (all-gather: n-1)
+    TREE = "tree"                    # double binary tree: 2 ceil(log2 n) steps, message pipelined
+    ONE_SHOT = "one_shot"            # every rank sends its data to every other at once, one step
+    SWITCH_REDUCE = "switch_reduce"  # the switch reduces in the network (NVLink SHARP): 2 steps
+
+
+@dataclass(frozen=True)
+class Fabric(Link):
+    """The links joining the ranks of a node, per rank.
+
+    ``bandwidth_bytes_per_s`` is what one rank can send per direction over all its
+    ``ports`` together; ``latency_s`` is one step between two ranks (a hop, or through
+    the switch). ``topology`` decides which collective algorithms can run;
+    ``in_network_reduction`` says whether the switch can reduce (SHARP)."""
+
+    ports: int = field(default=1, metadata=positive())
+    topology: Topology = Topology.RING
+    in_network_reduction: bool = False
+
+    def __post_init__(self) -> None:
+        if self.in_network_reduction and self.topology != Topology.SWITCH:
+            raise ValueError("in_network_reduction", "false unless topology is switch", True)
+        if self.topology == Topology.RING and self.ports > 2:
+            raise ValueError("ports", "at most 2 for a ring (one to each neighbour)", self.ports)
+
+    def algorithms(self, *, reduce: bool) -> tuple["CollectiveAlgorithm", ...]:
+        """The collective algorithms this wiring can run (all-reduce if ``reduce``, else all-gather):
+        ring steps are hops between neighbours, so a ring runs anywhere; tree and one-shot need
+        every pair one step apart; switch_reduce needs a switch that reduces."""
+        algs = [CollectiveAlgorithm.RING]
+        if self.topology in (Topology.SWITCH, Topology.FULL_MESH):
+            if reduce:
+                algs.append(CollectiveAlgorithm.TREE)
+            algs.append(CollectiveAlgorithm.ONE_SHOT)
+        if self.in_network_reduction and reduce:
+            algs.append(CollectiveAlgorithm.SWITCH_REDUCE)
+        return tuple(algs)
+
+    def check_ranks(self, ranks: int) -> None:
+        """Raise ValueError(key, expected, found) when the wiring cannot join ``ranks`` ranks."""
+        if self.topology == Topology.FULL_MESH and self.ports < ranks - 1:
+            raise ValueError("ports", f"at least {ranks - 1} for a full mesh of {ranks}", self.ports)
+
+
+@dataclass(frozen=True)
+class CollectiveSpec:
+    """What a machine's collective library does: a fixed cost per collective (kernel or
+    primitive start, the synchronisation of all ranks, protocol set-up) and its choice
+    of algorithm."""
+
+    base_latency_s: float = field(metadata={"ge": 0})
+    algorithm: CollectiveAlgorithm = CollectiveAlgorithm.AUTO
+
+
+def check_collectives(fabric: Fabric, spec: CollectiveSpec, ranks: int, fabric_key: str, spec_key: str) -> None:
+    """Cross-field check of a machine's fabric and collective library: ValueError(key, expected, found)."""
+    try:
+        fabric.check_ranks(ranks)
+    except ValueError as exc:
+        key, expected, found = exc.args
+        raise ValueError(f"{fabric_key}.{key}", expected, found) from None
+    algs = fabric.algorithms(reduce=True)
+    if spec.algorithm != CollectiveAlgorithm.AUTO and spec.algorithm not in algs:
+        raise ValueError(f"{spec_key}.algorithm",
+                         f"auto or one of {[a.value for a in algs]} on a {fabric.topology.value} fabric",
+                         spec.algorithm.value)

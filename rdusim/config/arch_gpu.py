@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
 
-from rdusim.config.arch_common import ArchKind, Link, MemoryTier
+from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.strict import positive
 
 
@@ -50,16 +50,14 @@ class GpuKernelModel:
     min_kernel_s: float = field(metadata={"ge": 0})          # launch latency + ramp + tail of any kernel
 
 
-@dataclass(frozen=True)
-class GpuCollectives:
-    """NCCL-style collectives over NVLink: base + per-ring-step latency, bandwidth from links.nvlink."""
-
-    base_latency_s: float = field(metadata={"ge": 0})        # per collective: kernel start, sync, protocol
+# NCCL: a fixed cost per collective (kernel start, sync, protocol) and its algorithm choice;
+# the algorithms run over links.nvlink (rdusim.engine.collectives)
+GpuCollectives = CollectiveSpec
 
 
 @dataclass(frozen=True)
 class GpuLinks:
-    nvlink: Link       # per GPU, per direction
+    nvlink: Fabric     # per GPU, per direction, all NVLinks together; NVSwitch topology
     pcie: Link         # per GPU host link
     host_aggregate: Link  # the shared host-side limit all GPUs' copies contend for
 
@@ -100,6 +98,7 @@ class GpuArch:
         if self.kernel.tile_small > self.kernel.tile_large:
             raise ValueError("kernel.tile_small", f"at most kernel.tile_large ({self.kernel.tile_large})",
                              self.kernel.tile_small)
+        check_collectives(self.links.nvlink, self.collectives, self.node.gpus, "links.nvlink", "collectives")
 
     def derived(self) -> dict[str, float]:
         return {

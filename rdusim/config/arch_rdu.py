@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping, Optional
 
-from rdusim.config.arch_common import ArchKind, Link, MemoryTier
+from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.strict import positive
 
 
@@ -85,7 +85,7 @@ class RduSocket:
 
 @dataclass(frozen=True)
 class RduLinks:
-    p2p: Link          # socket to socket, used by collectives
+    p2p: Fabric        # socket to socket, per socket, all ports together; used by collectives
     pcie: Link         # host to socket
 
 
@@ -104,8 +104,12 @@ class RduArch:
     socket: RduSocket
     links: RduLinks
     launch: RduLaunch
+    collectives: CollectiveSpec      # the runtime's collective primitives over links.p2p
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        check_collectives(self.links.p2p, self.collectives, self.node.sockets, "links.p2p", "collectives")
 
     # ---- derived totals (computed, never typed in) ----
     @property

@@ -16,6 +16,7 @@ published number says "assumed: ..." and is fitted to nothing.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -49,6 +50,24 @@ class HostCosts:
         return self.per_step_s + self.per_sequence_step_s * sequences
 
 
+class PreemptionMode(enum.Enum):
+    RECOMPUTE = "recompute"   # drop the sequence's KV blocks; prefill prompt + generated tokens again later
+    SWAP = "swap"             # copy its KV blocks to host DRAM (GPU) / DDR (RDU) and back
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """How the stack batches requests under load (continuous batching, vLLM style)."""
+
+    max_sequences: int = field(default=256, metadata={"gt": 0})          # running sequences per step
+    max_batched_tokens: int = field(default=2048, metadata={"gt": 0})    # tokens computed per step
+    kv_block_tokens: int = field(default=16, metadata={"gt": 0})         # tokens per KV-cache block
+    chunked_prefill: bool = False           # split prompts to fill the step's token budget beside decodes
+    preemption: PreemptionMode = PreemptionMode.RECOMPUTE
+    memory_reserve_fraction: float = field(default=0.1, metadata={"ge": 0, "le": 0.9})  # share of usable HBM left unallocated
+    static_batch_sequences: int = field(default=8, metadata={"gt": 0})   # batch size of static batching
+
+
 @dataclass(frozen=True)
 class StackSpec:
     name: str
@@ -56,6 +75,7 @@ class StackSpec:
     description: str
     launch: LaunchMode                  # default kernel-launch mode (a platform may override it)
     host: HostCosts = HostCosts()
+    scheduler: SchedulerSpec = SchedulerSpec()
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

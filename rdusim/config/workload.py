@@ -36,6 +36,7 @@ class WorkloadKind(enum.Enum):
     MODEL = "model"
     FUSION = "fusion"
     COE = "coe"
+    SERVE = "serve"
 
 
 # kind -> "module:Class" of its frozen dataclass
@@ -43,6 +44,7 @@ _SPEC_CLASSES = {
     WorkloadKind.MODEL: "rdusim.config.workload_model:ModelWorkload",
     WorkloadKind.FUSION: "rdusim.config.workload_fusion:FusionWorkload",
     WorkloadKind.COE: "rdusim.config.workload_coe:CoeWorkload",
+    WorkloadKind.SERVE: "rdusim.config.workload_serve:ServeWorkload",
 }
 
 

@@ -73,6 +73,7 @@ class StepModel:
         else:
             from rdusim.engine.gpu.model_step import model_step
         self._engine = model_step
+        self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
 
     # ---- exact engine steps ----
     def engine_step(self, phase: Phase, batch: int, seq: int) -> StepResult:
@@ -138,6 +139,83 @@ class StepModel:
         if pre and dec:
             parts["host"] -= self.dep.stack.host.per_step_s   # one host step, not two
         return StepCost(sum(parts.values()), frozen(parts), frozen(tiers), kernels)
+
+    # ---- bucketed step times for long runs (serving under load) ----
+    # Engine steps are simulated only at anchors -- batch sizes that are powers of two,
+    # contexts / prompt lengths at multiples of execution.context_bucket_tokens -- and
+    # interpolated linearly between them, so a run of thousands of steps simulates a few
+    # dozen. Times are memoised per StepModel by plain integers (cheap to hash).
+
+    def _time(self, phase: Phase, batch: int, seq: int) -> float:
+        key = (phase, batch, seq)
+        t = self._times.get(key)
+        if t is None:
+            t = self._times[key] = self.engine_step(phase, batch, seq).time_s
+        return t
+
+    def _ctx_interp(self, phase: Phase, batch: int, x: float) -> float:
+        """The one rule: linear between anchors every context_bucket_tokens (first anchor 1)."""
+        b = self.dep.execution.context_bucket_tokens
+        lo = int(x // b) * b
+        if lo == x:
+            return self._time(phase, batch, max(lo, 1))
+        t0, t1 = self._time(phase, batch, max(lo, 1)), self._time(phase, batch, lo + b)
+        x0 = max(lo, 1)
+        return t0 + (t1 - t0) * (x - x0) / (lo + b - x0)
+
+    def decode_s(self, batch: int, context: float) -> float:
+        """A decode step of ``batch`` sequences at mean context ``context``: the context rule
+        at batch sizes that are powers of two, linear in the batch between them."""
+        lo = 1 << (max(1, batch).bit_length() - 1)
+        t0 = self._ctx_interp(Phase.DECODE, lo, context)
+        if lo == batch:
+            return t0
+        t1 = self._ctx_interp(Phase.DECODE, 2 * lo, context)
+        return t0 + (t1 - t0) * (batch - lo) / lo
+
+    def decode_run_s(self, batch: int, context: float, steps: int) -> np.ndarray:
+        """``steps`` consecutive decode steps of ``batch`` sequences whose mean context starts
+        at ``context`` and grows by one token per step: decode_s of each, vectorised."""
+        c = context + np.arange(steps, dtype=float)
+        lo = 1 << (max(1, batch).bit_length() - 1)
+        t = self._ctx_curve(lo, c)
+        if lo != batch:
+            t = t + (self._ctx_curve(2 * lo, c) - t) * ((batch - lo) / lo)
+        return t
+
+    def _ctx_curve(self, batch: int, c: np.ndarray) -> np.ndarray:
+        b = self.dep.execution.context_bucket_tokens
+        first, last = int(c[0] // b) * b, int(-(-c[-1] // b)) * b
+        xs = list(range(first, last + b, b))
+        ys = [self._time(Phase.DECODE, batch, max(x, 1)) for x in xs]
+        xs[0] = max(xs[0], 1)
+        return np.interp(c, xs, ys)
+
+    def prefill_s(self, tokens: float) -> float:
+        """One sequence's prefill of ``tokens`` tokens (the context rule over prompt lengths)."""
+        return self._ctx_interp(Phase.PREFILL, 1, max(tokens, 1.0))
+
+    def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
+        """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together
+        (variable-length attention, weights streamed once): the fixed cost of a step
+        F = prefill_s(1) once, plus for every piece the work the prefill of its whole
+        sequence does on those tokens, prefill_s(c + n) - prefill_s(c) with prefill_s(0) = F
+        (its linear layers and its causal attention to everything before it), plus the
+        stack's per-sequence host work of the other pieces."""
+        fixed = self.prefill_s(1)
+        work = sum(self.prefill_s(c + n) - (self.prefill_s(c) if c > 0 else fixed) for n, c in pieces)
+        return fixed + work + self.dep.stack.host.per_sequence_step_s * (len(pieces) - 1)
+
+    def mixed_s(self, pieces: Sequence[tuple[int, int]], decode_batch: int, decode_context: float) -> float:
+        """Prefill pieces and ``decode_batch`` decodes in one fused step: the packed prefill,
+        plus what the decodes add over a lone one-token step (their KV reads and tokens)."""
+        if not pieces:
+            return self.decode_s(decode_batch, decode_context) if decode_batch else 0.0
+        t = self.packed_prefill_s(pieces)
+        if decode_batch:
+            t += self.decode_s(decode_batch, decode_context) - self.decode_s(1, 1)
+            t += self.dep.stack.host.per_sequence_step_s
+        return t
 
     def _prefill_group(self, group: Sequence[SeqWork]):
         tokens = max(1, round(sum(s.new_tokens for s in group) / len(group)))

@@ -14,6 +14,7 @@ _MODULES = {
     WorkloadKind.MODEL: "rdusim.studies.model_run",
     WorkloadKind.FUSION: "rdusim.studies.fusion",
     WorkloadKind.COE: "rdusim.studies.coe",
+    WorkloadKind.SERVE: "rdusim.studies.serve",
 }
 
 

@@ -41,3 +41,10 @@ class ModelTimer:
 
     def latency_s(self, batch: int, output_tokens: int) -> float:
         return self.timing(batch, output_tokens).latency_s
+
+    def hbm_fraction(self, batch: int, output_tokens: int) -> float:
+        """Fraction of the run its kernels are bound by HBM traffic (the memory part of the
+        breakdown): what a prefetch copy landing in HBM meanwhile competes with
+        (ServingSetup.expert_hbm_fraction)."""
+        t = self.timing(batch, output_tokens)
+        return min(1.0, t.breakdown_s.get("memory", 0.0) / t.latency_s) if t.latency_s > 0 else 0.0

@@ -4,7 +4,8 @@ Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
 ``.breakdown.<compute|memory|launch|collective|host>_s`` (the whole request),
 ``.breakdown.request.host_s`` (once per request: the stack's set-up),
 ``.breakdown.step.<compute|memory|launch|collective|host>_s`` (the mean decode step),
-``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``, ``.oom`` and
+``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``,
+``.<prefill|decode>.allreduce_s`` (mean NCCL all-reduce kernel, GPU platforms with TP > 1), ``.oom`` and
 ``.memory.*`` (per-device memory by :func:`rdusim.memory.device_memory`; a platform that
 cannot hold the model gets ``.oom = 1``, its reason in ``extra.oom_reasons`` and no
 latency). Records: one row per
@@ -143,6 +144,13 @@ def platform_metrics(name: str, batch: int, output_tokens: int, t: InferenceTimi
         out[f"{p}.breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
         out[f"{p}.breakdown.step.{k}_s"] = float(t.step_s.get(k, 0.0))
     out[f"{p}.breakdown.request.host_s"] = float(t.request_s.get("host", 0.0))
+    # mean time of one tensor-parallel all-reduce kernel per phase (engines that run them as
+    # kernels of their own: the GPU's NCCL calls); references/nccl.yaml checks these
+    for phase in ("prefill", "decode"):
+        ar = [r["duration_s"] for r in t.records if r.get("kind") == "collective" and r.get("phase") == phase
+              and str(r.get("tag", "")).startswith("tp.allreduce")]
+        if ar:
+            out[f"{p}.{phase}.allreduce_s"] = sum(ar) / len(ar)
     return out
 
 

@@ -1,18 +1,25 @@
-"""Expert switching paths: where an expert's shards are copied from, over which links.
+"""Expert switching paths: where an expert's shards are copied from, over which resources.
 
-SN40L: each socket copies its shard from its own DDR channels into its HBM (DDR
-bandwidth x achievable efficiency per socket; sockets do not share DDR).
-DGX: each GPU copies its shard from host DRAM over its PCIe link, and every copy
-crosses the node's shared host link (rdusim.engine.gpu.hostcopy).
+SN40L: each socket copies its shard from its own DDR into its own HBM: DDR read
+(``socket.ddr``, achievable bandwidth), the AGCUs that bridge the tile to the memories
+(``socket.agcu``: count x bandwidth), the HBM write (``socket.hbm``). Sockets share
+nothing. DGX: each GPU's shard goes host DRAM -> shared host link -> its PCIe link ->
+its HBM (rdusim.engine.gpu.hostcopy). On the flow network every copy is bounded by the
+slowest resource on its path and shares each resource max-min fairly with other copies.
+
+The HBM links (``hbm_link``) are also where a copy meets the expert execution it
+overlaps (rdusim.engine.coe.serving).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import simpy
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
-from rdusim.engine.gpu.hostcopy import add_dgx_host_links, host_to_gpu_path
+from rdusim.engine.gpu.hostcopy import add_dgx_host_links, hbm_link as gpu_hbm_link, host_to_gpu_path
 from rdusim.engine.transfer import FlowNetwork
 
 
@@ -20,14 +27,31 @@ def ddr_link(socket: int) -> str:
     return f"ddr{socket}"
 
 
+def agcu_link(socket: int) -> str:
+    return f"agcu{socket}"
+
+
+def hbm_link(arch: ArchSpec) -> Callable[[int], str]:
+    """Name of device i's HBM link in the switch network of ``arch``."""
+    return (lambda s: f"hbm{s}") if arch.kind == ArchKind.RDU else gpu_hbm_link
+
+
+def hbm_bandwidth_bytes_per_s(arch: ArchSpec) -> float:
+    """Achievable HBM bandwidth of one socket / GPU (the capacity of its HBM link)."""
+    hbm = arch.socket.hbm if arch.kind == ArchKind.RDU else arch.device.hbm
+    return hbm.effective_bandwidth_bytes_per_s
+
+
 def switch_network(env: simpy.Environment, arch: ArchSpec, devices: int) -> tuple[FlowNetwork, list[tuple[str, ...]]]:
     """A FlowNetwork with the copy links of ``arch`` and the path each device's shard takes."""
     net = FlowNetwork(env)
     if arch.kind == ArchKind.RDU:
-        ddr = arch.socket.ddr
+        sock, hbm = arch.socket, hbm_link(arch)
         for s in range(devices):
-            net.add_link(ddr_link(s), ddr.effective_bandwidth_bytes_per_s, ddr.latency_s)
-        return net, [(ddr_link(s),) for s in range(devices)]
+            net.add_link(ddr_link(s), sock.ddr.effective_bandwidth_bytes_per_s, sock.ddr.latency_s)
+            net.add_link(agcu_link(s), sock.agcu.count * sock.agcu.bandwidth_bytes_per_s, 0.0)
+            net.add_link(hbm(s), sock.hbm.effective_bandwidth_bytes_per_s, 0.0)
+        return net, [(ddr_link(s), agcu_link(s), hbm(s)) for s in range(devices)]
     add_dgx_host_links(net, arch)
     return net, [host_to_gpu_path(g) for g in range(devices)]
 

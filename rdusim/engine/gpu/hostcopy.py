@@ -1,8 +1,12 @@
 """Host -> GPU copies on a DGX node, on the shared FlowNetwork.
 
-Each GPU has its own PCIe link; every copy from host memory also crosses one
-shared ``host_aggregate`` link (CPU root complexes, host DRAM), so GPUs loading
-at once contend. Link bandwidths are the effective ones (datasheet x efficiency).
+A copy from host memory into one GPU's HBM crosses, in order: the host DRAM read
+(``node.host_dram``, shared by every copy), the node's shared host link
+(``links.host_aggregate``: CPU root complexes / PCIe switches, shared), that GPU's own
+PCIe link (``links.pcie``) and that GPU's HBM write port (``device.hbm``). Every flow
+gets its max-min fair share of each link, so a copy is bounded by the slowest resource
+on its path, and GPUs loading at once contend on the shared ones. Link bandwidths are
+the effective ones (datasheet x efficiency).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import simpy
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.engine.transfer import FlowNetwork
 
+HOST_DRAM = "host_dram"
 HOST_LINK = "host_aggregate"
 
 
@@ -21,16 +26,23 @@ def pcie_link(gpu: int) -> str:
     return f"pcie{gpu}"
 
 
-def host_to_gpu_path(gpu: int) -> tuple[str, str]:
-    return (HOST_LINK, pcie_link(gpu))
+def hbm_link(gpu: int) -> str:
+    """The HBM of one GPU: copies write into it, kernels read from it."""
+    return f"hbm{gpu}"
+
+
+def host_to_gpu_path(gpu: int) -> tuple[str, ...]:
+    return (HOST_DRAM, HOST_LINK, pcie_link(gpu), hbm_link(gpu))
 
 
 def add_dgx_host_links(net: FlowNetwork, arch: GpuArch) -> None:
-    """Add the node's host_aggregate link and one pcie<i> link per GPU to ``net``."""
-    agg, pcie = arch.links.host_aggregate, arch.links.pcie
+    """Add host_dram, host_aggregate and, per GPU, pcie<i> and hbm<i> to ``net``."""
+    dram, agg, pcie, hbm = arch.node.host_dram, arch.links.host_aggregate, arch.links.pcie, arch.device.hbm
+    net.add_link(HOST_DRAM, dram.effective_bandwidth_bytes_per_s, dram.latency_s)
     net.add_link(HOST_LINK, agg.effective_bandwidth_bytes_per_s, agg.latency_s)
     for g in range(arch.node.gpus):
         net.add_link(pcie_link(g), pcie.effective_bandwidth_bytes_per_s, pcie.latency_s)
+        net.add_link(hbm_link(g), hbm.effective_bandwidth_bytes_per_s, 0.0)
 
 
 def dgx_host_network(env: simpy.Environment, arch: GpuArch) -> FlowNetwork:

@@ -13,8 +13,10 @@ bandwidth, made honest about size:
 - Attention is one FlashAttention-style kernel (scores never reach HBM); for
   decode the KV sequence is split (flash-decoding) until the SMs are busy.
 - Every kernel lasts at least ``kernel.min_kernel_s`` (launch latency, ramp, tail).
-- Collectives: ring all-reduce, base + 2(p-1) step latencies + 2(p-1)/p x bytes
-  over the NVLink bus bandwidth.
+- Collectives: NCCL's algorithms over the NVLink/NVSwitch fabric
+  (rdusim.engine.collectives): ring, tree, one-shot and, where the switch reduces
+  in the network, NVLS; the fastest for the size unless ``collectives.algorithm``
+  fixes one. The chosen algorithm is part of the kernel's time record.
 
 Identical kernels (same signature) are timed once (functools cache).
 """
@@ -27,7 +29,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
+from rdusim.config.arch_common import CollectiveAlgorithm
 from rdusim.config.arch_gpu import GpuArch
+from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
 
 
 class KernelClass(enum.Enum):
@@ -38,9 +42,7 @@ class KernelClass(enum.Enum):
     COLLECTIVE = "collective"  # NCCL all-reduce / all-gather over NVLink
 
 
-class CollectiveKind(enum.Enum):
-    ALLREDUCE = "allreduce"
-    ALLGATHER = "allgather"
+CollectiveKind = CollectiveOp      # the kernel-level name of the shared enum
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class KernelTime:
     active_sms: int
     waves: int
     hbm_bytes: float          # bytes actually moved (split-K partials included)
+    algorithm: Optional[CollectiveAlgorithm] = None   # how a collective ran
+    steps: int = 0                                     # its latency steps
 
     @property
     def floor_s(self) -> float:
@@ -227,32 +231,23 @@ def _vector_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     return _finish(arch, compute, memory, active, waves, work.hbm_bytes)
 
 
+def gpu_collective(arch: GpuArch, kind: CollectiveOp, ranks: int, message_bytes: float) -> CollectiveCost:
+    """One NCCL collective on ``ranks`` GPUs of the node, as the library would run it."""
+    return collective_cost(kind, ranks, message_bytes, arch.links.nvlink, arch.collectives)
+
+
 def allreduce_time_s(arch: GpuArch, ranks: int, message_bytes: float) -> float:
-    """Ring all-reduce: base + 2(p-1) step latencies + 2(p-1)/p x bytes / bus bandwidth."""
-    if ranks <= 1:
-        return 0.0
-    link = arch.links.nvlink
-    steps = 2 * (ranks - 1)
-    return (arch.collectives.base_latency_s + steps * link.latency_s
-            + steps / ranks * message_bytes / link.effective_bandwidth_bytes_per_s)
+    return gpu_collective(arch, CollectiveOp.ALLREDUCE, ranks, message_bytes).time_s
 
 
 def allgather_time_s(arch: GpuArch, ranks: int, message_bytes: float) -> float:
-    """Ring all-gather of a tensor of ``message_bytes`` in total: (p-1) steps of 1/p of it."""
-    if ranks <= 1:
-        return 0.0
-    link = arch.links.nvlink
-    steps = ranks - 1
-    return (arch.collectives.base_latency_s + steps * link.latency_s
-            + steps / ranks * message_bytes / link.effective_bandwidth_bytes_per_s)
+    """All-gather of a tensor of ``message_bytes`` in total."""
+    return gpu_collective(arch, CollectiveOp.ALLGATHER, ranks, message_bytes).time_s
 
 
 def _collective_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     c = work.collective
-    if c.kind == CollectiveKind.ALLREDUCE:
-        t = allreduce_time_s(arch, c.ranks, c.message_bytes)
-    else:
-        t = allgather_time_s(arch, c.ranks, c.message_bytes)
+    cost = gpu_collective(arch, c.kind, c.ranks, c.message_bytes)
     # NCCL kernels also start and end like any kernel
-    duration = max(t, arch.kernel.min_kernel_s)
-    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes)
+    duration = max(cost.time_s, arch.kernel.min_kernel_s)
+    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps)

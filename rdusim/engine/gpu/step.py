@@ -79,7 +79,7 @@ def _host_record(host_s: float) -> Mapping[str, Any]:
     return {"name": "framework", "kind": "host", "tag": "framework", "layer": -1, "ops": 0,
             "issue_s": 0.0, "start_s": 0.0, "duration_s": host_s, "flops": 0.0, "bytes": 0.0,
             "compute_s": 0.0, "memory_s": 0.0, "floor_s": 0.0, "bound": "host", "active_sms": 0, "waves": 0,
-            "launch_gap_s": 0.0, "exposed_launch_s": 0.0}
+            "launch_gap_s": 0.0, "exposed_launch_s": 0.0, "algorithm": "", "steps": 0}
 
 
 def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str, Any]:
@@ -90,7 +90,9 @@ def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str
             # how long the launched kernel waited in the stream (launch hidden) ...
             "launch_gap_s": tl.start_s[i] - tl.issue_s[i],
             # ... or how long the GPU idled waiting for the host to launch it (launch exposed)
-            "exposed_launch_s": tl.exposed_s[i]}
+            "exposed_launch_s": tl.exposed_s[i],
+            # a collective's algorithm and latency steps (rdusim.engine.collectives)
+            "algorithm": t.algorithm.value if t.algorithm is not None else "", "steps": t.steps}
 
 
 def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:

@@ -1,37 +1,17 @@
-"""Collectives over the P2P links between sockets: the cost of one message.
+"""Collectives over the P2P links between sockets: the plan's collective as the runtime runs it.
 
-Two algorithms, and the runtime picks the faster for each message size, as collective
-libraries do: a ring (2(p-1) latency steps, 2(p-1)/p of the message over each link;
-best for large messages) and a one-shot exchange (every socket sends its whole
-message to every other one at once and reduces locally: one latency step, (p-1)
-messages over the socket's links; best for small, latency-bound messages).
+The algorithm (ring, tree, one-shot; the fastest for the size unless the arch fixes one)
+and its cost come from the shared mechanism in ``rdusim.engine.collectives``, over the
+socket's P2P fabric (``links.p2p``: bandwidth, step latency, ports, topology) with the
+runtime's per-collective cost (``collectives.base_latency_s``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from rdusim.compiler.plan import Collective
-from rdusim.config.arch_common import Link
+from rdusim.config.arch_common import CollectiveSpec, Fabric
+from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
 
 
-@dataclass(frozen=True)
-class CollectiveCost:
-    latency_s: float        # paid once per collective (pipelined tiles pay it once)
-    wire_bytes: float       # bytes each socket pushes through its P2P port
-
-    def time_s(self, link: Link) -> float:
-        return self.latency_s + self.wire_bytes / link.effective_bandwidth_bytes_per_s
-
-
-def collective_cost(c: Collective, link: Link) -> CollectiveCost:
-    p = c.ranks
-    if p <= 1:
-        return CollectiveCost(0.0, 0.0)
-    if c.kind == "allgather":
-        ring = CollectiveCost((p - 1) * link.latency_s, (p - 1) / p * c.message_bytes)
-        one = CollectiveCost(link.latency_s, (p - 1) / p * c.message_bytes)
-    else:
-        ring = CollectiveCost(2 * (p - 1) * link.latency_s, 2 * (p - 1) / p * c.message_bytes)
-        one = CollectiveCost(link.latency_s, (p - 1) * c.message_bytes)
-    return min((ring, one), key=lambda k: (k.time_s(link), k.latency_s))
+def plan_collective_cost(c: Collective, fabric: Fabric, spec: CollectiveSpec) -> CollectiveCost:
+    return collective_cost(CollectiveOp(c.kind), c.ranks, c.message_bytes, fabric, spec)

@@ -29,7 +29,7 @@ import simpy
 
 from rdusim.compiler.placement import BUFFER_DEPTH
 from rdusim.compiler.plan import Kernel, Stage, StageKind, Stream
-from rdusim.engine.rdu.collective import collective_cost
+from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
 
 
@@ -199,11 +199,12 @@ class _Sim:
         if resident:
             yield self.env.all_of(resident)
         base = self.tile_time(s)
-        latency, wire = 0.0, 0.0
+        latency, wire, rate = 0.0, 0.0, self.hw.p2p.effective_bandwidth_bytes_per_s
         if s.kind == StageKind.COLLECTIVE and s.collective is not None:
-            cost = collective_cost(s.collective, self.hw.p2p)
+            cost = plan_collective_cost(s.collective, self.hw.p2p, self.hw.collectives)
             latency = cost.latency_s
             wire = cost.wire_bytes / self.n
+            rate = cost.bandwidth_bytes_per_s
         log = self.log
         for t in range(self.n):
             for store in inputs:
@@ -214,7 +215,7 @@ class _Sim:
             if wire or (latency and t == 0):
                 if t == 0 and latency:
                     yield self.env.timeout(latency)
-                yield self.p2p.use(max(base, wire / self.hw.p2p.effective_bandwidth_bytes_per_s))
+                yield self.p2p.use(max(base, wire / rate))
                 self.p2p_bytes += wire
                 self.coll += self.env.now - start
             else:

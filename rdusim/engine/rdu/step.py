@@ -9,6 +9,7 @@ from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.rdu.cache import KERNELS, KernelCache
+from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.launch import run_schedule
 from rdusim.engine.rdu.pipeline import KernelRun
@@ -105,4 +106,8 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "hbm_bw_util": run.bytes_by_tier.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * dur) if dur else 0.0,
         "oi_flops_per_byte": k.flops / moved if moved else None,
         "reused": int(hit),
+        # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
+        "algorithm": ",".join(sorted({plan_collective_cost(s.collective, arch.links.p2p,
+                                                           arch.collectives).algorithm.value
+                                      for s in k.stages if s.collective is not None})),
     }

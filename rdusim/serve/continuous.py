@@ -1,0 +1,254 @@
+"""Continuous batching in the vLLM style, as a discrete-event simulation.
+
+Every step the scheduler (1) swaps preempted sequences back in when KV blocks allow,
+(2) admits waiting requests in arrival order while the running sequences stay within
+``max_sequences``, the step's prompt tokens within ``max_batched_tokens`` and a free KV
+block remains for every admitted token (vLLM's watermark kept free), and (3) runs
+the step: without chunked prefill a step either prefills the admitted prompts (decodes
+wait) or decodes every running sequence; with chunked prefill every step decodes all
+running sequences and fills the rest of the token budget with prompt chunks. When a
+decode step needs more KV blocks than are free, the most recently admitted sequence is
+preempted: recompute (its blocks freed, its prompt and generated tokens prefilled again
+later) or swap (its blocks copied to host DRAM / DDR and back, the copies costing
+time on the step).
+
+Runs of decode-only steps with nothing to decide in between (no arrival that could be
+admitted, no completion, enough KV blocks) are advanced in one go: their step times are
+the step model's vectorised decode curve, so a run costs per event, not per token.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Sequence
+
+import numpy as np
+
+from rdusim.config.stack import PreemptionMode
+from rdusim.serve.arrivals import Arrival
+from rdusim.serve.server import RunLog, Seq, ServerSetup
+
+
+def run_continuous(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
+    sim = _Continuous(setup, arrivals)
+    sim.run()
+    return sim.log
+
+
+class _Continuous:
+    def __init__(self, setup: ServerSetup, arrivals: Sequence[Arrival]):
+        self.s = setup
+        self.sc = setup.scheduler
+        self.B = setup.block_tokens
+        seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
+        self.log = RunLog(seqs, kv_blocks=setup.kv_blocks)
+        self.pending: deque[Seq] = deque()
+        for q in seqs:   # a request whose whole sequence cannot fit the pool could never finish
+            if self.blocks(q.prompt + q.output) > setup.kv_blocks - setup.watermark_blocks:
+                self.log.rejected_kv += 1
+            else:
+                self.pending.append(q)
+        self.waiting: deque[Seq] = deque()
+        self.swapped: deque[Seq] = deque()
+        self.running: list[Seq] = []
+        self.free = setup.kv_blocks
+        self.now = 0.0
+
+    def blocks(self, tokens: int) -> int:
+        return -(-tokens // self.B)
+
+    def run(self) -> None:
+        while self.pending or self.waiting or self.swapped or self.running:
+            while self.pending and self.pending[0].arrival_s <= self.now:
+                self.waiting.append(self.pending.popleft())
+            if not (self.waiting or self.swapped or self.running):
+                self.now = self.pending[0].arrival_s
+                continue
+            self.log.sample(self.now, self.s.kv_blocks - self.free, len(self.waiting) + len(self.swapped),
+                            len(self.running))
+            extra = self.swap_in()
+            if self.sc.chunked_prefill:
+                self.chunked_step(extra)
+            elif not self.prefill_step(extra):
+                self.decode_run(extra)
+
+    # ---- admission ----
+    def swap_in(self) -> float:
+        t = 0.0
+        # back in only with a block to spare for every running sequence's next token, so
+        # the step after a swap-in can run (no swap-in / swap-out ping-pong)
+        while (self.swapped and len(self.running) < self.sc.max_sequences
+               and self.free - self.swapped[0].blocks - len(self.running) - 1 >= self.s.watermark_blocks):
+            q = self.swapped.popleft()
+            self.free -= q.blocks
+            t += self.s.swap_s(q.blocks)
+            self.log.swap_s += self.s.swap_s(q.blocks)
+            q.swapped = False
+            self.running.append(q)
+        return t
+
+    def admit(self, budget: int, whole: bool) -> list[Seq]:
+        """Waiting requests taken in order while limits allow; blocks for the whole
+        prompt (plus its first output token) reserved. ``whole``: a prompt must fit the
+        remaining token budget (the first one always may)."""
+        out: list[Seq] = []
+        while self.waiting and len(self.running) + len(out) < self.sc.max_sequences and budget > 0:
+            q = self.waiting[0]
+            if whole and out and q.target > budget:
+                break
+            need = self.blocks(q.target + 1)
+            if self.free - need < self.s.watermark_blocks:
+                break
+            self.waiting.popleft()
+            self.free -= need
+            q.blocks = need
+            q.prefilled = 0
+            if q.start_s != q.start_s:
+                q.start_s = self.now
+            budget -= q.target
+            out.append(q)
+        return out
+
+    def prefill_step(self, extra: float) -> bool:
+        admitted = self.admit(self.sc.max_batched_tokens, whole=True)
+        if not admitted:
+            return False
+        t = extra + self.s.costs.packed_prefill_s([(q.target, 0) for q in admitted]) + self.s.request_s
+        self.now += t
+        self.log.steps += 1
+        for q in admitted:
+            q.prefilled = q.target
+            self.running.append(q)
+        self.produced(admitted)
+        return True
+
+    # ---- steps ----
+    def produced(self, seqs: list[Seq], tokens: int = 1) -> None:
+        """``seqs`` produced ``tokens`` tokens each by now; finished ones leave."""
+        done = False
+        for q in seqs:
+            q.generated += tokens
+            if q.first_token_s != q.first_token_s:
+                q.first_token_s = self.now
+            if q.generated >= q.output:
+                q.finish_s = self.now
+                self.free += q.blocks
+                q.blocks = 0
+                done = True
+        if done:
+            self.running[:] = [q for q in self.running if q.finish_s != q.finish_s]
+
+    def grow(self, seqs: list[Seq]) -> None:
+        for q in seqs:
+            need = self.blocks(q.context + 1) - q.blocks
+            if need > 0:
+                self.free -= need
+                q.blocks += need
+
+    def preempt(self) -> float:
+        victim = self.running.pop()
+        self.log.preemptions += 1
+        victim.preemptions += 1
+        blocks, victim.blocks = victim.blocks, 0
+        self.free += blocks
+        if self.sc.preemption == PreemptionMode.SWAP and victim.prefilled >= victim.target:
+            victim.swapped = True
+            victim.blocks = blocks
+            self.swapped.append(victim)
+            t = self.s.swap_s(blocks)
+            self.log.swap_s += t
+            return t
+        victim.target = victim.context          # recompute: prompt + generated prefilled again
+        victim.prefilled = 0
+        self.waiting.appendleft(victim)
+        return 0.0
+
+    def decode_run(self, extra: float) -> None:
+        """Decode steps of every running sequence until something is to be decided."""
+        run = self.running
+        if not run:
+            if not self.pending:
+                raise RuntimeError("continuous batching: waiting requests that can never be admitted")
+            self.now = max(self.now + extra, self.pending[0].arrival_s)
+            return
+        n = len(run)
+        k = min(q.output - q.generated for q in run)
+        if n * -(-k // self.B) > self.free:        # maybe not enough blocks for k more tokens each
+            ctx = np.fromiter((q.context for q in run), dtype=np.int64, count=n)
+            k = self._steps_that_fit(ctx, k)
+            if k == 0:
+                self.now += extra + self.preempt()
+                return
+        mean_ctx = sum(q.prompt + q.generated for q in run) / n
+        start = self.now + extra
+        if self.pending and n < self.sc.max_sequences:
+            # steps only lengthen as contexts grow: the first step's time bounds how many
+            # steps can end before the next arrival
+            gap = self.pending[0].arrival_s - start
+            first = self.s.costs.decode_s(n, mean_ctx)
+            k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
+        ends = start + np.cumsum(self.s.costs.decode_run_s(n, mean_ctx, k))
+        if self.pending and n < self.sc.max_sequences:
+            k = min(k, int(np.searchsorted(ends, self.pending[0].arrival_s, side="left")) + 1)
+        self.now = float(ends[k - 1])
+        self.log.steps += k
+        B = self.B
+        for q in run:   # k tokens each: the blocks of the k new tokens
+            need = -(-(q.prompt + q.generated + k) // B) - q.blocks
+            self.free -= need
+            q.blocks += need
+        self.produced(run, k)
+
+    def _steps_that_fit(self, ctx: np.ndarray, k: int) -> int:
+        """Largest j <= k such that j more tokens per sequence fit in the free blocks."""
+        held = -(-ctx // self.B)
+
+        def need(j: int) -> int:
+            return int((-(-(ctx + j) // self.B) - held).sum())
+
+        if need(k) <= self.free:
+            return k
+        lo, hi = 0, k          # need(lo) fits, need(hi) does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if need(mid) <= self.free:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def chunked_step(self, extra: float) -> None:
+        decodes = [q for q in self.running if q.prefilled >= q.target]
+        budget = self.sc.max_batched_tokens - len(decodes)
+        chunks: list[tuple[Seq, int]] = []
+        for q in self.running:
+            if q.prefilled < q.target and budget > 0:
+                n = min(q.target - q.prefilled, budget)
+                chunks.append((q, n))
+                budget -= n
+        admitted = self.admit(budget, whole=False)
+        for q in admitted:
+            n = min(q.target, budget)
+            chunks.append((q, n))
+            budget -= n
+            self.running.append(q)
+        if not chunks:
+            self.decode_run(extra)
+            return
+        need = sum(max(0, self.blocks(q.context + 1) - q.blocks) for q in decodes)
+        while need > self.free and decodes:   # the decodes' new blocks: preempt until they fit
+            extra += self.preempt()
+            decodes = [q for q in self.running if q.prefilled >= q.target]
+            chunks = [(q, n) for q, n in chunks if q in self.running]
+            need = sum(max(0, self.blocks(q.context + 1) - q.blocks) for q in decodes)
+        mean_ctx = float(np.mean([q.context for q in decodes])) if decodes else 0.0
+        t = extra + self.s.costs.mixed_s([(n, q.prefilled) for q, n in chunks], len(decodes), mean_ctx)
+        self.now += t + (self.s.request_s if admitted else 0.0)
+        self.log.steps += 1
+        self.grow(decodes)
+        finished_prefill = []
+        for q, n in chunks:
+            q.prefilled += n
+            if q.prefilled >= q.target:
+                finished_prefill.append(q)
+        self.produced(decodes + finished_prefill)

@@ -1,0 +1,139 @@
+"""Serving a Composition of Experts under load (workload kind serve with a ``coe:`` block).
+
+Metric keys as the single-model serving study (``serve.P.coe.<name>`` for the main
+load point, ``serve.P.coe.load<i>.<name>`` for the rates of ``rates_per_s``), plus
+``hit_rate``, ``switches_per_request``, and per platform ``serve.P.expert_slots``,
+``serve.P.switch_s`` (one expert copied in), ``serve.P.kv_blocks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from rdusim.config.workload import LoadedWorkload
+from rdusim.config.workload_serve import Batching, ServeWorkload
+from rdusim.engine.coe.capacity import node_capacity
+from rdusim.engine.coe.routing import hottest_first, route
+from rdusim.engine.coe.switching import lone_switch_s
+from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.graph.model_graph import build_model_graph
+from rdusim.graph.phase import Phase
+from rdusim.progress import Progress
+from rdusim.results import RunResult, plain
+from rdusim.serve.arrivals import Stream
+from rdusim.serve.coe import CoeSetup, run_coe
+from rdusim.serve.metrics import Slo, summarize
+from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
+from rdusim.serve.trace import request_spans
+from rdusim.studies.serve import Streams, _model, capacity
+
+KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
+
+
+def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int) -> Stream:
+    """Experts of requests the trace did not route, drawn by the routing distribution."""
+    coe = spec.coe
+    need = [i for i, a in enumerate(stream.arrivals) if a.expert < 0]
+    if not need:
+        return stream
+    ids = route(coe.routing, coe.count, len(need), np.random.default_rng([seed, point, 7]))
+    arr = list(stream.arrivals)
+    for i, e in zip(need, ids.tolist()):
+        arr[i] = dataclasses.replace(arr[i], expert=int(e))
+    return Stream(tuple(arr), stream.rejected, stream.truncated)
+
+
+def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+    spec: ServeWorkload = loaded.spec
+    coe = spec.coe
+    router_cfg = _model(coe.router, loaded.file, "coe.router")
+    expert_cfg = _model(coe.experts, loaded.file, "coe.experts")
+    cache = StepCache()
+    streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count)
+    main = routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s), spec, loaded.seed, 0)
+    sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
+             for i, r in enumerate(spec.rates_per_s)}
+    metrics: dict[str, float] = {}
+    records: list[dict[str, Any]] = []
+    runs = []
+    hottest = tuple(hottest_first(coe.routing, coe.count, tuple(int(a.expert) for a in main.arrivals)))
+    with Progress(len(spec.platforms) * (1 + len(sweep)), f"serve {spec.name}") as bar:
+        for name in spec.platforms:
+            dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
+            router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
+            setup = _setup(name, dep, router_dep, coe, hottest, cache, metrics)
+            p = f"serve.{name}.coe"
+            if setup is None:
+                bar.advance(1 + len(sweep))
+                continue
+            for i, stream in [(None, main), *sweep.items()]:
+                log, ec = run_coe(setup, stream.arrivals)
+                log.truncated = stream.truncated
+                m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s),
+                              len(stream.arrivals) + stream.rejected)
+                m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
+                key = p if i is None else f"{p}.load{i}"
+                metrics.update({f"{key}.{k}": v for k, v in m.items()})
+                metrics[f"{key}.rate_per_s"] = streams.main_rate if i is None else spec.rates_per_s[i]
+                if i is None:
+                    records += _records(name, log, spec)
+                    runs.append((name, "coe", log))
+                bar.advance()
+            if spec.capacity.traffic_per_s:
+                _capacity(name, setup, streams, spec, loaded.seed, metrics)
+    return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     records=tuple(records),
+                     extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
+                            "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe)},
+                     trace=request_spans(runs, spec.trace_requests) if trace else ())
+
+
+def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int, metrics) -> None:
+    """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
+    (the single-model study's search on the CoE server)."""
+    node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0])
+    routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
+    sat = max(v for k, v in metrics.items() if k.startswith(f"serve.{name}.coe") and k.endswith(".requests_per_s"))
+    best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
+    metrics[f"serve.{name}.coe.capacity.max_rate_per_s"] = best
+    metrics[f"serve.{name}.coe.capacity.nodes_for_traffic"] = (math.ceil(spec.capacity.traffic_per_s / best)
+                                                               if best > 0 else math.inf)
+
+
+def _setup(name, dep, router_dep, coe, hottest, cache: StepCache, metrics) -> CoeSetup | None:
+    sched = dep.stack.scheduler
+    tp = dep.tp
+    expert_bytes = build_model_graph(dep.model, Phase.DECODE, 1, 1).param_bytes
+    router_bytes = build_model_graph(router_dep.model, Phase.DECODE, 1, 1).param_bytes
+    kv_bytes = sched.max_sequences * dep.model.kv_cache_bytes_per_rank(KV_TOKENS_PER_SEQUENCE, tp) * tp
+    reserve = sched.memory_reserve_fraction * hbm_usable_per_device(dep) * tp
+    work = workspace_bytes(dep, cache) * tp
+    cap = node_capacity(dep.arch, tp, expert_bytes, router_bytes + kv_bytes + reserve + work)
+    block = dep.model.kv_cache_bytes_per_rank(sched.kv_block_tokens, tp)
+    metrics[f"serve.{name}.expert_slots"] = cap.hbm_experts
+    metrics[f"serve.{name}.max_experts"] = cap.max_experts
+    reason = cap.fits(coe.count)
+    metrics[f"serve.{name}.oom"] = int(reason is not None)
+    if reason is not None:
+        return None
+    switch = lone_switch_s(dep.arch, tp, expert_bytes)
+    metrics[f"serve.{name}.switch_s"] = switch
+    blocks = int(kv_bytes / tp // block)
+    metrics[f"serve.{name}.kv_blocks"] = blocks
+    return CoeSetup(router=StepModel(router_dep, cache), expert=StepModel(dep, cache), experts=coe.count,
+                    slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
+                    prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
+                    max_sequences=sched.max_sequences, kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
+                    request_s=dep.stack.host.per_request_s,
+                    model_load_s=dep.stack.host.per_model_load_s, hottest=hottest)
+
+
+def _records(name: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:
+    from rdusim.studies.serve import _records as rows
+    return rows(name, "coe", log, spec)
