@@ -19,6 +19,8 @@ from rdusim.config.workload import REPO_ROOT, WorkloadKind, load_workload, spec_
 
 WORKLOADS = {WorkloadKind.COE: "tests/data/coe_small.yaml", WorkloadKind.FUSION: "tests/data/fusion_small.yaml",
              WorkloadKind.MODEL: "tests/data/sweep_model.yaml"}
+if hasattr(WorkloadKind, "SERVE"):
+    WORKLOADS[WorkloadKind.SERVE] = "workloads/serve_llama2_7b.yaml"   # bad values never get to simulate
 BAD = ["abc", "true", "-1", "-0.5", "-1e30", "nan", ".nan", "inf", "-.inf", "1e30", "", "[1]", "{a: 1}"]
 
 
@@ -68,6 +70,10 @@ def fields_of(kind: WorkloadKind) -> list[tuple[str, bool]]:
 
 
 FIELDS = {kind: fields_of(kind) for kind in WORKLOADS}
+
+
+def test_every_workload_kind_is_covered():
+    assert set(WORKLOADS) == set(WorkloadKind)
 
 
 def _value(bad: str, is_list: bool) -> str:

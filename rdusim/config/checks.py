@@ -20,6 +20,8 @@ def check_workload(loaded: Any) -> None:
         _check_coe_kind(loaded)
     elif kind == "fusion":
         _check_fusion_kind(loaded)
+    elif kind == "serve":
+        _check_serve_kind(loaded)
 
 
 def model_of(loaded: Any, name: str, key: str) -> ModelConfig:
@@ -105,3 +107,10 @@ def _check_fusion_kind(loaded: Any) -> None:
             key = f"{where}.tp" if bench.tp else f"platforms.{name}.tp"
             check_tp_divides(cfg, tp, loaded.file, key)
         check_context(cfg, bench.seq, loaded.file, f"{where}.seq", "a sequence")
+
+
+def _check_serve_kind(loaded: Any) -> None:
+    spec = loaded.spec
+    cfg = model_of(loaded, spec.model, "model")
+    for name, plat in spec.platforms.items():
+        check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")

@@ -6,6 +6,7 @@ MAX_TOKENS = 1_048_576            # tokens in a prompt / generated / a sequence 
 MAX_EXPERTS = 100_000             # experts of a Composition of Experts
 MAX_SIM_BATCHES = 1_000_000       # CoE batches simulated per scenario
 MAX_REPLICATIONS = 10_000         # independent CoE routings per scenario
+MAX_REQUESTS = 10_000_000         # requests a serving run simulates
 MAX_NODES = 4_096                 # nodes a footprint search may try
 MAX_TP = 1_024                    # tensor-parallel degree
 MAX_LAYERS = 10_000
