@@ -19,8 +19,6 @@ Rules (the SN40L paper's description of the compiler, made concrete):
 
 from __future__ import annotations
 
-from rdusim.errors import InputError
-
 import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping
@@ -28,6 +26,7 @@ from typing import Iterable, Mapping
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
 from rdusim.config.arch_rdu import RduArch
+from rdusim.errors import InputError
 from rdusim.graph.ops import OpKind
 
 BUFFER_DEPTH = 2            # double-buffered stage buffers
