@@ -46,6 +46,8 @@ def check_tp_divides(cfg: ModelConfig, tp: int, file: str, key: str) -> None:
 
 
 def check_context(cfg: ModelConfig, tokens: int, file: str, key: str, what: str) -> None:
+    """``tokens`` positions must fit the context. Generating T tokens after a prompt of P
+    reads P + T - 1 positions (the last token generated is never fed back)."""
     limit = cfg.max_position_embeddings
     if tokens > limit:
         raise InputError(file, key, f"{what} within {cfg.name}'s context of {limit} tokens "
@@ -57,8 +59,8 @@ def _check_model_kind(loaded: Any) -> None:
     cfg = model_of(loaded, spec.model, "model")
     for name, plat in spec.platforms.items():
         check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")
-    check_context(cfg, spec.prompt_tokens + spec.output_tokens, loaded.file, "prompt_tokens",
-                  f"prompt_tokens + output_tokens ({spec.prompt_tokens} + {spec.output_tokens})")
+    check_context(cfg, spec.prompt_tokens + spec.output_tokens - 1, loaded.file, "prompt_tokens",
+                  f"prompt_tokens + output_tokens - 1 ({spec.prompt_tokens} + {spec.output_tokens} - 1)")
 
 
 def _check_coe_kind(loaded: Any) -> None:
@@ -68,11 +70,11 @@ def _check_coe_kind(loaded: Any) -> None:
     for name, plat in spec.platforms.items():
         check_tp_divides(router, plat.tp, loaded.file, f"platforms.{name}.tp")
         check_tp_divides(expert, plat.tp, loaded.file, f"platforms.{name}.tp")
-    check_context(router, spec.prompt_tokens + spec.router.output_tokens, loaded.file, "prompt_tokens",
-                  f"prompt_tokens + router.output_tokens ({spec.prompt_tokens} + {spec.router.output_tokens})")
+    check_context(router, spec.prompt_tokens + spec.router.output_tokens - 1, loaded.file, "prompt_tokens",
+                  f"prompt_tokens + router.output_tokens - 1 ({spec.prompt_tokens} + {spec.router.output_tokens} - 1)")
     longest = max(spec.output_tokens + (spec.footprint.output_tokens,))
-    check_context(expert, spec.prompt_tokens + longest, loaded.file, "prompt_tokens",
-                  f"prompt_tokens + the longest output_tokens ({spec.prompt_tokens} + {longest})")
+    check_context(expert, spec.prompt_tokens + longest - 1, loaded.file, "prompt_tokens",
+                  f"prompt_tokens + the longest output_tokens - 1 ({spec.prompt_tokens} + {longest} - 1)")
     if spec.routing.trace is not None:
         _check_trace(loaded, spec)
 
