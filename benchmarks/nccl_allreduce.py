@@ -8,10 +8,12 @@ Measured (microsoft/vidur public profiling data, bf16, 8 GPUs of one node, brief
 
 The fit, per machine and only on that machine's points: the step latency of a hop over
 NVLink + NVSwitch is an assumption in the arch file; the two unknowns, the NVLink
-efficiency (achievable fraction of the per-GPU NVLink bandwidth) and NCCL's fixed cost
-per collective (``collectives.base_latency_s``), are solved from the two exact points
-(8 MB and 32 MB) with the algorithm NCCL's tuner would pick at each size. The 4 KB-2 MB
-range is then a prediction. Message sizes are binary (1 MB = 2^20 bytes).
+efficiency (achievable fraction of the per-GPU NVLink bandwidth) and the fixed cost of
+the algorithm NCCL picks at 8 and 32 MB (NVLS on the H100: ``switch_reduce_latency_s``;
+tree/ring on the A100: ``base_latency_s``), are solved from the two exact points. The
+H100's ring/tree fixed cost (small messages) is fitted with the NeMo table instead
+(benchmarks/nemo_h100_table.py), held inside the measured 4 KB-2 MB range; the A100's
+4 KB-2 MB range is a prediction. Message sizes are binary (1 MB = 2^20 bytes).
 """
 
 from __future__ import annotations
@@ -54,10 +56,16 @@ def allreduce_s(arch, nbytes: float) -> tuple[float, str]:
     return c.time_s, c.algorithm.value
 
 
+def fixed_key(arch) -> str:
+    """The fixed cost the 8/32 MB points pin: NVLS's where the switch reduces (NCCL picks it
+    for large messages there), else the ring/tree kernels'."""
+    return "switch_reduce_latency_s" if arch.links.nvlink.in_network_reduction else "base_latency_s"
+
+
 def with_params(arch, efficiency: float, base_s: float):
     return dataclasses.replace(arch, links=dataclasses.replace(
         arch.links, nvlink=dataclasses.replace(arch.links.nvlink, efficiency=efficiency)),
-        collectives=dataclasses.replace(arch.collectives, base_latency_s=base_s))
+        collectives=dataclasses.replace(arch.collectives, **{fixed_key(arch): base_s}))
 
 
 def fit(arch, points: dict[int, float]) -> tuple[float, float]:
@@ -90,6 +98,7 @@ def table(arch, meas: dict) -> list[str]:
     rows = [f"{arch.name}: nvlink {arch.links.nvlink.bandwidth_bytes_per_s / 1e9:.0f} GB/s x "
             f"{arch.links.nvlink.efficiency:.3f}, step {arch.links.nvlink.latency_s * 1e6:.2f} us, "
             f"base {arch.collectives.base_latency_s * 1e6:.2f} us, "
+            f"NVLS fixed {(arch.collectives.switch_reduce_latency_s or 0) * 1e6:.2f} us, "
             f"in-network reduction {arch.links.nvlink.in_network_reduction}",
             f"  {'message':>10} {'algorithm':>14} {'simulated us':>13} {'measured us':>12} {'error':>8}"]
     for nbytes in SMALL:
@@ -112,7 +121,7 @@ def main() -> None:
         arch = load_arch(ROOT / "arch" / f"{name}.yaml")
         if args.fit:
             eff, base = fit(arch, meas[name]["points"])
-            print(f"{name}: links.nvlink.efficiency = {eff:.4f}, collectives.base_latency_s = {base:.4e}")
+            print(f"{name}: links.nvlink.efficiency = {eff:.4f}, collectives.{fixed_key(arch)} = {base:.4e}")
             arch = with_params(arch, eff, base)
         print("\n".join(table(arch, meas[name])))
 

@@ -77,7 +77,9 @@ def test_h100_and_a100_have_their_own_collective_parameters():
     assert h100.collectives.base_latency_s != a100.collectives.base_latency_s
     assert h100.links.nvlink.efficiency != a100.links.nvlink.efficiency
     assert h100.links.nvlink.in_network_reduction and not a100.links.nvlink.in_network_reduction
-    assert "nccl.h100" in h100.sources["collectives.base_latency_s"]
+    assert "nccl.h100" in h100.sources["collectives.switch_reduce_latency_s"]   # NVLS: from the H100's NCCL points
+    assert "nccl.a100" in a100.sources["collectives.base_latency_s"]
+    assert not h100.collectives.one_shot and not a100.collectives.one_shot      # NCCL: ring, tree, NVLS only
     assert "nccl.a100" in a100.sources["collectives.base_latency_s"]
     t = {a.name: collective_cost(AR, 8, 8 * 2**20, a.links.nvlink, a.collectives) for a in (h100, a100)}
     assert t["dgx_h100"].algorithm == Alg.SWITCH_REDUCE and t["dgx_a100"].algorithm != Alg.SWITCH_REDUCE
@@ -130,4 +132,5 @@ def test_both_engines_record_the_algorithm_of_their_collectives():
     assert ring_step.time_s > mesh_step.time_s
     h100 = gpu_step(load_arch("arch/dgx_h100.yaml"), g, fusion=FusionPolicy.FUSED, launch=LaunchMode.CUDA_GRAPH, tp=8)
     coll = [r for r in h100.records if r["kind"] == "collective"]
-    assert coll and {r["algorithm"] for r in coll} == {"one_shot"} and {r["steps"] for r in coll} == {1}
+    reduce = [r for r in coll if r["bytes"] < 20000]            # the decode all-reduces (8 KB of hidden state)
+    assert reduce and {r["algorithm"] for r in reduce} == {"tree"} and {r["steps"] for r in reduce} == {6}

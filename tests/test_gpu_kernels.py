@@ -97,7 +97,7 @@ def test_allreduce_large_messages_are_bandwidth_bound_by_the_best_algorithm():
     nbytes = 1e9
     # H100's NVSwitch gen 3 reduces in the network: each GPU sends and receives the message once
     bus = H100.links.nvlink.effective_bandwidth_bytes_per_s
-    fixed = H100.collectives.base_latency_s + 2 * H100.links.nvlink.latency_s
+    fixed = H100.collectives.switch_reduce_latency_s + 2 * H100.links.nvlink.latency_s   # NVLS's own fixed cost
     assert allreduce_time_s(H100, 8, nbytes) == pytest.approx(fixed + nbytes / bus, rel=1e-9)
     # A100's NVSwitch gen 2 cannot: a ring, 2(n-1)/n of the message through each GPU's links
     bus = A100.links.nvlink.effective_bandwidth_bytes_per_s
@@ -107,7 +107,9 @@ def test_allreduce_large_messages_are_bandwidth_bound_by_the_best_algorithm():
 
 
 def test_collective_kernels_record_their_algorithm():
-    assert kernel_time(H100, _ar(8, 8192)).algorithm.value == "one_shot"
+    # NCCL has no one-shot all-reduce: a small message takes the double binary tree (6 steps at 8 GPUs)
+    assert kernel_time(H100, _ar(8, 8192)).algorithm.value == "tree"
+    assert kernel_time(H100, _ar(8, 8192)).steps == 6
     assert kernel_time(H100, _ar(8, 32 * 2 ** 20)).algorithm.value == "switch_reduce"
     assert kernel_time(A100, _ar(8, 32 * 2 ** 20)).algorithm.value == "ring"
     assert kernel_time(A100, _ar(8, 32 * 2 ** 20)).steps == 14

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Optional
 
 from rdusim.config.strict import positive
 
@@ -122,6 +123,17 @@ class CollectiveSpec:
 
     base_latency_s: float = field(metadata={"ge": 0})
     algorithm: CollectiveAlgorithm = CollectiveAlgorithm.AUTO
+    # the fixed cost of in-network reduction (NVLS: multicast objects, switch
+    # synchronisation) when it differs from the ring/tree kernels'; None: base_latency_s
+    switch_reduce_latency_s: Optional[float] = field(default=None, metadata={"ge": 0})
+    # whether the library has a one-shot all-reduce (NCCL has ring, tree and NVLS only;
+    # one-shot is a custom kernel some serving stacks add)
+    one_shot: bool = True
+
+    def fixed_latency_s(self, alg: "CollectiveAlgorithm") -> float:
+        if alg == CollectiveAlgorithm.SWITCH_REDUCE and self.switch_reduce_latency_s is not None:
+            return self.switch_reduce_latency_s
+        return self.base_latency_s
 
 
 def check_collectives(fabric: Fabric, spec: CollectiveSpec, ranks: int, fabric_key: str, spec_key: str) -> None:
@@ -131,7 +143,7 @@ def check_collectives(fabric: Fabric, spec: CollectiveSpec, ranks: int, fabric_k
     except ValueError as exc:
         key, expected, found = exc.args
         raise ValueError(f"{fabric_key}.{key}", expected, found) from None
-    algs = fabric.algorithms(reduce=True)
+    algs = tuple(a for a in fabric.algorithms(reduce=True) if spec.one_shot or a != CollectiveAlgorithm.ONE_SHOT)
     if spec.algorithm != CollectiveAlgorithm.AUTO and spec.algorithm not in algs:
         raise ValueError(f"{spec_key}.algorithm",
                          f"auto or one of {[a.value for a in algs]} on a {fabric.topology.value} fabric",

@@ -4,7 +4,9 @@ A collective of ``n`` ranks on a message of ``M`` bytes (the full tensor each ra
 ends with) runs as a sequence of steps. Every step pays the fabric's step latency
 (one hop, or one pass through the switch); the bytes a rank must push through its
 links travel at the fabric's effective per-rank bandwidth. Every collective also
-pays the library's fixed start/sync cost (``CollectiveSpec.base_latency_s``).
+pays the library's fixed start/sync cost (``CollectiveSpec.base_latency_s``; in-network
+reduction may have its own, ``switch_reduce_latency_s``). A library without a one-shot
+all-reduce (NCCL) never picks it.
 
 | algorithm      | all-reduce steps, bytes sent per rank  | all-gather steps, bytes | needs            |
 |----------------|----------------------------------------|-------------------------|------------------|
@@ -67,9 +69,12 @@ class CollectiveCost:
 ZERO = CollectiveCost(CollectiveAlgorithm.RING, 0, 0.0, 0.0, 1.0)
 
 
-def available(op: CollectiveOp, fabric: Fabric) -> tuple[CollectiveAlgorithm, ...]:
-    """The algorithms ``fabric``'s wiring can run for ``op``."""
-    return fabric.algorithms(reduce=op == CollectiveOp.ALLREDUCE)
+def available(op: CollectiveOp, fabric: Fabric, spec: CollectiveSpec | None = None) -> tuple[CollectiveAlgorithm, ...]:
+    """The algorithms ``fabric``'s wiring can run for ``op`` (and ``spec``'s library has)."""
+    algs = fabric.algorithms(reduce=op == CollectiveOp.ALLREDUCE)
+    if spec is not None and not spec.one_shot:
+        algs = tuple(a for a in algs if a != CollectiveAlgorithm.ONE_SHOT)
+    return algs
 
 
 def _shape(alg: CollectiveAlgorithm, op: CollectiveOp, n: int, m: float) -> tuple[int, float]:
@@ -98,7 +103,7 @@ def algorithm_cost(alg: CollectiveAlgorithm, op: CollectiveOp, ranks: int, messa
         return ZERO
     fabric.check_ranks(ranks)
     steps, wire = _shape(alg, op, ranks, float(message_bytes))
-    return CollectiveCost(alg, steps, spec.base_latency_s + steps * fabric.latency_s, wire,
+    return CollectiveCost(alg, steps, spec.fixed_latency_s(alg) + steps * fabric.latency_s, wire,
                           fabric.effective_bandwidth_bytes_per_s * _ports_share(alg, fabric, ranks))
 
 
@@ -119,9 +124,9 @@ def collective_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: 
         return ZERO
     if spec.algorithm != CollectiveAlgorithm.AUTO:
         alg = spec.algorithm
-        if op == CollectiveOp.ALLGATHER and alg not in available(op, fabric):
+        if op == CollectiveOp.ALLGATHER and alg not in available(op, fabric, spec):
             alg = CollectiveAlgorithm.RING        # tree / in-network reduction are all-reduce only
         return algorithm_cost(alg, op, ranks, message_bytes, fabric, spec)
-    costs = [algorithm_cost(a, op, ranks, message_bytes, fabric, spec) for a in available(op, fabric)]
+    costs = [algorithm_cost(a, op, ranks, message_bytes, fabric, spec) for a in available(op, fabric, spec)]
     return min(costs, key=lambda c: (c.time_s, c.steps))
 
