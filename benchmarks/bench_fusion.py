@@ -15,9 +15,9 @@ import argparse
 import sys
 import time
 
+from rdusim.cache import RunCache
 from rdusim.config.workload import load_workload
-from rdusim.engine.rdu.cache import KERNELS
-from rdusim.studies import fusion
+from rdusim.studies import run_study
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sets = [("tiles", args.tiles)] if args.tiles else []
     loaded = load_workload(args.workload, sets)
-    KERNELS.clear()
+    cache = RunCache()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     per = []
     for bench in loaded.spec.benchmarks:
         one = _only(loaded, bench)
-        sim0, reuse0, t0 = KERNELS.simulated, KERNELS.reused, time.perf_counter()
-        result = fusion.run(one)
-        per.append((bench.name, time.perf_counter() - t0, KERNELS.simulated - sim0, KERNELS.reused - reuse0,
+        sim0, reuse0, t0 = cache.misses["kernel"], cache.hits["kernel"], time.perf_counter()
+        result = run_study(one, cache=cache)
+        per.append((bench.name, time.perf_counter() - t0, cache.misses["kernel"] - sim0,
+                    cache.hits["kernel"] - reuse0,
                     sum(int(result.metrics.get(f"fusion.{bench.name}.{m}.kernels", 0))
                         for m in ("unfused", "fused_so", "fused_ho"))))
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, secs, sim, reused, kernels in per:
         print(f"{name:<28} {secs:>8.3f} {kernels:>8d} {sim:>10d} {reused:>8d}")
     print(f"\n{loaded.name}: {len(per)} benchmarks x 3 modes, tiles={loaded.spec.tiles}")
-    print(f"wall {wall:.2f} s, cpu {cpu:.2f} s; kernels simulated {KERNELS.simulated}, reused {KERNELS.reused} "
+    print(f"wall {wall:.2f} s, cpu {cpu:.2f} s; kernels simulated {cache.misses['kernel']}, reused {cache.hits['kernel']} "
           f"(target < {args.target_s:.0f} s wall: {'met' if wall < args.target_s else 'MISSED'})")
     return 0
 

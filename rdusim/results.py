@@ -66,7 +66,25 @@ class RunResult:
         """Write results.json atomically (never half-written)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(out / "results.json", json.dumps(self.to_json(), indent=1, sort_keys=False))
+        return atomic_write_text(out / "results.json", dumps_results(self.to_json()))
+
+
+def dumps_results(data: Mapping[str, Any]) -> str:
+    """results.json text: the C JSON encoder (``json.dumps`` with ``indent`` falls back to
+    the pure-Python one) on each piece, laid out one top-level key, metric or record per
+    line so the file stays readable and diffable. Parses to exactly ``data``."""
+    enc = json.dumps
+    lines = []
+    for key, value in data.items():
+        head = f" {enc(key)}: "
+        if key == "metrics" and type(value) is dict and value:
+            body = ",\n".join(f"  {enc(k)}: {enc(v)}" for k, v in value.items())
+            lines.append(head + "{\n" + body + "\n }")
+        elif key == "records" and type(value) is list and value:
+            lines.append(head + "[\n" + ",\n".join("  " + enc(r) for r in value) + "\n ]")
+        else:
+            lines.append(head + enc(value))
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def load_result(path: str | Path) -> RunResult:
@@ -109,7 +127,23 @@ def metric_number(v: Any) -> Any:
 
 
 def _plain(obj: Any) -> Any:
-    """Frozen dataclasses, enums, mapping proxies and tuples -> JSON-able data."""
+    """Frozen dataclasses, enums, mapping proxies and tuples -> JSON-able data.
+
+    Exact built-in types (the bulk of records) take a fast path that gives what the
+    general branches below give them; anything else goes through those branches."""
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is float:
+        return obj if math.isfinite(obj) else None
+    if t is dict:
+        return {(k if type(k) is str else str(k)): _plain(v) for k, v in obj.items()}
+    if t is list or t is tuple:
+        return [_plain(v) for v in obj]
+    return _plain_general(obj)
+
+
+def _plain_general(obj: Any) -> Any:
     import dataclasses
     import enum
 

@@ -135,9 +135,10 @@ def test_gemm_time_is_never_below_the_roofline(m, n, k):
 
 
 def test_same_signature_is_timed_once():
-    from rdusim.engine.gpu import kernels
-    w = gemm(3, 5, 7)
-    kernel_time(H100, w)
-    hits = kernels._kernel_time.cache_info().hits
-    kernel_time(H100, gemm(3, 5, 7))
-    assert kernels._kernel_time.cache_info().hits == hits + 1
+    from rdusim.cache import RunCache
+    cache = RunCache()
+    first = kernel_time(H100, gemm(3, 5, 7), cache)
+    assert kernel_time(H100, gemm(3, 5, 7), cache) is first
+    assert (cache.misses["gpu_kernel"], cache.hits["gpu_kernel"]) == (1, 1)
+    kernel_time(H100, gemm(3, 5, 8), cache)
+    assert cache.misses["gpu_kernel"] == 2

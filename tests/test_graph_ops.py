@@ -199,10 +199,11 @@ def test_dense_models_are_linear_in_batch(cfg, phase, batch, seq):
 
 
 def test_building_is_deterministic_and_cached():
-    from rdusim.graph.model_graph import _build_cached
+    from rdusim.cache import RunCache, using
     cfg = tiny(num_local_experts=4, num_experts_per_tok=2)
-    a = build_model_graph(cfg, Phase.TRAIN, 2, 8)
-    assert build_model_graph(cfg, Phase.TRAIN, 2, 8) is a
-    _build_cached.cache_clear()
-    b = build_model_graph(cfg, Phase.TRAIN, 2, 8)
+    with using(RunCache()):
+        a = build_model_graph(cfg, Phase.TRAIN, 2, 8)
+        assert build_model_graph(cfg, Phase.TRAIN, 2, 8) is a      # one run shares the graph
+    with using(RunCache()):
+        b = build_model_graph(cfg, Phase.TRAIN, 2, 8)              # another run builds its own
     assert b is not a and b.ops == a.ops and b.params == a.params

@@ -151,12 +151,19 @@ def test_socket_hw_comes_from_the_arch():
 def test_kernel_key_names_only_the_hardware_the_kernel_uses():
     import dataclasses
 
+    from rdusim.cache import content_key
+
+    def key(h, k):
+        return content_key(h.for_kernel(k))
+
     hbm_only = chain([1e-3, 2e-3], {0: [read(3e8)], 1: [write(1e8)]})
     base = hw()
     other_ddr = dataclasses.replace(base, tier_bw={**base.tier_bw, Tier.DDR: 5e10}, p2p=Fabric(1e9, 1e-6))
-    assert base.kernel_key(hbm_only) == other_ddr.kernel_key(hbm_only)
+    assert key(base, hbm_only) == key(other_ddr, hbm_only)
     faster_hbm = dataclasses.replace(base, tier_bw={**base.tier_bw, Tier.HBM: 2 * HBM_BW})
-    assert base.kernel_key(hbm_only) != faster_hbm.kernel_key(hbm_only)
+    assert key(base, hbm_only) != key(faster_hbm, hbm_only)
     from_ddr = chain([1e-3], {0: [Stream(Tier.DDR, False, 3e8, False, 1.0)]})
-    assert base.kernel_key(from_ddr) != other_ddr.kernel_key(from_ddr)
+    assert key(base, from_ddr) != key(other_ddr, from_ddr)
     assert simulate_kernel(from_ddr, base, 8).duration_s < simulate_kernel(from_ddr, other_ddr, 8).duration_s
+    # the view is what the kernel is simulated on: it gives the same run as the whole socket
+    assert simulate_kernel(from_ddr, base.for_kernel(from_ddr), 8) == simulate_kernel(from_ddr, base, 8)

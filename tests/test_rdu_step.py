@@ -8,9 +8,9 @@ import pytest
 from rdusim.config.arch import load_arch
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.inference import BREAKDOWN_KEYS, simulate_inference
-from rdusim.engine.rdu.cache import KernelCache
 from rdusim.engine.rdu.step import simulate_step
 from rdusim.errors import InputError
 from rdusim.graph.model_graph import build_model_graph
@@ -58,18 +58,18 @@ def test_breakdown_sums_to_step_time(fusion, launch):
 
 
 def test_repeated_layers_are_simulated_once():
-    cache = KernelCache()
+    cache = RunCache()
     s = simulate_step(ARCH, graph(Phase.DECODE, layers=6), fusion=F, launch=HO, tp=8, cache=cache)
-    assert cache.simulated <= 4 and cache.reused >= 4
-    assert sum(r["reused"] for r in s.records) == cache.reused
-    before = cache.simulated
+    assert cache.misses["kernel"] <= 4 and cache.hits["kernel"] >= 4
+    assert sum(r["reused"] for r in s.records) == cache.hits["kernel"]
+    before = cache.misses["kernel"]
     simulate_step(ARCH, graph(Phase.DECODE, layers=6), fusion=F, launch=SO, tp=8, cache=cache)
-    assert cache.simulated == before          # launch mode does not change kernels
+    assert cache.misses["kernel"] == before          # launch mode does not change kernels
 
 
 def test_same_inputs_same_results():
-    a = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=KernelCache())
-    b = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=KernelCache())
+    a = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=RunCache())
+    b = simulate_step(ARCH, graph(Phase.PREFILL), fusion=F, launch=SO, tp=8, cache=RunCache())
     assert a == b
 
 
@@ -103,31 +103,31 @@ _TINY_HBM = ("socket.hbm", {"capacity_bytes": {"value": 1e6, "source": "what-if:
 
 def test_ddr_bandwidth_does_not_resimulate_hbm_only_kernels():
     g = graph(Phase.DECODE)
-    cache = KernelCache()
+    cache = RunCache()
     base = simulate_step(ARCH, g, fusion=F, launch=HO, tp=8, cache=cache)
     assert all(r["ddr_bytes"] == 0 for r in base.records)
-    simulated = cache.simulated
+    simulated = cache.misses["kernel"]
     slow = simulate_step(arch_with(_ddr(5e10)), g, fusion=F, launch=HO, tp=8, cache=cache)
-    assert cache.simulated == simulated                 # every kernel came from the cache
+    assert cache.misses["kernel"] == simulated                 # every kernel came from the cache
     assert all(r["reused"] for r in slow.records)
     assert slow.time_s == base.time_s
 
 
 def test_ddr_bandwidth_resimulates_kernels_that_spill_to_ddr():
     g = graph(Phase.DECODE)             # unfused: weight-reading kernels and activation-only ones
-    cache = KernelCache()
+    cache = RunCache()
     spill = simulate_step(arch_with(_TINY_HBM), g, fusion=U, launch=SO, tp=8, cache=cache)
     ddr_kernels = [r for r in spill.records if r["ddr_bytes"] > 0]
     assert ddr_kernels and len(ddr_kernels) < len(spill.records)
-    simulated = cache.simulated
+    simulated = cache.misses["kernel"]
     slow = simulate_step(arch_with(_TINY_HBM, _ddr(5e10)), g, fusion=U, launch=SO, tp=8, cache=cache)
-    assert cache.simulated > simulated                  # the DDR kernels ran again...
+    assert cache.misses["kernel"] > simulated                  # the DDR kernels ran again...
     for a, b in zip(spill.records, slow.records):
         if a["ddr_bytes"] > 0:
             assert b["time_s"] > a["time_s"]            # ...slower on the slower DDR
         else:
             assert b["reused"] and b["time_s"] == a["time_s"]
-    fresh = simulate_step(arch_with(_TINY_HBM, _ddr(5e10)), g, fusion=U, launch=SO, tp=8, cache=KernelCache())
+    fresh = simulate_step(arch_with(_TINY_HBM, _ddr(5e10)), g, fusion=U, launch=SO, tp=8, cache=RunCache())
     # the cache never changes a result (only the rows' "reused" flags)
     assert (fresh.time_s, fresh.breakdown_s, fresh.util) == (slow.time_s, slow.breakdown_s, slow.util)
     assert [dict(r, reused=0) for r in fresh.records] == [dict(r, reused=0) for r in slow.records]
@@ -190,7 +190,7 @@ def test_model_step_from_two_layers_is_the_whole_models_step():
     from rdusim.engine.stepper import StepCache
 
     full_graph = build_model_graph(CFG, Phase.DECODE, 3, 333, tp=8)
-    full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=KernelCache(), host_s=1e-3)
+    full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=RunCache(), host_s=1e-3)
     step = model_step(Deployment.of(ARCH, CFG, 8, F, HO), Phase.DECODE, 3, 333, 1e-3, StepCache().get)
     assert weight_bytes_per_rank(CFG, 8) == full_graph.param_bytes
     assert (step.time_s, step.breakdown_s, step.util, step.bytes_by_tier) == \

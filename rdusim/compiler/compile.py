@@ -11,6 +11,7 @@ from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import place_tensors
 from rdusim.compiler.placement import build_kernel, group_key
 from rdusim.compiler.plan import Kernel, Plan, Tier
+from rdusim.compiler.target import CompileTarget
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.graph.opgraph import OpGraph
@@ -18,10 +19,12 @@ from rdusim.graph.opgraph import OpGraph
 DEFAULT_TILES = 64   # tiles each kernel's streams are cut into
 
 
-def compile_plan(graph: OpGraph, arch: RduArch, policy: FusionPolicy, *, tiles: int = DEFAULT_TILES) -> Plan:
+def compile_plan(graph: OpGraph, arch: RduArch | CompileTarget, policy: FusionPolicy, *,
+                 tiles: int = DEFAULT_TILES) -> Plan:
     """Cut ``graph`` (one TP rank's step) into kernels and place each on one socket."""
     if tiles < 1:
         raise ValueError(f"tiles must be >= 1, got {tiles}")
+    arch = CompileTarget.of(arch)
     nodes, consumers = dataflow_nodes(graph, policy)
     tiers = place_tensors(nodes, arch)
     groups = partition(nodes, consumers, tiers, arch, policy, tiles)
@@ -35,7 +38,7 @@ def kernel_name(index: int, ops: Sequence[str]) -> str:
 
 
 def place_groups(groups: list[list[Node]], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-                 arch: RduArch, tiles: int) -> list[Kernel]:
+                 arch: CompileTarget, tiles: int) -> list[Kernel]:
     """Each group of ops placed as one kernel, in order."""
     kernels = []
     built: dict[tuple, Kernel] = {}      # structurally identical groups (repeated layers) placed once

@@ -29,12 +29,12 @@ import math
 
 from rdusim.compiler.placement import capacity_bytes, draft_stage, stage_kind
 from rdusim.compiler.plan import StageKind, Tier
-from rdusim.config.arch_rdu import RduArch
+from rdusim.compiler.target import CompileTarget
 from rdusim.config.policy import FusionPolicy
 
 
 def partition(nodes: tuple[Node, ...], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-              arch: RduArch, policy: FusionPolicy, tiles: int) -> list[list[Node]]:
+              arch: CompileTarget, policy: FusionPolicy, tiles: int) -> list[list[Node]]:
     if policy == FusionPolicy.UNFUSED:
         return [[n] for n in nodes]
     nodes_by_name = {n.name: n for n in nodes}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Tier
-from rdusim.config.arch_rdu import RduArch
+from rdusim.compiler.target import CompileTarget
 from rdusim.graph.tensor import TensorRole
 from rdusim.memory import OutOfMemory, op_activation_peak, usable_bytes
 
@@ -21,7 +21,7 @@ _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIG
                 TensorRole.CONSTANT, TensorRole.INPUT)
 
 
-def place_tensors(nodes: tuple[Node, ...], arch: RduArch) -> dict[str, Tier]:
+def place_tensors(nodes: tuple[Node, ...], arch: CompileTarget) -> dict[str, Tier]:
     """External tensor name -> tier, for one socket (the graph is one TP rank)."""
     return assign_tiers(resident_sizes(nodes), arch, op_activation_peak(n.op for n in nodes))
 
@@ -39,12 +39,12 @@ def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float
     return sizes
 
 
-def hbm_budget(arch: RduArch, activation_bytes: float = 0.0) -> float:
+def hbm_budget(arch: CompileTarget, activation_bytes: float = 0.0) -> float:
     """HBM bytes left for resident tensors beside ``activation_bytes`` of workspace."""
     return usable_bytes(arch.socket.hbm) - activation_bytes
 
 
-def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: RduArch,
+def assign_tiers(sizes: dict[str, tuple[TensorRole, float]], arch: CompileTarget,
                  activation_bytes: float = 0.0) -> dict[str, Tier]:
     budget = hbm_budget(arch, activation_bytes)
     total = sum(b for _, b in sizes.values())

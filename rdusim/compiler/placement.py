@@ -25,7 +25,7 @@ from typing import Iterable, Mapping
 
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
-from rdusim.config.arch_rdu import RduArch
+from rdusim.compiler.target import CompileTarget
 from rdusim.errors import InputError
 from rdusim.graph.ops import OpKind
 
@@ -73,7 +73,7 @@ def stage_kind(node: Node) -> StageKind:
     return StageKind.COMPUTE if node.op.flops > 0 else StageKind.MOVE
 
 
-def work_pcu_s(node: Node, in_bytes: float, arch: RduArch) -> float:
+def work_pcu_s(node: Node, in_bytes: float, arch: CompileTarget) -> float:
     """Seconds one PCU would need for the node: its FLOPs, or reading its operands through
     its input port (one PMU's bandwidth: a vector of lanes a cycle), whichever is longer."""
     pcu = arch.socket.pcu
@@ -186,7 +186,7 @@ def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> li
 
 
 def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
-                 tiers: Mapping[str, Tier], arch: RduArch, tiles: int) -> Kernel:
+                 tiers: Mapping[str, Tier], arch: CompileTarget, tiles: int) -> Kernel:
     sock = arch.socket
     drafts = _drafts(nodes, consumers, tiers)
     # ---- PCUs: in proportion to work, bounded by parallelism ----
@@ -207,7 +207,7 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
         buffers = sum(cap_bytes) - resident
         room = max(avail_cap - buffers, sock.pmu.capacity_bytes)
         if resident <= 0:   # the stage buffers alone overflow the PMUs: no pass count helps
-            raise InputError(arch.name, "socket.pmu.capacity_bytes",
+            raise InputError(getattr(arch, "name", "the RDU arch file"), "socket.pmu.capacity_bytes",
                              f"PMUs large enough for the stage buffers of kernel {name} ({sum(cap_bytes):.4g} bytes "
                              f"in {sock.pmu.count} PMUs)", sock.pmu.capacity_bytes)
         passes = math.ceil(resident / room)

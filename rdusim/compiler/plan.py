@@ -3,7 +3,9 @@
 A :class:`Plan` is what :func:`rdusim.compiler.compile` returns. It is immutable and
 contains only numbers the engine needs (no reference back to the graph), so two
 kernels with the same :attr:`Kernel.signature` simulate identically and the engine
-simulates each signature once.
+simulates each signature once. Signatures are derived (:func:`rdusim.cache.content_key`
+over every field), except fields marked ``metadata={"key": False}``: names, which the
+simulation never reads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping
 
+from rdusim.cache import content_key
 from rdusim.config.policy import FusionPolicy
+
+_NAME = {"key": False}      # names a kernel; the simulation never reads it
 
 
 class StageKind(enum.Enum):
@@ -38,9 +43,6 @@ class Stream:
     resident: bool = False           # read once before the stage's first tile, held in PMUs
     agcus: float = 1.0               # AGCUs serving this stream (a share when streams outnumber them)
 
-    def key(self) -> tuple:
-        return (self.tier.value, self.write, self.nbytes, self.resident, self.agcus)
-
 
 @dataclass(frozen=True)
 class Collective:
@@ -49,9 +51,6 @@ class Collective:
     kind: str                        # "allreduce" | "allgather"
     message_bytes: float             # bytes of the full tensor on one rank
     ranks: int
-
-    def key(self) -> tuple:
-        return (self.kind, self.message_bytes, self.ranks)
 
 
 @dataclass(frozen=True)
@@ -73,25 +72,20 @@ class Stage:
     collective: Collective | None = None
     die: int = 0
 
-    def key(self) -> tuple:
-        return (self.kind.value, self.flops, self.compute_s, self.pcus, self.pmus, self.pmus_bandwidth,
-                self.in_bytes, self.inputs, self.edge_bytes, self.edge_d2d,
-                tuple(s.key() for s in self.streams),
-                self.collective.key() if self.collective else None, self.die)
-
 
 @dataclass(frozen=True)
 class Kernel:
-    name: str
-    ops: tuple[str, ...]
+    name: str = field(metadata=_NAME)
+    ops: tuple[str, ...] = field(metadata=_NAME)
     stages: tuple[Stage, ...]
-    layer: int = -1
+    layer: int = field(default=-1, metadata=_NAME)
     passes: int = 1                  # >1 when resident operands exceed PMU capacity (re-streamed)
 
     @cached_property
-    def signature(self) -> tuple:
-        """Everything that determines the kernel's simulated behaviour (not its names)."""
-        return (self.passes, tuple(s.key() for s in self.stages))
+    def signature(self):
+        """Everything that determines the kernel's simulated behaviour (every field but
+        the names): the content key of the kernel."""
+        return content_key(self)
 
     @property
     def flops(self) -> float:

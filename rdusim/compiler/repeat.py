@@ -27,6 +27,7 @@ from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import hbm_budget, resident_sizes
 from rdusim.memory import op_activation_peak
 from rdusim.compiler.plan import Kernel, Plan, Tier
+from rdusim.compiler.target import CompileTarget
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.graph.opgraph import OpGraph
@@ -75,7 +76,7 @@ def _template(graph: OpGraph, policy: FusionPolicy) -> _Template | None:
     return _Template(nodes, consumers, tuple(spans))
 
 
-def _repeated_tiers(t: _Template, layers: int, arch: RduArch) -> dict[str, Tier] | None:
+def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget) -> dict[str, Tier] | None:
     """The whole model's tensor placement (everything in HBM), or None if that is not sure."""
     sizes = resident_sizes(t.nodes)
     owner: dict[str, int] = {}                 # tensor -> the one layer touching it (-1: none)
@@ -105,7 +106,7 @@ def _repeated_tiers(t: _Template, layers: int, arch: RduArch) -> dict[str, Tier]
     return dict.fromkeys(full, Tier.HBM)
 
 
-def compile_repeated(graph: OpGraph, layers: int, arch: RduArch, policy: FusionPolicy, *,
+def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget, policy: FusionPolicy, *,
                      tiles: int) -> Plan | None:
     """The plan of the model with ``layers`` decoder layers whose first ``TEMPLATE_LAYERS``
     are ``graph`` (a model graph built with ``layers=TEMPLATE_LAYERS``), identical to
@@ -114,6 +115,7 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch, policy: FusionP
         raise ValueError(f"tiles must be >= 1, got {tiles}")
     if layers < TEMPLATE_LAYERS:
         return None
+    arch = CompileTarget.of(arch)
     t = _template(graph, policy)
     if t is None:
         return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import networkx as nx
 
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
@@ -29,6 +28,7 @@ from rdusim.graph import ops as O
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import ShapeError
 from rdusim.graph.tensor import DType, Tensor, TensorRole
+from rdusim.graph.toposort import lexicographic_order
 
 _BOOL, _INT, _NUM, _INTS = "true or false", "an integer", "a number >= 0", "a list of positive integers"
 
@@ -79,20 +79,25 @@ def graph_from_mapping(data: Any, file: str) -> OpGraph:
             raise InputError(file, f"ops[{i}].output", "a tensor name not used before",
                              f"{out!r}, already {'declared under tensors' if out in tensors else 'produced'}")
         producer[out] = i
-    deps = nx.DiGraph()
-    deps.add_nodes_from(range(len(specs)))
+    edges = []
     for i, s in enumerate(specs):
         for j, t in enumerate(s["inputs"]):
             if t in producer:
-                deps.add_edge(producer[t], i)
+                edges.append((producer[t], i))
             elif t not in tensors:
                 raise InputError(file, f"ops[{i}].inputs[{j}]", "a tensor under `tensors` or an op's output",
                                  f"unknown tensor {t!r}")
-    if not nx.is_directed_acyclic_graph(deps):
+    order = lexicographic_order(list(range(len(specs))), edges)
+    if order is None:
+        import networkx as nx     # only to name the cycle
+
+        deps = nx.DiGraph()
+        deps.add_nodes_from(range(len(specs)))
+        deps.add_edges_from(edges)
         cycle = [specs[a]["name"] for a, _ in nx.find_cycle(deps)]
         raise InputError(file, "ops", "an acyclic graph", "a cycle " + " -> ".join(cycle + cycle[:1]))
     built = []
-    for i in nx.lexicographical_topological_sort(deps):
+    for i in order:
         s = specs[i]
         ins = [tensors[t] for t in s["inputs"]]
         built.append(_construct(s, ins, file, f"ops[{i}]"))

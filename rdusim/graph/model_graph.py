@@ -11,7 +11,6 @@ are part of the ``seq`` tokens of the sequence (text tokens = seq - image tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from rdusim.config.model import ModelConfig, NormKind, PositionKind
 from rdusim.errors import InputError
@@ -155,14 +154,16 @@ def build_model_graph(cfg: ModelConfig, phase: Phase, batch: int, seq: int, *, t
     if new_tokens != 1 and (phase != Phase.DECODE or isinstance(new_tokens, bool) or not isinstance(new_tokens, int)
                             or new_tokens < 1):
         raise InputError(origin, "new_tokens", "a positive integer, more than 1 only in decode", new_tokens)
-    return _build_cached(cfg, phase, batch, seq, tp, layers, weight_density, new_tokens)
+    from rdusim.cache import active_cache
+
+    args = (cfg, phase, batch, seq, tp, layers, weight_density, new_tokens)
+    return active_cache().get_or_compute("graph", args, lambda: _build(*args))
 
 
-@lru_cache(maxsize=32)
-def _build_cached(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layers: int | None,
-                  weight_density: float, new_tokens: int = 1) -> OpGraph:
-    """Graphs are immutable, so one built for the same request is shared (studies ask
-    for the same 80-layer graphs many times)."""
+def _build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, layers: int | None,
+           weight_density: float, new_tokens: int = 1) -> OpGraph:
+    """Graphs are immutable, so one built for the same request is shared through the run's
+    cache (studies ask for the same 80-layer graphs many times)."""
     if phase == Phase.TRAIN:
         from rdusim.graph.training import training_build  # local: training builds on forward_build
         ops, idle = training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density)

@@ -1,16 +1,18 @@
-"""OpGraph: a validated networkx DAG of ops, connected by the tensors they pass."""
+"""OpGraph: a validated DAG of ops, connected by the tensors they pass (a networkx view on demand)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable, Sequence
-
-import networkx as nx
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from rdusim.errors import InputError
 from rdusim.graph.ops import Op, OpKind
+from rdusim.graph.toposort import lexicographic_order
 from rdusim.graph.tensor import EXTERNAL_ROLES, Tensor, TensorRole
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,12 @@ class OpGraph:
         # weights the rank holds that no op of this step reads (MoE experts not routed to)
         self._idle = tuple(idle_weights)
         ops = list(ops)
-        g = nx.DiGraph()
+        by_name: dict[str, Op] = {}
         producers: dict[str, tuple[int, Op, Tensor]] = {}
         for i, op in enumerate(ops):
-            if op.name in g:
+            if op.name in by_name:
                 raise InputError(source, f"ops.{op.name}", "unique op names", "a duplicate")
-            g.add_node(op.name, op=op, index=i)
+            by_name[op.name] = op
             for t in op.outputs:
                 if t.name in producers:
                     raise InputError(source, f"ops.{op.name}.outputs.{t.name}",
@@ -66,17 +68,33 @@ class OpGraph:
                                      f"{list(t.shape)} {t.dtype.value}")
                 in_order = in_order and j < i
                 edges.append((src.name, op.name, {"tensor": t.name, "nbytes": t.nbytes}))
-        g.add_edges_from(edges)
-        self._g = g
+        self._by_name = by_name
+        self._listed = tuple(ops)
+        self._edges = tuple(edges)
         if in_order:
             self._ops: tuple[Op, ...] = tuple(ops)
             return
-        if not nx.is_directed_acyclic_graph(g):
-            cycle = nx.find_cycle(g)
+        names = [op.name for op in ops]
+        order = lexicographic_order(names, ((u, v) for u, v, _ in edges), {n: i for i, n in enumerate(names)})
+        if order is None:
+            import networkx as nx
+
+            cycle = nx.find_cycle(self._g)
             raise InputError(source, "ops", "an acyclic graph",
                              "a cycle " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
-        order = nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["index"])
-        self._ops = tuple(g.nodes[n]["op"] for n in order)
+        self._ops = tuple(by_name[n] for n in order)
+
+    @cached_property
+    def _g(self) -> "nx.DiGraph":
+        """The networkx DiGraph (nodes carry ``op`` and ``index``, edges ``tensor`` and
+        ``nbytes``), built the first time something asks for it."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for i, op in enumerate(self._listed):
+            g.add_node(op.name, op=op, index=i)
+        g.add_edges_from(self._edges)
+        return g
 
     # ---- read-only views ----
     @property
@@ -85,11 +103,11 @@ class OpGraph:
         return self._ops
 
     @property
-    def nx(self) -> nx.DiGraph:
+    def nx(self) -> "nx.DiGraph":
         return self._g.copy(as_view=True)
 
     def op(self, name: str) -> Op:
-        return self._g.nodes[name]["op"]
+        return self._by_name[name]
 
     def successors(self, name: str) -> list[str]:
         return list(self._g.successors(name))

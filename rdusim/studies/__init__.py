@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from rdusim.cache import RunCache, using
 from rdusim.config.workload import LoadedWorkload, WorkloadKind
 from rdusim.results import RunResult
 
@@ -22,8 +23,12 @@ def study_module(kind: WorkloadKind | str) -> ModuleType:
     return importlib.import_module(_MODULES[WorkloadKind(kind)])
 
 
-def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
-    return study_module(loaded.kind).run(loaded, trace=trace)
+def run_study(loaded: LoadedWorkload, *, trace: bool = False, cache: RunCache | None = None) -> RunResult:
+    """Run the workload's study. ``cache``: the run's cache of graphs, plans and simulated
+    kernels (a new one by default; a sweep worker passes one it keeps across points).
+    The engines get it explicitly where the call path passes it, else from this scope."""
+    with using(cache if cache is not None else RunCache()):
+        return study_module(loaded.kind).run(loaded, trace=trace)
 
 
 def summarize(result: RunResult) -> str:

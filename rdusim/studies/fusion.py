@@ -35,7 +35,7 @@ from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.memory import OutOfMemory, graph_memory
-from rdusim.report.trace import TraceBuilder
+from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 

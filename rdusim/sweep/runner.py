@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import rdusim.studies as studies
 from rdusim import __version__
+from rdusim.cache import RunCache
 from rdusim.config.workload import LoadedWorkload, load_workload
 from rdusim.errors import InputError
 from rdusim.results import plain
@@ -50,6 +51,20 @@ def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str,
     return {k: metric_number(v) for k, v in sorted(keep.items())}
 
 
+class _Worker:
+    """What one worker process keeps for the sweep's lifetime: the run cache its points
+    share (graphs, compiled plans, simulated kernels keyed by content, so a point reuses
+    whatever an earlier point on this worker computed from the same inputs)."""
+
+    cache: Optional[RunCache] = None
+
+    @classmethod
+    def run_cache(cls) -> RunCache:
+        if cls.cache is None:
+            cls.cache = RunCache()
+        return cls.cache
+
+
 def run_point(task: PointTask) -> dict:
     """Run one point in a worker. A bad value, a simulated OOM or a failure of the study is
     a row with its reason, never an exception that ends the sweep."""
@@ -59,7 +74,7 @@ def run_point(task: PointTask) -> dict:
     status, error = PointStatus.OK, ""
     try:
         loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
-        result = studies.run_study(loaded)
+        result = studies.run_study(loaded, cache=_Worker.run_cache())
         metrics = choose_metrics(dict(result.metrics), task.metrics)
         # every run checks memory (rdusim.memory): an OOM marks the point even when the
         # chosen metrics do not include the .oom flags

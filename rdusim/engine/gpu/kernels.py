@@ -18,7 +18,8 @@ bandwidth, made honest about size:
   in the network, NVLS; the fastest for the size unless ``collectives.algorithm``
   fixes one. The chosen algorithm is part of the kernel's time record.
 
-Identical kernels (same signature) are timed once (functools cache).
+Identical kernels are timed once per run (the run's :class:`rdusim.cache.RunCache`, keyed by
+the content of the machine and the kernel's work).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Optional
 
+from rdusim.cache import RunCache, active_cache
 from rdusim.config.arch_common import CollectiveAlgorithm
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
@@ -117,11 +118,10 @@ class KernelTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
-    return _kernel_time(arch, work)
+def kernel_time(arch: GpuArch, work: KernelWork, cache: RunCache | None = None) -> KernelTime:
+    return active_cache(cache).get_or_compute("gpu_kernel", (arch, work), lambda: _kernel_time(arch, work))
 
 
-@lru_cache(maxsize=16384)
 def _kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     if work.cls == KernelClass.COLLECTIVE:
         return _collective_time(arch, work)

@@ -17,6 +17,7 @@ import simpy
 
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import LaunchMode
+from rdusim.engine.evaluation import Evaluation, current
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,41 @@ def launch_cost_s(arch: GpuArch, mode: LaunchMode) -> float:
 
 
 def run_stream(durations: Sequence[float], launch_cost: float, host_ready_s: float = 0.0) -> StreamTimeline:
-    """Simulate one host thread launching ``durations`` into one stream."""
+    """One host thread launching ``durations`` into one stream: the closed form of
+    :func:`run_stream_events` (bit-identical), or the events under ``evaluation.reference()``."""
+    if current() == Evaluation.EVENTS:
+        return run_stream_events(durations, launch_cost, host_ready_s)
+    return stream_closed_form(durations, launch_cost, host_ready_s)
+
+
+def stream_closed_form(durations: Sequence[float], launch_cost: float, host_ready_s: float = 0.0) -> StreamTimeline:
+    """The events of :func:`run_stream_events` as a recurrence. The host issues kernel i
+    at ``host_ready + (i+1) x launch_cost`` (added one launch at a time, as the clock
+    advances); the GPU, which starts at time 0, takes it at the later of its issue and the
+    previous kernel's end (a queue get succeeds at once if an item is there, else at the
+    put), and ends it ``duration`` later; no other process touches either time."""
+    n = len(durations)
+    issue = [0.0] * n
+    t = 0.0 + host_ready_s if host_ready_s > 0 else 0.0
+    for i in range(n):
+        if launch_cost > 0:
+            t = t + launch_cost
+        issue[i] = t
+    start = [0.0] * n
+    end = [0.0] * n
+    exposed = [0.0] * n
+    prev, free_at = 0.0, host_ready_s
+    for i in range(n):
+        s = issue[i] if issue[i] > prev else prev
+        start[i] = s
+        exposed[i] = max(0.0, s - free_at)
+        d = durations[i]
+        prev = free_at = end[i] = s + d if d > 0 else s
+    return StreamTimeline(tuple(issue), tuple(start), tuple(end), tuple(exposed))
+
+
+def run_stream_events(durations: Sequence[float], launch_cost: float, host_ready_s: float = 0.0) -> StreamTimeline:
+    """Simulate one host thread launching ``durations`` into one stream (SimPy; the reference)."""
     env = simpy.Environment()
     queue = simpy.Store(env)
     n = len(durations)

@@ -96,7 +96,7 @@ def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str
 
 
 def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:
-    from rdusim.report.trace import Lane, TraceBuilder   # only when a trace is asked for
+    from rdusim.tracing import Lane, TraceBuilder   # only when a trace is asked for
 
     tb = TraceBuilder()
     gpu, host = f"{arch.name}/gpu0", f"{arch.name}/host"

@@ -1,45 +1,24 @@
-"""Identical kernels are simulated once: a cache of KernelRun keyed by what determines it.
+"""Identical kernels are simulated once per run: KernelRuns in the run's cache.
 
-The key is (the socket hardware the kernel uses, tiles, kernel signature): a decoder
-layer repeated 32-80 times has one signature and is simulated once, and a kernel that
-touches only HBM is not simulated again when only the DDR (or the P2P link...) changes.
-Results are deterministic, so caching never changes them; the cache only saves time.
-It is bounded (oldest entries dropped).
+The key is the content of (the socket as the kernel sees it, tiles, the kernel without its
+names): a decoder layer repeated 32-80 times is simulated once, and a kernel that touches
+only HBM is not simulated again when only the DDR (or the P2P link...) changes
+(:meth:`SocketHw.for_kernel`). Results are deterministic, so caching never changes them;
+the cache (a :class:`rdusim.cache.RunCache` the caller owns) only saves time.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+from rdusim.cache import RunCache
 from rdusim.compiler.plan import Kernel
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.pipeline import KernelRun, simulate_kernel
 
-
-class KernelCache:
-    def __init__(self, max_entries: int = 8192):
-        self._runs: OrderedDict[tuple, KernelRun] = OrderedDict()
-        self._max = max_entries
-        self.simulated = 0
-        self.reused = 0
-
-    def run(self, kernel: Kernel, hw: SocketHw, tiles: int) -> tuple[KernelRun, bool]:
-        """The kernel's run, and whether it came from the cache."""
-        key = (hw.kernel_key(kernel), tiles, kernel.signature)
-        hit = self._runs.get(key)
-        if hit is not None:
-            self.reused += 1
-            return hit, True
-        run = simulate_kernel(kernel, hw, tiles)
-        self.simulated += 1
-        self._runs[key] = run
-        if len(self._runs) > self._max:
-            self._runs.popitem(last=False)
-        return run, False
-
-    def clear(self) -> None:
-        self._runs.clear()
-        self.simulated = self.reused = 0
+NAMESPACE = "kernel"
 
 
-KERNELS = KernelCache()
+def kernel_run(cache: RunCache, kernel: Kernel, hw: SocketHw, tiles: int) -> tuple[KernelRun, bool]:
+    """The kernel's run, and whether it came from the cache."""
+    view = hw.for_kernel(kernel)
+    return cache.get_or_compute_hit(NAMESPACE, (view, tiles, kernel),
+                                    lambda: simulate_kernel(kernel, view, tiles))

@@ -35,19 +35,36 @@ class SocketHw:
             p2p=arch.links.p2p, d2d=s.d2d, pcu_count=s.pcu.count, pmu_count=s.pmu.count,
             hbm_peak_bw=s.hbm.bandwidth_bytes_per_s, collectives=arch.collectives)
 
-    def key(self) -> tuple:
-        """Every parameter of the socket (for callers that key on the whole machine)."""
-        return (tuple(sorted((k.value, v) for k, v in self.tier_bw.items())),
-                tuple(sorted((k.value, v) for k, v in self.tier_latency.items())),
-                self.agcu_bw, self.pmu_bw, self.p2p, self.d2d, self.pcu_count, self.pmu_count, self.hbm_peak_bw,
-                self.collectives)
+    def for_kernel(self, kernel: Kernel) -> "SocketHw":
+        """This socket as ``simulate_kernel`` sees it for ``kernel``: a tier's rate and
+        latency only if one of its streams moves bytes on that tier, the AGCU rate only
+        with off-chip streams, the PMU rate only for stages that read, the P2P link and the
+        collective library only for collective stages, the D2D link only for edges that cross the dies; the rest
+        None. The kernel is simulated on this view and its cache key is the view's
+        content, so a parameter the simulation reads cannot be missing from the key (it
+        would read None and fail), and a sweep over DDR bandwidth reuses every kernel that
+        touches only HBM."""
+        uses = kernel_uses(kernel)
+        views = self.__dict__.setdefault("_views", {})    # frozen: one view object per kind of use
+        view = views.get(uses)
+        if view is None:
+            view = views[uses] = self._view(*uses)
+        return view
 
-    def kernel_key(self, kernel: Kernel) -> tuple:
-        """The parameters ``simulate_kernel`` reads for this kernel, and no others: a tier's
-        rate and latency only if one of its streams moves bytes on that tier, the AGCU rate
-        only with off-chip streams, the PMU rate only for stages that read, the P2P link
-        (and the collective library) only for collective stages, the D2D link only for edges that cross the dies. So a
-        sweep over DDR bandwidth reuses every kernel that touches only HBM."""
+    def _view(self, tiers: frozenset, streams: bool, reads: bool, p2p: bool, d2d: bool) -> "SocketHw":
+        return SocketHw(
+            tier_bw={t: (v if t in tiers else None) for t, v in self.tier_bw.items()},
+            tier_latency={t: (v if t in tiers else None) for t, v in self.tier_latency.items()},
+            agcu_bw=self.agcu_bw if streams else None, pmu_bw=self.pmu_bw if reads else None,
+            p2p=self.p2p if p2p else None, d2d=self.d2d if d2d else None,
+            pcu_count=None, pmu_count=None, hbm_peak_bw=None, collectives=self.collectives if p2p else None)
+
+
+def kernel_uses(kernel: Kernel) -> tuple:
+    """(tiers its streams move bytes on, any off-chip stream, any stage that reads, any
+    collective stage, any edge across the dies), computed once per kernel object."""
+    got = kernel.__dict__.get("_hw_uses")
+    if got is None:
         tiers, streams, reads, p2p, d2d = set(), False, False, False, False
         for s in kernel.stages:
             for st in s.streams:
@@ -56,7 +73,5 @@ class SocketHw:
             reads = reads or s.in_bytes > 0
             p2p = p2p or s.kind == StageKind.COLLECTIVE
             d2d = d2d or any(s.edge_d2d)
-        order = sorted(tiers, key=lambda t: t.value)
-        return (tuple((t.value, self.tier_bw[t], self.tier_latency[t]) for t in order),
-                self.agcu_bw if streams else None, self.pmu_bw if reads else None,
-                (self.p2p, self.collectives) if p2p else None, self.d2d if d2d else None)
+        got = kernel.__dict__["_hw_uses"] = (frozenset(tiers), streams, reads, p2p, d2d)
+    return got

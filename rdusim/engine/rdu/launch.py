@@ -20,6 +20,7 @@ import simpy
 
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import LaunchMode
+from rdusim.engine.evaluation import Evaluation, current
 from rdusim.errors import InputError
 
 
@@ -41,7 +42,39 @@ class Schedule:
 def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
                  streams: Sequence[int] | None = None, *, host_s: float = 0.0) -> Schedule:
     """Orchestrate kernels of the given durations (and off-chip stream counts) in order;
-    ``host_s``: the runtime's host work after the last kernel (a model step's sampling)."""
+    ``host_s``: the runtime's host work after the last kernel (a model step's sampling).
+    The closed form of :func:`run_schedule_events` (bit-identical), or the events under
+    ``evaluation.reference()``."""
+    if not mode.for_rdu:
+        raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
+    if current() == Evaluation.EVENTS:
+        return run_schedule_events(durations, mode, arch, streams, host_s=host_s)
+    n = len(durations)
+    sw, hw = arch.launch.software_s, arch.launch.hardware_s
+    per_stream = arch.launch.software_per_stream_s
+    streams = list(streams) if streams is not None else [0] * n
+    launch_start, start, end = [0.0] * n, [0.0] * n, [0.0] * n
+    # The launcher starts kernel k when k-1 ends (k = 0: at once; HO: after handing the
+    # schedule over), the device starts it when it is launched and ends it after its
+    # duration: one process waits on the other in turn, so the times chain.
+    t = 0.0 if mode == LaunchMode.SOFTWARE or not n else 0.0 + sw
+    for k in range(n):
+        if k:
+            t = end[k - 1]
+        launch_start[k] = t
+        start[k] = t + (sw + per_stream * streams[k] if mode == LaunchMode.SOFTWARE else hw)
+        end[k] = start[k] + durations[k]
+    kernels_end = end[-1] if n else 0.0
+    now = kernels_end
+    if host_s > 0:
+        now = kernels_end + host_s
+    slots = tuple(Slot(a, b, c) for a, b, c in zip(launch_start, start, end))
+    return Schedule(slots, kernels_end, now, now - kernels_end)
+
+
+def run_schedule_events(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
+                        streams: Sequence[int] | None = None, *, host_s: float = 0.0) -> Schedule:
+    """The launch schedule as SimPy processes (the reference of :func:`run_schedule`)."""
     if not mode.for_rdu:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     env = simpy.Environment()

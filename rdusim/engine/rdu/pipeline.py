@@ -199,7 +199,7 @@ class _Sim:
         if resident:
             yield self.env.all_of(resident)
         base = self.tile_time(s)
-        latency, wire, rate = 0.0, 0.0, self.hw.p2p.effective_bandwidth_bytes_per_s
+        latency, wire, rate = 0.0, 0.0, None     # the P2P link is read only by collective stages
         if s.kind == StageKind.COLLECTIVE and s.collective is not None:
             cost = plan_collective_cost(s.collective, self.hw.p2p, self.hw.collectives)
             latency = cost.latency_s

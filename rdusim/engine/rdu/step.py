@@ -7,8 +7,9 @@ from rdusim.compiler import DEFAULT_TILES, compile_plan
 from rdusim.compiler.plan import Kernel, Plan
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.cache import RunCache, active_cache
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.rdu.cache import KERNELS, KernelCache
+from rdusim.engine.rdu.cache import kernel_run
 from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.launch import run_schedule
@@ -17,11 +18,11 @@ from rdusim.engine.rdu.trace import StepTrace, add_step
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
-from rdusim.report.trace import TraceBuilder
+from rdusim.tracing import TraceBuilder
 
 
 def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
-                  tiles: int = DEFAULT_TILES, trace: bool = False, cache: KernelCache | None = None,
+                  tiles: int = DEFAULT_TILES, trace: bool = False, cache: RunCache | None = None,
                   plan: Plan | None = None, host_s: float = 0.0) -> StepResult:
     """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node, or
     of ``plan`` when given (compiled from such a graph; ``graph`` may then be None).
@@ -35,16 +36,16 @@ def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy,
 
 
 def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool = False,
-                  cache: KernelCache | None = None, host_s: float = 0.0,
+                  cache: RunCache | None = None, host_s: float = 0.0,
                   tracer: StepTrace | None = None) -> StepResult:
     """Simulate a compiled step. ``tracer``: add its timeline to that builder
     (:mod:`rdusim.engine.rdu.trace`); ``trace``: return the builder's events as the result's
     ``trace`` (a builder of its own, one socket, when no ``tracer`` is given)."""
     if trace and tracer is None:
         tracer = StepTrace(TraceBuilder(), arch.name)
-    cache = cache or KERNELS
+    cache = active_cache(cache)
     hw = SocketHw.of(arch)
-    runs: list[tuple[KernelRun, bool]] = [cache.run(k, hw, plan.tiles) for k in plan.kernels]
+    runs: list[tuple[KernelRun, bool]] = [kernel_run(cache, k, hw, plan.tiles) for k in plan.kernels]
     sched = run_schedule([r.duration_s for r, _ in runs], launch, arch, [k.streams for k in plan.kernels],
                          host_s=host_s)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)

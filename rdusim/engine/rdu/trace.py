@@ -27,7 +27,7 @@ from rdusim.compiler.plan import Plan
 from rdusim.config.policy import LaunchMode
 from rdusim.engine.rdu.launch import Schedule
 from rdusim.engine.rdu.pipeline import KernelRun
-from rdusim.report.trace import Lane, TraceBuilder
+from rdusim.tracing import Lane, TraceBuilder
 
 CHANNEL_LANES = {"hbm": "hbm", "ddr": "ddr", "host": "host link", "p2p": "p2p link", "d2d": "d2d link"}
 _LAYER = re.compile(r"L\d+\.")

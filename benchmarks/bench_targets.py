@@ -1,0 +1,85 @@
+"""The interactive-speed targets (issue 14): each a whole process, median of N runs.
+
+    python benchmarks/bench_targets.py [--repeat 3] [--only coe150 validate ...]
+
+Prints, per target, the median wall seconds (and CPU seconds of the child processes:
+user + sys, which a busy machine inflates much less than wall time), the target, and
+whether it is met. The machine's load average is printed too: figures taken while other
+work runs are not the machine's speed.
+
+Targets: coe150 <= 1.0 s, fusion suite <= 1.5 s, fusion suite vs H100 <= 3 s, a model run
+(llama2_7b_chat) <= 0.4 s, `rdusim validate` <= 2.5 s, 50 coe150 sweep points (10 DDR
+bandwidths x 5 expert counts, as bench_sweep.py) <= 3 s on two workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DDR = "arch.sn40l.socket.ddr.bandwidth_bytes_per_s=" + ",".join(
+    f"{g}e9" for g in (50, 75, 100, 125, 150, 175, 200, 250, 300, 400))
+
+
+def _rdusim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rdusim.cli", *args]
+
+
+TARGETS = {
+    "coe150": (1.0, lambda out: _rdusim("run", "workloads/coe150.yaml", "--out", out)),
+    "fusion_suite": (1.5, lambda out: _rdusim("run", "workloads/fusion_suite.yaml", "--out", out)),
+    "fusion_suite_vs_h100": (3.0, lambda out: _rdusim("run", "workloads/fusion_suite_vs_h100.yaml", "--out", out)),
+    "model_run": (0.4, lambda out: _rdusim("run", "workloads/llama2_7b_chat.yaml", "--out", out)),
+    "validate": (2.5, lambda out: _rdusim("validate")),
+    "sweep50_2workers": (3.0, lambda out: _rdusim("sweep", "workloads/coe150.yaml", "--grid", DDR,
+                                                   "--grid", "experts.count=25,50,100,150,200",
+                                                   "--set", "sweep_experts=[]", "--metrics", "*.latency_s",
+                                                   "--workers", "2", "--out", out)),
+}
+
+
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(name: str, repeat: int) -> tuple[float, float, int]:
+    _, cmd = TARGETS[name]
+    walls, cpus, rc = [], [], 0
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench_targets_") as tmp:
+            out = str(Path(tmp) / "out")
+            c0, t0 = _child_cpu(), time.perf_counter()
+            rc = subprocess.run(cmd(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            walls.append(time.perf_counter() - t0)
+            cpus.append(_child_cpu() - c0)
+    return statistics.median(walls), statistics.median(cpus), rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", nargs="+", choices=sorted(TARGETS))
+    args = ap.parse_args(argv)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus; "
+          f"median of {args.repeat} whole-process runs")
+    print(f"{'target':<22} {'wall s':>8} {'cpu s':>8} {'target s':>9}  met  exit")
+    for name in args.only or list(TARGETS):
+        wall, cpu, rc = measure(name, args.repeat)
+        goal = TARGETS[name][0]
+        print(f"{name:<22} {wall:>8.2f} {cpu:>8.2f} {goal:>9.1f}  {'yes' if wall <= goal else 'NO ':<3}  {rc}",
+              flush=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""One explicit cache for a run, keyed by content.
+
+A :class:`RunCache` is made by whoever starts a run (a study, a sweep worker, a test)
+and passed down to the engines; nothing is cached at module level, so two runs in one
+process share nothing unless they are handed the same cache. Entries live in
+namespaces ("kernel", "plan", "step", ...) and are keyed by :func:`content_key` of the
+inputs the computation reads, derived from the frozen dataclasses themselves (every
+field, recursively), never listed by hand: add a field to a spec and it is in the key.
+A field that names a thing without changing what is computed from it (a kernel's op
+names) is left out by marking it ``field(metadata={"key": False})``.
+
+With a ``directory`` (``--cache-dir``), values are also pickled to disk under a digest
+of (namespace, key, rdusim version, a fingerprint of rdusim's source files), so a
+changed simulator never reads an old entry.
+
+    cache = RunCache()
+    run = cache.get_or_compute("kernel", (hw_view, tiles, kernel), lambda: simulate(...))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import os
+import pickle
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Hashable, Iterator, Mapping
+
+from rdusim import __version__
+
+_FIELDS: dict[type, tuple[tuple[str, ...], str, bool]] = {}
+_MEMO = "_rdusim_content_key"
+
+
+def _key_fields(cls: type) -> tuple[tuple[str, ...], str, bool]:
+    got = _FIELDS.get(cls)
+    if got is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("key", True))
+        got = _FIELDS[cls] = (names, f"{cls.__module__}.{cls.__qualname__}", cls.__dataclass_params__.frozen)
+    return got
+
+
+def content_key(obj: Any) -> Hashable:
+    """A hashable, order-independent, process-independent value that is equal for two
+    objects exactly when every field (recursively) of a frozen dataclass, enum, tuple,
+    list, mapping, set, number or string is equal. Types are part of the key (1, 1.0 and
+    True differ; so do two dataclasses with the same fields). Anything else is an error:
+    an input that cannot be keyed must not be cached silently."""
+    t = type(obj)
+    if t is str or t is int or obj is None:
+        return obj
+    if t is float:
+        return ("f", repr(obj))          # -0.0 and 0.0 differ; every NaN is the same key
+    if t is bool:
+        return ("b", obj)
+    if t is tuple or t is list:
+        return ("t", tuple(content_key(v) for v in obj))
+    if isinstance(obj, enum.Enum):
+        return ("e", f"{t.__module__}.{t.__qualname__}", content_key(obj.value))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        memo = getattr(obj, "__dict__", None)
+        if memo is not None and _MEMO in memo:
+            return memo[_MEMO]
+        names, qual, frozen = _key_fields(t)
+        key = (qual, tuple(content_key(getattr(obj, n)) for n in names))
+        if frozen and memo is not None:
+            memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
+        return key
+    if isinstance(obj, (dict, MappingProxyType, Mapping)):
+        return ("m", tuple(sorted(((content_key(k), content_key(v)) for k, v in obj.items()), key=repr)))
+    if isinstance(obj, (set, frozenset)):
+        return ("s", tuple(sorted((content_key(v) for v in obj), key=repr)))
+    if isinstance(obj, (int, float, str, bytes)):    # numpy scalars, str subclasses...
+        return (f"{t.__module__}.{t.__qualname__}", repr(obj))
+    raise TypeError(f"content_key: cannot key a {t.__module__}.{t.__qualname__}; "
+                    "use frozen dataclasses, enums, tuples, mappings, numbers and strings")
+
+
+def digest(namespace: str, key: Hashable) -> str:
+    """A stable hex digest of a namespaced content key, this rdusim version and its source."""
+    text = repr((namespace, key, __version__, source_fingerprint()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+_FINGERPRINT: list[str] = []
+
+
+def source_fingerprint() -> str:
+    """sha256 of rdusim's Python sources (persisted entries die with any code change)."""
+    if not _FINGERPRINT:
+        h = hashlib.sha256()
+        root = Path(__file__).resolve().parent
+        for p in sorted(root.rglob("*.py")):
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+        _FINGERPRINT.append(h.hexdigest())
+    return _FINGERPRINT[0]
+
+
+class RunCache:
+    """Computed values of one run (or one sweep worker), by namespace and content key.
+
+    ``get_or_compute(namespace, key_obj, fn)`` returns the value for ``key_obj`` (any
+    value :func:`content_key` accepts), calling ``fn()`` the first time. Values must be
+    immutable (frozen dataclasses, tuples, mapping proxies): callers share them.
+    ``directory``: also persist values (pickles) there across processes and runs.
+    ``max_entries``: per namespace, oldest dropped first (None: unbounded).
+    """
+
+    def __init__(self, directory: str | Path | None = None, *, max_entries: int | None = 65536):
+        self.directory = Path(directory) if directory is not None else None
+        self.max_entries = max_entries
+        self._store: dict[str, dict[Hashable, Any]] = {}
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+        self.disk_hits: Counter[str] = Counter()
+
+    def get_or_compute(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> Any:
+        return self.get_or_compute_hit(namespace, key_obj, fn)[0]
+
+    def get_or_compute_hit(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> tuple[Any, bool]:
+        """The value and whether it was already known (in memory or on disk)."""
+        key = content_key(key_obj)
+        table = self._store.setdefault(namespace, {})
+        if key in table:
+            self.hits[namespace] += 1
+            return table[key], True
+        path = self._path(namespace, key)
+        if path is not None and path.is_file():
+            try:
+                value = pickle.loads(path.read_bytes())
+            except Exception:       # a torn or foreign file: recompute and overwrite it
+                value = _MISSING
+            if value is not _MISSING:
+                self.hits[namespace] += 1
+                self.disk_hits[namespace] += 1
+                self._put(table, key, value)
+                return value, True
+        self.misses[namespace] += 1
+        value = fn()
+        self._put(table, key, value)
+        if path is not None:
+            _atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        return value, False
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``get_or_compute("memo", key, compute)``: the ``memo(key, compute)`` form."""
+        return self.get_or_compute("memo", key, compute)
+
+    def _put(self, table: dict, key: Hashable, value: Any) -> None:
+        table[key] = value
+        if self.max_entries is not None and len(table) > self.max_entries:
+            del table[next(iter(table))]
+
+    def _path(self, namespace: str, key: Hashable) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / namespace / f"{digest(namespace, key)}.pickle"
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._store.values())
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        names = sorted(set(self.hits) | set(self.misses))
+        return {n: {"hits": self.hits[n], "misses": self.misses[n], "disk_hits": self.disk_hits[n]} for n in names}
+
+
+_MISSING = object()
+_ACTIVE: ContextVar[RunCache | None] = ContextVar("rdusim_run_cache", default=None)
+
+
+@contextmanager
+def using(cache: RunCache) -> Iterator[RunCache]:
+    """Make ``cache`` the run's cache for engine calls that are not handed one explicitly
+    (a bridge for call paths that do not pass it down yet). Scoped: restored on exit."""
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_cache(given: RunCache | None = None) -> RunCache:
+    """``given``, else the cache of the enclosing :func:`using` block, else a new empty
+    one (nothing outlives a run unless someone holds the cache)."""
+    if given is not None:
+        return given
+    current = _ACTIVE.get()
+    return current if current is not None else RunCache()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
