@@ -1,14 +1,26 @@
-"""Command line: one small function per command. Bad input exits 2 with one paragraph."""
+"""rdusim: a discrete-event simulator of the SambaNova SN40L reconfigurable dataflow unit
+set against DGX H100 and DGX A100 GPU systems on LLM workloads: fused versus unfused
+execution, kernel launch, Composition-of-Experts serving, model runs, sweeps, and a
+comparison with published numbers (validate)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
 from rdusim import __version__
 from rdusim.errors import InputError
+
+EXIT_CODES = """exit status:
+  0    done
+  1    validate: a reference missed its tolerance; sweep: a worker process died (--resume finishes)
+  2    bad input (one line names the file, the key, what was expected and what was found)
+  130  interrupted (Ctrl-C); finished sweep points are kept
+  141  stdout was closed before everything was printed (results are written first, and kept)"""
 
 
 def _fmt_si(x: float, unit: str = "") -> str:
@@ -23,7 +35,10 @@ def cmd_arch_show(args) -> int:
     from rdusim.config.yamlio import parse_set
     from rdusim.results import plain
 
-    arch = load_arch(args.file, [parse_set(s) for s in args.set])
+    from rdusim.config.workload import REPO_ROOT
+    from rdusim.paths import find_user_file
+
+    arch = load_arch(find_user_file(args.file, "arch", data_root=REPO_ROOT), [parse_set(s) for s in args.set])
     data = plain(arch)
     sources = data.pop("sources")
     if args.json:
@@ -91,35 +106,64 @@ def cmd_graph(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from rdusim.config.workload import REPO_ROOT, load_workload
+    from rdusim import outdir
+    from rdusim.config.workload import load_workload
     from rdusim.config.yamlio import parse_set
+    from rdusim.paths import default_out
+    from rdusim.report.oom import oom_lines
     from rdusim.studies import run_study, summarize
 
     loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
+    out = Path(args.out) if args.out else default_out(loaded.name)
+    outdir.check_writable(out)                 # before simulating, not after
     result = run_study(loaded, trace=args.trace)
-    print(summarize(result))
-    out = Path(args.out) if args.out else REPO_ROOT / "reports" / loaded.name
-    path = result.write(out)
-    print(f"\nresults: {path}")
+    # everything is written before anything is printed: a closed stdout loses nothing
+    outdir.claim(out)
+    written = [result.write(out)]
     if args.trace:
         from rdusim.report.trace import write_trace
-        print(f"trace:   {write_trace(result.trace, out)}")
+        written.append(write_trace(result.trace, out))
+    outdir.record(out, written)
+    report = None
     if args.report:
         from rdusim.report.render import render_report
-        print(f"report:  {render_report(result, out)}")
+        report = render_report(result, out)
+    lines = [f"workload: {loaded.file}"]
+    lines += [f"arch {name}: {file}" for name, file in loaded.arch_files.items()]
+    lines += ["", summarize(result)]
+    ooms = oom_lines(result.metrics, result.extra)
+    if ooms:
+        lines += ["", "Out of memory (reason: rows):"] + [f"  {line}" for line in ooms]
+    lines += ["", f"results: {written[0]}"]
+    if args.trace:
+        lines.append(f"trace:   {written[1]}")
+    if report is not None:
+        lines.append(f"report:  {report}")
+    print("\n".join(lines))
     return 0
 
 
 def cmd_report(args) -> int:
-    if Path(args.results).is_dir():   # a sweep directory (sweep.sqlite): plots from the stored table
-        from rdusim.sweep.plots import render_sweep
-        print("\n".join(f"plot: {p}" for p in render_sweep(args.results, args.out)) or "no metrics to plot")
-        return 0
-    from rdusim.report.render import render_report
     from rdusim.results import load_result
+    from rdusim.sweep.store import has_store
 
-    result = load_result(args.results)
-    out = Path(args.out) if args.out else Path(args.results).parent
+    given = Path(args.results)
+    if given.is_dir() and (given / "results.json").is_file():
+        given = given / "results.json"           # a run folder: its results
+    elif given.is_dir() and has_store(given):    # a sweep folder (sweep.sqlite): plots from the stored table
+        from rdusim.sweep.plots import render_sweep
+        paths = render_sweep(args.results, args.out)
+        print("\n".join(f"{'report' if p.suffix == '.html' else 'plot'}: {p}" for p in paths))
+        return 0
+    elif given.is_dir():
+        raise InputError(str(given), "", "a results.json, a run folder holding one, or a sweep folder "
+                         "holding sweep.sqlite", "neither results.json nor sweep.sqlite in it")
+    from rdusim import outdir
+    from rdusim.report.render import render_report
+
+    result = load_result(given)
+    out = Path(args.out) if args.out else given.parent
+    outdir.check_writable(out)
     print(f"report: {render_report(result, out)}")
     return 0
 
@@ -136,58 +180,99 @@ def cmd_validate(args) -> int:
     return main_validate(args.refs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rdusim", description=__doc__)
-    p.add_argument("--version", action="version", version=f"rdusim {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+def _seed(text: str) -> int:
+    """--seed: a non-negative integer (numpy seeds cannot be negative)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {value}")
+    return value
 
-    r = sub.add_parser("run", help="run a workload and write results.json")
-    r.add_argument("workload")
-    r.add_argument("--out")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--seed", type=int)
-    r.add_argument("--report", action="store_true")
-    r.add_argument("--trace", action="store_true")
+
+SET_HELP = ("override a workload field by dotted key (batch_size=8, platforms.sn40l.tp=4) or an arch "
+            "field as arch.<platform>.<key> (arch.sn40l.socket.ddr.bandwidth_bytes_per_s=1e11); "
+            "VALUE is YAML; repeatable")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (exit 2), pointing to the help."""
+
+    def error(self, message: str):
+        self.exit(2, f"rdusim: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rdusim", description=__doc__, epilog=EXIT_CODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"rdusim {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a workload and write results.json",
+                       description="Run a workload (a YAML file, or the name of a shipped one such as coe150) "
+                       "and write results.json, then print its summary.", epilog=EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("workload", help="a workload YAML, or a shipped workload name (coe150, fusion_suite, ...)")
+    r.add_argument("--out", metavar="DIR", help="output folder (default reports/<workload name>); the run "
+                   "replaces the files an earlier run wrote there (listed in its manifest.json)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    r.add_argument("--seed", type=_seed, help="random seed (a non-negative integer; default the workload's)")
+    r.add_argument("--report", action="store_true", help="also render index.html, report.md, figures and tables")
+    r.add_argument("--trace", action="store_true", help="also write trace.json (Chrome/Perfetto timeline)")
     r.set_defaults(func=cmd_run)
 
-    v = sub.add_parser("validate", help="compare the simulator with published numbers")
-    v.add_argument("--refs", nargs="+", action="extend", default=[])
+    v = sub.add_parser("validate", help="compare the simulator with published numbers",
+                       description="Run every reference (default: all of references/) and compare with the "
+                       "published number. Exit 0 if all are within tolerance, 1 if any misses, 2 on bad input.")
+    v.add_argument("--refs", nargs="+", action="extend", default=[], metavar="FILE",
+                   help="reference YAML files to check (default: every file in references/)")
     v.set_defaults(func=cmd_validate)
 
-    sw = sub.add_parser("sweep", help="run a workload over a grid of overrides (or a sweep file)")
+    sw = sub.add_parser("sweep", help="run a workload over a grid of overrides (or a sweep file)",
+                        description="Run a workload over a grid of --set values; every finished point is "
+                        "committed to DIR/sweep.sqlite at once.", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sw.add_argument("workload", help="a workload YAML, or a sweep file with a top-level 'sweep:' key")
-    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="an axis of the grid: a dotted key and its values; repeatable")
     sw.add_argument("--zip", action="store_true", help="zip the grids (equal lengths) instead of their product")
-    sw.add_argument("--metrics", nargs="+", action="extend", default=[], metavar="GLOB")
-    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every point")
-    sw.add_argument("--out")
-    sw.add_argument("--executor", choices=["local", "dask"])
-    sw.add_argument("--workers", type=int)
+    sw.add_argument("--metrics", nargs="+", action="extend", default=[], metavar="GLOB",
+                    help="metric keys to store (fnmatch globs, !GLOB excludes; default all)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="fixed for every point: " + SET_HELP)
+    sw.add_argument("--out", metavar="DIR", help="output folder (default reports/<sweep name>)")
+    sw.add_argument("--executor", choices=["local", "dask"], help="local process pool (default) or Dask")
+    sw.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
     sw.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
-    sw.add_argument("--resume", action="store_true", help="run only the points missing from --out")
-    sw.add_argument("--seed", type=int)
+    sw.add_argument("--resume", action="store_true",
+                    help="run only the points missing from --out (also starts a new sweep if there is none)")
+    sw.add_argument("--seed", type=_seed, help="random seed of the first point (a non-negative integer)")
     sw.set_defaults(func=cmd_sweep)
 
-    rep = sub.add_parser("report", help="render a report from results.json")
-    rep.add_argument("results")
-    rep.add_argument("--out")
+    rep = sub.add_parser("report", help="render a report from results.json (or a run / sweep folder)",
+                         description="Re-render a report without re-simulating: from a results.json, a run "
+                         "folder holding one, or a sweep folder (plots from sweep.sqlite).")
+    rep.add_argument("results", help="results.json, a run folder, or a sweep folder")
+    rep.add_argument("--out", metavar="DIR", help="where to write the report (default: beside the results)")
     rep.set_defaults(func=cmd_report)
 
     g = sub.add_parser("graph", help="operator graph of a model (or a graph YAML): FLOPs, bytes, parameters")
     g.add_argument("model", help="a name in models/, a model YAML, or a graph YAML with ops")
     g.add_argument("--phase", choices=["prefill", "decode", "train"], help="required for models")
-    g.add_argument("--batch", type=int, default=1)
-    g.add_argument("--seq", type=int, default=2048)
-    g.add_argument("--tp", type=int, default=1)
-    g.add_argument("--json", action="store_true")
+    g.add_argument("--batch", type=int, default=1, help="sequences per step (default 1)")
+    g.add_argument("--seq", type=int, default=2048, help="sequence length in tokens (default 2048)")
+    g.add_argument("--tp", type=int, default=1, help="tensor-parallel degree: the graph of one rank (default 1)")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
     g.set_defaults(func=cmd_graph)
 
     a = sub.add_parser("arch", help="machine descriptions")
-    asub = a.add_subparsers(dest="arch_command", required=True)
+    asub = a.add_subparsers(dest="arch_command", required=True, metavar="SUBCOMMAND")
     show = asub.add_parser("show", help="print a spec with sources and derived totals")
-    show.add_argument("file")
-    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("file", help="an arch YAML (a path, or a shipped one such as arch/sn40l.yaml or sn40l)")
+    show.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a field of the spec by dotted key; repeatable")
+    show.add_argument("--json", action="store_true", help="print spec, derived totals and sources as JSON")
     show.set_defaults(func=cmd_arch_show)
 
     st = sub.add_parser("stack", help="serving stacks (the software driving a machine): host costs, launch mode")
@@ -200,15 +285,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quote(path: object) -> str:
+    """A path as the user can paste it into a shell."""
+    return shlex.quote(str(path))
+
+
+def _stdout_closed() -> int:
+    """stdout went away (``| head``, ``| true``): stop printing; what was written is kept."""
+    try:    # further writes (and the interpreter's final flush) go nowhere instead of failing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141      # 128 + SIGPIPE: what a shell reports for a writer whose reader left
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except InputError as exc:
-        print(f"rdusim: error: {exc}", file=sys.stderr)
+        _error(f"rdusim: error: {exc}")
         return 2
+    except KeyboardInterrupt:
+        _error("rdusim: interrupted")
+        return 130
     except BrokenPipeError:
-        return 0
+        return _stdout_closed()
+
+
+def _error(line: str) -> None:
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ class InputError(Exception):
         self.key = key
         self.expected = expected
         self.found = found
-        super().__init__(str(self))
+        # args are the constructor's: SimPy (and pickle, across worker processes) rebuild an
+        # exception as type(exc)(*exc.args), which must give the same error back
+        super().__init__(self.file, key, expected, found)
 
     def __str__(self) -> str:
         where = self.file if not self.key else f"{self.file}: {self.key}"

@@ -1,9 +1,16 @@
-"""The report opens in a real browser: headless Chromium renders index.html to a PNG
-in which the embedded plots are visible. Slow, and skipped without Chromium."""
+"""The report opens in a real browser: headless Chromium loads index.html of every report
+kind (CoE, fusion, model run, sweep) and the test checks, in the page as rendered, that
+every table has rows on screen, every plot decodes to an image with a size, and every link
+leads somewhere (an anchor on the page, or a file beside it); a screenshot shows the plots'
+colours. Slow, and skipped without Chromium (.ci/run installs Debian's chromium)."""
 
+import json
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -14,26 +21,93 @@ from rdusim.results import load_result
 
 DATA = Path(__file__).parent / "data" / "report_synthetic"
 BROWSER = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(BROWSER is None, reason="no Chromium installed "
+                                                   "(apt-get install chromium; .ci/run does)")]
+
+# runs in the page once it has loaded; writes what the browser rendered into the DOM
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const shown = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  for (const d of document.querySelectorAll('details')) d.open = true;
+  const imgs = [...document.images];
+  const tables = [...document.querySelectorAll('table')];
+  const out = {
+    images: imgs.length,
+    decoded: imgs.filter(i => i.complete && i.naturalWidth > 0 && shown(i)).length,
+    tables: tables.length,
+    tables_with_rows_shown: tables.filter(t => [...t.rows].some(r => shown(r))).length,
+    anchors_missing: [...document.querySelectorAll('a[href^="#"]')]
+      .map(a => a.getAttribute('href').slice(1)).filter(id => !document.getElementById(id)),
+    file_links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
+      .filter(h => !h.startsWith('#')),
+  };
+  const pre = document.createElement('pre');
+  pre.id = 'rdusim-probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
 
 
-def _pixels_near(img: np.ndarray, hex_colour: str, tol: float = 0.08) -> int:
-    rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
-    return int((np.abs(img[..., :3] - rgb) < tol).all(axis=-1).sum())
+def _render_sweep(out: Path) -> Path:
+    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    import sweep_fake
+    import rdusim.studies
+    from rdusim.cli import main
+
+    orig = rdusim.studies.run_study
+    sweep_fake.install()
+    try:
+        assert main(["sweep", str(Path(__file__).parent / "data" / "sweep_model.yaml"), "--grid",
+                     "batch_size=1,2,4", "--grid", "output_tokens=4,5", "--out", str(out), "--workers", "1"]) == 0
+    finally:
+        rdusim.studies.run_study = orig
+    assert main(["report", str(out)]) == 0
+    return out / "index.html"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(BROWSER is None, reason="no Chromium installed (apt-get install chromium)")
-def test_headless_chromium_renders_the_report_with_its_plots(tmp_path):
+def _probe(index: Path) -> dict:
+    probe = index.with_name("probe.html")
+    probe.write_text(index.read_text().replace("</body>", PROBE + "</body>"))
+    proc = subprocess.run([BROWSER, *FLAGS, "--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    found = re.search(r'<pre id="rdusim-probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert found, proc.stderr[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+@pytest.mark.parametrize("kind", ["coe", "fusion", "model", "sweep"])
+def test_tables_plots_and_links_render_in_chromium(tmp_path, kind):
+    if kind == "sweep":
+        index = _render_sweep(tmp_path / "report")
+    else:
+        index = render_report(load_result(DATA / f"{kind}.json"), tmp_path / "report")
+    seen = _probe(index)
+    assert seen["images"] > 0 and seen["decoded"] == seen["images"], seen        # every plot decoded and on screen
+    assert seen["tables"] > 1 and seen["tables_with_rows_shown"] == seen["tables"], seen
+    assert seen["anchors_missing"] == [], seen
+    assert seen["file_links"], seen
+    for href in seen["file_links"]:
+        assert (index.parent / unquote(href)).is_file(), href                      # e.g. tables/<name>.csv
+
+
+def test_headless_chromium_screenshot_shows_the_plots(tmp_path):
     from matplotlib.image import imread
 
     index = render_report(load_result(DATA / "coe.json"), tmp_path / "report")
     shot = tmp_path / "shot.png"
-    proc = subprocess.run([BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--hide-scrollbars", "--window-size=1280,1600", f"--screenshot={shot}",
-                           index.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([BROWSER, *FLAGS, "--window-size=1280,1600", f"--screenshot={shot}",
+                           index.resolve().as_uri()], capture_output=True, text=True, timeout=180)
     assert shot.is_file() and shot.stat().st_size > 10_000, proc.stderr[-2000:]
     img = imread(shot)
     assert img.std() > 0.05                        # not a blank page
     # the legend patches of the first plot are drawn in the platforms' colours: the image decoded
     for platform in ("dgx_h100", "dgx_a100"):
         assert _pixels_near(img, platform_color(platform)) > 50, platform
+
+
+def _pixels_near(img: np.ndarray, hex_colour: str, tol: float = 0.08) -> int:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int((np.abs(img[..., :3] - rgb) < tol).all(axis=-1).sum())

@@ -26,6 +26,7 @@ from typing import Iterable, Mapping
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
 from rdusim.compiler.target import CompileTarget
+from rdusim.errors import InputError
 from rdusim.graph.ops import OpKind
 
 BUFFER_DEPTH = 2            # double-buffered stage buffers
@@ -205,6 +206,10 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
         # resident operands do not fit: hold what fits, re-stream the rest in passes
         buffers = sum(cap_bytes) - resident
         room = max(avail_cap - buffers, sock.pmu.capacity_bytes)
+        if resident <= 0:   # the stage buffers alone overflow the PMUs: no pass count helps
+            raise InputError(getattr(arch, "name", "the RDU arch file"), "socket.pmu.capacity_bytes",
+                             f"PMUs large enough for the stage buffers of kernel {name} ({sum(cap_bytes):.4g} bytes "
+                             f"in {sock.pmu.count} PMUs)", sock.pmu.capacity_bytes)
         passes = math.ceil(resident / room)
         pmu_cap = [math.ceil((c - (1 - 1 / passes) * (d.resident_bytes + d.held_bytes)) / sock.pmu.capacity_bytes)
                    for c, d in zip(cap_bytes, drafts)]

@@ -16,6 +16,7 @@ from rdusim.config.formats import Formats, ResolvedFormats
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
+from rdusim.paths import DATA_ROOT
 from rdusim.graph.tensor import DType
 
 
@@ -183,14 +184,18 @@ class ModelConfig:
         return dataclasses.replace(self, formats=formats)
 
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = DATA_ROOT / "models"    # the shipped models (checkout or installed wheel)
 
 
 def model_path(name_or_path: str) -> Path:
-    """A model name in models/ (``llama2-7b``) or a path to a YAML file."""
+    """A model name in models/ (``llama2-7b``) or a path to a YAML file (as given, else
+    the same relative path in the shipped data)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
+        if p.exists() or p.is_absolute():
+            return p
+        shipped = MODELS_DIR.parent / p
+        return shipped if shipped.is_file() else p
     return MODELS_DIR / f"{name_or_path}.yaml"
 
 

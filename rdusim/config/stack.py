@@ -27,8 +27,9 @@ from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
+from rdusim.paths import DATA_ROOT
 
-STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
+STACKS_DIR = DATA_ROOT / "stacks"    # the shipped stacks (checkout or installed wheel: rdusim/paths.py)
 DEFAULT_STACK = {ArchKind.GPU: "nemo", ArchKind.RDU: "sambanova"}
 
 

@@ -30,6 +30,11 @@ class Ctx:
     sources: dict[str, str] = field(default_factory=dict)
 
 
+# no number in a spec or workload may exceed this (a zettabyte, a zettaFLOP/s): larger values
+# are typing mistakes, and would overflow the engines' arithmetic
+MAX_MAGNITUDE = 1e21
+
+
 def positive(**extra: Any) -> dict:
     return {"gt": 0, **extra}
 
@@ -116,6 +121,10 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         raise InputError(ctx.file, path, _unit_hint(tp, path), data)
     if not math.isfinite(data):
         raise InputError(ctx.file, path, "a finite number", data)
+    if abs(data) > MAX_MAGNITUDE and "le" not in meta:    # a field with its own limit names that
+        raise InputError(ctx.file, path, f"a number of magnitude at most {MAX_MAGNITUDE:g} (larger than any "
+                         "quantity rdusim models)", data)
+    given = data
     if tp is int:
         if float(data) != int(data):
             raise InputError(ctx.file, path, "an integer", data)
@@ -123,11 +132,11 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
     else:
         data = float(data)
     if "gt" in meta and not data > meta["gt"]:
-        raise InputError(ctx.file, path, f"a number > {meta['gt']}", data)
+        raise InputError(ctx.file, path, f"a number > {meta['gt']}", given)
     if "ge" in meta and not data >= meta["ge"]:
-        raise InputError(ctx.file, path, f"a number >= {meta['ge']}", data)
+        raise InputError(ctx.file, path, f"a number >= {meta['ge']}", given)
     if "le" in meta and not data <= meta["le"]:
-        raise InputError(ctx.file, path, f"a number <= {meta['le']}", data)
+        raise InputError(ctx.file, path, f"a number <= {meta['le']}", given)
     return data
 
 

@@ -24,8 +24,12 @@ from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
+from rdusim.paths import DATA_ROOT, find_user_file, resolve
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# the shipped data (arch/, models/, workloads/, references/, stacks/): the checkout, or the
+# copies inside an installed wheel (rdusim/paths.py)
+REPO_ROOT = DATA_ROOT
+MAX_SEED = 2**63 - 1
 
 
 class WorkloadKind(enum.Enum):
@@ -49,7 +53,7 @@ class PlatformSpec:
     """One machine a workload runs on: an arch file plus the policy to run it with."""
 
     arch: str
-    tp: int = field(default=8, metadata=positive())
+    tp: int = field(default=8, metadata={"gt": 0, "le": 1024})   # limits.MAX_TP
     fusion: FusionPolicy = FusionPolicy.FUSED
     launch: Optional[LaunchMode] = None   # None: the stack's launch mode
     stack: Optional[str] = None           # serving stack (stacks/<name>.yaml or a path); None: the kind's default
@@ -67,6 +71,7 @@ class LoadedWorkload:
     archs: Mapping[str, ArchSpec]          # platform name -> machine
     seed: int
     stacks: Mapping[str, StackSpec] = field(default_factory=lambda: MappingProxyType({}))  # platform -> stack
+    arch_files: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # platform -> file used
 
     @property
     def name(self) -> str:
@@ -89,13 +94,13 @@ class LoadedWorkload:
 
 
 def resolve_path(path: str, relative_to: str | Path | None = None) -> Path:
-    """Paths in workload files are taken from the repository root, else from the file's folder."""
-    p = Path(path)
-    if p.is_absolute():
-        return p
-    if (REPO_ROOT / p).exists() or relative_to is None:
-        return REPO_ROOT / p
-    return Path(relative_to).parent / p
+    """A relative path in a workload file: beside that file first, then in the shipped data."""
+    return resolve(path, relative_to, REPO_ROOT)
+
+
+def workload_file(path: str | Path) -> Path:
+    """A workload named on the command line: a path, or a shipped workload (``coe150``)."""
+    return find_user_file(str(path), "workloads", data_root=REPO_ROOT)
 
 
 def split_overrides(overrides: Iterable[tuple[str, Any]]) -> tuple[list, dict[str, list], dict[str, list]]:
@@ -119,7 +124,10 @@ def spec_class(kind: WorkloadKind) -> type:
 
 def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
                   seed: int | None = None) -> LoadedWorkload:
+    path = workload_file(path)
     file = str(path)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise InputError("--seed", "seed", f"an integer in 0..{MAX_SEED}", seed)
     wl_over, arch_over, stack_over = split_overrides(overrides)
     raw = apply_overrides(load_yaml(path), wl_over, file)
     if not isinstance(raw, dict):
@@ -135,17 +143,30 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
         if unknown:
             raise InputError("--set", f"{prefix}.{unknown[0]}",
                              f"a platform of this workload (one of {sorted(platforms)})", unknown[0])
-    archs, stacks = {}, {}
+    archs, stacks, arch_files = {}, {}, {}
     for name, plat in platforms.items():
         arch_file = resolve_path(plat.arch, file)
         if not arch_file.is_file():
-            raise InputError(file, f"platforms.{name}.arch", "a path to an arch YAML file", plat.arch)
+            tried = " or ".join(str(c) for c in candidates_of(plat.arch, file))
+            raise InputError(file, f"platforms.{name}.arch", f"a path to an arch YAML file (tried {tried})",
+                             plat.arch)
         archs[name] = load_arch(arch_file, arch_over.get(name, ()))
+        arch_files[name] = str(arch_file)
         check_tp(archs[name], plat.tp, file, f"platforms.{name}.tp")
         stacks[name] = platform_stack(archs[name], plat, stack_over.get(name, ()), file, name)
     run_seed = seed if seed is not None else getattr(spec, "seed", 0)
-    return LoadedWorkload(file, kind, spec, MappingProxyType(raw), MappingProxyType(archs), run_seed,
-                          MappingProxyType(stacks))
+    loaded = LoadedWorkload(file, kind, spec, MappingProxyType(raw), MappingProxyType(archs), run_seed,
+                            MappingProxyType(stacks), MappingProxyType(arch_files))
+    from rdusim.config.checks import check_workload   # consistency checks needing models and machines
+
+    check_workload(loaded)
+    return loaded
+
+
+def candidates_of(path: str, relative_to: str | Path) -> list[Path]:
+    from rdusim.paths import candidates
+
+    return candidates(path, relative_to, REPO_ROOT)
 
 
 def platform_stack(arch: ArchSpec, plat: PlatformSpec, overrides, file: str, name: str) -> StackSpec:

@@ -6,9 +6,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from rdusim.config import limits as L
+from rdusim.config.limits import upto
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.formats import Formats
-from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
 
@@ -27,25 +28,28 @@ class CachePolicy(enum.Enum):
 @dataclass(frozen=True)
 class RoutingSpec:
     distribution: RoutingKind = RoutingKind.UNIFORM
-    skew: float = field(default=1.0, metadata={"ge": 0})
+    skew: float = field(default=1.0, metadata=upto(L.MAX_SKEW, ge=0))
     trace: Optional[str] = None   # path (repo root or workload folder) of a YAML list of expert ids
 
     def __post_init__(self) -> None:
         if self.distribution == RoutingKind.TRACE and not self.trace:
             raise ValueError("trace", "a trace file path when distribution is trace", self.trace)
+        if self.trace is not None and self.distribution != RoutingKind.TRACE:
+            raise ValueError("trace", "no trace file unless distribution is trace (or distribution: trace)",
+                             f"{self.trace!r} with distribution {self.distribution.value}")
 
 
 @dataclass(frozen=True)
 class ExpertsSpec:
     model: str
-    count: int = field(metadata=positive())
+    count: int = field(metadata=upto(L.MAX_EXPERTS))
     formats: Formats = Formats()      # weight / KV-cache / compute formats of every expert
 
 
 @dataclass(frozen=True)
 class RouterSpec:
     model: str
-    output_tokens: int = field(default=1, metadata=positive())   # a classifier: one decision token
+    output_tokens: int = field(default=1, metadata=upto(L.MAX_TOKENS))   # a classifier: one decision token
     formats: Formats = Formats()
 
 
@@ -59,10 +63,10 @@ class CacheSpec:
 class FootprintSpec:
     """Nodes needed to serve N experts at (close to) the all-in-HBM latency."""
 
-    batch_size: int = field(default=8, metadata=positive())
-    output_tokens: int = field(default=20, metadata=positive())
-    latency_tolerance: float = field(default=0.25, metadata={"ge": 0})
-    max_nodes: int = field(default=64, metadata=positive())
+    batch_size: int = field(default=8, metadata=upto(L.MAX_BATCH))
+    output_tokens: int = field(default=20, metadata=upto(L.MAX_TOKENS))
+    latency_tolerance: float = field(default=0.25, metadata=upto(L.MAX_TOLERANCE, ge=0))
+    max_nodes: int = field(default=64, metadata=upto(L.MAX_NODES))
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,20 @@ class CoeWorkload:
     router: RouterSpec
     experts: ExpertsSpec
     platforms: Mapping[str, PlatformSpec]
-    prompt_tokens: int = field(default=128, metadata=positive())
-    output_tokens: tuple[int, ...] = (20, 200)
-    batch_sizes: tuple[int, ...] = (1, 8)
+    prompt_tokens: int = field(default=128, metadata=upto(L.MAX_TOKENS))
+    output_tokens: tuple[int, ...] = field(default=(20, 200), metadata=upto(L.MAX_TOKENS, gt=None))
+    batch_sizes: tuple[int, ...] = field(default=(1, 8), metadata=upto(L.MAX_BATCH, gt=None))
     routing: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
-    batches: int = field(default=40, metadata=positive())        # CoE batches measured per scenario and replication
-    replications: int = field(default=1, metadata=positive())    # independent routings per scenario (95% CIs)
-    warmup_batches: int = field(default=10, metadata={"ge": 0})  # run first, not measured
-    sweep_experts: tuple[int, ...] = ()
-    sweep_batches: int = field(default=20, metadata=positive())  # batches per sweep point
+    batches: int = field(default=40, metadata=upto(L.MAX_SIM_BATCHES))   # CoE batches measured per scenario and replication
+    replications: int = field(default=1, metadata=upto(L.MAX_REPLICATIONS))   # independent routings per scenario (95% CIs)
+    warmup_batches: int = field(default=10, metadata=upto(L.MAX_SIM_BATCHES, ge=0))  # run first, not measured
+    sweep_experts: tuple[int, ...] = field(default=(), metadata=upto(L.MAX_EXPERTS, gt=None))
+    sweep_batches: int = field(default=20, metadata=upto(L.MAX_SIM_BATCHES))  # batches per sweep point
     footprint: FootprintSpec = FootprintSpec()
     execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     reference: str = ""           # platform the speedups are taken over (default: the first RDU)
-    seed: int = 0
+    seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from rdusim.config import limits as L
+from rdusim.config.limits import upto
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.formats import Formats
 from rdusim.config.speculative import SpeculativeSpec
 from rdusim.config.workload_cluster import ClusterPlatformSpec
-from rdusim.config.strict import positive
 from rdusim.config.workload import PlatformSpec
 
 
@@ -19,12 +20,12 @@ class ModelWorkload:
     kind: str
     model: str
     platforms: Mapping[str, PlatformSpec]
-    prompt_tokens: int = field(default=128, metadata=positive())
-    output_tokens: int = field(default=20, metadata=positive())
-    batch_size: int = field(default=1, metadata=positive())
+    prompt_tokens: int = field(default=128, metadata=upto(L.MAX_TOKENS))
+    output_tokens: int = field(default=20, metadata=upto(L.MAX_TOKENS))
+    batch_size: int = field(default=1, metadata=upto(L.MAX_BATCH))
     formats: Formats = Formats()                     # weight / KV-cache / compute formats of the model
     speculative: Optional[SpeculativeSpec] = None    # also serve it with a draft model (rdusim.config.speculative)
     clusters: Mapping[str, ClusterPlatformSpec] = field(default_factory=dict)   # pipelined over nodes
     execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
-    seed: int = 0
+    seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""

@@ -15,6 +15,8 @@ from typing import Mapping, Optional
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.stack import PreemptionMode
 from rdusim.config.strict import positive
+from rdusim.config import limits as L
+from rdusim.config.limits import upto
 from rdusim.config.workload import PlatformSpec
 from rdusim.config.workload_coe import CacheSpec, RoutingSpec
 
@@ -129,20 +131,20 @@ class ServeWorkload:
     arrivals: ArrivalSpec = ArrivalSpec()
     prompt_tokens: LengthSpec = LengthSpec()
     output_tokens: LengthSpec = LengthSpec(value=128)
-    requests: int = field(default=1000, metadata=positive())       # measured requests (after warm-up)
+    requests: int = field(default=1000, metadata=upto(L.MAX_REQUESTS))       # measured requests (after warm-up)
     duration_s: float = field(default=0.0, metadata={"ge": 0})      # > 0: arrivals in this span instead
-    warmup_requests: int = field(default=50, metadata={"ge": 0})    # served first, not in statistics
+    warmup_requests: int = field(default=50, metadata=upto(L.MAX_REQUESTS, ge=0))    # served first, not in statistics
     too_long: TooLong = TooLong.REJECT
     slo: SloSpec = SloSpec()
     batching: tuple[Batching, ...] = (Batching.CONTINUOUS,)
     rates_per_s: tuple[float, ...] = ()       # load sweep (throughput-latency curves)
-    sweep_requests: int = field(default=300, metadata=positive())  # measured requests per sweep point
+    sweep_requests: int = field(default=300, metadata=upto(L.MAX_REQUESTS))  # measured requests per sweep point
     capacity: CapacitySpec = CapacitySpec()
     scheduler: SchedulerOverride = SchedulerOverride()
     coe: Optional[ServeCoeSpec] = None
-    trace_requests: int = field(default=50, metadata={"ge": 0})    # requests drawn in a --trace timeline
+    trace_requests: int = field(default=50, metadata=upto(L.MAX_REQUESTS, ge=0))    # requests drawn in a --trace timeline
     execution: ExecutionConfig = ExecutionConfig()
-    seed: int = 0
+    seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""
 
     def __post_init__(self) -> None:

@@ -11,7 +11,40 @@ import yaml
 from rdusim.errors import InputError
 
 # libyaml's safe loader when PyYAML has it (about 10x faster on the arch files), else pure Python
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: Any, again: Any):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.first, self.again = key, first, again
+
+
+class _Loader(_BASE_LOADER):
+    """The safe loader, except that a key given twice in one mapping is an error (PyYAML
+    keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, seen[key], key_node.start_mark)
+                    seen[key] = key_node.start_mark
+                except TypeError:         # an unhashable key: the base constructor reports it
+                    pass
+        return super().construct_mapping(node, deep=deep)
+
+
+_LOADER = _Loader
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -22,6 +55,9 @@ def load_yaml(path: str | Path) -> Any:
     try:
         with p.open(encoding="utf-8") as fh:
             data = yaml.load(fh, Loader=_LOADER)
+    except DuplicateKey as exc:
+        raise InputError(str(p), str(exc.key), "each key once in a mapping",
+                         f"it at {_at(exc.first)} and again at {_at(exc.again)}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -43,7 +79,9 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not key or any(not part for part in key.split(".")):
         raise InputError("--set", key, "a dotted key such as batch_size or arch.sn40l.hbm.capacity_bytes", item)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_LOADER) if raw.strip() else ""
+    except DuplicateKey as exc:
+        raise InputError("--set", key, "each key once in a mapping", f"{exc.key!r} twice") from None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):

@@ -80,6 +80,19 @@ def _validation_section(result: RunResult, rows: Optional[Sequence[Mapping[str, 
     return Section("Validation against published numbers", "", (table,) if table else (), (), tuple(notes))
 
 
+def _oom_section(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Optional[Section]:
+    """Every out-of-memory row with its reason (rows sharing a reason together)."""
+    from rdusim.report.oom import oom_reasons
+
+    reasons = oom_reasons(metrics, extra)
+    if not reasons:
+        return None
+    rows = tuple((reason, len(keys), ", ".join(keys)) for reason, keys in reasons.items())
+    table = Table("out_of_memory", "Out of memory: reasons", ("reason", "rows", "result rows (metric prefixes)"), rows)
+    return Section("Out of memory", "Runs that do not fit the simulated machine are results (.oom = 1), "
+                   "not failures; this is why each one did not fit.", (table,))
+
+
 def build_report(result: RunResult, *, date: Optional[datetime] = None,
                  validation: Optional[Sequence[Mapping[str, Any]]] = None) -> Report:
     """The report as data (tables with values, figures as PNG bytes)."""
@@ -100,6 +113,9 @@ def build_report(result: RunResult, *, date: Optional[datetime] = None,
     if not sections:
         sections.append(Section("Results", "", (), (), (f"No {result.kind} metrics with the key shapes this "
                                                          "report knows; all metrics are listed below.",)))
+    oom = _oom_section(metrics, result.extra)
+    if oom is not None:
+        sections.append(oom)
     sections.append(_validation_section(result, validation))
     archs = [arch_table(p, a) for p, a in result.archs.items()]
     sections.append(Section("Machines", "Resolved arch specs (after --set), with the source of every number.",
@@ -142,6 +158,10 @@ def _fresh_dir(path: Path, pattern: str) -> Path:
 
 
 def write_report(report: Report, out_dir: str | Path) -> Path:
+    """Write the report's files into ``out_dir`` (replacing an earlier report's) and list
+    them in the folder's manifest; returns index.html."""
+    from rdusim import outdir
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs = _fresh_dir(out / "figures", "*.png")
@@ -155,6 +175,7 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
     index = atomic_write_text(out / "index.html", render_html(report))
     for path in written + [index]:
         path.chmod(0o644)            # temp files are created private; a report is for reading
+    outdir.record(out, written + [index], replace=outdir.REPORT_FILES)
     return index
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
-from rdusim.config.workload import REPO_ROOT
 from rdusim.config.yamlio import load_yaml, parse_set
 from rdusim.errors import InputError
+from rdusim.outdir import check_writable
+from rdusim.paths import default_out
 from rdusim.sweep.executor import ExecutorSpec, WorkerLost
 from rdusim.sweep.grid import expand
 from rdusim.sweep.runner import run_sweep
@@ -33,14 +35,15 @@ def main_sweep(args) -> int:
 
     spec = spec_from_args(args)
     executor = ExecutorSpec.from_flags(args.executor, args.workers, args.scheduler)
-    out = Path(args.out) if args.out else REPO_ROOT / "reports" / spec.name
+    out = Path(args.out) if args.out else default_out(spec.name)
+    check_writable(out)
     total = len(expand(spec))
     print(f"sweep {spec.name}: {total} points over {', '.join(spec.keys)} ({spec.mode.value}), "
           f"executor {executor.kind.value}")
     try:
         outcome = run_sweep(spec, out, executor, resume=args.resume, progress=Progress)
     except WorkerLost as exc:
-        print(f"rdusim: error: {exc}. Finished points are stored in {out}; "
+        print(f"rdusim: error: {exc}. Finished points are stored in {shlex.quote(str(out))}; "
               f"re-run with --resume to finish.", file=sys.stderr)
         return 1
     if outcome.code_changed and outcome.ran and outcome.skipped:
@@ -51,9 +54,10 @@ def main_sweep(args) -> int:
     print(f"ran {outcome.ran} points in {outcome.wall_s:.2f} s ({rate:.3g} points/s); "
           f"{outcome.skipped} already stored; table: {counts}")
     _list_failures(out)
-    print(f"table: {out / 'sweep.sqlite'}\ncsv:   {outcome.csv}\nplots: rdusim report {out}")
+    _warn_unmatched_metrics(out, spec.metrics)
+    print(f"table: {out / 'sweep.sqlite'}\ncsv:   {outcome.csv}\nplots: rdusim report {shlex.quote(str(out))}")
     if outcome.interrupted:
-        print(f"interrupted: re-run with --resume to finish ({out})", file=sys.stderr)
+        print(f"interrupted: re-run with --resume to finish ({shlex.quote(str(out))})", file=sys.stderr)
         return 130
     return 0
 
@@ -68,3 +72,24 @@ def _list_failures(out: Path) -> None:
         print(f"  point {r.index} ({params}): {r.status.value}: {r.error}")
     if len(failed) > _MAX_LISTED_FAILURES:
         print(f"  ... and {len(failed) - _MAX_LISTED_FAILURES} more (see the error column of the csv)")
+
+
+def _warn_unmatched_metrics(out: Path, globs: tuple[str, ...]) -> None:
+    """A --metrics glob that matched no metric of any finished point is most likely a typo."""
+    import fnmatch
+
+    from rdusim.sweep.store import SweepStore
+
+    include = [g for g in globs if not g.startswith("!")]
+    if not include:
+        return
+    with SweepStore.open(out, lock=False) as store:
+        ok = [r for r in store.rows() if not r.error]
+    if not ok:
+        return
+    keys = {k for r in ok for k in r.metrics}
+    for glob in include:
+        if not any(fnmatch.fnmatchcase(k, glob) for k in keys):
+            print(f"rdusim: warning: --metrics {glob!r} matched no metric of the workload; no values stored "
+                  f"for it (see the metric keys in results.json of a single run, or docs/results.md)",
+                  file=sys.stderr)

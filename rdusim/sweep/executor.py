@@ -116,6 +116,40 @@ class _DaskBackend(_Backend):
             raise WorkerLost(f"a Dask worker died ({exc})") from None
 
 
+def worker_init(parent: int) -> None:
+    """In each local worker: die with the parent sweep (SIGKILL, SIGTERM or SIGHUP to the parent
+    alone must not leave workers behind), and leave Ctrl-C to the parent, which stops the
+    sweep and keeps what finished."""
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not _die_with_parent():
+        def watch() -> None:       # no prctl (not Linux): poll for the parent's death
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:     # the parent died before the death signal was armed
+        os._exit(1)
+
+
+def _die_with_parent() -> bool:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0    # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
 def _takes_n_workers(client: Any) -> bool:
     import inspect
 
@@ -134,7 +168,8 @@ def _import_distributed() -> Any:
 @contextmanager
 def open_backend(spec: ExecutorSpec) -> Iterator[_Backend]:
     if spec.kind == Executor.LOCAL:
-        pools = [cf.ProcessPoolExecutor(max_workers=1) for _ in range(spec.local_workers)]
+        pools = [cf.ProcessPoolExecutor(max_workers=1, initializer=worker_init, initargs=(os.getpid(),))
+                 for _ in range(spec.local_workers)]
         try:
             yield _LocalBackend(pools)
         finally:

@@ -45,6 +45,10 @@ def render_sweep(directory: str | Path, out: Optional[str | Path] = None) -> lis
         for group in groups:
             draw = _heatmap if spec.kind == PlotKind.HEATMAP else _line
             paths += draw(out_dir, len(paths) // 2, spec, group, axes, rows)
+    from rdusim.report.render import write_report
+    from rdusim.sweep.page import sweep_report
+
+    paths.append(write_report(sweep_report(definition, rows, paths), out_dir))   # index.html
     return paths
 
 

@@ -89,6 +89,7 @@ class SweepStore:
     def close(self) -> None:
         self._conn.close()
         if self._lock_fd is not None:
+            _HELD.discard(self._lock_fd)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -162,12 +163,36 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+# lock descriptors this process holds. A forked child (a pool worker) closes its copies at
+# once, so the lock lives exactly as long as the sweep process itself: a worker outliving a
+# killed parent cannot keep a directory locked (the kernel drops a dead process's flock).
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 def _lock(d: Path) -> int:
     fd = os.open(str(d / _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
         os.close(fd)
+        who = f"another rdusim sweep (process {holder})" if holder.isdigit() else "another rdusim sweep"
         raise InputError(str(d), "", "no other sweep running in this output directory",
-                         "it locked by another rdusim sweep") from None
+                         f"it locked by {who}, still running") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD.add(fd)
     return fd
