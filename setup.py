@@ -1,5 +1,5 @@
 """Build hook: a wheel carries the shipped data (arch/, models/, workloads/, references/,
-stacks/) under rdusim/_data, so ``pip install .`` works without the repository. The globs
+stacks/, clusters/, data/) under rdusim/_data, so ``pip install .`` works without the repository. The globs
 are [tool.setuptools.package-data] of pyproject.toml (paths inside rdusim/_data); the
 folders stay at the top level of the repository, and editable installs read them there."""
 

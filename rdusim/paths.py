@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable
 
 _PACKAGE = Path(__file__).resolve().parent
-SHIPPED_DIRS = ("arch", "models", "workloads", "references", "stacks")
+SHIPPED_DIRS = ("arch", "models", "workloads", "references", "stacks", "clusters", "data")
 
 
 def _data_root() -> Path:

@@ -112,7 +112,9 @@ def test_duplicate_key_in_an_arch_file_is_an_error(tmp_path, capsys):
 
 
 def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "rdusim.cli", "run", COE, "--out", str(tmp_path)],
+    # many replications: the run lasts far longer than the 2 s before the interrupt on any machine
+    proc = subprocess.Popen([sys.executable, "-m", "rdusim.cli", "run", COE, "--out", str(tmp_path),
+                             "--set", "replications=5000"],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)                       # inside the simulation
     proc.send_signal(signal.SIGINT)

@@ -40,7 +40,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_workers_die_with_the_parent_and_resume_is_not_blocked(tmp_path, sig):
     out = tmp_path / "sweep"
-    env = {**os.environ, "SWEEP_FAKE_DELAY_S": "0.2"}
+    env = {**os.environ, "SWEEP_FAKE_DELAY_S": "0.5"}     # 24 points: about 6 s, far longer than the wait
     cmd = [sys.executable, FAKE_CLI, "sweep", "tests/data/sweep_model.yaml", *GRID, "--out", str(out),
            "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, start_new_session=True,
@@ -85,7 +85,7 @@ def test_lock_held_by_a_live_sweep_names_its_process(tmp_path):
 
 def test_ctrl_c_stops_a_sweep_with_one_line(tmp_path):
     out = tmp_path / "sweep"
-    env = {**os.environ, "SWEEP_FAKE_DELAY_S": "0.2"}
+    env = {**os.environ, "SWEEP_FAKE_DELAY_S": "0.5"}     # 24 points: about 6 s, far longer than the wait
     cmd = [sys.executable, FAKE_CLI, "sweep", "tests/data/sweep_model.yaml", *GRID, "--out", str(out),
            "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, start_new_session=True,
