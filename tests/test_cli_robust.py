@@ -115,6 +115,9 @@ def test_ctrl_c_is_exit_130_with_one_line(tmp_path):
     # many replications: the run lasts far longer than the 2 s before the interrupt on any machine
     proc = subprocess.Popen([sys.executable, "-m", "rdusim.cli", "run", COE, "--out", str(tmp_path),
                              "--set", "replications=5000"],
+                            # a shell that started the suite in the background ignores SIGINT, and
+                            # children inherit that: give this one the terminal's default back
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(2.0)                       # inside the simulation
     proc.send_signal(signal.SIGINT)

@@ -89,7 +89,9 @@ def test_ctrl_c_stops_a_sweep_with_one_line(tmp_path):
     cmd = [sys.executable, FAKE_CLI, "sweep", "tests/data/sweep_model.yaml", *GRID, "--out", str(out),
            "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a background shell's SIGINT-ignore is inherited: restore the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while sweep_fake.table(out) == [] if (out / "sweep.sqlite").exists() else True:
         assert time.monotonic() < deadline and proc.poll() is None
