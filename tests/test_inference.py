@@ -137,3 +137,21 @@ def test_bad_requests():
     with pytest.raises(ValueError):
         load_stack("nemo") and Deployment.of(H100, CFG, 8, stack=dataclasses.replace(load_stack("nemo"),
                                                                                       launch=LaunchMode.HARDWARE))
+
+
+def test_execution_buffering_reaches_the_compiler_and_the_pipeline():
+    """execution.buffer_depth / tile_bytes size the stage buffers (PMUs) and the pipeline's
+    backpressure: a deeper buffer needs more PMUs and changes the simulated step."""
+    from rdusim.compiler.placement import Buffering
+    from rdusim.engine.rdu.model_step import model_plan
+
+    base = dep(SN40L)
+    deep = dataclasses.replace(base, execution=ExecutionConfig(buffer_depth=4))
+    small = dataclasses.replace(base, execution=ExecutionConfig(tile_bytes=4096))
+    assert deep.execution.buffering == Buffering(131072.0, 4)
+    p2, p4 = model_plan(base, Phase.PREFILL, 1, 512)[0], model_plan(deep, Phase.PREFILL, 1, 512)[0]
+    ps = model_plan(small, Phase.PREFILL, 1, 512)[0]
+    assert {k.buffer_depth for k in p2.kernels} == {2} and {k.buffer_depth for k in p4.kernels} == {4}
+    assert sum(k.pmus for k in p4.kernels) > sum(k.pmus for k in p2.kernels) >= sum(k.pmus for k in ps.kernels)
+    one = dataclasses.replace(base, execution=ExecutionConfig(buffer_depth=1))
+    assert run(one).tpot_s != run(base).tpot_s

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import place_tensors
-from rdusim.compiler.placement import build_kernel, group_key
+from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering, build_kernel, group_key
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.compiler.target import CompileTarget
 from rdusim.config.arch_rdu import RduArch
@@ -20,15 +20,15 @@ DEFAULT_TILES = 64   # tiles each kernel's streams are cut into
 
 
 def compile_plan(graph: OpGraph, arch: RduArch | CompileTarget, policy: FusionPolicy, *,
-                 tiles: int = DEFAULT_TILES) -> Plan:
+                 tiles: int = DEFAULT_TILES, buffering: Buffering = DEFAULT_BUFFERING) -> Plan:
     """Cut ``graph`` (one TP rank's step) into kernels and place each on one socket."""
     if tiles < 1:
         raise ValueError(f"tiles must be >= 1, got {tiles}")
     arch = CompileTarget.of(arch)
     nodes, consumers = dataflow_nodes(graph, policy)
     tiers = place_tensors(nodes, arch)
-    groups = partition(nodes, consumers, tiers, arch, policy, tiles)
-    return Plan(graph.name, policy, tiles, tuple(place_groups(groups, consumers, tiers, arch, tiles)),
+    groups = partition(nodes, consumers, tiers, arch, policy, tiles, buffering)
+    return Plan(graph.name, policy, tiles, tuple(place_groups(groups, consumers, tiers, arch, tiles, buffering)),
                 MappingProxyType({k: v.value for k, v in tiers.items()}))
 
 
@@ -38,7 +38,7 @@ def kernel_name(index: int, ops: Sequence[str]) -> str:
 
 
 def place_groups(groups: list[list[Node]], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-                 arch: CompileTarget, tiles: int) -> list[Kernel]:
+                 arch: CompileTarget, tiles: int, buffering: Buffering = DEFAULT_BUFFERING) -> list[Kernel]:
     """Each group of ops placed as one kernel, in order."""
     kernels = []
     built: dict[tuple, Kernel] = {}      # structurally identical groups (repeated layers) placed once
@@ -47,7 +47,7 @@ def place_groups(groups: list[list[Node]], consumers: Mapping[str, tuple[str, ..
         key = group_key(group, consumers, tiers)
         same = built.get(key)
         if same is None:
-            kernel = built[key] = build_kernel(name, group, consumers, tiers, arch, tiles)
+            kernel = built[key] = build_kernel(name, group, consumers, tiers, arch, tiles, buffering)
         else:
             kernel = renamed(same, name, group)
         kernels.append(kernel)

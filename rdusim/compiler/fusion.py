@@ -27,14 +27,15 @@ from typing import Mapping
 from rdusim.compiler.dataflow import Node
 import math
 
-from rdusim.compiler.placement import capacity_bytes, draft_stage, stage_kind
+from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering, capacity_bytes, draft_stage, stage_kind
 from rdusim.compiler.plan import StageKind, Tier
 from rdusim.compiler.target import CompileTarget
 from rdusim.config.policy import FusionPolicy
 
 
 def partition(nodes: tuple[Node, ...], consumers: Mapping[str, tuple[str, ...]], tiers: Mapping[str, Tier],
-              arch: CompileTarget, policy: FusionPolicy, tiles: int) -> list[list[Node]]:
+              arch: CompileTarget, policy: FusionPolicy, tiles: int,
+              buffering: Buffering = DEFAULT_BUFFERING) -> list[list[Node]]:
     if policy == FusionPolicy.UNFUSED:
         return [[n] for n in nodes]
     nodes_by_name = {n.name: n for n in nodes}
@@ -46,13 +47,13 @@ def partition(nodes: tuple[Node, ...], consumers: Mapping[str, tuple[str, ...]],
         for n in run:
             # what the op adds if it joins (its output counted as leaving: an upper bound)
             d = draft_stage(n, current, consumers, tiers, assume_written=True)
-            add_pmus = math.ceil(capacity_bytes(d, tiles) / sock.pmu.capacity_bytes)
+            add_pmus = math.ceil(capacity_bytes(d, tiles, buffering) / sock.pmu.capacity_bytes)
             add_pcus = 1 if stage_kind(n) == StageKind.COMPUTE else 0
             if current and (pmus + add_pmus > sock.pmu.count or pcus + add_pcus > sock.pcu.count):
                 groups.append([nodes_by_name[k] for k in current])
                 current, pmus, pcus = {}, 0, 0
                 d = draft_stage(n, current, consumers, tiers, assume_written=True)
-                add_pmus = math.ceil(capacity_bytes(d, tiles) / sock.pmu.capacity_bytes)
+                add_pmus = math.ceil(capacity_bytes(d, tiles, buffering) / sock.pmu.capacity_bytes)
             current[n.name] = len(current)
             pmus, pcus = pmus + add_pmus, pcus + add_pcus
         if current:

@@ -29,8 +29,20 @@ from rdusim.compiler.target import CompileTarget
 from rdusim.errors import InputError
 from rdusim.graph.ops import OpKind
 
-BUFFER_DEPTH = 2            # double-buffered stage buffers
-TILE_BYTES = 128 * 1024     # largest tile a stage buffer holds (a double-buffered input fits half a PMU)
+BUFFER_DEPTH = 2            # double-buffered stage buffers (default of execution.buffer_depth)
+TILE_BYTES = 128 * 1024     # largest tile a stage buffer holds (default of execution.tile_bytes)
+
+
+@dataclass(frozen=True)
+class Buffering:
+    """How stage buffers are sized: the largest tile one holds and how many tiles deep it is
+    (the workload's ``execution.tile_bytes`` and ``execution.buffer_depth``)."""
+
+    tile_bytes: float = TILE_BYTES
+    depth: int = BUFFER_DEPTH
+
+
+DEFAULT_BUFFERING = Buffering()
 MIN_CYCLES_PER_PCU = 64     # a PCU is only given to a stage with at least this much work for it
 
 
@@ -146,18 +158,20 @@ def _drafts(nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
     return [draft_stage(n, index, consumers, tiers) for n in nodes]
 
 
-def tile_bytes(nbytes: float, tiles: int, block: float = 0.0) -> float:
+def tile_bytes(nbytes: float, tiles: int, block: float = 0.0, largest: float = TILE_BYTES) -> float:
     """Bytes of one buffered tile of a stream of ``nbytes``: 1/tiles of it, at most
-    TILE_BYTES, but at least the block its access pattern needs."""
-    return min(nbytes, max(min(nbytes / tiles, TILE_BYTES), block))
+    ``largest``, but at least the block its access pattern needs."""
+    return min(nbytes, max(min(nbytes / tiles, largest), block))
 
 
-def capacity_bytes(d: _StageDraft, tiles: int) -> float:
-    """PMU bytes the stage needs: resident and held operands plus its double-buffered tiles."""
-    buffers = sum(tile_bytes(b, tiles, d.edge_block.get(j, 0.0)) for j, b in d.edges.items())
-    buffers += sum(tile_bytes(r.nbytes, tiles, r.block) for r in d.reads if not r.resident)
-    buffers += tile_bytes(d.write_bytes, tiles) if d.write_bytes else 0.0
-    return d.resident_bytes + d.held_bytes + BUFFER_DEPTH * buffers
+def capacity_bytes(d: _StageDraft, tiles: int, buffering: Buffering = DEFAULT_BUFFERING) -> float:
+    """PMU bytes the stage needs: resident and held operands plus its buffered tiles
+    (``buffering.depth`` tiles of every input and output)."""
+    big = buffering.tile_bytes
+    buffers = sum(tile_bytes(b, tiles, d.edge_block.get(j, 0.0), big) for j, b in d.edges.items())
+    buffers += sum(tile_bytes(r.nbytes, tiles, r.block, big) for r in d.reads if not r.resident)
+    buffers += tile_bytes(d.write_bytes, tiles, 0.0, big) if d.write_bytes else 0.0
+    return d.resident_bytes + d.held_bytes + buffering.depth * buffers
 
 
 def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> list[int]:
@@ -186,7 +200,8 @@ def _share(total: int, weights: list[float], lo: list[int], hi: list[int]) -> li
 
 
 def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str, ...]],
-                 tiers: Mapping[str, Tier], arch: CompileTarget, tiles: int) -> Kernel:
+                 tiers: Mapping[str, Tier], arch: CompileTarget, tiles: int,
+                 buffering: Buffering = DEFAULT_BUFFERING) -> Kernel:
     sock = arch.socket
     drafts = _drafts(nodes, consumers, tiers)
     # ---- PCUs: in proportion to work, bounded by parallelism ----
@@ -197,7 +212,7 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
     pcus = _share(sock.pcu.count, work, lo, hi) if sum(lo) <= sock.pcu.count else lo
     compute_s = [w / p if p else 0.0 for w, p in zip(work, pcus)]
     # ---- PMUs: capacity, then bandwidth, whichever needs more ----
-    cap_bytes = [capacity_bytes(d, tiles) for d in drafts]
+    cap_bytes = [capacity_bytes(d, tiles, buffering) for d in drafts]
     pmu_cap = [math.ceil(c / sock.pmu.capacity_bytes) for c in cap_bytes]
     avail_cap = sock.pmu.count * sock.pmu.capacity_bytes
     resident = sum(d.resident_bytes + d.held_bytes for d in drafts)
@@ -273,7 +288,7 @@ def build_kernel(name: str, nodes: list[Node], consumers: Mapping[str, tuple[str
             collective=coll, die=die[i]))
     layers = {nd.layer for nd in nodes}
     return Kernel(name, tuple(nd.name for nd in nodes), tuple(out),
-                  layer=layers.pop() if len(layers) == 1 else -1, passes=passes)
+                  layer=layers.pop() if len(layers) == 1 else -1, passes=passes, buffer_depth=buffering.depth)
 
 
 def _scale_to(counts: list[int], total: int) -> list[int]:

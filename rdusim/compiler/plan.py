@@ -80,6 +80,7 @@ class Kernel:
     stages: tuple[Stage, ...]
     layer: int = field(default=-1, metadata=_NAME)
     passes: int = 1                  # >1 when resident operands exceed PMU capacity (re-streamed)
+    buffer_depth: int = 2            # tiles each stage buffer holds (execution.buffer_depth)
 
     @cached_property
     def signature(self):

@@ -26,6 +26,7 @@ from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
 from rdusim.compiler.memory import hbm_budget, resident_sizes
 from rdusim.memory import op_activation_peak
+from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.compiler.target import CompileTarget
 from rdusim.config.arch_rdu import RduArch
@@ -107,7 +108,7 @@ def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget) -> dict[str,
 
 
 def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget, policy: FusionPolicy, *,
-                     tiles: int) -> Plan | None:
+                     tiles: int, buffering: Buffering = DEFAULT_BUFFERING) -> Plan | None:
     """The plan of the model with ``layers`` decoder layers whose first ``TEMPLATE_LAYERS``
     are ``graph`` (a model graph built with ``layers=TEMPLATE_LAYERS``), identical to
     compiling the whole model's graph; or None."""
@@ -123,10 +124,10 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget,
     if full_tiers is None:
         return None
     tiers = {name: Tier.HBM for name in resident_sizes(t.nodes)}
-    groups = partition(t.nodes, t.consumers, tiers, arch, policy, tiles)
+    groups = partition(t.nodes, t.consumers, tiers, arch, policy, tiles, buffering)
     first = next(i for i, g in enumerate(groups) if g[0].layer == t.rep)
     count = sum(1 for g in groups if g[0].layer == t.rep)
-    kernels = place_groups(groups, t.consumers, tiers, arch, tiles)
+    kernels = place_groups(groups, t.consumers, tiers, arch, tiles, buffering)
     out: list[Kernel] = kernels[:first]
     for j in range(t.rep, layers):
         for g, k in enumerate(kernels[first:first + count]):

@@ -18,3 +18,14 @@ class ExecutionConfig:
     # interpolated linearly in between (per-step time is affine in the context apart from
     # small quantisation steps; both engines use this one rule)
     context_bucket_tokens: int = field(default=256, metadata={"gt": 0, "le": 1 << 20})
+    # RDU: the largest tile a stage buffer holds (bytes), and how many tiles deep stage
+    # buffers are (2: double buffering); both size the PMUs a stage needs, and the depth
+    # is the pipeline's backpressure
+    tile_bytes: int = field(default=128 * 1024, metadata={"gt": 0, "le": 1 << 30})
+    buffer_depth: int = field(default=2, metadata={"ge": 1, "le": 64})
+
+    @property
+    def buffering(self):
+        from rdusim.compiler.placement import Buffering
+
+        return Buffering(float(self.tile_bytes), self.buffer_depth)

@@ -91,17 +91,18 @@ def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, ind
     from rdusim.compiler import compile_plan
     from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated
 
-    tiles = loaded.execution.tiles
+    tiles, buffering = loaded.execution.tiles, loaded.execution.buffering
     if graph is None and not bench.is_fft and bench.phase != Phase.TRAIN:
         depth = bench_model(loaded, bench).num_hidden_layers
         layers = min(bench.layers, depth) if bench.layers else depth
         if layers > TEMPLATE_LAYERS:
             head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
-            plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles) for p in FusionPolicy}
+            plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles, buffering=buffering)
+                     for p in FusionPolicy}
             if all(plan is not None for plan in plans.values()):
                 return plans
     graph = graph or build_graph(loaded, bench, tp, index)
-    return {p: compile_plan(graph, arch, p, tiles=tiles) for p in FusionPolicy}
+    return {p: compile_plan(graph, arch, p, tiles=tiles, buffering=buffering) for p in FusionPolicy}
 
 
 @dataclass

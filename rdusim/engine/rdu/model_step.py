@@ -30,12 +30,12 @@ def model_plan(dep: Deployment, phase: Phase, batch: int, seq: int, new_tokens: 
     layers = cfg.num_hidden_layers
     if layers > TEMPLATE_LAYERS:
         head = build_model_graph(cfg, phase, batch, seq, tp=tp, layers=TEMPLATE_LAYERS, new_tokens=new_tokens)
-        plan = compile_repeated(head, layers, arch, dep.fusion, tiles=tiles)
+        plan = compile_repeated(head, layers, arch, dep.fusion, tiles=tiles, buffering=dep.execution.buffering)
         param_bytes = repeated_param_bytes(head, layers)
         if plan is not None and param_bytes is not None:
             return plan, param_bytes
     graph = build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens)
-    return compile_plan(graph, arch, dep.fusion, tiles=tiles), graph.param_bytes
+    return compile_plan(graph, arch, dep.fusion, tiles=tiles, buffering=dep.execution.buffering), graph.param_bytes
 
 
 def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: float, memo: Memo,
@@ -45,7 +45,7 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
     # keyed by what the compiler reads (not DDR bandwidth, links or launch costs): a sweep over
     # those reuses the plan
     key = ("rdu.plan", CompileTarget.of(dep.arch), dep.model, phase, batch, seq, new_tokens, dep.tp, dep.fusion,
-           dep.execution.tiles)
+           dep.execution.tiles, dep.execution.buffering)
     plan, _ = memo(key, lambda: model_plan(dep, phase, batch, seq, new_tokens))
     return simulate_step(arch_at(dep.arch, dep.model.fmt.compute), None, fusion=dep.fusion, launch=dep.launch,
                          tp=dep.tp, plan=plan, host_s=host_s)

@@ -27,7 +27,6 @@ from typing import Mapping
 
 import simpy
 
-from rdusim.compiler.placement import BUFFER_DEPTH
 from rdusim.compiler.plan import Kernel, Stage, StageKind, Stream
 from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
@@ -250,17 +249,17 @@ class _Sim:
         procs = []
         for i, s in enumerate(k.stages):
             for j, nbytes, cross in zip(s.inputs, s.edge_bytes, s.edge_d2d):
-                store = _Buffer(env, BUFFER_DEPTH)
+                store = _Buffer(env, k.buffer_depth)
                 inputs[i].append(store)
                 if cross:
-                    near = _Buffer(env, BUFFER_DEPTH)
+                    near = _Buffer(env, k.buffer_depth)
                     outputs[j].append(near)
                     procs.append(env.process(self.cross_dies(f"{k.stage_name(j)}.d2d", nbytes, near, store)))
                 else:
                     outputs[j].append(store)
             for st in s.streams:
                 if st.write:
-                    store = _Buffer(env, BUFFER_DEPTH)
+                    store = _Buffer(env, k.buffer_depth)
                     outputs[i].append(store)
                     procs.append(env.process(self.stream(st, st.nbytes / self.n, inp=store)))
                 elif st.resident:
@@ -268,7 +267,7 @@ class _Sim:
                     resident[i].append(ev)
                     procs.append(env.process(self.load_resident(k.stage_name(i), st, ev)))
                 else:
-                    store = _Buffer(env, BUFFER_DEPTH)
+                    store = _Buffer(env, k.buffer_depth)
                     inputs[i].append(store)
                     procs.append(env.process(self.stream(st, st.nbytes * k.passes / self.n, out=store,
                                                           name=f"{k.stage_name(i)}.load")))
