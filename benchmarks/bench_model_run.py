@@ -3,7 +3,7 @@
     python benchmarks/bench_model_run.py [--repeat 3]
 
 Prints wall seconds for `rdusim run workloads/llama2_7b_chat.yaml` in a fresh process,
-then, in-process, the cold (uncached) and warm GPU simulate_inference times for the
+then, in-process, the cold (empty run cache) and warm (same cache) simulate_inference times for the
 requests the CoE study asks for (Llama-2-7B TP8, batch 1 and 8, 20 and 200 output tokens).
 Target: a Llama-2-7B TP8 128-in / 20-out request well under 1 s cold.
 """
@@ -36,22 +36,24 @@ def main() -> None:
     print(f"rdusim run llama2_7b_chat.yaml (3 platforms): median {statistics.median(cli):.2f} s "
           f"(min {min(cli):.2f}, max {max(cli):.2f})")
 
+    from rdusim.cache import RunCache
     from rdusim.config.arch import load_arch
+    from rdusim.config.deployment import Deployment
     from rdusim.config.model import load_model
-    from rdusim.config.policy import FusionPolicy, LaunchMode
-    from rdusim.engine.inference import InferenceRequest, simulate_inference
+    from rdusim.engine.inference import simulate_inference
 
     cfg = load_model("llama2-7b")
     for arch_file in ("arch/dgx_h100.yaml", "arch/dgx_a100.yaml"):
-        arch = load_arch(ROOT / arch_file)
+        dep = Deployment.of(load_arch(ROOT / arch_file), cfg, 8)
+        arch = dep.arch
         for batch in (1, 8):
             for out in (20, 200):
-                req = InferenceRequest(cfg, 128, out, batch, 8, FusionPolicy.FUSED, LaunchMode.CUDA_GRAPH)
+                cache = RunCache()
                 t0 = time.perf_counter()
-                t = simulate_inference(arch, req)
+                t = simulate_inference(dep, 128, out, batch, cache)
                 cold = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                simulate_inference(arch, req)
+                simulate_inference(dep, 128, out, batch, cache)
                 warm = time.perf_counter() - t0
                 print(f"{arch.name:9} bs{batch} tok{out:<4} latency {t.latency_s * 1e3:8.2f} ms   "
                       f"cold {cold * 1e3:7.1f} ms   warm {warm * 1e6:6.1f} us")

@@ -23,21 +23,21 @@ def one(name: str, n: int) -> None:
     t0 = time.perf_counter()
     from rdusim.config.workload import load_workload
     from rdusim.config.workload_serve import Batching
-    from rdusim.engine.stepper import StepCache
+    from rdusim.cache import RunCache
     from rdusim.serve.platform import ServePlatform, with_scheduler
     from rdusim.studies.serve import Streams, _model, serve_point
 
     loaded = load_workload("workloads/serve_llama2_7b.yaml", [("warmup_requests", 0)])
     cfg = _model(loaded.spec.model, loaded.file, "model")
     stream = Streams(loaded, cfg.max_position_embeddings).at(loaded.spec.arrivals.rate_per_s, n, 0)
-    cache = StepCache()
+    cache = RunCache()
     plat = ServePlatform.build(name, with_scheduler(loaded.deployment(name, cfg), loaded.spec.scheduler), cache)
     _, m = serve_point(plat, Batching.CONTINUOUS, stream, loaded.spec)
     cold = time.perf_counter() - t0
     t1 = time.perf_counter()
     serve_point(plat, Batching.CONTINUOUS, stream, loaded.spec)
     warm = time.perf_counter() - t1
-    print(f"{name:<9} {n:>6} requests: {cold:6.2f} s wall from a fresh process ({cache.misses} engine steps "
+    print(f"{name:<9} {n:>6} requests: {cold:6.2f} s wall from a fresh process ({cache.misses['step']} engine steps "
           f"simulated); scheduler alone {warm:5.2f} s = {1e6 * warm / n:5.1f} us/request; {m['steps']:.0f} steps, "
           f"{m['requests_per_s']:.2f} req/s, TTFT p99 {m['ttft.p99_s']:.3f} s", flush=True)
 

@@ -148,10 +148,9 @@ def tier_split(arch: ArchSpec, resident_bytes: Mapping[str, float], activation_b
 
 
 def kv_bytes_per_rank(cfg: ModelConfig, tp: int, batch: int, tokens: int) -> float:
-    """KV cache of ``batch`` sequences holding ``tokens`` tokens, on one of ``tp`` ranks."""
-    kv_heads = cfg.num_key_value_heads
-    share = max(1, kv_heads // tp) / kv_heads
-    return float(batch * cfg.kv_cache_bytes(tokens) * share)
+    """KV cache of ``batch`` sequences holding ``tokens`` tokens, on one of ``tp`` ranks
+    (the one KV formula, ``ModelConfig.kv_cache_bytes_per_rank``)."""
+    return float(batch * cfg.kv_cache_bytes_per_rank(tokens, tp))
 
 
 def op_activation_peak(ops: Iterable) -> float:
@@ -174,9 +173,17 @@ def activation_workspace_bytes(cfg: ModelConfig, tp: int, batch: int, prompt_tok
 
 
 def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
+    """Parameter bytes one TP rank holds: from the model's first layers with the last one
+    repeated when that is exact (no 30-80 layer graph), else from the whole graph."""
+    from rdusim.compiler.repeat import TEMPLATE_LAYERS, repeated_param_bytes
     from rdusim.graph.model_graph import build_model_graph
     from rdusim.graph.phase import Phase
 
+    if cfg.num_hidden_layers > TEMPLATE_LAYERS:
+        head = build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp, layers=TEMPLATE_LAYERS)
+        whole = repeated_param_bytes(head, cfg.num_hidden_layers)
+        if whole is not None:
+            return float(whole)
     return float(build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp).param_bytes)
 
 

@@ -13,7 +13,7 @@ from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.config.deployment import Deployment
 from rdusim.engine.gpu.model_step import model_step
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache
 from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
 from rdusim.engine.gpu.step import simulate_step
 from rdusim.graph.model_graph import build_model_graph
@@ -40,7 +40,7 @@ def test_a_full_depth_step_is_the_same():
     whole = build_model_graph(cfg, Phase.DECODE, 2, 300, tp=8)
     for policy in FusionPolicy:
         dep = Deployment.of(ARCH, cfg, 8, policy, LaunchMode.CUDA_GRAPH)
-        assert model_step(dep, Phase.DECODE, 2, 300, 1e-3, StepCache().get) == \
+        assert model_step(dep, Phase.DECODE, 2, 300, 1e-3, RunCache().get) == \
             simulate_step(ARCH, whole, fusion=policy, launch=LaunchMode.CUDA_GRAPH, tp=8, host_s=1e-3)
 
 

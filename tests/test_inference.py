@@ -13,14 +13,15 @@ from rdusim.config.model import load_model
 from rdusim.config.policy import LaunchMode
 from rdusim.config.stack import HostCosts, load_stack
 from rdusim.engine.inference import BREAKDOWN_KEYS, simulate_inference
-from rdusim.engine.stepper import SeqWork, StepCache, StepModel
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.graph.phase import Phase
 
 H100 = load_arch("arch/dgx_h100.yaml")
 A100 = load_arch("arch/dgx_a100.yaml")
 SN40L = load_arch("arch/sn40l.yaml")
 CFG = load_model("llama2-7b")
-CACHE = StepCache()
+CACHE = RunCache()
 
 
 def dep(arch=H100, tp=8, **kw):
@@ -112,13 +113,15 @@ def test_decode_interpolation_is_exact_at_anchors_and_linear_between(arch):
 
 def test_step_interface_matches_engine_steps():
     sm = StepModel(dep(), CACHE)
-    pre = sm.step([SeqWork(128), SeqWork(128)])
-    assert pre.time_s == pytest.approx(sm.prefill(2, 128).time_s)
-    dec = sm.step([SeqWork(1, 256), SeqWork(1, 256)])
-    assert dec.time_s == pytest.approx(sm.engine_step(Phase.DECODE, 2, 256).time_s)
-    mixed = sm.step([SeqWork(128), SeqWork(1, 256)])
-    assert sum(mixed.breakdown_s.values()) == pytest.approx(mixed.time_s)
-    assert mixed.time_s < sm.prefill(1, 128).time_s + sm.engine_step(Phase.DECODE, 1, 256).time_s
+    pre = sm.packed_prefill_s([(256, 0)])             # one prompt at an anchor length: the engine step
+    assert pre == pytest.approx(sm.prefill(1, 256).time_s)
+    dec = sm.decode_s(2, 256)                         # a decode batch at an anchor: the engine step
+    assert dec == pytest.approx(sm.engine_step(Phase.DECODE, 2, 256).time_s)
+    times, parts, _ = sm.decode(2, [256, 300])
+    assert times[1] == pytest.approx(sm.decode_s(2, 300))   # both views follow the one rule
+    assert sum(p[1] for p in parts.values()) == pytest.approx(times[1])
+    mixed = sm.mixed_s([(128, 0)], 1, 256)            # one fused step: weights and host work once
+    assert mixed < sm.prefill(1, 128).time_s + sm.engine_step(Phase.DECODE, 1, 256).time_s
 
 
 def test_stacks_change_only_host_time():

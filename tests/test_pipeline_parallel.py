@@ -8,10 +8,11 @@ from rdusim.config.cluster import Topology, load_cluster
 from rdusim.config.deployment import Deployment
 from rdusim.config.model import load_model
 from rdusim.engine.pipeline_parallel import schedule, simulate_pipelined, stage_deployment
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.errors import InputError
 
-CACHE = StepCache()
+CACHE = RunCache()
 
 
 @settings(max_examples=80, deadline=None)

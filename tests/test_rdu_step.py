@@ -187,11 +187,11 @@ def test_inference_adds_up():
 def test_model_step_from_two_layers_is_the_whole_models_step():
     from rdusim.engine.inference import weight_bytes_per_rank
     from rdusim.engine.rdu.model_step import model_step
-    from rdusim.engine.stepper import StepCache
+    from rdusim.cache import RunCache
 
     full_graph = build_model_graph(CFG, Phase.DECODE, 3, 333, tp=8)
     full = simulate_step(ARCH, full_graph, fusion=F, launch=HO, tp=8, cache=RunCache(), host_s=1e-3)
-    step = model_step(Deployment.of(ARCH, CFG, 8, F, HO), Phase.DECODE, 3, 333, 1e-3, StepCache().get)
+    step = model_step(Deployment.of(ARCH, CFG, 8, F, HO), Phase.DECODE, 3, 333, 1e-3, RunCache().get)
     assert weight_bytes_per_rank(CFG, 8) == full_graph.param_bytes
     assert (step.time_s, step.breakdown_s, step.util, step.bytes_by_tier) == \
         (full.time_s, full.breakdown_s, full.util, full.bytes_by_tier)

@@ -8,7 +8,7 @@ import pytest
 from rdusim.cli import main
 from rdusim.config.workload import load_workload
 from rdusim.config.workload_serve import Batching
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.studies.serve import Streams, _model, serve_point
 
@@ -24,7 +24,7 @@ def test_continuous_beats_static_on_throughput_at_equal_p99_ttft():
     loaded = load_workload(LLAMA, [("requests", 200), ("warmup_requests", 20)])
     cfg = _model(loaded.spec.model, loaded.file, "model")
     plat = ServePlatform.build("dgx_h100", with_scheduler(loaded.deployment("dgx_h100", cfg), loaded.spec.scheduler),
-                               StepCache())
+                               RunCache())
     streams = Streams(loaded, cfg.max_position_embeddings)
     res = {}
     for i, rate in enumerate((1.0, 16.0)):
@@ -42,7 +42,7 @@ def test_continuous_beats_static_on_throughput_at_equal_p99_ttft():
 def test_step_buckets_exact_at_anchors_and_vectorised_run_equals_steps():
     loaded = load_workload(LLAMA)
     cfg = _model("llama2-7b", loaded.file, "model")
-    sm = ServePlatform.build("dgx_h100", loaded.deployment("dgx_h100", cfg), StepCache()).steps
+    sm = ServePlatform.build("dgx_h100", loaded.deployment("dgx_h100", cfg), RunCache()).steps
     from rdusim.graph.phase import Phase
     assert sm.decode_s(8, 512) == sm.engine_step(Phase.DECODE, 8, 512).time_s
     mid = sm.decode_s(12, 512)
@@ -140,7 +140,7 @@ def test_throughput_saturates_at_the_platforms_max_step_rate():
     loaded = load_workload(LLAMA, [("scheduler.max_sequences", 16), ("scheduler.max_batched_tokens", 2048)])
     cfg = _model("llama2-7b", loaded.file, "model")
     plat = ServePlatform.build("dgx_h100", with_scheduler(loaded.deployment("dgx_h100", cfg), loaded.spec.scheduler),
-                               StepCache())
+                               RunCache())
     from rdusim.serve.arrivals import Arrival, Stream
     arr = tuple(Arrival(1e-6 * i, 128, 64) for i in range(160))
     log, m = serve_point(plat, Batching.CONTINUOUS, Stream(arr, 0, 0), loaded.spec)

@@ -14,12 +14,13 @@ from rdusim.config.deployment import Deployment
 from rdusim.config.model import load_model
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec, expected_tokens
 from rdusim.engine.speculative import simulate_speculative
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import TensorRole
 
-CACHE = StepCache()   # shared by the tests of this module (content-keyed)
+CACHE = RunCache()   # shared by the tests of this module (content-keyed)
 PROMPT, OUT = 128, 21
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Optional
 from rdusim.config.arch import ArchSpec, load_arch
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
+from rdusim.config import limits as L
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
@@ -29,7 +30,6 @@ from rdusim.paths import DATA_ROOT, find_user_file, resolve
 # the shipped data (arch/, models/, workloads/, references/, stacks/): the checkout, or the
 # copies inside an installed wheel (rdusim/paths.py)
 REPO_ROOT = DATA_ROOT
-MAX_SEED = 2**63 - 1
 
 
 class WorkloadKind(enum.Enum):
@@ -53,7 +53,7 @@ class PlatformSpec:
     """One machine a workload runs on: an arch file plus the policy to run it with."""
 
     arch: str
-    tp: int = field(default=8, metadata={"gt": 0, "le": 1024})   # limits.MAX_TP
+    tp: int = field(default=8, metadata={"gt": 0, "le": L.MAX_TP})
     fusion: FusionPolicy = FusionPolicy.FUSED
     launch: Optional[LaunchMode] = None   # None: the stack's launch mode
     stack: Optional[str] = None           # serving stack (stacks/<name>.yaml or a path); None: the kind's default
@@ -126,8 +126,8 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
                   seed: int | None = None) -> LoadedWorkload:
     path = workload_file(path)
     file = str(path)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
-        raise InputError("--seed", "seed", f"an integer in 0..{MAX_SEED}", seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= L.MAX_SEED):
+        raise InputError("--seed", "seed", f"an integer in 0..{L.MAX_SEED}", seed)
     wl_over, arch_over, stack_over = split_overrides(overrides)
     raw = apply_overrides(load_yaml(path), wl_over, file)
     if not isinstance(raw, dict):

@@ -16,13 +16,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
-from rdusim.config.model import ModelConfig
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.stepper import StepCache, StepModel
-from rdusim.graph.phase import Phase
+from rdusim.engine.stepper import StepModel
+from rdusim.memory import kv_bytes_per_rank, weight_bytes_per_rank
 
-__all__ = ["BREAKDOWN_KEYS", "InferenceTiming", "simulate_inference", "frozen"]
+__all__ = ["BREAKDOWN_KEYS", "InferenceTiming", "simulate_inference", "frozen", "weight_bytes_per_rank"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class InferenceTiming:
 
 
 def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int,
-                       cache: StepCache | None = None, *, cold: bool = False) -> InferenceTiming:
+                       cache: RunCache | None = None, *, cold: bool = False) -> InferenceTiming:
     """``cold``: the node ran another model before this request (CoE: router and experts
     alternate), so the request first loads its model's program and arguments."""
     steps = StepModel(dep, cache)
@@ -65,23 +65,9 @@ def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, 
     latency = ttft + n * tpot
     largest = max(parts, key=parts.get)           # keep the parts summing to the latency exactly
     parts[largest] += latency - sum(parts.values())
-    kv = batch * dep.model.kv_cache_bytes_per_rank(prompt_tokens + output_tokens, dep.tp)
+    kv = kv_bytes_per_rank(dep.model, dep.tp, batch, prompt_tokens + output_tokens)
     weights = steps.cache.get(("weights", dep.model, dep.tp), lambda: weight_bytes_per_rank(dep.model, dep.tp))
     return InferenceTiming(ttft_s=ttft, tpot_s=tpot, latency_s=latency, breakdown_s=frozen(parts),
                            request_s=frozen(request), step_s=frozen(per_step),
                            weight_bytes_per_device=weights, kv_bytes_per_device=float(kv),
                            records=tuple(records))
-
-
-def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
-    """Parameter bytes one TP rank holds: from the model's first layers with the last one
-    repeated when that is exact, else from the whole graph."""
-    from rdusim.compiler.repeat import TEMPLATE_LAYERS, repeated_param_bytes
-    from rdusim.graph.model_graph import build_model_graph
-
-    if cfg.num_hidden_layers > TEMPLATE_LAYERS:
-        head = build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp, layers=TEMPLATE_LAYERS)
-        whole = repeated_param_bytes(head, cfg.num_hidden_layers)
-        if whole is not None:
-            return whole
-    return build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp).param_bytes

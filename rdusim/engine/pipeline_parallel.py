@@ -31,7 +31,8 @@ import numpy as np
 
 from rdusim.config.cluster import ClusterSpec
 from rdusim.config.deployment import Deployment
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.memory import MemoryNeed, device_memory
 
 
@@ -104,13 +105,13 @@ def check_split(cluster: ClusterSpec, dep: Deployment, stages: int, microbatches
 
 
 def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, microbatches: int, prompt_tokens: int,
-                       output_tokens: int, batch: int, cache: StepCache | None = None) -> PipelineTiming:
+                       output_tokens: int, batch: int, cache: RunCache | None = None) -> PipelineTiming:
     """``dep``: the whole model on one node's machine with its tp (``dep.arch`` must be the
     cluster's node)."""
     why = check_split(cluster, dep, stages, microbatches, batch)
     if why:
         raise ValueError(why)
-    cache = cache if cache is not None else StepCache()
+    cache = cache if cache is not None else RunCache()
     stage = stage_deployment(dep, stages)
     mb = batch // microbatches
     cfg = dep.model

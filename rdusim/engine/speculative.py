@@ -36,7 +36,8 @@ from rdusim.config.deployment import Deployment
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.inference import InferenceTiming, simulate_inference
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.memory import (MemoryNeed, activation_workspace_bytes, device_memory, kv_bytes_per_rank, tier_split,
                            weight_bytes_per_rank)
 
@@ -85,13 +86,13 @@ def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, p
 
 
 def simulate_speculative(target: Deployment, draft: Deployment, spec: SpeculativeSpec, prompt_tokens: int,
-                         output_tokens: int, batch: int, cache: StepCache | None = None) -> SpeculativeTiming:
+                         output_tokens: int, batch: int, cache: RunCache | None = None) -> SpeculativeTiming:
     if spec.placement == DraftPlacement.SHARED and draft.tp > target.tp:
         raise ValueError(f"a shared draft needs draft tp ({draft.tp}) <= tp ({target.tp})")
     if spec.placement == DraftPlacement.SEPARATE and target.tp + draft.tp > devices_in_node(target):
         raise ValueError(f"separate placement needs tp {target.tp} + draft tp {draft.tp} devices, the node has "
                          f"{devices_in_node(target)}")
-    cache = cache if cache is not None else StepCache()
+    cache = cache if cache is not None else RunCache()
     plain = simulate_inference(target, prompt_tokens, output_tokens, batch, cache)
     need = memory_check(target, draft, spec, prompt_tokens, prompt_tokens + output_tokens, batch)
     k, e = spec.lookahead, spec.tokens_per_step
@@ -107,7 +108,7 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
     draft_s = verify_s = 0.0
     if n > 0:
         ctx = prompt_tokens + e * np.arange(math.ceil(steps))            # c_j of each step
-        v_t, v_parts = _extend(tsteps, batch, k + 1, ctx)
+        v_t, v_parts, _ = tsteps.extend_run(batch, k + 1, ctx)
         d_ctx = (ctx[:, None] + np.arange(k)[None, :]).ravel()           # the draft's k passes per step
         d_t, d_parts, _ = dsteps.decode(batch, d_ctx)
         saved = (k - 1) * draft.stack.host.step_s(batch) if spec.fused_draft_loop else 0.0
@@ -120,14 +121,3 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
     return SpeculativeTiming(tokens_per_step=e, steps=steps, draft_s=draft_s, verify_s=verify_s, step_s=step,
                              ttft_s=ttft, tpot_s=step / e, latency_s=ttft + steps * step,
                              step_breakdown_s=frozen(parts), plain=plain, memory=need, oom=None)
-
-
-def _extend(steps: StepModel, batch: int, new_tokens: int, contexts: np.ndarray):
-    """Verification steps at each context: simulated at the anchors, interpolated between
-    them (the decode rule of :class:`StepModel`)."""
-    xs = steps.anchors(np.asarray(contexts, dtype=float))
-    anchors = [steps.extend(batch, new_tokens, int(x)) for x in xs]
-    fx = xs.astype(float)
-    times = np.interp(contexts, fx, [s.time_s for s in anchors])
-    parts = {key: np.interp(contexts, fx, [s.breakdown_s.get(key, 0.0) for s in anchors]) for key in BREAKDOWN_KEYS}
-    return times, parts

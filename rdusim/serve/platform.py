@@ -23,8 +23,9 @@ from rdusim.config.deployment import Deployment
 from rdusim.config.stack import SchedulerSpec
 from rdusim.config.workload_serve import Batching, SchedulerOverride
 from rdusim.engine.coe.switching import lone_switch_s
-from rdusim.engine.inference import weight_bytes_per_rank
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.memory import weight_bytes_per_rank
+from rdusim.cache import RunCache
+from rdusim.engine.stepper import StepModel
 from rdusim.memory import activation_workspace_bytes, device_tiers, usable_bytes
 from rdusim.serve.arrivals import Arrival
 from rdusim.serve.continuous import run_continuous
@@ -45,7 +46,7 @@ def hbm_usable_per_device(dep: Deployment) -> float:
     return usable_bytes(device_tiers(dep.arch)[0])
 
 
-def workspace_bytes(dep: Deployment, cache: StepCache) -> float:
+def workspace_bytes(dep: Deployment, cache: RunCache) -> float:
     """Activation workspace of the largest step: a prefill of max_batched_tokens tokens."""
     tokens = min(dep.stack.scheduler.max_batched_tokens, dep.model.max_position_embeddings)
     return cache.get(("workspace", dep.model, dep.tp, tokens),
@@ -63,7 +64,7 @@ class ServePlatform:
     workspace_bytes: float = 0.0   # activation workspace, per device
 
     @classmethod
-    def build(cls, name: str, dep: Deployment, cache: StepCache, pinned_bytes: float = 0.0) -> "ServePlatform":
+    def build(cls, name: str, dep: Deployment, cache: RunCache, pinned_bytes: float = 0.0) -> "ServePlatform":
         """``pinned_bytes``: other per-device HBM residents (a CoE's router and expert slots)."""
         sched = dep.stack.scheduler
         weights = cache.get(("weights", dep.model, dep.tp), lambda: weight_bytes_per_rank(dep.model, dep.tp))

@@ -17,7 +17,7 @@ from rdusim.config.stack import DEFAULT_STACK, load_stack
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_cluster import ClusterPlatformSpec
 from rdusim.engine.pipeline_parallel import PipelineTiming, check_split, simulate_pipelined
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache
 from rdusim.errors import InputError
 
 
@@ -55,7 +55,7 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
     return out
 
 
-def simulate(loaded: LoadedWorkload, entry, cache: StepCache) -> PipelineTiming:
+def simulate(loaded: LoadedWorkload, entry, cache: RunCache) -> PipelineTiming:
     cluster, dep, plat = entry
     w = loaded.spec
     return simulate_pipelined(cluster, dep, plat.stages, plat.microbatches, w.prompt_tokens, w.output_tokens,

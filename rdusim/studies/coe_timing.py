@@ -7,7 +7,7 @@ from typing import Callable
 
 from rdusim.config.deployment import Deployment
 from rdusim.engine.inference import InferenceTiming, simulate_inference
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache
 
 Simulate = Callable[..., InferenceTiming]
 
@@ -20,7 +20,7 @@ class ModelTimer:
 
     dep: Deployment
     prompt_tokens: int
-    cache: StepCache = field(default_factory=StepCache)
+    cache: RunCache = field(default_factory=RunCache)
     simulate: Simulate = simulate_inference
     _timings: dict = field(default_factory=dict)
 

@@ -30,7 +30,7 @@ import numpy as np
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_serve import ArrivalProcess, Batching, ServeWorkload
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import active_cache
 from rdusim.errors import InputError
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
@@ -111,7 +111,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
         from rdusim.studies.serve_coe import run_study
         return run_study(loaded, trace=trace)
     cfg = _model(spec.model, loaded.file, "model")
-    cache = StepCache()
+    cache = active_cache()
     plats = {n: ServePlatform.build(n, with_scheduler(loaded.deployment(n, cfg), spec.scheduler), cache)
              for n in spec.platforms}
     streams = Streams(loaded, cfg.max_position_embeddings)
@@ -154,7 +154,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                     metrics[f"{p}.capacity.nodes_for_traffic"] = (math.ceil(spec.capacity.traffic_per_s / best)
                                                                   if best > 0 else math.inf)
                     bar.advance()
-    metrics["serve.step_cache.misses"] = cache.misses
+    metrics["serve.step_cache.misses"] = cache.misses["step"]
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
                      records=tuple(records),

@@ -20,7 +20,8 @@ from rdusim.config.workload_serve import Batching, ServeWorkload
 from rdusim.engine.coe.capacity import node_capacity
 from rdusim.engine.coe.routing import hottest_first, route
 from rdusim.engine.coe.switching import lone_switch_s
-from rdusim.engine.stepper import StepCache, StepModel
+from rdusim.cache import RunCache, active_cache
+from rdusim.engine.stepper import StepModel
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 from rdusim.progress import Progress
@@ -53,7 +54,7 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     coe = spec.coe
     router_cfg = _model(coe.router, loaded.file, "coe.router")
     expert_cfg = _model(coe.experts, loaded.file, "coe.experts")
-    cache = StepCache()
+    cache = active_cache()
     streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count)
     main = routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s), spec, loaded.seed, 0)
     sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
@@ -106,7 +107,7 @@ def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload,
                                                                if best > 0 else math.inf)
 
 
-def _setup(name, dep, router_dep, coe, hottest, cache: StepCache, metrics) -> CoeSetup | None:
+def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, metrics) -> CoeSetup | None:
     sched = dep.stack.scheduler
     tp = dep.tp
     expert_bytes = build_model_graph(dep.model, Phase.DECODE, 1, 1).param_bytes

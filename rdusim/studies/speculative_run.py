@@ -20,7 +20,7 @@ from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.speculative import SpeculativeTiming, devices_in_node, simulate_speculative
-from rdusim.engine.stepper import StepCache
+from rdusim.cache import RunCache
 from rdusim.errors import InputError
 
 
@@ -60,7 +60,7 @@ def draft_deployment(loaded: LoadedWorkload, name: str, draft: ModelConfig) -> D
 
 
 def simulate(loaded: LoadedWorkload, name: str, target: ModelConfig, draft: ModelConfig,
-             cache: StepCache) -> SpeculativeTiming:
+             cache: RunCache) -> SpeculativeTiming:
     w = loaded.spec
     arch = loaded.archs[name]
     return simulate_speculative(loaded.deployment(name, for_machine(target, arch)),

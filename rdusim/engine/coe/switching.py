@@ -64,7 +64,15 @@ def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str,
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
-    """Time to switch one expert in with nothing else moving."""
+    """Time to switch one expert in with nothing else moving (simulated once per run for
+    the same machine, devices and bytes: the run's cache)."""
+    from rdusim.cache import active_cache
+
+    return active_cache().get_or_compute("lone_switch", (arch, devices, float(expert_bytes)),
+                                         lambda: _simulate_lone_switch(arch, devices, expert_bytes))
+
+
+def _simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
     env = simpy.Environment()
     net, paths = switch_network(env, arch, devices)
     copy_expert(env, net, paths, expert_bytes, "lone")
