@@ -99,12 +99,13 @@ class MemoryNeed:
             return None
         return f"per {self.device}: " + "; ".join(t.describe() for t in bad)
 
-    def metrics(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}.memory.weights_bytes": self.weights_bytes, f"{prefix}.memory.kv_bytes": self.kv_bytes,
-               f"{prefix}.memory.activation_bytes": self.activation_bytes}
+    def values(self) -> dict[str, float]:
+        """Per-device memory by metric name below a result row (``memory.weights_bytes``, ...)."""
+        out = {"memory.weights_bytes": self.weights_bytes, "memory.kv_bytes": self.kv_bytes,
+               "memory.activation_bytes": self.activation_bytes}
         for t in self.tiers:
-            out[f"{prefix}.memory.{t.tier}_used_bytes"] = t.used_bytes
-            out[f"{prefix}.memory.{t.tier}_usable_bytes"] = t.usable_bytes
+            out[f"memory.{t.tier}_used_bytes"] = t.used_bytes
+            out[f"memory.{t.tier}_usable_bytes"] = t.usable_bytes
         return out
 
 

@@ -1,4 +1,5 @@
-"""RunResult: what a run produced. Flat metrics, flat records, JSON round trip."""
+"""RunResult: what a run produced. Typed rows (the flat dotted metrics of results.json are
+derived from them here, and only here), flat records, JSON round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from rdusim import __version__
 from rdusim.errors import InputError
@@ -24,12 +25,27 @@ class RunResult:
     resolved: Mapping[str, Any]    # the workload as run (after --set), plain data
     archs: Mapping[str, Mapping[str, Any]]  # platform -> resolved arch spec, plain data
     seed: int
-    metrics: Mapping[str, float]
+    # the flat dotted metrics written to results.json: derived from ``rows`` (plus any
+    # metrics passed here, which must not share a key with them); read back from a file
+    metrics: Optional[Mapping[str, float]] = None
     records: tuple[Mapping[str, Any], ...] = ()
     version: str = __version__
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     # Chrome-trace events of a bounded window; written to trace.json by --trace, not to results.json
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+    # typed rows (rdusim.rows) the study produced; a loaded result reads them from metrics
+    rows: tuple = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if self.rows or self.metrics is None:
+            object.__setattr__(self, "rows", tuple(self.rows))
+            object.__setattr__(self, "metrics", metrics_of(self.rows, self.metrics))
+
+    def typed_rows(self) -> list:
+        """Every family's rows read from the metrics: the same for a fresh result and one
+        loaded from results.json (the study's own rows are ``self.rows``)."""
+        from rdusim.rows import from_metrics
+        return from_metrics(self.metrics)
 
     def to_json(self) -> dict:
         return {
@@ -67,6 +83,14 @@ class RunResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         return atomic_write_text(out / "results.json", dumps_results(self.to_json()))
+
+
+def metrics_of(rows, metrics: Optional[Mapping[str, float]] = None) -> dict:
+    """The flat metrics of results.json from typed rows (each row's one key template), plus
+    ``metrics`` (keys the study wrote itself; none may clash with a row's)."""
+    from rdusim.rows.base import to_metrics
+    out = dict(metrics) if metrics else {}
+    return to_metrics(rows, out)
 
 
 def dumps_results(data: Mapping[str, Any]) -> str:

@@ -62,18 +62,18 @@ def simulate(loaded: LoadedWorkload, entry, cache: RunCache) -> PipelineTiming:
                               w.batch_size, cache)
 
 
-def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
-    p = f"model.{name}.pp"
-    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches}
-    out.update(t.memory.metrics(p))
+def metrics(batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
+    """The pipelined run's values by metric name (the model rows of scope ``pp``)."""
+    out = {"oom": 0 if t.oom is None else 1, "stages": t.stages, "microbatches": t.microbatches}
+    out.update(t.memory.values())
     if t.oom is not None:
         return out
-    out.update({f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s, f"{p}.latency_s": t.latency_s,
-                f"{p}.tokens_per_s": batch * output_tokens / t.latency_s,
-                f"{p}.stage_prefill_s": t.stage_prefill_s, f"{p}.stage_decode_s": t.stage_decode_s,
-                f"{p}.transfer_prefill_s": t.transfer_prefill_s, f"{p}.transfer_decode_s": t.transfer_decode_s,
-                f"{p}.prefill_bubble": t.prefill.bubble,
-                f"{p}.decode_bubble": t.decode.bubble if t.decode is not None else 0.0})
+    out.update({"ttft_s": t.ttft_s, "tpot_s": t.tpot_s, "latency_s": t.latency_s,
+                "tokens_per_s": batch * output_tokens / t.latency_s,
+                "stage_prefill_s": t.stage_prefill_s, "stage_decode_s": t.stage_decode_s,
+                "transfer_prefill_s": t.transfer_prefill_s, "transfer_decode_s": t.transfer_decode_s,
+                "prefill_bubble": t.prefill.bubble,
+                "decode_bubble": t.decode.bubble if t.decode is not None else 0.0})
     return out
 
 

@@ -37,6 +37,7 @@ from rdusim.graph.phase import Phase
 from rdusim.memory import OutOfMemory, graph_memory
 from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
+from rdusim.rows.fusion import SPEEDUP, FusionRow, step_rows
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 
 RDU_MODES = ("unfused", "fused_so", "fused_ho")
@@ -162,18 +163,24 @@ def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int,
             "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp, host_s=host_s)}
 
 
-def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
+def mode_metrics(step: StepResult) -> dict[str, float]:
     """Time, kernels, operational intensity and one ``<unit>_util`` per utilisation the engine
     reports (RDU: pcu, pmu, hbm_bw; GPU: sm, hbm_bw)."""
-    out = {f"{prefix}.time_s": step.time_s, f"{prefix}.kernels": step.kernels,
-           f"{prefix}.oi_flops_per_byte": step.oi_flops_per_byte if sum(step.bytes_by_tier.values()) else 0.0}
-    out.update({f"{prefix}.{unit}_util": float(value) for unit, value in step.util.items()})
+    out = {"time_s": step.time_s, "kernels": step.kernels,
+           "oi_flops_per_byte": step.oi_flops_per_byte if sum(step.bytes_by_tier.values()) else 0.0}
+    out.update({f"{unit}_util": float(value) for unit, value in step.util.items()})
     return out
+
+
+def _rows(bench: str, platform: str, first: bool, mode: str, values: dict) -> list[FusionRow]:
+    """The rows of one platform's (benchmark, mode), and their un-prefixed copy on the first RDU."""
+    out = step_rows(bench, platform, mode, values)
+    return out + step_rows(bench, None, mode, values) if first else out
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     spec: FusionWorkload = loaded.spec
-    metrics: dict[str, float] = {}
+    rows: list[FusionRow] = []
     records: list[dict[str, Any]] = []
     tracer = TraceBuilder()
     timelines: dict[str, Timeline] = {}
@@ -191,7 +198,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 try:
                     plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
                 except OutOfMemory as exc:
-                    _oom(metrics, oom_reasons, bench.name, platform, platform == first_rdu, modes,
+                    _oom(rows, oom_reasons, bench.name, platform, platform == first_rdu, modes,
                          f"{platform} tp{tp}: {exc.reason}")
                     continue
                 timeline = None
@@ -203,42 +210,35 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
                 need = graph_memory(arch, graph)
                 if not need.fits:
-                    _oom(metrics, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
+                    _oom(rows, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
                     continue
                 steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench))
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
                     continue
+            first = platform == first_rdu
             for mode, step in steps.items():
-                metrics.update(mode_metrics(f"fusion.{bench.name}.{platform}.{mode}", step))
-                metrics[f"fusion.{bench.name}.{platform}.{mode}.oom"] = 0
-                if platform == first_rdu:
-                    metrics.update(mode_metrics(f"fusion.{bench.name}.{mode}", step))
-                    metrics[f"fusion.{bench.name}.{mode}.oom"] = 0
+                rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
                 if spec.kernel_records:
                     records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                                 for r in step.records]
             for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
                 value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
-                metrics[f"fusion.{bench.name}.{platform}.speedup.{key}"] = value
-                if platform == first_rdu:
-                    metrics[f"fusion.{bench.name}.speedup.{key}"] = value
+                rows += _rows(bench.name, platform, first, SPEEDUP, {key: value})
             if platform == first_rdu:
                 layer_util[bench.name] = largest_kernel(steps["fused_ho"])
     extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
              "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util,
              "oom_reasons": oom_reasons}
     return RunResult(workload_name=spec.name, kind="fusion", resolved=dict(loaded.raw),
-                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records), extra=extra, trace=tracer.events() if trace else ())
 
 
-def _oom(metrics, reasons, bench: str, platform: str, first: bool, modes, reason: str) -> None:
+def _oom(rows: list, reasons, bench: str, platform: str, first: bool, modes, reason: str) -> None:
     """A benchmark that does not fit a platform: ``.oom = 1`` per mode, no times."""
     for mode in modes:
-        metrics[f"fusion.{bench}.{platform}.{mode}.oom"] = 1
-        if first:
-            metrics[f"fusion.{bench}.{mode}.oom"] = 1
+        rows += _rows(bench, platform, first, mode, {"oom": 1})
     reasons[f"{bench}.{platform}"] = reason
 
 

@@ -30,6 +30,9 @@ from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
 from rdusim.memory import device_memory
 from rdusim.results import RunResult, plain
+from rdusim.rows.model import ModelRow, ModelScope, rows as model_rows
+
+RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
 
 GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
 RDU_LAUNCH = (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
@@ -77,7 +80,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     cfg = load_model_for(loaded)
     for name in spec.platforms:
         check_platform(loaded, name, cfg)
-    metrics: dict[str, float] = {}
+    rows: list[ModelRow] = []
     records: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
     events: list[Mapping[str, Any]] = []
@@ -94,8 +97,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
         tp = spec.platforms[name].tp
         need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
                              spec.prompt_tokens)
-        metrics.update(need.metrics(f"model.{name}"))
-        metrics[f"model.{name}.oom"] = int(not need.fits)
+        rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
         if not need.fits:
             oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
             continue
@@ -105,24 +107,24 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             if not engine_missing(exc):
                 raise
             notes[name] = f"{arch.kind.value.upper()} engine not available ({exc.name} is not installed)"
-            metrics[f"model.{name}.available"] = 0
+            rows.append(ModelRow(name, RUN, "available", 0))
             continue
-        metrics.update(platform_metrics(name, spec.batch_size, spec.output_tokens, timing))
+        rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
         records += [{"platform": name, **r} for r in timing.records]
         if draft is not None:
             st = speculative_run.simulate(loaded, name, cfg, draft, cache)
-            metrics.update(speculative_run.metrics(name, spec.batch_size, spec.output_tokens, st))
+            rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
             if st.oom:
                 notes[f"{name}.spec"] = st.oom
         if trace:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
-        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt))
+        rows += model_rows(name, PP, cluster_run.metrics(spec.batch_size, spec.output_tokens, pt))
         if pt.oom:
             notes[name] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
-                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
                      extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
                             "clusters": list(clusters), "oom_reasons": oom_reasons,
@@ -134,23 +136,23 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                      trace=tuple(events))
 
 
-def platform_metrics(name: str, batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
-    p = f"model.{name}"
-    out = {f"{p}.available": 1, f"{p}.latency_s": t.latency_s, f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s,
-           f"{p}.tokens_per_s": batch * output_tokens / t.latency_s if t.latency_s > 0 else 0.0,
-           f"{p}.weight_bytes_per_device": t.weight_bytes_per_device,
-           f"{p}.kv_bytes_per_device": t.kv_bytes_per_device}
+def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
+    """One platform's plain-run values by metric name (the rows of scope RUN)."""
+    out = {"available": 1, "latency_s": t.latency_s, "ttft_s": t.ttft_s, "tpot_s": t.tpot_s,
+           "tokens_per_s": batch * output_tokens / t.latency_s if t.latency_s > 0 else 0.0,
+           "weight_bytes_per_device": t.weight_bytes_per_device,
+           "kv_bytes_per_device": t.kv_bytes_per_device}
     for k in BREAKDOWN_KEYS:
-        out[f"{p}.breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
-        out[f"{p}.breakdown.step.{k}_s"] = float(t.step_s.get(k, 0.0))
-    out[f"{p}.breakdown.request.host_s"] = float(t.request_s.get("host", 0.0))
+        out[f"breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
+        out[f"breakdown.step.{k}_s"] = float(t.step_s.get(k, 0.0))
+    out["breakdown.request.host_s"] = float(t.request_s.get("host", 0.0))
     # mean time of one tensor-parallel all-reduce kernel per phase (engines that run them as
     # kernels of their own: the GPU's NCCL calls); references/nccl.yaml checks these
     for phase in ("prefill", "decode"):
         ar = [r["duration_s"] for r in t.records if r.get("kind") == "collective" and r.get("phase") == phase
               and str(r.get("tag", "")).startswith("tp.allreduce")]
         if ar:
-            out[f"{p}.{phase}.allreduce_s"] = sum(ar) / len(ar)
+            out[f"{phase}.allreduce_s"] = sum(ar) / len(ar)
     return out
 
 

@@ -68,20 +68,20 @@ def simulate(loaded: LoadedWorkload, name: str, target: ModelConfig, draft: Mode
                                 w.speculative, w.prompt_tokens, w.output_tokens, w.batch_size, cache)
 
 
-def metrics(name: str, batch: int, output_tokens: int, t: SpeculativeTiming) -> dict[str, float]:
-    p = f"model.{name}.spec"
-    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.tokens_per_step": t.tokens_per_step,
-           f"{p}.plain_decode_tokens_per_s": 1.0 / t.plain.tpot_s if t.plain.tpot_s > 0 else 0.0}
-    out.update(t.memory.metrics(p))
+def metrics(batch: int, output_tokens: int, t: SpeculativeTiming) -> dict[str, float]:
+    """The speculative run's values by metric name (the model rows of scope ``spec``)."""
+    out = {"oom": 0 if t.oom is None else 1, "tokens_per_step": t.tokens_per_step,
+           "plain_decode_tokens_per_s": 1.0 / t.plain.tpot_s if t.plain.tpot_s > 0 else 0.0}
+    out.update(t.memory.values())
     if t.oom is not None:
         return out
-    out.update({f"{p}.steps": t.steps, f"{p}.draft_s": t.draft_s, f"{p}.verify_s": t.verify_s,
-                f"{p}.step_s": t.step_s, f"{p}.ttft_s": t.ttft_s, f"{p}.tpot_s": t.tpot_s,
-                f"{p}.latency_s": t.latency_s, f"{p}.speedup": t.speedup,
-                f"{p}.tokens_per_s": batch * output_tokens / t.latency_s,
-                f"{p}.decode_tokens_per_s": 1.0 / t.tpot_s if t.tpot_s > 0 else 0.0})
+    out.update({"steps": t.steps, "draft_s": t.draft_s, "verify_s": t.verify_s,
+                "step_s": t.step_s, "ttft_s": t.ttft_s, "tpot_s": t.tpot_s,
+                "latency_s": t.latency_s, "speedup": t.speedup,
+                "tokens_per_s": batch * output_tokens / t.latency_s,
+                "decode_tokens_per_s": 1.0 / t.tpot_s if t.tpot_s > 0 else 0.0})
     for k in BREAKDOWN_KEYS:
-        out[f"{p}.breakdown.step.{k}_s"] = float(t.step_breakdown_s.get(k, 0.0))
+        out[f"breakdown.step.{k}_s"] = float(t.step_breakdown_s.get(k, 0.0))
     return out
 
 

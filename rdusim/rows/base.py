@@ -1,0 +1,88 @@
+"""What every row family shares: the value type, the 95% interval suffixes, name checks
+and the one loop that turns rows into the flat ``metrics`` mapping of results.json.
+
+A row is a frozen dataclass with typed fields naming *what* was measured (platform,
+benchmark, batch size, ...), a ``metric`` leaf and its ``value``. Its family module holds
+the one key template: ``row.key()`` writes the dotted key, the module's ``parse(key)``
+reads it back (``None`` for a key of another shape), so a key format is written once.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Protocol, Union
+
+Value = Union[int, float, None]     # as the study computed it; None: null in results.json
+CI_LOW, CI_HIGH = ".ci95_low", ".ci95_high"
+CI_SUFFIXES = (CI_LOW, CI_HIGH)
+
+
+class Row(Protocol):
+    value: Value
+
+    def key(self) -> str: ...
+
+
+def ci_keys(key: str) -> tuple[str, str]:
+    """The keys of ``key``'s 95% confidence interval (low, high)."""
+    return key + CI_LOW, key + CI_HIGH
+
+
+def interval(metrics: Mapping[str, object], key: str) -> tuple[object, object]:
+    """The stored bounds of ``key``'s 95% interval (None where absent)."""
+    low, high = ci_keys(key)
+    return metrics.get(low), metrics.get(high)
+
+
+def to_metrics(rows: Iterable[Row], into: Optional[dict] = None) -> dict:
+    """The flat metrics of ``rows``: ``key() -> value``, plus the two interval keys of a
+    row that carries one (``ci``: (low, high)). A key written twice is a bug."""
+    out: dict = {} if into is None else into
+    for row in rows:
+        k = row.key()
+        if k in out:
+            raise ValueError(f"metric key {k!r} written twice")
+        out[k] = row.value
+        ci = getattr(row, "ci", None)
+        if ci is not None:
+            out[k + CI_LOW], out[k + CI_HIGH] = ci
+    return out
+
+
+def name(value: str, what: str) -> str:
+    """A name that can sit between dots of a key: non-empty, no dot."""
+    if not isinstance(value, str) or not value or "." in value:
+        raise ValueError(f"{what} must be a non-empty name without '.', got {value!r}")
+    return value
+
+
+def leaf(value: str, what: str = "metric") -> str:
+    """A metric path below a row's identity: dotted segments, none empty."""
+    if not isinstance(value, str) or not value or any(not s for s in value.split(".")):
+        raise ValueError(f"{what} must be dotted non-empty segments, got {value!r}")
+    return value
+
+
+def numbered(part: str, prefix: str) -> Optional[int]:
+    """``bs4`` with prefix ``bs`` -> 4; None when ``part`` is not that shape."""
+    if part.startswith(prefix):
+        digits = part[len(prefix):]
+        if digits.isdigit() and digits.isascii() and digits == str(int(digits)):
+            return int(digits)
+    return None
+
+
+def split_ci(metrics: Mapping[str, Value], prefix: str) -> tuple[dict[str, Value], dict[str, list]]:
+    """The keys under ``prefix`` (a family's first segment with its dot), and the interval
+    bounds by their base key: ``{base: [low, high]}``."""
+    plain: dict[str, Value] = {}
+    bounds: dict[str, list] = {}
+    for k, v in metrics.items():
+        if not k.startswith(prefix):
+            continue
+        if k.endswith(CI_LOW):
+            bounds.setdefault(k[: -len(CI_LOW)], [None, None])[0] = v
+        elif k.endswith(CI_HIGH):
+            bounds.setdefault(k[: -len(CI_HIGH)], [None, None])[1] = v
+        else:
+            plain[k] = v
+    return plain, bounds
