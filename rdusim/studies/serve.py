@@ -34,6 +34,7 @@ from rdusim.cache import active_cache
 from rdusim.errors import InputError
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
+from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream, Trace, fit_context, read_trace, replay, synthetic
 from rdusim.serve.metrics import Slo, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
@@ -115,7 +116,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     plats = {n: ServePlatform.build(n, with_scheduler(loaded.deployment(n, cfg), spec.scheduler), cache)
              for n in spec.platforms}
     streams = Streams(loaded, cfg.max_position_embeddings)
-    metrics: dict[str, float] = {}
+    rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     events: list = []
     main = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
@@ -123,40 +124,37 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     work = len(plats) * len(spec.batching) * (1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0))
     with Progress(work, f"serve {spec.name}") as bar:
         for pi, (name, plat) in enumerate(plats.items()):
-            metrics[f"serve.{name}.kv_blocks"] = plat.kv_blocks
-            metrics[f"serve.{name}.weight_bytes_per_device"] = plat.weight_bytes
-            metrics[f"serve.{name}.kv_block_bytes_per_device"] = plat.block_bytes
-            metrics[f"serve.{name}.workspace_bytes_per_device"] = plat.workspace_bytes
-            if plat.kv_blocks < 1:
-                metrics[f"serve.{name}.oom"] = 1
+            fits = plat.kv_blocks >= 1
+            rows += point_rows(name, None, None, {
+                "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
+                "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
+                "oom": 0 if fits else 1})
+            if not fits:
                 bar.advance(work // len(plats))
                 continue
-            metrics[f"serve.{name}.oom"] = 0
             for mode in spec.batching:
-                p = f"serve.{name}.{mode.value}"
                 log, m = serve_point(plat, mode, main, spec)
-                metrics.update({f"{p}.{k}": v for k, v in m.items()})
-                metrics[f"{p}.rate_per_s"] = streams.main_rate
+                rows += point_rows(name, mode.value, None, {**m, "rate_per_s": streams.main_rate})
                 records += _records(name, mode.value, log, spec)
                 if trace:
                     events.append((name, mode.value, log))
                 bar.advance()
+                rates = [m.get("requests_per_s", 0.0)]       # achieved: main point, then the sweep's
                 for i, stream in sweep.items():
                     _, m = serve_point(plat, mode, stream, spec)
-                    metrics.update({f"{p}.load{i}.{k}": v for k, v in m.items()})
-                    metrics[f"{p}.load{i}.rate_per_s"] = spec.rates_per_s[i]
+                    rows += point_rows(name, mode.value, i, {**m, "rate_per_s": spec.rates_per_s[i]})
+                    rates.append(m.get("requests_per_s", 0.0))
                     bar.advance()
                 if spec.capacity.traffic_per_s:
-                    sat = max([metrics.get(f"{p}.load{i}.requests_per_s", 0.0) for i in sweep]
-                              + [m_ for m_ in [metrics.get(f"{p}.requests_per_s", 0.0)]])
-                    best = capacity(plat, mode, streams, spec, sat)
-                    metrics[f"{p}.capacity.max_rate_per_s"] = best
-                    metrics[f"{p}.capacity.nodes_for_traffic"] = (math.ceil(spec.capacity.traffic_per_s / best)
-                                                                  if best > 0 else math.inf)
+                    best = capacity(plat, mode, streams, spec, max(rates[1:] + rates[:1]))
+                    rows += point_rows(name, mode.value, None, {
+                        "capacity.max_rate_per_s": best,
+                        "capacity.nodes_for_traffic": (math.ceil(spec.capacity.traffic_per_s / best)
+                                                       if best > 0 else math.inf)})
                     bar.advance()
-    metrics["serve.step_cache.misses"] = cache.misses["step"]
+    rows.append(ServeRow(None, None, None, "step_cache.misses", cache.misses["step"]))
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
-                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
                      extra={"model": cfg.name, "platforms": list(spec.platforms),
                             "batching": [b.value for b in spec.batching], "rates_per_s": list(spec.rates_per_s),

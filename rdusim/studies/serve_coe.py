@@ -26,6 +26,7 @@ from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
+from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
 from rdusim.serve.metrics import Slo, summarize
@@ -59,7 +60,7 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     main = routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s), spec, loaded.seed, 0)
     sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
              for i, r in enumerate(spec.rates_per_s)}
-    metrics: dict[str, float] = {}
+    rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     runs = []
     hottest = tuple(hottest_first(coe.routing, coe.count, tuple(int(a.expert) for a in main.arrivals)))
@@ -67,47 +68,48 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
         for name in spec.platforms:
             dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
             router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
-            setup = _setup(name, dep, router_dep, coe, hottest, cache, metrics)
-            p = f"serve.{name}.coe"
+            setup = _setup(name, dep, router_dep, coe, hottest, cache, rows)
             if setup is None:
                 bar.advance(1 + len(sweep))
                 continue
+            rates: list[float] = []       # achieved, main point then the sweep's
             for i, stream in [(None, main), *sweep.items()]:
                 log, ec = run_coe(setup, stream.arrivals)
                 log.truncated = stream.truncated
                 m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s),
                               len(stream.arrivals) + stream.rejected)
                 m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
-                key = p if i is None else f"{p}.load{i}"
-                metrics.update({f"{key}.{k}": v for k, v in m.items()})
-                metrics[f"{key}.rate_per_s"] = streams.main_rate if i is None else spec.rates_per_s[i]
+                m["rate_per_s"] = streams.main_rate if i is None else spec.rates_per_s[i]
+                rows += point_rows(name, "coe", i, m)
+                if "requests_per_s" in m:
+                    rates.append(m["requests_per_s"])
                 if i is None:
                     records += _records(name, log, spec)
                     runs.append((name, "coe", log))
                 bar.advance()
             if spec.capacity.traffic_per_s:
-                _capacity(name, setup, streams, spec, loaded.seed, metrics)
+                rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates))
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
-                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+                     archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
                      extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
                             "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe)},
                      trace=request_spans(runs, spec.trace_requests) if trace else ())
 
 
-def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int, metrics) -> None:
+def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int,
+              sat: float) -> list[ServeRow]:
     """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
     (the single-model study's search on the CoE server)."""
     node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0])
     routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
-    sat = max(v for k, v in metrics.items() if k.startswith(f"serve.{name}.coe") and k.endswith(".requests_per_s"))
     best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
-    metrics[f"serve.{name}.coe.capacity.max_rate_per_s"] = best
-    metrics[f"serve.{name}.coe.capacity.nodes_for_traffic"] = (math.ceil(spec.capacity.traffic_per_s / best)
-                                                               if best > 0 else math.inf)
+    return point_rows(name, "coe", None, {
+        "capacity.max_rate_per_s": best,
+        "capacity.nodes_for_traffic": math.ceil(spec.capacity.traffic_per_s / best) if best > 0 else math.inf})
 
 
-def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, metrics) -> CoeSetup | None:
+def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list) -> CoeSetup | None:
     sched = dep.stack.scheduler
     tp = dep.tp
     expert_bytes = build_model_graph(dep.model, Phase.DECODE, 1, 1).param_bytes
@@ -117,16 +119,14 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, metrics) -> Coe
     work = workspace_bytes(dep, cache) * tp
     cap = node_capacity(dep.arch, tp, expert_bytes, router_bytes + kv_bytes + reserve + work)
     block = dep.model.kv_cache_bytes_per_rank(sched.kv_block_tokens, tp)
-    metrics[f"serve.{name}.expert_slots"] = cap.hbm_experts
-    metrics[f"serve.{name}.max_experts"] = cap.max_experts
     reason = cap.fits(coe.count)
-    metrics[f"serve.{name}.oom"] = int(reason is not None)
+    rows += point_rows(name, None, None, {"expert_slots": cap.hbm_experts, "max_experts": cap.max_experts,
+                                          "oom": int(reason is not None)})
     if reason is not None:
         return None
     switch = lone_switch_s(dep.arch, tp, expert_bytes)
-    metrics[f"serve.{name}.switch_s"] = switch
     blocks = int(kv_bytes / tp // block)
-    metrics[f"serve.{name}.kv_blocks"] = blocks
+    rows += point_rows(name, None, None, {"switch_s": switch, "kv_blocks": blocks})
     return CoeSetup(router=StepModel(router_dep, cache), expert=StepModel(dep, cache), experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
