@@ -42,6 +42,7 @@ from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
 from rdusim.progress import Progress
+from rdusim.rows import lookup
 
 
 class Role(enum.Enum):
@@ -158,15 +159,16 @@ def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str =
                 expected=ref.expected, tolerance=ref.tolerance)
     if metrics is None:
         return ValidationRow(**base, simulated=None, error=None, passed=False, note=failure or "the run failed")
-    if ref.metric not in metrics:
+    row = lookup(metrics, ref.metric)      # the metric's typed row, with its interval
+    if row is None:
         return ValidationRow(**base, simulated=None, error=None, passed=False,
                              note=f"metric {ref.metric} missing from the results")
-    value = metrics[ref.metric]
+    value = row.value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return ValidationRow(**base, simulated=None, error=None, passed=False,
                              note=f"metric {ref.metric} is not a finite number ({value!r})")
     error = value / ref.expected - 1.0
-    low, high = _interval(metrics, ref.metric)
+    low, high = _interval(row.ci)
     if low is None:
         passed = abs(error) <= ref.tolerance * (1 + 1e-9)
         note = "" if passed else f"off by {error:+.1%}, outside ±{ref.tolerance:.1%}"
@@ -181,8 +183,9 @@ def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str =
                          ci95_low=low, ci95_high=high)
 
 
-def _interval(metrics: Mapping[str, Any], metric: str) -> tuple[Optional[float], Optional[float]]:
-    low, high = metrics.get(metric + ".ci95_low"), metrics.get(metric + ".ci95_high")
+def _interval(ci: Optional[tuple]) -> tuple[Optional[float], Optional[float]]:
+    """A row's 95% interval as floats, or (None, None) when it has none (or not finite)."""
+    low, high = ci if ci is not None else (None, None)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
         return float(low), float(high)
     return None, None

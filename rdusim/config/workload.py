@@ -144,7 +144,10 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
             raise InputError("--set", f"{prefix}.{unknown[0]}",
                              f"a platform of this workload (one of {sorted(platforms)})", unknown[0])
     archs, stacks, arch_files = {}, {}, {}
+    from rdusim.rows import platform_name_problem
     for name, plat in platforms.items():
+        if (problem := platform_name_problem(name, kind.value)) is not None:
+            raise InputError(file, f"platforms.{name}", problem, name)
         arch_file = resolve_path(plat.arch, file)
         if not arch_file.is_file():
             tried = " or ".join(str(c) for c in candidates_of(plat.arch, file))

@@ -1,16 +1,19 @@
-"""Reading the flat dotted metric keys of results.json back into structure.
+"""The report's views of a result: its typed rows (:mod:`rdusim.rows`, which read the
+dotted keys of results.json) grouped as the sections show them.
 
 Only the contract's key shapes are recognised (architecture doc, "results.json");
 anything else is left to the all-metrics CSV. Platform, benchmark and scenario
-names come from the keys themselves: nothing assumes which platforms exist.
+names come from the rows themselves: nothing assumes which platforms exist.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
+
+from rdusim.rows import coe as coe_rows, fusion as fusion_rows, model as model_rows
+from rdusim.rows.base import CI_HIGH, CI_LOW
 
 FUSION_MODES = ("unfused", "fused", "fused_so", "fused_ho")
 BREAKDOWN = ("compute", "memory", "launch", "collective", "host")
@@ -38,16 +41,6 @@ def num(value: Any) -> Optional[float]:
 
 
 # ---------------------------------------------------------------- CoE
-_SPEEDUP = re.compile(r"^coe\.speedup\.(?P<a>[^.]+?)_vs_(?P<c>[^.]+)\.bs(?P<bs>\d+)\.tok(?P<tok>\d+)\.(?P<m>\w+)"
-                      r"(?P<ci>\.ci95_low|\.ci95_high)?$")   # a speedup, or a bound of its 95% CI
-_SWITCH = re.compile(r"^coe\.speedup\.(?P<a>[^.]+?)_vs_(?P<c>[^.]+)\.switch$")
-_CAPACITY = re.compile(r"^coe\.capacity\.(?P<p>[^.]+)\.(?P<m>\w+)$")
-_FOOTPRINT = re.compile(r"^coe\.footprint\.(?P<p>[^.]+)\.nodes_for(?P<n>\d+)$")
-_SWEEP = re.compile(r"^coe\.(?P<p>[^.]+)\.bs(?P<bs>\d+)\.tok(?P<tok>\d+)\.experts(?P<n>\d+)\.(?P<m>\w+)$")
-_SCEN = re.compile(r"^coe\.(?P<p>[^.]+)\.bs(?P<bs>\d+)\.tok(?P<tok>\d+)\.(?P<m>\w+)$")
-_RESERVED = {"speedup", "capacity", "footprint"}
-
-
 @dataclass
 class CoeView:
     platforms: list[str] = field(default_factory=list)
@@ -68,31 +61,33 @@ class CoeView:
 
 
 def coe_view(metrics: Mapping[str, Any], order: list[str]) -> CoeView:
+    """The CoE rows (:mod:`rdusim.rows.coe`) of ``metrics``, by what the report shows."""
     v = CoeView()
     seen: list[str] = []
-    for key, raw in metrics.items():
-        if not key.startswith("coe."):
-            continue
-        val = num(raw)
-        if m := _SPEEDUP.match(key):
-            s = Scenario(int(m["bs"]), int(m["tok"]))
-            v.speedups.setdefault((m["a"], m["c"], s), {})[m["m"] + (m["ci"] or "")] = val
-        elif m := _SWITCH.match(key):
-            v.switch_speedups[(m["a"], m["c"])] = val
-        elif m := _CAPACITY.match(key):
-            v.capacity.setdefault(m["p"], {})[m["m"]] = val
-            seen.append(m["p"])
-        elif m := _FOOTPRINT.match(key):
-            v.footprint.setdefault(m["p"], {})[int(m["n"])] = val
-            seen.append(m["p"])
-        elif (m := _SWEEP.match(key)) and m["p"] not in _RESERVED:
-            s = Scenario(int(m["bs"]), int(m["tok"]))
-            v.sweep.setdefault((m["p"], s), {}).setdefault(int(m["n"]), {})[m["m"]] = val
-            seen.append(m["p"])
-        elif (m := _SCEN.match(key)) and m["p"] not in _RESERVED:
-            s = Scenario(int(m["bs"]), int(m["tok"]))
-            v.scenarios.setdefault((m["p"], s), {})[m["m"]] = val
-            seen.append(m["p"])
+    for r in coe_rows.from_metrics(metrics):
+        val = num(r.value)
+        if isinstance(r, coe_rows.CoeSpeedupRow):
+            if r.batch is None:
+                if r.part == "switch":
+                    v.switch_speedups[(r.reference, r.other)] = val
+                continue
+            d = v.speedups.setdefault((r.reference, r.other, Scenario(r.batch, r.tokens)), {})
+            d[r.part] = val
+            if r.ci is not None:
+                d[r.part + CI_LOW], d[r.part + CI_HIGH] = num(r.ci[0]), num(r.ci[1])
+        elif isinstance(r, coe_rows.CoeCapacityRow):
+            v.capacity.setdefault(r.platform, {})[r.metric] = val
+            seen.append(r.platform)
+        elif isinstance(r, coe_rows.CoeFootprintRow):
+            v.footprint.setdefault(r.platform, {})[r.experts] = val
+            seen.append(r.platform)
+        elif isinstance(r, coe_rows.CoePointRow):
+            s = Scenario(r.batch, r.tokens)
+            if r.experts is None:
+                v.scenarios.setdefault((r.platform, s), {})[r.metric] = val
+            else:
+                v.sweep.setdefault((r.platform, s), {}).setdefault(r.experts, {})[r.metric] = val
+            seen.append(r.platform)
     v.platforms = ordered(order, seen)
     return v
 
@@ -123,32 +118,23 @@ def fusion_view(metrics: Mapping[str, Any], platforms: Sequence[str] = ()) -> Fu
 
 
 def fusion_views(metrics: Mapping[str, Any], platforms: Sequence[str] = ()) -> list[FusionView]:
-    """One view for the unqualified keys, then one per platform named in
-    ``fusion.<b>.<platform>.<mode>.<leaf>`` keys (``platforms`` says which names are platforms)."""
+    """One view for the unqualified rows (platform None), then one per platform, in the
+    order of ``platforms`` and then of appearance (:mod:`rdusim.rows.fusion`)."""
     views: dict[Optional[str], FusionView] = {None: FusionView()}
     seen: dict[Optional[str], list[str]] = {None: []}
-    plats = set(platforms)
-    for key, raw in metrics.items():
-        if not key.startswith("fusion."):
-            continue
-        parts = key.split(".")
-        if len(parts) < 4:
-            continue
-        middle, second, leaf = parts[1:-2], parts[-2], parts[-1]
-        plat = None
-        if len(middle) > 1 and middle[-1] in plats:
-            plat, middle = middle[-1], middle[:-1]
-        bench = ".".join(middle)
-        v = views.setdefault(plat, FusionView(platform=plat))
-        if second == "speedup":
-            v.speedups.setdefault(bench, {})[leaf] = num(raw)
-        elif second in FUSION_MODES or plat is not None:
-            v.modes.setdefault((bench, second), {})[leaf] = num(raw)
+    for r in fusion_rows.from_metrics(metrics):
+        plat = r.platform
+        if r.is_speedup:
+            views.setdefault(plat, FusionView(platform=plat)).speedups.setdefault(r.bench, {})[r.metric] = num(r.value)
+        elif r.mode in FUSION_MODES or plat is not None:
+            views.setdefault(plat, FusionView(platform=plat)).modes.setdefault((r.bench, r.mode), {})[r.metric] = \
+                num(r.value)
         else:
             continue
-        seen.setdefault(plat, []).append(bench)
+        seen.setdefault(plat, []).append(r.bench)
     for plat, v in views.items():
         v.benchmarks = ordered([], seen.get(plat, []))
+    plats = set(platforms)
     order = [None] + [p for p in platforms if p in views] + [p for p in views if p is not None and p not in plats]
     return [views[p] for p in order]
 
@@ -169,21 +155,22 @@ class ModelView:
         return [c for c in BREAKDOWN if c in found] + sorted(found - set(BREAKDOWN))
 
 
-_MODEL = re.compile(r"^model\.(?P<p>[^.]+)\.(?P<m>\w+)$")
-_BREAK = re.compile(r"^model\.(?P<p>[^.]+)\.breakdown\.(?P<c>\w+?)_s$")
-
-
 def model_view(metrics: Mapping[str, Any], order: list[str]) -> ModelView:
+    """The plain-run model rows (:mod:`rdusim.rows.model`): one-segment metrics as values,
+    ``breakdown.<part>_s`` as the request's breakdown."""
     v = ModelView()
     seen: list[str] = []
-    for key, raw in metrics.items():
-        if m := _BREAK.match(key):
-            v.breakdown.setdefault(m["p"], {})[m["c"]] = num(raw)
-        elif m := _MODEL.match(key):
-            v.values.setdefault(m["p"], {})[m["m"]] = num(raw)
+    for r in model_rows.from_metrics(metrics):
+        if r.scope is not model_rows.ModelScope.RUN:
+            continue
+        part = r.breakdown_part
+        if part is not None:
+            v.breakdown.setdefault(r.platform, {})[part] = num(r.value)
+        elif "." not in r.metric:
+            v.values.setdefault(r.platform, {})[r.metric] = num(r.value)
         else:
             continue
-        seen.append(m["p"])
+        seen.append(r.platform)
     v.platforms = ordered(order, seen)
     return v
 

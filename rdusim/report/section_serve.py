@@ -3,24 +3,20 @@ throughput and goodput, capacity under the SLO, and the figures of plots_serve."
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Optional, Sequence
 
 from rdusim.report import plots_serve
 from rdusim.report.document import Section, Table
 from rdusim.report.keys import num
-
-_LOAD = re.compile(r"^serve\.([^.]+)\.([^.]+)\.load(\d+)\.(.+)$")
-_MAIN = re.compile(r"^serve\.([^.]+)\.(continuous|static|coe)\.(.+)$")
+from rdusim.rows import serve as serve_rows
 
 
 def curves(metrics: Mapping[str, Any], order: Sequence[str]) -> dict[tuple[str, str], list[dict]]:
     """(platform, mode) -> one dict of metrics per load point, by offered rate."""
     points: dict[tuple[str, str, int], dict[str, float]] = {}
-    for k, v in metrics.items():
-        m = _LOAD.match(k)
-        if m and num(v) is not None:
-            points.setdefault((m[1], m[2], int(m[3])), {})[m[4]] = num(v)
+    for r in serve_rows.from_metrics(metrics):
+        if r.load is not None and num(r.value) is not None:
+            points.setdefault((r.platform, r.mode, r.load), {})[r.metric] = num(r.value)
     out: dict[tuple[str, str], list[dict]] = {}
     for (plat, mode, _), d in sorted(points.items(), key=lambda kv: (_rank(order, kv[0][0]), kv[0][1], kv[0][2])):
         if "rate_per_s" in d:
@@ -31,13 +27,11 @@ def curves(metrics: Mapping[str, Any], order: Sequence[str]) -> dict[tuple[str, 
 
 
 def main_points(metrics: Mapping[str, Any], order: Sequence[str]) -> dict[tuple[str, str], dict]:
+    """(platform, mode) -> the metrics of the main load point."""
     out: dict[tuple[str, str], dict] = {}
-    for k, v in metrics.items():
-        if _LOAD.match(k):
-            continue
-        m = _MAIN.match(k)
-        if m and num(v) is not None:
-            out.setdefault((m[1], m[2]), {})[m[3]] = num(v)
+    for r in serve_rows.from_metrics(metrics):
+        if r.mode is not None and r.load is None and num(r.value) is not None:
+            out.setdefault((r.platform, r.mode), {})[r.metric] = num(r.value)
     return dict(sorted(out.items(), key=lambda kv: (_rank(order, kv[0][0]), kv[0][1])))
 
 

@@ -2,24 +2,41 @@
 and the one loop that turns rows into the flat ``metrics`` mapping of results.json.
 
 A row is a frozen dataclass with typed fields naming *what* was measured (platform,
-benchmark, batch size, ...), a ``metric`` leaf and its ``value``. Its family module holds
+benchmark, batch size, ...), a ``metric`` leaf, its ``value`` and optionally ``ci``, the
+(low, high) of its 95% confidence interval, written as ``<key>.ci95_low`` / ``.ci95_high``. Its family module holds
 the one key template: ``row.key()`` writes the dotted key, the module's ``parse(key)``
 reads it back (``None`` for a key of another shape), so a key format is written once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Protocol, Union
 
 Value = Union[int, float, None]     # as the study computed it; None: null in results.json
 CI_LOW, CI_HIGH = ".ci95_low", ".ci95_high"
 CI_SUFFIXES = (CI_LOW, CI_HIGH)
+_BOUNDS = (CI_LOW[1:], CI_HIGH[1:])
+Interval = Optional[tuple]           # (low, high) of a 95% confidence interval
+_MISSING = object()
 
 
 class Row(Protocol):
     value: Value
 
     def key(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """A metric whose key is of no family's shape, kept whole (validate can still compare it)."""
+
+    name: str
+    value: Value
+    ci: Interval = None
+
+    def key(self) -> str:
+        return self.name
 
 
 def ci_keys(key: str) -> tuple[str, str]:
@@ -56,10 +73,24 @@ def name(value: str, what: str) -> str:
 
 
 def leaf(value: str, what: str = "metric") -> str:
-    """A metric path below a row's identity: dotted segments, none empty."""
+    """A metric path below a row's identity: dotted segments, none empty, the last not an
+    interval bound's name."""
     if not isinstance(value, str) or not value or any(not s for s in value.split(".")):
         raise ValueError(f"{what} must be dotted non-empty segments, got {value!r}")
+    if value.rsplit(".", 1)[-1] in _BOUNDS:
+        raise ValueError(f"{what} {value!r} reads as an interval bound")
     return value
+
+
+def metric(value: str, what: str = "metric") -> str:
+    """A one-segment metric name (not an interval bound's name)."""
+    name(value, what)
+    return leaf(value, what)
+
+
+def check_ci(ci) -> None:
+    if ci is not None and not (isinstance(ci, tuple) and len(ci) == 2):
+        raise ValueError(f"ci must be a (low, high) tuple or None, got {ci!r}")
 
 
 def numbered(part: str, prefix: str) -> Optional[int]:
@@ -71,18 +102,31 @@ def numbered(part: str, prefix: str) -> Optional[int]:
     return None
 
 
+def read_family(metrics: Mapping[str, Value], prefix: str, parse) -> list:
+    """The rows of one family: ``parse(key, value, ci)`` for each key under ``prefix`` that
+    is not an interval bound, with the bounds of its interval when both are there."""
+    plain, bounds = split_ci(metrics, prefix)
+    out = []
+    for k, v in plain.items():
+        b = bounds.get(k)
+        row = parse(k, v, tuple(b) if b is not None and _MISSING not in b else None)
+        if row is not None:
+            out.append(row)
+    return out
+
+
 def split_ci(metrics: Mapping[str, Value], prefix: str) -> tuple[dict[str, Value], dict[str, list]]:
     """The keys under ``prefix`` (a family's first segment with its dot), and the interval
-    bounds by their base key: ``{base: [low, high]}``."""
+    bounds by their base key: ``{base: [low, high]}`` (``_MISSING`` for a bound not there)."""
     plain: dict[str, Value] = {}
     bounds: dict[str, list] = {}
     for k, v in metrics.items():
         if not k.startswith(prefix):
             continue
         if k.endswith(CI_LOW):
-            bounds.setdefault(k[: -len(CI_LOW)], [None, None])[0] = v
+            bounds.setdefault(k[: -len(CI_LOW)], [_MISSING, _MISSING])[0] = v
         elif k.endswith(CI_HIGH):
-            bounds.setdefault(k[: -len(CI_HIGH)], [None, None])[1] = v
+            bounds.setdefault(k[: -len(CI_HIGH)], [_MISSING, _MISSING])[1] = v
         else:
             plain[k] = v
     return plain, bounds

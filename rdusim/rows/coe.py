@@ -10,7 +10,7 @@
 - :class:`CoeRunRow` ``coe.<metric>`` (``replications``, ``batches_per_replication``).
 
 A mean over replications carries its 95% interval as ``ci`` = (low, high), written as
-``<key>.ci95_low`` / ``<key>.ci95_high``.
+``<key>.ci95_low`` / ``<key>.ci95_high`` (as any row of any family may).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
-from rdusim.rows.base import CI_HIGH, CI_LOW, Value, name, numbered, split_ci
+from rdusim.rows.base import Interval, Value, check_ci, metric, name, numbered, read_family
 
 PREFIX = "coe."
 RESERVED = ("speedup", "capacity", "footprint")
-_VS = "_vs_"
-Interval = Optional[tuple]
+VS = "_vs_"
 
 
 def _platform(p: str) -> str:
@@ -34,10 +33,7 @@ def _platform(p: str) -> str:
 
 
 def _metric(m: str) -> str:
-    name(m, "metric")
-    if m.endswith((CI_LOW[1:], CI_HIGH[1:])):
-        raise ValueError(f"metric {m!r} reads as an interval bound")
-    return m
+    return metric(m)
 
 
 def _count(n: Optional[int], what: str, allow_none: bool = False) -> None:
@@ -58,6 +54,7 @@ class CoePointRow:
     ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         _platform(self.platform)
         _metric(self.metric)
         _count(self.batch, "batch")
@@ -80,10 +77,11 @@ class CoeSpeedupRow:
     ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         for p in (self.reference, self.other):
             name(p, "platform")
-            if _VS in p:
-                raise ValueError(f"platform name {p!r} holds {_VS!r}")
+            if VS in p:
+                raise ValueError(f"platform name {p!r} holds {VS!r}")
         _metric(self.part)
         if (self.batch is None) != (self.tokens is None):
             raise ValueError("a speedup has both batch and tokens, or neither (the switch ratio)")
@@ -93,7 +91,7 @@ class CoeSpeedupRow:
             raise ValueError("a speedup without a scenario is the switch ratio")
 
     def key(self) -> str:
-        head = f"coe.speedup.{self.reference}{_VS}{self.other}"
+        head = f"coe.speedup.{self.reference}{VS}{self.other}"
         if self.batch is None:
             return f"{head}.{self.part}"
         return f"{head}.bs{self.batch}.tok{self.tokens}.{self.part}"
@@ -104,8 +102,10 @@ class CoeCapacityRow:
     platform: str
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         name(self.platform, "platform")
         _metric(self.metric)
 
@@ -118,8 +118,10 @@ class CoeFootprintRow:
     platform: str
     experts: int
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         name(self.platform, "platform")
         _count(self.experts, "experts")
 
@@ -132,8 +134,10 @@ class CoePlatformRow:
     platform: str
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         _platform(self.platform)
         _metric(self.metric)
         if numbered(self.metric, "bs") is not None:
@@ -147,8 +151,10 @@ class CoePlatformRow:
 class CoeRunRow:
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
+        check_ci(self.ci)
         _metric(self.metric)
 
     def key(self) -> str:
@@ -180,9 +186,9 @@ def _parse(key: str, value: Value, ci: Interval) -> Optional[CoeRow]:
         return None
     head = parts[1]
     if len(parts) == 2:
-        return CoeRunRow(head, value)
+        return CoeRunRow(head, value, ci)
     if head == "speedup":
-        ref, vs, other = parts[2].partition(_VS)
+        ref, vs, other = parts[2].partition(VS)
         if not vs:
             return None
         if len(parts) == 4:
@@ -192,12 +198,12 @@ def _parse(key: str, value: Value, ci: Interval) -> Optional[CoeRow]:
             return CoeSpeedupRow(ref, other, sc[0], sc[1], parts[5], value, ci)
         return None
     if head == "capacity":
-        return CoeCapacityRow(parts[2], parts[3], value) if len(parts) == 4 else None
+        return CoeCapacityRow(parts[2], parts[3], value, ci) if len(parts) == 4 else None
     if head == "footprint":
         n = numbered(parts[3], "nodes_for") if len(parts) == 4 else None
-        return CoeFootprintRow(parts[2], n, value) if n is not None else None
+        return CoeFootprintRow(parts[2], n, value, ci) if n is not None else None
     if len(parts) == 3:
-        return CoePlatformRow(head, parts[2], value)
+        return CoePlatformRow(head, parts[2], value, ci)
     sc = _scenario(parts[2:])
     if sc is None:
         return None
@@ -211,11 +217,4 @@ def _parse(key: str, value: Value, ci: Interval) -> Optional[CoeRow]:
 
 def from_metrics(metrics: Mapping[str, Value]) -> list[CoeRow]:
     """Every coe row; interval bounds join the row of their base key."""
-    plain, bounds = split_ci(metrics, PREFIX)
-    out = []
-    for k, v in plain.items():
-        b = bounds.get(k)
-        row = parse(k, v, tuple(b) if b is not None else None)
-        if row is not None:
-            out.append(row)
-    return out
+    return read_family(metrics, PREFIX, parse)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from rdusim.rows.base import Value, name
+from rdusim.rows.base import Interval, Value, check_ci, metric, name, read_family
 
 PREFIX = "fusion."
 SPEEDUP = "speedup"
@@ -23,13 +23,15 @@ class FusionRow:
     mode: str
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
         name(self.bench, "bench")
         if self.platform is not None:
             name(self.platform, "platform")
         name(self.mode, "mode")
-        name(self.metric, "metric")
+        metric(self.metric)
+        check_ci(self.ci)
 
     @property
     def is_speedup(self) -> bool:
@@ -41,25 +43,25 @@ class FusionRow:
         return f"fusion.{self.bench}.{self.platform}.{self.mode}.{self.metric}"
 
 
-def parse(key: str, value: Value) -> Optional[FusionRow]:
+def parse(key: str, value: Value, ci: Interval = None) -> Optional[FusionRow]:
     """The row of ``key`` (None: not a fusion key of a known shape)."""
     try:
-        return _parse(key, value) if key.startswith(PREFIX) else None
+        return _parse(key, value, ci) if key.startswith(PREFIX) else None
     except ValueError:
         return None
 
 
-def _parse(key: str, value: Value) -> Optional[FusionRow]:
+def _parse(key: str, value: Value, ci: Interval) -> Optional[FusionRow]:
     parts = key.split(".")
     if len(parts) == 4:
-        return FusionRow(parts[1], None, parts[2], parts[3], value)
+        return FusionRow(parts[1], None, parts[2], parts[3], value, ci)
     if len(parts) == 5:
-        return FusionRow(parts[1], parts[2], parts[3], parts[4], value)
+        return FusionRow(parts[1], parts[2], parts[3], parts[4], value, ci)
     return None
 
 
 def from_metrics(metrics: Mapping[str, Value]) -> list[FusionRow]:
-    return [r for k, v in metrics.items() if k.startswith(PREFIX) and (r := parse(k, v)) is not None]
+    return read_family(metrics, PREFIX, parse)
 
 
 def step_rows(bench: str, platform: Optional[str], mode: str, values: Mapping[str, Value]) -> list[FusionRow]:

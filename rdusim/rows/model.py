@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from rdusim.rows.base import Value, leaf, name
+from rdusim.rows.base import Interval, Value, check_ci, leaf, name, read_family
 
 PREFIX = "model."
 
@@ -31,10 +31,14 @@ class ModelRow:
     scope: ModelScope
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
         name(self.platform, "platform")
         leaf(self.metric)
+        check_ci(self.ci)
+        if not isinstance(self.scope, ModelScope):
+            raise ValueError(f"scope must be a ModelScope, got {self.scope!r}")
         if self.scope is ModelScope.RUN and self.metric.split(".", 1)[0] in _SCOPES:
             raise ValueError(f"a plain model metric cannot start with a scope name: {self.metric!r}")
 
@@ -52,28 +56,28 @@ class ModelRow:
         return f"model.{self.platform}.{self.scope.value}.{self.metric}"
 
 
-def parse(key: str, value: Value) -> Optional[ModelRow]:
+def parse(key: str, value: Value, ci: Interval = None) -> Optional[ModelRow]:
     """The row of ``key`` (None: not a model key of a known shape)."""
     try:
-        return _parse(key, value) if key.startswith(PREFIX) else None
+        return _parse(key, value, ci) if key.startswith(PREFIX) else None
     except ValueError:
         return None
 
 
-def _parse(key: str, value: Value) -> Optional[ModelRow]:
+def _parse(key: str, value: Value, ci: Interval) -> Optional[ModelRow]:
     parts = key.split(".")
     if len(parts) < 3 or "" in parts:
         return None
     scope = _SCOPES.get(parts[2]) if len(parts) > 3 else None
     if scope is not None:
-        return ModelRow(parts[1], scope, ".".join(parts[3:]), value)
+        return ModelRow(parts[1], scope, ".".join(parts[3:]), value, ci)
     if parts[2] in _SCOPES:
         return None
-    return ModelRow(parts[1], ModelScope.RUN, ".".join(parts[2:]), value)
+    return ModelRow(parts[1], ModelScope.RUN, ".".join(parts[2:]), value, ci)
 
 
 def from_metrics(metrics: Mapping[str, Value]) -> list[ModelRow]:
-    return [r for k, v in metrics.items() if k.startswith(PREFIX) and (r := parse(k, v)) is not None]
+    return read_family(metrics, PREFIX, parse)
 
 
 def rows(platform: str, scope: ModelScope, values: Mapping[str, Value]) -> list[ModelRow]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from rdusim.rows.base import Value, leaf, name, numbered
+from rdusim.rows.base import Interval, Value, check_ci, leaf, name, numbered, read_family
 
 PREFIX = "serve."
 MODES = ("continuous", "static", "coe")
@@ -26,9 +26,11 @@ class ServeRow:
     load: Optional[int]
     metric: str
     value: Value
+    ci: Interval = None
 
     def __post_init__(self):
         leaf(self.metric)
+        check_ci(self.ci)
         head = self.metric.split(".", 1)[0]
         if self.platform is None:
             if head not in RUN_LEVEL or self.mode is not None or self.load is not None:
@@ -57,31 +59,31 @@ class ServeRow:
         return f"serve.{self.platform}.{self.mode}.load{self.load}.{self.metric}"
 
 
-def parse(key: str, value: Value) -> Optional[ServeRow]:
+def parse(key: str, value: Value, ci: Interval = None) -> Optional[ServeRow]:
     """The row of ``key`` (None: not a serve key of a known shape)."""
     try:
-        return _parse(key, value) if key.startswith(PREFIX) else None
+        return _parse(key, value, ci) if key.startswith(PREFIX) else None
     except ValueError:
         return None
 
 
-def _parse(key: str, value: Value) -> Optional[ServeRow]:
+def _parse(key: str, value: Value, ci: Interval) -> Optional[ServeRow]:
     parts = key.split(".")
     if len(parts) < 3 or "" in parts:
         return None
     if parts[1] in RUN_LEVEL:
-        return ServeRow(None, None, None, ".".join(parts[1:]), value)
+        return ServeRow(None, None, None, ".".join(parts[1:]), value, ci)
     plat = parts[1]
     if parts[2] not in MODES or len(parts) < 4:
-        return ServeRow(plat, None, None, ".".join(parts[2:]), value)
+        return ServeRow(plat, None, None, ".".join(parts[2:]), value, ci)
     load = numbered(parts[3], "load")
     if load is not None and len(parts) > 4:
-        return ServeRow(plat, parts[2], load, ".".join(parts[4:]), value)
-    return ServeRow(plat, parts[2], None, ".".join(parts[3:]), value)
+        return ServeRow(plat, parts[2], load, ".".join(parts[4:]), value, ci)
+    return ServeRow(plat, parts[2], None, ".".join(parts[3:]), value, ci)
 
 
 def from_metrics(metrics: Mapping[str, Value]) -> list[ServeRow]:
-    return [r for k, v in metrics.items() if k.startswith(PREFIX) and (r := parse(k, v)) is not None]
+    return read_family(metrics, PREFIX, parse)
 
 
 def point_rows(platform: str, mode: str, load: Optional[int], values: Mapping[str, Value]) -> list[ServeRow]:

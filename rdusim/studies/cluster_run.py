@@ -19,6 +19,7 @@ from rdusim.config.workload_cluster import ClusterPlatformSpec
 from rdusim.engine.pipeline_parallel import PipelineTiming, check_split, simulate_pipelined
 from rdusim.cache import RunCache
 from rdusim.errors import InputError
+from rdusim.rows import platform_name_problem
 
 
 def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpec, Deployment, ClusterPlatformSpec]]:
@@ -29,6 +30,8 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
         key = f"clusters.{name}"
         if name in w.platforms:
             raise InputError(loaded.file, key, "a name not used by platforms", name)
+        if (problem := platform_name_problem(name, "model")) is not None:
+            raise InputError(loaded.file, key, problem, name)
         path = resolve_path(plat.cluster, loaded.file)
         if not path.is_file():
             raise InputError(loaded.file, f"{key}.cluster", "a path to a cluster YAML file", plat.cluster)
