@@ -61,9 +61,13 @@ class CoePointRow:
         _count(self.tokens, "tokens")
         _count(self.experts, "experts", allow_none=True)
 
-    def key(self) -> str:
+    def prefix(self) -> str:
+        """The key without its metric: the serving point (``extra.oom_reasons`` is keyed by it)."""
         sweep = "" if self.experts is None else f".experts{self.experts}"
-        return f"coe.{self.platform}.bs{self.batch}.tok{self.tokens}{sweep}.{self.metric}"
+        return f"coe.{self.platform}.bs{self.batch}.tok{self.tokens}{sweep}"
+
+    def key(self) -> str:
+        return f"{self.prefix()}.{self.metric}"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,9 @@ from rdusim.graph.phase import Phase
 from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
-from rdusim.studies.coe_stats import put
+from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
+                             CoeSpeedupRow)
+from rdusim.studies.coe_stats import mean_ci
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cache import active_cache
 from rdusim.studies.coe_timing import ModelTimer
@@ -115,7 +117,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
-    metrics: dict[str, float] = {}
+    rows: list[CoeRow] = []
     records: list[dict[str, Any]] = []
     oom_reasons: dict[str, str] = {}
     events: list[dict] = []
@@ -123,14 +125,13 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     per_rep: dict = {}
     with Progress(steps, f"coe {spec.name}") as bar:
         for name, pr in runs.items():
-            _run_platform(pr, spec, scenarios, metrics, records, oom_reasons,
+            _run_platform(pr, spec, scenarios, rows, records, oom_reasons,
                           events if trace else None, bar, per_rep)
-    _speedups(runs, reference, scenarios, metrics, per_rep)
-    metrics["coe.replications"] = spec.replications
-    metrics["coe.batches_per_replication"] = spec.batches
+    _speedups(runs, reference, scenarios, rows, per_rep)
+    rows += [CoeRunRow("replications", spec.replications), CoeRunRow("batches_per_replication", spec.batches)]
     return RunResult(
         workload_name=spec.name, kind="coe", resolved=dict(loaded.raw),
-        archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, metrics=metrics,
+        archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
         records=tuple(records),
         extra={"reference_platform": reference, "oom_reasons": oom_reasons,
                "scenarios": [s.key for s in scenarios], "replications": spec.replications,
@@ -138,32 +139,30 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         trace=tuple(_chrome(events, list(runs))))
 
 
-def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, metrics, records,
+def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, records,
                   oom_reasons, events: list | None, bar: Progress, per_rep: dict) -> None:
     """Capacity, every scenario (``spec.replications`` independent routings each), the
     expert-count sweep (one routing) and the footprint of one platform."""
     name = pr.name
     cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
-    metrics[f"coe.capacity.{name}.max_experts"] = cap.max_experts
-    metrics[f"coe.capacity.{name}.hbm_experts"] = cap.hbm_experts
-    metrics[f"coe.{name}.expert_bytes"] = pr.expert_bytes
-    metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, pr.expert_bytes)
+    rows += [CoeCapacityRow(name, "max_experts", cap.max_experts), CoeCapacityRow(name, "hbm_experts", cap.hbm_experts),
+             CoePlatformRow(name, "expert_bytes", pr.expert_bytes),
+             CoePlatformRow(name, "lone_switch_s", lone_switch_s(pr.arch, pr.tp, pr.expert_bytes))]
     batches = spec.warmup_batches + spec.batches
     for sc in scenarios:
-        prefix = f"coe.{name}.{sc.key}"
         reps = _serve_point(pr, sc, spec.experts.count, range(spec.replications), batches, spec.warmup_batches,
-                            metrics, prefix, oom_reasons, trace=events if sc == scenarios[0] else None)
+                            rows, None, oom_reasons, trace=events if sc == scenarios[0] else None)
         per_rep[(name, sc.key)] = reps
         bar.advance()
         records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
                         "experts": spec.experts.count, **plain(r)}
                        for r in (reps["rows"][0].records() if reps.get("rows") else ()))   # replication 0's batches
         for n in spec.sweep_experts:
-            _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, metrics,
-                         f"{prefix}.experts{n}", oom_reasons, detail=False)
+            _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, rows,
+                         n, oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
-    _footprint(pr, spec, metrics)
+    _footprint(pr, spec, rows)
     bar.advance()
 
 
@@ -171,16 +170,18 @@ _DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copi
 
 
 def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batches: int, warmup: int,
-                 metrics, prefix: str, oom_reasons, *, detail: bool = True,
+                 out: list, sweep: int | None, oom_reasons, *, detail: bool = True,
                  trace: list | None = None) -> dict[str, list]:
     """Serve each of the replications' routing (``batches`` batches, the first ``warmup``
     not counted); metrics are means over replications (with 95%
-    intervals when there are several). Returns the per-replication values and rows."""
+    intervals when there are several), appended to ``out``. ``sweep``: the expert count of an expert-count sweep
+    point (None: the workload's). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
     reason = pr.capacity(sc).fits(experts)
-    metrics[f"{prefix}.oom"] = int(reason is not None)
+    oom = CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, "oom", int(reason is not None))
+    out.append(oom)
     if reason is not None:
-        oom_reasons[prefix] = reason
+        oom_reasons[oom.prefix()] = reason
         return {}
     book = pr.routings
     setup = pr.setup(sc, experts, book.hottest(experts))
@@ -202,34 +203,37 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
         for k, v in values.items():
             reps.setdefault(k, []).append(v)
     for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
-        if len(reps["latency_s"]) > 1:
-            put(metrics, f"{prefix}.{k}", reps[k])
-        else:
-            metrics[f"{prefix}.{k}"] = reps[k][0]
+        value, ci = _mean(reps[k])
+        out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
     return reps
 
 
-def _speedups(runs, reference: str, scenarios, metrics, per_rep: dict) -> None:
+def _mean(values: list) -> tuple:
+    """(mean, its 95% interval) over several replications; one replication: (it, None)."""
+    if len(values) > 1:
+        mean, low, high = mean_ci(values)
+        return mean, (low, high)
+    return values[0], None
+
+
+def _speedups(runs, reference: str, scenarios, rows: list, per_rep: dict) -> None:
     """Speedups over ``reference``: the mean of per-replication ratios (both platforms saw
     the same prompts in a replication), with 95% intervals when there are several."""
+    switch = {r.platform: r.value for r in rows if isinstance(r, CoePlatformRow) and r.metric == "lone_switch_s"}
     for other in runs:
         if other == reference:
             continue
-        key = f"coe.speedup.{reference}_vs_{other}"
-        metrics[f"{key}.switch"] = metrics[f"coe.{other}.lone_switch_s"] / metrics[f"coe.{reference}.lone_switch_s"]
+        rows.append(CoeSpeedupRow(reference, other, None, None, "switch", switch[other] / switch[reference]))
         for sc in scenarios:
             a, c = per_rep.get((reference, sc.key), {}), per_rep.get((other, sc.key), {})
             if not a.get("latency_s") or not c.get("latency_s"):
                 continue
             for part, src in (("overall", "latency_s"), ("expert", "expert_s")):
-                ratios = [y / x for x, y in zip(a[src], c[src])]
-                if len(ratios) > 1:
-                    put(metrics, f"{key}.{sc.key}.{part}", ratios)
-                else:
-                    metrics[f"{key}.{sc.key}.{part}"] = ratios[0]
+                value, ci = _mean([y / x for x, y in zip(a[src], c[src])])
+                rows.append(CoeSpeedupRow(reference, other, sc.batch_size, sc.output_tokens, part, value, ci))
 
 
-def _footprint(pr: PlatformRun, spec: CoeWorkload, metrics) -> None:
+def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
     """Fewest nodes (experts spread evenly over them) whose batch latency is within the
     tolerance of the latency with every expert resident in HBM. Latency grows with the
     experts per node, so the search is a bisection over the node count."""
@@ -264,7 +268,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, metrics) -> None:
                 hi = mid
             else:
                 lo = mid + 1
-        metrics[f"coe.footprint.{pr.name}.nodes_for{n}"] = lo
+        rows.append(CoeFootprintRow(pr.name, n, lo))
 
 
 def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:

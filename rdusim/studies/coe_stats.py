@@ -10,8 +10,9 @@ confidence interval is the Student-t interval
 
 which shrinks as 1/sqrt(R). A speedup (a ratio of two platforms' means) is handled the same
 way over its per-replication ratios ``latency_other_r / latency_ref_r``, never as a ratio of
-two intervals. results.json carries ``<key>`` (the mean), ``<key>.ci95_low`` and
-``<key>.ci95_high``; with one replication the interval is the point itself (no spread known).
+two intervals. A row carries the mean as its value and the interval as its ``ci``
+(:mod:`rdusim.rows`), written as ``<key>``, ``<key>.ci95_low`` and ``<key>.ci95_high``;
+with one replication the interval is the point itself (no spread known).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from rdusim.rows.base import interval
+
 # two-sided 95% Student-t quantiles t(0.975, df), df = 1..30 (standard tables)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
          2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
          2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 _T975_TAIL = ((40, 2.021), (60, 2.000), (120, 1.980))
 _Z975 = 1.960
-
-CI_SUFFIXES = (".ci95_low", ".ci95_high")
-
 
 def t975(df: int) -> float:
     """t(0.975, df): the table for df <= 30, then the next tabulated df at or above it
@@ -56,17 +56,9 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def put(metrics: dict, key: str, values: Sequence[float]) -> None:
-    """``key`` = the mean of ``values``, with its 95% interval beside it."""
-    mean, low, high = mean_ci(values)
-    metrics[key] = mean
-    metrics[key + CI_SUFFIXES[0]] = low
-    metrics[key + CI_SUFFIXES[1]] = high
-
-
 def half_width(metrics, key: str) -> float:
     """Relative half-width of ``key``'s interval (0 when it has none)."""
-    low, high = metrics.get(key + CI_SUFFIXES[0]), metrics.get(key + CI_SUFFIXES[1])
+    low, high = interval(metrics, key)
     if low is None or high is None or not metrics.get(key):
         return 0.0
     return (high - low) / 2 / abs(metrics[key])
