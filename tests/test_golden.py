@@ -5,6 +5,7 @@ model, and say nothing about accuracy (that is references/ and ``rdusim validate
 with RDUSIM_UPDATE_GOLDEN=1 and say why in the commit.
 """
 
+import functools
 import json
 import os
 from fnmatch import fnmatch
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from rdusim import rows as result_rows
 from rdusim.config.workload import load_workload
+from rdusim.results import dumps_results
 from rdusim.studies import run_study
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -26,10 +29,16 @@ CASES = {
 }
 
 
+@functools.cache
+def _result(name):
+    """One run per case for this module's tests."""
+    return run_study(load_workload(CASES[name][0]))
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name):
     workload, globs = CASES[name]
-    metrics = run_study(load_workload(workload)).metrics
+    metrics = _result(name).metrics
     if name == "coe150":   # issue 10: every Table-2 speedup known to within 3% (95% CI half-width)
         speedups = [k for k in metrics if k.startswith("coe.speedup.") and k.endswith((".overall", ".expert"))]
         assert speedups
@@ -45,3 +54,21 @@ def test_golden(name):
     assert sorted(got) == sorted(want)
     off = {k: (got[k], want[k]) for k in want if abs(got[k] - want[k]) > TOLERANCE * max(abs(want[k]), 1e-12)}
     assert not off, off
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_results_json_metrics_unchanged_and_from_rows(name):
+    """Every metric of results.json exactly as the code before typed rows wrote it
+    (``<name>.metrics.json``: the parsed ``metrics`` of that run's results.json, coe150 as of
+    the CoE speed work it was merged with), and all of them written from the study's rows."""
+    result = _result(name)
+    assert result.rows and result_rows.to_metrics(result.rows) == dict(result.metrics)
+    assert sorted(result_rows.from_metrics(result.metrics), key=repr) == sorted(result.rows, key=repr)
+    got = json.loads(dumps_results(result.to_json()))["metrics"]
+    path = GOLDEN / f"{name}.metrics.json"
+    if os.environ.get("RDUSIM_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
+    want = json.loads(path.read_text())
+    assert sorted(got) == sorted(want), (sorted(set(got) ^ set(want))[:10])
+    off = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    assert not off, dict(list(off.items())[:10])
