@@ -47,14 +47,16 @@ class RunResult:
         from rdusim.rows import from_metrics
         return from_metrics(self.metrics)
 
-    def to_json(self) -> dict:
+    def to_json(self, *, _raw_records: bool = False) -> dict:
+        """Plain JSON data (``_raw_records``: records left as they are, for :func:`dumps_results`
+        to encode one by one)."""
         return {
             "rdusim_version": self.version,
             "workload": {"name": self.workload_name, "kind": self.kind, "resolved": _plain(self.resolved)},
             "archs": _plain(self.archs),
             "seed": self.seed,
             "metrics": {k: metric_number(v) for k, v in sorted(self.metrics.items())},
-            "records": [_plain(r) for r in self.records],
+            "records": _Records(self.records) if _raw_records else [_plain(r) for r in self.records],
             "extra": _plain(self.extra),
         }
 
@@ -82,7 +84,7 @@ class RunResult:
         """Write results.json atomically (never half-written)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(out / "results.json", dumps_results(self.to_json()))
+        return atomic_write_text(out / "results.json", dumps_results(self.to_json(_raw_records=True)))
 
 
 def metrics_of(rows, metrics: Optional[Mapping[str, float]] = None) -> dict:
@@ -104,11 +106,47 @@ def dumps_results(data: Mapping[str, Any]) -> str:
         if key == "metrics" and type(value) is dict and value:
             body = ",\n".join(f"  {enc(k)}: {enc(v)}" for k, v in value.items())
             lines.append(head + "{\n" + body + "\n }")
+        elif key == "records" and type(value) is _Records and value:
+            lines.append(head + "[\n" + ",\n".join("  " + _record_json(r) for r in value) + "\n ]")
         elif key == "records" and type(value) is list and value:
             lines.append(head + "[\n" + ",\n".join("  " + enc(r) for r in value) + "\n ]")
         else:
             lines.append(head + enc(value))
     return "{\n" + ",\n".join(lines) + "\n}"
+
+
+class _Records(tuple):
+    """Records not yet made plain: :func:`dumps_results` encodes each (:func:`_record_json`)."""
+
+
+_FLAT_KEYS = frozenset({str})
+_FLAT_VALUES = frozenset({str, int, float, bool, type(None)})
+try:     # one strict C encoder for every flat record (json.dumps builds a new one per call)
+    from json.encoder import c_make_encoder as _c_make_encoder
+except ImportError:  # pragma: no cover - CPython always has it
+    _c_make_encoder = None
+
+
+def _no_default(obj):
+    raise TypeError(type(obj).__name__)
+
+
+_STRICT = (_c_make_encoder(None, _no_default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                           False, False, False) if _c_make_encoder else None)
+
+
+def _record_json(r: Any) -> str:
+    """One record as JSON text, exactly ``json.dumps(_plain(r))``. A flat dict (str keys;
+    str, int, float, bool or None values: the bulk of kernel and request records) is
+    encoded as it is by the strict C encoder, which refuses a non-finite float (that record
+    then goes through :func:`_plain`, which writes it as null); anything else through _plain."""
+    if (_STRICT is not None and type(r) is dict and _FLAT_KEYS.issuperset(map(type, r))
+            and _FLAT_VALUES.issuperset(map(type, r.values()))):
+        try:
+            return "".join(_STRICT(r, 0))
+        except ValueError:
+            pass
+    return json.dumps(_plain(r))
 
 
 def load_result(path: str | Path) -> RunResult:

@@ -76,3 +76,24 @@ def test_written_file_is_one_metric_and_one_record_per_line(tmp_path):
     text = result.write(tmp_path).read_text()
     assert '  "a.y": null,\n  "b.x": 2.5\n' in text
     assert '  {"r": 1},\n  {"r": 2}\n' in text
+
+
+flat_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                        st.text(max_size=5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.dictionaries(st.text(max_size=4), flat_values, max_size=6),
+                          st.dictionaries(keys, values, max_size=3)), max_size=6))
+def test_record_fast_path_writes_the_same_text(records):
+    """write() encodes records as they are (flat ones by the strict C encoder): the same text
+    as encoding their plain form."""
+    result = RunResult("w", "fusion", {}, {}, 0, {"m": 1.0}, tuple(records))
+    assert dumps_results(result.to_json(_raw_records=True)) == dumps_results(result.to_json())
+
+
+def test_record_fast_path_by_hand(tmp_path):
+    records = ({"k": "a", "t": 1.5, "n": 3, "ok": True, "none": None}, {"t": float("nan")}, {1: Color.RED})
+    text = RunResult("w", "fusion", {}, {}, 0, {}, records).write(tmp_path).read_text()
+    assert ('  {"k": "a", "t": 1.5, "n": 3, "ok": true, "none": null},\n  {"t": null},\n  {"1": "red"}\n'
+            in text)
