@@ -8,6 +8,7 @@ from typing import Optional
 from rdusim.report import plots_coe
 from rdusim.report.document import Section, Table
 from rdusim.report.keys import CoeView
+from rdusim.rows.base import CI_HIGH, CI_LOW
 
 
 def speedup_table(v: CoeView) -> Optional[Table]:
@@ -28,7 +29,7 @@ def speedup_table(v: CoeView) -> Optional[Table]:
 
 
 def _ci(d, part: str) -> str:
-    low, high = d.get(part + ".ci95_low"), d.get(part + ".ci95_high")
+    low, high = d.get(part + CI_LOW), d.get(part + CI_HIGH)
     return "-" if low is None or high is None else f"{low:.3g}-{high:.3g}"
 
 

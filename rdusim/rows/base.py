@@ -10,7 +10,7 @@ reads it back (``None`` for a key of another shape), so a key format is written 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Mapping, Optional, Protocol, Union
 
 Value = Union[int, float, None]     # as the study computed it; None: null in results.json
@@ -130,3 +130,25 @@ def split_ci(metrics: Mapping[str, Value], prefix: str) -> tuple[dict[str, Value
         else:
             plain[k] = v
     return plain, bounds
+
+
+_LEAF_FIELDS = frozenset({"metric", "part", "value", "ci"})
+_IDENTITY: dict[type, tuple[str, ...]] = {}
+
+
+def identity(row) -> tuple:
+    """The fields of a row that say what was measured (all but its metric, value and ci)."""
+    names = _IDENTITY.get(type(row))
+    if names is None:
+        names = _IDENTITY[type(row)] = tuple(f.name for f in fields(row) if f.name not in _LEAF_FIELDS)
+    return tuple(getattr(row, n) for n in names)
+
+
+def by_identity(rows: Iterable, kind: Optional[type] = None) -> dict[tuple, dict[str, Value]]:
+    """``{identity: {metric: value}}`` of the rows (of class ``kind`` only, when given): a
+    table readers index by typed fields instead of building key strings."""
+    out: dict[tuple, dict[str, Value]] = {}
+    for r in rows:
+        if kind is None or type(r) is kind:
+            out.setdefault(identity(r), {})[r.metric if hasattr(r, "metric") else r.part] = r.value
+    return out

@@ -16,13 +16,23 @@ A mean over replications carries its 95% interval as ``ci`` = (low, high), writt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional, Union
+from typing import ClassVar, Mapping, Optional, Union
 
 from rdusim.rows.base import Interval, Value, check_ci, metric, name, numbered, read_family
 
 PREFIX = "coe."
 RESERVED = ("speedup", "capacity", "footprint")
 VS = "_vs_"
+
+
+def scenario_label(batch: int, tokens: int) -> str:
+    """``bs<B>.tok<T>``: a scenario as it sits in keys (and in ``extra.scenarios``)."""
+    return f"bs{batch}.tok{tokens}"
+
+
+def parse_scenario(label: str) -> Optional[tuple[int, int]]:
+    """(batch, tokens) of a :func:`scenario_label`; None for another shape."""
+    return _scenario(label.split("."))
 
 
 def _platform(p: str) -> str:
@@ -64,7 +74,7 @@ class CoePointRow:
     def prefix(self) -> str:
         """The key without its metric: the serving point (``extra.oom_reasons`` is keyed by it)."""
         sweep = "" if self.experts is None else f".experts{self.experts}"
-        return f"coe.{self.platform}.bs{self.batch}.tok{self.tokens}{sweep}"
+        return f"coe.{self.platform}.{scenario_label(self.batch, self.tokens)}{sweep}"
 
     def key(self) -> str:
         return f"{self.prefix()}.{self.metric}"
@@ -98,7 +108,7 @@ class CoeSpeedupRow:
         head = f"coe.speedup.{self.reference}{VS}{self.other}"
         if self.batch is None:
             return f"{head}.{self.part}"
-        return f"{head}.bs{self.batch}.tok{self.tokens}.{self.part}"
+        return f"{head}.{scenario_label(self.batch, self.tokens)}.{self.part}"
 
 
 @dataclass(frozen=True)
@@ -123,6 +133,7 @@ class CoeFootprintRow:
     experts: int
     value: Value
     ci: Interval = None
+    metric: ClassVar[str] = "nodes"      # the value: nodes needed for ``experts`` experts
 
     def __post_init__(self):
         check_ci(self.ci)
@@ -177,6 +188,7 @@ def parse(key: str, value: Value, ci: Interval = None) -> Optional[CoeRow]:
 
 
 def _scenario(parts: list[str]) -> Optional[tuple[int, int]]:
+    """(batch, tokens) of the first two key segments ``bs<B>``, ``tok<T>``."""
     if len(parts) >= 2:
         bs, tok = numbered(parts[0], "bs"), numbered(parts[1], "tok")
         if bs is not None and tok is not None:

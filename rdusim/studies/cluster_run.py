@@ -20,6 +20,7 @@ from rdusim.engine.pipeline_parallel import PipelineTiming, check_split, simulat
 from rdusim.cache import RunCache
 from rdusim.errors import InputError
 from rdusim.rows import platform_name_problem
+from rdusim.rows.model import ModelScope
 
 
 def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpec, Deployment, ClusterPlatformSpec]]:
@@ -80,17 +81,18 @@ def metrics(batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, floa
     return out
 
 
-def summary_lines(m: dict, names, notes: dict) -> list[str]:
-    rows = [n for n in names if f"model.{n}.pp.oom" in m]
+def summary_lines(t: dict, names, notes: dict) -> list[str]:
+    """``t``: the model rows by identity (``(platform, scope) -> {metric: value}``)."""
+    rows = [n for n in names if "oom" in t.get((n, ModelScope.PP), {})]
     if not rows:
         return []
     lines = ["", "Pipelined over nodes: stages x micro-batches | ttft ms | tpot ms | tok/s | bubble prefill / decode"]
     for n in rows:
-        p = f"model.{n}.pp"
-        if m[f"{p}.oom"]:
+        p = t[(n, ModelScope.PP)]
+        if p["oom"]:
             lines.append(f"  {n:<14} OOM: {notes.get(n, '')}")
             continue
-        lines.append(f"  {n:<14} {int(m[f'{p}.stages'])} x {int(m[f'{p}.microbatches'])} | {m[f'{p}.ttft_s'] * 1e3:8.2f} | "
-                     f"{m[f'{p}.tpot_s'] * 1e3:7.3f} | {m[f'{p}.tokens_per_s']:8.1f} | "
-                     f"{m[f'{p}.prefill_bubble']:.3f} / {m[f'{p}.decode_bubble']:.3f}")
+        lines.append(f"  {n:<14} {int(p['stages'])} x {int(p['microbatches'])} | {p['ttft_s'] * 1e3:8.2f} | "
+                     f"{p['tpot_s'] * 1e3:7.3f} | {p['tokens_per_s']:8.1f} | "
+                     f"{p['prefill_bubble']:.3f} / {p['decode_bubble']:.3f}")
     return lines

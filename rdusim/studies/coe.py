@@ -29,7 +29,7 @@ from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
-                             CoeSpeedupRow)
+                             CoeSpeedupRow, scenario_label)
 from rdusim.studies.coe_stats import mean_ci
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cache import active_cache
@@ -45,7 +45,7 @@ class Scenario:
 
     @property
     def key(self) -> str:
-        return f"bs{self.batch_size}.tok{self.output_tokens}"
+        return scenario_label(self.batch_size, self.output_tokens)
 
 
 @dataclass

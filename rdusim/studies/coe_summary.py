@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import re
-
 from rdusim.results import RunResult
+from rdusim.rows import coe as coe_rows
+from rdusim.rows.base import by_identity
+from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeSpeedupRow,
+                             parse_scenario)
 
 
-def _ci(m, key: str) -> str:
-    low, high = m.get(key + ".ci95_low"), m.get(key + ".ci95_high")
+def _ci(ci) -> str:
+    low, high = ci if ci is not None else (None, None)
     return "-" if low is None or high is None else f"{low:.2f}-{high:.2f}"
 
 
 def summary(result: RunResult) -> str:
-    m = result.metrics
+    rows = coe_rows.from_metrics(result.metrics)
+    point = by_identity(rows, CoePointRow)          # (platform, batch, tokens, experts) -> {metric: value}
+    speedup = by_identity(rows, CoeSpeedupRow)      # (reference, other, batch, tokens) -> {part: value}
+    speedup_ci = {(r.reference, r.other, r.batch, r.tokens, r.part): r.ci for r in rows if type(r) is CoeSpeedupRow}
+    capacity = by_identity(rows, CoeCapacityRow)    # (platform,) -> {metric: value}
+    per_platform = by_identity(rows, CoePlatformRow)
+    footprint = by_identity(rows, CoeFootprintRow)  # (platform, experts) -> {"nodes": value}
     ref = result.extra.get("reference_platform", "")
     scenarios = result.extra.get("scenarios", [])
+    sc_of = {s: parse_scenario(s) or (None, None) for s in scenarios}
     platforms = list(result.archs)
     reps, batches = int(result.extra.get("replications", 1)), result.extra.get("batches", "?")
     lines = [f"Composition of Experts: {result.workload_name} (seed {result.seed})", ""]
@@ -25,44 +34,45 @@ def summary(result: RunResult) -> str:
                  f" {'switches':>8} {'hit rate':>8}")
     for p in platforms:
         for s in scenarios:
-            k = f"coe.{p}.{s}"
-            if m.get(f"{k}.oom"):
+            d = point.get((p, *sc_of[s], None), {})
+            if d.get("oom"):
                 lines.append(f"  {p:<10} {s:<11} {'OOM':>9}")
                 continue
-            lines.append(f"  {p:<10} {s:<11} {1e3 * m[k + '.latency_s']:>9.1f} {1e3 * m[k + '.router_s']:>8.1f}"
-                         f" {1e3 * m[k + '.switch_s']:>9.1f} {1e3 * m[k + '.expert_s']:>9.1f}"
-                         f" {m[k + '.switches_per_batch']:>8.2f} {m[k + '.hit_rate']:>8.2f}")
+            lines.append(f"  {p:<10} {s:<11} {1e3 * d['latency_s']:>9.1f} {1e3 * d['router_s']:>8.1f}"
+                         f" {1e3 * d['switch_s']:>9.1f} {1e3 * d['expert_s']:>9.1f}"
+                         f" {d['switches_per_batch']:>8.2f} {d['hit_rate']:>8.2f}")
     lines += ["", f"Speedup of {ref} (Table 2 style): overall | expert-only"]
     header = f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios) + f" {'switch':>8}"
     lines.append(header)
     for p in platforms:
         if p == ref:
             continue
-        key = f"coe.speedup.{ref}_vs_{p}"
         cells = []
         for s in scenarios:
-            o, e = m.get(f"{key}.{s}.overall"), m.get(f"{key}.{s}.expert")
+            d = speedup.get((ref, p, *sc_of[s]), {})
+            o, e = d.get("overall"), d.get("expert")
             cells.append(f"{o:>8.2f}x | {e:>6.2f}x" if o is not None else f"{'n/a (OOM)':>19}")
-        sw = m.get(f"{key}.switch")
+        sw = speedup.get((ref, p, None, None), {}).get("switch")
         lines.append(f"  {p:<10} " + " ".join(cells) + (f" {sw:>7.1f}x" if sw is not None else ""))
-    if any(k.endswith(".ci95_low") for k in m if k.startswith("coe.speedup.")):
+    if any(ci is not None for ci in speedup_ci.values()):
         lines += ["", f"95% confidence intervals of the speedups ({reps} independent routings, Student t"
                       " over per-replication ratios): overall | expert-only"]
         lines.append(f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios))
         for p in platforms:
             if p == ref:
                 continue
-            key = f"coe.speedup.{ref}_vs_{p}"
-            cells = [" | ".join(_ci(m, f"{key}.{s}.{part}") for part in ("overall", "expert")) for s in scenarios]
+            cells = [" | ".join(_ci(speedup_ci.get((ref, p, *sc_of[s], part))) for part in ("overall", "expert"))
+                     for s in scenarios]
             lines.append(f"  {p:<10} " + " ".join(f"{c:>19}" for c in cells))
     lines += ["", "Capacity per node: experts in HBM beside router + KV | experts hosted at all"
               " | one expert switch (ms)"]
     for p in platforms:
-        lines.append(f"  {p:<10} {int(m.get(f'coe.capacity.{p}.hbm_experts', 0)):>6} |"
-                     f" {int(m.get(f'coe.capacity.{p}.max_experts', 0)):>6} |"
-                     f" {1e3 * m.get(f'coe.{p}.lone_switch_s', float('nan')):>8.1f}")
-    sweep = sorted({int(g) for k in m for g in re.findall(r"\.experts(\d+)\.latency_s$|\.experts(\d+)\.oom$", k)
-                    for g in g if g})
+        cap = capacity.get((p,), {})
+        lines.append(f"  {p:<10} {int(cap.get('hbm_experts', 0)):>6} |"
+                     f" {int(cap.get('max_experts', 0)):>6} |"
+                     f" {1e3 * per_platform.get((p,), {}).get('lone_switch_s', float('nan')):>8.1f}")
+    sweep = sorted({r.experts for r in rows if type(r) is CoePointRow and r.experts is not None
+                    and r.metric in ("latency_s", "oom")})
     if sweep and scenarios:
         s = scenarios[-1] if len(scenarios) < 2 else next((x for x in scenarios if x.startswith("bs8.tok20")),
                                                              scenarios[0])
@@ -75,13 +85,12 @@ def summary(result: RunResult) -> str:
         for n in sweep:
             cells = []
             for p in platforms:
-                k = f"coe.{p}.{s}.experts{n}"
-                cells.append(f"{'OOM':>10}" if m.get(f"{k}.oom") else f"{1e3 * m.get(k + '.latency_s', float('nan')):>10.1f}")
+                d = point.get((p, *sc_of[s], n), {})
+                cells.append(f"{'OOM':>10}" if d.get("oom") else f"{1e3 * d.get('latency_s', float('nan')):>10.1f}")
             lines.append(f"  {n:>8} " + " ".join(cells))
         lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency"]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
             lines.append(f"  {n:>8} " + " ".join(
-                f"{int(m[f'coe.footprint.{p}.nodes_for{n}']):>10}" if f"coe.footprint.{p}.nodes_for{n}" in m
-                else f"{'-':>10}" for p in platforms))
+                f"{int(footprint[(p, n)]['nodes']):>10}" if (p, n) in footprint else f"{'-':>10}" for p in platforms))
     return "\n".join(lines)

@@ -30,7 +30,8 @@ from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
 from rdusim.memory import device_memory
 from rdusim.results import RunResult, plain
-from rdusim.rows.model import ModelRow, ModelScope, rows as model_rows
+from rdusim.rows.base import by_identity
+from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_of, rows as model_rows
 
 RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
 
@@ -172,7 +173,7 @@ def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[
 
 def summary(result: RunResult) -> str:
     extra = result.extra
-    m = result.metrics
+    t = by_identity(model_rows_of(result.metrics))      # (platform, scope) -> {metric: value}
     head = (f"{result.workload_name}: {extra.get('model', '?')}, {extra.get('prompt_tokens')} in / "
             f"{extra.get('output_tokens')} out, batch {extra.get('batch_size')}")
     cols = ["latency ms", "ttft ms", "tpot ms", "tok/s"] + [f"{k} ms" for k in BREAKDOWN_KEYS]
@@ -180,33 +181,32 @@ def summary(result: RunResult) -> str:
     for name in extra.get("platforms", []):
         pol = extra.get("policy", {}).get(name, {})
         policy = f"tp{pol.get('tp')} {pol.get('fusion')} {pol.get('launch')} {pol.get('stack', '')}".strip()
-        if m.get(f"model.{name}.oom"):
+        d = t.get((name, RUN), {})
+        if d.get("oom"):
             lines.append(f"{name:<12} {policy:<28} OOM: {extra.get('oom_reasons', {}).get(name, 'out of memory')}")
             continue
-        if not m.get(f"model.{name}.available"):
+        if not d.get("available"):
             lines.append(f"{name:<12} {policy:<28} {extra.get('notes', {}).get(name, 'not run')}")
             continue
-        p = f"model.{name}"
-        vals = [m[f"{p}.latency_s"] * 1e3, m[f"{p}.ttft_s"] * 1e3, m[f"{p}.tpot_s"] * 1e3, m[f"{p}.tokens_per_s"]]
-        vals += [m[f"{p}.breakdown.{k}_s"] * 1e3 for k in BREAKDOWN_KEYS]
+        vals = [d["latency_s"] * 1e3, d["ttft_s"] * 1e3, d["tpot_s"] * 1e3, d["tokens_per_s"]]
+        vals += [d[f"breakdown.{k}_s"] * 1e3 for k in BREAKDOWN_KEYS]
         lines.append(f"{name:<12} {policy:<28} " + " ".join(f"{v:>13.3f}" for v in vals))
     lines += ["", "Mean decode step (us): engine (compute + memory + launch + collective) vs the stack's host work; "
               "per request (ms)",
               f"{'platform':<12} " + " ".join(f"{c:>11}" for c in ("compute", "memory", "launch", "collective",
                                                                     "engine", "host", "engine %", "request ms"))]
     for name in extra.get("platforms", []):
-        p = f"model.{name}.breakdown"
-        if f"{p}.step.host_s" not in m:
+        d = t.get((name, RUN), {})
+        if "breakdown.step.host_s" not in d:
             continue
-        step = [m[f"{p}.step.{k}_s"] * 1e6 for k in ("compute", "memory", "launch", "collective")]
-        host = m[f"{p}.step.host_s"] * 1e6
+        step = [d[f"breakdown.step.{k}_s"] * 1e6 for k in ("compute", "memory", "launch", "collective")]
+        host = d["breakdown.step.host_s"] * 1e6
         engine = sum(step)
         share = 100 * engine / (engine + host) if engine + host else 0.0
-        vals = step + [engine, host, share, m[f"{p}.request.host_s"] * 1e3]
+        vals = step + [engine, host, share, d["breakdown.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     from rdusim.studies.speculative_run import summary_lines
-    lines += summary_lines(m, extra.get("platforms", []), extra.get("notes", {}))
+    lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
     from rdusim.studies.cluster_run import summary_lines as cluster_lines
-    lines += cluster_lines(m, extra.get("clusters", []), extra.get("notes", {}))
+    lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
-

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 from rdusim.results import RunResult
+from rdusim.rows import serve as serve_rows
+from rdusim.rows.base import by_identity
 
 
 def _ms(v) -> str:
@@ -16,7 +18,7 @@ def _num(v, fmt=".2f") -> str:
 
 
 def summary(result: RunResult) -> str:
-    m = result.metrics
+    t = by_identity(serve_rows.from_metrics(result.metrics))    # (platform, mode, load) -> {metric: value}
     ex = result.extra
     plats, modes = ex.get("platforms", list(result.archs)), ex.get("batching", ["continuous"])
     slo = ex.get("slo", {})
@@ -24,29 +26,29 @@ def summary(result: RunResult) -> str:
              f"TPOT <= {slo.get('tpot_s')} s", ""]
     head = (f"  {'platform':<10} {'batching':<10} {'rate/s':>7} {'TTFT p50':>9} {'p99 [95% CI]':>22} {'TPOT p50':>9}"
             f" {'p99':>7} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}")
-    rows = [("", "main")] + [(f".load{i}", f"load{i}") for i in range(len(ex.get("rates_per_s", [])))]
+    loads = [None] + list(range(len(ex.get("rates_per_s", []))))
     lines.append("Latency (ms) and throughput per load point")
     lines.append(head)
     for p in plats:
-        if m.get(f"serve.{p}.oom"):
+        if t.get((p, None, None), {}).get("oom"):
             lines.append(f"  {p:<10} OOM: the weights leave no HBM for a KV block")
             continue
         for mode in modes:
-            for suffix, _ in rows:
-                k = f"serve.{p}.{mode}{suffix}"
-                if f"{k}.ttft.p50_s" not in m:
+            for load in loads:
+                d = t.get((p, mode, load), {})
+                if "ttft.p50_s" not in d:
                     continue
-                ci = f"{_ms(m.get(k + '.ttft.p99_s'))} [{_ms(m.get(k + '.ttft.p99_ci_lo_s'))},{_ms(m.get(k + '.ttft.p99_ci_hi_s'))}]"
-                lines.append(f"  {p:<10} {mode:<10} {_num(m.get(k + '.rate_per_s')):>7} {_ms(m.get(k + '.ttft.p50_s')):>9}"
-                             f" {ci:>22} {_ms(m.get(k + '.tpot.p50_s')):>9} {_ms(m.get(k + '.tpot.p99_s')):>7}"
-                             f" {_ms(m.get(k + '.e2e.p99_s')):>9} {_num(m.get(k + '.requests_per_s')):>7}"
-                             f" {_num(m.get(k + '.output_tokens_per_s'), '.0f'):>8} {_num(m.get(k + '.goodput_per_s')):>8}"
-                             f" {_num(m.get(k + '.kv_occupancy.mean')):>7} {_num(m.get(k + '.rejected'), '.0f'):>5}")
-    caps = [(p, mode) for p in plats for mode in modes if f"serve.{p}.{mode}.capacity.max_rate_per_s" in m]
+                ci = f"{_ms(d.get('ttft.p99_s'))} [{_ms(d.get('ttft.p99_ci_lo_s'))},{_ms(d.get('ttft.p99_ci_hi_s'))}]"
+                lines.append(f"  {p:<10} {mode:<10} {_num(d.get('rate_per_s')):>7} {_ms(d.get('ttft.p50_s')):>9}"
+                             f" {ci:>22} {_ms(d.get('tpot.p50_s')):>9} {_ms(d.get('tpot.p99_s')):>7}"
+                             f" {_ms(d.get('e2e.p99_s')):>9} {_num(d.get('requests_per_s')):>7}"
+                             f" {_num(d.get('output_tokens_per_s'), '.0f'):>8} {_num(d.get('goodput_per_s')):>8}"
+                             f" {_num(d.get('kv_occupancy.mean')):>7} {_num(d.get('rejected'), '.0f'):>5}")
+    caps = [(p, mode) for p in plats for mode in modes if "capacity.max_rate_per_s" in t.get((p, mode, None), {})]
     if caps:
         lines += ["", "Capacity under the SLO (per node)"]
         for p, mode in caps:
-            k = f"serve.{p}.{mode}.capacity"
-            lines.append(f"  {p:<10} {mode:<10} max rate {_num(m[k + '.max_rate_per_s'])} req/s, "
-                         f"nodes for the traffic: {_num(m.get(k + '.nodes_for_traffic'), '.0f')}")
+            d = t[(p, mode, None)]
+            lines.append(f"  {p:<10} {mode:<10} max rate {_num(d['capacity.max_rate_per_s'])} req/s, "
+                         f"nodes for the traffic: {_num(d.get('capacity.nodes_for_traffic'), '.0f')}")
     return "\n".join(lines)

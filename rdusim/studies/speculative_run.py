@@ -22,6 +22,7 @@ from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.speculative import SpeculativeTiming, devices_in_node, simulate_speculative
 from rdusim.cache import RunCache
 from rdusim.errors import InputError
+from rdusim.rows.model import ModelScope
 
 
 def load_draft(loaded: LoadedWorkload, target: ModelConfig) -> ModelConfig:
@@ -85,18 +86,19 @@ def metrics(batch: int, output_tokens: int, t: SpeculativeTiming) -> dict[str, f
     return out
 
 
-def summary_lines(m: dict, platforms, notes: dict) -> list[str]:
-    rows = [p for p in platforms if f"model.{p}.spec.oom" in m]
+def summary_lines(t: dict, platforms, notes: dict) -> list[str]:
+    """``t``: the model rows by identity (``(platform, scope) -> {metric: value}``)."""
+    rows = [p for p in platforms if "oom" in t.get((p, ModelScope.SPEC), {})]
     if not rows:
         return []
     lines = ["", "Speculative decoding: tokens/step | draft + verify ms per step | ms per token: plain -> "
              "speculative | speedup"]
     for p in rows:
-        s = f"model.{p}.spec"
-        if m[f"{s}.oom"]:
+        s, plain = t[(p, ModelScope.SPEC)], t.get((p, ModelScope.RUN), {})
+        if s["oom"]:
             lines.append(f"  {p:<12} OOM: {notes.get(p + '.spec', '')}")
             continue
-        lines.append(f"  {p:<12} {m[f'{s}.tokens_per_step']:5.2f} | {m[f'{s}.draft_s'] * 1e3:7.2f} + "
-                     f"{m[f'{s}.verify_s'] * 1e3:7.2f} | {m[f'model.{p}.tpot_s'] * 1e3:7.2f} -> "
-                     f"{m[f'{s}.tpot_s'] * 1e3:7.2f} | {m[f'{s}.speedup']:.2f}x")
+        lines.append(f"  {p:<12} {s['tokens_per_step']:5.2f} | {s['draft_s'] * 1e3:7.2f} + "
+                     f"{s['verify_s'] * 1e3:7.2f} | {plain['tpot_s'] * 1e3:7.2f} -> "
+                     f"{s['tpot_s'] * 1e3:7.2f} | {s['speedup']:.2f}x")
     return lines
