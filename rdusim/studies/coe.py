@@ -59,6 +59,7 @@ class PlatformRun:
     router_bytes: float
     _capacities: dict = field(default_factory=dict)
     trace_rows: tuple[int, ...] = ()
+    coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
 
     @property
     def arch(self):
@@ -112,6 +113,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
                                          spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes)
             for name in spec.platforms}
+    from rdusim.studies import coe_nodes
+    for name, cc in coe_nodes.load(loaded).items():
+        runs[name].coe_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     trace_rows = _load_trace(spec, loaded.file)
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
@@ -174,6 +178,7 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, met
 
 
 _DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch")
+_NODES = ("router_network_s", "nodes_used")     # a platform spanning a cluster's nodes
 
 
 def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[list[np.ndarray]], warmup: int,
@@ -182,16 +187,25 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[l
     """Serve each replication's routing; metrics are means over replications (with 95%
     intervals when there are several). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
-    reason = pr.capacity(sc).fits(experts)
+    hottest = tuple(hottest_first(spec.routing, experts, pr.trace_rows))
+    spans_nodes = pr.coe_cluster is not None           # rdusim.studies.coe_nodes
+    if spans_nodes:
+        from rdusim.studies import coe_nodes
+        nodes = pr.coe_cluster.cluster.nodes
+        reason = coe_nodes.fits(pr, sc, experts, nodes, coe_nodes.node_of(pr, experts, nodes, hottest))
+    else:
+        reason = pr.capacity(sc).fits(experts)
     metrics[f"{prefix}.oom"] = int(reason is not None)
     if reason is not None:
         oom_reasons[prefix] = reason
         return {}
-    hottest = tuple(hottest_first(spec.routing, experts, pr.trace_rows))
     reps: dict[str, list] = {"rows": []}
     for i, routes in enumerate(route_sets):
         spans: list | None = [] if (trace is not None and i == 0) else None
-        rows = serve(pr.setup(sc, experts, hottest), routes, trace=spans)[warmup:]
+        if spans_nodes:
+            rows = coe_nodes.serve(pr, sc, experts, nodes, hottest, routes, trace=spans)[warmup:]
+        else:
+            rows = serve(pr.setup(sc, experts, hottest), routes, trace=spans)[warmup:]
         if spans:
             cut = rows[0].start_s + sum(r.latency_s for r in rows[:TRACE_BATCHES])
             trace.extend((pr.name, *s) for s in spans if rows[0].start_s <= s[1] < cut)
@@ -203,9 +217,12 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[l
                   "expert_s": _mean(r.expert_s for r in rows),
                   "switches_per_batch": _mean(r.misses for r in rows),
                   "bytes_copied_per_batch": _mean(r.bytes_copied for r in rows)}
+        if spans_nodes:
+            values.update({"router_network_s": _mean(r.router_network_s for r in rows),
+                           "nodes_used": _mean(r.nodes_used for r in rows)})
         for k, v in values.items():
             reps.setdefault(k, []).append(v)
-    for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
+    for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()) + (_NODES if spans_nodes and detail else ()):
         if len(route_sets) > 1:
             put(metrics, f"{prefix}.{k}", reps[k])
         else:
@@ -251,6 +268,9 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
     batches = spec.warmup_batches + spec.sweep_batches
     cap = pr.capacity(sc)
     memo: dict[int, bool] = {}
+    if pr.coe_cluster is not None:
+        from rdusim.studies.coe_nodes import footprint
+        return footprint(pr, spec, sc, trace_rows, metrics, batches, _routes, _mean)
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:

@@ -1,0 +1,124 @@
+"""CoE platforms spanning the nodes of a cluster (``clusters.<platform>`` in a coe workload).
+
+The router and its KV cache sit on node 0; every node's HBM holds its own experts' slots
+beside the experts' KV caches and workspace (node 0 also the router's). The scenarios are
+served over the cluster's nodes (:func:`rdusim.engine.coe.placement.serve_nodes`); the
+footprint places N experts over k nodes for each k it tries and serves them the same way,
+router traffic over the cluster's network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from rdusim.config.cluster import ClusterSpec, load_cluster
+from rdusim.config.workload import LoadedWorkload, resolve_path
+from rdusim.config.workload_coe import CoeClusterSpec
+from rdusim.engine.coe.capacity import Capacity, node_capacity
+from rdusim.engine.coe.placement import place, serve_nodes
+from rdusim.errors import InputError
+
+
+@dataclass(frozen=True)
+class CoeCluster:
+    cluster: ClusterSpec
+    spec: CoeClusterSpec
+
+
+def load(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
+    out = {}
+    for name, plat in loaded.spec.clusters.items():
+        key = f"clusters.{name}.cluster"
+        path = resolve_path(plat.cluster, loaded.file)
+        if not path.is_file():
+            raise InputError(loaded.file, key, "a path to a cluster YAML file", plat.cluster)
+        cluster = load_cluster(path)
+        arch = loaded.archs[name]
+        if cluster.node.name != arch.name or cluster.node.kind != arch.kind:
+            raise InputError(loaded.file, key, f"a cluster of {arch.name} nodes (platform {name}'s arch)",
+                             f"{plat.cluster} (nodes of {cluster.node.name})")
+        if loaded.spec.cache.prefetch:
+            raise InputError(loaded.file, "cache.prefetch", "false with a CoE spanning nodes (clusters:); "
+                             "prefetch is modelled on one node only", True)
+        out[name] = CoeCluster(cluster, plat)
+    return out
+
+
+def capacities(pr, sc) -> tuple[Capacity, Capacity]:
+    """(node 0 with the router, a node without it)."""
+    first = pr.capacity(sc)
+    other = node_capacity(pr.arch, pr.tp, pr.expert_bytes, pr.pinned_bytes(sc) - pr.router_bytes)
+    return first, other
+
+
+def fits(pr, sc, experts: int, nodes: int, node_of: np.ndarray) -> Optional[str]:
+    first, other = capacities(pr, sc)
+    hosted = np.bincount(node_of, minlength=nodes)
+    for j in range(nodes):
+        why = (first if j == 0 else other).fits(int(hosted[j]))
+        if why is not None:
+            return f"node {j} of {nodes}: {why}"
+    return None
+
+
+def node_of(pr, experts: int, nodes: int, hottest: Sequence[int]) -> np.ndarray:
+    return place(experts, nodes, pr.coe_cluster.spec.placement, hottest)
+
+
+def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], routes, *, all_resident: bool = False,
+          trace: list | None = None):
+    """Serve ``routes`` with ``experts`` placed over ``nodes`` nodes of the platform's cluster
+    (``all_resident``: every node's experts in its HBM, the footprint's ideal)."""
+    where = node_of(pr, experts, nodes, hottest)
+    first, other = capacities(pr, sc)
+    hosted = np.bincount(where, minlength=nodes)
+    setups = []
+    for j in range(nodes):
+        mine = tuple(e for e in hottest if where[e] == j)
+        cap = first if j == 0 else other
+        slots = int(hosted[j]) if all_resident else min(cap.hbm_experts, int(hosted[j]))
+        base = pr.setup(sc, experts, mine, slots=max(1, slots))
+        setups.append(base)
+    cluster = pr.coe_cluster.cluster
+    return serve_nodes(setups, where, routes, send_s=lambda b: cluster.send_s(b, pr.tp),
+                       prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens, trace=trace)
+
+
+def footprint(pr, spec, sc, trace_rows, metrics, batches: int, routes_of, mean) -> None:
+    """``coe.footprint.<p>.nodes_for<N>`` on a cluster: the fewest nodes k over which N
+    experts, placed by the platform's placement with the router on node 0, serve the
+    footprint's batches (prompts sent to whichever node hosts their expert, over the
+    cluster's network) within the tolerance of the same k nodes with every expert resident
+    in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
+    from rdusim.engine.coe.routing import hottest_first
+
+    fp = spec.footprint
+    for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
+        routes = routes_of(pr.loaded.seed, spec, sc, n, batches, trace_rows, 0)
+        hottest = tuple(hottest_first(spec.routing, n, trace_rows))
+        memo: dict[int, bool] = {}
+
+        def near_ideal(k: int) -> bool:
+            if k not in memo:
+                if fits(pr, sc, n, k, node_of(pr, n, k, hottest)) is not None:
+                    memo[k] = False
+                else:
+                    real = serve(pr, sc, n, k, hottest, routes)[spec.warmup_batches:]
+                    ideal = serve(pr, sc, n, k, hottest, routes, all_resident=True)[spec.warmup_batches:]
+                    memo[k] = (mean(r.latency_s for r in real)
+                               <= (1 + fp.latency_tolerance) * mean(r.latency_s for r in ideal))
+            return memo[k]
+
+        lo, hi = 1, min(fp.max_nodes, n)
+        if not near_ideal(hi):
+            continue
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if near_ideal(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        metrics[f"coe.footprint.{pr.name}.nodes_for{n}"] = lo
