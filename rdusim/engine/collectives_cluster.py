@@ -60,10 +60,11 @@ class SpanningCost(CollectiveCost):
     """A collective across nodes: the node's own collective (``intra``) and the inter-node
     ring (``inter``). As a :class:`CollectiveCost` (what both engines read), its latency is
     both phases' latencies, its bytes both phases' bytes and its bandwidth the rate that
-    moves them in the two phases' wire time, so ``time_s = intra_s + inter_s``."""
+    moves them in the two phases' wire time, so ``time_s = intra_s + inter_s`` (an RDU kernel
+    record's ``p2p_bytes`` therefore counts the NIC bytes too; ``inter_node_s`` splits the time)."""
 
-    intra: CollectiveCost = None          # type: ignore[assignment]
-    inter: InterNodeCost = None           # type: ignore[assignment]
+    intra: CollectiveCost
+    inter: InterNodeCost
 
     @property
     def intra_s(self) -> float:
