@@ -173,3 +173,17 @@ def test_bad_tp_splits_exit_2(tmp_path, capsys, sets, key, says):
     err = capsys.readouterr().err
     assert key in err and says in err and TP16 in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_tp_across_nodes_with_pipeline_stages():
+    """Four nodes: two stages, each TP16 over two nodes; stage-to-stage sends and the bubble
+    stay the pipeline's, the all-reduces cross the network inside each stage."""
+    c = dataclasses.replace(load_cluster("clusters/sn40l_x2.yaml"), nodes=4)
+    dep = Deployment.of(c.spanning_arch(), load_model("llama2-7b"), 16)
+    r = simulate_pipelined(c, dep, 2, 2, 128, 4, 4, CACHE)
+    assert r.oom is None and r.nodes_per_stage == 2 and r.transfer_prefill_s > 0
+    assert r.prefill.bubble == pytest.approx(1 - 2 * 2 * r.stage_prefill_s / (2 * (3 * r.stage_prefill_s
+                                                                                  + r.transfer_prefill_s)))
+    assert r.allreduce_inter_s > 0 and r.decode_network_s > 0
+    with pytest.raises(ValueError, match="x stages"):
+        simulate_pipelined(c, dep, 3, 1, 128, 4, 4, CACHE)
