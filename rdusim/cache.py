@@ -68,7 +68,7 @@ def content_key(obj: Any) -> Hashable:
         if memo is not None and _MEMO in memo:
             return memo[_MEMO]
         names, qual, frozen = _key_fields(t)
-        key = (qual, tuple(content_key(getattr(obj, n)) for n in names))
+        key = _Key((qual, tuple(content_key(getattr(obj, n)) for n in names)))
         if frozen and memo is not None:
             memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
         return key
@@ -80,6 +80,27 @@ def content_key(obj: Any) -> Hashable:
         return (f"{t.__module__}.{t.__qualname__}", repr(obj))
     raise TypeError(f"content_key: cannot key a {t.__module__}.{t.__qualname__}; "
                     "use frozen dataclasses, enums, tuples, mappings, numbers and strings")
+
+
+class _Key:
+    """A dataclass's content key: the nested tuple with its hash computed once. Memoized
+    on frozen objects, so looking the same spec up again hashes nothing (a dict compares
+    identical keys by identity first)."""
+
+    __slots__ = ("value", "_hash")
+
+    def __init__(self, value: tuple):
+        self.value = value
+        self._hash = hash(value)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is _Key and self._hash == other._hash and self.value == other.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)      # digests (--cache-dir) see the plain nested tuple
 
 
 def digest(namespace: str, key: Hashable) -> str:

@@ -83,22 +83,21 @@ def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], routes, *, a
         base = pr.setup(sc, experts, mine, slots=max(1, slots))
         setups.append(base)
     cluster = pr.coe_cluster.cluster
-    return serve_nodes(setups, where, routes, send_s=lambda b: cluster.send_s(b, pr.tp),
-                       prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens, trace=trace)
+    return NodeRows(serve_nodes(setups, where, routes, send_s=lambda b: cluster.send_s(b, pr.tp),
+                                prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens,
+                                trace=trace))
 
 
-def footprint(pr, spec, sc, trace_rows, metrics, batches: int, routes_of, mean) -> None:
+def footprint(pr, spec, sc, metrics, batches: int) -> None:
     """``coe.footprint.<p>.nodes_for<N>`` on a cluster: the fewest nodes k over which N
     experts, placed by the platform's placement with the router on node 0, serve the
     footprint's batches (prompts sent to whichever node hosts their expert, over the
     cluster's network) within the tolerance of the same k nodes with every expert resident
     in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
-    from rdusim.engine.coe.routing import hottest_first
-
     fp = spec.footprint
+    book = pr.routings
     for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
-        routes = routes_of(pr.loaded.seed, spec, sc, n, batches, trace_rows, 0)
-        hottest = tuple(hottest_first(spec.routing, n, trace_rows))
+        routes, hottest = book.routes(sc.batch_size, n, batches, 0), book.hottest(n)
         memo: dict[int, bool] = {}
 
         def near_ideal(k: int) -> bool:
@@ -106,10 +105,9 @@ def footprint(pr, spec, sc, trace_rows, metrics, batches: int, routes_of, mean) 
                 if fits(pr, sc, n, k, node_of(pr, n, k, hottest)) is not None:
                     memo[k] = False
                 else:
-                    real = serve(pr, sc, n, k, hottest, routes)[spec.warmup_batches:]
-                    ideal = serve(pr, sc, n, k, hottest, routes, all_resident=True)[spec.warmup_batches:]
-                    memo[k] = (mean(r.latency_s for r in real)
-                               <= (1 + fp.latency_tolerance) * mean(r.latency_s for r in ideal))
+                    real = serve(pr, sc, n, k, hottest, routes).tail(spec.warmup_batches)
+                    ideal = serve(pr, sc, n, k, hottest, routes, all_resident=True).tail(spec.warmup_batches)
+                    memo[k] = real.mean("latency_s") <= (1 + fp.latency_tolerance) * ideal.mean("latency_s")
             return memo[k]
 
         lo, hi = 1, min(fp.max_nodes, n)
@@ -122,3 +120,39 @@ def footprint(pr, spec, sc, trace_rows, metrics, batches: int, routes_of, mean) 
             else:
                 lo = mid + 1
         metrics[f"coe.footprint.{pr.name}.nodes_for{n}"] = lo
+
+
+class NodeRows:
+    """Served batches over nodes with the few column reads the study makes (the one-node
+    model's :class:`rdusim.engine.coe.batches.BatchTable` has the same)."""
+
+    def __init__(self, records) -> None:
+        self._records = tuple(records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def records(self):
+        return self._records
+
+    def tail(self, skip: int) -> "NodeRows":
+        return NodeRows(self._records[skip:])
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in self._records], dtype=float)
+
+    @property
+    def start_s(self) -> np.ndarray:
+        return self.column("start_s")
+
+    @property
+    def latency_s(self) -> np.ndarray:
+        return self.column("latency_s")
+
+    def mean(self, name: str) -> float:
+        values = self.column(name)
+        return float(values.sum() / len(values)) if len(values) else float("nan")
+
+    def hit_rate(self) -> float:
+        accesses = sum(r.hits + r.misses for r in self._records)
+        return sum(r.hits for r in self._records) / accesses if accesses else 1.0
