@@ -25,6 +25,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+import weakref
 from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,7 +69,7 @@ def content_key(obj: Any) -> Hashable:
         if memo is not None and _MEMO in memo:
             return memo[_MEMO]
         names, qual, frozen = _key_fields(t)
-        key = _Key((qual, tuple(content_key(getattr(obj, n)) for n in names)))
+        key = _Key.interned((qual, tuple(content_key(getattr(obj, n)) for n in names)))
         if frozen and memo is not None:
             memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
         return key
@@ -87,11 +88,20 @@ class _Key:
     on frozen objects, so looking the same spec up again hashes nothing (a dict compares
     identical keys by identity first)."""
 
-    __slots__ = ("value", "_hash")
+    __slots__ = ("value", "_hash", "__weakref__")
 
     def __init__(self, value: tuple):
         self.value = value
         self._hash = hash(value)
+
+    @classmethod
+    def interned(cls, value: tuple) -> "_Key":
+        """The one live key equal to ``value``: two specs with the same content (a sweep
+        point reloads its arch) then share a key object, and comparing keys is an identity
+        test instead of a walk through their nested content. Canonical objects only, no
+        values: a key that nothing holds any more is dropped (weak references)."""
+        key = cls(value)
+        return _INTERNED.setdefault(key, key)
 
     def __hash__(self) -> int:
         return self._hash
@@ -101,6 +111,9 @@ class _Key:
 
     def __repr__(self) -> str:
         return repr(self.value)      # digests (--cache-dir) see the plain nested tuple
+
+
+_INTERNED: "weakref.WeakValueDictionary[_Key, _Key]" = weakref.WeakValueDictionary()
 
 
 def digest(namespace: str, key: Hashable) -> str:

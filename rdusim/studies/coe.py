@@ -19,7 +19,9 @@ from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeWorkload, RoutingKind
 from rdusim.config.yamlio import load_yaml
 from rdusim.engine.coe.capacity import Capacity, node_capacity
-from rdusim.engine.coe.serving import ServingSetup, serve_table
+from rdusim.engine.coe.batches import BatchTables
+from rdusim.engine.coe.serving import ServingSetup, sequential_replications, serve_table
+from rdusim.engine.evaluation import Evaluation, current
 from rdusim.studies.coe_routes import Routings
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
@@ -172,7 +174,6 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, metrics, record
 
 
 _DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch")
-_NODES = ("router_network_s", "nodes_used")     # a platform spanning a cluster's nodes
 
 
 def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batches: int, warmup: int,
@@ -181,43 +182,42 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     """Serve each of the replications' routing (``batches`` batches, the first ``warmup``
     not counted); metrics are means over replications (with 95%
     intervals when there are several). Returns the per-replication values and rows."""
-    book = pr.routings
-    spans_nodes = pr.coe_cluster is not None           # rdusim.studies.coe_nodes
-    if spans_nodes:
+    spec: CoeWorkload = pr.loaded.spec
+    if pr.coe_cluster is not None:          # experts placed over a cluster's nodes
         from rdusim.studies import coe_nodes
-        nodes = pr.coe_cluster.cluster.nodes
-        reason = coe_nodes.fits(pr, sc, experts, nodes, coe_nodes.node_of(pr, experts, nodes, book.hottest(experts)))
-    else:
-        reason = pr.capacity(sc).fits(experts)
+        return coe_nodes.serve_point(pr, sc, experts, replications, batches, warmup, metrics, prefix, oom_reasons,
+                                     detail=detail, trace=trace)
+    reason = pr.capacity(sc).fits(experts)
     metrics[f"{prefix}.oom"] = int(reason is not None)
     if reason is not None:
         oom_reasons[prefix] = reason
         return {}
+    book = pr.routings
     setup = pr.setup(sc, experts, book.hottest(experts))
-    reps: dict[str, list] = {"rows": []}
-    for i, rep_i in enumerate(replications):
-        spans: list | None = [] if (trace is not None and i == 0) else None
-        if spans_nodes:
-            rows = coe_nodes.serve(pr, sc, experts, nodes, book.hottest(experts),
-                                   book.routes(sc.batch_size, experts, batches, rep_i), trace=spans).tail(warmup)
-        else:
-            outcome = None if setup.prefetch else book.outcome(sc.batch_size, experts, batches, rep_i, setup.slots)
-            rows = serve_table(setup, book.routes(sc.batch_size, experts, batches, rep_i), trace=spans,
-                               outcome=outcome).tail(warmup)
-        if spans and len(rows):
+    replications = tuple(replications)
+    if trace is not None:      # replication 0's timeline (spans of its first counted batches)
+        spans: list = []
+        rows = serve_table(setup, book.routes(sc.batch_size, experts, batches, replications[0]), trace=spans,
+                           outcome=None if setup.prefetch else
+                           book.outcome(sc.batch_size, experts, batches, replications[0], setup.slots)).tail(warmup)
+        if len(rows):
             first = float(rows.start_s[0])
             cut = first + float(rows.latency_s[:TRACE_BATCHES].sum())
             trace.extend((pr.name, *s) for s in spans if first <= s[1] < cut)
-        reps["rows"].append(rows)
-        values = {"latency_s": rows.mean("latency_s"), "hit_rate": rows.hit_rate(),
-                  "router_s": rows.mean("router_s"), "switch_s": rows.mean("switch_s"),
-                  "expert_s": rows.mean("expert_s"), "switches_per_batch": rows.mean("misses"),
-                  "bytes_copied_per_batch": rows.mean("bytes_copied")}
-        if spans_nodes:
-            values.update({k: rows.mean(k) for k in _NODES})
-        for k, v in values.items():
-            reps.setdefault(k, []).append(v)
-    for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()) + (_NODES if spans_nodes and detail else ()):
+    if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
+        # every replication at once, in closed form
+        tables = sequential_replications(
+            setup, book.outcomes(sc.batch_size, experts, batches, replications, setup.slots), len(replications))
+    else:
+        tables = BatchTables.stack([serve_table(setup, book.routes(sc.batch_size, experts, batches, r))
+                                    for r in replications])
+    reps: dict[str, list] = {
+        "rows": [tables.replication(0).tail(warmup)],
+        "latency_s": tables.means("latency_s", warmup), "hit_rate": tables.hit_rates(warmup),
+        "router_s": tables.means("router_s", warmup), "switch_s": tables.means("switch_s", warmup),
+        "expert_s": tables.means("expert_s", warmup), "switches_per_batch": tables.means("misses", warmup),
+        "bytes_copied_per_batch": tables.means("bytes_copied", warmup)}
+    for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
         if len(reps["latency_s"]) > 1:
             put(metrics, f"{prefix}.{k}", reps[k])
         else:

@@ -122,6 +122,52 @@ def footprint(pr, spec, sc, metrics, batches: int) -> None:
         metrics[f"coe.footprint.{pr.name}.nodes_for{n}"] = lo
 
 
+TRACE_BATCHES = 4       # as the one-node study: batches of replication 0 written to a --trace timeline
+DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch",
+          "router_network_s", "nodes_used")
+
+
+def serve_point(pr, sc, experts: int, replications, batches: int, warmup: int, metrics, prefix: str,
+                oom_reasons, *, detail: bool = True, trace: list | None = None) -> dict[str, list]:
+    """:func:`rdusim.studies.coe._serve_point` for a platform spanning its cluster's nodes:
+    the same metrics (means over replications, 95% intervals when several) plus
+    ``router_network_s`` and ``nodes_used``."""
+    from rdusim.studies.coe_stats import put
+
+    book = pr.routings
+    nodes = pr.coe_cluster.cluster.nodes
+    hottest = book.hottest(experts)
+    reason = fits(pr, sc, experts, nodes, node_of(pr, experts, nodes, hottest))
+    metrics[f"{prefix}.oom"] = int(reason is not None)
+    if reason is not None:
+        oom_reasons[prefix] = reason
+        return {}
+    reps: dict[str, list] = {"rows": []}
+    for i, rep_i in enumerate(replications):
+        spans: list | None = [] if (trace is not None and i == 0) else None
+        rows = serve(pr, sc, experts, nodes, hottest, book.routes(sc.batch_size, experts, batches, rep_i),
+                     trace=spans).tail(warmup)
+        if spans and len(rows):
+            first = float(rows.start_s[0])
+            cut = first + float(rows.latency_s[:TRACE_BATCHES].sum())
+            trace.extend((pr.name, *s) for s in spans if first <= s[1] < cut)
+        if i == 0:
+            reps["rows"].append(rows)
+        values = {"latency_s": rows.mean("latency_s"), "hit_rate": rows.hit_rate(),
+                  "router_s": rows.mean("router_s"), "switch_s": rows.mean("switch_s"),
+                  "expert_s": rows.mean("expert_s"), "switches_per_batch": rows.mean("misses"),
+                  "bytes_copied_per_batch": rows.mean("bytes_copied"),
+                  "router_network_s": rows.mean("router_network_s"), "nodes_used": rows.mean("nodes_used")}
+        for k, v in values.items():
+            reps.setdefault(k, []).append(v)
+    for k in ("latency_s", "hit_rate") + (DETAIL if detail else ()):
+        if len(reps["latency_s"]) > 1:
+            put(metrics, f"{prefix}.{k}", reps[k])
+        else:
+            metrics[f"{prefix}.{k}"] = reps[k][0]
+    return reps
+
+
 class NodeRows:
     """Served batches over nodes with the few column reads the study makes (the one-node
     model's :class:`rdusim.engine.coe.batches.BatchTable` has the same)."""

@@ -56,3 +56,10 @@ class Routings:
             "coe_outcome", (self._key(batch_size, experts, batches, rep), slots, self.spec.cache.policy),
             lambda: cache_outcome(slots, self.spec.cache.policy, self.hottest(experts),
                                   self.routes(batch_size, experts, batches, rep)))
+
+    def outcomes(self, batch_size: int, experts: int, batches: int, reps: tuple[int, ...],
+                 slots: int) -> CacheOutcome:
+        """:meth:`outcome` of each replication in ``reps``, their batches one after another."""
+        return self.cache.get_or_compute(
+            "coe_outcomes", (self._key(batch_size, experts, batches, -1), reps, slots, self.spec.cache.policy),
+            lambda: CacheOutcome.concat([self.outcome(batch_size, experts, batches, r, slots) for r in reps]))

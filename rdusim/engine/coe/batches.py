@@ -57,3 +57,35 @@ class BatchTable:
     def hit_rate(self) -> float:
         accesses = int(self.hits.sum() + self.misses.sum())
         return float(self.hits.sum() / accesses) if accesses else 1.0
+
+
+@dataclass(frozen=True)
+class BatchTables:
+    """Several replications' batches in one table (each replication's batches together, in
+    order): per-replication means without a table per replication."""
+
+    replications: int
+    table: BatchTable
+
+    @classmethod
+    def stack(cls, tables: Sequence[BatchTable]) -> "BatchTables":
+        """Replications served one by one (the event model), as one table."""
+        return cls(len(tables), BatchTable(*(np.concatenate([getattr(t, c) for t in tables]) for c in COLUMNS)))
+
+    def _grid(self, column: str, skip: int) -> np.ndarray:
+        values = getattr(self.table, column)
+        return values.reshape(self.replications, -1)[:, skip:]
+
+    def means(self, column: str, skip: int = 0) -> list[float]:
+        """The mean of ``column`` over each replication's batches after the first ``skip``."""
+        grid = self._grid(column, skip)
+        return (grid.sum(axis=1) / grid.shape[1]).tolist() if grid.shape[1] else [float("nan")] * len(grid)
+
+    def hit_rates(self, skip: int = 0) -> list[float]:
+        hits, misses = self._grid("hits", skip).sum(axis=1), self._grid("misses", skip).sum(axis=1)
+        accesses = hits + misses
+        return [float(h / a) if a else 1.0 for h, a in zip(hits.tolist(), accesses.tolist())]
+
+    def replication(self, r: int) -> BatchTable:
+        n = len(self.table) // self.replications
+        return BatchTable(*(getattr(self.table, c)[r * n:(r + 1) * n] for c in COLUMNS))

@@ -30,6 +30,11 @@ class CacheOutcome:
     counts: tuple[tuple[int, ...], ...]
     hit: tuple[tuple[bool, ...], ...]
 
+    @classmethod
+    def concat(cls, outcomes: Sequence["CacheOutcome"]) -> "CacheOutcome":
+        """The batches of several outcomes one after another (replications side by side)."""
+        return cls(*(tuple(x for o in outcomes for x in getattr(o, f)) for f in ("prompts", "order", "counts", "hit")))
+
     @cached_property
     def hits(self) -> np.ndarray:
         return np.array([sum(h) for h in self.hit], dtype=np.int64)

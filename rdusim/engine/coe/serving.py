@@ -31,7 +31,7 @@ import simpy
 from rdusim.config.arch import ArchSpec
 from rdusim.config.workload_coe import CachePolicy
 from rdusim.engine.coe.cache import ExpertCache
-from rdusim.engine.coe.batches import BatchTable
+from rdusim.engine.coe.batches import BatchTable, BatchTables
 from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
 from rdusim.engine.coe.records import BatchRecord  # noqa: F401  (re-exported)
 from rdusim.engine.coe.switching import (copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s,
@@ -95,21 +95,38 @@ def sequential_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace
     before it ends)."""
     if outcome is None:
         outcome = setup_outcome(setup, routes)
+    table = sequential_replications(setup, outcome, 1).replication(0)
+    if trace is not None:
+        copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
+        per_n = _expert_times(setup, outcome.count_histogram)
+        _trace_sequential(trace, outcome, table.start_s, table.router_s, copy_s, per_n)
+    return table
+
+
+def sequential_replications(setup: ServingSetup, outcome: CacheOutcome, replications: int) -> BatchTables:
+    """:func:`sequential_table` of ``replications`` routings at once: ``outcome`` holds
+    their batches one after another (:meth:`CacheOutcome.concat`), each replication
+    starting at time 0."""
     copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
     router_of = {n: setup.router_s(n) for n in set(outcome.prompts)}
     hist = outcome.count_histogram
-    per_n = np.array([setup.expert_s(n) if hist[:, n].any() else 0.0 for n in range(hist.shape[1])])
     router = np.array([router_of[n] for n in outcome.prompts])
     misses = outcome.misses
     switch = misses * copy_s
-    expert = hist @ per_n
+    expert = hist @ _expert_times(setup, hist)
     latency = router + switch + expert
-    start = np.concatenate(([0.0], np.cumsum(latency)[:-1]))
-    if trace is not None:
-        _trace_sequential(trace, outcome, start, router, copy_s, per_n)
-    return BatchTable(np.arange(len(latency)), np.asarray(outcome.prompts), outcome.distinct, outcome.hits,
-                      misses, router, switch, expert, latency, np.zeros(len(latency)),
-                      misses * setup.expert_bytes, start)
+    shape = (replications, len(latency) // replications)
+    start = (np.cumsum(latency.reshape(shape), axis=1) - latency.reshape(shape)).reshape(-1)
+    batch = np.tile(np.arange(shape[1]), replications)
+    return BatchTables(replications, BatchTable(
+        batch, np.asarray(outcome.prompts), outcome.distinct, outcome.hits, misses, router, switch, expert,
+        latency, np.zeros(len(latency)), misses * setup.expert_bytes, start))
+
+
+def _expert_times(setup: ServingSetup, hist: np.ndarray) -> np.ndarray:
+    """An expert's run for each number of prompts that some batch puts on one expert."""
+    used = hist.any(axis=0)
+    return np.array([setup.expert_s(n) if used[n] else 0.0 for n in range(hist.shape[1])])
 
 
 def _trace_sequential(trace: list, outcome: CacheOutcome, start: np.ndarray, router: np.ndarray,

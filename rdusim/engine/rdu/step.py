@@ -109,10 +109,31 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "oi_flops_per_byte": k.flops / moved if moved else None,
         "reused": int(hit),
         # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
-        "algorithm": ",".join(sorted({plan_collective_cost(s.collective, arch.links.p2p,
-                                                           arch.collectives).algorithm.value
-                                      for s in k.stages if s.collective is not None})),
+        "algorithm": _algorithms(k, arch),
         # the inter-node phase of its collectives when they span a cluster's nodes (else 0)
-        "inter_node_s": sum(getattr(plan_collective_cost(s.collective, arch.links.p2p, arch.collectives),
-                                    "inter_s", 0.0) for s in k.stages if s.collective is not None),
+        "inter_node_s": _inter_node_s(k, arch),
     }
+
+
+def _inter_node_s(k: Kernel, arch: RduArch) -> float:
+    """Seconds the kernel's collectives spend crossing nodes (rdusim.engine.collectives_cluster):
+    0 unless the deployment's collectives span a cluster's nodes."""
+    if arch.collectives.span is None:
+        return 0.0
+    return sum(getattr(plan_collective_cost(s.collective, arch.links.p2p, arch.collectives), "inter_s", 0.0)
+               for s in k.stages if s.collective is not None)
+
+
+def _algorithms(k: Kernel, arch: RduArch) -> str:
+    """The algorithms of the kernel's collective stages on ``arch``'s P2P fabric, worked
+    out once per kernel object and fabric."""
+    stages = [s for s in k.stages if s.collective is not None]
+    if not stages:
+        return ""
+    memo = k.__dict__.setdefault("_algorithms", {})
+    fabric = (arch.links.p2p, arch.collectives)
+    got = memo.get(fabric)
+    if got is None:
+        got = memo[fabric] = ",".join(sorted({plan_collective_cost(s.collective, *fabric).algorithm.value
+                                              for s in stages}))
+    return got
