@@ -191,6 +191,7 @@ def _interval(metrics: Mapping[str, Any], metric: str) -> tuple[Optional[float],
 def validation_rows(ref_files: Sequence[str], *, stream=None,
                     run: Optional[Callable] = None) -> list[ValidationRow]:
     """Run each distinct (workload, set) once and compare every reference with it."""
+    from rdusim.cache import RunCache, using
     from rdusim.config.workload import load_workload
 
     if run is None:
@@ -202,7 +203,8 @@ def validation_rows(ref_files: Sequence[str], *, stream=None,
     for loc in located:
         groups.setdefault(loc.ref.run_key, []).append(loc)
     metrics_of: dict[tuple[str, str], tuple[Optional[Mapping], str]] = {}
-    with Progress(len(groups), "validate", stream) as bar:
+    # one cache for every run: references on variants of one workload share its steps and kernels
+    with Progress(len(groups), "validate", stream) as bar, using(RunCache()):
         for key, locs in groups.items():
             first = locs[0]
             try:

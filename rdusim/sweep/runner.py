@@ -18,6 +18,7 @@ import rdusim.studies as studies
 from rdusim import __version__
 from rdusim.cache import RunCache
 from rdusim.config.workload import LoadedWorkload, load_workload
+from rdusim.config.yamlio import remembering_files
 from rdusim.errors import InputError
 from rdusim.results import plain
 from rdusim.sweep.executor import ExecutorSpec, map_affine, open_backend
@@ -57,6 +58,7 @@ class _Worker:
     whatever an earlier point on this worker computed from the same inputs)."""
 
     cache: Optional[RunCache] = None
+    files: dict = {}          # parsed YAML files (rdusim.config.yamlio.remembering_files)
 
     @classmethod
     def run_cache(cls) -> RunCache:
@@ -73,7 +75,8 @@ def run_point(task: PointTask) -> dict:
     oom: list[str] = []
     status, error = PointStatus.OK, ""
     try:
-        loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
+        with remembering_files(_Worker.files):
+            loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
         result = studies.run_study(loaded, cache=_Worker.run_cache())
         metrics = choose_metrics(dict(result.metrics), task.metrics)
         # every run checks memory (rdusim.memory): an OOM marks the point even when the
