@@ -19,9 +19,11 @@ changed simulator never reads an old entry.
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import enum
 import hashlib
+import io
 import os
 import pickle
 import tempfile
@@ -154,6 +156,7 @@ class RunCache:
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self.disk_hits: Counter[str] = Counter()
+        self.unpersisted: Counter[str] = Counter()     # values that could not be pickled
 
     def get_or_compute(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> Any:
         return self.get_or_compute_hit(namespace, key_obj, fn)[0]
@@ -180,7 +183,12 @@ class RunCache:
         value = fn()
         self._put(table, key, value)
         if path is not None:
-            _atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            try:
+                data = _dumps(value)
+            except (TypeError, AttributeError, pickle.PicklingError):   # kept in memory only
+                self.unpersisted[namespace] += 1
+            else:
+                _atomic_write_bytes(path, data)
         return value, False
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -206,6 +214,37 @@ class RunCache:
 
 
 _MISSING = object()
+
+
+def cache_at(directory: str | Path | None) -> RunCache | None:
+    """The run's cache for ``--cache-dir`` (None without one); a path that is not a
+    directory is an InputError."""
+    if directory is None:
+        return None
+    from rdusim.errors import InputError
+
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise InputError(str(path), "--cache-dir", "a directory (it is created when missing)", "a file")
+    return RunCache(path)
+
+
+def read_only(d: dict) -> MappingProxyType:
+    """Rebuilds a pickled read-only mapping."""
+    return MappingProxyType(d)
+
+
+def _reduce_mappingproxy(m: MappingProxyType):
+    return read_only, (dict(m),)
+
+
+def _dumps(value: Any) -> bytes:
+    """Pickle ``value``; read-only mappings (frozen results) pickle as what they wrap."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_mappingproxy}
+    pickler.dump(value)
+    return buf.getvalue()
 _ACTIVE: ContextVar[RunCache | None] = ContextVar("rdusim_run_cache", default=None)
 
 
