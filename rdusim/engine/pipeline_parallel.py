@@ -30,8 +30,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import numpy as np
-
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.cluster import ClusterSpec
 from rdusim.config.deployment import Deployment
@@ -152,6 +150,8 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
     dec, t_dec = None, 0.0
     latency = ttft
     if n > 0:
+        import numpy as np     # only a pipeline-parallel run pays for it
+
         times, _, _ = steps.decode(mb, np.arange(prompt_tokens, prompt_tokens + n))
         dec = schedule([[float(t)] * stages for t in times], x_dec, microbatches)
         t_dec = float(times.mean())
