@@ -1,10 +1,16 @@
 """Cluster platforms of a model run (``clusters:`` in a ``model`` workload): the model
-pipelined over the nodes of a cluster, tensor parallel inside each node.
+pipelined over the nodes of a cluster (``stages``), each stage tensor parallel over ``tp``
+sockets/GPUs -- inside one node, or across ``tp / devices_per_node`` whole nodes when ``tp``
+is larger (``stages: 1``: tensor parallelism alone).
 
 Metrics per cluster platform C: ``model.C.pp.ttft_s``, ``.tpot_s``, ``.latency_s``,
 ``.tokens_per_s``, ``.stage_prefill_s``, ``.stage_decode_s``, ``.transfer_prefill_s``,
 ``.transfer_decode_s``, ``.prefill_bubble``, ``.decode_bubble``, ``.memory.*`` (rdusim.memory),
-``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics).
+``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics); ``.tp``,
+``.nodes_per_stage``, ``.allreduce_intra_s`` / ``.allreduce_inter_s`` (one decode all-reduce
+of a micro-batch's hidden state: the node's part and the part across nodes, 0 inside one node)
+and ``.decode_network_s`` (the inter-node phases of one decode step's all-reduces, from the
+engine's kernel records).
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
         if launch.for_rdu != (stack.kind.value == "rdu"):
             raise InputError(loaded.file, f"{key}.launch", "a launch mode of the node's kind", launch.value)
         check_compute(cluster.node, for_machine(cfg, cluster.node).fmt.compute, loaded.file, "formats.compute")
-        dep = Deployment(cluster.node, stack, for_machine(cfg, cluster.node), plat.tp, plat.fusion, launch,
+        # tp beyond one node's devices: the node's machine with collectives that span nodes
+        arch = cluster.spanning_arch() if plat.tp > cluster.devices_per_node else cluster.node
+        dep = Deployment(arch, stack, for_machine(cfg, cluster.node), plat.tp, plat.fusion, launch,
                          loaded.execution)
         why = check_split(cluster, dep, plat.stages, plat.microbatches, w.batch_size)
         if why:
@@ -66,9 +74,10 @@ def simulate(loaded: LoadedWorkload, entry, cache: RunCache) -> PipelineTiming:
                               w.batch_size, cache)
 
 
-def metrics(batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
+def metrics(batch: int, output_tokens: int, t: PipelineTiming, tp: int) -> dict[str, float]:
     """The pipelined run's values by metric name (the model rows of scope ``pp``)."""
-    out = {"oom": 0 if t.oom is None else 1, "stages": t.stages, "microbatches": t.microbatches}
+    out = {"oom": 0 if t.oom is None else 1, "stages": t.stages, "microbatches": t.microbatches,
+           "tp": tp, "nodes_per_stage": t.nodes_per_stage}
     out.update(t.memory.values())
     if t.oom is not None:
         return out
@@ -77,7 +86,9 @@ def metrics(batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, floa
                 "stage_prefill_s": t.stage_prefill_s, "stage_decode_s": t.stage_decode_s,
                 "transfer_prefill_s": t.transfer_prefill_s, "transfer_decode_s": t.transfer_decode_s,
                 "prefill_bubble": t.prefill.bubble,
-                "decode_bubble": t.decode.bubble if t.decode is not None else 0.0})
+                "decode_bubble": t.decode.bubble if t.decode is not None else 0.0,
+                "allreduce_intra_s": t.allreduce_intra_s, "allreduce_inter_s": t.allreduce_inter_s,
+                "decode_network_s": t.decode_network_s})
     return out
 
 
@@ -86,13 +97,16 @@ def summary_lines(t: dict, names, notes: dict) -> list[str]:
     rows = [n for n in names if "oom" in t.get((n, ModelScope.PP), {})]
     if not rows:
         return []
-    lines = ["", "Pipelined over nodes: stages x micro-batches | ttft ms | tpot ms | tok/s | bubble prefill / decode"]
+    lines = ["", "Over nodes: stages x micro-batches x tp (nodes/stage) | ttft ms | tpot ms | tok/s | "
+             "bubble prefill / decode | decode all-reduce us: node + network"]
     for n in rows:
         p = t[(n, ModelScope.PP)]
         if p["oom"]:
             lines.append(f"  {n:<14} OOM: {notes.get(n, '')}")
             continue
-        lines.append(f"  {n:<14} {int(p['stages'])} x {int(p['microbatches'])} | {p['ttft_s'] * 1e3:8.2f} | "
+        lines.append(f"  {n:<14} {int(p['stages'])} x {int(p['microbatches'])} x tp{int(p['tp'])} "
+                     f"({int(p['nodes_per_stage'])}) | {p['ttft_s'] * 1e3:8.2f} | "
                      f"{p['tpot_s'] * 1e3:7.3f} | {p['tokens_per_s']:8.1f} | "
-                     f"{p['prefill_bubble']:.3f} / {p['decode_bubble']:.3f}")
+                     f"{p['prefill_bubble']:.3f} / {p['decode_bubble']:.3f} | "
+                     f"{p['allreduce_intra_s'] * 1e6:.1f} + {p['allreduce_inter_s'] * 1e6:.1f}")
     return lines

@@ -8,6 +8,7 @@ the nodes needed to serve N experts near the all-in-HBM latency.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
                              CoeSpeedupRow, scenario_label)
-from rdusim.studies.coe_stats import mean_ci
+from rdusim.studies.coe_stats import mean_and_ci
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cache import active_cache
 from rdusim.studies.coe_timing import ModelTimer
@@ -62,6 +63,8 @@ class PlatformRun:
     router_bytes: float
     routings: Routings
     _capacities: dict = field(default_factory=dict)
+    coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
+    footprint_cluster: Any = None  # ... its footprint places experts over that cluster's nodes (footprint.clusters)
 
     @property
     def arch(self):
@@ -116,6 +119,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
                                          spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes, routings)
             for name in spec.platforms}
+    from rdusim.studies import coe_nodes
+    for name, cc in coe_nodes.load(loaded).items():
+        runs[name].coe_cluster = cc
+    for name, cc in coe_nodes.load_footprint(loaded).items():
+        runs[name].footprint_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
@@ -137,7 +145,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         records=tuple(records),
         extra={"reference_platform": reference, "oom_reasons": oom_reasons,
                "scenarios": [s.key for s in scenarios], "replications": spec.replications,
-               "batches": spec.batches, "sweep_batches": spec.sweep_batches},
+               "batches": spec.batches, "sweep_batches": spec.sweep_batches,
+               # platforms whose footprint placed experts over a cluster's nodes: the cluster's name
+               "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
+                                      if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
 
 
@@ -179,6 +190,10 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     intervals when there are several), appended to ``out``. ``sweep``: the expert count of an expert-count sweep
     point (None: the workload's). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
+    if pr.coe_cluster is not None:          # experts placed over a cluster's nodes
+        from rdusim.studies import coe_nodes
+        return coe_nodes.serve_point(pr, sc, experts, replications, batches, warmup, out, sweep, oom_reasons,
+                                     detail=detail, trace=trace)
     reason = pr.capacity(sc).fits(experts)
     oom = CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, "oom", int(reason is not None))
     out.append(oom)
@@ -211,17 +226,10 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
         "expert_s": tables.means("expert_s", warmup), "switches_per_batch": tables.means("misses", warmup),
         "bytes_copied_per_batch": tables.means("bytes_copied", warmup)}
     for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
-        value, ci = _mean(reps[k])
+        value, ci = mean_and_ci(reps[k])
         out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
     return reps
 
-
-def _mean(values: list) -> tuple:
-    """(mean, its 95% interval) over several replications; one replication: (it, None)."""
-    if len(values) > 1:
-        mean, low, high = mean_ci(values)
-        return mean, (low, high)
-    return values[0], None
 
 
 def _speedups(runs, reference: str, scenarios, rows: list, per_rep: dict) -> None:
@@ -237,7 +245,7 @@ def _speedups(runs, reference: str, scenarios, rows: list, per_rep: dict) -> Non
             if not a.get("latency_s") or not c.get("latency_s"):
                 continue
             for part, src in (("overall", "latency_s"), ("expert", "expert_s")):
-                value, ci = _mean([y / x for x, y in zip(a[src], c[src])])
+                value, ci = mean_and_ci([y / x for x, y in zip(a[src], c[src])])
                 rows.append(CoeSpeedupRow(reference, other, sc.batch_size, sc.output_tokens, part, value, ci))
 
 
@@ -250,6 +258,10 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
     batches = spec.warmup_batches + spec.sweep_batches
     cap = pr.capacity(sc)
     memo: dict[int, bool] = {}
+    spanning = pr.coe_cluster or pr.footprint_cluster
+    if spanning is not None:                    # experts placed over k nodes of the cluster
+        from rdusim.studies.coe_nodes import footprint
+        return footprint(dataclasses.replace(pr, coe_cluster=spanning), spec, sc, rows, batches)
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:

@@ -56,6 +56,15 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def mean_and_ci(values: Sequence[float]) -> tuple:
+    """(mean, its 95% interval as (low, high)) over several replications, for a row's value
+    and ``ci``; one replication: (it, None), no interval written."""
+    if len(values) > 1:
+        mean, low, high = mean_ci(values)
+        return mean, (low, high)
+    return values[0], None
+
+
 def half_width(metrics, key: str) -> float:
     """Relative half-width of ``key``'s interval (0 when it has none)."""
     low, high = interval(metrics, key)

@@ -41,6 +41,15 @@ def summary(result: RunResult) -> str:
             lines.append(f"  {p:<10} {s:<11} {1e3 * d['latency_s']:>9.1f} {1e3 * d['router_s']:>8.1f}"
                          f" {1e3 * d['switch_s']:>9.1f} {1e3 * d['expert_s']:>9.1f}"
                          f" {d['switches_per_batch']:>8.2f} {d['hit_rate']:>8.2f}")
+    spanning = [p for p in platforms
+                if any("router_network_s" in point.get((p, *sc_of[s], None), {}) for s in scenarios)]
+    if spanning:
+        lines += ["", "Spanning nodes (router on node 0, experts placed over the cluster's nodes, each node serving "
+                      "its share at once; the critical node's switch and expert above): network us | nodes reached"]
+        for p in spanning:
+            cells = [f"{s} {1e6 * d['router_network_s']:6.1f} | {d['nodes_used']:.2f}"
+                     for s in scenarios if "router_network_s" in (d := point.get((p, *sc_of[s], None), {}))]
+            lines.append(f"  {p:<10} " + "   ".join(cells))
     lines += ["", f"Speedup of {ref} (Table 2 style): overall | expert-only"]
     header = f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios) + f" {'switch':>8}"
     lines.append(header)
@@ -88,7 +97,14 @@ def summary(result: RunResult) -> str:
                 d = point.get((p, *sc_of[s], n), {})
                 cells.append(f"{'OOM':>10}" if d.get("oom") else f"{1e3 * d.get('latency_s', float('nan')):>10.1f}")
             lines.append(f"  {n:>8} " + " ".join(cells))
-        lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency"]
+        placed = result.extra.get("footprint_clusters") or {p: "" for p in spanning}
+        head = "Nodes needed to serve N experts near the all-in-HBM latency"
+        if placed:
+            where = ", ".join(f"{p} on {c}" if c else p for p, c in placed.items())
+            alone = [p for p in platforms if p not in placed]
+            head += (f" (experts placed over k nodes, router on node 0: {where}"
+                     + (f"; {', '.join(alone)}: k nodes served alone" if alone else "") + ")")
+        lines += ["", head]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
             lines.append(f"  {n:>8} " + " ".join(
