@@ -58,9 +58,9 @@ def test_golden(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_results_json_metrics_unchanged_and_from_rows(name):
-    """Every metric of results.json exactly as the code before typed rows wrote it
-    (``<name>.metrics.json``: the parsed ``metrics`` of that run's results.json, coe150 as of
-    the CoE speed work it was merged with), and all of them written from the study's rows."""
+    """Every metric of results.json as the code before typed rows wrote it (``<name>.metrics.json``:
+    the parsed ``metrics`` of main's results.json when typed rows were merged; the same keys,
+    values within 1e-9), and all of them written from the study's rows."""
     result = _result(name)
     assert result.rows and result_rows.to_metrics(result.rows) == dict(result.metrics)
     assert sorted(result_rows.from_metrics(result.metrics), key=repr) == sorted(result.rows, key=repr)
@@ -70,5 +70,13 @@ def test_results_json_metrics_unchanged_and_from_rows(name):
         path.write_text(json.dumps(got, indent=0, sort_keys=True) + "\n")
     want = json.loads(path.read_text())
     assert sorted(got) == sorted(want), (sorted(set(got) ^ set(want))[:10])
-    off = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+    off = {k: (got[k], want[k]) for k in want if not _same(got[k], want[k])}
     assert not off, dict(list(off.items())[:10])
+
+
+def _same(a, b) -> bool:
+    """Equal, or within 1e-9 relative (issue 14's bound for an exact rewrite of the engine:
+    a key moved or a value swapped is far outside it; null stays null)."""
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    return a == b or abs(a - b) <= 1e-9 * max(abs(a), abs(b))
