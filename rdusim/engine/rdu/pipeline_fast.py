@@ -66,10 +66,15 @@ class _Resident:
     def __init__(self, fifo: deque):
         self.left, self.waiter, self.fifo = 0, None, fifo
 
-    def done(self, _now: float) -> None:       # a load's done event is processed
+    def done(self, now: float) -> float:       # a load's done event is processed
         self.left -= 1
         if not self.left:
             self.fifo.append(self.waiter)      # the condition succeeds: one more hop
+        return now
+
+
+def _started(now: float) -> float:
+    return now
 
 
 def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
@@ -102,10 +107,12 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             if inp is not None:                       # get
                 if inp.n:
                     inp.n -= 1
-                    fappend(me)
+                    if fifo:
+                        fappend(me)
+                        now = yield now
                 else:
                     inp.getw = me
-                now = yield
+                    now = yield now
                 w = inp.putw                          # the get's callback: let a blocked put in
                 if w is not None and inp.n < inp.cap:
                     inp.n += 1
@@ -114,10 +121,14 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             if t == 0 and lat:
                 tt = now + lat
                 if tt == now:
-                    fappend(me)
-                else:
+                    if fifo:
+                        fappend(me)
+                        now = yield now
+                elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
-                now = yield
+                    now = yield now
+                else:                                     # the next event anyway: no queue
+                    now = tt
             free = ch.free                            # the tier, FCFS
             begin = free if free > now else now
             if ch.first is None:
@@ -126,26 +137,36 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             ch.free = done
             tt = now + (done - now)
             if tt == now:
-                fappend(me)
-            else:
+                if fifo:
+                    fappend(me)
+                    now = yield now
+            elif fifo or (heap and heap[0][0] <= tt):
                 heappush(heap, (tt, seq(), me))
-            now = yield
+                now = yield now
+            else:                                     # the next event anyway: no queue
+                now = tt
             tier_busy[x] += service
             moved[x] += nbytes
             if extra > 0:
                 tt = now + extra
                 if tt == now:
-                    fappend(me)
-                else:
+                    if fifo:
+                        fappend(me)
+                        now = yield now
+                elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
-                now = yield
+                    now = yield now
+                else:                                     # the next event anyway: no queue
+                    now = tt
             if out is not None:                       # put
                 if out.n < out.cap:
                     out.n += 1
-                    fappend(me)
+                    if fifo:
+                        fappend(me)
+                        now = yield now
                 else:
                     out.putw = me
-                now = yield
+                    now = yield now
                 w = out.getw                          # the put's callback: hand a waiting get its item
                 if w is not None and out.n:
                     out.n -= 1
@@ -155,7 +176,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             fappend(res.done)
         fin[0] = now
         fin[1] -= 1
-        yield
+        yield now
 
     def cross_dies(nbytes, inp, out):
         """The D2D link between a producer on one die and its consumer on the other."""
@@ -167,10 +188,12 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         for t in range(n):
             if inp.n:
                 inp.n -= 1
-                fappend(me)
+                if fifo:
+                    fappend(me)
+                    now = yield now
             else:
                 inp.getw = me
-            now = yield
+                now = yield now
             w = inp.putw
             if w is not None and inp.n < inp.cap:
                 inp.n += 1
@@ -179,10 +202,14 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             if t == 0 and lat:
                 tt = now + lat
                 if tt == now:
-                    fappend(me)
-                else:
+                    if fifo:
+                        fappend(me)
+                        now = yield now
+                elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
-                now = yield
+                    now = yield now
+                else:                                     # the next event anyway: no queue
+                    now = tt
             free = d2d.free
             begin = free if free > now else now
             if d2d.first is None:
@@ -191,17 +218,23 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             d2d.free = done
             tt = now + (done - now)
             if tt == now:
-                fappend(me)
-            else:
+                if fifo:
+                    fappend(me)
+                    now = yield now
+            elif fifo or (heap and heap[0][0] <= tt):
                 heappush(heap, (tt, seq(), me))
-            now = yield
+                now = yield now
+            else:                                     # the next event anyway: no queue
+                now = tt
             acc[1] += per_tile
             if out.n < out.cap:
                 out.n += 1
-                fappend(me)
+                if fifo:
+                    fappend(me)
+                    now = yield now
             else:
                 out.putw = me
-            now = yield
+                now = yield now
             w = out.getw
             if w is not None and out.n:
                 out.n -= 1
@@ -209,14 +242,14 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 fappend(w)
         fin[0] = now
         fin[1] -= 1
-        yield
+        yield now
 
     def stage(i, s, inputs, outputs, res):
         me = yield
         now = 0.0
         if res is not None:
             res.waiter = me
-            now = yield
+            now = yield now
         base = tile_time(s, hw, n)
         latency, wire, rate = collective_terms(s, hw, n)
         first = 0.0
@@ -225,10 +258,12 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             for b in inputs:                          # get a tile from every input, in order
                 if b.n:
                     b.n -= 1
-                    fappend(me)
+                    if fifo:
+                        fappend(me)
+                        now = yield now
                 else:
                     b.getw = me
-                now = yield
+                    now = yield now
                 w = b.putw
                 if w is not None and b.n < b.cap:
                     b.n += 1
@@ -239,10 +274,14 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 if t == 0 and latency:
                     tt = now + latency
                     if tt == now:
-                        fappend(me)
-                    else:
+                        if fifo:
+                            fappend(me)
+                            now = yield now
+                    elif fifo or (heap and heap[0][0] <= tt):
                         heappush(heap, (tt, seq(), me))
-                    now = yield
+                        now = yield now
+                    else:                                     # the next event anyway: no queue
+                        now = tt
                 service = max(base, wire / rate)
                 free = p2p.free
                 begin = free if free > now else now
@@ -252,19 +291,27 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 p2p.free = done
                 tt = now + (done - now)
                 if tt == now:
-                    fappend(me)
-                else:
+                    if fifo:
+                        fappend(me)
+                        now = yield now
+                elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
-                now = yield
+                    now = yield now
+                else:                                     # the next event anyway: no queue
+                    now = tt
                 acc[2] += wire
                 acc[0] += now - start
             else:
                 tt = now + base
                 if tt == now:
-                    fappend(me)
-                else:
+                    if fifo:
+                        fappend(me)
+                        now = yield now
+                elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
-                now = yield
+                    now = yield now
+                else:                                     # the next event anyway: no queue
+                    now = tt
             busy[i] += now - start
             if t == 0:
                 first = start
@@ -273,10 +320,12 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             for b in outputs:                         # put it into every output, in order
                 if b.n < b.cap:
                     b.n += 1
-                    fappend(me)
+                    if fifo:
+                        fappend(me)
+                        now = yield now
                 else:
                     b.putw = me
-                now = yield
+                    now = yield now
                 w = b.getw
                 if w is not None and b.n:
                     b.n -= 1
@@ -284,7 +333,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                     fappend(w)
         fin[0] = now
         fin[1] -= 1
-        yield
+        yield now
 
     # the processes, created in the SimPy model's order
     depth = k.buffer_depth
@@ -323,13 +372,14 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
     # start every process in creation order (SimPy's URGENT Initialize events), then run
     for g in procs:
         next(g)
+    fappend(_started)      # held in the queue while processes start: none may run ahead of another's start
     for g in procs:
         g.send(g.send)
     now = 0.0
     popleft = fifo.popleft
     while True:
         while fifo:
-            popleft()(now)
+            now = popleft()(now)
         if not heap:
             break
         now, _, resume = heappop(heap)
