@@ -20,6 +20,10 @@ nothing else:
   callbacks are the buffer's (a processed get lets a blocked put in, a processed put hands
   an item to a waiting get), so the resumed coroutine runs them first, and the condition
   on a stage's resident loads is one more FIFO hop, as SimPy's ``all_of``.
+- A resumption that would be the very next event anyway (nothing else queued at this
+  instant, and for a timer, no timer due at or before it) is not queued: the coroutine
+  carries on, with its own clock, and hands the loop its time when it suspends. This
+  halves the queue traffic and changes no order.
 - Times are computed with SimPy's operations (``now + delay``; a channel use waits
   ``done - now``), so the result is bit-identical, not just close.
 """
@@ -127,7 +131,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
                     now = yield now
-                else:                                     # the next event anyway: no queue
+                else:                                 # the next event anyway: carry on
                     now = tt
             free = ch.free                            # the tier, FCFS
             begin = free if free > now else now
@@ -143,7 +147,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             elif fifo or (heap and heap[0][0] <= tt):
                 heappush(heap, (tt, seq(), me))
                 now = yield now
-            else:                                     # the next event anyway: no queue
+            else:                                     # the next event anyway: carry on
                 now = tt
             tier_busy[x] += service
             moved[x] += nbytes
@@ -156,7 +160,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
                     now = yield now
-                else:                                     # the next event anyway: no queue
+                else:                                 # the next event anyway: carry on
                     now = tt
             if out is not None:                       # put
                 if out.n < out.cap:
@@ -208,7 +212,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
                     now = yield now
-                else:                                     # the next event anyway: no queue
+                else:                                 # the next event anyway: carry on
                     now = tt
             free = d2d.free
             begin = free if free > now else now
@@ -224,7 +228,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             elif fifo or (heap and heap[0][0] <= tt):
                 heappush(heap, (tt, seq(), me))
                 now = yield now
-            else:                                     # the next event anyway: no queue
+            else:                                     # the next event anyway: carry on
                 now = tt
             acc[1] += per_tile
             if out.n < out.cap:
@@ -280,7 +284,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                     elif fifo or (heap and heap[0][0] <= tt):
                         heappush(heap, (tt, seq(), me))
                         now = yield now
-                    else:                                     # the next event anyway: no queue
+                    else:                                 # the next event anyway: carry on
                         now = tt
                 service = max(base, wire / rate)
                 free = p2p.free
@@ -297,7 +301,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
                     now = yield now
-                else:                                     # the next event anyway: no queue
+                else:                                 # the next event anyway: carry on
                     now = tt
                 acc[2] += wire
                 acc[0] += now - start
@@ -310,7 +314,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 elif fifo or (heap and heap[0][0] <= tt):
                     heappush(heap, (tt, seq(), me))
                     now = yield now
-                else:                                     # the next event anyway: no queue
+                else:                                 # the next event anyway: carry on
                     now = tt
             busy[i] += now - start
             if t == 0:
@@ -383,9 +387,12 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         if not heap:
             break
         now, _, resume = heappop(heap)
-        fappend(resume)
-        while heap and heap[0][0] == now:
-            fappend(heappop(heap)[2])
+        if heap and heap[0][0] == now:           # several due at once: in schedule order
+            fappend(resume)
+            while heap and heap[0][0] == now:
+                fappend(heappop(heap)[2])
+        else:
+            now = resume(now)
     if fin[1]:
         raise RuntimeError(f"kernel {k.name}: {fin[1]} pipeline processes never finished (deadlock)")
 
