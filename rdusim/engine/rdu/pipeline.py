@@ -35,10 +35,17 @@ from rdusim.compiler.plan import Kernel
 from rdusim.engine.evaluation import Evaluation, current
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.kernel_run import KernelRun
-from rdusim.engine.rdu.pipeline_events import simulate_kernel_events
 from rdusim.engine.rdu.pipeline_fast import simulate_kernel_fast
 
 __all__ = ["KernelRun", "simulate_kernel", "simulate_kernel_events", "simulate_kernel_fast"]
+
+
+def simulate_kernel_events(kernel: Kernel, hw: SocketHw, tiles: int, log: list | None = None) -> KernelRun:
+    """The SimPy reference model (:mod:`rdusim.engine.rdu.pipeline_events`, imported only
+    when it is used: the default evaluation does not need SimPy)."""
+    from rdusim.engine.rdu.pipeline_events import simulate_kernel_events as events
+
+    return events(kernel, hw, tiles, log)
 
 
 def simulate_kernel(kernel: Kernel, hw: SocketHw, tiles: int, log: list | None = None) -> KernelRun:
