@@ -52,7 +52,7 @@ def kernels(draw):
     stages = []
     for i in range(count):
         kind = draw(st.sampled_from(list(StageKind)))
-        inputs = tuple(sorted(draw(st.sets(st.integers(0, i - 1), max_size=min(i, 3))))) if i else ()
+        inputs = tuple(draw(st.lists(st.integers(0, i - 1), max_size=3))) if i else ()   # repeats too
         collective = None
         if kind == StageKind.COLLECTIVE and draw(st.booleans()):
             collective = Collective(draw(st.sampled_from(["allreduce", "allgather"])), draw(nbytes),
@@ -133,6 +133,18 @@ def test_simulate_kernel_uses_the_fast_path_unless_reference_or_a_log(monkeypatc
     assert len(calls) == 1
     log: list = []
     assert pipeline.simulate_kernel(k, hw, 8, log) == fast and log and len(calls) == 2
+
+
+
+def test_a_negative_time_is_refused_by_both():
+    k = Kernel("k", ("a",), (Stage(StageKind.COMPUTE, 1.0, 1e-3, 1, 1, 1, 0.0,
+                                   streams=(Stream(Tier.HBM, False, -1e6),)),))
+    hw = SocketHw(tier_bw={t: 1e12 for t in Tier}, tier_latency={t: 0.0 for t in Tier}, agcu_bw=1e12,
+                  pmu_bw=1e12, p2p=Fabric(1e11, 0.0), d2d=Link(1e12, 0.0), pcu_count=1, pmu_count=1,
+                  hbm_peak_bw=1e12, collectives=CollectiveSpec(0.0))
+    for simulate in (simulate_kernel_fast, simulate_kernel_events):
+        with pytest.raises(ValueError, match="[Nn]egative delay"):
+            simulate(k, hw, 4)
 
 
 RUN = r"""

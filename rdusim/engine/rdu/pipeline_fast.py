@@ -81,6 +81,14 @@ def _started(now: float) -> float:
     return now
 
 
+def _non_negative(kernel: Kernel, *times: float) -> None:
+    """SimPy refuses a negative delay; so does this evaluation, up front (the compiler never
+    makes one: a negative rate, byte count or time is an input error upstream)."""
+    for x in times:
+        if x < 0:
+            raise ValueError(f"kernel {kernel.name}: negative delay {x}")
+
+
 def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
     """:func:`rdusim.engine.rdu.pipeline_events.simulate_kernel_events` (without a log),
     bit-identical, several times faster."""
@@ -105,6 +113,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         me = yield
         now = 0.0
         lat, tier, service, extra = stream_link(hw, st, nbytes)
+        _non_negative(k, lat, service)
         x = tier_index[tier]
         ch = chans[x]
         for t in range(n):
@@ -189,6 +198,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         per_tile = nbytes / n
         lat = hw.d2d.latency_s
         service = per_tile / hw.d2d.effective_bandwidth_bytes_per_s
+        _non_negative(k, lat, service)
         for t in range(n):
             if inp.n:
                 inp.n -= 1
@@ -256,6 +266,7 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
             now = yield now
         base = tile_time(s, hw, n)
         latency, wire, rate = collective_terms(s, hw, n)
+        _non_negative(k, base, latency)
         first = 0.0
         last = n - 1
         for t in range(n):
