@@ -19,12 +19,15 @@ changed simulator never reads an old entry.
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import enum
 import hashlib
+import io
 import os
 import pickle
 import tempfile
+import weakref
 from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -68,7 +71,7 @@ def content_key(obj: Any) -> Hashable:
         if memo is not None and _MEMO in memo:
             return memo[_MEMO]
         names, qual, frozen = _key_fields(t)
-        key = (qual, tuple(content_key(getattr(obj, n)) for n in names))
+        key = _Key.interned((qual, tuple(content_key(getattr(obj, n)) for n in names)))
         if frozen and memo is not None:
             memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
         return key
@@ -80,6 +83,39 @@ def content_key(obj: Any) -> Hashable:
         return (f"{t.__module__}.{t.__qualname__}", repr(obj))
     raise TypeError(f"content_key: cannot key a {t.__module__}.{t.__qualname__}; "
                     "use frozen dataclasses, enums, tuples, mappings, numbers and strings")
+
+
+class _Key:
+    """A dataclass's content key: the nested tuple with its hash computed once. Memoized
+    on frozen objects, so looking the same spec up again hashes nothing (a dict compares
+    identical keys by identity first)."""
+
+    __slots__ = ("value", "_hash", "__weakref__")
+
+    def __init__(self, value: tuple):
+        self.value = value
+        self._hash = hash(value)
+
+    @classmethod
+    def interned(cls, value: tuple) -> "_Key":
+        """The one live key equal to ``value``: two specs with the same content (a sweep
+        point reloads its arch) then share a key object, and comparing keys is an identity
+        test instead of a walk through their nested content. Canonical objects only, no
+        values: a key that nothing holds any more is dropped (weak references)."""
+        key = cls(value)
+        return _INTERNED.setdefault(key, key)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (type(other) is _Key and self._hash == other._hash and self.value == other.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)      # digests (--cache-dir) see the plain nested tuple
+
+
+_INTERNED: "weakref.WeakValueDictionary[_Key, _Key]" = weakref.WeakValueDictionary()
 
 
 def digest(namespace: str, key: Hashable) -> str:
@@ -120,6 +156,7 @@ class RunCache:
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self.disk_hits: Counter[str] = Counter()
+        self.unpersisted: Counter[str] = Counter()     # values that could not be pickled
 
     def get_or_compute(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> Any:
         return self.get_or_compute_hit(namespace, key_obj, fn)[0]
@@ -146,7 +183,12 @@ class RunCache:
         value = fn()
         self._put(table, key, value)
         if path is not None:
-            _atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+            try:
+                data = _dumps(value)
+            except (TypeError, AttributeError, pickle.PicklingError):   # kept in memory only
+                self.unpersisted[namespace] += 1
+            else:
+                _atomic_write_bytes(path, data)
         return value, False
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -172,6 +214,37 @@ class RunCache:
 
 
 _MISSING = object()
+
+
+def cache_at(directory: str | Path | None) -> RunCache | None:
+    """The run's cache for ``--cache-dir`` (None without one); a path that is not a
+    directory is an InputError."""
+    if directory is None:
+        return None
+    from rdusim.errors import InputError
+
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise InputError(str(path), "--cache-dir", "a directory (it is created when missing)", "a file")
+    return RunCache(path)
+
+
+def read_only(d: dict) -> MappingProxyType:
+    """Rebuilds a pickled read-only mapping."""
+    return MappingProxyType(d)
+
+
+def _reduce_mappingproxy(m: MappingProxyType):
+    return read_only, (dict(m),)
+
+
+def _dumps(value: Any) -> bytes:
+    """Pickle ``value``; read-only mappings (frozen results) pickle as what they wrap."""
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_mappingproxy}
+    pickler.dump(value)
+    return buf.getvalue()
 _ACTIVE: ContextVar[RunCache | None] = ContextVar("rdusim_run_cache", default=None)
 
 

@@ -105,6 +105,16 @@ def cmd_graph(args) -> int:
     return 0
 
 
+CACHE_HELP = ("keep simulated kernels, steps and inference timings in DIR across runs (keyed by a hash of "
+              "their inputs, the rdusim version and its sources; results are identical with or without it)")
+
+
+def _run_cache(directory: str | None):
+    from rdusim.cache import cache_at
+
+    return cache_at(directory)
+
+
 def cmd_run(args) -> int:
     from rdusim import outdir
     from rdusim.config.workload import load_workload
@@ -116,7 +126,7 @@ def cmd_run(args) -> int:
     loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
     out = Path(args.out) if args.out else default_out(loaded.name)
     outdir.check_writable(out)                 # before simulating, not after
-    result = run_study(loaded, trace=args.trace)
+    result = run_study(loaded, trace=args.trace, cache=_run_cache(args.cache_dir))
     # everything is written before anything is printed: a closed stdout loses nothing
     outdir.claim(out)
     written = [result.write(out)]
@@ -177,7 +187,8 @@ def cmd_sweep(args) -> int:
 def cmd_validate(args) -> int:
     from rdusim.validate import main_validate
 
-    return main_validate(args.refs)
+    _run_cache(args.cache_dir)                 # a bad --cache-dir fails before anything runs
+    return main_validate(args.refs, cache_dir=args.cache_dir)
 
 
 def _seed(text: str) -> int:
@@ -220,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_seed, help="random seed (a non-negative integer; default the workload's)")
     r.add_argument("--report", action="store_true", help="also render index.html, report.md, figures and tables")
     r.add_argument("--trace", action="store_true", help="also write trace.json (Chrome/Perfetto timeline)")
+    r.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="compare the simulator with published numbers",
@@ -227,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "published number. Exit 0 if all are within tolerance, 1 if any misses, 2 on bad input.")
     v.add_argument("--refs", nargs="+", action="extend", default=[], metavar="FILE",
                    help="reference YAML files to check (default: every file in references/)")
+    v.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
     v.set_defaults(func=cmd_validate)
 
     sw = sub.add_parser("sweep", help="run a workload over a grid of overrides (or a sweep file)",
@@ -248,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--resume", action="store_true",
                     help="run only the points missing from --out (also starts a new sweep if there is none)")
     sw.add_argument("--seed", type=_seed, help="random seed of the first point (a non-negative integer)")
+    sw.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP + "; shared by the workers")
     sw.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="render a report from results.json (or a run / sweep folder)",

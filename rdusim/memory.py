@@ -153,6 +153,36 @@ def kv_bytes_per_rank(cfg: ModelConfig, tp: int, batch: int, tokens: int) -> flo
     return float(batch * cfg.kv_cache_bytes_per_rank(tokens, tp))
 
 
+def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int) -> MemoryNeed | None:
+    """:func:`graph_memory` of a model's whole graph from ``head``, its first layers, when
+    layer ``repeat_layer`` of ``head`` stands for every layer the head leaves out (the
+    tensors named ``L<repeat_layer>.`` count ``layers - len(head layers) + 1`` times).
+    None when a byte count is not whole (the sums would round differently from the whole
+    graph's) or the head already is the whole model."""
+    order = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
+             TensorRole.CONSTANT)
+    seen: dict[str, tuple[TensorRole, float]] = {}
+    for op in head.ops:
+        for t in (*op.inputs, *op.outputs):
+            if t.role in order:
+                seen.setdefault(t.name, (t.role, t.nbytes))
+    template = {int(n[1:n.index(".")]) for n in seen if n.startswith("L") and "." in n and n[1:n.index(".")].isdigit()}
+    if not template or max(template) + 1 >= layers or repeat_layer not in template:
+        return None
+    times = layers - (max(template) + 1) + 1
+    rep = f"L{repeat_layer}."
+    by_role = {r.value: 0 for r in order}
+    for name, (role, b) in seen.items():
+        if b != int(b):
+            return None
+        by_role[role.value] += int(b) * (times if name.startswith(rep) else 1)
+    totals = {k: float(v) for k, v in by_role.items()}
+    act = op_activation_peak(head.ops)
+    tiers = tier_split(arch, {k: v for k, v in totals.items() if v > 0}, act)
+    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", totals[TensorRole.WEIGHT.value],
+                      totals[TensorRole.KV_CACHE.value], act, tiers)
+
+
 def op_activation_peak(ops: Iterable) -> float:
     """The largest activation footprint of one op: its activation inputs plus outputs."""
     peak = 0.0

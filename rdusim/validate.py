@@ -188,9 +188,10 @@ def _interval(metrics: Mapping[str, Any], metric: str) -> tuple[Optional[float],
     return None, None
 
 
-def validation_rows(ref_files: Sequence[str], *, stream=None,
-                    run: Optional[Callable] = None) -> list[ValidationRow]:
+def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Callable] = None,
+                    cache_dir: str | None = None) -> list[ValidationRow]:
     """Run each distinct (workload, set) once and compare every reference with it."""
+    from rdusim.cache import RunCache, using
     from rdusim.config.workload import load_workload
 
     if run is None:
@@ -202,7 +203,8 @@ def validation_rows(ref_files: Sequence[str], *, stream=None,
     for loc in located:
         groups.setdefault(loc.ref.run_key, []).append(loc)
     metrics_of: dict[tuple[str, str], tuple[Optional[Mapping], str]] = {}
-    with Progress(len(groups), "validate", stream) as bar:
+    # one cache for every run: references on variants of one workload share its steps and kernels
+    with Progress(len(groups), "validate", stream) as bar, using(RunCache(cache_dir)):
         for key, locs in groups.items():
             first = locs[0]
             try:
@@ -327,11 +329,11 @@ def format_table(rows: Sequence[ValidationRow], source_width: int = 44) -> str:
     return "\n".join(out)
 
 
-def main_validate(ref_files: Sequence[str], *, stream=None) -> int:
+def main_validate(ref_files: Sequence[str], *, stream=None, cache_dir: str | None = None) -> int:
     """The ``rdusim validate`` command: 0 all pass, 1 any fails, 2 bad input."""
     err = stream if stream is not None else sys.stderr
     try:
-        rows = validation_rows(list(ref_files) or default_reference_files(), stream=err)
+        rows = validation_rows(list(ref_files) or default_reference_files(), stream=err, cache_dir=cache_dir)
     except InputError as exc:
         print(f"rdusim: error: {exc}", file=err)
         return 2

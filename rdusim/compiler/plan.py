@@ -88,31 +88,31 @@ class Kernel:
         the names): the content key of the kernel."""
         return content_key(self)
 
-    @property
+    @cached_property
     def flops(self) -> float:
         return sum(s.flops for s in self.stages)
 
     def stage_name(self, i: int) -> str:
         return self.ops[i]
 
-    @property
+    @cached_property
     def pcus(self) -> int:
         return sum(s.pcus for s in self.stages)
 
-    @property
+    @cached_property
     def pmus(self) -> int:
         return sum(s.pmus for s in self.stages)
 
-    @property
+    @cached_property
     def agcus(self) -> int:
         return sum(st.agcus for s in self.stages for st in s.streams)
 
-    @property
+    @cached_property
     def streams(self) -> int:
         """Off-chip streams (tensor arguments with an address program in the AGCUs)."""
         return sum(len(s.streams) for s in self.stages)
 
-    @property
+    @cached_property
     def is_collective_only(self) -> bool:
         return all(s.kind == StageKind.COLLECTIVE for s in self.stages)
 
@@ -125,7 +125,7 @@ class Kernel:
                 out[st.tier.value] = out.get(st.tier.value, 0.0) + st.nbytes * mult
         return out
 
-    @property
+    @cached_property
     def d2d_bytes(self) -> float:
         return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
 

@@ -150,11 +150,23 @@ def _unit_hint(tp: type, path: str) -> str:
     return kind
 
 
+_SHAPES: dict[type, tuple[dict, dict]] = {}
+
+
+def _shape(cls: type) -> tuple[dict, dict]:
+    """A spec class's resolved type hints and its settable fields (class metadata, worked
+    out once per class: ``typing.get_type_hints`` is most of the cost of a small spec)."""
+    got = _SHAPES.get(cls)
+    if got is None:
+        got = _SHAPES[cls] = (typing.get_type_hints(cls),
+                              {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")})
+    return got
+
+
 def _dataclass(cls: type, data: Any, ctx: Ctx, path: str) -> Any:
     if not isinstance(data, Mapping):
         raise InputError(ctx.file, path or "(top level)", f"a mapping for {cls.__name__}", data)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("internal")}
+    hints, fields = _shape(cls)
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise InputError(ctx.file, _join(path, str(unknown[0])),

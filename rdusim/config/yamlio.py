@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -47,11 +49,38 @@ def _at(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
 
 
+_FILES: ContextVar[dict | None] = ContextVar("rdusim_parsed_yaml", default=None)
+
+
+@contextmanager
+def remembering_files(store: dict | None = None) -> Iterator[dict]:
+    """Within the block, a YAML file read again (unchanged: same path, size and
+    modification time) is not parsed again: a sweep loads the same arch, stack and model
+    files for every point. ``store``: keep the parsed files across blocks (a sweep worker)."""
+    store = {} if store is None else store
+    token = _FILES.set(store)
+    try:
+        yield store
+    finally:
+        _FILES.reset(token)
+
+
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; a missing or malformed file is an InputError."""
     p = Path(path)
     if not p.is_file():
         raise InputError(str(p), "", "an existing YAML file", "no such file")
+    store = _FILES.get()
+    if store is None:
+        return _parse(p)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in store:
+        store[key] = _parse(p)
+    return copy.deepcopy(store[key])       # callers may change what they are given
+
+
+def _parse(p: Path) -> Any:
     try:
         with p.open(encoding="utf-8") as fh:
             data = yaml.load(fh, Loader=_LOADER)

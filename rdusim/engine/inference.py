@@ -43,7 +43,15 @@ class InferenceTiming:
 def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int,
                        cache: RunCache | None = None, *, cold: bool = False) -> InferenceTiming:
     """``cold``: the node ran another model before this request (CoE: router and experts
-    alternate), so the request first loads its model's program and arguments."""
+    alternate), so the request first loads its model's program and arguments. Kept in the
+    run's cache: a study or sweep point asking again for the same deployment gets it back."""
+    cache = cache if cache is not None else RunCache()
+    return cache.get_or_compute("inference", (dep, prompt_tokens, output_tokens, batch, cold),
+                                lambda: _simulate(dep, prompt_tokens, output_tokens, batch, cache, cold))
+
+
+def _simulate(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int, cache: RunCache,
+              cold: bool) -> InferenceTiming:
     steps = StepModel(dep, cache)
     request = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     request["host"] = dep.stack.host.per_request_s + (dep.stack.host.per_model_load_s if cold else 0.0)

@@ -65,6 +65,7 @@ class FlowNetwork:
         self._last_update = env.now
         self._generation = 0          # invalidates stale wake-ups after a rate change
         self._seq = 0                 # per-network counter: deterministic ordering of flows
+        self._rates_due = False       # a rate update is scheduled at this instant
 
     # ---- building ----
     def add_link(self, name: str, bandwidth_bytes_per_s: float, latency_s: float = 0.0) -> None:
@@ -128,6 +129,22 @@ class FlowNetwork:
             return
         self._advance()
         self._active.append(flow)
+        self._request_rates()
+
+    def _request_rates(self) -> None:
+        """Recompute the rates once the flows starting or ending at this instant all have
+        (bytes move only as time passes, so rates set later at the same instant are exact;
+        eight devices starting an expert's shards at once cost one update, not eight)."""
+        if self._rates_due:
+            return
+        self._rates_due = True
+        ev = self._env.event()
+        ev.callbacks.append(self._rates_now)
+        ev.succeed()
+
+    def _rates_now(self, _event) -> None:
+        self._rates_due = False
+        self._advance()
         self._reschedule()
 
     def _advance(self) -> None:
@@ -143,34 +160,39 @@ class FlowNetwork:
         self._last_update = now
 
     def _assign_rates(self) -> None:
-        """Max-min fair rates by progressive filling."""
-        cap = {name: link.bandwidth_bytes_per_s for name, link in self._links.items()}
-        unfrozen: dict[str, list[_Flow]] = {}
+        """Max-min fair rates by progressive filling: repeatedly the link whose remaining
+        capacity, split equally over its flows not yet fixed, is tightest (the first in
+        name order among equals) fixes those flows at that share."""
+        users: dict[str, list[_Flow]] = {}
         for f in self._active:
             f.rate = 0.0
             for name in f.path:
-                unfrozen.setdefault(name, []).append(f)
+                users.setdefault(name, []).append(f)
+        cap = {name: self._links[name].bandwidth_bytes_per_s for name in users}
+        count = {name: len(flows) for name, flows in users.items()}
+        names = sorted(users)
         frozen: set[int] = set()
-        while len(frozen) < len(self._active):
-            # the link whose remaining capacity, split equally, is tightest
+        left = len(self._active)
+        while left:
             best_name, best_share = None, math.inf
-            for name in sorted(unfrozen):
-                flows = [f for f in unfrozen[name] if f.seq not in frozen]
-                if not flows:
-                    continue
-                share = cap[name] / len(flows)
-                if share < best_share:
-                    best_name, best_share = name, share
+            for name in names:
+                n = count[name]
+                if n:
+                    share = cap[name] / n
+                    if share < best_share:
+                        best_name, best_share = name, share
             if best_name is None:
                 break
             share = max(best_share, 0.0)
-            for f in unfrozen[best_name]:
+            for f in users[best_name]:
                 if f.seq in frozen:
                     continue
                 f.rate = share
                 frozen.add(f.seq)
+                left -= 1
                 for name in f.path:
                     cap[name] -= share
+                    count[name] -= 1
 
     def _reschedule(self) -> None:
         self._assign_rates()
@@ -198,7 +220,7 @@ class FlowNetwork:
             f.remaining = 0.0
         for f in sorted(ended, key=lambda f: f.seq):
             self._finish(f)
-        self._reschedule()
+        self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
         self._records.append(TransferRecord(flow.label, flow.path, flow.nbytes, flow.start_s, self._env.now))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from rdusim.cache import RunCache, using
+from rdusim.cache import RunCache, active_cache, using
 from rdusim.config.workload import LoadedWorkload, WorkloadKind
 from rdusim.results import RunResult
 
@@ -25,9 +25,10 @@ def study_module(kind: WorkloadKind | str) -> ModuleType:
 
 def run_study(loaded: LoadedWorkload, *, trace: bool = False, cache: RunCache | None = None) -> RunResult:
     """Run the workload's study. ``cache``: the run's cache of graphs, plans and simulated
-    kernels (a new one by default; a sweep worker passes one it keeps across points).
+    kernels (by default the enclosing ``rdusim.cache.using`` block's, else a new one; a
+    sweep worker passes one it keeps across points, validate shares one across its runs).
     The engines get it explicitly where the call path passes it, else from this scope."""
-    with using(cache if cache is not None else RunCache()):
+    with using(active_cache(cache)):
         return study_module(loaded.kind).run(loaded, trace=trace)
 
 

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import load_model
@@ -20,8 +19,10 @@ from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeWorkload, RoutingKind
 from rdusim.config.yamlio import load_yaml
 from rdusim.engine.coe.capacity import Capacity, node_capacity
-from rdusim.engine.coe.routing import hottest_first, route
-from rdusim.engine.coe.serving import BatchRecord, ServingSetup, serve
+from rdusim.engine.coe.batches import BatchTables
+from rdusim.engine.coe.serving import ServingSetup, sequential_replications, serve_table
+from rdusim.engine.evaluation import Evaluation, current
+from rdusim.studies.coe_routes import Routings
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.graph.model_graph import build_model_graph
@@ -57,8 +58,8 @@ class PlatformRun:
     expert: ModelTimer
     expert_bytes: float
     router_bytes: float
+    routings: Routings
     _capacities: dict = field(default_factory=dict)
-    trace_rows: tuple[int, ...] = ()
 
     @property
     def arch(self):
@@ -104,16 +105,16 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
+    routings = Routings(loaded.seed, spec, _load_trace(spec, loaded.file), cache)
     from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
                                          spec.prompt_tokens, cache, **extra),
                               ModelTimer(loaded.deployment(name, for_machine(expert_cfg, loaded.archs[name])),
                                          spec.prompt_tokens, cache, **extra),
-                              expert_bytes, router_bytes)
+                              expert_bytes, router_bytes, routings)
             for name in spec.platforms}
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
-    trace_rows = _load_trace(spec, loaded.file)
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
     metrics: dict[str, float] = {}
@@ -124,8 +125,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     per_rep: dict = {}
     with Progress(steps, f"coe {spec.name}") as bar:
         for name, pr in runs.items():
-            pr.trace_rows = trace_rows
-            _run_platform(pr, spec, scenarios, trace_rows, metrics, records, oom_reasons,
+            _run_platform(pr, spec, scenarios, metrics, records, oom_reasons,
                           events if trace else None, bar, per_rep)
     _speedups(runs, reference, scenarios, metrics, per_rep)
     metrics["coe.replications"] = spec.replications
@@ -140,7 +140,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         trace=tuple(_chrome(events, list(runs))))
 
 
-def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, metrics, records,
+def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, metrics, records,
                   oom_reasons, events: list | None, bar: Progress, per_rep: dict) -> None:
     """Capacity, every scenario (``spec.replications`` independent routings each), the
     expert-count sweep (one routing) and the footprint of one platform."""
@@ -152,34 +152,31 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, trace_rows, met
     metrics[f"coe.{name}.lone_switch_s"] = lone_switch_s(pr.arch, pr.tp, pr.expert_bytes)
     batches = spec.warmup_batches + spec.batches
     for sc in scenarios:
-        route_sets = [_routes(pr.loaded.seed, spec, sc, spec.experts.count, batches, trace_rows, rep)
-                      for rep in range(spec.replications)]
         prefix = f"coe.{name}.{sc.key}"
-        reps = _serve_point(pr, sc, spec.experts.count, route_sets, spec.warmup_batches,
+        reps = _serve_point(pr, sc, spec.experts.count, range(spec.replications), batches, spec.warmup_batches,
                             metrics, prefix, oom_reasons, trace=events if sc == scenarios[0] else None)
         per_rep[(name, sc.key)] = reps
         bar.advance()
         records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
                         "experts": spec.experts.count, **plain(r)}
-                       for r in reps.get("rows", [()])[0])     # the batches of replication 0
+                       for r in (reps["rows"][0].records() if reps.get("rows") else ()))   # replication 0's batches
         for n in spec.sweep_experts:
-            sweep_routes = _routes(pr.loaded.seed, spec, sc, n, spec.warmup_batches + spec.sweep_batches,
-                                   trace_rows, 0)
-            _serve_point(pr, sc, n, [sweep_routes], spec.warmup_batches, metrics,
+            _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, metrics,
                          f"{prefix}.experts{n}", oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
-    _footprint(pr, spec, trace_rows, metrics)
+    _footprint(pr, spec, metrics)
     bar.advance()
 
 
 _DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch")
 
 
-def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[list[np.ndarray]], warmup: int,
+def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batches: int, warmup: int,
                  metrics, prefix: str, oom_reasons, *, detail: bool = True,
                  trace: list | None = None) -> dict[str, list]:
-    """Serve each replication's routing; metrics are means over replications (with 95%
+    """Serve each of the replications' routing (``batches`` batches, the first ``warmup``
+    not counted); metrics are means over replications (with 95%
     intervals when there are several). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
     reason = pr.capacity(sc).fits(experts)
@@ -187,39 +184,37 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, route_sets: list[l
     if reason is not None:
         oom_reasons[prefix] = reason
         return {}
-    hottest = tuple(hottest_first(spec.routing, experts, pr.trace_rows))
-    reps: dict[str, list] = {"rows": []}
-    for i, routes in enumerate(route_sets):
-        spans: list | None = [] if (trace is not None and i == 0) else None
-        rows = serve(pr.setup(sc, experts, hottest), routes, trace=spans)[warmup:]
-        if spans:
-            cut = rows[0].start_s + sum(r.latency_s for r in rows[:TRACE_BATCHES])
-            trace.extend((pr.name, *s) for s in spans if rows[0].start_s <= s[1] < cut)
-        reps["rows"].append(rows)
-        accesses = sum(r.hits + r.misses for r in rows)
-        values = {"latency_s": _mean(r.latency_s for r in rows),
-                  "hit_rate": sum(r.hits for r in rows) / accesses if accesses else 1.0,
-                  "router_s": _mean(r.router_s for r in rows), "switch_s": _mean(r.switch_s for r in rows),
-                  "expert_s": _mean(r.expert_s for r in rows),
-                  "switches_per_batch": _mean(r.misses for r in rows),
-                  "bytes_copied_per_batch": _mean(r.bytes_copied for r in rows)}
-        for k, v in values.items():
-            reps.setdefault(k, []).append(v)
+    book = pr.routings
+    setup = pr.setup(sc, experts, book.hottest(experts))
+    replications = tuple(replications)
+    if trace is not None:      # replication 0's timeline (spans of its first counted batches)
+        spans: list = []
+        rows = serve_table(setup, book.routes(sc.batch_size, experts, batches, replications[0]), trace=spans,
+                           outcome=None if setup.prefetch else
+                           book.outcome(sc.batch_size, experts, batches, replications[0], setup.slots)).tail(warmup)
+        if len(rows):
+            first = float(rows.start_s[0])
+            cut = first + float(rows.latency_s[:TRACE_BATCHES].sum())
+            trace.extend((pr.name, *s) for s in spans if first <= s[1] < cut)
+    if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
+        # every replication at once, in closed form
+        tables = sequential_replications(
+            setup, book.outcomes(sc.batch_size, experts, batches, replications, setup.slots), len(replications))
+    else:
+        tables = BatchTables.stack([serve_table(setup, book.routes(sc.batch_size, experts, batches, r))
+                                    for r in replications])
+    reps: dict[str, list] = {
+        "rows": [tables.replication(0).tail(warmup)],
+        "latency_s": tables.means("latency_s", warmup), "hit_rate": tables.hit_rates(warmup),
+        "router_s": tables.means("router_s", warmup), "switch_s": tables.means("switch_s", warmup),
+        "expert_s": tables.means("expert_s", warmup), "switches_per_batch": tables.means("misses", warmup),
+        "bytes_copied_per_batch": tables.means("bytes_copied", warmup)}
     for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
-        if len(route_sets) > 1:
+        if len(reps["latency_s"]) > 1:
             put(metrics, f"{prefix}.{k}", reps[k])
         else:
             metrics[f"{prefix}.{k}"] = reps[k][0]
     return reps
-
-
-def _routes(seed: int, spec: CoeWorkload, sc: Scenario, experts: int, batches: int,
-            trace_rows, rep: int) -> list[np.ndarray]:
-    """Routing of every batch of replication ``rep``; depends on (run seed, replication,
-    batch size, experts) only, so every platform and token count sees the same prompts."""
-    rng = np.random.default_rng([seed, rep, sc.batch_size, experts])
-    flat = route(spec.routing, experts, batches * sc.batch_size, rng, trace_rows)
-    return [flat[i * sc.batch_size:(i + 1) * sc.batch_size] for i in range(batches)]
 
 
 def _speedups(runs, reference: str, scenarios, metrics, per_rep: dict) -> None:
@@ -242,7 +237,7 @@ def _speedups(runs, reference: str, scenarios, metrics, per_rep: dict) -> None:
                     metrics[f"{key}.{sc.key}.{part}"] = ratios[0]
 
 
-def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
+def _footprint(pr: PlatformRun, spec: CoeWorkload, metrics) -> None:
     """Fewest nodes (experts spread evenly over them) whose batch latency is within the
     tolerance of the latency with every expert resident in HBM. Latency grows with the
     experts per node, so the search is a bisection over the node count."""
@@ -254,12 +249,14 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, trace_rows, metrics) -> None:
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:
-            routes = _routes(pr.loaded.seed, spec, sc, per_node, batches, trace_rows, 0)
-            hottest = tuple(hottest_first(spec.routing, per_node, trace_rows))
-            real = serve(pr.setup(sc, per_node, hottest), routes)[spec.warmup_batches:]
-            ideal = serve(pr.setup(sc, per_node, hottest, slots=per_node), routes)[spec.warmup_batches:]
-            memo[per_node] = (_mean(r.latency_s for r in real)
-                              <= (1 + fp.latency_tolerance) * _mean(r.latency_s for r in ideal))
+            book = pr.routings
+            routes, hottest = book.routes(sc.batch_size, per_node, batches, 0), book.hottest(per_node)
+            lat = []
+            for setup in (pr.setup(sc, per_node, hottest), pr.setup(sc, per_node, hottest, slots=per_node)):
+                outcome = None if setup.prefetch else book.outcome(sc.batch_size, per_node, batches, 0, setup.slots)
+                lat.append(serve_table(setup, routes, outcome=outcome).tail(spec.warmup_batches).mean("latency_s"))
+            real, ideal = lat
+            memo[per_node] = real <= (1 + fp.latency_tolerance) * ideal
         return memo[per_node]
 
     for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
@@ -327,8 +324,3 @@ def _model(name: str, file: str, key: str, formats=None, loaded: LoadedWorkload 
         return cfg
     from rdusim.config.formats import with_checked_formats
     return with_checked_formats(cfg, formats, loaded, key.rsplit(".", 1)[0] + ".formats")
-
-
-def _mean(values) -> float:
-    vals = list(values)
-    return float(sum(vals) / len(vals)) if vals else math.nan

@@ -148,18 +148,51 @@ def run_rdu(arch, plans: dict[FusionPolicy, Plan], host_s: float,
     return out
 
 
-def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph, tp: int,
-            host_s: float) -> dict[str, StepResult] | None:
+def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int):
+    """(memory need, kernels by policy) of an inference step of a model from its first
+    layers with the middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole
+    model's kernels and footprint without its 30-80 layer graph), or None when that
+    shortcut does not apply (then the whole graph is built)."""
+    if bench.is_fft or bench.phase == Phase.TRAIN:
+        return None
     try:
-        from rdusim.engine.gpu.step import simulate_step
+        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("rdusim.engine.gpu"):
+            return None
+        raise
+    from rdusim.memory import repeated_graph_memory
+
+    depth = bench_model(loaded, bench).num_hidden_layers
+    layers = min(bench.layers, depth) if bench.layers else depth
+    if layers <= TEMPLATE_LAYERS:
+        return None
+    head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
+    need = repeated_graph_memory(arch, head, layers, repeat_layer=1)
+    kernels = {p: repeated_kernels(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
+    if need is None or any(k is None for k in kernels.values()):
+        return None
+    return need, kernels
+
+
+def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph | None, tp: int,
+            host_s: float, kernels: dict | None = None) -> dict[str, StepResult] | None:
+    """Both modes on the GPU: from ``kernels`` by policy when given, else from ``graph``."""
+    try:
+        from rdusim.engine.gpu.step import simulate_kernels, simulate_step
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("rdusim.engine.gpu"):
             return None
         raise
     arch = loaded.archs[platform]
     launch = loaded.launch(platform)
-    return {"unfused": simulate_step(arch, graph, fusion=FusionPolicy.UNFUSED, launch=launch, tp=tp, host_s=host_s),
-            "fused": simulate_step(arch, graph, fusion=FusionPolicy.FUSED, launch=launch, tp=tp, host_s=host_s)}
+    out = {}
+    for mode, policy in (("unfused", FusionPolicy.UNFUSED), ("fused", FusionPolicy.FUSED)):
+        if kernels is not None:
+            out[mode] = simulate_kernels(arch, kernels[policy], launch=launch, tp=tp, host_s=host_s)
+        else:
+            out[mode] = simulate_step(arch, graph, fusion=policy, launch=launch, tp=tp, host_s=host_s)
+    return out
 
 
 def mode_metrics(prefix: str, step: StepResult) -> dict[str, float]:
@@ -200,12 +233,16 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                     timeline.bench = bench.name
                 steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
             else:
-                graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
-                need = graph_memory(arch, graph)
+                repeated = gpu_repeated(loaded, bench, arch, tp, index)
+                if repeated is not None:
+                    need, kernels, graph = repeated[0], repeated[1], None
+                else:
+                    graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
+                    need, kernels = graph_memory(arch, graph), None
                 if not need.fits:
                     _oom(metrics, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
                     continue
-                steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench))
+                steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench), kernels)
                 if steps is None:
                     notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
                     continue

@@ -34,6 +34,9 @@ def main_sweep(args) -> int:
     from rdusim.progress import Progress
 
     spec = spec_from_args(args)
+    if getattr(args, "cache_dir", None):
+        from rdusim.cache import cache_at
+        cache_at(args.cache_dir)            # a bad --cache-dir fails before anything runs
     executor = ExecutorSpec.from_flags(args.executor, args.workers, args.scheduler)
     out = Path(args.out) if args.out else default_out(spec.name)
     check_writable(out)
@@ -41,7 +44,8 @@ def main_sweep(args) -> int:
     print(f"sweep {spec.name}: {total} points over {', '.join(spec.keys)} ({spec.mode.value}), "
           f"executor {executor.kind.value}")
     try:
-        outcome = run_sweep(spec, out, executor, resume=args.resume, progress=Progress)
+        outcome = run_sweep(spec, out, executor, resume=args.resume, progress=Progress,
+                            cache_dir=getattr(args, "cache_dir", None))
     except WorkerLost as exc:
         print(f"rdusim: error: {exc}. Finished points are stored in {shlex.quote(str(out))}; "
               f"re-run with --resume to finish.", file=sys.stderr)

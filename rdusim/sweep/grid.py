@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rdusim.config.workload import LoadedWorkload, load_workload
+from rdusim.config.yamlio import remembering_files
 from rdusim.errors import InputError
 from rdusim.sweep.spec import GridMode, SweepSpec
 
@@ -43,14 +44,15 @@ def validate_points(spec: SweepSpec, points: tuple[Point, ...]) -> tuple[LoadedW
     """Load every point's workload (parsing and checks, no simulation) so that a bad grid key
     or value fails before any point runs, naming the swept key. Returns the base workload
     (fixed overrides only) and each point's seed."""
-    base = load_base(spec)
-    seeds = []
-    for p in points:
-        try:
-            loaded = load_workload(spec.workload, spec.fixed + p.values, spec.seed)
-        except InputError as exc:
-            raise _blame(spec, p, exc) from None
-        seeds.append(loaded.seed)
+    with remembering_files():       # every point reads the same files
+        base = load_base(spec)
+        seeds = []
+        for p in points:
+            try:
+                loaded = load_workload(spec.workload, spec.fixed + p.values, spec.seed)
+            except InputError as exc:
+                raise _blame(spec, p, exc) from None
+            seeds.append(loaded.seed)
     return base, tuple(seeds)
 
 

@@ -18,6 +18,7 @@ import rdusim.studies as studies
 from rdusim import __version__
 from rdusim.cache import RunCache
 from rdusim.config.workload import LoadedWorkload, load_workload
+from rdusim.config.yamlio import remembering_files
 from rdusim.errors import InputError
 from rdusim.results import plain
 from rdusim.sweep.executor import ExecutorSpec, map_affine, open_backend
@@ -38,6 +39,7 @@ class PointTask:
     fixed: tuple[tuple[str, Any], ...]
     seed: int
     metrics: tuple[str, ...]
+    cache_dir: Optional[str] = None     # --cache-dir: the workers' caches persisted there
 
 
 def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str, Any]:
@@ -57,11 +59,12 @@ class _Worker:
     whatever an earlier point on this worker computed from the same inputs)."""
 
     cache: Optional[RunCache] = None
+    files: dict = {}          # parsed YAML files (rdusim.config.yamlio.remembering_files)
 
     @classmethod
-    def run_cache(cls) -> RunCache:
-        if cls.cache is None:
-            cls.cache = RunCache()
+    def run_cache(cls, directory: Optional[str] = None) -> RunCache:
+        if cls.cache is None or cls.cache.directory != (Path(directory) if directory else None):
+            cls.cache = RunCache(directory)
         return cls.cache
 
 
@@ -73,8 +76,9 @@ def run_point(task: PointTask) -> dict:
     oom: list[str] = []
     status, error = PointStatus.OK, ""
     try:
-        loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
-        result = studies.run_study(loaded, cache=_Worker.run_cache())
+        with remembering_files(_Worker.files):
+            loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
+        result = studies.run_study(loaded, cache=_Worker.run_cache(task.cache_dir))
         metrics = choose_metrics(dict(result.metrics), task.metrics)
         # every run checks memory (rdusim.memory): an OOM marks the point even when the
         # chosen metrics do not include the .oom flags
@@ -133,7 +137,7 @@ def _check_same(stored: dict, new: dict, db: Path) -> None:
 
 
 def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: bool = False,
-              progress: Optional[Callable[[int, str], Any]] = None) -> SweepOutcome:
+              progress: Optional[Callable[[int, str], Any]] = None, cache_dir: Optional[str] = None) -> SweepOutcome:
     """Validate, then run every missing point. ``progress(total, label)`` returns a context
     manager with ``.advance()`` (rdusim.progress.Progress)."""
     points = expand(spec)
@@ -153,7 +157,8 @@ def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: boo
         store = SweepStore.create(out, new_def)
     with store:
         done = store.done_indices()
-        todo = [PointTask(p.index, spec.workload, p.values, spec.fixed, seeds[p.index], spec.metrics)
+        todo = [PointTask(p.index, spec.workload, p.values, spec.fixed, seeds[p.index], spec.metrics,
+                          str(Path(cache_dir).resolve()) if cache_dir else None)
                 for p in points if p.index not in done]
         outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo), code_changed=code_changed)
         start = time.perf_counter()

@@ -49,21 +49,42 @@ class ExpertCache:
         return expert in self._order
 
     def access(self, expert: int) -> Access:
+        """Look ``expert`` up (a miss makes it resident): hit or miss, and whom it evicted."""
+        order = self._order
         self._freq[expert] = self._freq.get(expert, 0) + 1
-        if expert in self._order:
-            self._order.move_to_end(expert)
+        if expert in order:
+            order.move_to_end(expert)
             self.hits += 1
             return Access(expert, True)
         self.misses += 1
-        evicted = self._victim() if len(self._order) >= self.slots else None
+        evicted = self._victim() if len(order) >= self.slots else None
         if evicted is not None:
-            del self._order[evicted]
-        self._order[expert] = None
+            del order[evicted]
+        order[expert] = None
         return Access(expert, False, evicted)
 
+    def hit(self, expert: int) -> bool:
+        """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
+        order = self._order
+        self._freq[expert] = self._freq.get(expert, 0) + 1
+        if expert in order:
+            order.move_to_end(expert)
+            self.hits += 1
+            return True
+        self.misses += 1
+        if len(order) >= self.slots:
+            del order[self._victim()]
+        order[expert] = None
+        return False
+
     def _victim(self) -> int:
-        candidates = [e for e in self._order if e not in self._pinned] or list(self._order)
+        order, pinned = self._order, self._pinned
         if self.policy == CachePolicy.LFU:
+            candidates = [e for e in order if e not in pinned] or list(order)
             # least frequently used; among equals the least recent (candidates are oldest first)
             return min(candidates, key=lambda e: self._freq.get(e, 0))
-        return candidates[0]   # LRU, and the rotating slot of STATIC
+        # LRU, and the rotating slot of STATIC: the least recent expert that is not pinned
+        for e in order:
+            if e not in pinned:
+                return e
+        return next(iter(order))

@@ -31,6 +31,9 @@ import simpy
 from rdusim.config.arch import ArchSpec
 from rdusim.config.workload_coe import CachePolicy
 from rdusim.engine.coe.cache import ExpertCache
+from rdusim.engine.coe.batches import BatchTable, BatchTables
+from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
+from rdusim.engine.coe.records import BatchRecord  # noqa: F401  (re-exported)
 from rdusim.engine.coe.switching import (copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s,
                                          switch_network)
 from rdusim.engine.transfer import FlowNetwork
@@ -52,67 +55,91 @@ class ServingSetup:
     expert_hbm_fraction: Callable[[int], float] | None = None
 
 
-@dataclass(frozen=True)
-class BatchRecord:
-    batch: int
-    prompts: int
-    distinct_experts: int
-    hits: int
-    misses: int
-    router_s: float
-    switch_s: float        # time the batch waited for expert copies (exposed switching)
-    expert_s: float
-    latency_s: float
-    hbm_contention_s: float    # expert time lost to prefetch copies writing into HBM (in expert_s)
-    bytes_copied: float
-    start_s: float
+def serve(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None,
+          outcome: CacheOutcome | None = None) -> tuple[BatchRecord, ...]:
+    """Serve the batches back to back; one record per batch (:func:`serve_table`)."""
+    return serve_table(setup, routes, trace=trace, outcome=outcome).records()
 
 
-def serve(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None) -> tuple[BatchRecord, ...]:
-    """Serve the batches back to back; one record per batch. Without prefetch nothing ever
+def serve_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None,
+                outcome: CacheOutcome | None = None) -> BatchTable:
+    """Serve the batches back to back; a column per record field. Without prefetch nothing ever
     overlaps a copy (a batch waits for each copy it starts, and batches run one after
     another), so every copy runs on idle links and takes the lone switch time, and no copy
     takes HBM from an expert: :func:`serve_sequential` evaluates that exactly without
-    events (``rdusim.engine.evaluation.reference()`` selects the SimPy processes)."""
+    events (``rdusim.engine.evaluation.reference()`` selects the SimPy processes).
+    ``outcome``: the cache's hits and misses on ``routes`` when the caller already has them."""
     from rdusim.engine.evaluation import Evaluation, current
 
     if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
-        return serve_sequential(setup, routes, trace=trace)
-    return serve_events(setup, routes, trace=trace)
+        return sequential_table(setup, routes, trace=trace, outcome=outcome)
+    return BatchTable.from_records(serve_events(setup, routes, trace=trace))
 
 
-def serve_sequential(setup: ServingSetup, routes: Sequence[np.ndarray], *,
-                     trace: list | None = None) -> tuple[BatchRecord, ...]:
-    """:func:`serve_events` without prefetch, as a recurrence (equal within float rounding:
-    a copy on idle links lasts the lone switch time wherever it starts)."""
+def setup_outcome(setup: ServingSetup, routes: Sequence[np.ndarray]) -> CacheOutcome:
+    """What ``setup``'s expert cache does with ``routes`` (no timing involved)."""
+    return cache_outcome(setup.slots, setup.policy, setup.hottest, routes)
+
+
+def serve_sequential(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None,
+                     outcome: CacheOutcome | None = None) -> tuple[BatchRecord, ...]:
+    """:func:`serve_events` without prefetch, in closed form (:func:`sequential_table`)."""
+    return sequential_table(setup, routes, trace=trace, outcome=outcome).records()
+
+
+def sequential_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None,
+                     outcome: CacheOutcome | None = None) -> BatchTable:
+    """:func:`serve_events` without prefetch, in closed form (equal within float rounding:
+    a copy on idle links lasts the lone switch time wherever it starts, so a batch takes
+    router + misses x lone switch + the sum of its experts' runs, and starts when the one
+    before it ends)."""
+    if outcome is None:
+        outcome = setup_outcome(setup, routes)
+    table = sequential_replications(setup, outcome, 1).replication(0)
+    if trace is not None:
+        copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
+        per_n = _expert_times(setup, outcome.count_histogram)
+        _trace_sequential(trace, outcome, table.start_s, table.router_s, copy_s, per_n)
+    return table
+
+
+def sequential_replications(setup: ServingSetup, outcome: CacheOutcome, replications: int) -> BatchTables:
+    """:func:`sequential_table` of ``replications`` routings at once: ``outcome`` holds
+    their batches one after another (:meth:`CacheOutcome.concat`), each replication
+    starting at time 0."""
     copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
-    cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
-    records: list[BatchRecord] = []
-    now = 0.0
-    for i, prompts in enumerate(routes):
-        t0 = now
-        order, counts = _distinct_in_order(prompts)
-        now = now + setup.router_s(len(prompts))
-        router = now - t0
+    router_of = {n: setup.router_s(n) for n in set(outcome.prompts)}
+    hist = outcome.count_histogram
+    router = np.array([router_of[n] for n in outcome.prompts])
+    misses = outcome.misses
+    switch = misses * copy_s
+    expert = hist @ _expert_times(setup, hist)
+    latency = router + switch + expert
+    shape = (replications, len(latency) // replications)
+    start = (np.cumsum(latency.reshape(shape), axis=1) - latency.reshape(shape)).reshape(-1)
+    batch = np.tile(np.arange(shape[1]), replications)
+    return BatchTables(replications, BatchTable(
+        batch, np.asarray(outcome.prompts), outcome.distinct, outcome.hits, misses, router, switch, expert,
+        latency, np.zeros(len(latency)), misses * setup.expert_bytes, start))
+
+
+def _expert_times(setup: ServingSetup, hist: np.ndarray) -> np.ndarray:
+    """An expert's run for each number of prompts that some batch puts on one expert."""
+    used = hist.any(axis=0)
+    return np.array([setup.expert_s(n) if used[n] else 0.0 for n in range(hist.shape[1])])
+
+
+def _trace_sequential(trace: list, outcome: CacheOutcome, start: np.ndarray, router: np.ndarray,
+                      copy_s: float, per_n: np.ndarray) -> None:
+    for b, t0 in enumerate(start.tolist()):
+        now = t0 + router[b]
         _span(trace, "router", t0, now, "router")
-        hits = misses = 0
-        switch = expert = 0.0
-        for e, n in zip(order, counts):
-            if cache.access(e).hit:
-                hits += 1
-            else:
-                misses += 1
-                ts = now
-                now = now + copy_s
-                switch += now - ts
-                _span(trace, f"switch expert {e}", ts, now, "switch")
-            te = now
-            now = now + setup.expert_s(n)
-            expert += now - te
-            _span(trace, f"expert {e} x{n}", te, now, "expert")
-        records.append(BatchRecord(i, len(prompts), len(order), hits, misses, router, switch, expert, now - t0,
-                                   0.0, misses * setup.expert_bytes, t0))
-    return tuple(records)
+        for e, n, hit in zip(outcome.order[b], outcome.counts[b], outcome.hit[b]):
+            if not hit:
+                _span(trace, f"switch expert {e}", now, now + copy_s, "switch")
+                now += copy_s
+            _span(trace, f"expert {e} x{n}", now, now + per_n[n], "expert")
+            now += per_n[n]
 
 
 def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
@@ -127,7 +154,7 @@ def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
 
     def admit(e: int, tally: dict, label: str) -> simpy.Event | None:
         """Look ``e`` up in the cache; on a miss start its copy and return the copy event."""
-        if cache.access(e).hit:
+        if cache.hit(e):
             tally["hits"] += 1
             return None
         tally["misses"] += 1

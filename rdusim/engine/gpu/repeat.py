@@ -14,8 +14,6 @@ an op is not named by its layer (``L<i>.``).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.fusion_rules import partition
@@ -33,8 +31,31 @@ def _shift(name: str, by: int) -> str:
 
 
 def _moved(k: Kernel, by: int) -> Kernel:
-    return replace(k, name=_shift(k.name, by), ops=tuple(_shift(op, by) for op in k.ops),
-                   layer=k.layer + by if k.layer >= 0 and by else k.layer)
+    return Kernel(_shift(k.name, by), tuple(_shift(op, by) for op in k.ops), k.tag,
+                  k.layer + by if k.layer >= 0 and by else k.layer, k.work)
+
+
+class _Mover:
+    """:func:`_moved` for one template kernel, its names split once: the copy for layer
+    ``i + by`` is built by formatting, without matching every name again."""
+
+    __slots__ = ("k", "parts")
+
+    def __init__(self, k: Kernel):
+        self.k = k
+        self.parts = [self._split(n) for n in (k.name, *k.ops)]
+
+    @staticmethod
+    def _split(name: str) -> tuple[int, str] | str:
+        m = _LAYER.match(name)
+        return (int(m.group(1)), name[m.end():]) if m else name
+
+    def at(self, by: int) -> Kernel:
+        if not by:
+            return self.k
+        names = [p if isinstance(p, str) else f"L{p[0] + by}.{p[1]}" for p in self.parts]
+        k = self.k
+        return Kernel(names[0], tuple(names[1:]), k.tag, k.layer + by if k.layer >= 0 else k.layer, k.work)
 
 
 def _named_by_layer(k: Kernel) -> bool:
@@ -68,8 +89,9 @@ def repeated_kernels(graph: OpGraph, layers: int, policy: FusionPolicy, arch: Gp
     post = kernels[first + sum(1 for x in order if x >= 0):]
     shift = layers - TEMPLATE_LAYERS
     out = list(kernels[:first]) + [k for k in kernels if k.layer == 0]
+    movers = [_Mover(k) for k in mid]
     for j in range(layers - 2):
-        out += [_moved(k, j) for k in mid]
+        out += [m.at(j) for m in movers]
     out += [_moved(k, shift) for k in last]
     out += [_moved(k, shift) for k in post]
     return tuple(out)

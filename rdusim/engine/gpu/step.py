@@ -44,7 +44,13 @@ def simulate_kernels(arch: GpuArch, kernels: Sequence[Kernel], *, launch: Launch
     """:func:`simulate_step` of a graph already cut into ``kernels``."""
     check_tp(arch, tp)
     cost = launch_cost_s(arch, launch)
-    times = [kernel_time(arch, k.work) for k in kernels]
+    by_work: dict[int, KernelTime] = {}      # a repeated layer's kernels share their work objects
+    times = []
+    for k in kernels:
+        t = by_work.get(id(k.work))
+        if t is None:
+            t = by_work[id(k.work)] = kernel_time(arch, k.work)
+        times.append(t)
     timeline = run_stream([t.duration_s for t in times], cost, host_s)
     return assemble(arch, kernels, times, timeline, host_s, trace=trace)
 

@@ -108,7 +108,20 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "oi_flops_per_byte": k.flops / moved if moved else None,
         "reused": int(hit),
         # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
-        "algorithm": ",".join(sorted({plan_collective_cost(s.collective, arch.links.p2p,
-                                                           arch.collectives).algorithm.value
-                                      for s in k.stages if s.collective is not None})),
+        "algorithm": _algorithms(k, arch),
     }
+
+
+def _algorithms(k: Kernel, arch: RduArch) -> str:
+    """The algorithms of the kernel's collective stages on ``arch``'s P2P fabric, worked
+    out once per kernel object and fabric."""
+    stages = [s for s in k.stages if s.collective is not None]
+    if not stages:
+        return ""
+    memo = k.__dict__.setdefault("_algorithms", {})
+    fabric = (arch.links.p2p, arch.collectives)
+    got = memo.get(fabric)
+    if got is None:
+        got = memo[fabric] = ",".join(sorted({plan_collective_cost(s.collective, *fabric).algorithm.value
+                                              for s in stages}))
+    return got

@@ -1,0 +1,77 @@
+"""What the expert cache does with a routing, apart from any timing.
+
+Without prefetch a batch waits for each copy it starts, so which experts hit and which
+miss depends only on the routing, the number of HBM slots, the cache policy and the
+warm start -- not on how long anything takes. A :class:`CacheOutcome` records that once;
+every platform with the same slots, every output-token count and every sweep point that
+changes only speeds (DDR bandwidth, launch costs...) times the same outcome
+(:func:`rdusim.engine.coe.serving.serve_sequential`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+from rdusim.config.workload_coe import CachePolicy
+from rdusim.engine.coe.cache import ExpertCache
+
+
+@dataclass(frozen=True)
+class CacheOutcome:
+    """Per batch: its prompts, the distinct experts in order of first appearance, the
+    prompts on each, and whether each was a hit."""
+
+    prompts: tuple[int, ...]
+    order: tuple[tuple[int, ...], ...]
+    counts: tuple[tuple[int, ...], ...]
+    hit: tuple[tuple[bool, ...], ...]
+
+    @classmethod
+    def concat(cls, outcomes: Sequence["CacheOutcome"]) -> "CacheOutcome":
+        """The batches of several outcomes one after another (replications side by side)."""
+        return cls(*(tuple(x for o in outcomes for x in getattr(o, f)) for f in ("prompts", "order", "counts", "hit")))
+
+    @cached_property
+    def hits(self) -> np.ndarray:
+        return np.array([sum(h) for h in self.hit], dtype=np.int64)
+
+    @cached_property
+    def distinct(self) -> np.ndarray:
+        return np.array([len(o) for o in self.order], dtype=np.int64)
+
+    @cached_property
+    def misses(self) -> np.ndarray:
+        return np.array([len(h) - sum(h) for h in self.hit], dtype=np.int64)
+
+    @cached_property
+    def count_histogram(self) -> np.ndarray:
+        """``[batch, n]``: how many of the batch's experts serve ``n`` prompts."""
+        top = max((max(c) for c in self.counts if c), default=0)
+        hist = np.zeros((len(self.counts), top + 1), dtype=np.int64)
+        for b, cs in enumerate(self.counts):
+            for n in cs:
+                hist[b, n] += 1
+        return hist
+
+
+def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
+                  routes: Sequence[np.ndarray]) -> CacheOutcome:
+    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``."""
+    cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
+    lookup = cache.hit
+    prompts, orders, counts, hits = [], [], [], []
+    for batch in routes:
+        ids = batch.tolist()
+        seen: dict[int, int] = {}
+        for e in ids:
+            seen[e] = seen.get(e, 0) + 1       # dicts keep first-appearance order
+        order = tuple(seen)
+        prompts.append(len(ids))
+        orders.append(order)
+        counts.append(tuple(seen.values()))
+        hits.append(tuple(lookup(e) for e in order))
+    return CacheOutcome(tuple(prompts), tuple(orders), tuple(counts), tuple(hits))

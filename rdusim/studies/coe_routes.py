@@ -1,0 +1,65 @@
+"""The CoE study's routings and what the expert cache does with them, each made once.
+
+A routing depends on (run seed, replication, batch size, experts, batches) and the
+routing spec only, so every platform and token count sees the same prompts; what the
+cache does with it depends on the slots and the policy too, but on no timing
+(:mod:`rdusim.engine.coe.outcome`). Both are kept in the run's cache, so the platforms
+of a run, and the points of a sweep worker that change only speeds, share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rdusim.cache import RunCache
+from rdusim.config.workload_coe import CoeWorkload
+from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
+from rdusim.engine.coe.routing import hottest_first, route
+
+
+@dataclass
+class Routings:
+    seed: int
+    spec: CoeWorkload
+    trace_rows: tuple[int, ...]
+    cache: RunCache
+    _trace_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._trace_id = hashlib.sha256(repr(self.trace_rows).encode()).hexdigest()
+
+    def _key(self, batch_size: int, experts: int, batches: int, rep: int) -> tuple:
+        return (self.seed, rep, batch_size, experts, batches, self.spec.routing, self._trace_id)
+
+    def routes(self, batch_size: int, experts: int, batches: int, rep: int) -> tuple[np.ndarray, ...]:
+        """Expert ids of every batch of replication ``rep`` (read-only arrays)."""
+        def make() -> tuple[np.ndarray, ...]:
+            rng = np.random.default_rng([self.seed, rep, batch_size, experts])
+            flat = route(self.spec.routing, experts, batches * batch_size, rng, self.trace_rows)
+            flat.setflags(write=False)
+            return tuple(flat[i * batch_size:(i + 1) * batch_size] for i in range(batches))
+        return self.cache.get_or_compute("coe_routes", self._key(batch_size, experts, batches, rep), make)
+
+    def hottest(self, experts: int) -> tuple[int, ...]:
+        """Experts by expected popularity (warm start and pinning)."""
+        return self.cache.get_or_compute(
+            "coe_hottest", (experts, self.spec.routing, self._trace_id),
+            lambda: tuple(hottest_first(self.spec.routing, experts, self.trace_rows)))
+
+    def outcome(self, batch_size: int, experts: int, batches: int, rep: int, slots: int) -> CacheOutcome:
+        """What an expert cache of ``slots`` slots (the spec's policy, warm with the
+        hottest experts) does with that routing."""
+        return self.cache.get_or_compute(
+            "coe_outcome", (self._key(batch_size, experts, batches, rep), slots, self.spec.cache.policy),
+            lambda: cache_outcome(slots, self.spec.cache.policy, self.hottest(experts),
+                                  self.routes(batch_size, experts, batches, rep)))
+
+    def outcomes(self, batch_size: int, experts: int, batches: int, reps: tuple[int, ...],
+                 slots: int) -> CacheOutcome:
+        """:meth:`outcome` of each replication in ``reps``, their batches one after another."""
+        return self.cache.get_or_compute(
+            "coe_outcomes", (self._key(batch_size, experts, batches, -1), reps, slots, self.spec.cache.policy),
+            lambda: CacheOutcome.concat([self.outcome(batch_size, experts, batches, r, slots) for r in reps]))
