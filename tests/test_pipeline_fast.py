@@ -84,7 +84,8 @@ def sockets(draw):
         p2p=draw(fabrics()),
         d2d=Link(draw(rates), draw(latencies), draw(st.sampled_from([1.0, 0.9, 0.5]))),
         pcu_count=1040, pmu_count=1040, hbm_peak_bw=1e12,
-        collectives=CollectiveSpec(draw(latencies), draw(st.sampled_from([CollectiveAlgorithm.AUTO, CollectiveAlgorithm.RING]))))
+        collectives=CollectiveSpec(draw(latencies),
+                                   draw(st.sampled_from([CollectiveAlgorithm.AUTO, CollectiveAlgorithm.RING]))))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
