@@ -159,19 +159,13 @@ def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int) 
     tensors named ``L<repeat_layer>.`` count ``layers - len(head layers) + 1`` times).
     None when a byte count is not whole (the sums would round differently from the whole
     graph's) or the head already is the whole model."""
-    order = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
-             TensorRole.CONSTANT)
-    seen: dict[str, tuple[TensorRole, float]] = {}
-    for op in head.ops:
-        for t in (*op.inputs, *op.outputs):
-            if t.role in order:
-                seen.setdefault(t.name, (t.role, t.nbytes))
+    seen = _lasting_tensors(head.ops)
     template = {int(n[1:n.index(".")]) for n in seen if n.startswith("L") and "." in n and n[1:n.index(".")].isdigit()}
     if not template or max(template) + 1 >= layers or repeat_layer not in template:
         return None
     times = layers - (max(template) + 1) + 1
     rep = f"L{repeat_layer}."
-    by_role = {r.value: 0 for r in order}
+    by_role = {r.value: 0 for r in _LASTING}
     for name, (role, b) in seen.items():
         if b != int(b):
             return None
@@ -235,18 +229,27 @@ def slots(free_bytes: float, item_bytes: float) -> int:
     return max(0, math.floor(free_bytes / item_bytes)) if item_bytes > 0 else 0
 
 
+# tensors that live across steps, in the compiler's spill order
+_LASTING = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
+            TensorRole.CONSTANT)
+
+
+def _lasting_tensors(ops) -> dict[str, tuple[TensorRole, float]]:
+    """Each tensor of ``ops`` that lives across steps: its role and bytes, by name."""
+    seen: dict[str, tuple[TensorRole, float]] = {}
+    for op in ops:
+        for t in (*op.inputs, *op.outputs):
+            if t.role in _LASTING:
+                seen.setdefault(t.name, (t.role, t.nbytes))
+    return seen
+
+
 def graph_memory(arch: ArchSpec, graph) -> MemoryNeed:
     """Per-device memory of one step's graph (one TP rank): the tensors that live across
     steps (weights, KV cache, gradients, optimizer state, constants) beside the graph's
     activation workspace, placed by :func:`tier_split` in the compiler's spill order."""
-    order = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
-             TensorRole.CONSTANT)
-    seen: dict[str, tuple[TensorRole, float]] = {}
-    for op in graph.ops:
-        for t in (*op.inputs, *op.outputs):
-            if t.role in order:
-                seen.setdefault(t.name, (t.role, t.nbytes))
-    by_role = {r.value: float(sum(b for role, b in seen.values() if role == r)) for r in order}
+    seen = _lasting_tensors(graph.ops)
+    by_role = {r.value: float(sum(b for role, b in seen.values() if role == r)) for r in _LASTING}
     act = op_activation_peak(graph.ops)
     tiers = tier_split(arch, {k: v for k, v in by_role.items() if v > 0}, act)
     weights = by_role[TensorRole.WEIGHT.value]

@@ -102,7 +102,7 @@ def test_two_node_workload_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "o"
     assert main(["run", TWO, "--out", str(out)] + SMALL) == 0
-    assert "Pipelined over nodes" in capsys.readouterr().out
+    assert "Over nodes: stages x micro-batches" in capsys.readouterr().out
     m = json.loads((out / "results.json").read_text())["metrics"]
     for c in ("sn40l_x2", "dgx_h100_x2"):
         p = f"model.{c}.pp"

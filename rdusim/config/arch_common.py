@@ -115,6 +115,34 @@ class Fabric(Link):
             raise ValueError("ports", f"at least {ranks - 1} for a full mesh of {ranks}", self.ports)
 
 
+class NetworkTopology(enum.Enum):
+    """How the nodes of a cluster reach each other (``topology`` in clusters/*.yaml)."""
+
+    RAIL_OPTIMIZED = "rail_optimized"   # one NIC per device, same-index devices on one rail
+    SHARED = "shared"                   # one uplink per node shared by its devices
+
+
+@dataclass(frozen=True)
+class NodeSpan:
+    """The nodes a group of ranks may span beyond its own node: set by a cluster deployment
+    (rdusim.config.cluster.ClusterSpec.span), never by an arch file. ``network`` is one
+    device's NIC (per direction); ``topology`` says whether each device drives its own NIC
+    (rail-optimised) or the node's devices share one uplink of that bandwidth."""
+
+    devices_per_node: int
+    nodes: int
+    network: Link
+    topology: NetworkTopology = NetworkTopology.RAIL_OPTIMIZED
+
+    @property
+    def max_ranks(self) -> int:
+        return self.devices_per_node * self.nodes
+
+    def nodes_for(self, ranks: int) -> int:
+        """Nodes a group of ``ranks`` ranks occupies (whole nodes beyond one)."""
+        return 1 if ranks <= self.devices_per_node else -(-ranks // self.devices_per_node)
+
+
 @dataclass(frozen=True)
 class CollectiveSpec:
     """What a machine's collective library does: a fixed cost per collective (kernel or
@@ -129,6 +157,10 @@ class CollectiveSpec:
     # whether the library has a one-shot all-reduce (NCCL has ring, tree and NVLS only;
     # one-shot is a custom kernel some serving stacks add)
     one_shot: bool = True
+    # the nodes beyond this one a collective may span (a cluster deployment sets it; an arch
+    # file cannot): a group of more ranks than a node holds runs hierarchically
+    # (rdusim.engine.collectives_cluster)
+    span: Optional[NodeSpan] = field(default=None, metadata={"internal": True})
 
     def fixed_latency_s(self, alg: "CollectiveAlgorithm") -> float:
         if alg == CollectiveAlgorithm.SWITCH_REDUCE and self.switch_reduce_latency_s is not None:

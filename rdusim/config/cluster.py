@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from rdusim.config.arch import ArchSpec, load_arch
-from rdusim.config.arch_common import ArchKind, Link
+from rdusim.config.arch_common import ArchKind, Link, NetworkTopology, NodeSpan
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -35,9 +35,7 @@ from rdusim.errors import InputError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class Topology(enum.Enum):
-    RAIL_OPTIMIZED = "rail_optimized"   # one NIC per device, same-index devices on one rail
-    SHARED = "shared"                   # one uplink per node shared by its devices
+Topology = NetworkTopology      # one enum: the collectives layer reads it too (arch_common.NodeSpan)
 
 
 @dataclass(frozen=True)
@@ -63,6 +61,19 @@ class ClusterSpec:
     @property
     def devices_per_node(self) -> int:
         return self.node.node.sockets if self.node.kind == ArchKind.RDU else self.node.node.gpus
+
+    @property
+    def span(self) -> NodeSpan:
+        """What a collective spanning this cluster's nodes crosses."""
+        return NodeSpan(self.devices_per_node, self.nodes, self.network, self.topology)
+
+    def spanning_arch(self) -> ArchSpec:
+        """The node's machine with its collective library able to span the cluster's nodes:
+        a tensor-parallel group of more devices than a node holds runs its all-reduces
+        hierarchically over the network (rdusim.engine.collectives_cluster). The node's
+        own numbers (memory, compute, links) are unchanged."""
+        arch = self.node
+        return dataclasses.replace(arch, collectives=dataclasses.replace(arch.collectives, span=self.span))
 
     def send_s(self, nbytes: float, devices: int) -> float:
         """Time to move ``nbytes`` from one node to the next, split over ``devices`` senders."""

@@ -189,4 +189,5 @@ def platform_stack(arch: ArchSpec, plat: PlatformSpec, overrides, file: str, nam
 def check_tp(arch: ArchSpec, tp: int, file: str, key: str) -> None:
     devices = arch.node.sockets if arch.kind == ArchKind.RDU else arch.node.gpus
     if tp > devices:
-        raise InputError(file, key, f"at most the {devices} sockets/GPUs of {arch.name}", tp)
+        raise InputError(file, key, f"at most the {devices} sockets/GPUs of {arch.name} (tensor parallel "
+                         f"across nodes: a cluster platform, clusters.<name> with a clusters/*.yaml)", tp)

@@ -59,6 +59,24 @@ class CacheSpec:
     prefetch: bool = False        # copy the batch's next expert while the current one runs
 
 
+class ExpertPlacement(enum.Enum):
+    """How a CoE spanning nodes places its experts (rdusim.engine.coe.placement)."""
+
+    ROUND_ROBIN = "round_robin"   # expert e on node e mod k
+    POPULARITY = "popularity"     # experts by expected popularity dealt to the nodes in turn (the hottest
+                                  # on the router's node), so every node gets a like share of the traffic
+
+
+@dataclass(frozen=True)
+class CoeClusterSpec:
+    """A CoE platform spanning the nodes of a cluster (``clusters.<platform>``): the router on
+    node 0, the experts placed over the nodes, prompts for an expert on another node sent there
+    over the inter-node network."""
+
+    cluster: str                                            # clusters/*.yaml; its node is the platform's arch
+    placement: ExpertPlacement = ExpertPlacement.ROUND_ROBIN
+
+
 @dataclass(frozen=True)
 class FootprintSpec:
     """Nodes needed to serve N experts at (close to) the all-in-HBM latency."""
@@ -87,6 +105,8 @@ class CoeWorkload:
     sweep_experts: tuple[int, ...] = field(default=(), metadata=upto(L.MAX_EXPERTS, gt=None))
     sweep_batches: int = field(default=20, metadata=upto(L.MAX_SIM_BATCHES))  # batches per sweep point
     footprint: FootprintSpec = FootprintSpec()
+    # platforms spanning the nodes of a cluster (keys: platform names); the others serve on one node
+    clusters: Mapping[str, CoeClusterSpec] = field(default_factory=dict)
     execution: ExecutionConfig = ExecutionConfig()   # simulation granularity
     reference: str = ""           # platform the speedups are taken over (default: the first RDU)
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
@@ -100,5 +120,8 @@ class CoeWorkload:
         if not self.output_tokens or not self.batch_sizes:
             raise ValueError("batch_sizes", "non-empty lists of batch_sizes and output_tokens",
                              [list(self.batch_sizes), list(self.output_tokens)])
+        for name in self.clusters:
+            if name not in self.platforms:
+                raise ValueError(f"clusters.{name}", f"one of the platforms {sorted(self.platforms)}", name)
         if self.reference and self.reference not in self.platforms:
             raise ValueError("reference", f"one of the platforms {sorted(self.platforms)}", self.reference)

@@ -119,9 +119,15 @@ def _ports_share(alg: CollectiveAlgorithm, fabric: Fabric, n: int) -> float:
 def collective_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: Fabric,
                     spec: CollectiveSpec) -> CollectiveCost:
     """The collective as the machine's library runs it: its fixed algorithm, or the
-    fastest available one (``auto``)."""
+    fastest available one (``auto``). A group of more ranks than a node holds, when the
+    library may span nodes (``spec.span``, a cluster deployment), runs hierarchically
+    (:mod:`rdusim.engine.collectives_cluster`)."""
     if ranks <= 1:
         return ZERO
+    if spec.span is not None and ranks > spec.span.devices_per_node:
+        from rdusim.engine.collectives_cluster import spanning_cost
+
+        return spanning_cost(op, ranks, message_bytes, fabric, spec, spec.span)
     if spec.algorithm != CollectiveAlgorithm.AUTO:
         alg = spec.algorithm
         if op == CollectiveOp.ALLGATHER and alg not in available(op, fabric, spec):

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
-
 from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
@@ -63,11 +61,11 @@ def _simulate(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: in
     per_step = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     if n > 0:
         # decode step j (1..n) reads a cache of prompt + j - 1 tokens
-        times, split, anchors = steps.decode(batch, np.arange(prompt_tokens, prompt_tokens + n))
-        tpot = float(times.mean())
+        total, split, anchors = steps.decode_sums(batch, prompt_tokens, n)
+        tpot = total / n
         for k in BREAKDOWN_KEYS:
-            per_step[k] = float(split[k].mean())
-            parts[k] += float(split[k].sum())
+            per_step[k] = split[k] / n
+            parts[k] += split[k]
         records += [dict(r, phase="decode") for r in anchors[0].records]
     ttft = request["host"] + prefill.time_s
     latency = ttft + n * tpot

@@ -1,8 +1,11 @@
-"""Pipeline parallelism across the nodes of a cluster (tensor parallel within each node).
+"""Pipeline parallelism across the nodes of a cluster, tensor parallel within and across nodes.
 
-A model of L decoder layers is cut into S stages of L/S layers, one per node; inside a node
-the stage is tensor parallel over ``tp`` sockets/GPUs (its own all-reduces, over the node's
-links: no collective crosses the network here). A batch of B sequences is split into M
+A model of L decoder layers is cut into S stages of L/S layers, each on ``tp`` sockets/GPUs:
+one node when ``tp`` is at most a node's devices (its all-reduces over the node's links), or
+``tp / devices_per_node`` whole nodes when it is more (tensor parallel across nodes: each
+all-reduce runs hierarchically, the node's own all-reduce plus a ring over the NICs,
+:mod:`rdusim.engine.collectives_cluster`, and the step's kernel records carry that
+inter-node phase as ``inter_node_s``). S = 1 is tensor parallelism alone. A batch of B sequences is split into M
 micro-batches of B/M; micro-batch m's activations go from stage s to s+1 over the network
 (:meth:`ClusterSpec.send_s`: every TP rank sends its 1/tp share at once on a rail-optimised
 fabric).
@@ -27,12 +30,14 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import numpy as np
-
+from rdusim.config.arch_common import ArchKind
 from rdusim.config.cluster import ClusterSpec
 from rdusim.config.deployment import Deployment
 from rdusim.cache import RunCache
+from rdusim.engine.collectives import CollectiveOp, collective_cost
+from rdusim.engine.collectives_cluster import SpanningCost
 from rdusim.engine.stepper import StepModel
+from rdusim.graph.phase import Phase
 from rdusim.memory import MemoryNeed, device_memory
 
 
@@ -83,6 +88,10 @@ class PipelineTiming:
     tpot_s: float                      # (latency - ttft) / (output - 1)
     memory: MemoryNeed                 # one device of a stage (rdusim.memory)
     oom: Optional[str]
+    nodes_per_stage: int = 1           # nodes one stage's tensor-parallel group spans
+    allreduce_intra_s: float = 0.0     # one decode all-reduce (a micro-batch's hidden state): in the node
+    allreduce_inter_s: float = 0.0     # ... and its phase across nodes (0 within one node)
+    decode_network_s: float = 0.0      # inter-node collective time in one decode step of a stage
 
 
 def stage_deployment(dep: Deployment, stages: int) -> Deployment:
@@ -93,14 +102,21 @@ def stage_deployment(dep: Deployment, stages: int) -> Deployment:
 
 def check_split(cluster: ClusterSpec, dep: Deployment, stages: int, microbatches: int, batch: int) -> Optional[str]:
     """Why this split cannot be run (an input error), or None."""
-    if stages > cluster.nodes:
+    per = cluster.devices_per_node
+    if dep.tp > per and dep.tp % per:
+        return f"tp ({dep.tp}) at most the {per} devices of a node, or a multiple of {per} (whole nodes)"
+    span = -(-dep.tp // per)
+    if stages * span > cluster.nodes:
+        if span > 1:
+            return (f"tp ({dep.tp}: {span} nodes of {per} per stage) x stages ({stages}) at most the cluster's "
+                    f"{cluster.nodes} nodes")
         return f"stages ({stages}) at most the cluster's {cluster.nodes} nodes"
     if dep.model.num_hidden_layers % stages:
         return f"stages ({stages}) dividing the {dep.model.num_hidden_layers} layers of {dep.model.name}"
     if batch % microbatches:
         return f"microbatches ({microbatches}) dividing the batch ({batch})"
-    if dep.tp > cluster.devices_per_node:
-        return f"tp ({dep.tp}) at most the {cluster.devices_per_node} devices of a node"
+    if dep.tp > per and dep.arch.collectives.span is None:
+        return f"tp ({dep.tp}) at most the {per} devices of a node (the deployment cannot span nodes)"
     return None
 
 
@@ -124,8 +140,9 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
                               need, need.reason)
     steps = StepModel(stage, cache)
     act = cfg.hidden_size * cfg.torch_dtype.nbytes          # one token's hidden state
-    x_pre = cluster.send_s(mb * prompt_tokens * act, dep.tp)
-    x_dec = cluster.send_s(mb * act, dep.tp)
+    sends = stages > 1                                      # one stage: nothing goes stage to stage
+    x_pre = cluster.send_s(mb * prompt_tokens * act, dep.tp) if sends else 0.0
+    x_dec = cluster.send_s(mb * act, dep.tp) if sends else 0.0
     t_pre = steps.prefill(mb, prompt_tokens).time_s
     pre = schedule([[t_pre] * stages], x_pre, microbatches)
     ttft = dep.stack.host.per_request_s + pre.makespan_s
@@ -133,9 +150,25 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
     dec, t_dec = None, 0.0
     latency = ttft
     if n > 0:
+        import numpy as np     # only a pipeline-parallel run pays for it
+
         times, _, _ = steps.decode(mb, np.arange(prompt_tokens, prompt_tokens + n))
         dec = schedule([[float(t)] * stages for t in times], x_dec, microbatches)
         t_dec = float(times.mean())
         latency = ttft + dec.makespan_s
+    intra, inter = decode_allreduce_s(dep, mb * act)
+    net = sum(r.get("inter_node_s", 0.0) for r in steps.engine_step(Phase.DECODE, mb, prompt_tokens).records)
     return PipelineTiming(stages, microbatches, pre, dec, t_pre, t_dec, x_pre, x_dec, ttft, latency,
-                          (latency - ttft) / n if n > 0 else 0.0, need, None)
+                          (latency - ttft) / n if n > 0 else 0.0, need, None,
+                          -(-dep.tp // cluster.devices_per_node), intra, inter, net)
+
+
+def decode_allreduce_s(dep: Deployment, message_bytes: float) -> tuple[float, float]:
+    """(in-node, across-node) seconds of one all-reduce of ``message_bytes`` over the
+    deployment's tp ranks, as its machine's library runs it."""
+    arch = dep.arch
+    fabric = arch.links.p2p if arch.kind == ArchKind.RDU else arch.links.nvlink
+    cost = collective_cost(CollectiveOp.ALLREDUCE, dep.tp, message_bytes, fabric, arch.collectives)
+    if isinstance(cost, SpanningCost):
+        return cost.intra_s, cost.inter_s
+    return cost.time_s, 0.0

@@ -29,8 +29,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-import numpy as np
-
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
@@ -107,6 +105,8 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
     parts = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     draft_s = verify_s = 0.0
     if n > 0:
+        import numpy as np     # only a speculative run pays for it
+
         ctx = prompt_tokens + e * np.arange(math.ceil(steps))            # c_j of each step
         v_t, v_parts, _ = tsteps.extend_run(batch, k + 1, ctx)
         d_ctx = (ctx[:, None] + np.arange(k)[None, :]).ravel()           # the draft's k passes per step

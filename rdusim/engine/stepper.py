@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
-
 from rdusim.cache import RunCache
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
@@ -63,14 +61,45 @@ class StepModel:
                                                               self.cache.get, new_tokens=new_tokens))
 
     # ---- the interpolation rule ----
-    def anchors(self, contexts: np.ndarray) -> np.ndarray:
+    def anchors(self, contexts: "np.ndarray") -> "np.ndarray":
         """The anchor contexts from the one at or below the smallest context to the one at or
         above the largest (multiples of context_bucket_tokens; the first is at least 1)."""
+        import numpy as np
+
+        return np.array(self._anchor_list(float(np.min(contexts)), float(np.max(contexts))), dtype=np.int64)
+
+    def _anchor_list(self, lo: float, hi: float) -> list[int]:
         b = self.dep.execution.context_bucket_tokens
-        first, last = int(np.min(contexts) // b) * b, int(-(-np.max(contexts) // b)) * b
-        return np.unique(np.maximum(np.arange(first, last + b, b), 1)).astype(np.int64)
+        first, last = int(lo // b) * b, int(-(-hi // b)) * b
+        return sorted({max(x, 1) for x in range(first, last + b, b)})
+
+    def decode_sums(self, batch: int, first_context: int, steps: int) -> tuple[float, dict[str, float], list[StepResult]]:
+        """:meth:`decode` of ``steps`` consecutive steps whose contexts run from
+        ``first_context`` up by one token a step, summed: the total time, the total of each
+        breakdown part, and the anchor steps. The same rule as :meth:`decode` (linear
+        between anchors, exact at them), in plain Python: a model run needs no numpy."""
+        xs = self._anchor_list(first_context, first_context + steps - 1)
+        anchor = [self.engine_step(Phase.DECODE, batch, x) for x in xs]
+        series = {"time": [s.time_s for s in anchor]}
+        series.update({k: [s.breakdown_s.get(k, 0.0) for s in anchor] for k in BREAKDOWN_KEYS})
+        totals = {k: 0.0 for k in series}
+        j = 0
+        for c in range(first_context, first_context + steps):
+            while j + 1 < len(xs) and xs[j + 1] <= c:
+                j += 1
+            if c <= xs[j] or j + 1 == len(xs):     # at an anchor (or before the first)
+                for k, ys in series.items():
+                    totals[k] += ys[j]
+            else:
+                x0, x1 = xs[j], xs[j + 1]
+                for k, ys in series.items():
+                    totals[k] += (ys[j + 1] - ys[j]) / (x1 - x0) * (c - x0) + ys[j]
+        time = totals.pop("time")
+        return time, totals, anchor
 
     def _interpolated(self, contexts: Sequence[float], step_at: Callable[[int], StepResult]):
+        import numpy as np
+
         ctx = np.asarray(contexts, dtype=float)
         xs = self.anchors(ctx)
         steps = [step_at(int(x)) for x in xs]
@@ -79,7 +108,7 @@ class StepModel:
         parts = {k: np.interp(ctx, fx, [s.breakdown_s.get(k, 0.0) for s in steps]) for k in BREAKDOWN_KEYS}
         return times, parts, steps
 
-    def decode(self, batch: int, contexts: Sequence[float]) -> tuple[np.ndarray, dict[str, np.ndarray], list[StepResult]]:
+    def decode(self, batch: int, contexts: Sequence[float]) -> tuple["np.ndarray", dict[str, "np.ndarray"], list[StepResult]]:
         """Time of a decode step of ``batch`` sequences at each context, its breakdown per
         step, and the anchor steps simulated (the first is at or below the first context)."""
         return self._interpolated(contexts, lambda x: self.engine_step(Phase.DECODE, batch, x))
@@ -121,9 +150,11 @@ class StepModel:
         t1 = self._ctx_interp(Phase.DECODE, 2 * lo, context)
         return t0 + (t1 - t0) * (batch - lo) / lo
 
-    def decode_run_s(self, batch: int, context: float, steps: int) -> np.ndarray:
+    def decode_run_s(self, batch: int, context: float, steps: int) -> "np.ndarray":
         """``steps`` consecutive decode steps of ``batch`` sequences whose mean context starts
         at ``context`` and grows by one token per step: decode_s of each, vectorised."""
+        import numpy as np
+
         c = context + np.arange(steps, dtype=float)
         lo = 1 << (max(1, batch).bit_length() - 1)
         t = self._ctx_curve(lo, c)
@@ -131,7 +162,9 @@ class StepModel:
             t = t + (self._ctx_curve(2 * lo, c) - t) * ((batch - lo) / lo)
         return t
 
-    def _ctx_curve(self, batch: int, c: np.ndarray) -> np.ndarray:
+    def _ctx_curve(self, batch: int, c: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
         xs = self.anchors(c)
         return np.interp(c, xs.astype(float), [self._time(Phase.DECODE, batch, int(x)) for x in xs])
 

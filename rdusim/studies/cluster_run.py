@@ -1,10 +1,16 @@
 """Cluster platforms of a model run (``clusters:`` in a ``model`` workload): the model
-pipelined over the nodes of a cluster, tensor parallel inside each node.
+pipelined over the nodes of a cluster (``stages``), each stage tensor parallel over ``tp``
+sockets/GPUs -- inside one node, or across ``tp / devices_per_node`` whole nodes when ``tp``
+is larger (``stages: 1``: tensor parallelism alone).
 
 Metrics per cluster platform C: ``model.C.pp.ttft_s``, ``.tpot_s``, ``.latency_s``,
 ``.tokens_per_s``, ``.stage_prefill_s``, ``.stage_decode_s``, ``.transfer_prefill_s``,
 ``.transfer_decode_s``, ``.prefill_bubble``, ``.decode_bubble``, ``.memory.*`` (rdusim.memory),
-``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics).
+``.oom`` (1: a stage does not fit; the reason in the notes, no timing metrics); ``.tp``,
+``.nodes_per_stage``, ``.allreduce_intra_s`` / ``.allreduce_inter_s`` (one decode all-reduce
+of a micro-batch's hidden state: the node's part and the part across nodes, 0 inside one node)
+and ``.decode_network_s`` (the inter-node phases of one decode step's all-reduces, from the
+engine's kernel records).
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
         if launch.for_rdu != (stack.kind.value == "rdu"):
             raise InputError(loaded.file, f"{key}.launch", "a launch mode of the node's kind", launch.value)
         check_compute(cluster.node, for_machine(cfg, cluster.node).fmt.compute, loaded.file, "formats.compute")
-        dep = Deployment(cluster.node, stack, for_machine(cfg, cluster.node), plat.tp, plat.fusion, launch,
+        # tp beyond one node's devices: the node's machine with collectives that span nodes
+        arch = cluster.spanning_arch() if plat.tp > cluster.devices_per_node else cluster.node
+        dep = Deployment(arch, stack, for_machine(cfg, cluster.node), plat.tp, plat.fusion, launch,
                          loaded.execution)
         why = check_split(cluster, dep, plat.stages, plat.microbatches, w.batch_size)
         if why:
@@ -62,9 +70,10 @@ def simulate(loaded: LoadedWorkload, entry, cache: RunCache) -> PipelineTiming:
                               w.batch_size, cache)
 
 
-def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming) -> dict[str, float]:
+def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming, tp: int) -> dict[str, float]:
     p = f"model.{name}.pp"
-    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches}
+    out = {f"{p}.oom": 0 if t.oom is None else 1, f"{p}.stages": t.stages, f"{p}.microbatches": t.microbatches,
+           f"{p}.tp": tp, f"{p}.nodes_per_stage": t.nodes_per_stage}
     out.update(t.memory.metrics(p))
     if t.oom is not None:
         return out
@@ -73,7 +82,9 @@ def metrics(name: str, batch: int, output_tokens: int, t: PipelineTiming) -> dic
                 f"{p}.stage_prefill_s": t.stage_prefill_s, f"{p}.stage_decode_s": t.stage_decode_s,
                 f"{p}.transfer_prefill_s": t.transfer_prefill_s, f"{p}.transfer_decode_s": t.transfer_decode_s,
                 f"{p}.prefill_bubble": t.prefill.bubble,
-                f"{p}.decode_bubble": t.decode.bubble if t.decode is not None else 0.0})
+                f"{p}.decode_bubble": t.decode.bubble if t.decode is not None else 0.0,
+                f"{p}.allreduce_intra_s": t.allreduce_intra_s, f"{p}.allreduce_inter_s": t.allreduce_inter_s,
+                f"{p}.decode_network_s": t.decode_network_s})
     return out
 
 
@@ -81,13 +92,16 @@ def summary_lines(m: dict, names, notes: dict) -> list[str]:
     rows = [n for n in names if f"model.{n}.pp.oom" in m]
     if not rows:
         return []
-    lines = ["", "Pipelined over nodes: stages x micro-batches | ttft ms | tpot ms | tok/s | bubble prefill / decode"]
+    lines = ["", "Over nodes: stages x micro-batches x tp (nodes/stage) | ttft ms | tpot ms | tok/s | "
+             "bubble prefill / decode | decode all-reduce us: node + network"]
     for n in rows:
         p = f"model.{n}.pp"
         if m[f"{p}.oom"]:
             lines.append(f"  {n:<14} OOM: {notes.get(n, '')}")
             continue
-        lines.append(f"  {n:<14} {int(m[f'{p}.stages'])} x {int(m[f'{p}.microbatches'])} | {m[f'{p}.ttft_s'] * 1e3:8.2f} | "
+        lines.append(f"  {n:<14} {int(m[f'{p}.stages'])} x {int(m[f'{p}.microbatches'])} x tp{int(m[f'{p}.tp'])} "
+                     f"({int(m[f'{p}.nodes_per_stage'])}) | {m[f'{p}.ttft_s'] * 1e3:8.2f} | "
                      f"{m[f'{p}.tpot_s'] * 1e3:7.3f} | {m[f'{p}.tokens_per_s']:8.1f} | "
-                     f"{m[f'{p}.prefill_bubble']:.3f} / {m[f'{p}.decode_bubble']:.3f}")
+                     f"{m[f'{p}.prefill_bubble']:.3f} / {m[f'{p}.decode_bubble']:.3f} | "
+                     f"{m[f'{p}.allreduce_intra_s'] * 1e6:.1f} + {m[f'{p}.allreduce_inter_s'] * 1e6:.1f}")
     return lines

@@ -60,6 +60,7 @@ class PlatformRun:
     router_bytes: float
     routings: Routings
     _capacities: dict = field(default_factory=dict)
+    coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
 
     @property
     def arch(self):
@@ -114,6 +115,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
                                          spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes, routings)
             for name in spec.platforms}
+    from rdusim.studies import coe_nodes
+    for name, cc in coe_nodes.load(loaded).items():
+        runs[name].coe_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
@@ -179,6 +183,10 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     not counted); metrics are means over replications (with 95%
     intervals when there are several). Returns the per-replication values and rows."""
     spec: CoeWorkload = pr.loaded.spec
+    if pr.coe_cluster is not None:          # experts placed over a cluster's nodes
+        from rdusim.studies import coe_nodes
+        return coe_nodes.serve_point(pr, sc, experts, replications, batches, warmup, metrics, prefix, oom_reasons,
+                                     detail=detail, trace=trace)
     reason = pr.capacity(sc).fits(experts)
     metrics[f"{prefix}.oom"] = int(reason is not None)
     if reason is not None:
@@ -246,6 +254,9 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, metrics) -> None:
     batches = spec.warmup_batches + spec.sweep_batches
     cap = pr.capacity(sc)
     memo: dict[int, bool] = {}
+    if pr.coe_cluster is not None:              # experts placed over k nodes of the cluster
+        from rdusim.studies.coe_nodes import footprint
+        return footprint(pr, spec, sc, metrics, batches)
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:

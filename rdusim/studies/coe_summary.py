@@ -32,6 +32,14 @@ def summary(result: RunResult) -> str:
             lines.append(f"  {p:<10} {s:<11} {1e3 * m[k + '.latency_s']:>9.1f} {1e3 * m[k + '.router_s']:>8.1f}"
                          f" {1e3 * m[k + '.switch_s']:>9.1f} {1e3 * m[k + '.expert_s']:>9.1f}"
                          f" {m[k + '.switches_per_batch']:>8.2f} {m[k + '.hit_rate']:>8.2f}")
+    spanning = [p for p in platforms if any(f"coe.{p}.{s}.router_network_s" in m for s in scenarios)]
+    if spanning:
+        lines += ["", "Spanning nodes (router on node 0, experts placed over the cluster's nodes, each node serving "
+                      "its share at once; the critical node's switch and expert above): network us | nodes reached"]
+        for p in spanning:
+            cells = [f"{s} {1e6 * m[f'coe.{p}.{s}.router_network_s']:6.1f} | {m[f'coe.{p}.{s}.nodes_used']:.2f}"
+                     for s in scenarios if f"coe.{p}.{s}.router_network_s" in m]
+            lines.append(f"  {p:<10} " + "   ".join(cells))
     lines += ["", f"Speedup of {ref} (Table 2 style): overall | expert-only"]
     header = f"  {'vs':<10} " + " ".join(f"{s:>19}" for s in scenarios) + f" {'switch':>8}"
     lines.append(header)
@@ -78,7 +86,9 @@ def summary(result: RunResult) -> str:
                 k = f"coe.{p}.{s}.experts{n}"
                 cells.append(f"{'OOM':>10}" if m.get(f"{k}.oom") else f"{1e3 * m.get(k + '.latency_s', float('nan')):>10.1f}")
             lines.append(f"  {n:>8} " + " ".join(cells))
-        lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency"]
+        lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency" + (
+            f" ({', '.join(spanning)}: experts placed over k nodes of the cluster's network, router on node 0)"
+            if spanning else "")]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
             lines.append(f"  {n:>8} " + " ".join(

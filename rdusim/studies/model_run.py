@@ -118,7 +118,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
-        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt))
+        metrics.update(cluster_run.metrics(name, spec.batch_size, spec.output_tokens, pt, entry[1].tp))
         if pt.oom:
             notes[name] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),

@@ -50,32 +50,26 @@ class ExpertCache:
 
     def access(self, expert: int) -> Access:
         """Look ``expert`` up (a miss makes it resident): hit or miss, and whom it evicted."""
+        hit, evicted = self._lookup(expert)
+        return Access(expert, hit, evicted)
+
+    def hit(self, expert: int) -> bool:
+        """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
+        return self._lookup(expert)[0]
+
+    def _lookup(self, expert: int) -> tuple[bool, Optional[int]]:
         order = self._order
         self._freq[expert] = self._freq.get(expert, 0) + 1
         if expert in order:
             order.move_to_end(expert)
             self.hits += 1
-            return Access(expert, True)
+            return True, None
         self.misses += 1
         evicted = self._victim() if len(order) >= self.slots else None
         if evicted is not None:
             del order[evicted]
         order[expert] = None
-        return Access(expert, False, evicted)
-
-    def hit(self, expert: int) -> bool:
-        """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
-        order = self._order
-        self._freq[expert] = self._freq.get(expert, 0) + 1
-        if expert in order:
-            order.move_to_end(expert)
-            self.hits += 1
-            return True
-        self.misses += 1
-        if len(order) >= self.slots:
-            del order[self._victim()]
-        order[expert] = None
-        return False
+        return False, evicted
 
     def _victim(self) -> int:
         order, pinned = self._order, self._pinned

@@ -103,6 +103,7 @@ class KernelTime:
     hbm_bytes: float          # bytes actually moved (split-K partials included)
     algorithm: Optional[CollectiveAlgorithm] = None   # how a collective ran
     steps: int = 0                                     # its latency steps
+    inter_node_s: float = 0.0                          # its inter-node phase (a group spanning nodes)
 
     @property
     def floor_s(self) -> float:
@@ -250,4 +251,5 @@ def _collective_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     cost = gpu_collective(arch, c.kind, c.ranks, c.message_bytes)
     # NCCL kernels also start and end like any kernel
     duration = max(cost.time_s, arch.kernel.min_kernel_s)
-    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps)
+    inter = getattr(cost, "inter_s", 0.0)     # rdusim.engine.collectives_cluster.SpanningCost
+    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps, inter)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import simpy
 
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import LaunchMode
@@ -80,6 +79,8 @@ def stream_closed_form(durations: Sequence[float], launch_cost: float, host_read
 
 def run_stream_events(durations: Sequence[float], launch_cost: float, host_ready_s: float = 0.0) -> StreamTimeline:
     """Simulate one host thread launching ``durations`` into one stream (SimPy; the reference)."""
+    import simpy     # the reference only: a run evaluates the closed form without SimPy
+
     env = simpy.Environment()
     queue = simpy.Store(env)
     n = len(durations)

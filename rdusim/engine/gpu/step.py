@@ -25,8 +25,12 @@ def graph_batch(graph: OpGraph) -> int:
 
 
 def check_tp(arch: GpuArch, tp: int) -> None:
-    if not 1 <= tp <= arch.node.gpus:
-        raise ValueError(f"tp={tp} needs 1..{arch.node.gpus} GPUs of {arch.name}")
+    """1..gpus of the node, or of the cluster's nodes its collectives may span (``collectives.span``)."""
+    span = arch.collectives.span
+    most = arch.node.gpus if span is None else span.max_ranks
+    if not 1 <= tp <= most:
+        raise ValueError(f"tp={tp} needs 1..{most} GPUs of {arch.name}" + ("" if span is None else
+                         f" ({span.nodes} nodes)"))
 
 
 def simulate_step(arch: GpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
@@ -85,7 +89,8 @@ def _host_record(host_s: float) -> Mapping[str, Any]:
     return {"name": "framework", "kind": "host", "tag": "framework", "layer": -1, "ops": 0,
             "issue_s": 0.0, "start_s": 0.0, "duration_s": host_s, "flops": 0.0, "bytes": 0.0,
             "compute_s": 0.0, "memory_s": 0.0, "floor_s": 0.0, "bound": "host", "active_sms": 0, "waves": 0,
-            "launch_gap_s": 0.0, "exposed_launch_s": 0.0, "algorithm": "", "steps": 0}
+            "launch_gap_s": 0.0, "exposed_launch_s": 0.0, "algorithm": "", "steps": 0,
+            "inter_node_s": 0.0}
 
 
 def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str, Any]:
@@ -98,7 +103,9 @@ def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str
             # ... or how long the GPU idled waiting for the host to launch it (launch exposed)
             "exposed_launch_s": tl.exposed_s[i],
             # a collective's algorithm and latency steps (rdusim.engine.collectives)
-            "algorithm": t.algorithm.value if t.algorithm is not None else "", "steps": t.steps}
+            "algorithm": t.algorithm.value if t.algorithm is not None else "", "steps": t.steps,
+            # of which its phase across nodes (a collective spanning a cluster's nodes; else 0)
+            "inter_node_s": t.inter_node_s}
 
 
 def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import simpy
 
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import LaunchMode
@@ -75,6 +74,8 @@ def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
 def run_schedule_events(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
                         streams: Sequence[int] | None = None, *, host_s: float = 0.0) -> Schedule:
     """The launch schedule as SimPy processes (the reference of :func:`run_schedule`)."""
+    import simpy     # the reference only: a run evaluates the closed form without SimPy
+
     if not mode.for_rdu:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     env = simpy.Environment()

@@ -27,7 +27,8 @@ def simulate_step(arch: RduArch, graph: OpGraph | None, *, fusion: FusionPolicy,
     """One step of ``graph`` (one TP rank's work; every socket runs the same) on the node, or
     of ``plan`` when given (compiled from such a graph; ``graph`` may then be None).
     ``host_s``: the serving stack's host work per step (model steps), after the kernels."""
-    if tp > arch.node.sockets:
+    span = arch.collectives.span           # a cluster deployment: tp may span its nodes
+    if tp > (arch.node.sockets if span is None else span.max_ranks):
         raise InputError(arch.name, "node.sockets", f"at least tp={tp} sockets", arch.node.sockets)
     plan = plan or compile_plan(graph, arch, fusion, tiles=tiles)
     tracer = StepTrace(TraceBuilder(), arch.name, sockets=tp) if trace else None
@@ -109,7 +110,18 @@ def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launc
         "reused": int(hit),
         # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
         "algorithm": _algorithms(k, arch),
+        # the inter-node phase of its collectives when they span a cluster's nodes (else 0)
+        "inter_node_s": _inter_node_s(k, arch),
     }
+
+
+def _inter_node_s(k: Kernel, arch: RduArch) -> float:
+    """Seconds the kernel's collectives spend crossing nodes (rdusim.engine.collectives_cluster):
+    0 unless the deployment's collectives span a cluster's nodes."""
+    if arch.collectives.span is None:
+        return 0.0
+    return sum(getattr(plan_collective_cost(s.collective, arch.links.p2p, arch.collectives), "inter_s", 0.0)
+               for s in k.stages if s.collective is not None)
 
 
 def _algorithms(k: Kernel, arch: RduArch) -> str:

@@ -1,0 +1,128 @@
+"""A CoE spanning nodes: placement, serving over nodes by hand, one node equal to the one-node
+model, the shipped example end to end (router traffic in the records, the footprint on a
+cluster) and its error paths."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rdusim.config.arch import load_arch
+from rdusim.config.workload_coe import CachePolicy, ExpertPlacement
+from rdusim.engine.coe.placement import TOKEN_ID_BYTES, place, serve_nodes
+from rdusim.engine.coe.serving import ServingSetup, serve_sequential
+from rdusim.engine.coe.switching import lone_switch_s
+
+ARCH = load_arch("arch/sn40l.yaml")
+EXPERT_BYTES = 13.48e9
+
+
+def _setup(slots, hottest=(), experts=8):
+    return ServingSetup(arch=ARCH, devices=8, experts=experts, slots=slots, expert_bytes=EXPERT_BYTES,
+                        policy=CachePolicy.LRU, prefetch=False, router_s=lambda b: 1.0 + 0.01 * b,
+                        expert_s=lambda n: 0.1 * n, hottest=tuple(hottest))
+
+
+def test_placement_round_robin_and_by_popularity():
+    assert place(7, 3, ExpertPlacement.ROUND_ROBIN, ()).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    # hottest first, dealt in turn: 5 and 2 on the router's node 0, 4 on node 1, 0 on node 2 ...
+    where = place(6, 3, ExpertPlacement.POPULARITY, (5, 4, 0, 2, 1, 3))
+    assert [where[e] for e in (5, 4, 0, 2, 1, 3)] == [0, 1, 2, 0, 1, 2]
+
+
+@settings(max_examples=40, deadline=None)
+@given(experts=st.integers(1, 300), nodes=st.integers(1, 16), seed=st.integers(0, 1000))
+def test_placement_balances_experts(experts, nodes, seed):
+    hottest = np.random.default_rng(seed).permutation(experts).tolist()
+    for how in ExpertPlacement:
+        counts = np.bincount(place(experts, nodes, how, hottest), minlength=nodes)
+        assert counts.sum() == experts and counts.max() - counts.min() <= 1
+
+
+def test_two_nodes_by_hand():
+    """Batch [0, 1, 1]: expert 0 on node 0, expert 1 on node 1 (round robin), cold caches. Node 1
+    gets two prompts' token ids, switches expert 1 in, runs it on 2 prompts and sends 2 answers
+    back; node 0 switches expert 0 in and runs it on 1 prompt meanwhile."""
+    send = lambda b: 5e-6 + b / 1e9                    # noqa: E731
+    copy = lone_switch_s(ARCH, 8, EXPERT_BYTES)
+    recs = serve_nodes([_setup(1), _setup(1)], place(2, 2, ExpertPlacement.ROUND_ROBIN, ()),
+                       [np.array([0, 1, 1])], send_s=send, prompt_tokens=128, output_tokens=20)
+    r = recs[0]
+    router = 1.0 + 0.03
+    node1 = send(2 * 128 * TOKEN_ID_BYTES) + copy + 0.2 + send(2 * 20 * TOKEN_ID_BYTES)
+    node0 = copy + 0.1
+    assert node1 > node0 and r.critical_node == 1 and r.nodes_used == 2
+    assert r.latency_s == pytest.approx(router + node1, rel=1e-12)
+    assert r.router_network_s == pytest.approx(send(1024) + send(160), rel=1e-12)
+    assert (r.switch_s, r.expert_s) == (pytest.approx(copy), pytest.approx(0.2))
+    assert r.latency_s == pytest.approx(r.router_s + r.router_network_s + r.switch_s + r.expert_s, rel=1e-12)
+    assert (r.hits, r.misses, r.bytes_copied, r.network_bytes) == (0, 2, 2 * EXPERT_BYTES, 1024 + 160)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), experts=st.integers(1, 40), slots=st.integers(1, 10),
+       batch=st.integers(1, 8))
+def test_one_node_is_the_one_node_model(seed, experts, slots, batch):
+    rng = np.random.default_rng(seed)
+    routes = [rng.integers(0, experts, batch) for _ in range(12)]
+    hottest = tuple(range(experts))
+    one = serve_sequential(_setup(slots, hottest, experts), routes)
+    many = serve_nodes([_setup(slots, hottest, experts)], np.zeros(experts, dtype=np.int64), routes,
+                       send_s=lambda b: 1.0, prompt_tokens=128, output_tokens=20)
+    for a, b in zip(one, many):
+        assert b.latency_s == pytest.approx(a.latency_s, rel=1e-12) and b.router_network_s == 0.0
+        assert (a.hits, a.misses, a.bytes_copied) == (b.hits, b.misses, b.bytes_copied)
+
+
+def test_prefetch_is_refused_across_nodes():
+    s = ServingSetup(**{**_setup(2).__dict__, "prefetch": True})
+    with pytest.raises(ValueError, match="prefetch"):
+        serve_nodes([s], np.zeros(8, dtype=np.int64), [np.array([0])], send_s=lambda b: 0.0,
+                    prompt_tokens=1, output_tokens=1)
+
+
+EX = "workloads/coe150_two_nodes.yaml"
+SMALL = ["--set", "batches=6", "--set", "warmup_batches=2", "--set", "replications=1", "--set", "sweep_batches=4",
+         "--set", "sweep_experts=[10]", "--set", "output_tokens=[20]", "--set", "batch_sizes=[8]"]
+
+
+def test_coe_two_nodes_example_end_to_end(tmp_path, capsys):
+    from rdusim.cli import main
+
+    out = tmp_path / "o"
+    assert main(["run", EX, "--out", str(out)] + SMALL) == 0
+    assert "Spanning nodes" in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    m = res["metrics"]
+    for p in ("sn40l", "dgx_h100"):
+        assert m[f"coe.{p}.bs8.tok20.router_network_s"] > 0
+        assert 1 <= m[f"coe.{p}.bs8.tok20.nodes_used"] <= 2
+        # 10 experts fit in one node's HBM: one node serves them at the all-in-HBM latency
+        assert m[f"coe.footprint.{p}.nodes_for10"] == 1
+        assert m[f"coe.footprint.{p}.nodes_for150"] >= 1
+    rows = [r for r in res["records"] if "router_network_s" in r]
+    assert rows and any(r["router_network_s"] > 0 for r in rows)
+    for r in rows:
+        assert r["latency_s"] == pytest.approx(r["router_s"] + r["router_network_s"] + r["switch_s"] + r["expert_s"])
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["clusters.sn40l.cluster=clusters/dgx_h100_x2.yaml"], "clusters.sn40l.cluster"),
+    (["clusters.sn40l.cluster=nope.yaml"], "clusters.sn40l.cluster"),
+    (["clusters.sn40l.placement=random"], "clusters.sn40l.placement"),
+    (["clusters.sn40l.hosts=2"], "clusters.sn40l.hosts"),
+    (["clusters.dgx_a100={cluster: clusters/sn40l_x2.yaml}"], "clusters.dgx_a100"),
+    (["cache.prefetch=true"], "cache.prefetch"),
+])
+def test_bad_coe_cluster_exits_2(tmp_path, capsys, sets, key):
+    from rdusim.cli import main
+
+    args = ["run", EX, "--out", str(tmp_path / "o")] + SMALL
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert key in err and EX in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

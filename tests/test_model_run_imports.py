@@ -1,0 +1,41 @@
+"""A model run needs neither numpy nor the SimPy reference models; the plain-Python sums
+of the decode steps equal the vectorised interpolation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rdusim.cache import RunCache
+from rdusim.config.arch import load_arch
+from rdusim.config.deployment import Deployment
+from rdusim.config.model import load_model
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.stepper import StepModel
+
+
+def test_a_model_run_imports_no_numpy(tmp_path):
+    code = ("import sys; from rdusim.cli import main\n"
+            f"rc = main(['run', 'workloads/llama2_7b_chat.yaml', '--out', {str(tmp_path / 'o')!r}])\n"
+            "assert rc == 0, rc\n"
+            "print(sorted(m for m in ('numpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("arch,launch,first,steps", [("arch/sn40l.yaml", LaunchMode.HARDWARE, 128, 300),
+                                                     ("arch/dgx_h100.yaml", LaunchMode.CUDA_GRAPH, 1, 70),
+                                                     ("arch/dgx_h100.yaml", LaunchMode.CUDA_GRAPH, 512, 1)])
+def test_decode_sums_equal_the_vectorised_rule(arch, launch, first, steps):
+    dep = Deployment.of(load_arch(arch), load_model("llama2-7b"), tp=8, fusion=FusionPolicy.FUSED, launch=launch)
+    model = StepModel(dep, RunCache())
+    total, parts, anchors = model.decode_sums(4, first, steps)
+    times, split, anchors2 = model.decode(4, np.arange(first, first + steps))
+    assert total == pytest.approx(float(times.sum()), rel=1e-12)
+    for k, v in parts.items():
+        assert v == pytest.approx(float(split[k].sum()), rel=1e-12, abs=1e-18)
+    assert [a.time_s for a in anchors] == [a.time_s for a in anchors2]
