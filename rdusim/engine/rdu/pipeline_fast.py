@@ -9,8 +9,9 @@ event order. That order is part of the model, so this evaluation keeps it, and k
 nothing else:
 
 - Every process (stage, load / write / resident stream, D2D crossing) is a plain generator
-  that does its own bookkeeping and suspends with a bare ``yield``; it is resumed with the
-  current time. No Event objects, callbacks lists or Process wrappers.
+  that does its own bookkeeping, suspends with ``yield now`` (handing the loop its clock)
+  and is resumed with the current time. No Event objects, callbacks lists or Process
+  wrappers.
 - SimPy processes events by (time, priority, schedule order). Priority only separates the
   processes' start (all first, in creation order, as SimPy's URGENT Initialize events)
   from the rest, so the queue is a FIFO of what was scheduled at the current instant and
@@ -22,8 +23,9 @@ nothing else:
   on a stage's resident loads is one more FIFO hop, as SimPy's ``all_of``.
 - A resumption that would be the very next event anyway (nothing else queued at this
   instant, and for a timer, no timer due at or before it) is not queued: the coroutine
-  carries on, with its own clock, and hands the loop its time when it suspends. This
-  halves the queue traffic and changes no order.
+  carries on with its own clock: no queue round trip, and no change of order. While the
+  processes start, a marker holds the queue so that none carries on before all have
+  started.
 - Times are computed with SimPy's operations (``now + delay``; a channel use waits
   ``done - now``), so the result is bit-identical, not just close.
 """
@@ -78,6 +80,7 @@ class _Resident:
 
 
 def _started(now: float) -> float:
+    """The marker queued while the processes start (it does nothing when it is reached)."""
     return now
 
 
