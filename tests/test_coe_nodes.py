@@ -126,3 +126,43 @@ def test_bad_coe_cluster_exits_2(tmp_path, capsys, sets, key):
     err = capsys.readouterr().err
     assert key in err and EX in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+MAIN = "workloads/coe150.yaml"
+MAIN_SMALL = SMALL + ["--set", "platforms={sn40l: {arch: arch/sn40l.yaml, tp: 8}, dgx_h100: {arch: arch/dgx_h100.yaml, tp: 8}}",
+                      "--set", "footprint.clusters={sn40l: {cluster: clusters/sn40l_x2.yaml}, "
+                               "dgx_h100: {cluster: clusters/dgx_h100_x2.yaml}}"]
+
+
+def test_the_main_jobs_footprint_is_placed_on_clusters(tmp_path, capsys):
+    """coe150 ships footprint.clusters: its scenarios stay on one node, its footprint places
+    the experts over k nodes of each platform's cluster network."""
+    from rdusim.cli import main
+
+    out = tmp_path / "o"
+    assert main(["run", MAIN, "--out", str(out)] + MAIN_SMALL) == 0
+    printed = capsys.readouterr().out
+    assert "router on node 0: sn40l on sn40l_x2, dgx_h100 on dgx_h100_x2" in printed
+    assert "Spanning nodes" not in printed                      # the scenarios run on one node
+    res = json.loads((out / "results.json").read_text())
+    m = res["metrics"]
+    assert not any(k.endswith(".router_network_s") for k in m)
+    assert res["extra"]["footprint_clusters"] == {"sn40l": "sn40l_x2", "dgx_h100": "dgx_h100_x2"}
+    assert m["coe.footprint.sn40l.nodes_for10"] == 1 and m["coe.footprint.dgx_h100.nodes_for150"] >= 2
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["footprint.clusters={dgx_a100: {cluster: clusters/dgx_a100_x2.yaml}}"], "footprint.clusters.dgx_a100"),
+    (["footprint.clusters={sn40l: {cluster: clusters/dgx_h100_x2.yaml}}"], "footprint.clusters.sn40l.cluster"),
+    (["cache.prefetch=true"], "cache.prefetch"),
+])
+def test_bad_footprint_cluster_exits_2(tmp_path, capsys, sets, key):
+    from rdusim.cli import main
+
+    args = ["run", MAIN, "--out", str(tmp_path / "o")] + MAIN_SMALL
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert key in err and MAIN in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -85,6 +85,9 @@ class FootprintSpec:
     output_tokens: int = field(default=20, metadata=upto(L.MAX_TOKENS))
     latency_tolerance: float = field(default=0.25, metadata=upto(L.MAX_TOLERANCE, ge=0))
     max_nodes: int = field(default=64, metadata=upto(L.MAX_NODES))
+    # platforms whose footprint places the experts over k nodes of a cluster's network (the
+    # router on node 0, prompts sent to their expert's node); the others count nodes served alone
+    clusters: Mapping[str, CoeClusterSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,5 +126,8 @@ class CoeWorkload:
         for name in self.clusters:
             if name not in self.platforms:
                 raise ValueError(f"clusters.{name}", f"one of the platforms {sorted(self.platforms)}", name)
+        for name in self.footprint.clusters:
+            if name not in self.platforms:
+                raise ValueError(f"footprint.clusters.{name}", f"one of the platforms {sorted(self.platforms)}", name)
         if self.reference and self.reference not in self.platforms:
             raise ValueError("reference", f"one of the platforms {sorted(self.platforms)}", self.reference)

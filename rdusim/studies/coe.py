@@ -8,6 +8,7 @@ the nodes needed to serve N experts near the all-in-HBM latency.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,7 @@ class PlatformRun:
     routings: Routings
     _capacities: dict = field(default_factory=dict)
     coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
+    footprint_cluster: Any = None  # ... its footprint places experts over that cluster's nodes (footprint.clusters)
 
     @property
     def arch(self):
@@ -118,6 +120,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     from rdusim.studies import coe_nodes
     for name, cc in coe_nodes.load(loaded).items():
         runs[name].coe_cluster = cc
+    for name, cc in coe_nodes.load_footprint(loaded).items():
+        runs[name].footprint_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
@@ -140,7 +144,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
         records=tuple(records),
         extra={"reference_platform": reference, "oom_reasons": oom_reasons,
                "scenarios": [s.key for s in scenarios], "replications": spec.replications,
-               "batches": spec.batches, "sweep_batches": spec.sweep_batches},
+               "batches": spec.batches, "sweep_batches": spec.sweep_batches,
+               # platforms whose footprint placed experts over a cluster's nodes: the cluster's name
+               "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
+                                      if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
 
 
@@ -254,9 +261,10 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, metrics) -> None:
     batches = spec.warmup_batches + spec.sweep_batches
     cap = pr.capacity(sc)
     memo: dict[int, bool] = {}
-    if pr.coe_cluster is not None:              # experts placed over k nodes of the cluster
+    spanning = pr.coe_cluster or pr.footprint_cluster
+    if spanning is not None:                    # experts placed over k nodes of the cluster
         from rdusim.studies.coe_nodes import footprint
-        return footprint(pr, spec, sc, metrics, batches)
+        return footprint(dataclasses.replace(pr, coe_cluster=spanning), spec, sc, metrics, batches)
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:

@@ -29,22 +29,30 @@ class CoeCluster:
 
 
 def load(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
-    out = {}
-    for name, plat in loaded.spec.clusters.items():
-        key = f"clusters.{name}.cluster"
-        path = resolve_path(plat.cluster, loaded.file)
-        if not path.is_file():
-            raise InputError(loaded.file, key, "a path to a cluster YAML file", plat.cluster)
-        cluster = load_cluster(path)
-        arch = loaded.archs[name]
-        if cluster.node.name != arch.name or cluster.node.kind != arch.kind:
-            raise InputError(loaded.file, key, f"a cluster of {arch.name} nodes (platform {name}'s arch)",
-                             f"{plat.cluster} (nodes of {cluster.node.name})")
-        if loaded.spec.cache.prefetch:
-            raise InputError(loaded.file, "cache.prefetch", "false with a CoE spanning nodes (clusters:); "
-                             "prefetch is modelled on one node only", True)
-        out[name] = CoeCluster(cluster, plat)
-    return out
+    """The platforms that span a cluster's nodes (``clusters:``)."""
+    return {name: _load_one(loaded, name, plat, f"clusters.{name}") for name, plat in loaded.spec.clusters.items()}
+
+
+def load_footprint(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
+    """The platforms whose footprint places experts over a cluster's nodes (``footprint.clusters:``)."""
+    return {name: _load_one(loaded, name, plat, f"footprint.clusters.{name}")
+            for name, plat in loaded.spec.footprint.clusters.items()}
+
+
+def _load_one(loaded: LoadedWorkload, name: str, plat: CoeClusterSpec, where: str) -> CoeCluster:
+    key = f"{where}.cluster"
+    path = resolve_path(plat.cluster, loaded.file)
+    if not path.is_file():
+        raise InputError(loaded.file, key, "a path to a cluster YAML file", plat.cluster)
+    cluster = load_cluster(path)
+    arch = loaded.archs[name]
+    if cluster.node.name != arch.name or cluster.node.kind != arch.kind:
+        raise InputError(loaded.file, key, f"a cluster of {arch.name} nodes (platform {name}'s arch)",
+                         f"{plat.cluster} (nodes of {cluster.node.name})")
+    if loaded.spec.cache.prefetch:
+        raise InputError(loaded.file, "cache.prefetch", f"false with a CoE spanning nodes "
+                         f"({where.rsplit('.', 1)[0]}:); prefetch is modelled on one node only", True)
+    return CoeCluster(cluster, plat)
 
 
 def capacities(pr, sc) -> tuple[Capacity, Capacity]:
@@ -75,9 +83,13 @@ def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], routes, *, a
     where = node_of(pr, experts, nodes, hottest)
     first, other = capacities(pr, sc)
     hosted = np.bincount(where, minlength=nodes)
+    hosted_hottest: list[list[int]] = [[] for _ in range(nodes)]     # each node's experts, hottest first
+    node_list = where.tolist()
+    for e in hottest:
+        hosted_hottest[node_list[e]].append(e)
     setups = []
     for j in range(nodes):
-        mine = tuple(e for e in hottest if where[e] == j)
+        mine = tuple(hosted_hottest[j])
         cap = first if j == 0 else other
         slots = int(hosted[j]) if all_resident else min(cap.hbm_experts, int(hosted[j]))
         base = pr.setup(sc, experts, mine, slots=max(1, slots))

@@ -86,9 +86,14 @@ def summary(result: RunResult) -> str:
                 k = f"coe.{p}.{s}.experts{n}"
                 cells.append(f"{'OOM':>10}" if m.get(f"{k}.oom") else f"{1e3 * m.get(k + '.latency_s', float('nan')):>10.1f}")
             lines.append(f"  {n:>8} " + " ".join(cells))
-        lines += ["", "Nodes needed to serve N experts near the all-in-HBM latency" + (
-            f" ({', '.join(spanning)}: experts placed over k nodes of the cluster's network, router on node 0)"
-            if spanning else "")]
+        placed = result.extra.get("footprint_clusters") or {p: "" for p in spanning}
+        head = "Nodes needed to serve N experts near the all-in-HBM latency"
+        if placed:
+            where = ", ".join(f"{p} on {c}" if c else p for p, c in placed.items())
+            alone = [p for p in platforms if p not in placed]
+            head += (f" (experts placed over k nodes, router on node 0: {where}"
+                     + (f"; {', '.join(alone)}: k nodes served alone" if alone else "") + ")")
+        lines += ["", head]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
             lines.append(f"  {n:>8} " + " ".join(

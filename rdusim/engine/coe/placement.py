@@ -78,6 +78,16 @@ def serve_nodes(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequ
     caches = [ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest) for s in nodes]
     copy_s = [lone_switch_s(s.arch, s.devices, s.expert_bytes) for s in nodes]
     records: list[NodesBatchRecord] = []
+    where = node_of.tolist()
+    run_of: dict[tuple[int, int], float] = {}     # (node, prompts on one expert) -> the expert's run
+    sends: dict[float, float] = {}
+
+    def send(nbytes: float) -> float:
+        t = sends.get(nbytes)
+        if t is None:
+            t = sends[nbytes] = send_s(nbytes)
+        return t
+
     now = 0.0
     for i, prompts in enumerate(routes):
         t0 = now
@@ -87,21 +97,22 @@ def serve_nodes(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequ
         hits = misses = 0
         copied = moved = 0.0
         ends = []
-        for j, setup in enumerate(nodes):
-            mine = [(e, n) for e, n in zip(order, counts) if node_of[e] == j]
-            if not mine:
-                continue
+        by_node: dict[int, list[tuple[int, int]]] = {}
+        for e, n in zip(order, counts):
+            by_node.setdefault(where[e], []).append((e, n))
+        for j in sorted(by_node):
+            setup, mine, cache = nodes[j], by_node[j], caches[j]
             sent = sum(n for _, n in mine)
             there = back = 0.0
             if j:
                 out_bytes = sent * prompt_tokens * TOKEN_ID_BYTES
                 ret_bytes = sent * output_tokens * TOKEN_ID_BYTES
-                there, back = send_s(out_bytes), send_s(ret_bytes)
+                there, back = send(out_bytes), send(ret_bytes)
                 moved += out_bytes + ret_bytes
             t = t_r + there
             switch = expert = 0.0
             for e, n in mine:
-                if caches[j].access(e).hit:
+                if cache.hit(e):
                     hits += 1
                 else:
                     misses += 1
@@ -109,7 +120,9 @@ def serve_nodes(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequ
                     _span(trace, j, f"switch expert {e}", t, t + copy_s[j], "switch")
                     t += copy_s[j]
                     switch += copy_s[j]
-                run = setup.expert_s(n)
+                run = run_of.get((j, n))
+                if run is None:
+                    run = run_of[(j, n)] = setup.expert_s(n)
                 _span(trace, j, f"expert {e} x{n}", t, t + run, "expert")
                 t += run
                 expert += run
