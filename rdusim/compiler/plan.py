@@ -11,7 +11,7 @@ simulation never reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Mapping
 
@@ -95,6 +95,14 @@ class Kernel:
     def stage_name(self, i: int) -> str:
         return self.ops[i]
 
+    def renamed(self, name: str, ops: tuple[str, ...], layer: int | None = None) -> "Kernel":
+        """This kernel under other names (a repeated layer's copy). Names are not content:
+        the values worked out from the content (totals, content key, hardware uses...) are
+        handed to the copy instead of being worked out again."""
+        k = replace(self, name=name, ops=ops, layer=self.layer if layer is None else layer)
+        k.__dict__.update({key: v for key, v in self.__dict__.items() if key not in _KERNEL_FIELDS})
+        return k
+
     @cached_property
     def pcus(self) -> int:
         return sum(s.pcus for s in self.stages)
@@ -128,6 +136,9 @@ class Kernel:
     @cached_property
     def d2d_bytes(self) -> float:
         return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
+
+
+_KERNEL_FIELDS = frozenset(f.name for f in fields(Kernel))
 
 
 @dataclass(frozen=True)
