@@ -1,4 +1,4 @@
-"""A model run needs neither numpy nor the SimPy reference models; the plain-Python sums
+"""A model run needs neither numpy nor SimPy (the reference models); the plain-Python sums
 of the decode steps equal the vectorised interpolation."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def test_a_model_run_imports_no_numpy(tmp_path):
     code = ("import sys; from rdusim.cli import main\n"
             f"rc = main(['run', 'workloads/llama2_7b_chat.yaml', '--out', {str(tmp_path / 'o')!r}])\n"
             "assert rc == 0, rc\n"
-            "print(sorted(m for m in ('numpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
+            "print(sorted(m for m in ('numpy', 'simpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"

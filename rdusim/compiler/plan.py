@@ -11,8 +11,7 @@ simulation never reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, fields, replace
 from typing import Mapping
 
 from rdusim.cache import content_key
@@ -73,6 +72,21 @@ class Stage:
     die: int = 0
 
 
+class _derived:
+    """``functools.cached_property`` without its lock: a value worked out from a frozen
+    kernel's fields on first use and kept in its ``__dict__`` (where later reads find it
+    first). Thousands of kernels a step make the lock's cost show."""
+
+    def __init__(self, fn):
+        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
 @dataclass(frozen=True)
 class Kernel:
     name: str = field(metadata=_NAME)
@@ -82,37 +96,45 @@ class Kernel:
     passes: int = 1                  # >1 when resident operands exceed PMU capacity (re-streamed)
     buffer_depth: int = 2            # tiles each stage buffer holds (execution.buffer_depth)
 
-    @cached_property
+    @_derived
     def signature(self):
         """Everything that determines the kernel's simulated behaviour (every field but
         the names): the content key of the kernel."""
         return content_key(self)
 
-    @cached_property
+    @_derived
     def flops(self) -> float:
         return sum(s.flops for s in self.stages)
 
     def stage_name(self, i: int) -> str:
         return self.ops[i]
 
-    @cached_property
+    def renamed(self, name: str, ops: tuple[str, ...], layer: int | None = None) -> "Kernel":
+        """This kernel under other names (a repeated layer's copy). Names are not content:
+        the values worked out from the content (totals, content key, hardware uses...) are
+        handed to the copy instead of being worked out again."""
+        k = replace(self, name=name, ops=ops, layer=self.layer if layer is None else layer)
+        k.__dict__.update({key: v for key, v in self.__dict__.items() if key not in _KERNEL_FIELDS})
+        return k
+
+    @_derived
     def pcus(self) -> int:
         return sum(s.pcus for s in self.stages)
 
-    @cached_property
+    @_derived
     def pmus(self) -> int:
         return sum(s.pmus for s in self.stages)
 
-    @cached_property
+    @_derived
     def agcus(self) -> int:
         return sum(st.agcus for s in self.stages for st in s.streams)
 
-    @cached_property
+    @_derived
     def streams(self) -> int:
         """Off-chip streams (tensor arguments with an address program in the AGCUs)."""
         return sum(len(s.streams) for s in self.stages)
 
-    @cached_property
+    @_derived
     def is_collective_only(self) -> bool:
         return all(s.kind == StageKind.COLLECTIVE for s in self.stages)
 
@@ -125,9 +147,12 @@ class Kernel:
                 out[st.tier.value] = out.get(st.tier.value, 0.0) + st.nbytes * mult
         return out
 
-    @cached_property
+    @_derived
     def d2d_bytes(self) -> float:
         return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
+
+
+_KERNEL_FIELDS = frozenset(f.name for f in fields(Kernel))
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ depends on every tensor of the model, so it is left to the full compile).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from rdusim.compiler.compile import kernel_name, place_groups
@@ -132,10 +132,10 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget,
     for j in range(t.rep, layers):
         for g, k in enumerate(kernels[first:first + count]):
             ops = tuple(layer_name(op, t.rep, j) for op in k.ops)
-            out.append(replace(k, name=kernel_name(first + (j - t.rep) * count + g, ops), ops=ops, layer=j))
+            out.append(k.renamed(kernel_name(first + (j - t.rep) * count + g, ops), ops, layer=j))
     shift = (layers - TEMPLATE_LAYERS) * count
     for i, k in enumerate(kernels[first + count:], start=first + count):
-        out.append(replace(k, name=kernel_name(i + shift, k.ops)))
+        out.append(k.renamed(kernel_name(i + shift, k.ops), k.ops))
     return Plan(graph.name, policy, tiles, tuple(out),
                 MappingProxyType({k: v.value for k, v in full_tiers.items()}))
 

@@ -16,7 +16,7 @@ content (deployment, phase, batch, tokens), so identical steps are simulated onc
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rdusim.cache import RunCache
 from rdusim.config.arch_common import ArchKind
@@ -24,6 +24,9 @@ from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
+
+if TYPE_CHECKING:        # annotations only: the serving paths import numpy where they use it
+    import numpy as np
 
 
 class StepModel:

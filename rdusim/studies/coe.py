@@ -189,7 +189,6 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     not counted); metrics are means over replications (with 95%
     intervals when there are several), appended to ``out``. ``sweep``: the expert count of an expert-count sweep
     point (None: the workload's). Returns the per-replication values and rows."""
-    spec: CoeWorkload = pr.loaded.spec
     if pr.coe_cluster is not None:          # experts placed over a cluster's nodes
         from rdusim.studies import coe_nodes
         return coe_nodes.serve_point(pr, sc, experts, replications, batches, warmup, out, sweep, oom_reasons,
