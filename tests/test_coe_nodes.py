@@ -76,6 +76,35 @@ def test_one_node_is_the_one_node_model(seed, experts, slots, batch):
         assert (a.hits, a.misses, a.bytes_copied) == (b.hits, b.misses, b.bytes_copied)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), experts=st.integers(1, 40), nodes=st.integers(1, 5), slots=st.integers(1, 6),
+       batch=st.integers(1, 8), placement=st.sampled_from(list(ExpertPlacement)),
+       policy=st.sampled_from(list(CachePolicy)))
+def test_closed_form_over_nodes_is_the_sequential_model(seed, experts, nodes, slots, batch, placement, policy):
+    from rdusim.engine.coe.placement_closed import nodes_outcome, serve_nodes_closed
+
+    rng = np.random.default_rng(seed)
+    routes = [rng.integers(0, experts, batch) for _ in range(15)]
+    hottest = tuple(int(e) for e in rng.permutation(experts))
+    where = place(experts, nodes, placement, hottest)
+    setups = [ServingSetup(**{**_setup(slots, tuple(e for e in hottest if where[e] == j), experts).__dict__,
+                              "policy": policy, "expert_s": (lambda n, j=j: 0.1 * n + 0.003 * j)})
+              for j in range(nodes)]
+    send = lambda b: 5e-6 + b / 1e9                    # noqa: E731
+    seq = serve_nodes(setups, where, routes, send_s=send, prompt_tokens=128, output_tokens=20)
+    cols = serve_nodes_closed(setups, nodes_outcome(setups, where, routes), send_s=send,
+                              prompt_tokens=128, output_tokens=20)
+    for i, r in enumerate(seq):
+        for f in ("batch", "prompts", "distinct_experts", "hits", "misses", "nodes_used"):
+            assert cols[f][i] == getattr(r, f), f
+        for f in ("router_s", "latency_s", "bytes_copied", "network_bytes", "start_s"):
+            assert cols[f][i] == pytest.approx(getattr(r, f), rel=1e-12, abs=1e-15), f
+        # the node that finishes last (each node's runs differ a little: no exact ties here)
+        assert cols["critical_node"][i] == r.critical_node
+        for f in ("router_network_s", "switch_s", "expert_s"):
+            assert cols[f][i] == pytest.approx(getattr(r, f), rel=1e-12, abs=1e-15), f
+
+
 def test_prefetch_is_refused_across_nodes():
     s = ServingSetup(**{**_setup(2).__dict__, "prefetch": True})
     with pytest.raises(ValueError, match="prefetch"):

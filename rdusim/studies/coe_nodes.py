@@ -18,7 +18,8 @@ from rdusim.config.cluster import ClusterSpec, load_cluster
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeClusterSpec
 from rdusim.engine.coe.capacity import Capacity, node_capacity
-from rdusim.engine.coe.placement import place, serve_nodes
+from rdusim.engine.coe.placement import NodesBatchRecord, place, serve_nodes
+from rdusim.engine.coe.placement_closed import COLUMNS, nodes_outcome, serve_nodes_closed
 from rdusim.errors import InputError
 from rdusim.rows.coe import CoeFootprintRow, CoePointRow
 
@@ -77,10 +78,17 @@ def node_of(pr, experts: int, nodes: int, hottest: Sequence[int]) -> np.ndarray:
     return place(experts, nodes, pr.coe_cluster.spec.placement, hottest)
 
 
-def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], routes, *, all_resident: bool = False,
-          trace: list | None = None):
-    """Serve ``routes`` with ``experts`` placed over ``nodes`` nodes of the platform's cluster
-    (``all_resident``: every node's experts in its HBM, the footprint's ideal)."""
+def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, batches: int, *,
+          all_resident: bool = False, trace: list | None = None) -> NodeRows:
+    """Serve replication ``rep``'s routing (``batches`` batches) with ``experts`` placed over
+    ``nodes`` nodes of the platform's cluster (``all_resident``: every node's experts in its
+    HBM, the footprint's ideal). In closed form, what the nodes' caches do with the routing
+    kept in the run's cache; the sequential model when a trace is asked for or under
+    ``rdusim.engine.evaluation.reference()``."""
+    from rdusim.engine.evaluation import Evaluation, current
+
+    book = pr.routings
+    routes = book.routes(sc.batch_size, experts, batches, rep)
     where = node_of(pr, experts, nodes, hottest)
     first, other = capacities(pr, sc)
     hosted = np.bincount(where, minlength=nodes)
@@ -93,12 +101,16 @@ def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], routes, *, a
         mine = tuple(hosted_hottest[j])
         cap = first if j == 0 else other
         slots = int(hosted[j]) if all_resident else min(cap.hbm_experts, int(hosted[j]))
-        base = pr.setup(sc, experts, mine, slots=max(1, slots))
-        setups.append(base)
+        setups.append(pr.setup(sc, experts, mine, slots=max(1, slots)))
     cluster = pr.coe_cluster.cluster
-    return NodeRows(serve_nodes(setups, where, routes, send_s=lambda b: cluster.send_s(b, pr.tp),
-                                prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens,
-                                trace=trace))
+    send = lambda b: cluster.send_s(b, pr.tp)                 # noqa: E731
+    kw = dict(send_s=send, prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens)
+    if trace is not None or current() != Evaluation.CLOSED_FORM:
+        return NodeRows.from_records(serve_nodes(setups, where, routes, trace=trace, **kw))
+    key = (book.key(sc.batch_size, experts, batches, rep), nodes, pr.coe_cluster.spec.placement,
+           tuple(s.slots for s in setups), pr.loaded.spec.cache.policy)
+    outcome = book.cache.get_or_compute("coe_nodes_outcome", key, lambda: nodes_outcome(setups, where, routes))
+    return NodeRows(serve_nodes_closed(setups, outcome, **kw))
 
 
 def footprint(pr, spec, sc, rows: list, batches: int) -> None:
@@ -110,7 +122,7 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
     fp = spec.footprint
     book = pr.routings
     for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
-        routes, hottest = book.routes(sc.batch_size, n, batches, 0), book.hottest(n)
+        hottest = book.hottest(n)
         memo: dict[int, bool] = {}
 
         def near_ideal(k: int) -> bool:
@@ -118,8 +130,8 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
                 if fits(pr, sc, n, k, node_of(pr, n, k, hottest)) is not None:
                     memo[k] = False
                 else:
-                    real = serve(pr, sc, n, k, hottest, routes).tail(spec.warmup_batches)
-                    ideal = serve(pr, sc, n, k, hottest, routes, all_resident=True).tail(spec.warmup_batches)
+                    real = serve(pr, sc, n, k, hottest, 0, batches).tail(spec.warmup_batches)
+                    ideal = serve(pr, sc, n, k, hottest, 0, batches, all_resident=True).tail(spec.warmup_batches)
                     memo[k] = real.mean("latency_s") <= (1 + fp.latency_tolerance) * ideal.mean("latency_s")
             return memo[k]
 
@@ -159,8 +171,7 @@ def serve_point(pr, sc, experts: int, replications, batches: int, warmup: int, o
     reps: dict[str, list] = {"rows": []}
     for i, rep_i in enumerate(replications):
         spans: list | None = [] if (trace is not None and i == 0) else None
-        rows = serve(pr, sc, experts, nodes, hottest, book.routes(sc.batch_size, experts, batches, rep_i),
-                     trace=spans).tail(warmup)
+        rows = serve(pr, sc, experts, nodes, hottest, rep_i, batches, trace=spans).tail(warmup)
         if spans and len(rows):
             first = float(rows.start_s[0])
             cut = first + float(rows.latency_s[:TRACE_BATCHES].sum())
@@ -181,23 +192,29 @@ def serve_point(pr, sc, experts: int, replications, batches: int, warmup: int, o
 
 
 class NodeRows:
-    """Served batches over nodes with the few column reads the study makes (the one-node
-    model's :class:`rdusim.engine.coe.batches.BatchTable` has the same)."""
+    """Served batches over nodes as columns (a :class:`NodesBatchRecord` field each), with
+    the column reads the study makes (the one-node model's
+    :class:`rdusim.engine.coe.batches.BatchTable` has the same)."""
 
-    def __init__(self, records) -> None:
-        self._records = tuple(records)
+    def __init__(self, columns: dict) -> None:
+        self._columns = columns
+
+    @classmethod
+    def from_records(cls, records) -> "NodeRows":
+        return cls({c: np.array([getattr(r, c) for r in records]) for c in COLUMNS})
 
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._columns["batch"])
 
     def records(self):
-        return self._records
+        cols = [self._columns[c].tolist() for c in COLUMNS]
+        return tuple(NodesBatchRecord(*row) for row in zip(*cols))
 
     def tail(self, skip: int) -> "NodeRows":
-        return NodeRows(self._records[skip:])
+        return NodeRows({c: v[skip:] for c, v in self._columns.items()})
 
     def column(self, name: str) -> np.ndarray:
-        return np.array([getattr(r, name) for r in self._records], dtype=float)
+        return np.asarray(self._columns[name], dtype=float)
 
     @property
     def start_s(self) -> np.ndarray:
@@ -212,5 +229,5 @@ class NodeRows:
         return float(values.sum() / len(values)) if len(values) else float("nan")
 
     def hit_rate(self) -> float:
-        accesses = sum(r.hits + r.misses for r in self._records)
-        return sum(r.hits for r in self._records) / accesses if accesses else 1.0
+        hits, misses = int(self._columns["hits"].sum()), int(self._columns["misses"].sum())
+        return hits / (hits + misses) if hits + misses else 1.0

@@ -31,7 +31,8 @@ class Routings:
     def __post_init__(self) -> None:
         self._trace_id = hashlib.sha256(repr(self.trace_rows).encode()).hexdigest()
 
-    def _key(self, batch_size: int, experts: int, batches: int, rep: int) -> tuple:
+    def key(self, batch_size: int, experts: int, batches: int, rep: int) -> tuple:
+        """What a routing depends on (a cache key for what is made from it)."""
         return (self.seed, rep, batch_size, experts, batches, self.spec.routing, self._trace_id)
 
     def routes(self, batch_size: int, experts: int, batches: int, rep: int) -> tuple[np.ndarray, ...]:
@@ -41,7 +42,7 @@ class Routings:
             flat = route(self.spec.routing, experts, batches * batch_size, rng, self.trace_rows)
             flat.setflags(write=False)
             return tuple(flat[i * batch_size:(i + 1) * batch_size] for i in range(batches))
-        return self.cache.get_or_compute("coe_routes", self._key(batch_size, experts, batches, rep), make)
+        return self.cache.get_or_compute("coe_routes", self.key(batch_size, experts, batches, rep), make)
 
     def hottest(self, experts: int) -> tuple[int, ...]:
         """Experts by expected popularity (warm start and pinning)."""
@@ -53,7 +54,7 @@ class Routings:
         """What an expert cache of ``slots`` slots (the spec's policy, warm with the
         hottest experts) does with that routing."""
         return self.cache.get_or_compute(
-            "coe_outcome", (self._key(batch_size, experts, batches, rep), slots, self.spec.cache.policy),
+            "coe_outcome", (self.key(batch_size, experts, batches, rep), slots, self.spec.cache.policy),
             lambda: cache_outcome(slots, self.spec.cache.policy, self.hottest(experts),
                                   self.routes(batch_size, experts, batches, rep)))
 
@@ -61,5 +62,5 @@ class Routings:
                  slots: int) -> CacheOutcome:
         """:meth:`outcome` of each replication in ``reps``, their batches one after another."""
         return self.cache.get_or_compute(
-            "coe_outcomes", (self._key(batch_size, experts, batches, -1), reps, slots, self.spec.cache.policy),
+            "coe_outcomes", (self.key(batch_size, experts, batches, -1), reps, slots, self.spec.cache.policy),
             lambda: CacheOutcome.concat([self.outcome(batch_size, experts, batches, r, slots) for r in reps]))

@@ -1,0 +1,120 @@
+"""A CoE spanning nodes (:func:`rdusim.engine.coe.placement.serve_nodes`) in closed form.
+
+Without prefetch nothing on a node overlaps a copy, and a batch's nodes only meet at its
+end, so a batch's latency is its router time plus, on the node that finishes last, the
+prompts' trip there, its copies (misses x the lone switch time), its experts' runs and
+the answers' trip back -- independent of when the batch starts. Which experts hit or
+miss each node's cache depends on the routing, the placement, the node's slots and the
+policy, not on any time: :func:`nodes_outcome` replays that once (kept in the run's
+cache by the study), :func:`serve_nodes_closed` times it with arrays. Equal to the
+sequential model within float rounding (``tests/test_coe_nodes.py``); the node that
+finishes last is, among equal ends, the highest-numbered one, as there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rdusim.engine.coe.cache import ExpertCache
+from rdusim.engine.coe.placement import TOKEN_ID_BYTES
+from rdusim.engine.coe.serving import ServingSetup, _distinct_in_order
+from rdusim.engine.coe.switching import lone_switch_s
+
+COLUMNS = ("batch", "prompts", "distinct_experts", "hits", "misses", "router_s", "router_network_s", "switch_s",
+           "expert_s", "latency_s", "hbm_contention_s", "bytes_copied", "network_bytes", "nodes_used",
+           "critical_node", "start_s")
+
+
+@dataclass(frozen=True)
+class NodesOutcome:
+    """Per batch (rows) and node (columns): the prompts sent to the node, its cache's hits
+    and misses, and ``hist[b, j, n]`` its experts serving ``n`` prompts."""
+
+    prompts: np.ndarray
+    distinct: np.ndarray
+    sent: np.ndarray
+    hits: np.ndarray
+    misses: np.ndarray
+    hist: np.ndarray
+
+
+def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequence[np.ndarray]) -> NodesOutcome:
+    """Replay ``routes`` through every node's expert cache (node j: ``nodes[j]``'s slots,
+    policy and warm hottest experts), each node seeing its experts in order of first
+    appearance in the batch, as the sequential model serves them."""
+    caches = [ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest) for s in nodes]
+    where = node_of.tolist()
+    k, batches = len(nodes), len(routes)
+    top = max((len(r) for r in routes), default=0)
+    sent = [[0] * k for _ in range(batches)]
+    hits = [[0] * k for _ in range(batches)]
+    misses = [[0] * k for _ in range(batches)]
+    hist = np.zeros((batches, k, top + 1), dtype=np.int64)
+    prompts, distinct = [], []
+    for b, batch in enumerate(routes):
+        order, counts = _distinct_in_order(batch)
+        prompts.append(len(batch))
+        distinct.append(len(order))
+        for e, n in zip(order, counts):
+            j = where[e]
+            sent[b][j] += n
+            hist[b, j, n] += 1
+            if caches[j].hit(e):
+                hits[b][j] += 1
+            else:
+                misses[b][j] += 1
+    as_array = lambda rows: np.array(rows, dtype=np.int64).reshape(batches, k)   # noqa: E731
+    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), as_array(sent),
+                        as_array(hits), as_array(misses), hist)
+
+
+def serve_nodes_closed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *, send_s: Callable[[float], float],
+                       prompt_tokens: int, output_tokens: int) -> dict[str, np.ndarray]:
+    """The columns of :class:`rdusim.engine.coe.placement.NodesBatchRecord` for the batches of
+    ``outcome``, served back to back from time 0."""
+    if any(s.prefetch for s in nodes):
+        raise ValueError("prefetch is not modelled for a CoE spanning nodes")
+    k = len(nodes)
+    batches = len(outcome.prompts)
+    router_of = {p: nodes[0].router_s(p) for p in set(outcome.prompts.tolist())}
+    router = np.array([router_of[p] for p in outcome.prompts.tolist()], dtype=float)
+    copy = np.array([lone_switch_s(s.arch, s.devices, s.expert_bytes) for s in nodes])
+    wanted = outcome.hist.any(axis=0)                   # (k, n): some batch puts n prompts on an expert of j
+    run = np.array([[s.expert_s(n) if wanted[j, n] else 0.0 for n in range(outcome.hist.shape[2])]
+                    for j, s in enumerate(nodes)]).reshape(k, -1)
+    used = outcome.sent > 0
+    remote = used & (np.arange(k) > 0)[None, :]
+    sends: dict[int, float] = {}
+
+    def trip(nbytes: np.ndarray) -> np.ndarray:
+        out = np.zeros(nbytes.shape)
+        for idx in zip(*np.nonzero(remote)):
+            b = int(nbytes[idx])
+            if b not in sends:
+                sends[b] = send_s(b)
+            out[idx] = sends[b]
+        return out
+
+    out_bytes = outcome.sent * (prompt_tokens * TOKEN_ID_BYTES)
+    ret_bytes = outcome.sent * (output_tokens * TOKEN_ID_BYTES)
+    there, back = trip(out_bytes), trip(ret_bytes)
+    switch = outcome.misses * copy[None, :]
+    expert = np.einsum("bjn,jn->bj", outcome.hist, run) if batches else np.zeros((0, k))
+    end = np.where(used, router[:, None] + there + switch + expert + back, -np.inf)
+    crit = (k - 1 - np.argmax(end[:, ::-1], axis=1)) if batches else np.zeros(0, dtype=np.int64)
+    rows = np.arange(batches)
+    latency = end[rows, crit] if batches else np.zeros(0)
+    expert_bytes = np.array([s.expert_bytes for s in nodes])
+    return {
+        "batch": rows, "prompts": outcome.prompts, "distinct_experts": outcome.distinct,
+        "hits": outcome.hits.sum(axis=1), "misses": outcome.misses.sum(axis=1), "router_s": router,
+        "router_network_s": (there + back)[rows, crit], "switch_s": switch[rows, crit],
+        "expert_s": expert[rows, crit], "latency_s": latency, "hbm_contention_s": np.zeros(batches),
+        "bytes_copied": (outcome.misses * expert_bytes[None, :]).sum(axis=1),
+        "network_bytes": np.where(remote, out_bytes + ret_bytes, 0).sum(axis=1).astype(float),
+        "nodes_used": used.sum(axis=1), "critical_node": crit,
+        "start_s": np.concatenate(([0.0], np.cumsum(latency)[:-1])) if batches else np.zeros(0),
+    }
