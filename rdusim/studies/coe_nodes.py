@@ -60,7 +60,11 @@ def _load_one(loaded: LoadedWorkload, name: str, plat: CoeClusterSpec, where: st
 def capacities(pr, sc) -> tuple[Capacity, Capacity]:
     """(node 0 with the router, a node without it)."""
     first = pr.capacity(sc)
-    other = node_capacity(pr.arch, pr.tp, pr.expert_bytes, pr.pinned_bytes(sc) - pr.router_bytes)
+    key = ("without router", sc)
+    other = pr._capacities.get(key)
+    if other is None:
+        other = pr._capacities[key] = node_capacity(pr.arch, pr.tp, pr.expert_bytes,
+                                                    pr.pinned_bytes(sc) - pr.router_bytes)
     return first, other
 
 
