@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Callable
 
 from rdusim.cache import RunCache, active_cache, using
 from rdusim.config.workload import LoadedWorkload, WorkloadKind
@@ -23,13 +24,16 @@ def study_module(kind: WorkloadKind | str) -> ModuleType:
     return importlib.import_module(_MODULES[WorkloadKind(kind)])
 
 
-def run_study(loaded: LoadedWorkload, *, trace: bool = False, cache: RunCache | None = None) -> RunResult:
+def run_study(loaded: LoadedWorkload, *, trace: bool = False, cache: RunCache | None = None,
+              wants: Callable[[str], bool] | None = None) -> RunResult:
     """Run the workload's study. ``cache``: the run's cache of graphs, plans and simulated
     kernels (by default the enclosing ``rdusim.cache.using`` block's, else a new one; a
     sweep worker passes one it keeps across points, validate shares one across its runs).
-    The engines get it explicitly where the call path passes it, else from this scope."""
+    The engines get it explicitly where the call path passes it, else from this scope.
+    ``wants(key)``: whether the caller keeps metric ``key`` (a sweep's ``--metrics``); a
+    study may skip a part none of whose metrics it keeps (None: keep everything)."""
     with using(active_cache(cache)):
-        return study_module(loaded.kind).run(loaded, trace=trace)
+        return study_module(loaded.kind).run(loaded, trace=trace, wants=wants)
 
 
 def summarize(result: RunResult) -> str:

@@ -102,7 +102,7 @@ class PlatformRun:
             hottest=hottest)
 
 
-def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunResult:
+def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=None) -> RunResult:
     spec: CoeWorkload = loaded.spec
     expert_cfg = _model(spec.experts.model, loaded.file, "experts.model", spec.experts.formats, loaded)
     router_cfg = _model(spec.router.model, loaded.file, "router.model", spec.router.formats, loaded)
@@ -135,7 +135,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
     per_rep: dict = {}
     with Progress(steps, f"coe {spec.name}") as bar:
         for name, pr in runs.items():
-            _run_platform(pr, spec, scenarios, rows, records, oom_reasons,
+            _run_platform(pr, spec, scenarios, rows, records, oom_reasons, wants,
                           events if trace else None, bar, per_rep)
     _speedups(runs, reference, scenarios, rows, per_rep)
     rows += [CoeRunRow("replications", spec.replications), CoeRunRow("batches_per_replication", spec.batches)]
@@ -153,9 +153,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None) -> RunRes
 
 
 def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, records,
-                  oom_reasons, events: list | None, bar: Progress, per_rep: dict) -> None:
+                  oom_reasons, wants, events: list | None, bar: Progress, per_rep: dict) -> None:
     """Capacity, every scenario (``spec.replications`` independent routings each), the
-    expert-count sweep (one routing) and the footprint of one platform."""
+    expert-count sweep (one routing) and the footprint of one platform (skipped when the
+    caller keeps none of its metrics: ``wants``, a sweep's ``--metrics``)."""
     name = pr.name
     cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
     rows += [CoeCapacityRow(name, "max_experts", cap.max_experts), CoeCapacityRow(name, "hbm_experts", cap.hbm_experts),
@@ -175,7 +176,8 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
                          n, oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
-    _footprint(pr, spec, rows)
+    if wants is None or any(wants(CoeFootprintRow(name, n, 0).key()) for n in footprint_counts(spec)):
+        _footprint(pr, spec, rows)
     bar.advance()
 
 
@@ -274,7 +276,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             memo[per_node] = real <= (1 + fp.latency_tolerance) * ideal
         return memo[per_node]
 
-    for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
+    for n in footprint_counts(spec):
         if cap.fits(1) is not None:
             continue
         lo = max(1, math.ceil(n / cap.max_experts))
@@ -288,6 +290,11 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             else:
                 lo = mid + 1
         rows.append(CoeFootprintRow(pr.name, n, lo))
+
+
+def footprint_counts(spec: CoeWorkload) -> list[int]:
+    """The expert counts the footprint is found for."""
+    return sorted(set(spec.sweep_experts) | {spec.experts.count})
 
 
 def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:

@@ -125,7 +125,9 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
     in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
     fp = spec.footprint
     book = pr.routings
-    for n in sorted(set(spec.sweep_experts) | {spec.experts.count}):
+    from rdusim.studies.coe import footprint_counts
+
+    for n in footprint_counts(spec):
         hottest = book.hottest(n)
         memo: dict[int, bool] = {}
 

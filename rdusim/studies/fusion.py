@@ -211,7 +211,7 @@ def _rows(bench: str, platform: str, first: bool, mode: str, values: dict) -> li
     return out + step_rows(bench, None, mode, values) if first else out
 
 
-def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
     spec: FusionWorkload = loaded.spec
     rows: list[FusionRow] = []
     records: list[dict[str, Any]] = []

@@ -76,7 +76,7 @@ def engine_missing(exc: ModuleNotFoundError) -> bool:
     return bool(exc.name) and exc.name.startswith("rdusim.engine.")
 
 
-def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
     spec: ModelWorkload = loaded.spec
     cfg = load_model_for(loaded)
     for name in spec.platforms:

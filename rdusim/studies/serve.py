@@ -106,7 +106,7 @@ def capacity(plat: ServePlatform, batching: Batching, streams: Streams, spec: Se
     return lo
 
 
-def run(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
+def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
     spec: ServeWorkload = loaded.spec
     if spec.coe is not None:
         from rdusim.studies.serve_coe import run_study

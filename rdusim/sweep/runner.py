@@ -42,15 +42,22 @@ class PointTask:
     cache_dir: Optional[str] = None     # --cache-dir: the workers' caches persisted there
 
 
-def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str, Any]:
-    """Metrics matching any glob and no ``!glob`` (fnmatch; ``*`` also matches dots).
-    Only ``!globs`` (or none at all) start from every metric."""
+def metric_selector(globs: tuple[str, ...]) -> Callable[[str], bool]:
+    """Whether a metric key is kept: it matches any glob and no ``!glob`` (fnmatch; ``*``
+    also matches dots). Only ``!globs`` (or none at all) start from every metric."""
     include = [g for g in globs if not g.startswith("!")]
     exclude = [g[1:] for g in globs if g.startswith("!")]
-    keep = {k: v for k, v in metrics.items()
-            if (not include or any(fnmatch.fnmatchcase(k, g) for g in include))
-            and not any(fnmatch.fnmatchcase(k, g) for g in exclude)}
-    return {k: metric_number(v) for k, v in sorted(keep.items())}
+
+    def keeps(key: str) -> bool:
+        return ((not include or any(fnmatch.fnmatchcase(key, g) for g in include))
+                and not any(fnmatch.fnmatchcase(key, g) for g in exclude))
+    return keeps
+
+
+def choose_metrics(metrics: dict[str, Any], globs: tuple[str, ...]) -> dict[str, Any]:
+    """The metrics :func:`metric_selector` keeps, in key order."""
+    keeps = metric_selector(globs)
+    return {k: metric_number(v) for k, v in sorted(metrics.items()) if keeps(k)}
 
 
 class _Worker:
@@ -78,7 +85,9 @@ def run_point(task: PointTask) -> dict:
     try:
         with remembering_files(_Worker.files):
             loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
-        result = studies.run_study(loaded, cache=_Worker.run_cache(task.cache_dir))
+        # the study may skip parts whose metrics the sweep does not keep (--metrics)
+        result = studies.run_study(loaded, cache=_Worker.run_cache(task.cache_dir),
+                                   wants=metric_selector(task.metrics) if task.metrics else None)
         metrics = choose_metrics(dict(result.metrics), task.metrics)
         # every run checks memory (rdusim.memory): an OOM marks the point even when the
         # chosen metrics do not include the .oom flags
