@@ -337,5 +337,21 @@ def _error(line: str) -> None:
         pass
 
 
+def entry() -> None:
+    """The ``rdusim`` command: :func:`main`'s status as the process's. An interrupted run
+    leaves at once with 130: CPython (3.11) kills itself with SIGINT at exit when the
+    interrupt landed inside exec'd or eval'd code (a dataclass being created, a type hint
+    being resolved), even though :func:`main` handled it."""
+    code = main()
+    if code == 130:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -55,7 +55,7 @@ def test_statuses_metrics_and_csv(tmp_path, capsys):
 
 
 def test_bad_grid_fails_before_any_point_runs(tmp_path, monkeypatch, capsys):
-    def boom(loaded, *, trace=False, cache=None):
+    def boom(loaded, *, trace=False, cache=None, wants=None):
         raise AssertionError("a point ran")
     monkeypatch.setattr("rdusim.studies.run_study", boom)
     for bad in (["--grid", "batch_size=1,2", "--grid", "arch.sn40l.socket.pmu.capacityx=1"],
@@ -132,7 +132,7 @@ def test_existing_table_needs_resume(tmp_path, capsys):
 
 
 def test_study_failure_is_a_row_not_the_end(tmp_path, monkeypatch):
-    def flaky(loaded, *, trace=False, cache=None):
+    def flaky(loaded, *, trace=False, cache=None, wants=None):
         if loaded.spec.batch_size == 2:
             return 1 / 0
         return sweep_fake.fake_run_study(loaded)
@@ -144,7 +144,7 @@ def test_study_failure_is_a_row_not_the_end(tmp_path, monkeypatch):
 
 
 def test_dead_worker_stops_the_sweep_and_keeps_finished_points(tmp_path, monkeypatch, capsys):
-    def dies(loaded, *, trace=False, cache=None):
+    def dies(loaded, *, trace=False, cache=None, wants=None):
         if loaded.spec.batch_size == 3:
             os._exit(9)
         return sweep_fake.fake_run_study(loaded)

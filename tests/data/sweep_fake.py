@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 
-def fake_run_study(loaded, *, trace: bool = False, cache=None):
+def fake_run_study(loaded, *, trace: bool = False, cache=None, wants=None):
     from rdusim.errors import InputError
     from rdusim.results import RunResult
 
