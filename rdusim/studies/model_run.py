@@ -91,8 +91,10 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     if spec.speculative is not None:
         from rdusim.studies import speculative_run
         draft = speculative_run.load_draft(loaded, cfg)
-    from rdusim.studies import cluster_run
-    clusters = cluster_run.load(loaded, cfg)
+    clusters: dict = {}
+    if spec.clusters:                       # only a run over clusters loads their study
+        from rdusim.studies import cluster_run
+        clusters = cluster_run.load(loaded, cfg)
     for index, name in enumerate(spec.platforms):
         arch = loaded.archs[name]
         tp = spec.platforms[name].tp
@@ -207,6 +209,7 @@ def summary(result: RunResult) -> str:
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     from rdusim.studies.speculative_run import summary_lines
     lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
-    from rdusim.studies.cluster_run import summary_lines as cluster_lines
-    lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
+    if extra.get("clusters"):
+        from rdusim.studies.cluster_run import summary_lines as cluster_lines
+        lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
