@@ -63,18 +63,21 @@ def content_key(obj: Any) -> Hashable:
     if t is bool:
         return ("b", obj)
     if t is tuple or t is list:
-        return ("t", tuple(content_key(v) for v in obj))
-    if isinstance(obj, enum.Enum):
-        return ("e", f"{t.__module__}.{t.__qualname__}", content_key(obj.value))
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return ("t", tuple([content_key(v) for v in obj]))
+    shape = _FIELDS.get(t)               # a dataclass seen before: no type tests
+    if shape is not None or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
         memo = getattr(obj, "__dict__", None)
-        if memo is not None and _MEMO in memo:
-            return memo[_MEMO]
-        names, qual, frozen = _key_fields(t)
-        key = _Key.interned((qual, tuple(content_key(getattr(obj, n)) for n in names)))
+        if memo is not None:
+            got = memo.get(_MEMO)
+            if got is not None:
+                return got
+        names, qual, frozen = shape or _key_fields(t)
+        key = _Key.interned((qual, tuple([content_key(getattr(obj, n)) for n in names])))
         if frozen and memo is not None:
             memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
         return key
+    if isinstance(obj, enum.Enum):
+        return ("e", f"{t.__module__}.{t.__qualname__}", content_key(obj.value))
     if isinstance(obj, (dict, MappingProxyType, Mapping)):
         return ("m", tuple(sorted(((content_key(k), content_key(v)) for k, v in obj.items()), key=repr)))
     if isinstance(obj, (set, frozenset)):
