@@ -35,7 +35,7 @@ def fake_study(monkeypatch):
     """A study whose latency is 0.1 s per batch element; counts its runs."""
     calls = []
 
-    def run(loaded, *, trace=False):
+    def run(loaded, *, trace=False, wants=None):
         calls.append(dict(loaded.raw))
         bs = loaded.spec.batch_size
         return RunResult(workload_name=loaded.name, kind="model", resolved=plain(loaded.raw),
@@ -114,7 +114,7 @@ def test_missing_metric_fails_naming_the_metric(tmp_path, wl, fake_study, capsys
 
 
 def test_crashing_study_fails_its_references_only(tmp_path, wl, monkeypatch, capsys):
-    def run(loaded, *, trace=False):
+    def run(loaded, *, trace=False, wants=None):
         if loaded.spec.batch_size == 4:
             raise ZeroDivisionError("boom")
         return RunResult("tiny", "model", {}, {}, 0, {"model.sn40l.latency_s": 0.1})
