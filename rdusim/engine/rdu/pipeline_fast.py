@@ -111,6 +111,69 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
     acc = [0.0, 0.0, 0.0]          # collective seconds, D2D bytes, P2P bytes
     fin = [0.0, 0]                 # when the last process ended, processes still running
 
+    # What every process does, shared. Each returns whether the calling coroutine must
+    # suspend (``now = yield now``); when it need not, the coroutine carries on at once.
+    def wait(me, now: float, tt: float) -> bool:
+        """Resume ``me`` at ``tt``: queued behind this instant's events, or on the timer heap,
+        unless it is the very next event anyway."""
+        if tt == now:
+            if fifo:
+                fappend(me)
+                return True
+            return False
+        if fifo or (heap and heap[0][0] <= tt):
+            heappush(heap, (tt, seq(), me))
+            return True
+        return False
+
+    def take(b: _Buf, me) -> bool:
+        """Get a tile from ``b`` (block on an empty buffer)."""
+        if b.n:
+            b.n -= 1
+            if fifo:
+                fappend(me)
+                return True
+            return False
+        b.getw = me
+        return True
+
+    def took(b: _Buf) -> None:
+        """The processed get's callback: let a blocked put in."""
+        w = b.putw
+        if w is not None and b.n < b.cap:
+            b.n += 1
+            b.putw = None
+            fappend(w)
+
+    def give(b: _Buf, me) -> bool:
+        """Put a tile into ``b`` (block on a full buffer)."""
+        if b.n < b.cap:
+            b.n += 1
+            if fifo:
+                fappend(me)
+                return True
+            return False
+        b.putw = me
+        return True
+
+    def gave(b: _Buf) -> None:
+        """The processed put's callback: hand a waiting get its tile."""
+        w = b.getw
+        if w is not None and b.n:
+            b.n -= 1
+            b.getw = None
+            fappend(w)
+
+    def use(ch: _Chan, now: float, service: float) -> float:
+        """Queue for a shared FCFS channel for ``service``: when the use ends."""
+        free = ch.free
+        begin = free if free > now else now
+        if ch.first is None:
+            ch.first = begin
+        done = begin + service
+        ch.free = done
+        return now + (done - now)          # SimPy's timeout(done - now)
+
     def stream(st, nbytes, inp, out, res):
         """A load (``out``), write (``inp``) or resident (``res``) stream, tile after tile."""
         me = yield
@@ -120,74 +183,24 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         x = tier_index[tier]
         ch = chans[x]
         for t in range(n):
-            if inp is not None:                       # get
-                if inp.n:
-                    inp.n -= 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    inp.getw = me
+            if inp is not None:
+                if take(inp, me):
                     now = yield now
-                w = inp.putw                          # the get's callback: let a blocked put in
-                if w is not None and inp.n < inp.cap:
-                    inp.n += 1
-                    inp.putw = None
-                    fappend(w)
+                took(inp)
             if t == 0 and lat:
                 tt = now + lat
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
-                    now = yield now
-                else:                                 # the next event anyway: carry on
-                    now = tt
-            free = ch.free                            # the tier, FCFS
-            begin = free if free > now else now
-            if ch.first is None:
-                ch.first = begin
-            done = begin + service
-            ch.free = done
-            tt = now + (done - now)
-            if tt == now:
-                if fifo:
-                    fappend(me)
-                    now = yield now
-            elif fifo or (heap and heap[0][0] <= tt):
-                heappush(heap, (tt, seq(), me))
-                now = yield now
-            else:                                     # the next event anyway: carry on
-                now = tt
+                now = (yield now) if wait(me, now, tt) else tt
+            tt = use(ch, now, service)                # the tier, FCFS
+            now = (yield now) if wait(me, now, tt) else tt
             tier_busy[x] += service
             moved[x] += nbytes
-            if extra > 0:
+            if extra > 0:                             # what the AGCUs add
                 tt = now + extra
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
+                now = (yield now) if wait(me, now, tt) else tt
+            if out is not None:
+                if give(out, me):
                     now = yield now
-                else:                                 # the next event anyway: carry on
-                    now = tt
-            if out is not None:                       # put
-                if out.n < out.cap:
-                    out.n += 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    out.putw = me
-                    now = yield now
-                w = out.getw                          # the put's callback: hand a waiting get its item
-                if w is not None and out.n:
-                    out.n -= 1
-                    out.getw = None
-                    fappend(w)
+                gave(out)
         if res is not None:
             fappend(res.done)
         fin[0] = now
@@ -203,60 +216,18 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         service = per_tile / hw.d2d.effective_bandwidth_bytes_per_s
         _non_negative(k, lat, service)
         for t in range(n):
-            if inp.n:
-                inp.n -= 1
-                if fifo:
-                    fappend(me)
-                    now = yield now
-            else:
-                inp.getw = me
+            if take(inp, me):
                 now = yield now
-            w = inp.putw
-            if w is not None and inp.n < inp.cap:
-                inp.n += 1
-                inp.putw = None
-                fappend(w)
+            took(inp)
             if t == 0 and lat:
                 tt = now + lat
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
-                    now = yield now
-                else:                                 # the next event anyway: carry on
-                    now = tt
-            free = d2d.free
-            begin = free if free > now else now
-            if d2d.first is None:
-                d2d.first = begin
-            done = begin + service
-            d2d.free = done
-            tt = now + (done - now)
-            if tt == now:
-                if fifo:
-                    fappend(me)
-                    now = yield now
-            elif fifo or (heap and heap[0][0] <= tt):
-                heappush(heap, (tt, seq(), me))
-                now = yield now
-            else:                                     # the next event anyway: carry on
-                now = tt
+                now = (yield now) if wait(me, now, tt) else tt
+            tt = use(d2d, now, service)
+            now = (yield now) if wait(me, now, tt) else tt
             acc[1] += per_tile
-            if out.n < out.cap:
-                out.n += 1
-                if fifo:
-                    fappend(me)
-                    now = yield now
-            else:
-                out.putw = me
+            if give(out, me):
                 now = yield now
-            w = out.getw
-            if w is not None and out.n:
-                out.n -= 1
-                out.getw = None
-                fappend(w)
+            gave(out)
         fin[0] = now
         fin[1] -= 1
         yield now
@@ -274,81 +245,30 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         last = n - 1
         for t in range(n):
             for b in inputs:                          # get a tile from every input, in order
-                if b.n:
-                    b.n -= 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    b.getw = me
+                if take(b, me):
                     now = yield now
-                w = b.putw
-                if w is not None and b.n < b.cap:
-                    b.n += 1
-                    b.putw = None
-                    fappend(w)
+                took(b)
             start = now
             if wire or (latency and t == 0):          # a collective: the P2P port, FCFS
                 if t == 0 and latency:
                     tt = now + latency
-                    if tt == now:
-                        if fifo:
-                            fappend(me)
-                            now = yield now
-                    elif fifo or (heap and heap[0][0] <= tt):
-                        heappush(heap, (tt, seq(), me))
-                        now = yield now
-                    else:                                 # the next event anyway: carry on
-                        now = tt
-                service = max(base, wire / rate)
-                free = p2p.free
-                begin = free if free > now else now
-                if p2p.first is None:
-                    p2p.first = begin
-                done = begin + service
-                p2p.free = done
-                tt = now + (done - now)
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
-                    now = yield now
-                else:                                 # the next event anyway: carry on
-                    now = tt
+                    now = (yield now) if wait(me, now, tt) else tt
+                tt = use(p2p, now, max(base, wire / rate))
+                now = (yield now) if wait(me, now, tt) else tt
                 acc[2] += wire
                 acc[0] += now - start
             else:
                 tt = now + base
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
-                    now = yield now
-                else:                                 # the next event anyway: carry on
-                    now = tt
+                now = (yield now) if wait(me, now, tt) else tt
             busy[i] += now - start
             if t == 0:
                 first = start
             if t == last:
                 window[i] = (first, now)
             for b in outputs:                         # put it into every output, in order
-                if b.n < b.cap:
-                    b.n += 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    b.putw = me
+                if give(b, me):
                     now = yield now
-                w = b.getw
-                if w is not None and b.n:
-                    b.n -= 1
-                    b.getw = None
-                    fappend(w)
+                gave(b)
         fin[0] = now
         fin[1] -= 1
         yield now
