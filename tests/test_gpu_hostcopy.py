@@ -42,3 +42,17 @@ def test_measured_variant_eight_gpus_contend_for_the_host_limit():
     assert together == pytest.approx([arch.links.pcie.latency_s + shard / 27.5e9] * 8, rel=1e-6)
     # still much faster than the paper's 64 GB/s aggregate assumption
     assert max(together) < host_copy_times(load_arch("arch/dgx_h100.yaml"), [shard] * 8)[0] / 3
+
+
+def test_the_measured_pcie_variant_is_the_dgx_h100_but_for_its_host_links():
+    """arch/dgx_h100_pcie_measured.yaml says it differs from dgx_h100.yaml only in name,
+    description and the host links: a refit of the H100 must reach it too."""
+    from rdusim.results import plain
+
+    base, variant = plain(load_arch("arch/dgx_h100.yaml")), plain(load_arch("arch/dgx_h100_pcie_measured.yaml"))
+    for spec in (base, variant):
+        spec.pop("name"), spec.pop("description")
+        spec["links"].pop("pcie"), spec["links"].pop("host_aggregate")
+        spec["sources"] = {k: v for k, v in spec["sources"].items()
+                           if not k.startswith(("links.pcie.", "links.host_aggregate."))}
+    assert variant == base
