@@ -2,7 +2,6 @@
 the per-device memory at the real TP degree, the shipped example and its error paths."""
 
 import dataclasses
-import json
 
 import pytest
 from hypothesis import given, settings
@@ -136,13 +135,9 @@ TP16 = "workloads/llama3_70b_tp16_two_nodes.yaml"
 SMALL = ["--set", "model=llama2-7b", "--set", "prompt_tokens=128", "--set", "output_tokens=4", "--set", "batch_size=2"]
 
 
-def test_tp16_example_end_to_end(tmp_path, capsys):
-    from rdusim.cli import main
-
-    out = tmp_path / "o"
-    assert main(["run", TP16, "--out", str(out)] + SMALL) == 0
-    assert "tp16 (2)" in capsys.readouterr().out
-    m = json.loads((out / "results.json").read_text())["metrics"]
+def test_tp16_example_end_to_end(run_workload):
+    printed, m = run_workload(TP16, SMALL)
+    assert "tp16 (2)" in printed
     for c in ("sn40l_x2", "dgx_h100_x2"):
         p = f"model.{c}.pp"
         assert m[f"{p}.oom"] == 0 and m[f"{p}.tp"] == 16 and m[f"{p}.nodes_per_stage"] == 2

@@ -95,15 +95,9 @@ SMALL = ["--set", "model=llama2-7b", "--set", "prompt_tokens=128", "--set", "out
          "--set", "platforms={sn40l: {arch: arch/sn40l.yaml, tp: 8}}"]
 
 
-def test_two_node_workload_end_to_end(tmp_path, capsys):
-    import json
-
-    from rdusim.cli import main
-
-    out = tmp_path / "o"
-    assert main(["run", TWO, "--out", str(out)] + SMALL) == 0
-    assert "Over nodes: stages x micro-batches" in capsys.readouterr().out
-    m = json.loads((out / "results.json").read_text())["metrics"]
+def test_two_node_workload_end_to_end(run_workload):
+    printed, m = run_workload(TWO, SMALL)
+    assert "Over nodes: stages x micro-batches" in printed
     for c in ("sn40l_x2", "dgx_h100_x2"):
         p = f"model.{c}.pp"
         assert m[f"{p}.oom"] == 0 and m[f"{p}.stages"] == 2 and m[f"{p}.microbatches"] == 2

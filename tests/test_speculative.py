@@ -1,6 +1,5 @@
 """Speculative decoding: the acceptance model, the k+1-token step, timing by hand, memory, errors."""
 
-import json
 import math
 
 import numpy as np
@@ -151,11 +150,9 @@ BASE = ["--set", "model=llama2-13b", "--set", "speculative={draft: llama2-7b, lo
         "--set", "platforms={sn40l: {arch: arch/sn40l.yaml, tp: 8}}"]
 
 
-def test_speculative_model_run_end_to_end(tmp_path, capsys):
-    out = tmp_path / "o"
-    assert main(["run", SPEC_WL, "--out", str(out)] + BASE) == 0
-    assert "Speculative decoding" in capsys.readouterr().out
-    m = json.loads((out / "results.json").read_text())["metrics"]
+def test_speculative_model_run_end_to_end(run_workload):
+    printed, m = run_workload(SPEC_WL, BASE)
+    assert "Speculative decoding" in printed
     assert m["model.sn40l.spec.oom"] == 0
     assert m["model.sn40l.spec.tokens_per_step"] == pytest.approx(1 + 0.6 + 0.36)
     assert m["model.sn40l.spec.tpot_s"] == pytest.approx(m["model.sn40l.spec.step_s"] / (1 + 0.6 + 0.36))
