@@ -84,10 +84,14 @@ class PlatformRun:
         act = max(activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens) for m in (self.expert, self.router))
         return self.router_bytes + tp * (kv + act)
 
-    def capacity(self, sc: Scenario) -> Capacity:
-        if sc not in self._capacities:
-            self._capacities[sc] = node_capacity(self.arch, self.tp, self.expert_bytes, self.pinned_bytes(sc))
-        return self._capacities[sc]
+    def capacity(self, sc: Scenario, *, router: bool = True) -> Capacity:
+        """Expert capacity of a node that holds the router (``router=False``: a node of a
+        cluster that holds only experts), worked out once per scenario."""
+        key = (sc, router)
+        if key not in self._capacities:
+            pinned = self.pinned_bytes(sc) - (0.0 if router else self.router_bytes)
+            self._capacities[key] = node_capacity(self.arch, self.tp, self.expert_bytes, pinned)
+        return self._capacities[key]
 
     def setup(self, sc: Scenario, experts: int, hottest: tuple[int, ...], *, slots: int | None = None) -> ServingSetup:
         spec: CoeWorkload = self.loaded.spec

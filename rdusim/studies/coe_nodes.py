@@ -17,7 +17,7 @@ import numpy as np
 from rdusim.config.cluster import ClusterSpec, load_cluster
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeClusterSpec
-from rdusim.engine.coe.capacity import Capacity, node_capacity
+from rdusim.engine.coe.capacity import Capacity
 from rdusim.engine.coe.placement import NodesBatchRecord, place, serve_nodes
 from rdusim.engine.coe.placement_closed import COLUMNS, nodes_outcome, serve_nodes_closed
 from rdusim.errors import InputError
@@ -59,13 +59,7 @@ def _load_one(loaded: LoadedWorkload, name: str, plat: CoeClusterSpec, where: st
 
 def capacities(pr, sc) -> tuple[Capacity, Capacity]:
     """(node 0 with the router, a node without it)."""
-    first = pr.capacity(sc)
-    key = ("without router", sc)
-    other = pr._capacities.get(key)
-    if other is None:
-        other = pr._capacities[key] = node_capacity(pr.arch, pr.tp, pr.expert_bytes,
-                                                    pr.pinned_bytes(sc) - pr.router_bytes)
-    return first, other
+    return pr.capacity(sc), pr.capacity(sc, router=False)
 
 
 def fits(pr, sc, experts: int, nodes: int, node_of: np.ndarray) -> Optional[str]:
