@@ -104,6 +104,7 @@ def summary(result: RunResult) -> str:
             alone = [p for p in platforms if p not in placed]
             head += (f" (experts placed over k nodes, router on node 0: {where}"
                      + (f"; {', '.join(alone)}: k nodes served alone" if alone else "") + ")")
+        head += f"; one routing of {sweep_batches} batches per decision, no confidence interval"
         lines += ["", head]
         lines.append(f"  {'experts':>8} " + " ".join(f"{p:>10}" for p in platforms))
         for n in sweep:
