@@ -63,6 +63,7 @@ class PlatformRun:
     router_bytes: float
     routings: Routings
     _capacities: dict = field(default_factory=dict)
+    _timers: dict = field(default_factory=dict)
     coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
     footprint_cluster: Any = None  # ... its footprint places experts over that cluster's nodes (footprint.clusters)
 
@@ -97,13 +98,23 @@ class PlatformRun:
         spec: CoeWorkload = self.loaded.spec
         cap = self.capacity(sc)
         n_slots = min(cap.hbm_experts, experts) if slots is None else slots
+        router_s, expert_s = self._model_s(sc)
         return ServingSetup(
             arch=self.arch, devices=self.tp, experts=experts, slots=max(1, n_slots),
             expert_bytes=self.expert_bytes, policy=spec.cache.policy,
             prefetch=spec.cache.prefetch and n_slots >= 2,
-            router_s=lambda b: self.router.timing(b, spec.router.output_tokens).latency_s,
-            expert_s=lambda n: self.expert.latency_s(n, sc.output_tokens),
-            hottest=hottest)
+            router_s=router_s, expert_s=expert_s, hottest=hottest)
+
+    def _model_s(self, sc: Scenario) -> tuple:
+        """The router's time for a batch of prompts and an expert's for its prompts, one pair
+        of callables per scenario (every setup of it shares them, so a serve over nodes asks
+        each time once)."""
+        got = self._timers.get(sc)
+        if got is None:
+            router, expert, tokens = self.router, self.expert, self.loaded.spec.router.output_tokens
+            got = self._timers[sc] = (lambda b: router.timing(b, tokens).latency_s,
+                                      lambda n: expert.latency_s(n, sc.output_tokens))
+        return got
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=None) -> RunResult:

@@ -71,50 +71,96 @@ def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Se
                         as_array(hits), as_array(misses), hist)
 
 
-def serve_nodes_closed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *, send_s: Callable[[float], float],
-                       prompt_tokens: int, output_tokens: int) -> dict[str, np.ndarray]:
-    """The columns of :class:`rdusim.engine.coe.placement.NodesBatchRecord` for the batches of
-    ``outcome``, served back to back from time 0."""
+@dataclass(frozen=True)
+class _Timed:
+    """The parts of every batch's chain on every node (rows: batches, columns: nodes)."""
+
+    router: np.ndarray        # per batch
+    there: np.ndarray         # the prompts' trip to the node
+    back: np.ndarray          # the answers' trip back
+    switch: np.ndarray        # the node's copies
+    expert: np.ndarray        # the node's expert runs
+    used: np.ndarray          # the batch sent the node prompts
+    remote: np.ndarray        # ... and the node is not node 0
+    out_bytes: np.ndarray
+    ret_bytes: np.ndarray
+
+    def ends(self, switch) -> np.ndarray:
+        """When each node's answers are back (-inf on nodes a batch does not use)."""
+        return np.where(self.used, self.router[:, None] + self.there + switch + self.expert + self.back, -np.inf)
+
+
+def _timed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, send_s: Callable[[float], float],
+           prompt_tokens: int, output_tokens: int) -> _Timed:
     if any(s.prefetch for s in nodes):
         raise ValueError("prefetch is not modelled for a CoE spanning nodes")
     k = len(nodes)
     batches = len(outcome.prompts)
     router_of = {p: nodes[0].router_s(p) for p in set(outcome.prompts.tolist())}
     router = np.array([router_of[p] for p in outcome.prompts.tolist()], dtype=float)
-    copy = np.array([lone_switch_s(s.arch, s.devices, s.expert_bytes) for s in nodes])
+    # the nodes usually share their machine and expert timer: each distinct one is asked once
+    copy_of: dict[tuple, float] = {}
+    for s in nodes:
+        c = (id(s.arch), s.devices, s.expert_bytes)
+        if c not in copy_of:
+            copy_of[c] = lone_switch_s(s.arch, s.devices, s.expert_bytes)
+    copy = np.array([copy_of[(id(s.arch), s.devices, s.expert_bytes)] for s in nodes])
     wanted = outcome.hist.any(axis=0)                   # (k, n): some batch puts n prompts on an expert of j
-    run = np.array([[s.expert_s(n) if wanted[j, n] else 0.0 for n in range(outcome.hist.shape[2])]
-                    for j, s in enumerate(nodes)]).reshape(k, -1)
+    run_of: dict[tuple, float] = {}
+    run = np.zeros(wanted.shape)
+    for j, n in zip(*np.nonzero(wanted)):
+        f = nodes[j].expert_s
+        t = run_of.get((f, n))
+        run[j, n] = t if t is not None else run_of.setdefault((f, n), f(int(n)))
     used = outcome.sent > 0
     remote = used & (np.arange(k) > 0)[None, :]
     sends: dict[int, float] = {}
 
     def trip(nbytes: np.ndarray) -> np.ndarray:
+        """send_s of each remote node's bytes (each distinct size asked once)."""
         out = np.zeros(nbytes.shape)
-        for idx in zip(*np.nonzero(remote)):
-            b = int(nbytes[idx])
-            if b not in sends:
-                sends[b] = send_s(b)
-            out[idx] = sends[b]
+        sizes, which = np.unique(nbytes[remote], return_inverse=True)
+        times = [sends[b] if b in sends else sends.setdefault(b, send_s(b)) for b in sizes.tolist()]
+        out[remote] = np.array(times, dtype=float)[which]
         return out
 
     out_bytes = outcome.sent * (prompt_tokens * TOKEN_ID_BYTES)
     ret_bytes = outcome.sent * (output_tokens * TOKEN_ID_BYTES)
-    there, back = trip(out_bytes), trip(ret_bytes)
-    switch = outcome.misses * copy[None, :]
     expert = np.einsum("bjn,jn->bj", outcome.hist, run) if batches else np.zeros((0, k))
-    end = np.where(used, router[:, None] + there + switch + expert + back, -np.inf)
+    return _Timed(router, trip(out_bytes), trip(ret_bytes), outcome.misses * copy[None, :], expert, used, remote,
+                  out_bytes, ret_bytes)
+
+
+def serve_nodes_closed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *, send_s: Callable[[float], float],
+                       prompt_tokens: int, output_tokens: int) -> dict[str, np.ndarray]:
+    """The columns of :class:`rdusim.engine.coe.placement.NodesBatchRecord` for the batches of
+    ``outcome``, served back to back from time 0."""
+    t = _timed(nodes, outcome, send_s, prompt_tokens, output_tokens)
+    k, batches = len(nodes), len(outcome.prompts)
+    end = t.ends(t.switch)
     crit = (k - 1 - np.argmax(end[:, ::-1], axis=1)) if batches else np.zeros(0, dtype=np.int64)
     rows = np.arange(batches)
     latency = end[rows, crit] if batches else np.zeros(0)
     expert_bytes = np.array([s.expert_bytes for s in nodes])
     return {
         "batch": rows, "prompts": outcome.prompts, "distinct_experts": outcome.distinct,
-        "hits": outcome.hits.sum(axis=1), "misses": outcome.misses.sum(axis=1), "router_s": router,
-        "router_network_s": (there + back)[rows, crit], "switch_s": switch[rows, crit],
-        "expert_s": expert[rows, crit], "latency_s": latency, "hbm_contention_s": np.zeros(batches),
+        "hits": outcome.hits.sum(axis=1), "misses": outcome.misses.sum(axis=1), "router_s": t.router,
+        "router_network_s": (t.there + t.back)[rows, crit], "switch_s": t.switch[rows, crit],
+        "expert_s": t.expert[rows, crit], "latency_s": latency, "hbm_contention_s": np.zeros(batches),
         "bytes_copied": (outcome.misses * expert_bytes[None, :]).sum(axis=1),
-        "network_bytes": np.where(remote, out_bytes + ret_bytes, 0).sum(axis=1).astype(float),
-        "nodes_used": used.sum(axis=1), "critical_node": crit,
+        "network_bytes": np.where(t.remote, t.out_bytes + t.ret_bytes, 0).sum(axis=1).astype(float),
+        "nodes_used": t.used.sum(axis=1), "critical_node": crit,
         "start_s": np.concatenate(([0.0], np.cumsum(latency)[:-1])) if batches else np.zeros(0),
     }
+
+
+def latency_and_resident_latency(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *,
+                                 send_s: Callable[[float], float], prompt_tokens: int,
+                                 output_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``latency_s`` column of :func:`serve_nodes_closed`, and the same batches' latency with
+    every node's experts resident in its HBM from the start (every access a hit: no copy):
+    the footprint's real and ideal, timed once. A batch's latency is its last node's end."""
+    t = _timed(nodes, outcome, send_s, prompt_tokens, output_tokens)
+    if not len(outcome.prompts):
+        return np.zeros(0), np.zeros(0)
+    return t.ends(t.switch).max(axis=1), t.ends(0.0).max(axis=1)
