@@ -26,9 +26,7 @@ from rdusim.engine.evaluation import Evaluation, current
 from rdusim.studies.coe_routes import Routings
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
-from rdusim.graph.model_graph import build_model_graph
-from rdusim.graph.phase import Phase
-from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
+from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, weight_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
@@ -121,8 +119,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     spec: CoeWorkload = loaded.spec
     expert_cfg = _model(spec.experts.model, loaded.file, "experts.model", spec.experts.formats, loaded)
     router_cfg = _model(spec.router.model, loaded.file, "router.model", spec.router.formats, loaded)
-    expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
-    router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
+    expert_bytes = weight_bytes_per_rank(expert_cfg, 1)      # the whole model's parameters
+    router_bytes = weight_bytes_per_rank(router_cfg, 1)
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
     routings = Routings(loaded.seed, spec, _load_trace(spec, loaded.file), cache)

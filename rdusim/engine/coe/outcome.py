@@ -60,12 +60,13 @@ class CacheOutcome:
 
 def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
                   routes: Sequence[np.ndarray]) -> CacheOutcome:
-    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``."""
+    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``
+    (no replay when the warm cache already holds every expert the routing asks for)."""
     cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
-    lookup = cache.hit
+    batches = [batch.tolist() for batch in routes]
+    every = cache.holds_all({e for ids in batches for e in ids})
     prompts, orders, counts, hits = [], [], [], []
-    for batch in routes:
-        ids = batch.tolist()
+    for ids in batches:
         seen: dict[int, int] = {}
         for e in ids:
             seen[e] = seen.get(e, 0) + 1       # dicts keep first-appearance order
@@ -73,5 +74,5 @@ def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
         prompts.append(len(ids))
         orders.append(order)
         counts.append(tuple(seen.values()))
-        hits.append(tuple(lookup(e) for e in order))
+        hits.append((True,) * len(order) if every else tuple(cache.hit_each(order)))
     return CacheOutcome(tuple(prompts), tuple(orders), tuple(counts), tuple(hits))

@@ -48,24 +48,32 @@ def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Se
     caches = [ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest) for s in nodes]
     where = node_of.tolist()
     k, batches = len(nodes), len(routes)
+    asked: list[set[int]] = [set() for _ in range(k)]       # the experts each node is asked for
+    for batch in routes:
+        for e in set(batch.tolist()):
+            asked[where[e]].add(e)
+    replay = [not c.holds_all(a) for c, a in zip(caches, asked)]   # a node holding them all never misses
     top = max((len(r) for r in routes), default=0)
     sent = [[0] * k for _ in range(batches)]
     hits = [[0] * k for _ in range(batches)]
     misses = [[0] * k for _ in range(batches)]
-    hist = np.zeros((batches, k, top + 1), dtype=np.int64)
+    width = top + 1
+    cells: list[int] = []              # each expert served: its (batch, node, prompts) cell of hist, flattened
     prompts, distinct = [], []
     for b, batch in enumerate(routes):
         order, counts = _distinct_in_order(batch)
         prompts.append(len(batch))
         distinct.append(len(order))
+        row_sent, row_hits, row_misses = sent[b], hits[b], misses[b]
         for e, n in zip(order, counts):
             j = where[e]
-            sent[b][j] += n
-            hist[b, j, n] += 1
-            if caches[j].hit(e):
-                hits[b][j] += 1
+            row_sent[j] += n
+            cells.append((b * k + j) * width + n)
+            if not replay[j] or caches[j].hit(e):
+                row_hits[j] += 1
             else:
-                misses[b][j] += 1
+                row_misses[j] += 1
+    hist = np.bincount(np.array(cells, dtype=np.int64), minlength=batches * k * width).reshape(batches, k, width)
     as_array = lambda rows: np.array(rows, dtype=np.int64).reshape(batches, k)   # noqa: E731
     return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), as_array(sent),
                         as_array(hits), as_array(misses), hist)
