@@ -135,7 +135,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     from rdusim.studies import coe_nodes
     for name, cc in coe_nodes.load(loaded).items():
         runs[name].coe_cluster = cc
-    for name, cc in coe_nodes.load_footprint(loaded).items():
+    for name, cc in coe_nodes.load_footprint(loaded, [n for n in runs if _wants_footprint(n, spec, wants)]).items():
         runs[name].footprint_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
@@ -160,6 +160,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
                "scenarios": [s.key for s in scenarios], "replications": spec.replications,
                "batches": spec.batches, "sweep_batches": spec.sweep_batches,
                # platforms whose footprint placed experts over a cluster's nodes: the cluster's name
+               # (a footprint the caller does not keep is not found, and its cluster not loaded)
                "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
                                       if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
@@ -189,7 +190,7 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
                          n, oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
-    if wants is None or any(wants(CoeFootprintRow(name, n, 0).key()) for n in footprint_counts(spec)):
+    if _wants_footprint(name, spec, wants):
         _footprint(pr, spec, rows)
     bar.advance()
 
@@ -303,6 +304,12 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             else:
                 lo = mid + 1
         rows.append(CoeFootprintRow(pr.name, n, lo))
+
+
+def _wants_footprint(platform: str, spec: CoeWorkload, wants) -> bool:
+    """Whether the caller keeps any of the platform's footprint metrics (``wants``: a
+    sweep's ``--metrics``; None keeps everything)."""
+    return wants is None or any(wants(CoeFootprintRow(platform, n, 0).key()) for n in footprint_counts(spec))
 
 
 def footprint_counts(spec: CoeWorkload) -> list[int]:

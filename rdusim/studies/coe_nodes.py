@@ -36,10 +36,11 @@ def load(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
     return {name: _load_one(loaded, name, plat, f"clusters.{name}") for name, plat in loaded.spec.clusters.items()}
 
 
-def load_footprint(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
-    """The platforms whose footprint places experts over a cluster's nodes (``footprint.clusters:``)."""
+def load_footprint(loaded: LoadedWorkload, platforms: Sequence[str]) -> dict[str, CoeCluster]:
+    """The platforms (of ``platforms``: those whose footprint is found) whose footprint
+    places experts over a cluster's nodes (``footprint.clusters:``)."""
     return {name: _load_one(loaded, name, plat, f"footprint.clusters.{name}")
-            for name, plat in loaded.spec.footprint.clusters.items()}
+            for name, plat in loaded.spec.footprint.clusters.items() if name in platforms}
 
 
 def _load_one(loaded: LoadedWorkload, name: str, plat: CoeClusterSpec, where: str) -> CoeCluster:
