@@ -184,7 +184,7 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
         bar.advance()
         records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
                         "experts": spec.experts.count, **plain(r)}
-                       for r in (reps["rows"][0].records() if reps.get("rows") else ()))   # replication 0's batches
+                       for r in (reps["rows"][0].rows() if reps.get("rows") else ()))   # replication 0's batches
         for n in spec.sweep_experts:
             _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, rows,
                          n, oom_reasons, detail=False)

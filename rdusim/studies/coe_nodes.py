@@ -248,6 +248,10 @@ class NodeRows:
         cols = [self._columns[c].tolist() for c in COLUMNS]
         return tuple(NodesBatchRecord(*row) for row in zip(*cols))
 
+    def rows(self) -> list[dict]:
+        """:meth:`records` as dicts (field -> Python int or float), without a record object per batch."""
+        return [dict(zip(COLUMNS, row)) for row in zip(*(self._columns[c].tolist() for c in COLUMNS))]
+
     def tail(self, skip: int) -> "NodeRows":
         return NodeRows({c: v[skip:] for c, v in self._columns.items()})
 
