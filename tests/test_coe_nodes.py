@@ -231,3 +231,28 @@ def test_bad_footprint_cluster_exits_2(tmp_path, capsys, sets, key):
     err = capsys.readouterr().err
     assert key in err and MAIN in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("policy", ["lru", "static"])
+def test_the_footprint_in_closed_form_is_the_reference_footprint(policy):
+    """The footprint's closed form (one outcome timed for the real and the all-resident serve;
+    no serve at all for k nodes that each hold all their experts in HBM) finds the same
+    node counts as serving every k with the sequential reference model."""
+    from rdusim.config.workload import load_workload
+    from rdusim.config.yamlio import parse_set
+    from rdusim.engine import evaluation
+    from rdusim.studies import run_study
+
+    sets = ["footprint.clusters={sn40l: {cluster: clusters/sn40l_x2.yaml}, "
+            "dgx_h100: {cluster: clusters/dgx_h100_x2.yaml}}", "sweep_experts=[10, 60, 200, 400]",
+            "output_tokens=[5]", "batch_sizes=[4]", "replications=1", f"cache.policy={policy}",
+            "footprint.latency_tolerance=0.05", "footprint.max_nodes=24"]
+
+    def footprint():
+        loaded = load_workload("tests/data/coe_small.yaml", [parse_set(s) for s in sets])
+        return {k: v for k, v in run_study(loaded).metrics.items() if k.startswith("coe.footprint.")}
+
+    closed = footprint()
+    with evaluation.reference():
+        ref = footprint()
+    assert closed == ref and len(closed) == 10

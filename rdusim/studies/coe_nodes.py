@@ -74,6 +74,13 @@ def fits(pr, sc, experts: int, nodes: int, node_of: np.ndarray) -> Optional[str]
     return None
 
 
+def all_in_hbm(pr, sc, nodes: int, node_of: np.ndarray) -> bool:
+    """Every node has an HBM slot for each expert it hosts."""
+    first, other = capacities(pr, sc)
+    hosted = np.bincount(node_of, minlength=nodes)
+    return bool(hosted[0] <= first.hbm_experts and (hosted[1:] <= other.hbm_experts).all())
+
+
 def node_of(pr, experts: int, nodes: int, hottest: Sequence[int]) -> np.ndarray:
     return place(experts, nodes, pr.coe_cluster.spec.placement, hottest)
 
@@ -156,18 +163,29 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
     footprint's batches (prompts sent to whichever node hosts their expert, over the
     cluster's network) within the tolerance of the same k nodes with every expert resident
     in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
-    fp = spec.footprint
-    book = pr.routings
+    from rdusim.engine.evaluation import Evaluation, current
     from rdusim.studies.coe import footprint_counts
 
+    fp = spec.footprint
+    book = pr.routings
+    closed = current() == Evaluation.CLOSED_FORM
     for n in footprint_counts(spec):
         hottest = book.hottest(n)
         memo: dict[int, bool] = {}
+        # In closed form, k nodes each holding all of their experts in HBM from the start (every
+        # expert is among the hottest, so each node warms with all of its own) never switch: the
+        # serve is its all-resident ideal, bit for bit, and a mean latency m (finite, >= 0, some
+        # batch counted) is within any tolerance >= 0 of itself, (1 + tol) * m >= m.
+        resident_is_near = (closed and batches > spec.warmup_batches and fp.latency_tolerance >= 0
+                            and sorted(hottest) == list(range(n)))
 
         def near_ideal(k: int) -> bool:
             if k not in memo:
-                if fits(pr, sc, n, k, node_of(pr, n, k, hottest)) is not None:
+                where = node_of(pr, n, k, hottest)
+                if fits(pr, sc, n, k, where) is not None:
                     memo[k] = False
+                elif resident_is_near and all_in_hbm(pr, sc, k, where):
+                    memo[k] = True
                 else:
                     real, ideal = real_and_ideal_latency(pr, sc, n, k, hottest, 0, batches, spec.warmup_batches)
                     memo[k] = real <= (1 + fp.latency_tolerance) * ideal
