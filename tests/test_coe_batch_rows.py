@@ -38,3 +38,17 @@ def test_node_rows_are_the_plain_records(values):
     rows = [plain(r) for r in table.rows()]
     assert len(rows) == len(values)
     assert all(_same(a, plain(r)) for a, r in zip(rows, table.records()))
+
+
+@given(st.lists(st.lists(st.integers(1, 9), max_size=5), max_size=6))
+def test_an_outcomes_histogram_and_batch_sizes_count_its_batches(counts):
+    from rdusim.engine.coe.outcome import CacheOutcome
+
+    prompts = tuple(sum(cs) for cs in counts)
+    o = CacheOutcome(prompts, (), tuple(tuple(cs) for cs in counts), ())
+    hist = o.count_histogram
+    assert hist.shape == (len(counts), max((max(cs) for cs in counts if cs), default=0) + 1)
+    for b, cs in enumerate(counts):
+        assert hist[b].tolist() == [cs.count(n) for n in range(hist.shape[1])]
+    sizes, which = o.batch_sizes
+    assert sizes == sorted(set(prompts)) and [sizes[i] for i in which.tolist()] == list(prompts)

@@ -36,6 +36,17 @@ class CacheOutcome:
         return cls(*(tuple(x for o in outcomes for x in getattr(o, f)) for f in ("prompts", "order", "counts", "hit")))
 
     @cached_property
+    def prompt_counts(self) -> np.ndarray:
+        """Prompts of each batch, as an array."""
+        return np.array(self.prompts, dtype=np.int64)
+
+    @cached_property
+    def batch_sizes(self) -> tuple[list[int], np.ndarray]:
+        """The distinct batch sizes (ascending) and, per batch, the index of its size among them."""
+        sizes, which = np.unique(self.prompt_counts, return_inverse=True)
+        return sizes.tolist(), which.reshape(-1)
+
+    @cached_property
     def hits(self) -> np.ndarray:
         return np.array([sum(h) for h in self.hit], dtype=np.int64)
 
@@ -50,12 +61,10 @@ class CacheOutcome:
     @cached_property
     def count_histogram(self) -> np.ndarray:
         """``[batch, n]``: how many of the batch's experts serve ``n`` prompts."""
-        top = max((max(c) for c in self.counts if c), default=0)
-        hist = np.zeros((len(self.counts), top + 1), dtype=np.int64)
-        for b, cs in enumerate(self.counts):
-            for n in cs:
-                hist[b, n] += 1
-        return hist
+        flat = np.array([n for cs in self.counts for n in cs], dtype=np.int64)
+        width = int(flat.max()) + 1 if len(flat) else 1
+        rows = np.repeat(np.arange(len(self.counts), dtype=np.int64), [len(cs) for cs in self.counts])
+        return np.bincount(rows * width + flat, minlength=len(self.counts) * width).reshape(len(self.counts), width)
 
 
 def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
