@@ -67,17 +67,18 @@ class ExpertCache:
         """:meth:`hit` of each expert in turn (a batch's experts; the closed forms' replay)."""
         if self.policy != CachePolicy.LRU:
             return [self._lookup(e)[0] for e in experts]
-        # LRU pins nothing: the victim is the least recent expert, the first in the order
-        order, freq, slots = self._order, self._freq, self.slots
-        out = []
+        # LRU pins nothing and reads no use counts: the victim is the least recent expert, the
+        # first in the order
+        order, slots = self._order, self.slots
+        to_end, pop = order.move_to_end, order.popitem
+        out: list[bool] = []
         for e in experts:
-            freq[e] = freq.get(e, 0) + 1
             if e in order:
-                order.move_to_end(e)
+                to_end(e)
                 out.append(True)
             else:
                 if len(order) >= slots:
-                    order.popitem(last=False)
+                    pop(last=False)
                 order[e] = None
                 out.append(False)
         n_hits = sum(out)
