@@ -72,16 +72,19 @@ def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
     """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``
     (no replay when the warm cache already holds every expert the routing asks for)."""
     cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
-    batches = [batch.tolist() for batch in routes]
-    every = cache.holds_all({e for ids in batches for e in ids})
-    prompts, orders, counts, hits = [], [], [], []
-    for ids in batches:
+    prompts, orders, counts = [], [], []
+    for batch in routes:
+        ids = batch.tolist()
         seen: dict[int, int] = {}
         for e in ids:
             seen[e] = seen.get(e, 0) + 1       # dicts keep first-appearance order
-        order = tuple(seen)
         prompts.append(len(ids))
-        orders.append(order)
+        orders.append(tuple(seen))
         counts.append(tuple(seen.values()))
-        hits.append((True,) * len(order) if every else tuple(cache.hit_each(order)))
+    asked = [e for order in orders for e in order]     # every lookup, batch after batch
+    looked = [True] * len(asked) if cache.holds_all(asked) else cache.hit_each(asked)
+    hits, i = [], 0
+    for order in orders:
+        hits.append(tuple(looked[i:i + len(order)]))
+        i += len(order)
     return CacheOutcome(tuple(prompts), tuple(orders), tuple(counts), tuple(hits))

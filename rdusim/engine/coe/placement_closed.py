@@ -45,38 +45,38 @@ def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Se
     """Replay ``routes`` through every node's expert cache (node j: ``nodes[j]``'s slots,
     policy and warm hottest experts), each node seeing its experts in order of first
     appearance in the batch, as the sequential model serves them."""
-    caches = [ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest) for s in nodes]
     where = node_of.tolist()
     k, batches = len(nodes), len(routes)
-    asked: list[set[int]] = [set() for _ in range(k)]       # the experts each node is asked for
-    for batch in routes:
-        for e in set(batch.tolist()):
-            asked[where[e]].add(e)
-    replay = [not c.holds_all(a) for c, a in zip(caches, asked)]   # a node holding them all never misses
-    top = max((len(r) for r in routes), default=0)
-    sent = [[0] * k for _ in range(batches)]
-    hits = [[0] * k for _ in range(batches)]
-    misses = [[0] * k for _ in range(batches)]
-    width = top + 1
+    width = max((len(r) for r in routes), default=0) + 1
+    asked: list[list[int]] = [[] for _ in range(k)]    # each node's lookups, batch after batch ...
+    asked_in: list[list[int]] = [[] for _ in range(k)]  # ... and the batch of each
     cells: list[int] = []              # each expert served: its (batch, node, prompts) cell of hist, flattened
     prompts, distinct = [], []
     for b, batch in enumerate(routes):
         order, counts = _distinct_in_order(batch)
         prompts.append(len(batch))
         distinct.append(len(order))
-        row_sent, row_hits, row_misses = sent[b], hits[b], misses[b]
         for e, n in zip(order, counts):
             j = where[e]
-            row_sent[j] += n
             cells.append((b * k + j) * width + n)
-            if not replay[j] or caches[j].hit(e):
-                row_hits[j] += 1
-            else:
-                row_misses[j] += 1
+            asked[j].append(e)
+            asked_in[j].append(b)
+    # the nodes' caches are independent: each replays its own lookups (none when it holds them all)
+    hit_cells, miss_cells = [], []
+    for j, s in enumerate(nodes):
+        if not asked[j]:
+            continue
+        cache = ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest)
+        looked = [True] * len(asked[j]) if cache.holds_all(asked[j]) else cache.hit_each(asked[j])
+        for b, hit in zip(asked_in[j], looked):
+            (hit_cells if hit else miss_cells).append(b * k + j)
     hist = np.bincount(np.array(cells, dtype=np.int64), minlength=batches * k * width).reshape(batches, k, width)
-    as_array = lambda rows: np.array(rows, dtype=np.int64).reshape(batches, k)   # noqa: E731
-    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), as_array(sent),
-                        as_array(hits), as_array(misses), hist)
+    def per_node(c: list[int]) -> np.ndarray:
+        return np.bincount(np.array(c, dtype=np.int64), minlength=batches * k).reshape(batches, k)
+
+    sent = (hist * np.arange(width)).sum(axis=2)        # prompts sent to each node
+    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), sent,
+                        per_node(hit_cells), per_node(miss_cells), hist)
 
 
 @dataclass(frozen=True)
