@@ -71,6 +71,7 @@ def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Se
         for b, hit in zip(asked_in[j], looked):
             (hit_cells if hit else miss_cells).append(b * k + j)
     hist = np.bincount(np.array(cells, dtype=np.int64), minlength=batches * k * width).reshape(batches, k, width)
+
     def per_node(c: list[int]) -> np.ndarray:
         return np.bincount(np.array(c, dtype=np.int64), minlength=batches * k).reshape(batches, k)
 
