@@ -128,7 +128,8 @@ def _outcome(pr, sc, experts: int, nodes: int, rep: int, batches: int, setups, w
     book = pr.routings
     key = (book.key(sc.batch_size, experts, batches, rep), nodes, pr.coe_cluster.spec.placement,
            tuple(s.slots for s in setups), pr.loaded.spec.cache.policy)
-    return book.cache.get_or_compute("coe_nodes_outcome", key, lambda: nodes_outcome(setups, where, routes))
+    return book.cache.get_or_compute("coe_nodes_outcome", key, lambda: nodes_outcome(
+        setups, where, routes, book.split(sc.batch_size, experts, batches, rep)))
 
 
 def real_and_ideal_latency(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, batches: int,

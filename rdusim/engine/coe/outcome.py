@@ -67,11 +67,12 @@ class CacheOutcome:
         return np.bincount(rows * width + flat, minlength=len(self.counts) * width).reshape(len(self.counts), width)
 
 
-def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
-                  routes: Sequence[np.ndarray]) -> CacheOutcome:
-    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``
-    (no replay when the warm cache already holds every expert the routing asks for)."""
-    cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
+Split = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
+
+
+def split_batches(routes: Sequence[np.ndarray]) -> Split:
+    """Per batch of a routing: its prompts, its distinct experts in order of first appearance
+    and the prompts on each (what every cache replaying the routing looks up)."""
     prompts, orders, counts = [], [], []
     for batch in routes:
         ids = batch.tolist()
@@ -81,10 +82,20 @@ def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
         prompts.append(len(ids))
         orders.append(tuple(seen))
         counts.append(tuple(seen.values()))
+    return tuple(prompts), tuple(orders), tuple(counts)
+
+
+def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
+                  routes: Sequence[np.ndarray], split: Split | None = None) -> CacheOutcome:
+    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``
+    (no replay when the warm cache already holds every expert the routing asks for).
+    ``split``: :func:`split_batches` of ``routes`` when the caller has it."""
+    prompts, orders, counts = split if split is not None else split_batches(routes)
+    cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
     asked = [e for order in orders for e in order]     # every lookup, batch after batch
     looked = [True] * len(asked) if cache.holds_all(asked) else cache.hit_each(asked)
     hits, i = [], 0
     for order in orders:
         hits.append(tuple(looked[i:i + len(order)]))
         i += len(order)
-    return CacheOutcome(tuple(prompts), tuple(orders), tuple(counts), tuple(hits))
+    return CacheOutcome(prompts, orders, counts, tuple(hits))

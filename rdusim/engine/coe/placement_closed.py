@@ -20,7 +20,8 @@ import numpy as np
 
 from rdusim.engine.coe.cache import ExpertCache
 from rdusim.engine.coe.placement import TOKEN_ID_BYTES
-from rdusim.engine.coe.serving import ServingSetup, _distinct_in_order
+from rdusim.engine.coe.outcome import Split, split_batches
+from rdusim.engine.coe.serving import ServingSetup
 from rdusim.engine.coe.switching import lone_switch_s
 
 COLUMNS = ("batch", "prompts", "distinct_experts", "hits", "misses", "router_s", "router_network_s", "switch_s",
@@ -41,21 +42,20 @@ class NodesOutcome:
     hist: np.ndarray
 
 
-def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequence[np.ndarray]) -> NodesOutcome:
+def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequence[np.ndarray],
+                  split: Split | None = None) -> NodesOutcome:
     """Replay ``routes`` through every node's expert cache (node j: ``nodes[j]``'s slots,
     policy and warm hottest experts), each node seeing its experts in order of first
-    appearance in the batch, as the sequential model serves them."""
+    appearance in the batch, as the sequential model serves them. ``split``:
+    :func:`rdusim.engine.coe.outcome.split_batches` of ``routes`` when the caller has it."""
+    prompts, orders, per_expert = split if split is not None else split_batches(routes)
     where = node_of.tolist()
     k, batches = len(nodes), len(routes)
-    width = max((len(r) for r in routes), default=0) + 1
+    width = max(prompts, default=0) + 1
     asked: list[list[int]] = [[] for _ in range(k)]    # each node's lookups, batch after batch ...
     asked_in: list[list[int]] = [[] for _ in range(k)]  # ... and the batch of each
     cells: list[int] = []              # each expert served: its (batch, node, prompts) cell of hist, flattened
-    prompts, distinct = [], []
-    for b, batch in enumerate(routes):
-        order, counts = _distinct_in_order(batch)
-        prompts.append(len(batch))
-        distinct.append(len(order))
+    for b, (order, counts) in enumerate(zip(orders, per_expert)):
         for e, n in zip(order, counts):
             j = where[e]
             cells.append((b * k + j) * width + n)
@@ -76,7 +76,7 @@ def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Se
         return np.bincount(np.array(c, dtype=np.int64), minlength=batches * k).reshape(batches, k)
 
     sent = (hist * np.arange(width)).sum(axis=2)        # prompts sent to each node
-    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), sent,
+    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array([len(o) for o in orders], dtype=np.int64), sent,
                         per_node(hit_cells), per_node(miss_cells), hist)
 
 
