@@ -8,7 +8,9 @@ miss each node's cache depends on the routing, the placement, the node's slots a
 policy, not on any time: :func:`nodes_outcome` replays that once (kept in the run's
 cache by the study), :func:`serve_nodes_closed` times it with arrays. Equal to the
 sequential model within float rounding (``tests/test_coe_nodes.py``); the node that
-finishes last is, among equal ends, the highest-numbered one, as there.
+finishes last is, among equal ends, the highest-numbered one, as there. The footprint's
+pair -- a serve and the same nodes with every expert resident, which never copies -- is
+timed at once from the one outcome (:func:`latency_and_resident_latency`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class _Timed:
 
 def _timed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, send_s: Callable[[float], float],
            prompt_tokens: int, output_tokens: int) -> _Timed:
+    """Every batch's router, trips, copies and expert runs on every node of ``outcome``."""
     if any(s.prefetch for s in nodes):
         raise ValueError("prefetch is not modelled for a CoE spanning nodes")
     k = len(nodes)
@@ -117,10 +120,11 @@ def _timed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, send_s: Callabl
     wanted = outcome.hist.any(axis=0)                   # (k, n): some batch puts n prompts on an expert of j
     run_of: dict[tuple, float] = {}
     run = np.zeros(wanted.shape)
-    for j, n in zip(*np.nonzero(wanted)):
-        f = nodes[j].expert_s
-        t = run_of.get((f, n))
-        run[j, n] = t if t is not None else run_of.setdefault((f, n), f(int(n)))
+    for j, n in zip(*(a.tolist() for a in np.nonzero(wanted))):
+        key = (nodes[j].expert_s, n)
+        if key not in run_of:
+            run_of[key] = nodes[j].expert_s(n)
+        run[j, n] = run_of[key]
     used = outcome.sent > 0
     remote = used & (np.arange(k) > 0)[None, :]
     sends: dict[int, float] = {}
@@ -129,8 +133,10 @@ def _timed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, send_s: Callabl
         """send_s of each remote node's bytes (each distinct size asked once)."""
         out = np.zeros(nbytes.shape)
         sizes, which = np.unique(nbytes[remote], return_inverse=True)
-        times = [sends[b] if b in sends else sends.setdefault(b, send_s(b)) for b in sizes.tolist()]
-        out[remote] = np.array(times, dtype=float)[which]
+        for b in sizes.tolist():
+            if b not in sends:
+                sends[b] = send_s(b)
+        out[remote] = np.array([sends[b] for b in sizes.tolist()], dtype=float)[which]
         return out
 
     out_bytes = outcome.sent * (prompt_tokens * TOKEN_ID_BYTES)
