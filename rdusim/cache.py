@@ -194,6 +194,12 @@ class RunCache:
                 _atomic_write_bytes(path, data)
         return value, False
 
+    def count_hits(self, namespace: str, n: int = 1) -> None:
+        """Count ``n`` reuses of a value the caller already looked up here with the same key
+        (a kernel repeated in one plan is looked up once): the statistics stay those of one
+        lookup per use."""
+        self.hits[namespace] += n
+
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``get_or_compute("memo", key, compute)``: the ``memo(key, compute)`` form."""
         return self.get_or_compute("memo", key, compute)

@@ -129,9 +129,12 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget,
     count = sum(1 for g in groups if g[0].layer == t.rep)
     kernels = place_groups(groups, t.consumers, tiers, arch, tiles, buffering)
     out: list[Kernel] = kernels[:first]
+    cut = len(prefix(t.rep))
+    layer = [(k, tuple(op[cut:] for op in k.ops)) for k in kernels[first:first + count]]
     for j in range(t.rep, layers):
-        for g, k in enumerate(kernels[first:first + count]):
-            ops = tuple(layer_name(op, t.rep, j) for op in k.ops)
+        head = prefix(j)
+        for g, (k, rest) in enumerate(layer):
+            ops = tuple([head + r for r in rest])      # layer_name(op, t.rep, j) of each op
             out.append(k.renamed(kernel_name(first + (j - t.rep) * count + g, ops), ops, layer=j))
     shift = (layers - TEMPLATE_LAYERS) * count
     for i, k in enumerate(kernels[first + count:], start=first + count):
