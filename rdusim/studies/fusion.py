@@ -86,18 +86,24 @@ def bench_model(loaded: LoadedWorkload, bench: FusionBenchmark):
 
 def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int,
               graph: OpGraph | None) -> dict[FusionPolicy, Plan]:
-    """The benchmark's unfused and fused plans. An inference step of a model is compiled from
-    its first layers with the last repeated (exactly the whole model's plans, without its
-    graph: :mod:`rdusim.compiler.repeat`), unless ``graph`` is already built."""
+    """The benchmark's unfused and fused plans. A step of a model is compiled from its first
+    layers with one repeated (exactly the whole model's plans, without its graph:
+    :mod:`rdusim.compiler.repeat` for inference, :mod:`rdusim.compiler.repeat_runs` for
+    training, whose layers come back in backward and optimizer runs), unless ``graph`` is
+    already built."""
     from rdusim.compiler import compile_plan
-    from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated
+    from rdusim.compiler import repeat, repeat_runs
 
     tiles, buffering = loaded.execution.tiles, loaded.execution.buffering
-    if graph is None and not bench.is_fft and bench.phase != Phase.TRAIN:
+    if graph is None and not bench.is_fft:
+        if bench.phase == Phase.TRAIN:
+            template, compile_repeated = repeat_runs.TEMPLATE_LAYERS, repeat_runs.compile_repeated_runs
+        else:
+            template, compile_repeated = repeat.TEMPLATE_LAYERS, repeat.compile_repeated
         depth = bench_model(loaded, bench).num_hidden_layers
         layers = min(bench.layers, depth) if bench.layers else depth
-        if layers > TEMPLATE_LAYERS:
-            head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
+        if layers > template:
+            head = build_graph(loaded, bench, tp, index, layers=template)
             plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles, buffering=buffering)
                      for p in FusionPolicy}
             if all(plan is not None for plan in plans.values()):
