@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rdusim.compiler import compile_plan
-from rdusim.compiler.repeat_runs import compile_repeated_runs, expand, runs
+from rdusim.compiler.repeat_runs import compile_repeated_runs
+from rdusim.graph.layer_runs import expand, runs
 from rdusim.config.arch import load_arch
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy

@@ -7,13 +7,10 @@ ascending), backward (descending) and the AdamW update (descending), with the lo
 head between them. Its first and last layers differ from the others there (the first reads
 the embedding, the last's backward starts from the head), so the template here is the
 model cut to three layers: layer 0 stands for layer 0, layer 2 for the last layer, and
-layer 1 for every layer between. The template's ops fall into runs of one layer each
-(:func:`runs`); every maximal stretch of layer runs between non-layer runs must visit the
-template's layers in order, up or down (0, 1, 2 or 2, 1, 0), and then the whole model's
-runs are those with the middle run repeated (1, 2, ..., n-2 or n-2, ..., 1) and the last
-layer's run moved to layer n-1. A kernel never spans two runs (unfused: one op each;
-fused: :func:`rdusim.compiler.fusion.partition` cuts at every change of layer), so the
-whole model's kernels are the template's kernels of each run, renamed, in that order; the
+layer 1 for every layer between. The template's ops fall into runs of one layer each,
+which :mod:`rdusim.graph.layer_runs` expands into the whole model's runs. A kernel never
+spans two runs (unfused: one op each; fused: :func:`rdusim.compiler.fusion.partition`
+cuts at every change of layer), so the whole model's kernels are the template's kernels of each run, renamed, in that order; the
 off-chip tensors of each layer are renamed the same way.
 
 The result is exactly :func:`~rdusim.compiler.compile.compile_plan` of the whole model's
@@ -26,7 +23,6 @@ would not all fit in HBM.
 
 from __future__ import annotations
 
-from itertools import groupby
 from types import MappingProxyType
 
 from rdusim.compiler.compile import kernel_name, place_groups
@@ -39,40 +35,9 @@ from rdusim.compiler.repeat import _MARGIN, prefix
 from rdusim.compiler.target import CompileTarget
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
+from rdusim.graph.layer_runs import MID, TEMPLATE_LAYERS, expand, runs
 from rdusim.graph.opgraph import OpGraph
 from rdusim.memory import op_activation_peak
-
-TEMPLATE_LAYERS = 3      # first, one standing for every middle layer, last
-_MID = 1                 # the template layer that is repeated
-
-
-def runs(layers_in_order: list[int]) -> list[tuple[int, int]]:
-    """(layer, count) of each maximal run of equal layers."""
-    return [(layer, sum(1 for _ in group)) for layer, group in groupby(layers_in_order)]
-
-
-def expand(template: list[int], layers: int) -> list[list[int]] | None:
-    """For each run of the template (its layer, -1 for ops outside any layer), the layers of
-    the whole model's runs it becomes, in order; None if a stretch of layer runs does not
-    visit 0, 1, 2 up or 2, 1, 0 down."""
-    last = TEMPLATE_LAYERS - 1
-    up, down = list(range(TEMPLATE_LAYERS)), list(range(last, -1, -1))
-    out: list[list[int]] = []
-    stretch: list[int] = []
-    for layer in template + [-1]:
-        if layer >= 0:
-            stretch.append(layer)
-            continue
-        if stretch:
-            if stretch == up:
-                out += [[0], list(range(1, layers - 1)), [layers - 1]]
-            elif stretch == down:
-                out += [[layers - 1], list(range(layers - 2, 0, -1)), [0]]
-            else:
-                return None
-            stretch = []
-        out.append([-1])
-    return out[:-1]
 
 
 def _rename(name: str, src: int, dst: int) -> str:
@@ -99,7 +64,7 @@ def _full_placement(nodes, layers: int, arch: CompileTarget) -> dict[str, Tier] 
     owner = _owners(nodes, sizes)
     if owner is None:
         return None
-    copies = {**dict.fromkeys(range(-1, TEMPLATE_LAYERS), 1), _MID: layers - TEMPLATE_LAYERS + 1}
+    copies = {**dict.fromkeys(range(-1, TEMPLATE_LAYERS), 1), MID: layers - TEMPLATE_LAYERS + 1}
     total = sum(b * copies[owner[name]] for name, (_, b) in sizes.items())
     if total > hbm_budget(arch, op_activation_peak(n.op for n in nodes)) * (1 - _MARGIN):
         return None
@@ -124,8 +89,6 @@ def compile_repeated_runs(graph: OpGraph, layers: int, arch: RduArch | CompileTa
     graph; or None."""
     if tiles < 1:
         raise ValueError(f"tiles must be >= 1, got {tiles}")
-    if layers < TEMPLATE_LAYERS:
-        return None
     arch = CompileTarget.of(arch)
     nodes, consumers = dataflow_nodes(graph, policy)
     if any(n.layer not in range(-1, TEMPLATE_LAYERS) or (n.layer >= 0 and not n.name.startswith(prefix(n.layer)))

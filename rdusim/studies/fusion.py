@@ -156,14 +156,15 @@ def run_rdu(arch, plans: dict[FusionPolicy, Plan], host_s: float,
 
 
 def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int):
-    """(memory need, kernels by policy) of an inference step of a model from its first
-    layers with the middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole
-    model's kernels and footprint without its 30-80 layer graph), or None when that
-    shortcut does not apply (then the whole graph is built)."""
-    if bench.is_fft or bench.phase == Phase.TRAIN:
+    """(memory need, kernels by policy) of a step of a model from its first layers with the
+    middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole model's kernels and
+    footprint without its 30-80 layer graph; a training step's layers come back in its
+    backward and optimizer runs), or None when that shortcut does not apply (then the
+    whole graph is built)."""
+    if bench.is_fft:
         return None
     try:
-        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
+        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels, repeated_step_kernels
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("rdusim.engine.gpu"):
             return None
@@ -176,7 +177,8 @@ def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, 
         return None
     head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
     need = repeated_graph_memory(arch, head, layers, repeat_layer=1)
-    kernels = {p: repeated_kernels(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
+    repeat = repeated_step_kernels if bench.phase == Phase.TRAIN else repeated_kernels
+    kernels = {p: repeat(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
     if need is None or any(k is None for k in kernels.values()):
         return None
     return need, kernels
