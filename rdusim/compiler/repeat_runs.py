@@ -10,8 +10,9 @@ model cut to three layers: layer 0 stands for layer 0, layer 2 for the last laye
 layer 1 for every layer between. The template's ops fall into runs of one layer each,
 which :mod:`rdusim.graph.layer_runs` expands into the whole model's runs. A kernel never
 spans two runs (unfused: one op each; fused: :func:`rdusim.compiler.fusion.partition`
-cuts at every change of layer), so the whole model's kernels are the template's kernels of each run, renamed, in that order; the
-off-chip tensors of each layer are renamed the same way.
+cuts at every change of layer), so the whole model's kernels are the template's kernels
+of each run, renamed, in that order; the off-chip tensors of each layer are renamed the
+same way.
 
 The result is exactly :func:`~rdusim.compiler.compile.compile_plan` of the whole model's
 graph (tests/test_compiler_repeat_runs.py compares them, kernel for kernel, name for
