@@ -55,7 +55,12 @@ class _Mover:
             return self.k
         names = [p if isinstance(p, str) else f"L{p[0] + by}.{p[1]}" for p in self.parts]
         k = self.k
-        return Kernel(names[0], tuple(names[1:]), k.tag, k.layer + by if k.layer >= 0 else k.layer, k.work)
+        # Kernel(names[0], tuple(names[1:]), k.tag, layer, k.work), built without the frozen
+        # dataclass's __init__ (five object.__setattr__ calls; it has no __post_init__)
+        copy = object.__new__(Kernel)
+        copy.__dict__.update(name=names[0], ops=tuple(names[1:]), tag=k.tag,
+                             layer=k.layer + by if k.layer >= 0 else k.layer, work=k.work)
+        return copy
 
 
 def _named_by_layer(k: Kernel) -> bool:
