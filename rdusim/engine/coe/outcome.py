@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +34,8 @@ class CacheOutcome:
     @classmethod
     def concat(cls, outcomes: Sequence["CacheOutcome"]) -> "CacheOutcome":
         """The batches of several outcomes one after another (replications side by side)."""
-        return cls(*(tuple(x for o in outcomes for x in getattr(o, f)) for f in ("prompts", "order", "counts", "hit")))
+        return cls(*(tuple(chain.from_iterable(getattr(o, f) for o in outcomes))
+                     for f in ("prompts", "order", "counts", "hit")))
 
     @cached_property
     def prompt_counts(self) -> np.ndarray:
