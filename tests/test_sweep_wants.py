@@ -35,3 +35,16 @@ def test_the_footprint_is_skipped_only_when_no_key_of_it_is_kept():
         {k: v for k, v in full.items() if k.endswith(".latency_s")}
     kept = _run(metric_selector(("coe.footprint.*",)))
     assert {k: v for k, v in kept.items() if k.startswith("coe.footprint.")} == fp
+
+
+def test_expert_count_sweep_points_are_served_only_when_one_of_their_keys_is_kept():
+    full = _run()
+    sweep = {k: v for k, v in full.items() if ".experts10." in k}
+    assert set(sweep) >= {"coe.sn40l.bs8.tok20.experts10.latency_s", "coe.sn40l.bs8.tok20.experts10.hit_rate"}
+    scenario_only = _run(metric_selector(("coe.sn40l.bs8.tok20.latency_s", "coe.speedup.*")))
+    assert not any(".experts" in k for k in scenario_only)
+    assert {k: v for k, v in scenario_only.items() if k.startswith("coe.speedup.")} == \
+        {k: v for k, v in full.items() if k.startswith("coe.speedup.")}
+    one = _run(metric_selector(("coe.sn40l.bs8.tok20.experts10.hit_rate",)))
+    assert {k: v for k, v in one.items() if ".experts" in k} == \
+        {k: v for k, v in sweep.items() if k.startswith("coe.sn40l.")}

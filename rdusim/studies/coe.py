@@ -189,6 +189,9 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
                         "experts": spec.experts.count, **plain(r)}
                        for r in (reps["rows"][0].rows() if reps.get("rows") else ()))   # replication 0's batches
         for n in spec.sweep_experts:
+            if not _wants_sweep_point(name, sc, n, wants):
+                bar.advance()
+                continue
             _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, rows,
                          n, oom_reasons, detail=False)
             bar.advance()
@@ -307,6 +310,16 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             else:
                 lo = mid + 1
         rows.append(CoeFootprintRow(pr.name, n, lo))
+
+
+_SWEEP_METRICS = ("oom", "latency_s", "hit_rate")     # what an expert-count sweep point writes
+
+
+def _wants_sweep_point(platform: str, sc: Scenario, experts: int, wants) -> bool:
+    """Whether the caller keeps any metric of the expert-count sweep point (``rdusim
+    validate`` reads none: it serves only the workload's own expert count)."""
+    return wants is None or any(wants(CoePointRow(platform, sc.batch_size, sc.output_tokens, experts, m, 0).key())
+                                for m in _SWEEP_METRICS)
 
 
 def _wants_footprint(platform: str, spec: CoeWorkload, wants) -> bool:
