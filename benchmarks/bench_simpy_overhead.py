@@ -8,7 +8,9 @@ prefetch (``serve_events``: copies as flows, HBM contention), bulk copies sharin
 (``FlowNetwork``: eight devices loading an expert at once, many times over), and the
 kernel pipeline's SimPy reference (``pipeline_events``; the studies use the exact fast
 evaluation). Events are counted by SimPy's own ``Environment.step``; CPU seconds per
-event divided by raw SimPy's is the overhead factor (issue 14's engine goal: <= 2x).
+event divided by raw SimPy's is the overhead factor (issue 14's engine goal: <= 2x). Raw
+SimPy is timed again right before each repeat of each model and the factor is the median
+of those pairs (the machine's speed drifts between minutes); cpu s is the model's median.
 """
 
 from __future__ import annotations
@@ -117,13 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    base = None
+    raw_name, raw_fn = next(iter(CASES.items()))
     print(f"{'model':<36} {'events':>9} {'cpu s':>8} {'us/event':>9} {'x raw':>6}")
     for name, fn in CASES.items():
-        cpu, events = measure(fn, args.repeat)
+        # each repeat times raw SimPy right before the model, so a drift in the machine's speed
+        # (up to a third between minutes here) cancels in the factor: the median of the pairs
+        pairs = []
+        for _ in range(args.repeat):
+            raw_cpu, raw_events = measure(raw_fn, 1)
+            cpu, events = measure(fn, 1)
+            pairs.append((cpu, events, cpu / events / (raw_cpu / raw_events) if events else float("nan")))
+        cpu = statistics.median(p[0] for p in pairs)
+        factor = statistics.median(p[2] for p in pairs)
         per = cpu / events * 1e6 if events else float("nan")
-        base = per if base is None else base
-        print(f"{name:<36} {events:>9} {cpu:>8.3f} {per:>9.2f} {per / base:>6.2f}", flush=True)
+        print(f"{name:<36} {events:>9} {cpu:>8.3f} {per:>9.2f} {factor:>6.2f}", flush=True)
     return 0
 
 

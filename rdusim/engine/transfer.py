@@ -10,6 +10,15 @@ rates (no time stepping).
 
 Used for expert switching: DDR -> HBM on the SN40L and host -> GPU on a DGX
 (see ``rdusim.engine.gpu.hostcopy``).
+
+The events are SimPy's, driven by callbacks rather than one generator process per
+transfer: a transfer is an urgent start event at the instant it is requested (where a
+process would have its initialisation event), then, after its path's latency, a
+timeout at which it joins the streaming flows; one rate update per instant at which
+flows start or end; one timeout at the earliest projected end. So the events happen
+in the order the process formulation gave them. Max-min rates depend only on how many
+flows take each path (flows on one path are interchangeable), so the network solves
+each such count once and reuses the solution whenever the same mix of paths recurs.
 """
 
 from __future__ import annotations
@@ -17,16 +26,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from operator import attrgetter
+from typing import Mapping, NamedTuple, Sequence
 
 import simpy
+from simpy.events import NORMAL, URGENT, Event, Timeout
 
 # flows whose projected end lies within this relative distance of now are complete
 _REL_EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class TransferRecord:
+class TransferRecord(NamedTuple):
     label: str
     path: tuple[str, ...]
     nbytes: float
@@ -41,16 +51,52 @@ class _Link:
     latency_s: float
 
 
-class _Flow:
-    __slots__ = ("label", "path", "nbytes", "start_s", "remaining", "rate", "done", "seq")
+class _Path:
+    """A validated path: its link names, their indices in the network and its latency."""
 
-    def __init__(self, label: str, path: tuple[str, ...], nbytes: float, start_s: float,
-                 done: simpy.Event, seq: int):
-        self.label, self.path, self.nbytes, self.start_s = label, path, nbytes, start_s
+    __slots__ = ("names", "links", "latency_s", "index")
+
+    def __init__(self, names: tuple[str, ...], links: tuple[int, ...], latency_s: float, index: int):
+        self.names, self.links, self.latency_s, self.index = names, links, latency_s, index
+
+
+class _Flow(Event):
+    """One transfer, and the event that drives it: scheduled urgently at the instant it is
+    requested (as a process's initialisation would be), then again after its path's
+    latency, when it joins the streaming flows. ``done`` is the event its caller waits on."""
+
+    def __init__(self, net: "FlowNetwork", label: str, path: _Path, nbytes: float, seq: int):
+        env = self.env = net._env
+        self.net, self.label, self.path, self.nbytes, self.start_s = net, label, path, nbytes, env._now
         self.remaining = nbytes
         self.rate = 0.0
-        self.done = done
+        self.done = Event(env)
         self.seq = seq
+        self._ok, self._value = True, None
+        self.callbacks = [self._requested]
+        env.schedule(self, URGENT)
+
+    def _requested(self, _event) -> None:
+        """Pay the path's latency, then stream."""
+        latency = self.path.latency_s
+        if latency > 0:
+            self.callbacks = [self._arrived]
+            self.env.schedule(self, NORMAL, latency)
+        else:
+            self._arrived(self)
+
+    def _arrived(self, _event) -> None:
+        net = self.net
+        if self.nbytes <= 0:
+            net._finish(self)
+            return
+        if net._last_update != self.env._now:
+            net._advance()
+        net._active.append(self)
+        counts = net._path_counts
+        i = self.path.index
+        counts[i] = counts.get(i, 0) + 1
+        net._request_rates()
 
 
 class FlowNetwork:
@@ -59,13 +105,20 @@ class FlowNetwork:
     def __init__(self, env: simpy.Environment):
         self._env = env
         self._links: dict[str, _Link] = {}
+        self._index: dict[str, int] = {}       # link name -> position in _bytes
+        self._bytes: list[float] = []          # bytes each link has carried
+        self._paths: dict[tuple[str, ...], _Path] = {}
+        self._path_list: list[_Path] = []
         self._active: list[_Flow] = []
+        self._path_counts: dict[int, int] = {}   # path index -> streaming flows on it
+        self._solutions: dict[tuple, dict[int, float]] = {}   # path counts -> rate per path
         self._records: list[TransferRecord] = []
-        self._link_bytes: dict[str, float] = {}
         self._last_update = env.now
-        self._generation = 0          # invalidates stale wake-ups after a rate change
+        self._wake_event: Event | None = None  # the pending end-of-flow timeout (older ones are stale)
         self._seq = 0                 # per-network counter: deterministic ordering of flows
         self._rates_due = False       # a rate update is scheduled at this instant
+        self._rates_event = Event(env)
+        self._rates_event._ok, self._rates_event._value = True, None
 
     # ---- building ----
     def add_link(self, name: str, bandwidth_bytes_per_s: float, latency_s: float = 0.0) -> None:
@@ -76,12 +129,23 @@ class FlowNetwork:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise ValueError(f"link {name!r}: latency must be >= 0, got {latency_s}")
         self._links[name] = _Link(name, float(bandwidth_bytes_per_s), float(latency_s))
-        self._link_bytes[name] = 0.0
+        self._index[name] = len(self._bytes)
+        self._bytes.append(0.0)
 
     # ---- the verb ----
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
         """Start a copy along ``path``; the returned event fires when the last byte arrives."""
-        path = tuple(path)
+        key = path if type(path) is tuple else tuple(path)
+        p = self._paths.get(key)
+        if p is None:
+            p = self._new_path(key)
+        if not 0.0 <= nbytes < math.inf:
+            raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
+        flow = _Flow(self, label, p, float(nbytes), self._seq)
+        self._seq += 1
+        return flow.done
+
+    def _new_path(self, path: tuple[str, ...]) -> _Path:
         if not path:
             raise ValueError("a transfer needs a path of at least one link")
         unknown = [p for p in path if p not in self._links]
@@ -89,13 +153,10 @@ class FlowNetwork:
             raise ValueError(f"unknown link(s) {unknown}; known: {sorted(self._links)}")
         if len(set(path)) != len(path):
             raise ValueError(f"path {path} visits a link twice")
-        if not (nbytes >= 0 and math.isfinite(nbytes)):
-            raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
-        done = self._env.event()
-        flow = _Flow(label, path, float(nbytes), self._env.now, done, self._seq)
-        self._seq += 1
-        self._env.process(self._run(flow))
-        return done
+        p = _Path(path, tuple(self._index[name] for name in path), self.path_latency_s(path), len(self._path_list))
+        self._paths[path] = p
+        self._path_list.append(p)
+        return p
 
     def path_latency_s(self, path: Sequence[str]) -> float:
         return sum(self._links[p].latency_s for p in path)
@@ -109,7 +170,13 @@ class FlowNetwork:
     def link_bytes(self) -> Mapping[str, float]:
         """Bytes each link has carried so far (completed flows and progress of active ones)."""
         self._advance()
-        return MappingProxyType(dict(self._link_bytes))
+        return MappingProxyType({name: self._bytes[i] for name, i in self._index.items()})
+
+    def bytes_on(self, links: Sequence[str]) -> list[float]:
+        """:attr:`link_bytes` of just ``links``, in their order."""
+        self._advance()
+        moved, index = self._bytes, self._index
+        return [moved[index[name]] for name in links]
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -119,18 +186,7 @@ class FlowNetwork:
     def active_flows(self) -> int:
         return len(self._active)
 
-    # ---- the process ----
-    def _run(self, flow: _Flow):
-        latency = self.path_latency_s(flow.path)
-        if latency > 0:
-            yield self._env.timeout(latency)
-        if flow.nbytes <= 0:
-            self._finish(flow)
-            return
-        self._advance()
-        self._active.append(flow)
-        self._request_rates()
-
+    # ---- the events ----
     def _request_rates(self) -> None:
         """Recompute the rates once the flows starting or ending at this instant all have
         (bytes move only as time passes, so rates set later at the same instant are exact;
@@ -138,9 +194,9 @@ class FlowNetwork:
         if self._rates_due:
             return
         self._rates_due = True
-        ev = self._env.event()
-        ev.callbacks.append(self._rates_now)
-        ev.succeed()
+        ev = self._rates_event      # one event, scheduled again for each update
+        ev.callbacks = [self._rates_now]
+        self._env.schedule(ev)
 
     def _rates_now(self, _event) -> None:
         self._rates_due = False
@@ -149,30 +205,43 @@ class FlowNetwork:
 
     def _advance(self) -> None:
         """Move every active flow forward from the last update to now at its current rate."""
-        now = self._env.now
+        now = self._env._now
         dt = now - self._last_update
         if dt > 0:
+            moved_on = self._bytes
             for f in self._active:
-                moved = min(f.remaining, f.rate * dt)
+                moved = f.rate * dt
+                if not moved < f.remaining:
+                    moved = f.remaining
                 f.remaining -= moved
-                for name in f.path:
-                    self._link_bytes[name] += moved
+                for i in f.path.links:
+                    moved_on[i] += moved
         self._last_update = now
 
     def _assign_rates(self) -> None:
-        """Max-min fair rates by progressive filling: repeatedly the link whose remaining
-        capacity, split equally over its flows not yet fixed, is tightest (the first in
-        name order among equals) fixes those flows at that share."""
-        users: dict[str, list[_Flow]] = {}
+        key = tuple(sorted(self._path_counts.items()))
+        rates = self._solutions.get(key)
+        if rates is None:
+            rates = self._solutions[key] = self._max_min(key)
         for f in self._active:
-            f.rate = 0.0
-            for name in f.path:
-                users.setdefault(name, []).append(f)
+            f.rate = rates[f.path.index]
+
+    def _max_min(self, counts: tuple[tuple[int, int], ...]) -> dict[int, float]:
+        """Max-min fair rate of each path given how many flows take it, by progressive
+        filling: repeatedly the link whose remaining capacity, split equally over its flows
+        not yet fixed, is tightest (the first in name order among equals) fixes those flows
+        at that share. Flows on one path always get one rate; each subtracts its share from
+        its links in turn, as flow-by-flow filling does."""
+        users: dict[str, list[tuple[_Path, int]]] = {}
+        for i, n in counts:
+            p = self._path_list[i]
+            for name in p.names:
+                users.setdefault(name, []).append((p, n))
         cap = {name: self._links[name].bandwidth_bytes_per_s for name in users}
-        count = {name: len(flows) for name, flows in users.items()}
+        count = {name: sum(n for _, n in groups) for name, groups in users.items()}
         names = sorted(users)
-        frozen: set[int] = set()
-        left = len(self._active)
+        rates: dict[int, float] = {}
+        left = len(counts)
         while left:
             best_name, best_share = None, math.inf
             for name in names:
@@ -184,44 +253,65 @@ class FlowNetwork:
             if best_name is None:
                 break
             share = max(best_share, 0.0)
-            for f in users[best_name]:
-                if f.seq in frozen:
+            for p, n in users[best_name]:
+                if p.index in rates:
                     continue
-                f.rate = share
-                frozen.add(f.seq)
+                rates[p.index] = share
                 left -= 1
-                for name in f.path:
-                    cap[name] -= share
-                    count[name] -= 1
+                for name in p.names:
+                    for _ in range(n):
+                        cap[name] -= share
+                    count[name] -= n
+        return rates
 
     def _reschedule(self) -> None:
         self._assign_rates()
-        self._generation += 1
         if not self._active:
+            self._wake_event = None
             return
-        now = self._env.now
-        next_end = min(now + f.remaining / f.rate for f in self._active)
-        self._env.process(self._wake(max(next_end - now, 0.0), self._generation))
+        now = self._env._now
+        next_end = math.inf
+        for f in self._active:
+            end = now + f.remaining / f.rate
+            if end < next_end:
+                next_end = end
+        wake = self._wake_event = Timeout(self._env, max(next_end - now, 0.0))
+        wake.callbacks.append(self._wake)
 
-    def _wake(self, delay: float, generation: int):
-        yield self._env.timeout(delay)
-        if generation != self._generation:
+    def _wake(self, event) -> None:
+        if event is not self._wake_event:
             return   # a flow started or ended meanwhile; a newer wake-up is scheduled
         self._advance()
-        now = self._env.now
+        now = self._env._now
         tol = _REL_EPS * max(now, 1e-9)
-        ended = [f for f in self._active if f.remaining / f.rate <= tol or f.remaining <= f.nbytes * _REL_EPS]
+        ended, kept = [], []
+        for f in self._active:
+            (ended if f.remaining / f.rate <= tol or f.remaining <= f.nbytes * _REL_EPS else kept).append(f)
         if not ended:   # rounding left a sliver: force the earliest one
-            ended = [min(self._active, key=lambda f: (f.remaining / f.rate, f.seq))]
+            ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
+            kept.remove(ended[0])
+        self._active = kept
+        moved_on, counts = self._bytes, self._path_counts
         for f in ended:
-            self._active.remove(f)
-            for name in f.path:
-                self._link_bytes[name] += f.remaining
+            i = f.path.index
+            if counts[i] == 1:
+                del counts[i]
+            else:
+                counts[i] -= 1
+            for j in f.path.links:
+                moved_on[j] += f.remaining
             f.remaining = 0.0
-        for f in sorted(ended, key=lambda f: f.seq):
+        ended.sort(key=_by_seq)
+        for f in ended:
             self._finish(f)
         self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
-        self._records.append(TransferRecord(flow.label, flow.path, flow.nbytes, flow.start_s, self._env.now))
-        flow.done.succeed(self._records[-1])
+        record = TransferRecord(flow.label, flow.path.names, flow.nbytes, flow.start_s, self._env._now)
+        self._records.append(record)
+        done = flow.done            # created by the flow and triggered only here
+        done._ok, done._value = True, record
+        self._env.schedule(done)
+
+
+_by_seq = attrgetter("seq")

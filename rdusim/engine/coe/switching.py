@@ -58,9 +58,27 @@ def switch_network(env: simpy.Environment, arch: ArchSpec, devices: int) -> tupl
 
 def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str, ...]],
                 expert_bytes: float, label: str) -> simpy.Event:
-    """Every device loads its 1/len(paths) shard at once; fires when the last shard lands."""
+    """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
+    (its value: the shards' TransferRecords, device by device)."""
     shard = expert_bytes / len(paths)
-    return simpy.AllOf(env, [net.transfer(p, shard, label=f"{label}.d{i}") for i, p in enumerate(paths)])
+    return _AllLanded(env, [net.transfer(p, shard, f"{label}.d{i}") for i, p in enumerate(paths)])
+
+
+class _AllLanded(simpy.Event):
+    """Succeeds when the last of ``shards`` has, as ``simpy.AllOf`` would (scheduled while
+    the last shard's event is processed), without a condition value to assemble."""
+
+    def __init__(self, env: simpy.Environment, shards: list[simpy.Event]):
+        super().__init__(env)
+        self._shards = shards
+        self._left = len(shards)
+        for ev in shards:
+            ev.callbacks.append(self._landed)
+
+    def _landed(self, _event) -> None:
+        self._left -= 1
+        if not self._left:
+            self.succeed(tuple(ev._value for ev in self._shards))
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
