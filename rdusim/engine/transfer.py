@@ -26,8 +26,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from operator import attrgetter
-from typing import Mapping, NamedTuple, Sequence
+from functools import partial
+from operator import attrgetter, itemgetter
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import simpy
 from simpy.events import NORMAL, URGENT, Event, Timeout
@@ -52,50 +53,55 @@ class _Link:
 
 
 class _Path:
-    """A validated path: its link names, their indices in the network and its latency."""
+    """A validated path: its link names, their indices in the network, its latency and what
+    a flow on it does when it is requested (stream at once, or first pay the latency)."""
 
-    __slots__ = ("names", "links", "latency_s", "index")
+    __slots__ = ("names", "links", "latency_s", "index", "on_request")
 
     def __init__(self, names: tuple[str, ...], links: tuple[int, ...], latency_s: float, index: int):
         self.names, self.links, self.latency_s, self.index = names, links, latency_s, index
+        self.on_request = _delayed if latency_s > 0 else _arrived
 
 
 class _Flow(Event):
     """One transfer, and the event that drives it: scheduled urgently at the instant it is
     requested (as a process's initialisation would be), then again after its path's
-    latency, when it joins the streaming flows. ``done`` is the event its caller waits on."""
+    latency, when it joins the streaming flows. ``done`` is the event its caller waits on.
+    Its callbacks are plain functions of the flow (SimPy passes the event, the flow itself)."""
 
-    def __init__(self, net: "FlowNetwork", label: str, path: _Path, nbytes: float, seq: int):
-        env = self.env = net._env
-        self.net, self.label, self.path, self.nbytes, self.start_s = net, label, path, nbytes, env._now
-        self.remaining = nbytes
-        self.rate = 0.0
+    _ok, _value = True, None    # triggered when made (as a process's initialisation is)
+    rate = 0.0                  # until the first rate update after it joins
+
+    def __init__(self, env: simpy.Environment, net: "FlowNetwork", label: str, path: _Path, nbytes: float,
+                 seq: int):
+        self.env, self.net, self.label, self.path, self.links = env, net, label, path, path.links
+        self.nbytes = self.remaining = nbytes
+        self.start_s = env._now
         self.done = Event(env)
         self.seq = seq
-        self._ok, self._value = True, None
-        self.callbacks = [self._requested]
+        self.callbacks = [path.on_request]
         env.schedule(self, URGENT)
 
-    def _requested(self, _event) -> None:
-        """Pay the path's latency, then stream."""
-        latency = self.path.latency_s
-        if latency > 0:
-            self.callbacks = [self._arrived]
-            self.env.schedule(self, NORMAL, latency)
-        else:
-            self._arrived(self)
 
-    def _arrived(self, _event) -> None:
-        net = self.net
-        if self.nbytes <= 0:
-            net._finish(self)
-            return
-        if net._last_update != self.env._now:
-            net._advance()
-        net._active.append(self)
-        counts = net._path_counts
-        i = self.path.index
-        counts[i] = counts.get(i, 0) + 1
+def _delayed(flow: _Flow) -> None:
+    """Requested: pay the path's latency, then stream."""
+    flow.callbacks = [_arrived]
+    flow.env.schedule(flow, NORMAL, flow.path.latency_s)
+
+
+def _arrived(flow: _Flow) -> None:
+    """Join the streaming flows (a rate update follows at this instant)."""
+    net = flow.net
+    if flow.nbytes <= 0:
+        net._finish(flow)
+        return
+    if net._last_update != flow.env._now:
+        net._advance()
+    net._active.append(flow)
+    counts = net._path_counts
+    i = flow.path.index
+    counts[i] = counts.get(i, 0) + 1
+    if not net._rates_due:
         net._request_rates()
 
 
@@ -135,15 +141,24 @@ class FlowNetwork:
     # ---- the verb ----
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
         """Start a copy along ``path``; the returned event fires when the last byte arrives."""
-        key = path if type(path) is tuple else tuple(path)
-        p = self._paths.get(key)
-        if p is None:
-            p = self._new_path(key)
+        return self.transfers((path,), nbytes, (label,))[0]
+
+    def transfers(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> list[simpy.Event]:
+        """:meth:`transfer` of ``nbytes`` along each of ``paths`` (labelled ``labels``), one
+        after another at this instant; their events (nothing starts if an argument is bad)."""
+        known = self._paths
+        valid = [known.get(p) or self._new_path(p) for p in
+                 (p if type(p) is tuple else tuple(p) for p in paths)]
         if not 0.0 <= nbytes < math.inf:
             raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
-        flow = _Flow(self, label, p, float(nbytes), self._seq)
-        self._seq += 1
-        return flow.done
+        if len(labels) != len(valid):
+            raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
+        nbytes, seq, events, env = float(nbytes), self._seq, [], self._env
+        for p, label in zip(valid, labels):
+            events.append(_Flow(env, self, label, p, nbytes, seq).done)
+            seq += 1
+        self._seq = seq
+        return events
 
     def _new_path(self, path: tuple[str, ...]) -> _Path:
         if not path:
@@ -172,11 +187,17 @@ class FlowNetwork:
         self._advance()
         return MappingProxyType({name: self._bytes[i] for name, i in self._index.items()})
 
-    def bytes_on(self, links: Sequence[str]) -> list[float]:
-        """:attr:`link_bytes` of just ``links``, in their order."""
-        self._advance()
-        moved, index = self._bytes, self._index
-        return [moved[index[name]] for name in links]
+    def bytes_meter(self, links: Sequence[str]) -> Callable[[], tuple[float, ...]]:
+        """A function that reads :attr:`link_bytes` of just ``links``, in their order."""
+        index = [self._index[name] for name in links]
+        pick = itemgetter(*index) if len(index) > 1 else (lambda moved: (moved[index[0]],))
+        moved, env = self._bytes, self._env
+
+        def read() -> tuple[float, ...]:
+            if self._last_update != env._now:
+                self._advance()
+            return pick(moved)
+        return read
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -211,10 +232,11 @@ class FlowNetwork:
             moved_on = self._bytes
             for f in self._active:
                 moved = f.rate * dt
-                if not moved < f.remaining:
-                    moved = f.remaining
-                f.remaining -= moved
-                for i in f.path.links:
+                left = f.remaining
+                if not moved < left:
+                    moved = left
+                f.remaining = left - moved
+                for i in f.links:
                     moved_on[i] += moved
         self._last_update = now
 
@@ -298,16 +320,23 @@ class FlowNetwork:
                 del counts[i]
             else:
                 counts[i] -= 1
-            for j in f.path.links:
-                moved_on[j] += f.remaining
-            f.remaining = 0.0
+            if f.remaining:     # (adding 0.0 changes no byte count)
+                for j in f.links:
+                    moved_on[j] += f.remaining
+                f.remaining = 0.0
         ended.sort(key=_by_seq)
-        for f in ended:
-            self._finish(f)
-        self._request_rates()
+        env, records = self._env, self._records
+        for f in ended:     # _finish, inline
+            record = _record((f.label, f.path.names, f.nbytes, f.start_s, now))
+            records.append(record)
+            done = f.done
+            done._ok, done._value = True, record
+            env.schedule(done)
+        if not self._rates_due:
+            self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
-        record = TransferRecord(flow.label, flow.path.names, flow.nbytes, flow.start_s, self._env._now)
+        record = _record((flow.label, flow.path.names, flow.nbytes, flow.start_s, self._env._now))
         self._records.append(record)
         done = flow.done            # created by the flow and triggered only here
         done._ok, done._value = True, record
@@ -315,3 +344,4 @@ class FlowNetwork:
 
 
 _by_seq = attrgetter("seq")
+_record = partial(tuple.__new__, TransferRecord)    # TransferRecord of a 5-tuple, without its __new__

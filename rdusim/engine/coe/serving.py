@@ -151,63 +151,62 @@ def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
     hbm_bw = hbm_bandwidth_bytes_per_s(setup.arch)
     cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
     records: list[BatchRecord] = []
-    timeout, bytes_on, expert_bytes, prefetch = env.timeout, net.bytes_on, setup.expert_bytes, setup.prefetch
+    timeout, expert_bytes, prefetch = env.timeout, setup.expert_bytes, setup.prefetch
+    hbm_bytes = net.bytes_meter(hbm)
     runs = _PerPrompts(setup)
 
-    def admit(e: int, tally: _Tally, label: str) -> simpy.Event | None:
+    def admit(e: int, tally: _Tally, batch: int, why: str) -> simpy.Event | None:
         """Look ``e`` up in the cache; on a miss start its copy and return the copy event."""
         if cache.hit(e):
             tally.hits += 1
             return None
         tally.misses += 1
         tally.copied += expert_bytes
-        return copy_expert(env, net, paths, expert_bytes, label)
+        return copy_expert(env, net, paths, expert_bytes, f"b{batch}.e{e}{why}")
 
-    def run_expert(n: int, tally: _Tally):
-        """The expert's run, stretched by the HBM time copies took from it meanwhile."""
-        wait, phi = runs.of(n)
-        for _ in range(_MAX_ROUNDS):
-            before = bytes_on(hbm)
-            yield timeout(wait)
-            written = max(map(sub, bytes_on(hbm), before))
-            wait = phi * written / hbm_bw
-            if wait <= 0:
-                return
-            tally.contention += wait
-        yield timeout(wait)
-
-    def run_batch(i: int, prompts: np.ndarray):
-        t0 = env.now
-        order, counts = _distinct_in_order(prompts)
-        yield timeout(runs.router(len(prompts)))
-        router = env.now - t0
-        _span(trace, "router", t0, env.now, "router")
-        tally = _Tally()
-        prefetched: dict[int, simpy.Event | None] = {}
-        last = len(order) - 1
-        for k, (e, n) in enumerate(zip(order, counts)):
-            copy = prefetched.pop(e) if e in prefetched else admit(e, tally, f"b{i}.e{e}")
-            if copy is not None:
-                ts = env.now
-                yield copy
-                tally.switch += env.now - ts
-                _span(trace, f"switch expert {e}", ts, env.now, "switch")
-            if prefetch and k < last:
-                nxt = order[k + 1]
-                prefetched[nxt] = admit(nxt, tally, f"b{i}.e{nxt}.prefetch")
-            te = env.now
-            yield from run_expert(n, tally)
-            tally.expert += env.now - te
-            _span(trace, f"expert {e} x{n}", te, env.now, "expert")
-        records.append(BatchRecord(i, len(prompts), len(order), tally.hits, tally.misses, router,
-                                   tally.switch, tally.expert, env.now - t0, tally.contention,
-                                   tally.copied, t0))
-
-    def run_all():
+    def serve_all():
+        """The batches one after another, in one process (no generator delegation per event)."""
         for i, prompts in enumerate(routes):
-            yield from run_batch(i, prompts)
+            t0 = env.now
+            order, counts = _distinct_in_order(prompts)
+            yield timeout(runs.router(len(prompts)))
+            router = env.now - t0
+            if trace is not None:
+                _span(trace, "router", t0, env.now, "router")
+            tally = _Tally()
+            prefetched: dict[int, simpy.Event | None] = {}
+            last = len(order) - 1
+            for k, (e, n) in enumerate(zip(order, counts)):
+                copy = prefetched.pop(e) if e in prefetched else admit(e, tally, i, "")
+                if copy is not None:
+                    ts = env.now
+                    yield copy
+                    tally.switch += env.now - ts
+                    if trace is not None:
+                        _span(trace, f"switch expert {e}", ts, env.now, "switch")
+                if prefetch and k < last:
+                    nxt = order[k + 1]
+                    prefetched[nxt] = admit(nxt, tally, i, ".prefetch")
+                te = env.now
+                # the expert's run, stretched by the HBM time copies took from it meanwhile
+                wait, phi = runs.of(n)
+                for _ in range(_MAX_ROUNDS):
+                    before = hbm_bytes()
+                    yield timeout(wait)
+                    wait = phi * max(map(sub, hbm_bytes(), before)) / hbm_bw
+                    if wait <= 0:
+                        break
+                    tally.contention += wait
+                else:
+                    yield timeout(wait)
+                tally.expert += env.now - te
+                if trace is not None:
+                    _span(trace, f"expert {e} x{n}", te, env.now, "expert")
+            records.append(BatchRecord(i, len(prompts), len(order), tally.hits, tally.misses, router,
+                                       tally.switch, tally.expert, env.now - t0, tally.contention,
+                                       tally.copied, t0))
 
-    env.process(run_all())
+    env.process(serve_all())
     env.run()
     return tuple(records)
 

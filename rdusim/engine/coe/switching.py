@@ -61,7 +61,7 @@ def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str,
     """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
     (its value: the shards' TransferRecords, device by device)."""
     shard = expert_bytes / len(paths)
-    return _AllLanded(env, [net.transfer(p, shard, f"{label}.d{i}") for i, p in enumerate(paths)])
+    return _AllLanded(env, net.transfers(paths, shard, [f"{label}.d{i}" for i in range(len(paths))]))
 
 
 class _AllLanded(simpy.Event):
