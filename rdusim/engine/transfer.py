@@ -98,9 +98,7 @@ def _arrived(flow: _Flow) -> None:
     if net._last_update != flow.env._now:
         net._advance()
     net._active.append(flow)
-    counts = net._path_counts
-    i = flow.path.index
-    counts[i] = counts.get(i, 0) + 1
+    net._path_counts[flow.path.index] += 1
     if not net._rates_due:
         net._request_rates()
 
@@ -116,8 +114,8 @@ class FlowNetwork:
         self._paths: dict[tuple[str, ...], _Path] = {}
         self._path_list: list[_Path] = []
         self._active: list[_Flow] = []
-        self._path_counts: dict[int, int] = {}   # path index -> streaming flows on it
-        self._solutions: dict[tuple, dict[int, float]] = {}   # path counts -> rate per path
+        self._path_counts: list[int] = []      # streaming flows on each path (by its index)
+        self._solutions: dict[tuple[int, ...], list[float]] = {}   # path counts -> rate on each path
         self._records: list[TransferRecord] = []
         self._last_update = env.now
         self._wake_event: Event | None = None  # the pending end-of-flow timeout (older ones are stale)
@@ -171,6 +169,7 @@ class FlowNetwork:
         p = _Path(path, tuple(self._index[name] for name in path), self.path_latency_s(path), len(self._path_list))
         self._paths[path] = p
         self._path_list.append(p)
+        self._path_counts.append(0)
         return p
 
     def path_latency_s(self, path: Sequence[str]) -> float:
@@ -240,30 +239,22 @@ class FlowNetwork:
                     moved_on[i] += moved
         self._last_update = now
 
-    def _assign_rates(self) -> None:
-        key = tuple(sorted(self._path_counts.items()))
-        rates = self._solutions.get(key)
-        if rates is None:
-            rates = self._solutions[key] = self._max_min(key)
-        for f in self._active:
-            f.rate = rates[f.path.index]
-
-    def _max_min(self, counts: tuple[tuple[int, int], ...]) -> dict[int, float]:
+    def _max_min(self, counts: tuple[int, ...]) -> list[float]:
         """Max-min fair rate of each path given how many flows take it, by progressive
         filling: repeatedly the link whose remaining capacity, split equally over its flows
         not yet fixed, is tightest (the first in name order among equals) fixes those flows
         at that share. Flows on one path always get one rate; each subtracts its share from
         its links in turn, as flow-by-flow filling does."""
         users: dict[str, list[tuple[_Path, int]]] = {}
-        for i, n in counts:
-            p = self._path_list[i]
-            for name in p.names:
-                users.setdefault(name, []).append((p, n))
+        for p, n in zip(self._path_list, counts):
+            if n:
+                for name in p.names:
+                    users.setdefault(name, []).append((p, n))
         cap = {name: self._links[name].bandwidth_bytes_per_s for name in users}
         count = {name: sum(n for _, n in groups) for name, groups in users.items()}
         names = sorted(users)
         rates: dict[int, float] = {}
-        left = len(counts)
+        left = sum(1 for n in counts if n)
         while left:
             best_name, best_share = None, math.inf
             for name in names:
@@ -284,17 +275,23 @@ class FlowNetwork:
                     for _ in range(n):
                         cap[name] -= share
                     count[name] -= n
-        return rates
+        return [rates.get(i, 0.0) for i in range(len(counts))]
 
     def _reschedule(self) -> None:
-        self._assign_rates()
+        """Give every streaming flow its max-min rate (solved once per mix of paths) and
+        wake up when the first of them will have ended."""
+        key = tuple(self._path_counts)
+        rates = self._solutions.get(key)
+        if rates is None:
+            rates = self._solutions[key] = self._max_min(key)
         if not self._active:
             self._wake_event = None
             return
         now = self._env._now
         next_end = math.inf
         for f in self._active:
-            end = now + f.remaining / f.rate
+            f.rate = rate = rates[f.path.index]
+            end = now + f.remaining / rate
             if end < next_end:
                 next_end = end
         wake = self._wake_event = Timeout(self._env, max(next_end - now, 0.0))
@@ -308,30 +305,28 @@ class FlowNetwork:
         tol = _REL_EPS * max(now, 1e-9)
         ended, kept = [], []
         for f in self._active:
-            (ended if f.remaining / f.rate <= tol or f.remaining <= f.nbytes * _REL_EPS else kept).append(f)
+            left = f.remaining
+            (ended if left / f.rate <= tol or left <= f.nbytes * _REL_EPS else kept).append(f)
         if not ended:   # rounding left a sliver: force the earliest one
             ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
             kept.remove(ended[0])
         self._active = kept
         moved_on, counts = self._bytes, self._path_counts
         for f in ended:
-            i = f.path.index
-            if counts[i] == 1:
-                del counts[i]
-            else:
-                counts[i] -= 1
-            if f.remaining:     # (adding 0.0 changes no byte count)
+            counts[f.path.index] -= 1
+            left = f.remaining
+            if left:     # its last sliver (adding 0.0 would change no byte count)
                 for j in f.links:
-                    moved_on[j] += f.remaining
+                    moved_on[j] += left
                 f.remaining = 0.0
         ended.sort(key=_by_seq)
-        env, records = self._env, self._records
+        append, schedule = self._records.append, self._env.schedule
         for f in ended:     # _finish, inline
             record = _record((f.label, f.path.names, f.nbytes, f.start_s, now))
-            records.append(record)
+            append(record)
             done = f.done
             done._ok, done._value = True, record
-            env.schedule(done)
+            schedule(done)
         if not self._rates_due:
             self._request_rates()
 

@@ -13,6 +13,7 @@ overlaps (rdusim.engine.coe.serving).
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Callable
 
 import simpy
@@ -78,7 +79,7 @@ class _AllLanded(simpy.Event):
     def _landed(self, _event) -> None:
         self._left -= 1
         if not self._left:
-            self.succeed(tuple(ev._value for ev in self._shards))
+            self.succeed(tuple(map(_value, self._shards)))
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
@@ -96,3 +97,6 @@ def _simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> 
     copy_expert(env, net, paths, expert_bytes, "lone")
     env.run()
     return env.now
+
+
+_value = attrgetter("_value")
