@@ -33,6 +33,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import simpy
 from simpy.events import NORMAL, URGENT, Event, Timeout
 
+from rdusim.engine.maxmin import max_min_rates
+
 # flows whose projected end lies within this relative distance of now are complete
 _REL_EPS = 1e-12
 
@@ -66,18 +68,21 @@ class _Path:
 class _Flow(Event):
     """One transfer, and the event that drives it: scheduled urgently at the instant it is
     requested (as a process's initialisation would be), then again after its path's
-    latency, when it joins the streaming flows. ``done`` is the event its caller waits on.
-    Its callbacks are plain functions of the flow (SimPy passes the event, the flow itself)."""
+    latency, when it joins the streaming flows. When it ends, its ``done`` event fires; a
+    flow of :meth:`FlowNetwork.transfer_all` has none, and is scheduled once more itself in
+    that event's place (its value the record), which only its group waits for. Its
+    callbacks are plain functions of the flow (SimPy passes the event, the flow itself)."""
 
     _ok, _value = True, None    # triggered when made (as a process's initialisation is)
     rate = 0.0                  # until the first rate update after it joins
+    done: Event | None = None   # the event :meth:`FlowNetwork.transfer` returned, if any
+    group: "_AllLanded | None" = None   # the event of its transfer_all, if any
 
     def __init__(self, env: simpy.Environment, net: "FlowNetwork", label: str, path: _Path, nbytes: float,
                  seq: int):
         self.env, self.net, self.label, self.path, self.links = env, net, label, path, path.links
         self.nbytes = self.remaining = nbytes
         self.start_s = env._now
-        self.done = Event(env)
         self.seq = seq
         self.callbacks = [path.on_request]
         env.schedule(self, URGENT)
@@ -109,6 +114,7 @@ class FlowNetwork:
     def __init__(self, env: simpy.Environment):
         self._env = env
         self._links: dict[str, _Link] = {}
+        self._capacity: dict[str, float] = {}  # link name -> bandwidth
         self._index: dict[str, int] = {}       # link name -> position in _bytes
         self._bytes: list[float] = []          # bytes each link has carried
         self._paths: dict[tuple[str, ...], _Path] = {}
@@ -117,6 +123,7 @@ class FlowNetwork:
         self._path_counts: list[int] = []      # streaming flows on each path (by its index)
         self._solutions: dict[tuple[int, ...], list[float]] = {}   # path counts -> rate on each path
         self._records: list[TransferRecord] = []
+        self._version = 0              # changes whenever a link's byte count may have
         self._last_update = env.now
         self._wake_event: Event | None = None  # the pending end-of-flow timeout (older ones are stale)
         self._seq = 0                 # per-network counter: deterministic ordering of flows
@@ -133,17 +140,27 @@ class FlowNetwork:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise ValueError(f"link {name!r}: latency must be >= 0, got {latency_s}")
         self._links[name] = _Link(name, float(bandwidth_bytes_per_s), float(latency_s))
+        self._capacity[name] = float(bandwidth_bytes_per_s)
         self._index[name] = len(self._bytes)
         self._bytes.append(0.0)
 
     # ---- the verb ----
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
-        """Start a copy along ``path``; the returned event fires when the last byte arrives."""
-        return self.transfers((path,), nbytes, (label,))[0]
+        """Start a copy along ``path``; the returned event fires when the last byte arrives
+        (its value: the transfer's :class:`TransferRecord`)."""
+        flow = self._start((path,), nbytes, (label,))[0]
+        flow.done = Event(self._env)
+        return flow.done
 
-    def transfers(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> list[simpy.Event]:
-        """:meth:`transfer` of ``nbytes`` along each of ``paths`` (labelled ``labels``), one
-        after another at this instant; their events (nothing starts if an argument is bad)."""
+    def transfer_all(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> simpy.Event:
+        """Start a copy of ``nbytes`` along each of ``paths`` (labelled ``labels``), one after
+        another at this instant, as that many :meth:`transfer` calls would. The returned event
+        fires when the last one has landed (its value: their records, in path order), at the
+        point in SimPy's event order where ``simpy.AllOf`` of those calls' events would."""
+        return _AllLanded(self._env, self._start(paths, nbytes, labels))
+
+    def _start(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> list["_Flow"]:
+        """The flows, validated first (nothing starts if an argument is bad)."""
         known = self._paths
         valid = [known.get(p) or self._new_path(p) for p in
                  (p if type(p) is tuple else tuple(p) for p in paths)]
@@ -151,12 +168,12 @@ class FlowNetwork:
             raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
         if len(labels) != len(valid):
             raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
-        nbytes, seq, events, env = float(nbytes), self._seq, [], self._env
+        nbytes, seq, flows, env = float(nbytes), self._seq, [], self._env
         for p, label in zip(valid, labels):
-            events.append(_Flow(env, self, label, p, nbytes, seq).done)
+            flows.append(_Flow(env, self, label, p, nbytes, seq))
             seq += 1
         self._seq = seq
-        return events
+        return flows
 
     def _new_path(self, path: tuple[str, ...]) -> _Path:
         if not path:
@@ -187,15 +204,19 @@ class FlowNetwork:
         return MappingProxyType({name: self._bytes[i] for name, i in self._index.items()})
 
     def bytes_meter(self, links: Sequence[str]) -> Callable[[], tuple[float, ...]]:
-        """A function that reads :attr:`link_bytes` of just ``links``, in their order."""
+        """A function that reads :attr:`link_bytes` of just ``links``, in their order. While
+        no byte has moved since its last reading, it returns that same tuple again."""
         index = [self._index[name] for name in links]
         pick = itemgetter(*index) if len(index) > 1 else (lambda moved: (moved[index[0]],))
         moved, env = self._bytes, self._env
+        last = [-1, ()]     # the network's byte-count version at the last reading, and the reading
 
         def read() -> tuple[float, ...]:
             if self._last_update != env._now:
                 self._advance()
-            return pick(moved)
+            if last[0] != self._version:
+                last[0], last[1] = self._version, pick(moved)
+            return last[1]
         return read
 
     @property
@@ -227,7 +248,8 @@ class FlowNetwork:
         """Move every active flow forward from the last update to now at its current rate."""
         now = self._env._now
         dt = now - self._last_update
-        if dt > 0:
+        if dt > 0 and self._active:
+            self._version += 1
             moved_on = self._bytes
             for f in self._active:
                 moved = f.rate * dt
@@ -239,51 +261,13 @@ class FlowNetwork:
                     moved_on[i] += moved
         self._last_update = now
 
-    def _max_min(self, counts: tuple[int, ...]) -> list[float]:
-        """Max-min fair rate of each path given how many flows take it, by progressive
-        filling: repeatedly the link whose remaining capacity, split equally over its flows
-        not yet fixed, is tightest (the first in name order among equals) fixes those flows
-        at that share. Flows on one path always get one rate; each subtracts its share from
-        its links in turn, as flow-by-flow filling does."""
-        users: dict[str, list[tuple[_Path, int]]] = {}
-        for p, n in zip(self._path_list, counts):
-            if n:
-                for name in p.names:
-                    users.setdefault(name, []).append((p, n))
-        cap = {name: self._links[name].bandwidth_bytes_per_s for name in users}
-        count = {name: sum(n for _, n in groups) for name, groups in users.items()}
-        names = sorted(users)
-        rates: dict[int, float] = {}
-        left = sum(1 for n in counts if n)
-        while left:
-            best_name, best_share = None, math.inf
-            for name in names:
-                n = count[name]
-                if n:
-                    share = cap[name] / n
-                    if share < best_share:
-                        best_name, best_share = name, share
-            if best_name is None:
-                break
-            share = max(best_share, 0.0)
-            for p, n in users[best_name]:
-                if p.index in rates:
-                    continue
-                rates[p.index] = share
-                left -= 1
-                for name in p.names:
-                    for _ in range(n):
-                        cap[name] -= share
-                    count[name] -= n
-        return [rates.get(i, 0.0) for i in range(len(counts))]
-
     def _reschedule(self) -> None:
         """Give every streaming flow its max-min rate (solved once per mix of paths) and
         wake up when the first of them will have ended."""
         key = tuple(self._path_counts)
         rates = self._solutions.get(key)
         if rates is None:
-            rates = self._solutions[key] = self._max_min(key)
+            rates = self._solutions[key] = max_min_rates([p.names for p in self._path_list], key, self._capacity)
         if not self._active:
             self._wake_event = None
             return
@@ -300,18 +284,28 @@ class FlowNetwork:
     def _wake(self, event) -> None:
         if event is not self._wake_event:
             return   # a flow started or ended meanwhile; a newer wake-up is scheduled
-        self._advance()
         now = self._env._now
+        dt = now - self._last_update
+        self._last_update = now
         tol = _REL_EPS * max(now, 1e-9)
+        moved_on = self._bytes
+        self._version += 1
         ended, kept = [], []
-        for f in self._active:
+        for f in self._active:      # _advance, and which flows have ended
             left = f.remaining
-            (ended if left / f.rate <= tol or left <= f.nbytes * _REL_EPS else kept).append(f)
+            if dt > 0:
+                moved = f.rate * dt
+                if not moved < left:
+                    moved = left
+                f.remaining = left = left - moved
+                for i in f.links:
+                    moved_on[i] += moved
+            (ended if not left or left / f.rate <= tol or left <= f.nbytes * _REL_EPS else kept).append(f)
         if not ended:   # rounding left a sliver: force the earliest one
             ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
             kept.remove(ended[0])
         self._active = kept
-        moved_on, counts = self._bytes, self._path_counts
+        counts = self._path_counts
         for f in ended:
             counts[f.path.index] -= 1
             left = f.remaining
@@ -325,18 +319,49 @@ class FlowNetwork:
             record = _record((f.label, f.path.names, f.nbytes, f.start_s, now))
             append(record)
             done = f.done
-            done._ok, done._value = True, record
-            schedule(done)
+            if done is None:        # a flow of transfer_all: it stands for its own event
+                f._value, f.callbacks = record, [_landed]
+                schedule(f)
+            else:
+                done._ok, done._value = True, record
+                schedule(done)
         if not self._rates_due:
             self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
         record = _record((flow.label, flow.path.names, flow.nbytes, flow.start_s, self._env._now))
         self._records.append(record)
-        done = flow.done            # created by the flow and triggered only here
-        done._ok, done._value = True, record
-        self._env.schedule(done)
+        done = flow.done            # triggered only here
+        if done is None:
+            flow._value, flow.callbacks = record, [_landed]
+            self._env.schedule(flow)
+        else:
+            done._ok, done._value = True, record
+            self._env.schedule(done)
 
 
+class _AllLanded(Event):
+    """Succeeds when the last of ``flows`` has landed, as ``simpy.AllOf`` of their events
+    would (scheduled while the last one's landing is processed), without a condition value
+    to assemble."""
+
+    def __init__(self, env: simpy.Environment, flows: list[_Flow]):
+        super().__init__(env)
+        self._flows = flows
+        self._left = len(flows)
+        for f in flows:
+            f.group = self
+
+    def _landed(self) -> None:
+        self._left -= 1
+        if not self._left:
+            self.succeed(tuple(map(_value, self._flows)))
+
+
+def _landed(flow: _Flow) -> None:
+    flow.group._landed()
+
+
+_value = attrgetter("_value")
 _by_seq = attrgetter("seq")
 _record = partial(tuple.__new__, TransferRecord)    # TransferRecord of a 5-tuple, without its __new__

@@ -190,13 +190,16 @@ def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
                 te = env.now
                 # the expert's run, stretched by the HBM time copies took from it meanwhile
                 wait, phi = runs.of(n)
+                before = hbm_bytes()
                 for _ in range(_MAX_ROUNDS):
-                    before = hbm_bytes()
                     yield timeout(wait)
-                    wait = phi * max(map(sub, hbm_bytes(), before)) / hbm_bw
+                    after = hbm_bytes()     # (and the next round's before: nothing runs in between)
+                    written = 0.0 if after is before else max(map(sub, after, before))   # (same tuple: none)
+                    wait = phi * written / hbm_bw
                     if wait <= 0:
                         break
                     tally.contention += wait
+                    before = after
                 else:
                     yield timeout(wait)
                 tally.expert += env.now - te

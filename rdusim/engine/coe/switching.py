@@ -13,7 +13,6 @@ overlaps (rdusim.engine.coe.serving).
 
 from __future__ import annotations
 
-from operator import attrgetter
 from typing import Callable
 
 import simpy
@@ -61,25 +60,7 @@ def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str,
                 expert_bytes: float, label: str) -> simpy.Event:
     """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
     (its value: the shards' TransferRecords, device by device)."""
-    shard = expert_bytes / len(paths)
-    return _AllLanded(env, net.transfers(paths, shard, [f"{label}.d{i}" for i in range(len(paths))]))
-
-
-class _AllLanded(simpy.Event):
-    """Succeeds when the last of ``shards`` has, as ``simpy.AllOf`` would (scheduled while
-    the last shard's event is processed), without a condition value to assemble."""
-
-    def __init__(self, env: simpy.Environment, shards: list[simpy.Event]):
-        super().__init__(env)
-        self._shards = shards
-        self._left = len(shards)
-        for ev in shards:
-            ev.callbacks.append(self._landed)
-
-    def _landed(self, _event) -> None:
-        self._left -= 1
-        if not self._left:
-            self.succeed(tuple(map(_value, self._shards)))
+    return net.transfer_all(paths, expert_bytes / len(paths), [f"{label}.d{i}" for i in range(len(paths))])
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
@@ -98,5 +79,3 @@ def _simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> 
     env.run()
     return env.now
 
-
-_value = attrgetter("_value")
