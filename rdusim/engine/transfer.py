@@ -76,11 +76,11 @@ class _Flow(Event):
     _ok, _value = True, None    # triggered when made (as a process's initialisation is)
     rate = 0.0                  # until the first rate update after it joins
     done: Event | None = None   # the event :meth:`FlowNetwork.transfer` returned, if any
-    group: "_AllLanded | None" = None   # the event of its transfer_all, if any
 
     def __init__(self, env: simpy.Environment, net: "FlowNetwork", label: str, path: _Path, nbytes: float,
-                 seq: int):
+                 seq: int, group: "_AllLanded | None"):
         self.env, self.net, self.label, self.path, self.links = env, net, label, path, path.links
+        self.group = group
         self.nbytes = self.remaining = nbytes
         self.start_s = env._now
         self.seq = seq
@@ -148,7 +148,7 @@ class FlowNetwork:
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
         """Start a copy along ``path``; the returned event fires when the last byte arrives
         (its value: the transfer's :class:`TransferRecord`)."""
-        flow = self._start((path,), nbytes, (label,))[0]
+        flow = self._start((path,), nbytes, (label,), None)[0]
         flow.done = Event(self._env)
         return flow.done
 
@@ -157,20 +157,25 @@ class FlowNetwork:
         another at this instant, as that many :meth:`transfer` calls would. The returned event
         fires when the last one has landed (its value: their records, in path order), at the
         point in SimPy's event order where ``simpy.AllOf`` of those calls' events would."""
-        return _AllLanded(self._env, self._start(paths, nbytes, labels))
+        group = _AllLanded(self._env)
+        group.wait_for(self._start(paths, nbytes, labels, group))
+        return group
 
-    def _start(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> list["_Flow"]:
+    def _start(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str],
+               group: "_AllLanded | None") -> list["_Flow"]:
         """The flows, validated first (nothing starts if an argument is bad)."""
-        known = self._paths
-        valid = [known.get(p) or self._new_path(p) for p in
-                 (p if type(p) is tuple else tuple(p) for p in paths)]
+        known, valid = self._paths, []
+        for p in paths:
+            if type(p) is not tuple:
+                p = tuple(p)
+            valid.append(known.get(p) or self._new_path(p))
         if not 0.0 <= nbytes < math.inf:
             raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
         if len(labels) != len(valid):
             raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
         nbytes, seq, flows, env = float(nbytes), self._seq, [], self._env
         for p, label in zip(valid, labels):
-            flows.append(_Flow(env, self, label, p, nbytes, seq))
+            flows.append(_Flow(env, self, label, p, nbytes, seq, group))
             seq += 1
         self._seq = seq
         return flows
@@ -313,14 +318,15 @@ class FlowNetwork:
                 for j in f.links:
                     moved_on[j] += left
                 f.remaining = 0.0
-        ended.sort(key=_by_seq)
+        if len(ended) > 1:
+            ended.sort(key=_by_seq)
         append, schedule = self._records.append, self._env.schedule
         for f in ended:     # _finish, inline
             record = _record((f.label, f.path.names, f.nbytes, f.start_s, now))
             append(record)
             done = f.done
             if done is None:        # a flow of transfer_all: it stands for its own event
-                f._value, f.callbacks = record, [_landed]
+                f._value, f.callbacks = record, [f.group.landed]
                 schedule(f)
             else:
                 done._ok, done._value = True, record
@@ -333,7 +339,7 @@ class FlowNetwork:
         self._records.append(record)
         done = flow.done            # triggered only here
         if done is None:
-            flow._value, flow.callbacks = record, [_landed]
+            flow._value, flow.callbacks = record, [flow.group.landed]
             self._env.schedule(flow)
         else:
             done._ok, done._value = True, record
@@ -345,21 +351,15 @@ class _AllLanded(Event):
     would (scheduled while the last one's landing is processed), without a condition value
     to assemble."""
 
-    def __init__(self, env: simpy.Environment, flows: list[_Flow]):
-        super().__init__(env)
+    def wait_for(self, flows: list[_Flow]) -> None:
         self._flows = flows
         self._left = len(flows)
-        for f in flows:
-            f.group = self
+        self.landed = self._landed      # the callback of each flow's landing (bound once)
 
-    def _landed(self) -> None:
+    def _landed(self, _flow) -> None:
         self._left -= 1
         if not self._left:
             self.succeed(tuple(map(_value, self._flows)))
-
-
-def _landed(flow: _Flow) -> None:
-    flow.group._landed()
 
 
 _value = attrgetter("_value")
