@@ -11,23 +11,25 @@ rates (no time stepping).
 Used for expert switching: DDR -> HBM on the SN40L and host -> GPU on a DGX
 (see ``rdusim.engine.gpu.hostcopy``).
 
-The events are SimPy's, driven by callbacks rather than one generator process per
-transfer: a transfer is an urgent start event at the instant it is requested (where a
-process would have its initialisation event), then, after its path's latency, a
-timeout at which it joins the streaming flows; one rate update per instant at which
-flows start or end; one timeout at the earliest projected end. So the events happen
-in the order the process formulation gave them. Max-min rates depend only on how many
-flows take each path (flows on one path are interchangeable), so the network solves
-each such count once and reuses the solution whenever the same mix of paths recurs.
+The events are SimPy's, driven by callbacks rather than a generator process per
+transfer and per wake-up: a transfer is an urgent start event at the instant it is
+requested (where a process would have its initialisation event), then, after its path's
+latency, a timeout at which it joins the streaming flows; one rate update per instant at
+which flows start or end; one timeout at the earliest projected end; each landing. So
+the events that change anything happen in the order the process formulation gave them
+(tests/test_flow_events.py keeps that formulation and compares bit for bit). Max-min
+rates depend only on how many flows take each path (flows on one path are
+interchangeable), so the network solves each such mix once (rdusim.engine.maxmin) and
+reuses the solution whenever it recurs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import MappingProxyType
 from functools import partial
 from operator import attrgetter, itemgetter
+from types import MappingProxyType
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import simpy
