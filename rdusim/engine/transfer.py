@@ -72,7 +72,7 @@ class _Flow(Event):
     requested (as a process's initialisation would be), then again after its path's
     latency, when it joins the streaming flows. When it ends, its ``done`` event fires; a
     flow of :meth:`FlowNetwork.transfer_all` has none, and is scheduled once more itself in
-    that event's place (its value the record), which only its group waits for. Its
+    that event's place, which only its group waits for. Its
     callbacks are plain functions of the flow (SimPy passes the event, the flow itself)."""
 
     _ok, _value = True, None    # triggered when made (as a process's initialisation is)
@@ -88,6 +88,9 @@ class _Flow(Event):
         self.seq = seq
         self.callbacks = [path.on_request]
         env.schedule(self, URGENT)
+
+    def record(self) -> TransferRecord:
+        return _record((self.label, self.path.names, self.nbytes, self.start_s, self.end_s))
 
 
 def _delayed(flow: _Flow) -> None:
@@ -124,7 +127,7 @@ class FlowNetwork:
         self._active: list[_Flow] = []
         self._path_counts: list[int] = []      # streaming flows on each path (by its index)
         self._solutions: dict[tuple[int, ...], list[float]] = {}   # path counts -> rate on each path
-        self._records: list[TransferRecord] = []
+        self._finished: list[_Flow] = []      # in the order they landed (records made when read)
         self._version = 0              # changes whenever a link's byte count may have
         self._last_update = env.now
         self._wake_event: Event | None = None  # the pending end-of-flow timeout (older ones are stale)
@@ -157,7 +160,7 @@ class FlowNetwork:
     def transfer_all(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> simpy.Event:
         """Start a copy of ``nbytes`` along each of ``paths`` (labelled ``labels``), one after
         another at this instant, as that many :meth:`transfer` calls would. The returned event
-        fires when the last one has landed (its value: their records, in path order), at the
+        fires when the last one has landed (its value None: the records are in :attr:`records`), at the
         point in SimPy's event order where ``simpy.AllOf`` of those calls' events would."""
         group = _AllLanded(self._env)
         group.wait_for(self._start(paths, nbytes, labels, group))
@@ -202,7 +205,7 @@ class FlowNetwork:
     # ---- read-only state ----
     @property
     def records(self) -> tuple[TransferRecord, ...]:
-        return tuple(self._records)
+        return tuple([f.record() for f in self._finished])
 
     @property
     def link_bytes(self) -> Mapping[str, float]:
@@ -322,29 +325,29 @@ class FlowNetwork:
                 f.remaining = 0.0
         if len(ended) > 1:
             ended.sort(key=_by_seq)
-        append, schedule = self._records.append, self._env.schedule
+        append, schedule = self._finished.append, self._env.schedule
         for f in ended:     # _finish, inline
-            record = _record((f.label, f.path.names, f.nbytes, f.start_s, now))
-            append(record)
+            f.end_s = now
+            append(f)
             done = f.done
             if done is None:        # a flow of transfer_all: it stands for its own event
-                f._value, f.callbacks = record, [f.group.landed]
+                f.callbacks = [f.group.landed]
                 schedule(f)
             else:
-                done._ok, done._value = True, record
+                done._ok, done._value = True, f.record()
                 schedule(done)
         if not self._rates_due:
             self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
-        record = _record((flow.label, flow.path.names, flow.nbytes, flow.start_s, self._env._now))
-        self._records.append(record)
+        flow.end_s = self._env._now
+        self._finished.append(flow)
         done = flow.done            # triggered only here
         if done is None:
-            flow._value, flow.callbacks = record, [flow.group.landed]
+            flow.callbacks = [flow.group.landed]
             self._env.schedule(flow)
         else:
-            done._ok, done._value = True, record
+            done._ok, done._value = True, flow.record()
             self._env.schedule(done)
 
 
@@ -354,16 +357,14 @@ class _AllLanded(Event):
     to assemble."""
 
     def wait_for(self, flows: list[_Flow]) -> None:
-        self._flows = flows
         self._left = len(flows)
         self.landed = self._landed      # the callback of each flow's landing (bound once)
 
     def _landed(self, _flow) -> None:
         self._left -= 1
         if not self._left:
-            self.succeed(tuple(map(_value, self._flows)))
+            self.succeed()
 
 
-_value = attrgetter("_value")
 _by_seq = attrgetter("seq")
 _record = partial(tuple.__new__, TransferRecord)    # TransferRecord of a 5-tuple, without its __new__

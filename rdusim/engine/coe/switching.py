@@ -59,7 +59,7 @@ def switch_network(env: simpy.Environment, arch: ArchSpec, devices: int) -> tupl
 def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str, ...]],
                 expert_bytes: float, label: str) -> simpy.Event:
     """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
-    (its value: the shards' TransferRecords, device by device)."""
+    (the shards' TransferRecords are in ``net.records``)."""
     n = len(paths)
     shards = _SHARDS[:n] if n <= len(_SHARDS) else [f".d{i}" for i in range(n)]
     return net.transfer_all(paths, expert_bytes / n, [label + shard for shard in shards])
