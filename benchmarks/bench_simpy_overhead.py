@@ -7,10 +7,12 @@ model rdusim still runs on SimPy in a shipped study or as a reference: CoE servi
 prefetch (``serve_events``: copies as flows, HBM contention), bulk copies sharing links
 (``FlowNetwork``: eight devices loading an expert at once, many times over), and the
 kernel pipeline's SimPy reference (``pipeline_events``; the studies use the exact fast
-evaluation). Events are counted by SimPy's own ``Environment.step``; CPU seconds per
-event divided by raw SimPy's is the overhead factor (issue 14's engine goal: <= 2x). Raw
-SimPy is timed again right before each repeat of each model and the factor is the median
-of those pairs (the machine's speed drifts between minutes); cpu s is the model's median.
+evaluation). Each case is set up untimed (arch YAML, routes, the compiled plan: not SimPy);
+the timed call is the model's simulation. Events are counted by SimPy's own
+``Environment.step`` in a separate, untimed run; CPU seconds per event divided by raw
+SimPy's is the overhead factor (issue 14's engine goal: <= 2x). Raw SimPy is timed again
+right before each repeat of each model and the factor is the median of those pairs (the
+machine's speed drifts between minutes); cpu s is the model's median.
 """
 
 from __future__ import annotations
@@ -33,20 +35,22 @@ def _counting_step(self):
     return _STEP(self)
 
 
-def measure(fn, repeat: int) -> tuple[float, int]:
-    """Median CPU seconds of ``fn()`` and the SimPy events it processed."""
-    times, events = [], 0
+def count_events(fn) -> int:
+    """The SimPy events one ``fn()`` processes (the models are deterministic: every run the same)."""
+    _STEPS[0] = 0
     simpy.core.Environment.step = _counting_step
     try:
-        for _ in range(repeat):
-            _STEPS[0] = 0
-            t0 = time.process_time()
-            fn()
-            times.append(time.process_time() - t0)
-            events = _STEPS[0]
+        fn()
     finally:
         simpy.core.Environment.step = _STEP
-    return statistics.median(times), events
+    return _STEPS[0]
+
+
+def cpu_seconds(fn) -> float:
+    """CPU seconds of one ``fn()``, SimPy uninstrumented."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
 
 
 def raw_simpy(processes: int = 50, each: int = 2000) -> None:
@@ -61,8 +65,7 @@ def raw_simpy(processes: int = 50, each: int = 2000) -> None:
     env.run()
 
 
-# Each case below is set up untimed (reading arch YAML, drawing routes, compiling a plan:
-# not SimPy) and returns the call that is timed: the SimPy model's run.
+# Each case below is set up untimed and returns the call that is timed: the SimPy model's run.
 
 def raw_case():
     return raw_simpy
@@ -147,19 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    raw_fn = raw_simpy
+    raw_events = count_events(raw_simpy)
     print(f"{'model':<36} {'events':>9} {'cpu s':>8} {'us/event':>9} {'x raw':>6}")
     for name, case in CASES.items():
         fn = case()
+        events = count_events(fn)        # (also a warm-up run)
         # each repeat times raw SimPy right before the model, so a drift in the machine's speed
         # (up to a third between minutes here) cancels in the factor: the median of the pairs
         pairs = []
         for _ in range(args.repeat):
-            raw_cpu, raw_events = measure(raw_fn, 1)
-            cpu, events = measure(fn, 1)
-            pairs.append((cpu, events, cpu / events / (raw_cpu / raw_events) if events else float("nan")))
+            raw_cpu = cpu_seconds(raw_simpy)
+            cpu = cpu_seconds(fn)
+            pairs.append((cpu, cpu / events / (raw_cpu / raw_events) if events else float("nan")))
         cpu = statistics.median(p[0] for p in pairs)
-        factor = statistics.median(p[2] for p in pairs)
+        factor = statistics.median(p[1] for p in pairs)
         per = cpu / events * 1e6 if events else float("nan")
         print(f"{name:<36} {events:>9} {cpu:>8.3f} {per:>9.2f} {factor:>6.2f}", flush=True)
     return 0
