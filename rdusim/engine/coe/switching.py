@@ -83,4 +83,3 @@ def _simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> 
     copy_expert(env, net, paths, expert_bytes, "lone")
     env.run()
     return env.now
-
