@@ -65,7 +65,8 @@ def content_key(obj: Any) -> Hashable:
     if t is tuple or t is list:
         return ("t", tuple([content_key(v) for v in obj]))
     shape = _FIELDS.get(t)               # a dataclass seen before: no type tests
-    if shape is not None or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+    kind = _DATACLASS if shape is not None else (_KINDS.get(t) or _kind_of(t))
+    if kind is _DATACLASS:
         memo = getattr(obj, "__dict__", None)
         if memo is not None:
             got = memo.get(_MEMO)
@@ -76,16 +77,39 @@ def content_key(obj: Any) -> Hashable:
         if frozen and memo is not None:
             memo[_MEMO] = key    # frozen: computed once per object (as functools.cached_property does)
         return key
-    if isinstance(obj, enum.Enum):
+    if kind is _ENUM:
         return ("e", f"{t.__module__}.{t.__qualname__}", content_key(obj.value))
-    if isinstance(obj, (dict, MappingProxyType, Mapping)):
+    if kind is _MAPPING:
         return ("m", tuple(sorted(((content_key(k), content_key(v)) for k, v in obj.items()), key=repr)))
-    if isinstance(obj, (set, frozenset)):
+    if kind is _SET:
         return ("s", tuple(sorted((content_key(v) for v in obj), key=repr)))
-    if isinstance(obj, (int, float, str, bytes)):    # numpy scalars, str subclasses...
+    if kind is _SCALAR:    # numpy scalars, str subclasses...
         return (f"{t.__module__}.{t.__qualname__}", repr(obj))
     raise TypeError(f"content_key: cannot key a {t.__module__}.{t.__qualname__}; "
                     "use frozen dataclasses, enums, tuples, mappings, numbers and strings")
+
+
+_DATACLASS, _ENUM, _MAPPING, _SET, _SCALAR, _OTHER = "dataclass", "enum", "mapping", "set", "scalar", "other"
+_KINDS: dict[type, str] = {}
+
+
+def _kind_of(t: type) -> str:
+    """Which branch of :func:`content_key` an instance of ``t`` takes (the type tests made
+    once per type: ``dataclasses.is_dataclass`` and the ABC checks are slow)."""
+    if hasattr(t, "__dataclass_fields__") and not issubclass(t, type):    # dataclasses.is_dataclass(obj)
+        kind = _DATACLASS
+    elif issubclass(t, enum.Enum):
+        kind = _ENUM
+    elif issubclass(t, (dict, MappingProxyType, Mapping)):
+        kind = _MAPPING
+    elif issubclass(t, (set, frozenset)):
+        kind = _SET
+    elif issubclass(t, (int, float, str, bytes)):
+        kind = _SCALAR
+    else:
+        kind = _OTHER
+    _KINDS[t] = kind
+    return kind
 
 
 class _Key:
@@ -193,6 +217,12 @@ class RunCache:
             else:
                 _atomic_write_bytes(path, data)
         return value, False
+
+    def count_hits(self, namespace: str, n: int = 1) -> None:
+        """Count ``n`` reuses of a value the caller already looked up here with the same key
+        (a kernel repeated in one plan is looked up once): the statistics stay those of one
+        lookup per use."""
+        self.hits[namespace] += n
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``get_or_compute("memo", key, compute)``: the ``memo(key, compute)`` form."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
@@ -57,5 +56,4 @@ def place_groups(groups: list[list[Node]], consumers: Mapping[str, tuple[str, ..
 def renamed(kernel: Kernel, name: str, group: list[Node]) -> Kernel:
     """A placed kernel reused for a structurally identical group of other ops."""
     layers = {n.layer for n in group}
-    return replace(kernel, name=name, ops=tuple(n.name for n in group),
-                   layer=layers.pop() if len(layers) == 1 else -1)
+    return kernel.renamed(name, tuple(n.name for n in group), layer=layers.pop() if len(layers) == 1 else -1)

@@ -11,7 +11,7 @@ simulation never reads.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from rdusim.cache import content_key
@@ -111,10 +111,17 @@ class Kernel:
 
     def renamed(self, name: str, ops: tuple[str, ...], layer: int | None = None) -> "Kernel":
         """This kernel under other names (a repeated layer's copy). Names are not content:
-        the values worked out from the content (totals, content key, hardware uses...) are
-        handed to the copy instead of being worked out again."""
-        k = replace(self, name=name, ops=ops, layer=self.layer if layer is None else layer)
-        k.__dict__.update({key: v for key, v in self.__dict__.items() if key not in _KERNEL_FIELDS})
+        the values worked out from the content (the content key and every derived total,
+        worked out here if they were not yet) are handed to the copy instead of being worked
+        out again for each copy. Built as :func:`dataclasses.replace` would (a frozen
+        dataclass without ``__post_init__``: its fields and nothing else), without its cost."""
+        d = self.__dict__
+        for attr in _DERIVED:
+            if attr not in d:
+                getattr(self, attr)
+        k = object.__new__(Kernel)
+        k.__dict__.update(d)
+        k.__dict__.update(name=name, ops=ops, layer=self.layer if layer is None else layer)
         return k
 
     @_derived
@@ -152,7 +159,7 @@ class Kernel:
         return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
 
 
-_KERNEL_FIELDS = frozenset(f.name for f in fields(Kernel))
+_DERIVED = tuple(name for name, v in vars(Kernel).items() if isinstance(v, _derived))
 
 
 @dataclass(frozen=True)

@@ -41,11 +41,6 @@ def prefix(layer: int) -> str:
     return f"L{layer}."
 
 
-def layer_name(name: str, src: int, dst: int) -> str:
-    """Layer ``src``'s op or tensor name as layer ``dst`` names it."""
-    return prefix(dst) + name[len(prefix(src)):]
-
-
 @dataclass(frozen=True)
 class _Template:
     nodes: tuple[Node, ...]
@@ -81,29 +76,33 @@ def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget) -> dict[str,
     """The whole model's tensor placement (everything in HBM), or None if that is not sure."""
     sizes = resident_sizes(t.nodes)
     owner: dict[str, int] = {}                 # tensor -> the one layer touching it (-1: none)
+    prefixes = tuple(prefix(j) for j in range(TEMPLATE_LAYERS))
     for layer in range(-1, TEMPLATE_LAYERS):
         part = [n for n in t.nodes if n.layer == layer]
         for name in resident_sizes(tuple(part)):
             if name in owner:
                 return None      # a tensor shared between layers: its count is not known here
             owner[name] = layer
-            if (layer >= 0) != any(name.startswith(prefix(j)) for j in range(TEMPLATE_LAYERS)):
+            if (layer >= 0) != name.startswith(prefixes):
                 return None
-            if layer >= 0 and not name.startswith(prefix(layer)):
+            if layer >= 0 and not name.startswith(prefixes[layer]):
                 return None
-    copies = {-1: 1, **{j: 1 for j in range(t.rep)}, t.rep: layers - t.rep}
+    r = t.rep
+    copies = {-1: 1, **{j: 1 for j in range(r)}, r: layers - r}
     total = sum(b * copies[owner[name]] for name, (_, b) in sizes.items())
     if total > hbm_budget(arch, op_activation_peak(n.op for n in t.nodes)) * (1 - _MARGIN):
         return None
     names = list(sizes)
-    rep = [n for n in names if owner[n] == t.rep]
+    rep = [n for n in names if owner[n] == r]
     if not rep:
         return dict.fromkeys(names, Tier.HBM)
     start = names.index(rep[0])
     if names[start:start + len(rep)] != rep:
         return None
-    full = names[:start] + [layer_name(n, t.rep, j) for j in range(t.rep, layers) for n in rep] \
-        + names[start + len(rep):]
+    cut = len(prefix(r))
+    rest = [n[cut:] for n in rep]
+    full = names[:start] + [head + n for head in map(prefix, range(r, layers)) for n in rest] \
+        + names[start + len(rep):]     # layer r's tensors as each layer j >= r names them
     return dict.fromkeys(full, Tier.HBM)
 
 
@@ -129,9 +128,12 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget,
     count = sum(1 for g in groups if g[0].layer == t.rep)
     kernels = place_groups(groups, t.consumers, tiers, arch, tiles, buffering)
     out: list[Kernel] = kernels[:first]
+    cut = len(prefix(t.rep))
+    layer = [(k, tuple(op[cut:] for op in k.ops)) for k in kernels[first:first + count]]
     for j in range(t.rep, layers):
-        for g, k in enumerate(kernels[first:first + count]):
-            ops = tuple(layer_name(op, t.rep, j) for op in k.ops)
+        head = prefix(j)
+        for g, (k, rest) in enumerate(layer):
+            ops = tuple([head + r for r in rest])      # layer t.rep's op names as layer j's
             out.append(k.renamed(kernel_name(first + (j - t.rep) * count + g, ops), ops, layer=j))
     shift = (layers - TEMPLATE_LAYERS) * count
     for i, k in enumerate(kernels[first + count:], start=first + count):

@@ -86,18 +86,24 @@ def bench_model(loaded: LoadedWorkload, bench: FusionBenchmark):
 
 def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int,
               graph: OpGraph | None) -> dict[FusionPolicy, Plan]:
-    """The benchmark's unfused and fused plans. An inference step of a model is compiled from
-    its first layers with the last repeated (exactly the whole model's plans, without its
-    graph: :mod:`rdusim.compiler.repeat`), unless ``graph`` is already built."""
+    """The benchmark's unfused and fused plans. A step of a model is compiled from its first
+    layers with one repeated (exactly the whole model's plans, without its graph:
+    :mod:`rdusim.compiler.repeat` for inference, :mod:`rdusim.compiler.repeat_runs` for
+    training, whose layers come back in backward and optimizer runs), unless ``graph`` is
+    already built."""
     from rdusim.compiler import compile_plan
-    from rdusim.compiler.repeat import TEMPLATE_LAYERS, compile_repeated
+    from rdusim.compiler import repeat, repeat_runs
 
     tiles, buffering = loaded.execution.tiles, loaded.execution.buffering
-    if graph is None and not bench.is_fft and bench.phase != Phase.TRAIN:
+    if graph is None and not bench.is_fft:
+        if bench.phase == Phase.TRAIN:
+            template, compile_repeated = repeat_runs.TEMPLATE_LAYERS, repeat_runs.compile_repeated_runs
+        else:
+            template, compile_repeated = repeat.TEMPLATE_LAYERS, repeat.compile_repeated
         depth = bench_model(loaded, bench).num_hidden_layers
         layers = min(bench.layers, depth) if bench.layers else depth
-        if layers > TEMPLATE_LAYERS:
-            head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
+        if layers > template:
+            head = build_graph(loaded, bench, tp, index, layers=template)
             plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles, buffering=buffering)
                      for p in FusionPolicy}
             if all(plan is not None for plan in plans.values()):
@@ -150,14 +156,15 @@ def run_rdu(arch, plans: dict[FusionPolicy, Plan], host_s: float,
 
 
 def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int):
-    """(memory need, kernels by policy) of an inference step of a model from its first
-    layers with the middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole
-    model's kernels and footprint without its 30-80 layer graph), or None when that
-    shortcut does not apply (then the whole graph is built)."""
-    if bench.is_fft or bench.phase == Phase.TRAIN:
+    """(memory need, kernels by policy) of a step of a model from its first layers with the
+    middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole model's kernels and
+    footprint without its 30-80 layer graph; a training step's layers come back in its
+    backward and optimizer runs), or None when that shortcut does not apply (then the
+    whole graph is built)."""
+    if bench.is_fft:
         return None
     try:
-        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
+        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels, repeated_step_kernels
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("rdusim.engine.gpu"):
             return None
@@ -170,7 +177,8 @@ def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, 
         return None
     head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
     need = repeated_graph_memory(arch, head, layers, repeat_layer=1)
-    kernels = {p: repeated_kernels(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
+    repeat = repeated_step_kernels if bench.phase == Phase.TRAIN else repeated_kernels
+    kernels = {p: repeat(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
     if need is None or any(k is None for k in kernels.values()):
         return None
     return need, kernels

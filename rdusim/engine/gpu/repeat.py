@@ -55,7 +55,12 @@ class _Mover:
             return self.k
         names = [p if isinstance(p, str) else f"L{p[0] + by}.{p[1]}" for p in self.parts]
         k = self.k
-        return Kernel(names[0], tuple(names[1:]), k.tag, k.layer + by if k.layer >= 0 else k.layer, k.work)
+        # Kernel(names[0], tuple(names[1:]), k.tag, layer, k.work), built without the frozen
+        # dataclass's __init__ (five object.__setattr__ calls; it has no __post_init__)
+        copy = object.__new__(Kernel)
+        copy.__dict__.update(name=names[0], ops=tuple(names[1:]), tag=k.tag,
+                             layer=k.layer + by if k.layer >= 0 else k.layer, work=k.work)
+        return copy
 
 
 def _named_by_layer(k: Kernel) -> bool:
@@ -94,4 +99,45 @@ def repeated_kernels(graph: OpGraph, layers: int, policy: FusionPolicy, arch: Gp
         out += [m.at(j) for m in movers]
     out += [_moved(k, shift) for k in last]
     out += [_moved(k, shift) for k in post]
+    return tuple(out)
+
+
+def _layers_named(k: Kernel) -> set[int]:
+    """The layers its name and its ops' names carry."""
+    return {int(m.group(1)) for m in map(_LAYER.match, (k.name, *k.ops)) if m is not None}
+
+
+def repeated_step_kernels(graph: OpGraph, layers: int, policy: FusionPolicy,
+                          arch: GpuArch) -> tuple[Kernel, ...] | None:
+    """The whole model's kernels from ``graph``, the model cut to its first
+    ``TEMPLATE_LAYERS`` layers, for a step that visits its layers in several runs (a
+    training step: forward up, backward and optimizer down; :mod:`rdusim.graph.layer_runs`);
+    or None. A kernel of template layer ``l``'s run copied to layer ``j`` has every layer
+    name moved by ``j - l`` (a kernel may hold a neighbouring layer's ops: a residual add
+    joined to the next norm); a kernel outside the layers is moved with the last layer
+    when it holds the template's last layer's ops, kept when it holds only the first's."""
+    from rdusim.graph.layer_runs import expand, runs
+
+    kernels = partition(graph, policy, arch)
+    if not all(_named_by_layer(k) for k in kernels):
+        return None
+    layout = runs([k.layer for k in kernels])
+    targets = expand([layer for layer, _ in layout], layers)
+    if targets is None:
+        return None
+    last = TEMPLATE_LAYERS - 1
+    out: list[Kernel] = []
+    at = 0
+    for (layer, count), dsts in zip(layout, targets):
+        part = kernels[at:at + count]
+        at += count
+        if layer < 0:
+            named = set().union(*map(_layers_named, part))
+            if named - {0, last} or named >= {0, last}:
+                return None          # a non-layer kernel between layers: where it goes is not known here
+            out += [_moved(k, layers - TEMPLATE_LAYERS if last in named else 0) for k in part]
+            continue
+        movers = [_Mover(k) for k in part]
+        for j in dsts:
+            out += [m.at(j - layer) for m in movers]
     return tuple(out)

@@ -79,7 +79,9 @@ def assemble(arch: GpuArch, kernels: Sequence[Kernel], times: Sequence[KernelTim
         parts["launch"] += t.duration_s - roof       # the kernel's floor: launch latency, ramp, tail
     util = {"sm": sm_time / total if total else 0.0,
             "hbm_bw": hbm / (total * arch.device.hbm.bandwidth_bytes_per_s) if total else 0.0}
-    records = [_host_record(host_s)] + [_record(k, t, tl, i) for i, (k, t) in enumerate(zip(kernels, times))]
+    shared: dict[int, tuple] = {}         # what a record reads from its KernelTime, once per time object
+    records = [_host_record(host_s)]
+    records += [_record(k, t, tl, i, shared) for i, (k, t) in enumerate(zip(kernels, times))]
     events = _trace(arch, kernels, tl, host_s) if trace else ()
     return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
                       breakdown_s=frozen(parts), util=frozen(util), records=tuple(records), trace=events)
@@ -93,19 +95,29 @@ def _host_record(host_s: float) -> Mapping[str, Any]:
             "inter_node_s": 0.0}
 
 
-def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int) -> Mapping[str, Any]:
+def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int,
+            shared: dict[int, tuple] | None = None) -> Mapping[str, Any]:
+    """The record of the ``i``-th kernel. ``shared``: the values it reads from ``t`` by
+    ``id(t)`` (repeated layers' kernels share their KernelTime objects), filled as met."""
+    got = shared.get(id(t)) if shared is not None else None
+    if got is None:
+        got = (t.duration_s, t.hbm_bytes, t.compute_s, t.memory_s, t.floor_s, t.bound, t.active_sms, t.waves,
+               t.algorithm.value if t.algorithm is not None else "", t.steps, t.inter_node_s, t)
+        if shared is not None:
+            shared[id(t)] = got       # holds t: its id stays its own while the dict lives
+    duration, nbytes, compute, memory, floor, bound, sms, waves, algorithm, steps, inter, _ = got
     return {"name": k.name, "kind": k.work.cls.value, "tag": k.tag, "layer": k.layer, "ops": len(k.ops),
-            "issue_s": tl.issue_s[i], "start_s": tl.start_s[i], "duration_s": t.duration_s,
-            "flops": k.work.flops, "bytes": t.hbm_bytes, "compute_s": t.compute_s, "memory_s": t.memory_s,
-            "floor_s": t.floor_s, "bound": t.bound, "active_sms": t.active_sms, "waves": t.waves,
+            "issue_s": tl.issue_s[i], "start_s": tl.start_s[i], "duration_s": duration,
+            "flops": k.work.flops, "bytes": nbytes, "compute_s": compute, "memory_s": memory,
+            "floor_s": floor, "bound": bound, "active_sms": sms, "waves": waves,
             # how long the launched kernel waited in the stream (launch hidden) ...
             "launch_gap_s": tl.start_s[i] - tl.issue_s[i],
             # ... or how long the GPU idled waiting for the host to launch it (launch exposed)
             "exposed_launch_s": tl.exposed_s[i],
             # a collective's algorithm and latency steps (rdusim.engine.collectives)
-            "algorithm": t.algorithm.value if t.algorithm is not None else "", "steps": t.steps,
+            "algorithm": algorithm, "steps": steps,
             # of which its phase across nodes (a collective spanning a cluster's nodes; else 0)
-            "inter_node_s": t.inter_node_s}
+            "inter_node_s": inter}
 
 
 def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:

@@ -9,6 +9,8 @@ the cache (a :class:`rdusim.cache.RunCache` the caller owns) only saves time.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rdusim.cache import RunCache
 from rdusim.compiler.plan import Kernel
 from rdusim.engine.rdu.hardware import SocketHw
@@ -22,3 +24,30 @@ def kernel_run(cache: RunCache, kernel: Kernel, hw: SocketHw, tiles: int) -> tup
     view = hw.for_kernel(kernel)
     return cache.get_or_compute_hit(NAMESPACE, (view, tiles, kernel),
                                     lambda: simulate_kernel(kernel, view, tiles))
+
+
+def kernel_runs(cache: RunCache, kernels: Sequence[Kernel], hw: SocketHw,
+                tiles: int) -> tuple[list[KernelRun], list[bool]]:
+    """:func:`kernel_run` of each kernel of a plan (its runs, and whether each came from the
+    cache), looking each distinct kernel up once: a kernel whose content (its
+    :attr:`~rdusim.compiler.plan.Kernel.signature`, every field but its names) was met
+    earlier in ``kernels`` has the same cache key (the view of ``hw`` is a function of that
+    content too), so it gets that run, counted as a cache hit, as its own lookup would."""
+    runs: list[KernelRun] = []
+    hits: list[bool] = []
+    seen: dict = {}                  # signature -> its run
+    repeats = 0
+    for k in kernels:
+        sig = k.signature
+        run = seen.get(sig)
+        if run is None:
+            run, hit = kernel_run(cache, k, hw, tiles)
+            seen[sig] = run
+        else:
+            repeats += 1
+            hit = True
+        runs.append(run)
+        hits.append(hit)
+    if repeats:
+        cache.count_hits(NAMESPACE, repeats)
+    return runs, hits

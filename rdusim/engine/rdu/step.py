@@ -9,7 +9,7 @@ from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.cache import RunCache, active_cache
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.rdu.cache import kernel_run
+from rdusim.engine.rdu.cache import kernel_runs
 from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.launch import run_schedule
@@ -45,9 +45,8 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     if trace and tracer is None:
         tracer = StepTrace(TraceBuilder(), arch.name)
     cache = active_cache(cache)
-    hw = SocketHw.of(arch)
-    runs: list[tuple[KernelRun, bool]] = [kernel_run(cache, k, hw, plan.tiles) for k in plan.kernels]
-    sched = run_schedule([r.duration_s for r, _ in runs], launch, arch, [k.streams for k in plan.kernels],
+    runs, hits = kernel_runs(cache, plan.kernels, hw=SocketHw.of(arch), tiles=plan.tiles)
+    sched = run_schedule([r.duration_s for r in runs], launch, arch, [k.streams for k in plan.kernels],
                          host_s=host_s)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     breakdown["host"] = sched.host_s
@@ -55,17 +54,20 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     tiers: dict[str, float] = {}
     pcu_s = pmu_s = 0.0
     rows = []
-    for i, (k, (run, hit), slot) in enumerate(zip(plan.kernels, runs, sched.slots)):
+    facts: dict = {}           # kernel signature -> _Facts (repeated kernels share them)
+    for i, (k, run, hit, slot) in enumerate(zip(plan.kernels, runs, hits, sched.slots)):
+        f = facts.get(k.signature)
+        if f is None:
+            f = facts[k.signature] = _Facts.of(k, run, arch)
         breakdown["launch"] += slot.start_s - prev_end
         prev_end = slot.end_s
-        for key, v in split_kernel_time(k, run).items():
+        for key, v in f.split:
             breakdown[key] += v
-        for t, b in run.bytes_by_tier.items():
-            if b:
-                tiers[t] = tiers.get(t, 0.0) + b
-        pcu_s += run.duration_s * k.pcus
-        pmu_s += run.duration_s * k.pmus
-        rows.append(kernel_row(i, k, run, hit, slot.start_s, slot.start_s - slot.launch_start_s, arch))
+        for t, b in f.tiers:
+            tiers[t] = tiers.get(t, 0.0) + b
+        pcu_s += f.pcu_s
+        pmu_s += f.pmu_s
+        rows.append(f.row(i, k, hit, slot.start_s, slot.start_s - slot.launch_start_s))
     total = sched.end_s
     sock = arch.socket
     util = {
@@ -74,7 +76,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
         "hbm_bw": tiers.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * total) if total else 0.0,
     }
     if tracer is not None:
-        add_step(tracer, plan, [r for r, _ in runs], sched, launch)
+        add_step(tracer, plan, runs, sched, launch)
     events = tracer.builder.events() if trace and tracer is not None else ()
     return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
                       breakdown_s=frozen(breakdown), util=frozen(util), records=tuple(rows), trace=events)
@@ -95,24 +97,50 @@ def split_kernel_time(k: Kernel, run: KernelRun) -> dict[str, float]:
 
 def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launch_gap: float,
                arch: RduArch) -> dict:
-    sock = arch.socket
-    moved = sum(run.bytes_by_tier.values())
-    dur = run.duration_s
-    return {
-        "kernel": i, "name": k.name, "layer": k.layer, "ops": len(k.ops), "stages": len(k.stages),
-        "start_s": start, "time_s": dur, "launch_s": launch_gap,
-        "flops": k.flops, "hbm_bytes": run.bytes_by_tier.get("hbm", 0.0),
-        "ddr_bytes": run.bytes_by_tier.get("ddr", 0.0), "d2d_bytes": run.d2d_bytes, "p2p_bytes": run.p2p_bytes,
-        "pcus": k.pcus, "pmus": k.pmus, "agcus": k.agcus, "passes": k.passes,
-        "pcu_util": k.pcus / sock.pcu.count, "pmu_util": k.pmus / sock.pmu.count, "pcu_busy": run.pcu_busy,
-        "hbm_bw_util": run.bytes_by_tier.get("hbm", 0.0) / (sock.hbm.bandwidth_bytes_per_s * dur) if dur else 0.0,
-        "oi_flops_per_byte": k.flops / moved if moved else None,
-        "reused": int(hit),
+    """The record of the ``i``-th kernel of a step: where it ran and what it moved."""
+    return _Facts.of(k, run, arch).row(i, k, hit, start, launch_gap)
+
+
+class _Facts:
+    """What a step reads from one kernel and its run, the same for every kernel of that
+    content (a decoder layer's kernels repeated 32-80 times): worked out once a step."""
+
+    __slots__ = ("split", "tiers", "pcu_s", "pmu_s", "stages", "time_s", "flops", "hbm", "ddr", "d2d", "p2p",
+                 "pcus", "pmus", "agcus", "passes", "pcu_util", "pmu_util", "pcu_busy", "hbm_bw_util", "oi",
+                 "algorithm", "inter_node_s")
+
+    @classmethod
+    def of(cls, k: Kernel, run: KernelRun, arch: RduArch) -> "_Facts":
+        f = cls()
+        sock = arch.socket
+        dur = run.duration_s
+        f.split = tuple(split_kernel_time(k, run).items())
+        f.tiers = tuple((t, b) for t, b in run.bytes_by_tier.items() if b)
+        f.pcu_s, f.pmu_s = dur * k.pcus, dur * k.pmus
+        moved = sum(run.bytes_by_tier.values())
+        hbm = run.bytes_by_tier.get("hbm", 0.0)
+        f.stages, f.time_s, f.flops, f.hbm = len(k.stages), dur, k.flops, hbm
+        f.ddr, f.d2d, f.p2p = run.bytes_by_tier.get("ddr", 0.0), run.d2d_bytes, run.p2p_bytes
+        f.pcus, f.pmus, f.agcus, f.passes = k.pcus, k.pmus, k.agcus, k.passes
+        f.pcu_util, f.pmu_util, f.pcu_busy = k.pcus / sock.pcu.count, k.pmus / sock.pmu.count, run.pcu_busy
+        f.hbm_bw_util = hbm / (sock.hbm.bandwidth_bytes_per_s * dur) if dur else 0.0
+        f.oi = k.flops / moved if moved else None
         # the algorithm(s) its collective stages ran (rdusim.engine.collectives), "" if none
-        "algorithm": _algorithms(k, arch),
+        f.algorithm = _algorithms(k, arch)
         # the inter-node phase of its collectives when they span a cluster's nodes (else 0)
-        "inter_node_s": _inter_node_s(k, arch),
-    }
+        f.inter_node_s = _inter_node_s(k, arch)
+        return f
+
+    def row(self, i: int, k: Kernel, hit: bool, start: float, launch_gap: float) -> dict:
+        return {
+            "kernel": i, "name": k.name, "layer": k.layer, "ops": len(k.ops), "stages": self.stages,
+            "start_s": start, "time_s": self.time_s, "launch_s": launch_gap,
+            "flops": self.flops, "hbm_bytes": self.hbm, "ddr_bytes": self.ddr, "d2d_bytes": self.d2d,
+            "p2p_bytes": self.p2p, "pcus": self.pcus, "pmus": self.pmus, "agcus": self.agcus,
+            "passes": self.passes, "pcu_util": self.pcu_util, "pmu_util": self.pmu_util,
+            "pcu_busy": self.pcu_busy, "hbm_bw_util": self.hbm_bw_util, "oi_flops_per_byte": self.oi,
+            "reused": int(hit), "algorithm": self.algorithm, "inter_node_s": self.inter_node_s,
+        }
 
 
 def _inter_node_s(k: Kernel, arch: RduArch) -> float:
