@@ -7,7 +7,6 @@ reproduces its event order exactly without SimPy's per-event cost.
 from __future__ import annotations
 
 import simpy
-from simpy.events import Event
 
 from rdusim.compiler.plan import Kernel, Stage, Stream
 from rdusim.engine.rdu.hardware import SocketHw
@@ -61,23 +60,24 @@ class _Buffer:
         self.gets: list = []
 
     def put(self, item) -> simpy.Event:
-        ev = Event(self.env)
+        ev = simpy.Event(self.env)
+        ev.item = item
+        self.puts.append(ev)
         ev.callbacks.append(self._serve_get)
-        self.puts.append((ev, item))
         self._serve_put(None)
         return ev
 
     def get(self) -> simpy.Event:
-        ev = Event(self.env)
-        ev.callbacks.append(self._serve_put)
+        ev = simpy.Event(self.env)
         self.gets.append(ev)
+        ev.callbacks.append(self._serve_put)
         self._serve_get(None)
         return ev
 
     def _serve_put(self, _event) -> None:
         if self.puts and len(self.items) < self.capacity:
-            ev, item = self.puts.pop(0)
-            self.items.append(item)
+            ev = self.puts.pop(0)
+            self.items.append(ev.item)
             ev.succeed()
 
     def _serve_get(self, _event) -> None:
@@ -158,27 +158,26 @@ class _Sim:
             yield self.env.all_of(resident)
         base = self.tile_time(s)
         latency, wire, rate = collective_terms(s, self.hw, self.n)
-        log, env, busy, last = self.log, self.env, self.busy, self.n - 1
-        timeout = env.timeout
+        log = self.log
         for t in range(self.n):
             for store in inputs:
                 yield store.get()
             if log is not None:
                 self.note(f"{name}:tile{t}")
-            start = env.now
+            start = self.env.now
             if wire or (latency and t == 0):
                 if t == 0 and latency:
-                    yield timeout(latency)
+                    yield self.env.timeout(latency)
                 yield self.p2p.use(max(base, wire / rate))
                 self.p2p_bytes += wire
-                self.coll += env.now - start
+                self.coll += self.env.now - start
             else:
-                yield timeout(base)
-            busy[i] += env.now - start
+                yield self.env.timeout(base)
+            self.busy[i] += self.env.now - start
             if t == 0:
                 first = start
-            if t == last:
-                self.window[i] = (first, env.now)
+            if t == self.n - 1:
+                self.window[i] = (first, self.env.now)
             for store in outputs:
                 if log is None:
                     yield store.put(t)
