@@ -219,3 +219,17 @@ def test_max_min_by_path_counts_is_flow_by_flow_filling(groups, capacity):
     assert [r for r, n in zip(rates, counts) for _ in range(n)] == expected
     for name, bw in capacity.items():     # no link over its bandwidth (to rounding)
         assert sum(r * n for r, n, p in zip(rates, counts, paths) if name in p) <= bw * (1 + 1e-12)
+
+
+def test_bytes_meter_reads_link_bytes_and_repeats_an_unchanged_reading():
+    env = simpy.Environment()
+    net = FlowNetwork(env)
+    net.add_link("a", 1e9)
+    net.add_link("b", 2e9)
+    none, a, ba = net.bytes_meter([]), net.bytes_meter(["a"]), net.bytes_meter(["b", "a"])
+    net.transfer(["a"], 1e9)
+    env.run(0.5)
+    assert (none(), a(), ba()) == ((), (5e8,), (0.0, 5e8))
+    assert ba() is ba()                      # nothing moved since: the same reading
+    env.run()
+    assert a() == (1e9,) and ba() == (0.0, 1e9) == (net.link_bytes["b"], net.link_bytes["a"])

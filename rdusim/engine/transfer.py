@@ -217,7 +217,7 @@ class FlowNetwork:
         """A function that reads :attr:`link_bytes` of just ``links``, in their order. While
         no byte has moved since its last reading, it returns that same tuple again."""
         index = [self._index[name] for name in links]
-        pick = itemgetter(*index) if len(index) > 1 else (lambda moved: (moved[index[0]],))
+        pick = itemgetter(*index) if len(index) > 1 else (lambda moved: tuple(moved[i] for i in index))
         moved, env = self._bytes, self._env
         last = [-1, ()]     # the network's byte-count version at the last reading, and the reading
 
