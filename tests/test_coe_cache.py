@@ -55,3 +55,18 @@ def test_invariants(slots, trace, policy):
         assert e in c                      # the accessed expert is resident afterwards
         assert len(c.resident) <= slots    # never over capacity
     assert c.hits + c.misses == len(trace)
+
+
+@given(slots=st.integers(1, 6), warm=st.lists(st.integers(0, 12), max_size=8, unique=True),
+       batches=st.lists(st.lists(st.integers(0, 12), max_size=8, unique=True), max_size=12),
+       policy=st.sampled_from(list(CachePolicy)))
+def test_hit_each_is_hit_one_by_one(slots, warm, batches, policy):
+    """The closed forms' batch lookup and their no-replay test: equal to looking every expert
+    up in turn, and a cache that holds every expert asked for at the start never misses."""
+    one = ExpertCache(slots, policy, hottest=warm, warm=warm)
+    each = ExpertCache(slots, policy, hottest=warm, warm=warm)
+    holds = each.holds_all({e for b in batches for e in b})
+    got = [each.hit_each(b) for b in batches]
+    assert got == [[one.hit(e) for e in b] for b in batches]
+    assert (each.hits, each.misses, each.resident) == (one.hits, one.misses, one.resident)
+    assert not holds or each.misses == 0

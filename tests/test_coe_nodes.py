@@ -107,6 +107,40 @@ def test_closed_form_over_nodes_is_the_sequential_model(seed, experts, nodes, sl
             assert cols[f][i] == pytest.approx(getattr(r, f), rel=1e-12, abs=1e-15), f
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), experts=st.integers(1, 40), nodes=st.integers(1, 5), slots=st.integers(1, 6),
+       batch=st.integers(1, 8), placement=st.sampled_from(list(ExpertPlacement)),
+       policy=st.sampled_from(list(CachePolicy)))
+def test_the_footprints_real_and_resident_latencies_are_both_serves(seed, experts, nodes, slots, batch, placement,
+                                                                    policy):
+    """The footprint times its real serve and its all-resident ideal from the real serve's
+    outcome: equal, bit for bit, to serving each (the ideal with every node's experts in as
+    many slots, replayed through its caches) in closed form, and to the sequential model."""
+    from rdusim.engine.coe.placement_closed import latency_and_resident_latency, nodes_outcome, serve_nodes_closed
+
+    rng = np.random.default_rng(seed)
+    routes = [rng.integers(0, experts, batch) for _ in range(15)]
+    hottest = tuple(int(e) for e in rng.permutation(experts))
+    where = place(experts, nodes, placement, hottest)
+    hosted = np.bincount(where, minlength=nodes)
+
+    def setups(resident):
+        return [ServingSetup(**{**_setup(max(1, int(hosted[j])) if resident else slots,
+                                         tuple(e for e in hottest if where[e] == j), experts).__dict__,
+                                "policy": policy, "expert_s": (lambda n, j=j: 0.1 * n + 0.003 * j)})
+                for j in range(nodes)]
+
+    send = lambda b: 5e-6 + b / 1e9                    # noqa: E731
+    kw = dict(send_s=send, prompt_tokens=128, output_tokens=20)
+    real, ideal = latency_and_resident_latency(setups(False), nodes_outcome(setups(False), where, routes), **kw)
+    for got, resident in ((real, False), (ideal, True)):
+        closed = serve_nodes_closed(setups(resident), nodes_outcome(setups(resident), where, routes), **kw)
+        assert got.tolist() == closed["latency_s"].tolist()
+        seq = serve_nodes(setups(resident), where, routes, **kw)
+        assert got.tolist() == pytest.approx([r.latency_s for r in seq], rel=1e-12)
+    assert (real >= ideal).all()
+
+
 def test_prefetch_is_refused_across_nodes():
     s = ServingSetup(**{**_setup(2).__dict__, "prefetch": True})
     with pytest.raises(ValueError, match="prefetch"):
@@ -197,3 +231,28 @@ def test_bad_footprint_cluster_exits_2(tmp_path, capsys, sets, key):
     err = capsys.readouterr().err
     assert key in err and MAIN in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("policy", ["lru", "static"])
+def test_the_footprint_in_closed_form_is_the_reference_footprint(policy):
+    """The footprint's closed form (one outcome timed for the real and the all-resident serve;
+    no serve at all for k nodes that each hold all their experts in HBM) finds the same
+    node counts as serving every k with the sequential reference model."""
+    from rdusim.config.workload import load_workload
+    from rdusim.config.yamlio import parse_set
+    from rdusim.engine import evaluation
+    from rdusim.studies import run_study
+
+    sets = ["footprint.clusters={sn40l: {cluster: clusters/sn40l_x2.yaml}, "
+            "dgx_h100: {cluster: clusters/dgx_h100_x2.yaml}}", "sweep_experts=[10, 60, 200, 400]",
+            "output_tokens=[5]", "batch_sizes=[4]", "replications=1", f"cache.policy={policy}",
+            "footprint.latency_tolerance=0.05", "footprint.max_nodes=24"]
+
+    def footprint():
+        loaded = load_workload("tests/data/coe_small.yaml", [parse_set(s) for s in sets])
+        return {k: v for k, v in run_study(loaded).metrics.items() if k.startswith("coe.footprint.")}
+
+    closed = footprint()
+    with evaluation.reference():
+        ref = footprint()
+    assert closed == ref and len(closed) == 10

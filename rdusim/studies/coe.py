@@ -26,9 +26,7 @@ from rdusim.engine.evaluation import Evaluation, current
 from rdusim.studies.coe_routes import Routings
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
-from rdusim.graph.model_graph import build_model_graph
-from rdusim.graph.phase import Phase
-from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank
+from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, weight_bytes_per_rank
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
@@ -63,6 +61,7 @@ class PlatformRun:
     router_bytes: float
     routings: Routings
     _capacities: dict = field(default_factory=dict)
+    _timers: dict = field(default_factory=dict)
     coe_cluster: Any = None        # rdusim.studies.coe_nodes.CoeCluster: the platform spans a cluster's nodes
     footprint_cluster: Any = None  # ... its footprint places experts over that cluster's nodes (footprint.clusters)
 
@@ -81,7 +80,10 @@ class PlatformRun:
         b, tp = sc.batch_size, self.tp
         kv = (kv_bytes_per_rank(self.expert.model, tp, b, spec.prompt_tokens + sc.output_tokens)
               + kv_bytes_per_rank(self.router.model, tp, b, spec.prompt_tokens + spec.router.output_tokens))
-        act = max(activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens) for m in (self.expert, self.router))
+        cache = self.routings.cache     # the run's: a workspace walks a layer's ops (a sweep's points share it)
+        act = max(cache.get_or_compute("coe_workspace", (m.model, tp, b, spec.prompt_tokens),
+                                        lambda m=m: activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens))
+                  for m in (self.expert, self.router))
         return self.router_bytes + tp * (kv + act)
 
     def capacity(self, sc: Scenario, *, router: bool = True) -> Capacity:
@@ -97,21 +99,31 @@ class PlatformRun:
         spec: CoeWorkload = self.loaded.spec
         cap = self.capacity(sc)
         n_slots = min(cap.hbm_experts, experts) if slots is None else slots
+        router_s, expert_s = self._model_s(sc)
         return ServingSetup(
             arch=self.arch, devices=self.tp, experts=experts, slots=max(1, n_slots),
             expert_bytes=self.expert_bytes, policy=spec.cache.policy,
             prefetch=spec.cache.prefetch and n_slots >= 2,
-            router_s=lambda b: self.router.timing(b, spec.router.output_tokens).latency_s,
-            expert_s=lambda n: self.expert.latency_s(n, sc.output_tokens),
-            hottest=hottest)
+            router_s=router_s, expert_s=expert_s, hottest=hottest)
+
+    def _model_s(self, sc: Scenario) -> tuple:
+        """The router's time for a batch of prompts and an expert's for its prompts, one pair
+        of callables per scenario (every setup of it shares them, so a serve over nodes asks
+        each time once)."""
+        got = self._timers.get(sc)
+        if got is None:
+            router, expert, tokens = self.router, self.expert, self.loaded.spec.router.output_tokens
+            got = self._timers[sc] = (lambda b: router.timing(b, tokens).latency_s,
+                                      lambda n: expert.latency_s(n, sc.output_tokens))
+        return got
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=None) -> RunResult:
     spec: CoeWorkload = loaded.spec
     expert_cfg = _model(spec.experts.model, loaded.file, "experts.model", spec.experts.formats, loaded)
     router_cfg = _model(spec.router.model, loaded.file, "router.model", spec.router.formats, loaded)
-    expert_bytes = build_model_graph(expert_cfg, Phase.DECODE, 1, 1).param_bytes
-    router_bytes = build_model_graph(router_cfg, Phase.DECODE, 1, 1).param_bytes
+    expert_bytes = weight_bytes_per_rank(expert_cfg, 1)      # the whole model's parameters
+    router_bytes = weight_bytes_per_rank(router_cfg, 1)
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
     routings = Routings(loaded.seed, spec, _load_trace(spec, loaded.file), cache)
@@ -126,7 +138,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     from rdusim.studies import coe_nodes
     for name, cc in coe_nodes.load(loaded).items():
         runs[name].coe_cluster = cc
-    for name, cc in coe_nodes.load_footprint(loaded).items():
+    for name, cc in coe_nodes.load_footprint(loaded, [n for n in runs if _wants_footprint(n, spec, wants)]).items():
         runs[name].footprint_cluster = cc
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
@@ -151,6 +163,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
                "scenarios": [s.key for s in scenarios], "replications": spec.replications,
                "batches": spec.batches, "sweep_batches": spec.sweep_batches,
                # platforms whose footprint placed experts over a cluster's nodes: the cluster's name
+               # (a footprint the caller does not keep is not found, and its cluster not loaded)
                "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
                                       if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
@@ -174,13 +187,13 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
         bar.advance()
         records.extend({"platform": name, "batch_size": sc.batch_size, "output_tokens": sc.output_tokens,
                         "experts": spec.experts.count, **plain(r)}
-                       for r in (reps["rows"][0].records() if reps.get("rows") else ()))   # replication 0's batches
+                       for r in (reps["rows"][0].rows() if reps.get("rows") else ()))   # replication 0's batches
         for n in spec.sweep_experts:
             _serve_point(pr, sc, n, [0], spec.warmup_batches + spec.sweep_batches, spec.warmup_batches, rows,
                          n, oom_reasons, detail=False)
             bar.advance()
     records.extend(_timing_rows(name, pr, spec))
-    if wants is None or any(wants(CoeFootprintRow(name, n, 0).key()) for n in footprint_counts(spec)):
+    if _wants_footprint(name, spec, wants):
         _footprint(pr, spec, rows)
     bar.advance()
 
@@ -294,6 +307,12 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             else:
                 lo = mid + 1
         rows.append(CoeFootprintRow(pr.name, n, lo))
+
+
+def _wants_footprint(platform: str, spec: CoeWorkload, wants) -> bool:
+    """Whether the caller keeps any of the platform's footprint metrics (``wants``: a
+    sweep's ``--metrics``; None keeps everything)."""
+    return wants is None or any(wants(CoeFootprintRow(platform, n, 0).key()) for n in footprint_counts(spec))
 
 
 def footprint_counts(spec: CoeWorkload) -> list[int]:

@@ -19,7 +19,8 @@ from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeClusterSpec
 from rdusim.engine.coe.capacity import Capacity
 from rdusim.engine.coe.placement import NodesBatchRecord, place, serve_nodes
-from rdusim.engine.coe.placement_closed import COLUMNS, nodes_outcome, serve_nodes_closed
+from rdusim.engine.coe.placement_closed import (COLUMNS, NodesOutcome, latency_and_resident_latency, nodes_outcome,
+                                                serve_nodes_closed)
 from rdusim.errors import InputError
 from rdusim.rows.coe import CoeFootprintRow, CoePointRow
 
@@ -35,10 +36,11 @@ def load(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
     return {name: _load_one(loaded, name, plat, f"clusters.{name}") for name, plat in loaded.spec.clusters.items()}
 
 
-def load_footprint(loaded: LoadedWorkload) -> dict[str, CoeCluster]:
-    """The platforms whose footprint places experts over a cluster's nodes (``footprint.clusters:``)."""
+def load_footprint(loaded: LoadedWorkload, platforms: Sequence[str]) -> dict[str, CoeCluster]:
+    """The platforms (of ``platforms``: those whose footprint is found) whose footprint
+    places experts over a cluster's nodes (``footprint.clusters:``)."""
     return {name: _load_one(loaded, name, plat, f"footprint.clusters.{name}")
-            for name, plat in loaded.spec.footprint.clusters.items()}
+            for name, plat in loaded.spec.footprint.clusters.items() if name in platforms}
 
 
 def _load_one(loaded: LoadedWorkload, name: str, plat: CoeClusterSpec, where: str) -> CoeCluster:
@@ -72,6 +74,13 @@ def fits(pr, sc, experts: int, nodes: int, node_of: np.ndarray) -> Optional[str]
     return None
 
 
+def all_in_hbm(pr, sc, nodes: int, node_of: np.ndarray) -> bool:
+    """Every node has an HBM slot for each expert it hosts."""
+    first, other = capacities(pr, sc)
+    hosted = np.bincount(node_of, minlength=nodes)
+    return bool(hosted[0] <= first.hbm_experts and (hosted[1:] <= other.hbm_experts).all())
+
+
 def node_of(pr, experts: int, nodes: int, hottest: Sequence[int]) -> np.ndarray:
     return place(experts, nodes, pr.coe_cluster.spec.placement, hottest)
 
@@ -85,30 +94,68 @@ def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, ba
     ``rdusim.engine.evaluation.reference()``."""
     from rdusim.engine.evaluation import Evaluation, current
 
-    book = pr.routings
-    routes = book.routes(sc.batch_size, experts, batches, rep)
+    where, setups, routes, kw = _nodes(pr, sc, experts, nodes, hottest, rep, batches, all_resident)
+    if trace is not None or current() != Evaluation.CLOSED_FORM:
+        return NodeRows.from_records(serve_nodes(setups, where, routes, trace=trace, **kw))
+    return NodeRows(serve_nodes_closed(setups, _outcome(pr, sc, experts, nodes, rep, batches, setups, where, routes),
+                                       **kw))
+
+
+def _nodes(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, batches: int, all_resident: bool):
+    """The placement, each node's setup (its experts hottest first; its HBM slots: all of
+    them when ``all_resident``), the routing and the timing arguments of a serve."""
+    routes = pr.routings.routes(sc.batch_size, experts, batches, rep)
     where = node_of(pr, experts, nodes, hottest)
     first, other = capacities(pr, sc)
-    hosted = np.bincount(where, minlength=nodes)
+    hosted = np.bincount(where, minlength=nodes).tolist()
     hosted_hottest: list[list[int]] = [[] for _ in range(nodes)]     # each node's experts, hottest first
     node_list = where.tolist()
     for e in hottest:
         hosted_hottest[node_list[e]].append(e)
     setups = []
     for j in range(nodes):
-        mine = tuple(hosted_hottest[j])
         cap = first if j == 0 else other
-        slots = int(hosted[j]) if all_resident else min(cap.hbm_experts, int(hosted[j]))
-        setups.append(pr.setup(sc, experts, mine, slots=max(1, slots)))
+        slots = hosted[j] if all_resident else min(cap.hbm_experts, hosted[j])
+        setups.append(pr.setup(sc, experts, tuple(hosted_hottest[j]), slots=max(1, slots)))
     cluster = pr.coe_cluster.cluster
     send = lambda b: cluster.send_s(b, pr.tp)                 # noqa: E731
     kw = dict(send_s=send, prompt_tokens=pr.loaded.spec.prompt_tokens, output_tokens=sc.output_tokens)
-    if trace is not None or current() != Evaluation.CLOSED_FORM:
-        return NodeRows.from_records(serve_nodes(setups, where, routes, trace=trace, **kw))
+    return where, setups, routes, kw
+
+
+def _outcome(pr, sc, experts: int, nodes: int, rep: int, batches: int, setups, where, routes) -> NodesOutcome:
+    """What the nodes' caches do with the routing (kept in the run's cache)."""
+    book = pr.routings
     key = (book.key(sc.batch_size, experts, batches, rep), nodes, pr.coe_cluster.spec.placement,
            tuple(s.slots for s in setups), pr.loaded.spec.cache.policy)
-    outcome = book.cache.get_or_compute("coe_nodes_outcome", key, lambda: nodes_outcome(setups, where, routes))
-    return NodeRows(serve_nodes_closed(setups, outcome, **kw))
+    return book.cache.get_or_compute("coe_nodes_outcome", key, lambda: nodes_outcome(
+        setups, where, routes, book.split(sc.batch_size, experts, batches, rep)))
+
+
+def real_and_ideal_latency(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, batches: int,
+                           warmup: int) -> tuple[float, float]:
+    """The mean batch latency after ``warmup`` of :func:`serve` and of ``serve(...,
+    all_resident=True)``. In closed form both come from one timing of the real serve's
+    outcome: the all-resident serve hits on every access (each node's HBM holds all its
+    experts, warm) when every node's hottest list names all the experts it hosts (else,
+    and under the reference evaluation, both are served)."""
+    from rdusim.engine.evaluation import Evaluation, current
+
+    if current() == Evaluation.CLOSED_FORM:
+        where, setups, routes, kw = _nodes(pr, sc, experts, nodes, hottest, rep, batches, False)
+        if all(len(s.hottest) == h for s, h in zip(setups, np.bincount(where, minlength=nodes).tolist())):
+            outcome = _outcome(pr, sc, experts, nodes, rep, batches, setups, where, routes)
+            real, ideal = latency_and_resident_latency(setups, outcome, **kw)
+            return _mean(real[warmup:]), _mean(ideal[warmup:])
+    real = serve(pr, sc, experts, nodes, hottest, rep, batches).tail(warmup)
+    ideal = serve(pr, sc, experts, nodes, hottest, rep, batches, all_resident=True).tail(warmup)
+    return real.mean("latency_s"), ideal.mean("latency_s")
+
+
+def _mean(values: np.ndarray) -> float:
+    """:meth:`NodeRows.mean` of a column."""
+    values = np.asarray(values, dtype=float)
+    return float(values.sum() / len(values)) if len(values) else float("nan")
 
 
 def footprint(pr, spec, sc, rows: list, batches: int) -> None:
@@ -117,22 +164,32 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
     footprint's batches (prompts sent to whichever node hosts their expert, over the
     cluster's network) within the tolerance of the same k nodes with every expert resident
     in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
-    fp = spec.footprint
-    book = pr.routings
+    from rdusim.engine.evaluation import Evaluation, current
     from rdusim.studies.coe import footprint_counts
 
+    fp = spec.footprint
+    book = pr.routings
+    closed = current() == Evaluation.CLOSED_FORM
     for n in footprint_counts(spec):
         hottest = book.hottest(n)
         memo: dict[int, bool] = {}
+        # In closed form, k nodes each holding all of their experts in HBM from the start (every
+        # expert is among the hottest, so each node warms with all of its own) never switch: the
+        # serve is its all-resident ideal, bit for bit, and a mean latency m (finite, >= 0, some
+        # batch counted) is within any tolerance >= 0 of itself, (1 + tol) * m >= m.
+        resident_is_near = (closed and batches > spec.warmup_batches and fp.latency_tolerance >= 0
+                            and sorted(hottest) == list(range(n)))
 
         def near_ideal(k: int) -> bool:
             if k not in memo:
-                if fits(pr, sc, n, k, node_of(pr, n, k, hottest)) is not None:
+                where = node_of(pr, n, k, hottest)
+                if fits(pr, sc, n, k, where) is not None:
                     memo[k] = False
+                elif resident_is_near and all_in_hbm(pr, sc, k, where):
+                    memo[k] = True
                 else:
-                    real = serve(pr, sc, n, k, hottest, 0, batches).tail(spec.warmup_batches)
-                    ideal = serve(pr, sc, n, k, hottest, 0, batches, all_resident=True).tail(spec.warmup_batches)
-                    memo[k] = real.mean("latency_s") <= (1 + fp.latency_tolerance) * ideal.mean("latency_s")
+                    real, ideal = real_and_ideal_latency(pr, sc, n, k, hottest, 0, batches, spec.warmup_batches)
+                    memo[k] = real <= (1 + fp.latency_tolerance) * ideal
             return memo[k]
 
         lo, hi = 1, min(fp.max_nodes, n)
@@ -210,6 +267,10 @@ class NodeRows:
         cols = [self._columns[c].tolist() for c in COLUMNS]
         return tuple(NodesBatchRecord(*row) for row in zip(*cols))
 
+    def rows(self) -> list[dict]:
+        """:meth:`records` as dicts (field -> Python int or float), without a record object per batch."""
+        return [dict(zip(COLUMNS, row)) for row in zip(*(self._columns[c].tolist() for c in COLUMNS))]
+
     def tail(self, skip: int) -> "NodeRows":
         return NodeRows({c: v[skip:] for c, v in self._columns.items()})
 
@@ -225,8 +286,7 @@ class NodeRows:
         return self.column("latency_s")
 
     def mean(self, name: str) -> float:
-        values = self.column(name)
-        return float(values.sum() / len(values)) if len(values) else float("nan")
+        return _mean(self._columns[name])
 
     def hit_rate(self) -> float:
         hits, misses = int(self._columns["hits"].sum()), int(self._columns["misses"].sum())

@@ -16,7 +16,7 @@ import numpy as np
 
 from rdusim.cache import RunCache
 from rdusim.config.workload_coe import CoeWorkload
-from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
+from rdusim.engine.coe.outcome import CacheOutcome, Split, cache_outcome, split_batches
 from rdusim.engine.coe.routing import hottest_first, route
 
 
@@ -56,7 +56,14 @@ class Routings:
         return self.cache.get_or_compute(
             "coe_outcome", (self.key(batch_size, experts, batches, rep), slots, self.spec.cache.policy),
             lambda: cache_outcome(slots, self.spec.cache.policy, self.hottest(experts),
-                                  self.routes(batch_size, experts, batches, rep)))
+                                  self.routes(batch_size, experts, batches, rep),
+                                  self.split(batch_size, experts, batches, rep)))
+
+    def split(self, batch_size: int, experts: int, batches: int, rep: int) -> Split:
+        """:func:`rdusim.engine.coe.outcome.split_batches` of that routing (every platform's
+        cache replays the same lookups)."""
+        return self.cache.get_or_compute("coe_split", self.key(batch_size, experts, batches, rep),
+                                         lambda: split_batches(self.routes(batch_size, experts, batches, rep)))
 
     def outcomes(self, batch_size: int, experts: int, batches: int, reps: tuple[int, ...],
                  slots: int) -> CacheOutcome:

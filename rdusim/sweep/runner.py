@@ -83,11 +83,12 @@ def run_point(task: PointTask) -> dict:
     oom: list[str] = []
     status, error = PointStatus.OK, ""
     try:
+        # files the study reads too (a CoE platform's cluster and its node) are parsed once per worker
         with remembering_files(_Worker.files):
             loaded = load_workload(task.workload, task.fixed + task.params, task.seed)
-        # the study may skip parts whose metrics the sweep does not keep (--metrics)
-        result = studies.run_study(loaded, cache=_Worker.run_cache(task.cache_dir),
-                                   wants=metric_selector(task.metrics) if task.metrics else None)
+            # the study may skip parts whose metrics the sweep does not keep (--metrics)
+            result = studies.run_study(loaded, cache=_Worker.run_cache(task.cache_dir),
+                                       wants=metric_selector(task.metrics) if task.metrics else None)
         metrics = choose_metrics(dict(result.metrics), task.metrics)
         # every run checks memory (rdusim.memory): an OOM marks the point even when the
         # chosen metrics do not include the .oom flags

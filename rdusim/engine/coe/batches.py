@@ -46,6 +46,10 @@ class BatchTable:
         cols = [getattr(self, c).tolist() for c in COLUMNS]
         return tuple(BatchRecord(*row) for row in zip(*cols))
 
+    def rows(self) -> list[dict]:
+        """:meth:`records` as dicts (field -> Python int or float), without a record object per batch."""
+        return [dict(zip(COLUMNS, row)) for row in zip(*(getattr(self, c).tolist() for c in COLUMNS))]
+
     def tail(self, skip: int) -> "BatchTable":
         """The batches after the first ``skip`` (warm-up)."""
         return BatchTable(*(getattr(self, c)[skip:] for c in COLUMNS))

@@ -48,6 +48,12 @@ class ExpertCache:
     def __contains__(self, expert: int) -> bool:
         return expert in self._order
 
+    def holds_all(self, experts: Iterable[int]) -> bool:
+        """Every one of ``experts`` is resident now: asked for none but these, the cache never
+        misses (and so never evicts), whatever the order and the policy."""
+        order = self._order
+        return all(e in order for e in experts)
+
     def access(self, expert: int) -> Access:
         """Look ``expert`` up (a miss makes it resident): hit or miss, and whom it evicted."""
         hit, evicted = self._lookup(expert)
@@ -56,6 +62,29 @@ class ExpertCache:
     def hit(self, expert: int) -> bool:
         """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
         return self._lookup(expert)[0]
+
+    def hit_each(self, experts: Iterable[int]) -> list[bool]:
+        """:meth:`hit` of each expert in turn (a batch's experts; the closed forms' replay)."""
+        if self.policy != CachePolicy.LRU:
+            return [self._lookup(e)[0] for e in experts]
+        # LRU pins nothing and reads no use counts: the victim is the least recent expert, the
+        # first in the order
+        order, slots = self._order, self.slots
+        to_end, pop = order.move_to_end, order.popitem
+        out: list[bool] = []
+        for e in experts:
+            if e in order:
+                to_end(e)
+                out.append(True)
+            else:
+                if len(order) >= slots:
+                    pop(last=False)
+                order[e] = None
+                out.append(False)
+        n_hits = sum(out)
+        self.hits += n_hits
+        self.misses += len(out) - n_hits
+        return out
 
     def _lookup(self, expert: int) -> tuple[bool, Optional[int]]:
         order = self._order

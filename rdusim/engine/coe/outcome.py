@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -33,7 +34,19 @@ class CacheOutcome:
     @classmethod
     def concat(cls, outcomes: Sequence["CacheOutcome"]) -> "CacheOutcome":
         """The batches of several outcomes one after another (replications side by side)."""
-        return cls(*(tuple(x for o in outcomes for x in getattr(o, f)) for f in ("prompts", "order", "counts", "hit")))
+        return cls(*(tuple(chain.from_iterable(getattr(o, f) for o in outcomes))
+                     for f in ("prompts", "order", "counts", "hit")))
+
+    @cached_property
+    def prompt_counts(self) -> np.ndarray:
+        """Prompts of each batch, as an array."""
+        return np.array(self.prompts, dtype=np.int64)
+
+    @cached_property
+    def batch_sizes(self) -> tuple[list[int], np.ndarray]:
+        """The distinct batch sizes (ascending) and, per batch, the index of its size among them."""
+        sizes, which = np.unique(self.prompt_counts, return_inverse=True)
+        return sizes.tolist(), which.reshape(-1)
 
     @cached_property
     def hits(self) -> np.ndarray:
@@ -50,28 +63,41 @@ class CacheOutcome:
     @cached_property
     def count_histogram(self) -> np.ndarray:
         """``[batch, n]``: how many of the batch's experts serve ``n`` prompts."""
-        top = max((max(c) for c in self.counts if c), default=0)
-        hist = np.zeros((len(self.counts), top + 1), dtype=np.int64)
-        for b, cs in enumerate(self.counts):
-            for n in cs:
-                hist[b, n] += 1
-        return hist
+        flat = np.array([n for cs in self.counts for n in cs], dtype=np.int64)
+        width = int(flat.max()) + 1 if len(flat) else 1
+        rows = np.repeat(np.arange(len(self.counts), dtype=np.int64), [len(cs) for cs in self.counts])
+        return np.bincount(rows * width + flat, minlength=len(self.counts) * width).reshape(len(self.counts), width)
 
 
-def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
-                  routes: Sequence[np.ndarray]) -> CacheOutcome:
-    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``."""
-    cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
-    lookup = cache.hit
-    prompts, orders, counts, hits = [], [], [], []
+Split = tuple[tuple[int, ...], tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
+
+
+def split_batches(routes: Sequence[np.ndarray]) -> Split:
+    """Per batch of a routing: its prompts, its distinct experts in order of first appearance
+    and the prompts on each (what every cache replaying the routing looks up)."""
+    prompts, orders, counts = [], [], []
     for batch in routes:
         ids = batch.tolist()
         seen: dict[int, int] = {}
         for e in ids:
             seen[e] = seen.get(e, 0) + 1       # dicts keep first-appearance order
-        order = tuple(seen)
         prompts.append(len(ids))
-        orders.append(order)
+        orders.append(tuple(seen))
         counts.append(tuple(seen.values()))
-        hits.append(tuple(lookup(e) for e in order))
-    return CacheOutcome(tuple(prompts), tuple(orders), tuple(counts), tuple(hits))
+    return tuple(prompts), tuple(orders), tuple(counts)
+
+
+def cache_outcome(slots: int, policy: CachePolicy, hottest: Sequence[int],
+                  routes: Sequence[np.ndarray], split: Split | None = None) -> CacheOutcome:
+    """Replay ``routes`` through an expert cache of ``slots`` slots, warm with ``hottest``
+    (no replay when the warm cache already holds every expert the routing asks for).
+    ``split``: :func:`split_batches` of ``routes`` when the caller has it."""
+    prompts, orders, counts = split if split is not None else split_batches(routes)
+    cache = ExpertCache(slots, policy, hottest=hottest, warm=hottest)
+    asked = [e for order in orders for e in order]     # every lookup, batch after batch
+    looked = [True] * len(asked) if cache.holds_all(asked) else cache.hit_each(asked)
+    hits, i = [], 0
+    for order in orders:
+        hits.append(tuple(looked[i:i + len(order)]))
+        i += len(order)
+    return CacheOutcome(prompts, orders, counts, tuple(hits))

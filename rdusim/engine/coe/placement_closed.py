@@ -8,7 +8,9 @@ miss each node's cache depends on the routing, the placement, the node's slots a
 policy, not on any time: :func:`nodes_outcome` replays that once (kept in the run's
 cache by the study), :func:`serve_nodes_closed` times it with arrays. Equal to the
 sequential model within float rounding (``tests/test_coe_nodes.py``); the node that
-finishes last is, among equal ends, the highest-numbered one, as there.
+finishes last is, among equal ends, the highest-numbered one, as there. The footprint's
+pair -- a serve and the same nodes with every expert resident, which never copies -- is
+timed at once from the one outcome (:func:`latency_and_resident_latency`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 
 from rdusim.engine.coe.cache import ExpertCache
 from rdusim.engine.coe.placement import TOKEN_ID_BYTES
-from rdusim.engine.coe.serving import ServingSetup, _distinct_in_order
+from rdusim.engine.coe.outcome import Split, split_batches
+from rdusim.engine.coe.serving import ServingSetup
 from rdusim.engine.coe.switching import lone_switch_s
 
 COLUMNS = ("batch", "prompts", "distinct_experts", "hits", "misses", "router_s", "router_network_s", "switch_s",
@@ -41,80 +44,138 @@ class NodesOutcome:
     hist: np.ndarray
 
 
-def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequence[np.ndarray]) -> NodesOutcome:
+def nodes_outcome(nodes: Sequence[ServingSetup], node_of: np.ndarray, routes: Sequence[np.ndarray],
+                  split: Split | None = None) -> NodesOutcome:
     """Replay ``routes`` through every node's expert cache (node j: ``nodes[j]``'s slots,
     policy and warm hottest experts), each node seeing its experts in order of first
-    appearance in the batch, as the sequential model serves them."""
-    caches = [ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest) for s in nodes]
+    appearance in the batch, as the sequential model serves them. ``split``:
+    :func:`rdusim.engine.coe.outcome.split_batches` of ``routes`` when the caller has it."""
+    prompts, orders, per_expert = split if split is not None else split_batches(routes)
     where = node_of.tolist()
     k, batches = len(nodes), len(routes)
-    top = max((len(r) for r in routes), default=0)
-    sent = [[0] * k for _ in range(batches)]
-    hits = [[0] * k for _ in range(batches)]
-    misses = [[0] * k for _ in range(batches)]
-    hist = np.zeros((batches, k, top + 1), dtype=np.int64)
-    prompts, distinct = [], []
-    for b, batch in enumerate(routes):
-        order, counts = _distinct_in_order(batch)
-        prompts.append(len(batch))
-        distinct.append(len(order))
+    width = max(prompts, default=0) + 1
+    asked: list[list[int]] = [[] for _ in range(k)]    # each node's lookups, batch after batch ...
+    asked_in: list[list[int]] = [[] for _ in range(k)]  # ... and the batch of each
+    cells: list[int] = []              # each expert served: its (batch, node, prompts) cell of hist, flattened
+    for b, (order, counts) in enumerate(zip(orders, per_expert)):
         for e, n in zip(order, counts):
             j = where[e]
-            sent[b][j] += n
-            hist[b, j, n] += 1
-            if caches[j].hit(e):
-                hits[b][j] += 1
-            else:
-                misses[b][j] += 1
-    as_array = lambda rows: np.array(rows, dtype=np.int64).reshape(batches, k)   # noqa: E731
-    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array(distinct, dtype=np.int64), as_array(sent),
-                        as_array(hits), as_array(misses), hist)
+            cells.append((b * k + j) * width + n)
+            asked[j].append(e)
+            asked_in[j].append(b)
+    # the nodes' caches are independent: each replays its own lookups (none when it holds them all)
+    hit_cells, miss_cells = [], []
+    for j, s in enumerate(nodes):
+        if not asked[j]:
+            continue
+        cache = ExpertCache(s.slots, s.policy, hottest=s.hottest, warm=s.hottest)
+        looked = [True] * len(asked[j]) if cache.holds_all(asked[j]) else cache.hit_each(asked[j])
+        for b, hit in zip(asked_in[j], looked):
+            (hit_cells if hit else miss_cells).append(b * k + j)
+    hist = np.bincount(np.array(cells, dtype=np.int64), minlength=batches * k * width).reshape(batches, k, width)
+
+    def per_node(c: list[int]) -> np.ndarray:
+        return np.bincount(np.array(c, dtype=np.int64), minlength=batches * k).reshape(batches, k)
+
+    sent = (hist * np.arange(width)).sum(axis=2)        # prompts sent to each node
+    return NodesOutcome(np.array(prompts, dtype=np.int64), np.array([len(o) for o in orders], dtype=np.int64), sent,
+                        per_node(hit_cells), per_node(miss_cells), hist)
 
 
-def serve_nodes_closed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *, send_s: Callable[[float], float],
-                       prompt_tokens: int, output_tokens: int) -> dict[str, np.ndarray]:
-    """The columns of :class:`rdusim.engine.coe.placement.NodesBatchRecord` for the batches of
-    ``outcome``, served back to back from time 0."""
+@dataclass(frozen=True)
+class _Timed:
+    """The parts of every batch's chain on every node (rows: batches, columns: nodes)."""
+
+    router: np.ndarray        # per batch
+    there: np.ndarray         # the prompts' trip to the node
+    back: np.ndarray          # the answers' trip back
+    switch: np.ndarray        # the node's copies
+    expert: np.ndarray        # the node's expert runs
+    used: np.ndarray          # the batch sent the node prompts
+    remote: np.ndarray        # ... and the node is not node 0
+    out_bytes: np.ndarray
+    ret_bytes: np.ndarray
+
+    def ends(self, switch) -> np.ndarray:
+        """When each node's answers are back (-inf on nodes a batch does not use)."""
+        return np.where(self.used, self.router[:, None] + self.there + switch + self.expert + self.back, -np.inf)
+
+
+def _timed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, send_s: Callable[[float], float],
+           prompt_tokens: int, output_tokens: int) -> _Timed:
+    """Every batch's router, trips, copies and expert runs on every node of ``outcome``."""
     if any(s.prefetch for s in nodes):
         raise ValueError("prefetch is not modelled for a CoE spanning nodes")
     k = len(nodes)
     batches = len(outcome.prompts)
     router_of = {p: nodes[0].router_s(p) for p in set(outcome.prompts.tolist())}
     router = np.array([router_of[p] for p in outcome.prompts.tolist()], dtype=float)
-    copy = np.array([lone_switch_s(s.arch, s.devices, s.expert_bytes) for s in nodes])
+    # the nodes usually share their machine and expert timer: each distinct one is asked once
+    copy_of: dict[tuple, float] = {}
+    for s in nodes:
+        c = (id(s.arch), s.devices, s.expert_bytes)
+        if c not in copy_of:
+            copy_of[c] = lone_switch_s(s.arch, s.devices, s.expert_bytes)
+    copy = np.array([copy_of[(id(s.arch), s.devices, s.expert_bytes)] for s in nodes])
     wanted = outcome.hist.any(axis=0)                   # (k, n): some batch puts n prompts on an expert of j
-    run = np.array([[s.expert_s(n) if wanted[j, n] else 0.0 for n in range(outcome.hist.shape[2])]
-                    for j, s in enumerate(nodes)]).reshape(k, -1)
+    run_of: dict[tuple, float] = {}
+    run = np.zeros(wanted.shape)
+    for j, n in zip(*(a.tolist() for a in np.nonzero(wanted))):
+        key = (nodes[j].expert_s, n)
+        if key not in run_of:
+            run_of[key] = nodes[j].expert_s(n)
+        run[j, n] = run_of[key]
     used = outcome.sent > 0
     remote = used & (np.arange(k) > 0)[None, :]
     sends: dict[int, float] = {}
 
     def trip(nbytes: np.ndarray) -> np.ndarray:
+        """send_s of each remote node's bytes (each distinct size asked once)."""
         out = np.zeros(nbytes.shape)
-        for idx in zip(*np.nonzero(remote)):
-            b = int(nbytes[idx])
+        sizes, which = np.unique(nbytes[remote], return_inverse=True)
+        for b in sizes.tolist():
             if b not in sends:
                 sends[b] = send_s(b)
-            out[idx] = sends[b]
+        out[remote] = np.array([sends[b] for b in sizes.tolist()], dtype=float)[which]
         return out
 
     out_bytes = outcome.sent * (prompt_tokens * TOKEN_ID_BYTES)
     ret_bytes = outcome.sent * (output_tokens * TOKEN_ID_BYTES)
-    there, back = trip(out_bytes), trip(ret_bytes)
-    switch = outcome.misses * copy[None, :]
     expert = np.einsum("bjn,jn->bj", outcome.hist, run) if batches else np.zeros((0, k))
-    end = np.where(used, router[:, None] + there + switch + expert + back, -np.inf)
+    return _Timed(router, trip(out_bytes), trip(ret_bytes), outcome.misses * copy[None, :], expert, used, remote,
+                  out_bytes, ret_bytes)
+
+
+def serve_nodes_closed(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *, send_s: Callable[[float], float],
+                       prompt_tokens: int, output_tokens: int) -> dict[str, np.ndarray]:
+    """The columns of :class:`rdusim.engine.coe.placement.NodesBatchRecord` for the batches of
+    ``outcome``, served back to back from time 0."""
+    t = _timed(nodes, outcome, send_s, prompt_tokens, output_tokens)
+    k, batches = len(nodes), len(outcome.prompts)
+    end = t.ends(t.switch)
     crit = (k - 1 - np.argmax(end[:, ::-1], axis=1)) if batches else np.zeros(0, dtype=np.int64)
     rows = np.arange(batches)
     latency = end[rows, crit] if batches else np.zeros(0)
     expert_bytes = np.array([s.expert_bytes for s in nodes])
     return {
         "batch": rows, "prompts": outcome.prompts, "distinct_experts": outcome.distinct,
-        "hits": outcome.hits.sum(axis=1), "misses": outcome.misses.sum(axis=1), "router_s": router,
-        "router_network_s": (there + back)[rows, crit], "switch_s": switch[rows, crit],
-        "expert_s": expert[rows, crit], "latency_s": latency, "hbm_contention_s": np.zeros(batches),
+        "hits": outcome.hits.sum(axis=1), "misses": outcome.misses.sum(axis=1), "router_s": t.router,
+        "router_network_s": (t.there + t.back)[rows, crit], "switch_s": t.switch[rows, crit],
+        "expert_s": t.expert[rows, crit], "latency_s": latency, "hbm_contention_s": np.zeros(batches),
         "bytes_copied": (outcome.misses * expert_bytes[None, :]).sum(axis=1),
-        "network_bytes": np.where(remote, out_bytes + ret_bytes, 0).sum(axis=1).astype(float),
-        "nodes_used": used.sum(axis=1), "critical_node": crit,
+        "network_bytes": np.where(t.remote, t.out_bytes + t.ret_bytes, 0).sum(axis=1).astype(float),
+        "nodes_used": t.used.sum(axis=1), "critical_node": crit,
         "start_s": np.concatenate(([0.0], np.cumsum(latency)[:-1])) if batches else np.zeros(0),
     }
+
+
+def latency_and_resident_latency(nodes: Sequence[ServingSetup], outcome: NodesOutcome, *,
+                                 send_s: Callable[[float], float], prompt_tokens: int,
+                                 output_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``latency_s`` column of :func:`serve_nodes_closed`, and the same batches' latency with
+    every node's experts resident in its HBM from the start (every access a hit: no copy):
+    the footprint's real and ideal, timed once. A batch's latency is its last node's end."""
+    t = _timed(nodes, outcome, send_s, prompt_tokens, output_tokens)
+    if not len(outcome.prompts):
+        return np.zeros(0), np.zeros(0)
+    return t.ends(t.switch).max(axis=1), t.ends(0.0).max(axis=1)

@@ -108,9 +108,9 @@ def sequential_replications(setup: ServingSetup, outcome: CacheOutcome, replicat
     their batches one after another (:meth:`CacheOutcome.concat`), each replication
     starting at time 0."""
     copy_s = lone_switch_s(setup.arch, setup.devices, setup.expert_bytes)
-    router_of = {n: setup.router_s(n) for n in set(outcome.prompts)}
+    sizes, which = outcome.batch_sizes
+    router = np.array([setup.router_s(n) for n in sizes], dtype=float)[which]
     hist = outcome.count_histogram
-    router = np.array([router_of[n] for n in outcome.prompts])
     misses = outcome.misses
     switch = misses * copy_s
     expert = hist @ _expert_times(setup, hist)
@@ -119,7 +119,7 @@ def sequential_replications(setup: ServingSetup, outcome: CacheOutcome, replicat
     start = (np.cumsum(latency.reshape(shape), axis=1) - latency.reshape(shape)).reshape(-1)
     batch = np.tile(np.arange(shape[1]), replications)
     return BatchTables(replications, BatchTable(
-        batch, np.asarray(outcome.prompts), outcome.distinct, outcome.hits, misses, router, switch, expert,
+        batch, outcome.prompt_counts, outcome.distinct, outcome.hits, misses, router, switch, expert,
         latency, np.zeros(len(latency)), misses * setup.expert_bytes, start))
 
 
