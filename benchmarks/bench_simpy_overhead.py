@@ -7,8 +7,12 @@ model rdusim still runs on SimPy in a shipped study or as a reference: CoE servi
 prefetch (``serve_events``: copies as flows, HBM contention), bulk copies sharing links
 (``FlowNetwork``: eight devices loading an expert at once, many times over), and the
 kernel pipeline's SimPy reference (``pipeline_events``; the studies use the exact fast
-evaluation). Events are counted by SimPy's own ``Environment.step``; CPU seconds per
-event divided by raw SimPy's is the overhead factor (issue 14's engine goal: <= 2x).
+evaluation). Each case is set up untimed (arch YAML, routes, the compiled plan: not SimPy);
+the timed call is the model's simulation. Events are counted by SimPy's own
+``Environment.step`` in a separate, untimed run; CPU seconds per event divided by raw
+SimPy's is the overhead factor (issue 14's engine goal: <= 2x). Raw SimPy is timed again
+right before each repeat of each model and the factor is the median of those pairs (the
+machine's speed drifts between minutes); cpu s is the model's median.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import simpy
@@ -30,20 +35,22 @@ def _counting_step(self):
     return _STEP(self)
 
 
-def measure(fn, repeat: int) -> tuple[float, int]:
-    """Median CPU seconds of ``fn()`` and the SimPy events it processed."""
-    times, events = [], 0
+def count_events(fn) -> int:
+    """The SimPy events one ``fn()`` processes (the models are deterministic: every run the same)."""
+    _STEPS[0] = 0
     simpy.core.Environment.step = _counting_step
     try:
-        for _ in range(repeat):
-            _STEPS[0] = 0
-            t0 = time.process_time()
-            fn()
-            times.append(time.process_time() - t0)
-            events = _STEPS[0]
+        fn()
     finally:
         simpy.core.Environment.step = _STEP
-    return statistics.median(times), events
+    return _STEPS[0]
+
+
+def cpu_seconds(fn) -> float:
+    """CPU seconds of one ``fn()``, SimPy uninstrumented."""
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
 
 
 def raw_simpy(processes: int = 50, each: int = 2000) -> None:
@@ -58,7 +65,13 @@ def raw_simpy(processes: int = 50, each: int = 2000) -> None:
     env.run()
 
 
-def coe_prefetch() -> None:
+# Each case below is set up untimed and returns the call that is timed: the SimPy model's run.
+
+def raw_case():
+    return raw_simpy
+
+
+def coe_prefetch():
     from rdusim.cache import RunCache, using
     from rdusim.config.arch import load_arch
     from rdusim.config.workload_coe import CachePolicy
@@ -66,50 +79,70 @@ def coe_prefetch() -> None:
 
     rng = np.random.default_rng(0)
     routes = [rng.integers(0, 150, size=8) for _ in range(200)]
-    setup = ServingSetup(arch=load_arch("arch/sn40l.yaml"), devices=8, experts=150, slots=37,
+    setup = ServingSetup(arch=load_arch(_ARCH / "sn40l.yaml"), devices=8, experts=150, slots=37,
                          expert_bytes=1.35e10, policy=CachePolicy.LRU, prefetch=True,
                          router_s=lambda n: 0.03, expert_s=lambda n: 0.06 + 0.01 * n, hottest=tuple(range(150)),
                          expert_hbm_fraction=lambda n: 0.6)
-    with using(RunCache()):
-        serve_events(setup, routes)
+
+    def run():
+        with using(RunCache()):
+            serve_events(setup, routes)
+    return run
 
 
-def flow_copies(copies: int = 300) -> None:
+def flow_copies(copies: int = 300):
     from rdusim.config.arch import load_arch
     from rdusim.engine.coe.switching import copy_expert, switch_network
 
-    arch = load_arch("arch/sn40l.yaml")
-    env = simpy.Environment()
-    net, paths = switch_network(env, arch, 8)
+    arch = load_arch(_ARCH / "sn40l.yaml")
 
-    def driver():
-        for i in range(copies):
-            yield copy_expert(env, net, paths, 1.35e10, f"c{i}")
-            if i % 3 == 0:          # overlapping copies: the rates are shared
-                copy_expert(env, net, paths, 1.35e10, f"o{i}")
+    def run():
+        env = simpy.Environment()
+        net, paths = switch_network(env, arch, 8)
 
-    env.process(driver())
-    env.run()
+        def driver():
+            for i in range(copies):
+                yield copy_expert(env, net, paths, 1.35e10, f"c{i}")
+                if i % 3 == 0:          # overlapping copies: the rates are shared
+                    copy_expert(env, net, paths, 1.35e10, f"o{i}")
+
+        env.process(driver())
+        env.run()
+    return run
 
 
-def pipeline_reference() -> None:
-    from rdusim.cache import RunCache
+def pipeline_reference():
+    """The distinct kernels of a Llama-2-7B decode step (what the run's cache would simulate),
+    each simulated by the SimPy reference."""
+    from rdusim.cache import content_key
     from rdusim.config.arch import load_arch
     from rdusim.config.deployment import Deployment
     from rdusim.config.model import load_model
     from rdusim.config.policy import FusionPolicy, LaunchMode
-    from rdusim.engine.evaluation import reference
-    from rdusim.engine.rdu.model_step import model_step
+    from rdusim.engine.rdu.hardware import SocketHw
+    from rdusim.engine.rdu.model_step import model_plan
+    from rdusim.engine.rdu.pipeline_events import simulate_kernel_events
     from rdusim.graph.phase import Phase
+    from rdusim.config.formats import arch_at
 
-    cache = RunCache()
-    arch = load_arch("arch/sn40l.yaml")
-    dep = Deployment.of(arch, load_model("llama2-7b"), tp=8, fusion=FusionPolicy.FUSED, launch=LaunchMode.HARDWARE)
-    with reference():
-        model_step(dep, Phase.DECODE, 8, 512, 0.0, cache.get)
+    arch = load_arch(_ARCH / "sn40l.yaml")
+    model = load_model("llama2-7b")
+    dep = Deployment.of(arch, model, tp=8, fusion=FusionPolicy.FUSED, launch=LaunchMode.HARDWARE)
+    plan, _ = model_plan(dep, Phase.DECODE, 8, 512)
+    hw = SocketHw.of(arch_at(arch, model.fmt.compute))
+    distinct = {}
+    for k in plan.kernels:
+        view = hw.for_kernel(k)
+        distinct.setdefault(content_key((view, plan.tiles, k)), (k, view))
+
+    def run():
+        for k, view in distinct.values():
+            simulate_kernel_events(k, view, plan.tiles)
+    return run
 
 
-CASES = {"raw SimPy (timeouts only)": raw_simpy, "CoE serving with prefetch": coe_prefetch,
+_ARCH = Path(__file__).resolve().parent.parent / "arch"
+CASES = {"raw SimPy (timeouts only)": raw_case, "CoE serving with prefetch": coe_prefetch,
          "bulk copies sharing links": flow_copies, "kernel pipeline (SimPy reference)": pipeline_reference}
 
 
@@ -117,13 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    base = None
+    raw_events = count_events(raw_simpy)
     print(f"{'model':<36} {'events':>9} {'cpu s':>8} {'us/event':>9} {'x raw':>6}")
-    for name, fn in CASES.items():
-        cpu, events = measure(fn, args.repeat)
+    for name, case in CASES.items():
+        fn = case()
+        events = count_events(fn)        # (also a warm-up run)
+        # each repeat times raw SimPy right before the model, so a drift in the machine's speed
+        # (up to a third between minutes here) cancels in the factor: the median of the pairs
+        pairs = []
+        for _ in range(args.repeat):
+            raw_cpu = cpu_seconds(raw_simpy)
+            cpu = cpu_seconds(fn)
+            pairs.append((cpu, cpu / events / (raw_cpu / raw_events) if events else float("nan")))
+        cpu = statistics.median(p[0] for p in pairs)
+        factor = statistics.median(p[1] for p in pairs)
         per = cpu / events * 1e6 if events else float("nan")
-        base = per if base is None else base
-        print(f"{name:<36} {events:>9} {cpu:>8.3f} {per:>9.2f} {per / base:>6.2f}", flush=True)
+        print(f"{name:<36} {events:>9} {cpu:>8.3f} {per:>9.2f} {factor:>6.2f}", flush=True)
     return 0
 
 

@@ -10,23 +10,38 @@ rates (no time stepping).
 
 Used for expert switching: DDR -> HBM on the SN40L and host -> GPU on a DGX
 (see ``rdusim.engine.gpu.hostcopy``).
+
+The events are SimPy's, driven by callbacks rather than a generator process per
+transfer and per wake-up: a transfer is an urgent start event at the instant it is
+requested (where a process would have its initialisation event), then, after its path's
+latency, a timeout at which it joins the streaming flows; one rate update per instant at
+which flows start or end; one timeout at the earliest projected end; each landing. So
+the events that change anything happen in the order the process formulation gave them
+(tests/test_flow_events.py keeps that formulation and compares bit for bit). Max-min
+rates depend only on how many flows take each path (flows on one path are
+interchangeable), so the network solves each such mix once (rdusim.engine.maxmin) and
+reuses the solution whenever it recurs.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter, itemgetter
 from types import MappingProxyType
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import simpy
+from simpy.events import NORMAL, URGENT, Event, Timeout
+
+from rdusim.engine.maxmin import max_min_rates
 
 # flows whose projected end lies within this relative distance of now are complete
 _REL_EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class TransferRecord:
+class TransferRecord(NamedTuple):
     label: str
     path: tuple[str, ...]
     nbytes: float
@@ -41,16 +56,61 @@ class _Link:
     latency_s: float
 
 
-class _Flow:
-    __slots__ = ("label", "path", "nbytes", "start_s", "remaining", "rate", "done", "seq")
+class _Path:
+    """A validated path: its link names, their indices in the network, its latency and what
+    a flow on it does when it is requested (stream at once, or first pay the latency)."""
 
-    def __init__(self, label: str, path: tuple[str, ...], nbytes: float, start_s: float,
-                 done: simpy.Event, seq: int):
-        self.label, self.path, self.nbytes, self.start_s = label, path, nbytes, start_s
-        self.remaining = nbytes
-        self.rate = 0.0
-        self.done = done
+    __slots__ = ("names", "links", "latency_s", "index", "on_request")
+
+    def __init__(self, names: tuple[str, ...], links: tuple[int, ...], latency_s: float, index: int):
+        self.names, self.links, self.latency_s, self.index = names, links, latency_s, index
+        self.on_request = _delayed if latency_s > 0 else _arrived
+
+
+class _Flow(Event):
+    """One transfer, and the event that drives it: scheduled urgently at the instant it is
+    requested (as a process's initialisation would be), then again after its path's
+    latency, when it joins the streaming flows. When it ends, its ``done`` event fires; a
+    flow of :meth:`FlowNetwork.transfer_all` has none, and is scheduled once more itself in
+    that event's place, which only its group waits for. Its
+    callbacks are plain functions of the flow (SimPy passes the event, the flow itself)."""
+
+    _ok, _value = True, None    # triggered when made (as a process's initialisation is)
+    rate = 0.0                  # until the first rate update after it joins
+    done: Event | None = None   # the event :meth:`FlowNetwork.transfer` returned, if any
+
+    def __init__(self, env: simpy.Environment, net: "FlowNetwork", label: str, path: _Path, nbytes: float,
+                 seq: int, group: "_AllLanded | None"):
+        self.env, self.net, self.label, self.path, self.links = env, net, label, path, path.links
+        self.group = group
+        self.nbytes = self.remaining = nbytes
+        self.start_s = env._now
         self.seq = seq
+        self.callbacks = [path.on_request]
+        env.schedule(self, URGENT)
+
+    def record(self) -> TransferRecord:
+        return _record((self.label, self.path.names, self.nbytes, self.start_s, self.end_s))
+
+
+def _delayed(flow: _Flow) -> None:
+    """Requested: pay the path's latency, then stream."""
+    flow.callbacks = [_arrived]
+    flow.env.schedule(flow, NORMAL, flow.path.latency_s)
+
+
+def _arrived(flow: _Flow) -> None:
+    """Join the streaming flows (a rate update follows at this instant)."""
+    net = flow.net
+    if flow.nbytes <= 0:
+        net._finish(flow)
+        return
+    if net._last_update != flow.env._now:
+        net._advance()
+    net._active.append(flow)
+    net._path_counts[flow.path.index] += 1
+    if not net._rates_due:
+        net._request_rates()
 
 
 class FlowNetwork:
@@ -59,13 +119,22 @@ class FlowNetwork:
     def __init__(self, env: simpy.Environment):
         self._env = env
         self._links: dict[str, _Link] = {}
+        self._capacity: dict[str, float] = {}  # link name -> bandwidth
+        self._index: dict[str, int] = {}       # link name -> position in _bytes
+        self._bytes: list[float] = []          # bytes each link has carried
+        self._paths: dict[tuple[str, ...], _Path] = {}
+        self._path_list: list[_Path] = []
         self._active: list[_Flow] = []
-        self._records: list[TransferRecord] = []
-        self._link_bytes: dict[str, float] = {}
+        self._path_counts: list[int] = []      # streaming flows on each path (by its index)
+        self._solutions: dict[tuple[int, ...], list[float]] = {}   # path counts -> rate on each path
+        self._finished: list[_Flow] = []      # in the order they landed (records made when read)
+        self._version = 0              # changes whenever a link's byte count may have
         self._last_update = env.now
-        self._generation = 0          # invalidates stale wake-ups after a rate change
+        self._wake_event: Event | None = None  # the pending end-of-flow timeout (older ones are stale)
         self._seq = 0                 # per-network counter: deterministic ordering of flows
         self._rates_due = False       # a rate update is scheduled at this instant
+        self._rates_event = Event(env)
+        self._rates_event._ok, self._rates_event._value = True, None
 
     # ---- building ----
     def add_link(self, name: str, bandwidth_bytes_per_s: float, latency_s: float = 0.0) -> None:
@@ -76,12 +145,47 @@ class FlowNetwork:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise ValueError(f"link {name!r}: latency must be >= 0, got {latency_s}")
         self._links[name] = _Link(name, float(bandwidth_bytes_per_s), float(latency_s))
-        self._link_bytes[name] = 0.0
+        self._capacity[name] = float(bandwidth_bytes_per_s)
+        self._index[name] = len(self._bytes)
+        self._bytes.append(0.0)
 
     # ---- the verb ----
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
-        """Start a copy along ``path``; the returned event fires when the last byte arrives."""
-        path = tuple(path)
+        """Start a copy along ``path``; the returned event fires when the last byte arrives
+        (its value: the transfer's :class:`TransferRecord`)."""
+        flow = self._start((path,), nbytes, (label,), None)[0]
+        flow.done = Event(self._env)
+        return flow.done
+
+    def transfer_all(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str]) -> simpy.Event:
+        """Start a copy of ``nbytes`` along each of ``paths`` (labelled ``labels``), one after
+        another at this instant, as that many :meth:`transfer` calls would. The returned event
+        fires when the last one has landed (its value None: the records are in :attr:`records`), at the
+        point in SimPy's event order where ``simpy.AllOf`` of those calls' events would."""
+        group = _AllLanded(self._env)
+        group.wait_for(self._start(paths, nbytes, labels, group))
+        return group
+
+    def _start(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str],
+               group: "_AllLanded | None") -> list["_Flow"]:
+        """The flows, validated first (nothing starts if an argument is bad)."""
+        known, valid = self._paths, []
+        for p in paths:
+            if type(p) is not tuple:
+                p = tuple(p)
+            valid.append(known.get(p) or self._new_path(p))
+        if not 0.0 <= nbytes < math.inf:
+            raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
+        if len(labels) != len(valid):
+            raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
+        nbytes, seq, flows, env = float(nbytes), self._seq, [], self._env
+        for p, label in zip(valid, labels):
+            flows.append(_Flow(env, self, label, p, nbytes, seq, group))
+            seq += 1
+        self._seq = seq
+        return flows
+
+    def _new_path(self, path: tuple[str, ...]) -> _Path:
         if not path:
             raise ValueError("a transfer needs a path of at least one link")
         unknown = [p for p in path if p not in self._links]
@@ -89,13 +193,11 @@ class FlowNetwork:
             raise ValueError(f"unknown link(s) {unknown}; known: {sorted(self._links)}")
         if len(set(path)) != len(path):
             raise ValueError(f"path {path} visits a link twice")
-        if not (nbytes >= 0 and math.isfinite(nbytes)):
-            raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
-        done = self._env.event()
-        flow = _Flow(label, path, float(nbytes), self._env.now, done, self._seq)
-        self._seq += 1
-        self._env.process(self._run(flow))
-        return done
+        p = _Path(path, tuple(self._index[name] for name in path), self.path_latency_s(path), len(self._path_list))
+        self._paths[path] = p
+        self._path_list.append(p)
+        self._path_counts.append(0)
+        return p
 
     def path_latency_s(self, path: Sequence[str]) -> float:
         return sum(self._links[p].latency_s for p in path)
@@ -103,13 +205,29 @@ class FlowNetwork:
     # ---- read-only state ----
     @property
     def records(self) -> tuple[TransferRecord, ...]:
-        return tuple(self._records)
+        return tuple([f.record() for f in self._finished])
 
     @property
     def link_bytes(self) -> Mapping[str, float]:
         """Bytes each link has carried so far (completed flows and progress of active ones)."""
         self._advance()
-        return MappingProxyType(dict(self._link_bytes))
+        return MappingProxyType({name: self._bytes[i] for name, i in self._index.items()})
+
+    def bytes_meter(self, links: Sequence[str]) -> Callable[[], tuple[float, ...]]:
+        """A function that reads :attr:`link_bytes` of just ``links``, in their order. While
+        no byte has moved since its last reading, it returns that same tuple again."""
+        index = [self._index[name] for name in links]
+        pick = itemgetter(*index) if len(index) > 1 else (lambda moved: tuple(moved[i] for i in index))
+        moved, env = self._bytes, self._env
+        last = [-1, ()]     # the network's byte-count version at the last reading, and the reading
+
+        def read() -> tuple[float, ...]:
+            if self._last_update != env._now:
+                self._advance()
+            if last[0] != self._version:
+                last[0], last[1] = self._version, pick(moved)
+            return last[1]
+        return read
 
     @property
     def links(self) -> tuple[str, ...]:
@@ -119,18 +237,7 @@ class FlowNetwork:
     def active_flows(self) -> int:
         return len(self._active)
 
-    # ---- the process ----
-    def _run(self, flow: _Flow):
-        latency = self.path_latency_s(flow.path)
-        if latency > 0:
-            yield self._env.timeout(latency)
-        if flow.nbytes <= 0:
-            self._finish(flow)
-            return
-        self._advance()
-        self._active.append(flow)
-        self._request_rates()
-
+    # ---- the events ----
     def _request_rates(self) -> None:
         """Recompute the rates once the flows starting or ending at this instant all have
         (bytes move only as time passes, so rates set later at the same instant are exact;
@@ -138,9 +245,9 @@ class FlowNetwork:
         if self._rates_due:
             return
         self._rates_due = True
-        ev = self._env.event()
-        ev.callbacks.append(self._rates_now)
-        ev.succeed()
+        ev = self._rates_event      # one event, scheduled again for each update
+        ev.callbacks = [self._rates_now]
+        self._env.schedule(ev)
 
     def _rates_now(self, _event) -> None:
         self._rates_due = False
@@ -149,79 +256,115 @@ class FlowNetwork:
 
     def _advance(self) -> None:
         """Move every active flow forward from the last update to now at its current rate."""
-        now = self._env.now
+        now = self._env._now
         dt = now - self._last_update
-        if dt > 0:
+        if dt > 0 and self._active:
+            self._version += 1
+            moved_on = self._bytes
             for f in self._active:
-                moved = min(f.remaining, f.rate * dt)
-                f.remaining -= moved
-                for name in f.path:
-                    self._link_bytes[name] += moved
+                moved = f.rate * dt
+                left = f.remaining
+                if not moved < left:
+                    moved = left
+                f.remaining = left - moved
+                for i in f.links:
+                    moved_on[i] += moved
         self._last_update = now
 
-    def _assign_rates(self) -> None:
-        """Max-min fair rates by progressive filling: repeatedly the link whose remaining
-        capacity, split equally over its flows not yet fixed, is tightest (the first in
-        name order among equals) fixes those flows at that share."""
-        users: dict[str, list[_Flow]] = {}
-        for f in self._active:
-            f.rate = 0.0
-            for name in f.path:
-                users.setdefault(name, []).append(f)
-        cap = {name: self._links[name].bandwidth_bytes_per_s for name in users}
-        count = {name: len(flows) for name, flows in users.items()}
-        names = sorted(users)
-        frozen: set[int] = set()
-        left = len(self._active)
-        while left:
-            best_name, best_share = None, math.inf
-            for name in names:
-                n = count[name]
-                if n:
-                    share = cap[name] / n
-                    if share < best_share:
-                        best_name, best_share = name, share
-            if best_name is None:
-                break
-            share = max(best_share, 0.0)
-            for f in users[best_name]:
-                if f.seq in frozen:
-                    continue
-                f.rate = share
-                frozen.add(f.seq)
-                left -= 1
-                for name in f.path:
-                    cap[name] -= share
-                    count[name] -= 1
-
     def _reschedule(self) -> None:
-        self._assign_rates()
-        self._generation += 1
+        """Give every streaming flow its max-min rate (solved once per mix of paths) and
+        wake up when the first of them will have ended."""
+        key = tuple(self._path_counts)
+        rates = self._solutions.get(key)
+        if rates is None:
+            rates = self._solutions[key] = max_min_rates([p.names for p in self._path_list], key, self._capacity)
         if not self._active:
+            self._wake_event = None
             return
-        now = self._env.now
-        next_end = min(now + f.remaining / f.rate for f in self._active)
-        self._env.process(self._wake(max(next_end - now, 0.0), self._generation))
+        now = self._env._now
+        next_end = math.inf
+        for f in self._active:
+            f.rate = rate = rates[f.path.index]
+            end = now + f.remaining / rate
+            if end < next_end:
+                next_end = end
+        wake = self._wake_event = Timeout(self._env, max(next_end - now, 0.0))
+        wake.callbacks.append(self._wake)
 
-    def _wake(self, delay: float, generation: int):
-        yield self._env.timeout(delay)
-        if generation != self._generation:
+    def _wake(self, event) -> None:
+        if event is not self._wake_event:
             return   # a flow started or ended meanwhile; a newer wake-up is scheduled
-        self._advance()
-        now = self._env.now
+        now = self._env._now
+        dt = now - self._last_update
+        self._last_update = now
         tol = _REL_EPS * max(now, 1e-9)
-        ended = [f for f in self._active if f.remaining / f.rate <= tol or f.remaining <= f.nbytes * _REL_EPS]
+        moved_on = self._bytes
+        self._version += 1
+        ended, kept = [], []
+        for f in self._active:      # _advance, and which flows have ended
+            left = f.remaining
+            if dt > 0:
+                moved = f.rate * dt
+                if not moved < left:
+                    moved = left
+                f.remaining = left = left - moved
+                for i in f.links:
+                    moved_on[i] += moved
+            (ended if not left or left / f.rate <= tol or left <= f.nbytes * _REL_EPS else kept).append(f)
         if not ended:   # rounding left a sliver: force the earliest one
-            ended = [min(self._active, key=lambda f: (f.remaining / f.rate, f.seq))]
+            ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
+            kept.remove(ended[0])
+        self._active = kept
+        counts = self._path_counts
         for f in ended:
-            self._active.remove(f)
-            for name in f.path:
-                self._link_bytes[name] += f.remaining
-            f.remaining = 0.0
-        for f in sorted(ended, key=lambda f: f.seq):
-            self._finish(f)
-        self._request_rates()
+            counts[f.path.index] -= 1
+            left = f.remaining
+            if left:     # its last sliver (adding 0.0 would change no byte count)
+                for j in f.links:
+                    moved_on[j] += left
+                f.remaining = 0.0
+        if len(ended) > 1:
+            ended.sort(key=_by_seq)
+        append, schedule = self._finished.append, self._env.schedule
+        for f in ended:     # _finish, inline
+            f.end_s = now
+            append(f)
+            done = f.done
+            if done is None:        # a flow of transfer_all: it stands for its own event
+                f.callbacks = [f.group.landed]
+                schedule(f)
+            else:
+                done._ok, done._value = True, f.record()
+                schedule(done)
+        if not self._rates_due:
+            self._request_rates()
 
     def _finish(self, flow: _Flow) -> None:
-        self._records.append(TransferRecord(flow.label, flow.path, flow.nbytes, flow.start_s, self._env.now))
-        flow.done.succeed(self._records[-1])
+        flow.end_s = self._env._now
+        self._finished.append(flow)
+        done = flow.done            # triggered only here
+        if done is None:
+            flow.callbacks = [flow.group.landed]
+            self._env.schedule(flow)
+        else:
+            done._ok, done._value = True, flow.record()
+            self._env.schedule(done)
+
+
+class _AllLanded(Event):
+    """Succeeds when the last of ``flows`` has landed, as ``simpy.AllOf`` of their events
+    would (scheduled while the last one's landing is processed), without a condition value
+    to assemble."""
+
+    def wait_for(self, flows: list[_Flow]) -> None:
+        self._left = len(flows)
+        self.landed = self._landed      # the callback of each flow's landing (bound once)
+
+    def _landed(self, _flow) -> None:
+        self._left -= 1
+        if not self._left:
+            self.succeed()
+
+
+_by_seq = attrgetter("seq")
+_record = partial(tuple.__new__, TransferRecord)    # TransferRecord of a 5-tuple, without its __new__

@@ -23,6 +23,7 @@ during that extension count again). Each batch records this as ``hbm_contention_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import sub
 from typing import Callable, Sequence
 
 import numpy as np
@@ -36,7 +37,6 @@ from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
 from rdusim.engine.coe.records import BatchRecord  # noqa: F401  (re-exported)
 from rdusim.engine.coe.switching import (copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s,
                                          switch_network)
-from rdusim.engine.transfer import FlowNetwork
 
 
 @dataclass(frozen=True)
@@ -151,61 +151,65 @@ def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
     hbm_bw = hbm_bandwidth_bytes_per_s(setup.arch)
     cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
     records: list[BatchRecord] = []
+    timeout, expert_bytes, prefetch = env.timeout, setup.expert_bytes, setup.prefetch
+    hbm_bytes = net.bytes_meter(hbm)
+    runs = _PerPrompts(setup)
 
-    def admit(e: int, tally: dict, label: str) -> simpy.Event | None:
+    def admit(e: int, tally: _Tally, batch: int, why: str) -> simpy.Event | None:
         """Look ``e`` up in the cache; on a miss start its copy and return the copy event."""
         if cache.hit(e):
-            tally["hits"] += 1
+            tally.hits += 1
             return None
-        tally["misses"] += 1
-        tally["copied"] += setup.expert_bytes
-        return copy_expert(env, net, paths, setup.expert_bytes, label)
+        tally.misses += 1
+        tally.copied += expert_bytes
+        return copy_expert(env, net, paths, expert_bytes, f"b{batch}.e{e}{why}")
 
-    def run_expert(n: int, tally: dict):
-        """The expert's run, stretched by the HBM time copies took from it meanwhile."""
-        phi = 1.0 if setup.expert_hbm_fraction is None else setup.expert_hbm_fraction(n)
-        wait = setup.expert_s(n)
-        for _ in range(_MAX_ROUNDS):
-            before = _hbm_bytes(net, hbm)
-            yield env.timeout(wait)
-            written = max(a - b for a, b in zip(_hbm_bytes(net, hbm), before))
-            wait = phi * written / hbm_bw
-            if wait <= 0:
-                return
-            tally["contention"] += wait
-        yield env.timeout(wait)
-
-    def run_batch(i: int, prompts: np.ndarray):
-        t0 = env.now
-        order, counts = _distinct_in_order(prompts)
-        yield env.timeout(setup.router_s(len(prompts)))
-        router = env.now - t0
-        _span(trace, "router", t0, env.now, "router")
-        tally = {"hits": 0, "misses": 0, "copied": 0.0, "switch": 0.0, "expert": 0.0, "contention": 0.0}
-        prefetched: dict[int, simpy.Event | None] = {}
-        for k, (e, n) in enumerate(zip(order, counts)):
-            copy = prefetched.pop(e) if e in prefetched else admit(e, tally, f"b{i}.e{e}")
-            if copy is not None:
-                ts = env.now
-                yield copy
-                tally["switch"] += env.now - ts
-                _span(trace, f"switch expert {e}", ts, env.now, "switch")
-            if setup.prefetch and k + 1 < len(order):
-                nxt = order[k + 1]
-                prefetched[nxt] = admit(nxt, tally, f"b{i}.e{nxt}.prefetch")
-            te = env.now
-            yield from run_expert(n, tally)
-            tally["expert"] += env.now - te
-            _span(trace, f"expert {e} x{n}", te, env.now, "expert")
-        records.append(BatchRecord(i, len(prompts), len(order), tally["hits"], tally["misses"], router,
-                                   tally["switch"], tally["expert"], env.now - t0, tally["contention"],
-                                   tally["copied"], t0))
-
-    def run_all():
+    def serve_all():
+        """The batches one after another, in one process (no generator delegation per event)."""
         for i, prompts in enumerate(routes):
-            yield from run_batch(i, prompts)
+            t0 = env.now
+            order, counts = _distinct_in_order(prompts)
+            yield timeout(runs.router(len(prompts)))
+            router = env.now - t0
+            if trace is not None:
+                _span(trace, "router", t0, env.now, "router")
+            tally = _Tally()
+            prefetched: dict[int, simpy.Event | None] = {}
+            last = len(order) - 1
+            for k, (e, n) in enumerate(zip(order, counts)):
+                copy = prefetched.pop(e) if e in prefetched else admit(e, tally, i, "")
+                if copy is not None:
+                    ts = env.now
+                    yield copy
+                    tally.switch += env.now - ts
+                    if trace is not None:
+                        _span(trace, f"switch expert {e}", ts, env.now, "switch")
+                if prefetch and k < last:
+                    nxt = order[k + 1]
+                    prefetched[nxt] = admit(nxt, tally, i, ".prefetch")
+                te = env.now
+                # the expert's run, stretched by the HBM time copies took from it meanwhile
+                wait, phi = runs.of(n)
+                before = hbm_bytes()
+                for _ in range(_MAX_ROUNDS):
+                    yield timeout(wait)
+                    after = hbm_bytes()     # (and the next round's before: nothing runs in between)
+                    written = 0.0 if after is before else max(map(sub, after, before))   # (same tuple: none)
+                    wait = phi * written / hbm_bw
+                    if wait <= 0:
+                        break
+                    tally.contention += wait
+                    before = after
+                else:
+                    yield timeout(wait)
+                tally.expert += env.now - te
+                if trace is not None:
+                    _span(trace, f"expert {e} x{n}", te, env.now, "expert")
+            records.append(BatchRecord(i, len(prompts), len(order), tally.hits, tally.misses, router,
+                                       tally.switch, tally.expert, env.now - t0, tally.contention,
+                                       tally.copied, t0))
 
-    env.process(run_all())
+    env.process(serve_all())
     env.run()
     return tuple(records)
 
@@ -213,9 +217,41 @@ def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
 _MAX_ROUNDS = 50    # a copy takes a small share of HBM, so the stretch converges in a few rounds
 
 
-def _hbm_bytes(net: FlowNetwork, links: list[str]) -> list[float]:
-    moved = net.link_bytes
-    return [moved[name] for name in links]
+class _Tally:
+    """One batch's counts and times as the serving process adds them up."""
+
+    __slots__ = ("hits", "misses", "copied", "switch", "expert", "contention")
+
+    def __init__(self):
+        self.hits = self.misses = 0
+        self.copied = self.switch = self.expert = self.contention = 0.0
+
+
+class _PerPrompts:
+    """The setup's router and expert times (and the expert's HBM fraction) for each number
+    of prompts, asked of its functions once per number in one serving run."""
+
+    __slots__ = ("setup", "_router", "_expert")
+
+    def __init__(self, setup: ServingSetup):
+        self.setup = setup
+        self._router: dict[int, float] = {}
+        self._expert: dict[int, tuple[float, float]] = {}
+
+    def router(self, n: int) -> float:
+        t = self._router.get(n)
+        if t is None:
+            t = self._router[n] = self.setup.router_s(n)
+        return t
+
+    def of(self, n: int) -> tuple[float, float]:
+        """(the expert's run on ``n`` prompts, the fraction of it its kernels stream HBM)."""
+        got = self._expert.get(n)
+        if got is None:
+            s = self.setup
+            phi = 1.0 if s.expert_hbm_fraction is None else s.expert_hbm_fraction(n)
+            got = self._expert[n] = (s.expert_s(n), phi)
+        return got
 
 
 def _distinct_in_order(prompts: np.ndarray) -> tuple[list[int], list[int]]:

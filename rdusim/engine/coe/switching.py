@@ -58,9 +58,14 @@ def switch_network(env: simpy.Environment, arch: ArchSpec, devices: int) -> tupl
 
 def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str, ...]],
                 expert_bytes: float, label: str) -> simpy.Event:
-    """Every device loads its 1/len(paths) shard at once; fires when the last shard lands."""
-    shard = expert_bytes / len(paths)
-    return simpy.AllOf(env, [net.transfer(p, shard, label=f"{label}.d{i}") for i, p in enumerate(paths)])
+    """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
+    (the shards' TransferRecords are in ``net.records``)."""
+    n = len(paths)
+    shards = _SHARDS[:n] if n <= len(_SHARDS) else [f".d{i}" for i in range(n)]
+    return net.transfer_all(paths, expert_bytes / n, [label + shard for shard in shards])
+
+
+_SHARDS = tuple(f".d{i}" for i in range(64))    # the label suffix of device i's shard
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
