@@ -87,12 +87,12 @@ def coe_prefetch():
 
     def run():
         with using(RunCache()):
-            serve_events(setup, routes)
+            events_table(setup, routes)
     return run
 
 
 def coe150_study():
-    """Every ``serve_events`` call of the shipped coe150 study with prefetch on the SN40L at one
+    """Every SimPy serving (``events_table``: ``serve_events`` as columns) of the shipped coe150 study with prefetch on the SN40L at one
     prompt per batch (the worst case: fixed costs per batch and per copy): its 48
     replications of 40 + 10 batches for both output lengths, and its expert-count sweep.
     The study runs once untimed (footprint dropped, SN40L only) to collect each call's setup
@@ -108,26 +108,26 @@ def coe150_study():
     raw.pop("footprint", None)
     raw["platforms"] = {"sn40l": {"arch": str(_ARCH / "sn40l.yaml"), "tp": 8}}
     raw.update(batch_sizes=[1], cache={**raw["cache"], "prefetch": True})
-    calls, serve_events = [], serving.serve_events
+    calls, events_table = [], serving.events_table
 
     def spy(setup, routes, *, trace=None):
         calls.append((setup, routes))
-        return serve_events(setup, routes, trace=trace)
+        return events_table(setup, routes, trace=trace)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "coe150_sn40l_prefetch.yaml"
         path.write_text(yaml.safe_dump(raw))
-        serving.serve_events = spy
+        serving.events_table = spy
         try:
             run_study(load_workload(path))
         finally:
-            serving.serve_events = serve_events
+            serving.events_table = events_table
     for setup, routes in calls:     # every time the serving asks for is computed now
-        serve_events(setup, routes)
+        events_table(setup, routes)
 
     def run():
         for setup, routes in calls:
-            serve_events(setup, routes)
+            events_table(setup, routes)
     return run
 
 

@@ -78,19 +78,20 @@ class _Flow(Event):
     _ok, _value = True, None    # triggered when made (as a process's initialisation is)
     rate = 0.0                  # until the first rate update after it joins
     done: Event | None = None   # the event :meth:`FlowNetwork.transfer` returned, if any
+    label = ""                  # a lone transfer's label (a group's flows: see :meth:`record`)
 
-    def __init__(self, env: simpy.Environment, net: "FlowNetwork", label: str, path: _Path, nbytes: float,
+    def __init__(self, env: simpy.Environment, net: "FlowNetwork", path: _Path, nbytes: float, start_s: float,
                  seq: int, group: "_AllLanded | None"):
-        self.env, self.net, self.label, self.path, self.links = env, net, label, path, path.links
-        self.group = group
+        self.env, self.net, self.path, self.links, self.group = env, net, path, path.links, group
         self.nbytes = self.remaining = nbytes
-        self.start_s = env._now
-        self.seq = seq
+        self.start_s, self.seq = start_s, seq
         self.callbacks = [path.on_request]
         env.schedule(self, URGENT)
 
     def record(self) -> TransferRecord:
-        return _record((self.label, self.path.names, self.nbytes, self.start_s, self.end_s))
+        group = self.group      # a group's flows are labelled when read, not when started
+        label = self.label if group is None else group.label_of(self.seq)
+        return _record((label, self.path.names, self.nbytes, self.start_s, self.end_s))
 
 
 def _delayed(flow: _Flow) -> None:
@@ -153,7 +154,8 @@ class FlowNetwork:
     def transfer(self, path: Sequence[str], nbytes: float, label: str = "") -> simpy.Event:
         """Start a copy along ``path``; the returned event fires when the last byte arrives
         (its value: the transfer's :class:`TransferRecord`)."""
-        flow = self._start((path,), nbytes, (label,), None)[0]
+        flow = self._start(self._checked((path,)), nbytes, None)[0]
+        flow.label = label
         flow.done = Event(self._env)
         return flow.done
 
@@ -162,27 +164,42 @@ class FlowNetwork:
         another at this instant, as that many :meth:`transfer` calls would. The returned event
         fires when the last one has landed (its value None: the records are in :attr:`records`), at the
         point in SimPy's event order where ``simpy.AllOf`` of those calls' events would."""
+        valid = self._checked(paths)
+        if len(labels) != len(valid):
+            raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
+        return self._start_all(valid, nbytes, "", tuple(labels))
+
+    def group_transfer(self, paths: Sequence[Sequence[str]],
+                       suffixes: Sequence[str]) -> Callable[[float, str], simpy.Event]:
+        """:meth:`transfer_all` along ``paths`` as a function of ``(nbytes, label)``, the paths
+        checked once: the copy along ``paths[i]`` is labelled ``label + suffixes[i]`` (made when
+        :attr:`records` is read)."""
+        valid = self._checked(paths)
+        if len(suffixes) != len(valid):
+            raise ValueError(f"{len(valid)} paths but {len(suffixes)} label suffixes")
+        return partial(self._start_all, valid, suffixes=tuple(suffixes))
+
+    def _start_all(self, valid: tuple[_Path, ...], nbytes: float, label: str, suffixes: tuple[str, ...]) -> Event:
         group = _AllLanded(self._env)
-        group.wait_for(self._start(paths, nbytes, labels, group))
+        group.wait_for(self._start(valid, nbytes, group), label, suffixes)
         return group
 
-    def _start(self, paths: Sequence[Sequence[str]], nbytes: float, labels: Sequence[str],
-               group: "_AllLanded | None") -> list["_Flow"]:
-        """The flows, validated first (nothing starts if an argument is bad)."""
+    def _checked(self, paths: Sequence[Sequence[str]]) -> tuple[_Path, ...]:
         known, valid = self._paths, []
         for p in paths:
             if type(p) is not tuple:
                 p = tuple(p)
             valid.append(known.get(p) or self._new_path(p))
+        return tuple(valid)
+
+    def _start(self, valid: tuple[_Path, ...], nbytes: float, group: "_AllLanded | None") -> list["_Flow"]:
+        """The flows on checked paths (nothing starts if ``nbytes`` is bad)."""
         if not 0.0 <= nbytes < math.inf:
             raise ValueError(f"nbytes must be a finite number >= 0, got {nbytes}")
-        if len(labels) != len(valid):
-            raise ValueError(f"{len(valid)} paths but {len(labels)} labels")
-        nbytes, seq, flows, env = float(nbytes), self._seq, [], self._env
-        for p, label in zip(valid, labels):
-            flows.append(_Flow(env, self, label, p, nbytes, seq, group))
-            seq += 1
-        self._seq = seq
+        nbytes, seq, env = float(nbytes), self._seq, self._env
+        now = env._now
+        flows = [_Flow(env, self, p, nbytes, now, k, group) for k, p in enumerate(valid, seq)]
+        self._seq = seq + len(flows)
         return flows
 
     def _new_path(self, path: tuple[str, ...]) -> _Path:
@@ -356,9 +373,15 @@ class _AllLanded(Event):
     would (scheduled while the last one's landing is processed), without a condition value
     to assemble."""
 
-    def wait_for(self, flows: list[_Flow]) -> None:
+    def wait_for(self, flows: list[_Flow], label: str, suffixes: tuple[str, ...]) -> None:
+        """``flows`` labelled ``label + suffixes[i]`` in turn."""
         self._left = len(flows)
         self.landed = self._landed      # the callback of each flow's landing (bound once)
+        self._label, self._suffixes = label, suffixes
+        self._first = flows[0].seq if flows else 0
+
+    def label_of(self, seq: int) -> str:
+        return self._label + self._suffixes[seq - self._first]
 
     def _landed(self, _flow) -> None:
         self._left -= 1

@@ -61,7 +61,20 @@ class ExpertCache:
 
     def hit(self, expert: int) -> bool:
         """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
-        return self._lookup(expert)[0]
+        if self.policy is not CachePolicy.LRU:
+            return self._lookup(expert)[0]
+        # LRU, as in :meth:`hit_each`: no pins, no use counts read; the victim is the least
+        # recent expert, the first in the order
+        order = self._order
+        if expert in order:
+            order.move_to_end(expert)
+            self.hits += 1
+            return True
+        if len(order) >= self.slots:
+            order.popitem(last=False)
+        order[expert] = None
+        self.misses += 1
+        return False
 
     def hit_each(self, experts: Iterable[int]) -> list[bool]:
         """:meth:`hit` of each expert in turn (a batch's experts; the closed forms' replay)."""

@@ -35,7 +35,7 @@ from rdusim.engine.coe.cache import ExpertCache
 from rdusim.engine.coe.batches import BatchTable, BatchTables
 from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
 from rdusim.engine.coe.records import BatchRecord  # noqa: F401  (re-exported)
-from rdusim.engine.coe.switching import (copy_expert, hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s,
+from rdusim.engine.coe.switching import (hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s, shard_copier,
                                          switch_network)
 
 
@@ -73,7 +73,7 @@ def serve_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: lis
 
     if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
         return sequential_table(setup, routes, trace=trace, outcome=outcome)
-    return BatchTable.from_records(serve_events(setup, routes, trace=trace))
+    return events_table(setup, routes, trace=trace)
 
 
 def setup_outcome(setup: ServingSetup, routes: Sequence[np.ndarray]) -> CacheOutcome:
@@ -145,86 +145,100 @@ def _trace_sequential(trace: list, outcome: CacheOutcome, start: np.ndarray, rou
 def serve_events(setup: ServingSetup, routes: Sequence[np.ndarray], *,
                  trace: list | None = None) -> tuple[BatchRecord, ...]:
     """The SimPy model of serving (the reference): copies as flows, prefetch contention."""
+    return events_table(setup, routes, trace=trace).records()
+
+
+def events_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: list | None = None) -> BatchTable:
+    """:func:`serve_events` as columns (what :func:`serve_table` gives its callers)."""
+    rows = _serve_rows(setup, routes, trace)
+    if not rows:
+        return BatchTable.from_records(())
+    return BatchTable(*(np.array(column) for column in zip(*rows)))
+
+
+def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list | None) -> list[tuple]:
+    """One tuple of :class:`BatchRecord`'s fields per batch, from the SimPy model."""
     env = simpy.Environment()
     net, paths = switch_network(env, setup.arch, setup.devices)
     hbm = [hbm_link(setup.arch)(d) for d in range(setup.devices)]
     hbm_bw = hbm_bandwidth_bytes_per_s(setup.arch)
-    cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
-    records: list[BatchRecord] = []
+    hit = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest).hit
+    rows: list[tuple] = []
     timeout, expert_bytes, prefetch = env.timeout, setup.expert_bytes, setup.prefetch
     hbm_bytes = net.bytes_meter(hbm)
+    copy = shard_copier(net, paths, expert_bytes)      # copy(label): an expert's shards start
     runs = _PerPrompts(setup)
-
-    def admit(e: int, tally: _Tally, batch: int, why: str) -> simpy.Event | None:
-        """Look ``e`` up in the cache; on a miss start its copy and return the copy event."""
-        if cache.hit(e):
-            tally.hits += 1
-            return None
-        tally.misses += 1
-        tally.copied += expert_bytes
-        return copy_expert(env, net, paths, expert_bytes, f"b{batch}.e{e}{why}")
+    router_of, run_of = runs.router, runs.of
 
     def serve_all():
-        """The batches one after another, in one process (no generator delegation per event)."""
+        """The batches one after another, in one process (no generator delegation per event);
+        a cache lookup, and on a miss the copy's start, inline (the hot path of a study)."""
         for i, prompts in enumerate(routes):
             t0 = env.now
             order, counts = _distinct_in_order(prompts)
-            yield timeout(runs.router(len(prompts)))
-            router = env.now - t0
+            yield timeout(router_of(len(prompts)))
+            now = env.now
+            router = now - t0
             if trace is not None:
-                _span(trace, "router", t0, env.now, "router")
-            tally = _Tally()
+                _span(trace, "router", t0, now, "router")
+            hits = misses = 0
+            copied = switch = expert = contention = 0.0
             prefetched: dict[int, simpy.Event | None] = {}
             last = len(order) - 1
             for k, (e, n) in enumerate(zip(order, counts)):
-                copy = prefetched.pop(e) if e in prefetched else admit(e, tally, i, "")
-                if copy is not None:
+                if e in prefetched:
+                    pending = prefetched.pop(e)
+                elif hit(e):
+                    hits += 1
+                    pending = None
+                else:
+                    misses += 1
+                    copied += expert_bytes
+                    pending = copy(f"b{i}.e{e}")
+                if pending is not None:
                     ts = env.now
-                    yield copy
-                    tally.switch += env.now - ts
+                    yield pending
+                    switch += env.now - ts
                     if trace is not None:
                         _span(trace, f"switch expert {e}", ts, env.now, "switch")
                 if prefetch and k < last:
                     nxt = order[k + 1]
-                    prefetched[nxt] = admit(nxt, tally, i, ".prefetch")
+                    if hit(nxt):
+                        hits += 1
+                        prefetched[nxt] = None
+                    else:
+                        misses += 1
+                        copied += expert_bytes
+                        prefetched[nxt] = copy(f"b{i}.e{nxt}.prefetch")
                 te = env.now
                 # the expert's run, stretched by the HBM time copies took from it meanwhile
-                wait, phi = runs.of(n)
+                wait, phi = run_of(n)
                 before = hbm_bytes()
                 for _ in range(_MAX_ROUNDS):
                     yield timeout(wait)
                     after = hbm_bytes()     # (and the next round's before: nothing runs in between)
-                    written = 0.0 if after is before else max(map(sub, after, before))   # (same tuple: none)
-                    wait = phi * written / hbm_bw
+                    if after is before:     # the same tuple: no byte moved
+                        break
+                    wait = phi * max(map(sub, after, before)) / hbm_bw
                     if wait <= 0:
                         break
-                    tally.contention += wait
+                    contention += wait
                     before = after
                 else:
                     yield timeout(wait)
-                tally.expert += env.now - te
+                now = env.now
+                expert += now - te
                 if trace is not None:
-                    _span(trace, f"expert {e} x{n}", te, env.now, "expert")
-            records.append(BatchRecord(i, len(prompts), len(order), tally.hits, tally.misses, router,
-                                       tally.switch, tally.expert, env.now - t0, tally.contention,
-                                       tally.copied, t0))
+                    _span(trace, f"expert {e} x{n}", te, now, "expert")
+            rows.append((i, len(prompts), len(order), hits, misses, router, switch, expert, env.now - t0,
+                         contention, copied, t0))
 
     env.process(serve_all())
     env.run()
-    return tuple(records)
+    return rows
 
 
 _MAX_ROUNDS = 50    # a copy takes a small share of HBM, so the stretch converges in a few rounds
-
-
-class _Tally:
-    """One batch's counts and times as the serving process adds them up."""
-
-    __slots__ = ("hits", "misses", "copied", "switch", "expert", "contention")
-
-    def __init__(self):
-        self.hits = self.misses = 0
-        self.copied = self.switch = self.expert = self.contention = 0.0
 
 
 class _PerPrompts:
