@@ -70,3 +70,16 @@ def test_hit_each_is_hit_one_by_one(slots, warm, batches, policy):
     assert got == [[one.hit(e) for e in b] for b in batches]
     assert (each.hits, each.misses, each.resident) == (one.hits, one.misses, one.resident)
     assert not holds or each.misses == 0
+
+
+@given(slots=st.integers(1, 6), warm=st.lists(st.integers(0, 12), max_size=8, unique=True),
+       trace=st.lists(st.integers(0, 12), max_size=60), policy=st.sampled_from(list(CachePolicy)))
+def test_hit_is_access(slots, warm, trace, policy):
+    """The serving loop's lookup (LRU: its own fast path) does what :meth:`access` does:
+    the same hits, the same residents after every lookup, the same counts."""
+    fast = ExpertCache(slots, policy, hottest=warm, warm=warm)
+    full = ExpertCache(slots, policy, hottest=warm, warm=warm)
+    for e in trace:
+        assert fast.hit(e) == full.access(e).hit
+        assert list(fast._order) == list(full._order)     # residents, and their recency
+    assert (fast.hits, fast.misses) == (full.hits, full.misses)
