@@ -92,12 +92,13 @@ def coe_prefetch():
 
 
 def coe150_study():
-    """Every SimPy serving (``events_table``: ``serve_events`` as columns) of the shipped coe150 study with prefetch on the SN40L at one
-    prompt per batch (the worst case: fixed costs per batch and per copy): its 48
-    replications of 40 + 10 batches for both output lengths, and its expert-count sweep.
-    The study runs once untimed (footprint dropped, SN40L only) to collect each call's setup
-    and routes and to fill the run's cache of router and expert timings (real engine work,
-    not SimPy), so the timed call is the SimPy serving alone."""
+    """Every SimPy serving (``events_table``: ``serve_events`` as columns) in the shipped
+    coe150 study with prefetch on the SN40L at one prompt per batch (the worst case: fixed
+    costs per batch and per copy): its 48 replications of 40 + 10 batches for both output
+    lengths, and its expert-count sweep (not its footprint search, which serves batches of
+    8). The study runs once untimed (SN40L only) to collect each serve's setup and routes and
+    to fill the run's cache of router and expert timings (real engine work, not SimPy), so
+    the timed call is the SimPy serving alone."""
     import yaml
 
     from rdusim.config.workload import load_workload
@@ -111,7 +112,8 @@ def coe150_study():
     calls, events_table = [], serving.events_table
 
     def spy(setup, routes, *, trace=None):
-        calls.append((setup, routes))
+        if all(len(prompts) == 1 for prompts in routes):     # (not the footprint search's, at 8)
+            calls.append((setup, routes))
         return events_table(setup, routes, trace=trace)
 
     with tempfile.TemporaryDirectory() as tmp:

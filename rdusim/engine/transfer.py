@@ -26,7 +26,6 @@ reuses the solution whenever it recurs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter, itemgetter
 from types import MappingProxyType
@@ -49,8 +48,7 @@ class TransferRecord(NamedTuple):
     end_s: float        # when its last byte arrived
 
 
-@dataclass(frozen=True)
-class _Link:
+class _Link(NamedTuple):
     name: str
     bandwidth_bytes_per_s: float
     latency_s: float
@@ -217,7 +215,8 @@ class FlowNetwork:
         return p
 
     def path_latency_s(self, path: Sequence[str]) -> float:
-        return sum(self._links[p].latency_s for p in path)
+        links = self._links
+        return sum([links[p].latency_s for p in path])
 
     # ---- read-only state ----
     @property
@@ -291,13 +290,13 @@ class FlowNetwork:
     def _reschedule(self) -> None:
         """Give every streaming flow its max-min rate (solved once per mix of paths) and
         wake up when the first of them will have ended."""
+        if not self._active:     # (nothing to solve)
+            self._wake_event = None
+            return
         key = tuple(self._path_counts)
         rates = self._solutions.get(key)
         if rates is None:
             rates = self._solutions[key] = max_min_rates([p.names for p in self._path_list], key, self._capacity)
-        if not self._active:
-            self._wake_event = None
-            return
         now = self._env._now
         next_end = math.inf
         for f in self._active:
@@ -340,12 +339,12 @@ class FlowNetwork:
                 for j in f.links:
                     moved_on[j] += left
                 f.remaining = 0.0
+            f.end_s = now
         if len(ended) > 1:
             ended.sort(key=_by_seq)
-        append, schedule = self._finished.append, self._env.schedule
+        self._finished += ended
+        schedule = self._env.schedule
         for f in ended:     # _finish, inline
-            f.end_s = now
-            append(f)
             done = f.done
             if done is None:        # a flow of transfer_all: it stands for its own event
                 f.callbacks = [f.group.landed]

@@ -172,9 +172,11 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
 
     def serve_all():
         """The batches one after another, in one process (no generator delegation per event);
-        a cache lookup, and on a miss the copy's start, inline (the hot path of a study)."""
+        a cache lookup, and on a miss the copy's start, inline (the hot path of a study).
+        ``now`` is read once after each wait (nothing else moves the clock)."""
+        now = env.now
         for i, prompts in enumerate(routes):
-            t0 = env.now
+            t0 = now
             order, counts = _distinct_in_order(prompts)
             yield timeout(router_of(len(prompts)))
             now = env.now
@@ -196,11 +198,12 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                     copied += expert_bytes
                     pending = copy(f"b{i}.e{e}")
                 if pending is not None:
-                    ts = env.now
+                    ts = now
                     yield pending
-                    switch += env.now - ts
+                    now = env.now
+                    switch += now - ts
                     if trace is not None:
-                        _span(trace, f"switch expert {e}", ts, env.now, "switch")
+                        _span(trace, f"switch expert {e}", ts, now, "switch")
                 if prefetch and k < last:
                     nxt = order[k + 1]
                     if hit(nxt):
@@ -210,7 +213,7 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                         misses += 1
                         copied += expert_bytes
                         prefetched[nxt] = copy(f"b{i}.e{nxt}.prefetch")
-                te = env.now
+                te = now
                 # the expert's run, stretched by the HBM time copies took from it meanwhile
                 wait, phi = run_of(n)
                 before = hbm_bytes()
@@ -230,7 +233,7 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                 expert += now - te
                 if trace is not None:
                     _span(trace, f"expert {e} x{n}", te, now, "expert")
-            rows.append((i, len(prompts), len(order), hits, misses, router, switch, expert, env.now - t0,
+            rows.append((i, len(prompts), len(order), hits, misses, router, switch, expert, now - t0,
                          contention, copied, t0))
 
     env.process(serve_all())
@@ -269,6 +272,8 @@ class _PerPrompts:
 
 
 def _distinct_in_order(prompts: np.ndarray) -> tuple[list[int], list[int]]:
+    if len(prompts) == 1:       # (a batch of one prompt: the study's worst case for serving)
+        return prompts.tolist(), [1]
     order: list[int] = []
     counts: dict[int, int] = {}
     for e in prompts.tolist():
