@@ -165,3 +165,35 @@ def test_deterministic():
         env.run()
         return net.records
     assert run() == run()
+
+
+def test_group_transfer_is_transfer_all_labelled_when_read():
+    """A copier on checked paths starts what transfer_all starts: the same landings at the
+    same times, each copy labelled ``label + suffix`` of its path."""
+    links = [("h", 4 * GB, 1e-3), ("p0", 1 * GB, 0.0), ("p1", 2 * GB, 0.0)]
+    paths, times = [("h", "p0"), ("h", "p1")], {}
+    for how in ("all", "group"):
+        env, net = _net(links)
+        copy = net.group_transfer(paths, [".d0", ".d1"]) if how == "group" else None
+
+        def driver():
+            for i in range(3):
+                if how == "all":
+                    yield net.transfer_all(paths, 1 * GB, [f"c{i}.d0", f"c{i}.d1"])
+                else:
+                    yield copy(1 * GB, f"c{i}")
+                times.setdefault(how, []).append(env.now)
+
+        env.process(driver())
+        env.run()
+        times[how + " records"] = net.records
+    assert times["group"] == times["all"]
+    assert times["group records"] == times["all records"]
+    assert [(r.label, r.path) for r in times["group records"]][:2] == [("c0.d1", ("h", "p1")), ("c0.d0", ("h", "p0"))]
+    env, net = _net(links)
+    with pytest.raises(ValueError):
+        net.group_transfer(paths, [".d0"])          # a suffix per path
+    with pytest.raises(ValueError):
+        net.group_transfer([("h", "nope")], [".d0"])
+    with pytest.raises(ValueError):
+        net.group_transfer(paths, [".d0", ".d1"])(-1.0, "x")
