@@ -87,7 +87,7 @@ def coe_prefetch():
 
     def run():
         with using(RunCache()):
-            events_table(setup, routes)
+            serve_events(setup, routes)
     return run
 
 

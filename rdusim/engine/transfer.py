@@ -175,7 +175,13 @@ class FlowNetwork:
         valid = self._checked(paths)
         if len(suffixes) != len(valid):
             raise ValueError(f"{len(valid)} paths but {len(suffixes)} label suffixes")
-        return partial(self._start_all, valid, suffixes=tuple(suffixes))
+        suffixes, env, start = tuple(suffixes), self._env, self._start
+
+        def start_all(nbytes: float, label: str) -> Event:
+            group = _AllLanded(env)
+            group.wait_for(start(valid, nbytes, group), label, suffixes)
+            return group
+        return start_all
 
     def _start_all(self, valid: tuple[_Path, ...], nbytes: float, label: str, suffixes: tuple[str, ...]) -> Event:
         group = _AllLanded(self._env)

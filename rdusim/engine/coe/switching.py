@@ -13,6 +13,7 @@ overlaps (rdusim.engine.coe.serving).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import simpy
@@ -60,17 +61,21 @@ def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str,
                 expert_bytes: float, label: str) -> simpy.Event:
     """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
     (the shards' TransferRecords are in ``net.records``)."""
-    return shard_copier(net, paths, expert_bytes)(label)
+    n = len(paths)
+    return net.transfer_all(paths, expert_bytes / n, [label + shard for shard in _shards(n)])
 
 
 def shard_copier(net: FlowNetwork, paths: list[tuple[str, ...]], expert_bytes: float) -> Callable[[str], simpy.Event]:
     """:func:`copy_expert` of ``expert_bytes`` over ``paths`` as a function of the label (the
     paths checked once, however many experts a serving run copies)."""
-    from functools import partial
 
     n = len(paths)
-    shards = _SHARDS[:n] if n <= len(_SHARDS) else tuple(f".d{i}" for i in range(n))
-    return partial(net.group_transfer(paths, shards), expert_bytes / n)
+    return partial(net.group_transfer(paths, _shards(n)), expert_bytes / n)
+
+
+def _shards(n: int) -> tuple[str, ...]:
+    """The label suffixes of the shards of ``n`` devices."""
+    return _SHARDS[:n] if n <= len(_SHARDS) else tuple(f".d{i}" for i in range(n))
 
 
 _SHARDS = tuple(f".d{i}" for i in range(64))    # the label suffix of device i's shard
