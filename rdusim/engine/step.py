@@ -9,7 +9,7 @@ Both engines return it from ``simulate_step``:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,52 @@ class StepResult:
     bytes_by_tier: Mapping[str, float]     # off-chip bytes per device by tier ("hbm", "ddr", "host")
     breakdown_s: Mapping[str, float]       # time split by engine.inference.BREAKDOWN_KEYS; sums to time_s
     util: Mapping[str, float]              # 0..1: "pcu", "pmu", "hbm_bw" (RDU); "sm", "hbm_bw" (GPU)
-    records: tuple[Mapping[str, Any], ...] = field(default=())   # one flat row per kernel
+    records: Sequence[Mapping[str, Any]] = field(default=())   # one flat row per kernel (a tuple or Records)
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)  # Chrome trace events
 
     @property
     def oi_flops_per_byte(self) -> float:
         moved = sum(self.bytes_by_tier.values())
         return self.flops / moved if moved else float("inf")
+
+
+class Records(Sequence):
+    """A step's per-kernel records, made when first read: a study that reads few of the
+    steps it simulates (the CoE study reads one decode step's of each timing) does not
+    build thousands of rows it never writes. ``make`` must depend only on values that do
+    not change (a step's kernels, their timings and its schedule). Reads, compares, prints
+    and pickles as the tuple it stands for."""
+
+    __slots__ = ("_make", "_rows")
+
+    def __init__(self, make: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+        self._make: Callable[[], Iterable[Mapping[str, Any]]] | None = make
+        self._rows: tuple[Mapping[str, Any], ...] | None = None
+
+    def rows(self) -> tuple[Mapping[str, Any], ...]:
+        if self._rows is None:
+            self._rows = tuple(self._make())
+            self._make = None
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+    def __getitem__(self, i):
+        return self.rows()[i]
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        return iter(self.rows())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Records):
+            other = other.rows()
+        return self.rows() == other if isinstance(other, tuple) else NotImplemented
+
+    __hash__ = None      # as a tuple of dicts: unhashable
+
+    def __repr__(self) -> str:
+        return repr(self.rows())
+
+    def __reduce__(self):
+        return tuple, (self.rows(),)

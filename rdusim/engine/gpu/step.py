@@ -10,7 +10,7 @@ from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel, KernelClass, KernelTime, kernel_time
 from rdusim.engine.gpu.launch import StreamTimeline, launch_cost_s, run_stream
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.step import StepResult
+from rdusim.engine.step import Records, StepResult
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.tensor import TensorRole
 
@@ -79,12 +79,19 @@ def assemble(arch: GpuArch, kernels: Sequence[Kernel], times: Sequence[KernelTim
         parts["launch"] += t.duration_s - roof       # the kernel's floor: launch latency, ramp, tail
     util = {"sm": sm_time / total if total else 0.0,
             "hbm_bw": hbm / (total * arch.device.hbm.bandwidth_bytes_per_s) if total else 0.0}
+    kernels, times = tuple(kernels), tuple(times)
+    events = _trace(arch, kernels, tl, host_s) if trace else ()
+    return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
+                      breakdown_s=frozen(parts), util=frozen(util),
+                      records=Records(lambda: _records(kernels, times, tl, host_s)), trace=events)
+
+
+def _records(kernels: Sequence[Kernel], times: Sequence[KernelTime], tl: StreamTimeline, host_s: float) -> list:
+    """The step's records: the host's work, then one per kernel."""
     shared: dict[int, tuple] = {}         # what a record reads from its KernelTime, once per time object
     records = [_host_record(host_s)]
     records += [_record(k, t, tl, i, shared) for i, (k, t) in enumerate(zip(kernels, times))]
-    events = _trace(arch, kernels, tl, host_s) if trace else ()
-    return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
-                      breakdown_s=frozen(parts), util=frozen(util), records=tuple(records), trace=events)
+    return records
 
 
 def _host_record(host_s: float) -> Mapping[str, Any]:

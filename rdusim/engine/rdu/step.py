@@ -15,7 +15,7 @@ from rdusim.engine.rdu.hardware import SocketHw
 from rdusim.engine.rdu.launch import run_schedule
 from rdusim.engine.rdu.pipeline import KernelRun
 from rdusim.engine.rdu.trace import StepTrace, add_step
-from rdusim.engine.step import StepResult
+from rdusim.engine.step import Records, StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
 from rdusim.tracing import TraceBuilder
@@ -53,9 +53,9 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     prev_end = 0.0
     tiers: dict[str, float] = {}
     pcu_s = pmu_s = 0.0
-    rows = []
+    per_kernel: list[_Facts] = []
     facts: dict = {}           # kernel signature -> _Facts (repeated kernels share them)
-    for i, (k, run, hit, slot) in enumerate(zip(plan.kernels, runs, hits, sched.slots)):
+    for k, run, slot in zip(plan.kernels, runs, sched.slots):
         f = facts.get(k.signature)
         if f is None:
             f = facts[k.signature] = _Facts.of(k, run, arch)
@@ -67,7 +67,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
             tiers[t] = tiers.get(t, 0.0) + b
         pcu_s += f.pcu_s
         pmu_s += f.pmu_s
-        rows.append(f.row(i, k, hit, slot.start_s, slot.start_s - slot.launch_start_s))
+        per_kernel.append(f)
     total = sched.end_s
     sock = arch.socket
     util = {
@@ -79,7 +79,14 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
         add_step(tracer, plan, runs, sched, launch)
     events = tracer.builder.events() if trace and tracer is not None else ()
     return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
-                      breakdown_s=frozen(breakdown), util=frozen(util), records=tuple(rows), trace=events)
+                      breakdown_s=frozen(breakdown), util=frozen(util),
+                      records=Records(lambda: _rows(plan, per_kernel, tuple(hits), sched)), trace=events)
+
+
+def _rows(plan: Plan, per_kernel: list, hits: tuple, sched) -> list[dict]:
+    """The step's records, a row per kernel (made when first read)."""
+    return [f.row(i, k, hit, slot.start_s, slot.start_s - slot.launch_start_s)
+            for i, (f, k, hit, slot) in enumerate(zip(per_kernel, plan.kernels, hits, sched.slots))]
 
 
 def split_kernel_time(k: Kernel, run: KernelRun) -> dict[str, float]:
