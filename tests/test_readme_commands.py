@@ -95,6 +95,9 @@ def test_wheel_in_a_fresh_venv_runs_a_shipped_workload_by_name(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"arch sn40l: {where[1]}/arch/sn40l.yaml" in run.stdout
     assert (outside / "reports" / "llama2_7b_chat" / "results.json").is_file()
+    main_job = subprocess.run([str(bindir / "rdusim"), "run", "coe150", "--out", "c"], capture_output=True,
+                              text=True, cwd=outside, timeout=300)     # its footprint reads shipped cluster files
+    assert main_job.returncode == 0 and (outside / "c" / "results.json").is_file(), main_job.stderr[-3000:]
     fusion = subprocess.run([str(bindir / "rdusim"), "run", "workloads/monarch_fft.yaml", "--out", "m"],
                             capture_output=True, text=True, cwd=outside, timeout=300)
     assert fusion.returncode == 0 and (outside / "m" / "results.json").is_file(), fusion.stderr[-3000:]

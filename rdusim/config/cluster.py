@@ -20,7 +20,6 @@ NIC at once; ``shared`` -- the node's devices share one uplink of ``network`` ba
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -31,8 +30,11 @@ from rdusim.config.arch_common import ArchKind, Link, NetworkTopology, NodeSpan
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
+from rdusim.paths import DATA_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# where a cluster's ``node:`` arch path is looked for first: the shipped data (the checkout, or
+# the copies inside an installed wheel, as every other shipped path), then beside the cluster file
+REPO_ROOT = DATA_ROOT
 
 
 Topology = NetworkTopology      # one enum: the collectives layer reads it too (arch_common.NodeSpan)
