@@ -12,8 +12,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from rdusim import __version__
-from rdusim.errors import InputError
+# The command line's numpy work is small arrays (no large matrix products), so OpenBLAS's
+# worker threads only cost: starting them is ~0.1 s of CPU at numpy's import, taken from the
+# other core (or from a sweep's second worker). A user's own setting is kept. Set here, for
+# the command line only: rdusim imported as a library leaves the process's BLAS alone.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from rdusim import __version__  # noqa: E402
+from rdusim.errors import InputError  # noqa: E402
 
 EXIT_CODES = """exit status:
   0    done
