@@ -18,7 +18,9 @@ rdusim's ~160 modules from source. By default the benchmark first byte-compiles 
 package (``python -m compileall rdusim``: what a default Python's first run leaves
 behind) and measures what a user's runs cost after that; ``--bytecode none`` deletes
 rdusim's cached bytecode and runs with ``PYTHONDONTWRITEBYTECODE=1`` (every run compiles).
-The mode is printed with the figures.
+The mode is printed with the figures, and so is a machine reference (a fixed Python loop
+timed before and after): the same code's figures here differ by 30-50% between quiet and
+slow half hours, and the reference shows which one a run fell in.
 """
 
 from __future__ import annotations
@@ -53,6 +55,22 @@ TARGETS = {
                                                    "--set", "sweep_experts=[]", "--metrics", "*.latency_s",
                                                    "--workers", "2", "--out", out)),
 }
+
+
+# A fixed CPU-bound Python workload timed in a fresh process beside the targets: this machine's
+# speed drifts by 30-50% from one half hour to the next (the same code, the same CPU seconds
+# more or less), so the targets' figures are read against it.
+_REFERENCE = "s = 0\nfor i in range(3_000_000):\n    s += i * i % 7\n"
+
+
+def reference_s(repeat: int = 3) -> float:
+    """Median wall seconds of the reference workload (whole process)."""
+    walls = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", _REFERENCE], check=True)
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(walls)
 
 
 def _child_cpu() -> float:
@@ -100,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     env = prepare_bytecode(args.bytecode)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus; "
           f"median of {args.repeat} whole-process runs; rdusim bytecode: {args.bytecode}")
+    print(f"machine reference (a fixed 3M-iteration Python loop, whole process): {reference_s():.2f} s")
     print(f"{'target':<22} {'wall s':>8} {'cpu s':>8} {'target s':>9}  met  exit")
     for name in args.only or list(TARGETS):
         wall, cpu, rc = measure(name, args.repeat, env)
         goal = TARGETS[name][0]
         print(f"{name:<22} {wall:>8.2f} {cpu:>8.2f} {goal:>9.1f}  {'yes' if wall <= goal else 'NO ':<3}  {rc}",
               flush=True)
+    print(f"machine reference after: {reference_s():.2f} s")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
