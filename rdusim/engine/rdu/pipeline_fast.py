@@ -26,9 +26,6 @@ nothing else:
   carries on with its own clock: no queue round trip, and no change of order. While the
   processes start, a marker holds the queue so that none carries on before all have
   started.
-- The hottest loops (a stream's tiles, a compute stage's tiles) have ``take``, ``took``,
-  ``use``, ``wait``, ``give`` and ``gave`` written out in place: the same steps without
-  the calls (about 14% of the evaluation's time).
 - Times are computed with SimPy's operations (``now + delay``; a channel use waits
   ``done - now``), so the result is bit-identical, not just close.
 """
@@ -187,59 +184,23 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         ch = chans[x]
         for t in range(n):
             if inp is not None:
-                if inp.n:                             # take(inp, me)
-                    inp.n -= 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    inp.getw = me
+                if take(inp, me):
                     now = yield now
-                w = inp.putw                          # took(inp)
-                if w is not None and inp.n < inp.cap:
-                    inp.n += 1
-                    inp.putw = None
-                    fappend(w)
+                took(inp)
             if t == 0 and lat:
                 tt = now + lat
                 now = (yield now) if wait(me, now, tt) else tt
-            free = ch.free                            # use(ch, now, service): the tier, FCFS
-            begin = free if free > now else now
-            if ch.first is None:
-                ch.first = begin
-            done = begin + service
-            ch.free = done
-            tt = now + (done - now)                   # SimPy's timeout(done - now)
-            if tt == now:                             # wait(me, now, tt)
-                if fifo:
-                    fappend(me)
-                    now = yield now
-                else:
-                    now = tt
-            elif fifo or (heap and heap[0][0] <= tt):
-                heappush(heap, (tt, seq(), me))
-                now = yield now
-            else:
-                now = tt
+            tt = use(ch, now, service)                # the tier, FCFS
+            now = (yield now) if wait(me, now, tt) else tt
             tier_busy[x] += service
             moved[x] += nbytes
             if extra > 0:                             # what the AGCUs add
                 tt = now + extra
                 now = (yield now) if wait(me, now, tt) else tt
             if out is not None:
-                if out.n < out.cap:                   # give(out, me)
-                    out.n += 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    out.putw = me
+                if give(out, me):
                     now = yield now
-                w = out.getw                          # gave(out)
-                if w is not None and out.n:
-                    out.n -= 1
-                    out.getw = None
-                    fappend(w)
+                gave(out)
         if res is not None:
             fappend(res.done)
         fin[0] = now
@@ -284,19 +245,9 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
         last = n - 1
         for t in range(n):
             for b in inputs:                          # get a tile from every input, in order
-                if b.n:                               # take(b, me)
-                    b.n -= 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    b.getw = me
+                if take(b, me):
                     now = yield now
-                w = b.putw                            # took(b)
-                if w is not None and b.n < b.cap:
-                    b.n += 1
-                    b.putw = None
-                    fappend(w)
+                took(b)
             start = now
             if wire or (latency and t == 0):          # a collective: the P2P port, FCFS
                 if t == 0 and latency:
@@ -307,37 +258,17 @@ def simulate_kernel_fast(kernel: Kernel, hw: SocketHw, tiles: int) -> KernelRun:
                 acc[2] += wire
                 acc[0] += now - start
             else:
-                tt = now + base                       # wait(me, now, tt)
-                if tt == now:
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                    else:
-                        now = tt
-                elif fifo or (heap and heap[0][0] <= tt):
-                    heappush(heap, (tt, seq(), me))
-                    now = yield now
-                else:
-                    now = tt
+                tt = now + base
+                now = (yield now) if wait(me, now, tt) else tt
             busy[i] += now - start
             if t == 0:
                 first = start
             if t == last:
                 window[i] = (first, now)
             for b in outputs:                         # put it into every output, in order
-                if b.n < b.cap:                       # give(b, me)
-                    b.n += 1
-                    if fifo:
-                        fappend(me)
-                        now = yield now
-                else:
-                    b.putw = me
+                if give(b, me):
                     now = yield now
-                w = b.getw                            # gave(b)
-                if w is not None and b.n:
-                    b.n -= 1
-                    b.getw = None
-                    fappend(w)
+                gave(b)
         fin[0] = now
         fin[1] -= 1
         yield now
