@@ -47,15 +47,13 @@ class CollectiveOp(enum.Enum):
     ALLGATHER = "allgather"
 
 
-@dataclass(frozen=True)
-class CollectiveCost:
-    """One collective on one rank, as the chosen algorithm runs it."""
+class LatencyPlusWire:
+    """A cost paid as ``latency_s`` plus ``wire_bytes`` at ``bandwidth_bytes_per_s`` (the
+    fields of the dataclasses that take it on)."""
 
-    algorithm: CollectiveAlgorithm
-    steps: int                   # latency steps (hops)
-    latency_s: float             # base + steps x step latency
-    wire_bytes: float            # bytes each rank pushes through its links
-    bandwidth_bytes_per_s: float  # the rank's effective fabric bandwidth
+    latency_s: float
+    wire_bytes: float
+    bandwidth_bytes_per_s: float
 
     @property
     def wire_s(self) -> float:
@@ -64,6 +62,17 @@ class CollectiveCost:
     @property
     def time_s(self) -> float:
         return self.latency_s + self.wire_s
+
+
+@dataclass(frozen=True)
+class CollectiveCost(LatencyPlusWire):
+    """One collective on one rank, as the chosen algorithm runs it."""
+
+    algorithm: CollectiveAlgorithm
+    steps: int                   # latency steps (hops)
+    latency_s: float             # base + steps x step latency
+    wire_bytes: float            # bytes each rank pushes through its links
+    bandwidth_bytes_per_s: float  # the rank's effective fabric bandwidth
 
 
 ZERO = CollectiveCost(CollectiveAlgorithm.RING, 0, 0.0, 0.0, 1.0)

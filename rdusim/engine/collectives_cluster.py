@@ -33,11 +33,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rdusim.config.arch_common import CollectiveSpec, Fabric, NetworkTopology, NodeSpan
-from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
+from rdusim.engine.collectives import CollectiveCost, CollectiveOp, LatencyPlusWire, collective_cost
 
 
 @dataclass(frozen=True)
-class InterNodeCost:
+class InterNodeCost(LatencyPlusWire):
     """Phase 2 on one rank: the ring over the NICs."""
 
     nodes: int
@@ -45,14 +45,6 @@ class InterNodeCost:
     latency_s: float            # steps x network latency
     wire_bytes: float           # bytes the rank sends over its NIC
     bandwidth_bytes_per_s: float  # the rank's share of the network
-
-    @property
-    def wire_s(self) -> float:
-        return self.wire_bytes / self.bandwidth_bytes_per_s if self.wire_bytes else 0.0
-
-    @property
-    def time_s(self) -> float:
-        return self.latency_s + self.wire_s
 
 
 @dataclass(frozen=True)
