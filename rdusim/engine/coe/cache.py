@@ -63,37 +63,19 @@ class ExpertCache:
         """:meth:`access` that only says whether it was a hit (the serving loops' hot path)."""
         if self.policy is not CachePolicy.LRU:
             return self._lookup(expert)[0]
-        # LRU, as in :meth:`hit_each`: no pins, no use counts read; the victim is the least
-        # recent expert, the first in the order
-        order = self._order
-        if expert in order:
-            order.move_to_end(expert)
+        got = _lru_hit(self._order, self.slots, expert)
+        if got:
             self.hits += 1
-            return True
-        if len(order) >= self.slots:
-            order.popitem(last=False)
-        order[expert] = None
-        self.misses += 1
-        return False
+        else:
+            self.misses += 1
+        return got
 
     def hit_each(self, experts: Iterable[int]) -> list[bool]:
         """:meth:`hit` of each expert in turn (a batch's experts; the closed forms' replay)."""
         if self.policy != CachePolicy.LRU:
             return [self._lookup(e)[0] for e in experts]
-        # LRU pins nothing and reads no use counts: the victim is the least recent expert, the
-        # first in the order
         order, slots = self._order, self.slots
-        to_end, pop = order.move_to_end, order.popitem
-        out: list[bool] = []
-        for e in experts:
-            if e in order:
-                to_end(e)
-                out.append(True)
-            else:
-                if len(order) >= slots:
-                    pop(last=False)
-                order[e] = None
-                out.append(False)
+        out = [_lru_hit(order, slots, e) for e in experts]
         n_hits = sum(out)
         self.hits += n_hits
         self.misses += len(out) - n_hits
@@ -124,3 +106,15 @@ class ExpertCache:
             if e not in pinned:
                 return e
         return next(iter(order))
+
+
+def _lru_hit(order, slots: int, expert: int) -> bool:
+    """An LRU lookup: LRU pins nothing and reads no use counts, so the victim is the least
+    recent expert, the first in ``order`` (a miss makes ``expert`` resident)."""
+    if expert in order:
+        order.move_to_end(expert)
+        return True
+    if len(order) >= slots:
+        order.popitem(last=False)
+    order[expert] = None
+    return False
