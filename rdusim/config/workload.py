@@ -22,7 +22,7 @@ from rdusim.config.execution import ExecutionConfig
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
-from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
 from rdusim.paths import DATA_ROOT, find_user_file, resolve
