@@ -132,7 +132,10 @@ def cmd_run(args) -> int:
     loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
     out = Path(args.out) if args.out else default_out(loaded.name)
     outdir.check_writable(out)                 # before simulating, not after
-    result = run_study(loaded, trace=args.trace, cache=_run_cache(args.cache_dir))
+    from rdusim.parallel import using_jobs
+
+    with using_jobs(_jobs_of(args)):
+        result = run_study(loaded, trace=args.trace, cache=_run_cache(args.cache_dir))
     # everything is written before anything is printed: a closed stdout loses nothing
     outdir.claim(out)
     written = [result.write(out)]
@@ -193,8 +196,32 @@ def cmd_sweep(args) -> int:
 def cmd_validate(args) -> int:
     from rdusim.validate import main_validate
 
+    from rdusim.parallel import using_jobs
+
     _run_cache(args.cache_dir)                 # a bad --cache-dir fails before anything runs
-    return main_validate(args.refs, cache_dir=args.cache_dir)
+    with using_jobs(_jobs_of(args)):
+        return main_validate(args.refs, cache_dir=args.cache_dir)
+
+
+JOBS_HELP = ("processes for the run's independent parts (the CoE study's platforms, the fusion suite's "
+             "benchmarks, validate's studies); results are identical for any N (default: the usable CPUs)")
+
+
+def _jobs(text: str) -> int:
+    """--jobs: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value
+
+
+def _jobs_of(args) -> int:
+    from rdusim.parallel import usable_cpus
+
+    return args.jobs if args.jobs is not None else usable_cpus()
 
 
 def _seed(text: str) -> int:
@@ -238,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="also render index.html, report.md, figures and tables")
     r.add_argument("--trace", action="store_true", help="also write trace.json (Chrome/Perfetto timeline)")
     r.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    r.add_argument("--jobs", type=_jobs, metavar="N", help=JOBS_HELP)
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="compare the simulator with published numbers",
@@ -246,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--refs", nargs="+", action="extend", default=[], metavar="FILE",
                    help="reference YAML files to check (default: every file in references/)")
     v.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP)
+    v.add_argument("--jobs", type=_jobs, metavar="N", help=JOBS_HELP)
     v.set_defaults(func=cmd_validate)
 
     sw = sub.add_parser("sweep", help="run a workload over a grid of overrides (or a sweep file)",

@@ -14,11 +14,13 @@ a terminal and the run has already lasted ``delay_s`` (about 2 s), so short
 runs and redirected output stay clean. It shows done/total, the rate and an
 ETA, redraws at most ``1 / refresh_s`` times a second, and is erased when the
 ``with`` block ends. It never touches stdout unless asked to, never raises on
-a closed stream, and has no global state.
+a closed stream, and has no global state. A copy in a forked worker process
+(:mod:`rdusim.parallel`) counts but does not draw.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Callable, Optional, TextIO
@@ -66,6 +68,7 @@ class Progress:
     def __enter__(self) -> "Progress":
         self._start = self._clock()
         self._on = self.enabled
+        self._pid = os.getpid()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -75,8 +78,8 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self._done = min(self.total, self._done + n) if self.total else self._done + n
-        if not getattr(self, "_on", False):
-            return
+        if not getattr(self, "_on", False) or os.getpid() != self._pid:
+            return          # off, or a forked worker's copy (rdusim.parallel): only the caller draws
         now = self._clock()
         elapsed = now - self._start
         if elapsed < self.delay_s:

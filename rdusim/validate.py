@@ -195,7 +195,7 @@ def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Call
                     cache_dir: str | None = None) -> list[ValidationRow]:
     """Run each distinct (workload, set) once and compare every reference with it."""
     from rdusim.cache import RunCache, using
-    from rdusim.config.workload import load_workload
+    from rdusim.parallel import fork_map
 
     if run is None:
         import rdusim.studies as studies
@@ -205,27 +205,37 @@ def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Call
     groups: dict[tuple[str, str], list[LocatedReference]] = {}
     for loc in located:
         groups.setdefault(loc.ref.run_key, []).append(loc)
-    metrics_of: dict[tuple[str, str], tuple[Optional[Mapping], str]] = {}
-    # one cache for every run: references on variants of one workload share its steps and kernels
+    # one cache for every run: references on variants of one workload share its steps and kernels;
+    # the runs are independent, so they go on the run's processes (rdusim.parallel), in order
     with Progress(len(groups), "validate", stream) as bar, using(RunCache(cache_dir)):
-        for key, locs in groups.items():
-            first = locs[0]
-            try:
-                loaded = load_workload(workload_path(first.ref), list(first.ref.set.items()))
-            except InputError as exc:
-                raise InputError(exc.file, exc.key, f"{exc.expected} (loading the workload of reference "
-                                 f"{first.ref.id}, {first.file}: {first.where})", exc.found) from None
-            needed = frozenset(loc.ref.metric for loc in locs)
-            try:
-                # the study may skip parts no reference reads (a CoE footprint)
-                result = run(loaded, wants=needed.__contains__)
-                metrics_of[key] = (result.metrics, "")
-            except InputError:
-                raise
-            except Exception as exc:   # a crashing study fails its references; the others still run
-                metrics_of[key] = (None, f"the study failed: {type(exc).__name__}: {exc}")
+        def metrics(locs: list[LocatedReference]) -> tuple[Optional[Mapping], str]:
+            got = _run_metrics(locs, run)
             bar.advance()
+            return got
+
+        found = fork_map(metrics, list(groups.values()), reported=lambda i, got: bar.advance())
+    metrics_of = dict(zip(groups, found))
     return [compare(loc.ref, *metrics_of[loc.ref.run_key]) for loc in located]
+
+
+def _run_metrics(locs: list[LocatedReference], run: Callable) -> tuple[Optional[Mapping], str]:
+    """The metrics of the run the references ``locs`` share (None and why, if the study failed)."""
+    from rdusim.config.workload import load_workload
+
+    first = locs[0]
+    try:
+        loaded = load_workload(workload_path(first.ref), list(first.ref.set.items()))
+    except InputError as exc:
+        raise InputError(exc.file, exc.key, f"{exc.expected} (loading the workload of reference "
+                         f"{first.ref.id}, {first.file}: {first.where})", exc.found) from None
+    needed = frozenset(loc.ref.metric for loc in locs)
+    try:
+        # the study may skip parts no reference reads (a CoE footprint)
+        return dict(run(loaded, wants=needed.__contains__).metrics), ""
+    except InputError:
+        raise
+    except Exception as exc:   # a crashing study fails its references; the others still run
+        return None, f"the study failed: {type(exc).__name__}: {exc}"
 
 
 def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[ValidationRow]:

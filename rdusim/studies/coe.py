@@ -27,6 +27,7 @@ from rdusim.studies.coe_routes import Routings
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, weight_bytes_per_rank
+from rdusim.parallel import fork_map
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
@@ -147,12 +148,22 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     records: list[dict[str, Any]] = []
     oom_reasons: dict[str, str] = {}
     events: list[dict] = []
-    steps = len(runs) * (len(scenarios) * (1 + len(spec.sweep_experts)) + 1)
+    per_platform = len(scenarios) * (1 + len(spec.sweep_experts)) + 1      # progress steps
     per_rep: dict = {}
-    with Progress(steps, f"coe {spec.name}") as bar:
-        for name, pr in runs.items():
-            _run_platform(pr, spec, scenarios, rows, records, oom_reasons, wants,
-                          events if trace else None, bar, per_rep)
+    with Progress(len(runs) * per_platform, f"coe {spec.name}") as bar:
+        def platform(name: str) -> _PlatformPart:
+            part = _PlatformPart()
+            _run_platform(runs[name], spec, scenarios, part.rows, part.records, part.oom_reasons, wants,
+                          part.events if trace else None, bar, part.per_rep)
+            return part
+
+        # the platforms are independent: on the run's processes (rdusim.parallel), merged in order
+        for part in fork_map(platform, list(runs), reported=lambda i, part: bar.advance(per_platform)):
+            rows += part.rows
+            records += part.records
+            oom_reasons.update(part.oom_reasons)
+            events += part.events
+            per_rep.update(part.per_rep)
     _speedups(runs, reference, scenarios, rows, per_rep)
     rows += [CoeRunRow("replications", spec.replications), CoeRunRow("batches_per_replication", spec.batches)]
     return RunResult(
@@ -167,6 +178,17 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
                "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
                                       if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
+
+
+@dataclass
+class _PlatformPart:
+    """What one platform's part of the study adds to the run (see :func:`_run_platform`)."""
+
+    rows: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    oom_reasons: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+    per_rep: dict = field(default_factory=dict)
 
 
 def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, records,

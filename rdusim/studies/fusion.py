@@ -20,7 +20,8 @@ channels and links on their own threads (:mod:`rdusim.engine.rdu.trace`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 from rdusim.config.arch import ArchSpec
@@ -35,6 +36,7 @@ from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.memory import OutOfMemory, graph_memory
+from rdusim.parallel import fork_map, using_jobs
 from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.rows.fusion import SPEEDUP, FusionRow, step_rows
@@ -219,6 +221,17 @@ def _rows(bench: str, platform: str, first: bool, mode: str, values: dict) -> li
     return out + step_rows(bench, None, mode, values) if first else out
 
 
+@dataclass
+class _BenchPart:
+    """What one benchmark adds to the run, on every platform (see :func:`_bench`)."""
+
+    rows: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+    oom_reasons: dict = field(default_factory=dict)
+    layer_util: dict = field(default_factory=dict)
+
+
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
     spec: FusionWorkload = loaded.spec
     rows: list[FusionRow] = []
@@ -226,58 +239,79 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     tracer = TraceBuilder()
     timelines: dict[str, Timeline] = {}
     notes: dict[str, str] = {}
-    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     layer_util: dict[str, dict[str, float]] = {}
     oom_reasons: dict[str, str] = {}
-    for index, bench in enumerate(spec.benchmarks):
-        graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
-        for pid, platform in enumerate(spec.platforms):
-            arch: ArchSpec = loaded.archs[platform]
-            tp = bench_tp(loaded, bench, platform, index)
-            modes = RDU_MODES if arch.kind == ArchKind.RDU else GPU_MODES
-            if arch.kind == ArchKind.RDU:
-                try:
-                    plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
-                except OutOfMemory as exc:
-                    _oom(rows, oom_reasons, bench.name, platform, platform == first_rdu, modes,
-                         f"{platform} tp{tp}: {exc.reason}")
-                    continue
-                timeline = None
-                if trace:
-                    timeline = timelines.setdefault(platform, Timeline(tracer, platform))
-                    timeline.bench = bench.name
-                steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
-            else:
-                repeated = gpu_repeated(loaded, bench, arch, tp, index)
-                if repeated is not None:
-                    need, kernels, graph = repeated[0], repeated[1], None
-                else:
-                    graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
-                    need, kernels = graph_memory(arch, graph), None
-                if not need.fits:
-                    _oom(rows, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
-                    continue
-                steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench), kernels)
-                if steps is None:
-                    notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
-                    continue
-            first = platform == first_rdu
-            for mode, step in steps.items():
-                rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
-                if spec.kernel_records:
-                    records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
-                                for r in step.records]
-            for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
-                value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
-                rows += _rows(bench.name, platform, first, SPEEDUP, {key: value})
-            if platform == first_rdu:
-                layer_util[bench.name] = largest_kernel(steps["fused_ho"])
+    # The benchmarks are independent: on the run's processes (rdusim.parallel), merged in
+    # order. A trace lays every step after the one before, so a traced run is done in order.
+    benchmarks = list(enumerate(spec.benchmarks))
+    with using_jobs(1) if trace else nullcontext():
+        parts = fork_map(lambda ib: _bench(loaded, ib[0], ib[1], tracer if trace else None, timelines), benchmarks)
+    for part in parts:
+        rows += part.rows
+        records += part.records
+        notes.update(part.notes)
+        oom_reasons.update(part.oom_reasons)
+        layer_util.update(part.layer_util)
+    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
              "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util,
              "oom_reasons": oom_reasons}
     return RunResult(workload_name=spec.name, kind="fusion", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records), extra=extra, trace=tracer.events() if trace else ())
+
+
+def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: TraceBuilder | None,
+           timelines: dict[str, Timeline]) -> _BenchPart:
+    """One benchmark on every platform: its rows, kernel records, notes and OOM reasons.
+    ``tracer``: lay its RDU steps on the platforms' ``timelines`` (None: no trace)."""
+    spec: FusionWorkload = loaded.spec
+    part = _BenchPart()
+    rows, records, oom_reasons = part.rows, part.records, part.oom_reasons
+    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
+    graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
+    for platform in spec.platforms:
+        arch: ArchSpec = loaded.archs[platform]
+        tp = bench_tp(loaded, bench, platform, index)
+        modes = RDU_MODES if arch.kind == ArchKind.RDU else GPU_MODES
+        if arch.kind == ArchKind.RDU:
+            try:
+                plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
+            except OutOfMemory as exc:
+                _oom(rows, oom_reasons, bench.name, platform, platform == first_rdu, modes,
+                     f"{platform} tp{tp}: {exc.reason}")
+                continue
+            timeline = None
+            if tracer is not None:
+                timeline = timelines.setdefault(platform, Timeline(tracer, platform))
+                timeline.bench = bench.name
+            steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
+        else:
+            repeated = gpu_repeated(loaded, bench, arch, tp, index)
+            if repeated is not None:
+                need, kernels, graph = repeated[0], repeated[1], None
+            else:
+                graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
+                need, kernels = graph_memory(arch, graph), None
+            if not need.fits:
+                _oom(rows, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
+                continue
+            steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench), kernels)
+            if steps is None:
+                part.notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
+                continue
+        first = platform == first_rdu
+        for mode, step in steps.items():
+            rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
+            if spec.kernel_records:
+                records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
+                            for r in step.records]
+        for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
+            value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
+            rows += _rows(bench.name, platform, first, SPEEDUP, {key: value})
+        if platform == first_rdu:
+            part.layer_util[bench.name] = largest_kernel(steps["fused_ho"])
+    return part
 
 
 def _oom(rows: list, reasons, bench: str, platform: str, first: bool, modes, reason: str) -> None:

@@ -28,26 +28,24 @@ def kernel_run(cache: RunCache, kernel: Kernel, hw: SocketHw, tiles: int) -> tup
 
 def kernel_runs(cache: RunCache, kernels: Sequence[Kernel], hw: SocketHw,
                 tiles: int) -> tuple[list[KernelRun], list[bool]]:
-    """:func:`kernel_run` of each kernel of a plan (its runs, and whether each came from the
-    cache), looking each distinct kernel up once: a kernel whose content (its
-    :attr:`~rdusim.compiler.plan.Kernel.signature`, every field but its names) was met
-    earlier in ``kernels`` has the same cache key (the view of ``hw`` is a function of that
-    content too), so it gets that run, counted as a cache hit, as its own lookup would."""
+    """:func:`kernel_run` of each kernel of a plan: its runs, and whether each repeats a
+    kernel met earlier in ``kernels`` (the records' ``reused``). Each distinct kernel is
+    looked up once: a kernel whose content (its :attr:`~rdusim.compiler.plan.Kernel.signature`,
+    every field but its names) was met earlier has the same cache key (the view of ``hw``
+    is a function of that content too), so it gets that run, counted as a cache hit, as
+    its own lookup would. ``reused`` is a fact of the plan, not of the cache: the same
+    whatever the cache held before (another step, another process, ``--cache-dir``)."""
     runs: list[KernelRun] = []
-    hits: list[bool] = []
+    repeated: list[bool] = []
     seen: dict = {}                  # signature -> its run
-    repeats = 0
     for k in kernels:
         sig = k.signature
         run = seen.get(sig)
+        repeated.append(run is not None)
         if run is None:
-            run, hit = kernel_run(cache, k, hw, tiles)
-            seen[sig] = run
-        else:
-            repeats += 1
-            hit = True
+            run = seen[sig] = kernel_run(cache, k, hw, tiles)[0]
         runs.append(run)
-        hits.append(hit)
+    repeats = len(kernels) - len(seen)
     if repeats:
         cache.count_hits(NAMESPACE, repeats)
-    return runs, hits
+    return runs, repeated

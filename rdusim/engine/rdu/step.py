@@ -45,7 +45,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     if trace and tracer is None:
         tracer = StepTrace(TraceBuilder(), arch.name)
     cache = active_cache(cache)
-    runs, hits = kernel_runs(cache, plan.kernels, hw=SocketHw.of(arch), tiles=plan.tiles)
+    runs, repeats = kernel_runs(cache, plan.kernels, hw=SocketHw.of(arch), tiles=plan.tiles)
     sched = run_schedule([r.duration_s for r in runs], launch, arch, [k.streams for k in plan.kernels],
                          host_s=host_s)
     breakdown = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
@@ -80,13 +80,13 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     events = tracer.builder.events() if trace and tracer is not None else ()
     return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
                       breakdown_s=frozen(breakdown), util=frozen(util),
-                      records=Records(lambda: _rows(plan, per_kernel, tuple(hits), sched)), trace=events)
+                      records=Records(lambda: _rows(plan, per_kernel, tuple(repeats), sched)), trace=events)
 
 
-def _rows(plan: Plan, per_kernel: list, hits: tuple, sched) -> list[dict]:
+def _rows(plan: Plan, per_kernel: list, repeats: tuple, sched) -> list[dict]:
     """The step's records, a row per kernel (made when first read)."""
-    return [f.row(i, k, hit, slot.start_s, slot.start_s - slot.launch_start_s)
-            for i, (f, k, hit, slot) in enumerate(zip(per_kernel, plan.kernels, hits, sched.slots))]
+    return [f.row(i, k, repeat, slot.start_s, slot.start_s - slot.launch_start_s)
+            for i, (f, k, repeat, slot) in enumerate(zip(per_kernel, plan.kernels, repeats, sched.slots))]
 
 
 def split_kernel_time(k: Kernel, run: KernelRun) -> dict[str, float]:
@@ -100,12 +100,6 @@ def split_kernel_time(k: Kernel, run: KernelRun) -> dict[str, float]:
     if total <= 0:
         return {"compute": run.duration_s}
     return {key: run.duration_s * w / total for key, w in weights.items()}
-
-
-def kernel_row(i: int, k: Kernel, run: KernelRun, hit: bool, start: float, launch_gap: float,
-               arch: RduArch) -> dict:
-    """The record of the ``i``-th kernel of a step: where it ran and what it moved."""
-    return _Facts.of(k, run, arch).row(i, k, hit, start, launch_gap)
 
 
 class _Facts:
@@ -138,7 +132,8 @@ class _Facts:
         f.inter_node_s = _inter_node_s(k, arch)
         return f
 
-    def row(self, i: int, k: Kernel, hit: bool, start: float, launch_gap: float) -> dict:
+    def row(self, i: int, k: Kernel, repeat: bool, start: float, launch_gap: float) -> dict:
+        """``repeat``: an identical kernel ran earlier in the step (its run is reused)."""
         return {
             "kernel": i, "name": k.name, "layer": k.layer, "ops": len(k.ops), "stages": self.stages,
             "start_s": start, "time_s": self.time_s, "launch_s": launch_gap,
@@ -146,7 +141,7 @@ class _Facts:
             "p2p_bytes": self.p2p, "pcus": self.pcus, "pmus": self.pmus, "agcus": self.agcus,
             "passes": self.passes, "pcu_util": self.pcu_util, "pmu_util": self.pmu_util,
             "pcu_busy": self.pcu_busy, "hbm_bw_util": self.hbm_bw_util, "oi_flops_per_byte": self.oi,
-            "reused": int(hit), "algorithm": self.algorithm, "inter_node_s": self.inter_node_s,
+            "reused": int(repeat), "algorithm": self.algorithm, "inter_node_s": self.inter_node_s,
         }
 
 
