@@ -33,6 +33,7 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.coe import (CoeCapacityRow, CoeFootprintRow, CoePlatformRow, CoePointRow, CoeRow, CoeRunRow,
                              CoeSpeedupRow, scenario_label)
 from rdusim.studies.coe_stats import mean_and_ci
+from rdusim.studies.part import StudyPart
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cache import active_cache
 from rdusim.studies.coe_timing import ModelTimer
@@ -144,26 +145,18 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
-    rows: list[CoeRow] = []
-    records: list[dict[str, Any]] = []
-    oom_reasons: dict[str, str] = {}
-    events: list[dict] = []
     per_platform = len(scenarios) * (1 + len(spec.sweep_experts)) + 1      # progress steps
-    per_rep: dict = {}
     with Progress(len(runs) * per_platform, f"coe {spec.name}") as bar:
-        def platform(name: str) -> _PlatformPart:
-            part = _PlatformPart()
+        def platform(name: str) -> StudyPart:
+            part = StudyPart()
             _run_platform(runs[name], spec, scenarios, part.rows, part.records, part.oom_reasons, wants,
-                          part.events if trace else None, bar, part.per_rep)
+                          part.events if trace else None, bar, part.keyed)
             return part
 
         # the platforms are independent: on the run's processes (rdusim.parallel), merged in order
-        for part in fork_map(platform, list(runs), reported=lambda i, part: bar.advance(per_platform)):
-            rows += part.rows
-            records += part.records
-            oom_reasons.update(part.oom_reasons)
-            events += part.events
-            per_rep.update(part.per_rep)
+        merged = StudyPart.merged(fork_map(platform, list(runs), reported=lambda i, part: bar.advance(per_platform)))
+    rows: list[CoeRow] = merged.rows
+    records, oom_reasons, events, per_rep = merged.records, merged.oom_reasons, merged.events, merged.keyed
     _speedups(runs, reference, scenarios, rows, per_rep)
     rows += [CoeRunRow("replications", spec.replications), CoeRunRow("batches_per_replication", spec.batches)]
     return RunResult(
@@ -178,17 +171,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
                "footprint_clusters": {n: (r.coe_cluster or r.footprint_cluster).cluster.name for n, r in runs.items()
                                       if (r.coe_cluster or r.footprint_cluster) is not None}},
         trace=tuple(_chrome(events, list(runs))))
-
-
-@dataclass
-class _PlatformPart:
-    """What one platform's part of the study adds to the run (see :func:`_run_platform`)."""
-
-    rows: list = field(default_factory=list)
-    records: list = field(default_factory=list)
-    oom_reasons: dict = field(default_factory=dict)
-    events: list = field(default_factory=list)
-    per_rep: dict = field(default_factory=dict)
 
 
 def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, records,

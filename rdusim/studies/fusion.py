@@ -21,8 +21,7 @@ channels and links on their own threads (:mod:`rdusim.engine.rdu.trace`).
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
@@ -40,6 +39,7 @@ from rdusim.parallel import fork_map, using_jobs
 from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
 from rdusim.rows.fusion import SPEEDUP, FusionRow, step_rows
+from rdusim.studies.part import StudyPart
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 
 RDU_MODES = ("unfused", "fused_so", "fused_ho")
@@ -221,37 +221,18 @@ def _rows(bench: str, platform: str, first: bool, mode: str, values: dict) -> li
     return out + step_rows(bench, None, mode, values) if first else out
 
 
-@dataclass
-class _BenchPart:
-    """What one benchmark adds to the run, on every platform (see :func:`_bench`)."""
-
-    rows: list = field(default_factory=list)
-    records: list = field(default_factory=list)
-    notes: dict = field(default_factory=dict)
-    oom_reasons: dict = field(default_factory=dict)
-    layer_util: dict = field(default_factory=dict)
-
-
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
     spec: FusionWorkload = loaded.spec
-    rows: list[FusionRow] = []
-    records: list[dict[str, Any]] = []
     tracer = TraceBuilder()
     timelines: dict[str, Timeline] = {}
-    notes: dict[str, str] = {}
-    layer_util: dict[str, dict[str, float]] = {}
-    oom_reasons: dict[str, str] = {}
     # The benchmarks are independent: on the run's processes (rdusim.parallel), merged in
     # order. A trace lays every step after the one before, so a traced run is done in order.
     benchmarks = list(enumerate(spec.benchmarks))
     with using_jobs(1) if trace else nullcontext():
-        parts = fork_map(lambda ib: _bench(loaded, ib[0], ib[1], tracer if trace else None, timelines), benchmarks)
-    for part in parts:
-        rows += part.rows
-        records += part.records
-        notes.update(part.notes)
-        oom_reasons.update(part.oom_reasons)
-        layer_util.update(part.layer_util)
+        merged = StudyPart.merged(fork_map(
+            lambda ib: _bench(loaded, ib[0], ib[1], tracer if trace else None, timelines), benchmarks))
+    rows: list[FusionRow] = merged.rows
+    records, notes, oom_reasons, layer_util = merged.records, merged.notes, merged.oom_reasons, merged.keyed
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
              "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util,
@@ -262,11 +243,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
 
 
 def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: TraceBuilder | None,
-           timelines: dict[str, Timeline]) -> _BenchPart:
+           timelines: dict[str, Timeline]) -> StudyPart:
     """One benchmark on every platform: its rows, kernel records, notes and OOM reasons.
     ``tracer``: lay its RDU steps on the platforms' ``timelines`` (None: no trace)."""
     spec: FusionWorkload = loaded.spec
-    part = _BenchPart()
+    part = StudyPart()
     rows, records, oom_reasons = part.rows, part.records, part.oom_reasons
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
     graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
@@ -310,7 +291,7 @@ def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: T
             value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
             rows += _rows(bench.name, platform, first, SPEEDUP, {key: value})
         if platform == first_rdu:
-            part.layer_util[bench.name] = largest_kernel(steps["fused_ho"])
+            part.keyed[bench.name] = largest_kernel(steps["fused_ho"])
     return part
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.deployment import Deployment
@@ -29,9 +28,11 @@ from rdusim.cache import RunCache, active_cache
 from rdusim.errors import InputError
 from rdusim.graph.phase import Phase
 from rdusim.memory import device_memory
+from rdusim.parallel import fork_map
 from rdusim.results import RunResult, plain
 from rdusim.rows.base import by_identity
 from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_of, rows as model_rows
+from rdusim.studies.part import StudyPart
 
 RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
 
@@ -81,11 +82,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     cfg = load_model_for(loaded)
     for name in spec.platforms:
         check_platform(loaded, name, cfg)
-    rows: list[ModelRow] = []
-    records: list[dict[str, Any]] = []
-    notes: dict[str, str] = {}
-    events: list[Mapping[str, Any]] = []
-    oom_reasons: dict[str, str] = {}
     cache = active_cache()
     draft = None
     if spec.speculative is not None:
@@ -95,32 +91,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     if spec.clusters:                       # only a run over clusters loads their study
         from rdusim.studies import cluster_run
         clusters = cluster_run.load(loaded, cfg)
-    for index, name in enumerate(spec.platforms):
-        arch = loaded.archs[name]
-        tp = spec.platforms[name].tp
-        need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
-                             spec.prompt_tokens)
-        rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
-        if not need.fits:
-            oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
-            continue
-        try:
-            dep, timing = simulate_platform(loaded, name, cfg, cache)
-        except ModuleNotFoundError as exc:
-            if not engine_missing(exc):
-                raise
-            notes[name] = f"{arch.kind.value.upper()} engine not available ({exc.name} is not installed)"
-            rows.append(ModelRow(name, RUN, "available", 0))
-            continue
-        rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
-        records += [{"platform": name, **r} for r in timing.records]
-        if draft is not None:
-            st = speculative_run.simulate(loaded, name, cfg, draft, cache)
-            rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
-            if st.oom:
-                notes[f"{name}.spec"] = st.oom
-        if trace:
-            events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
+    # the platforms are independent: on the run's processes (rdusim.parallel), merged in order
+    merged = StudyPart.merged(fork_map(lambda ix: _platform(loaded, cfg, ix[0], ix[1], draft, cache, trace),
+                                       list(enumerate(spec.platforms))))
+    rows: list[ModelRow] = merged.rows
+    records, notes, events, oom_reasons = merged.records, merged.notes, merged.events, merged.oom_reasons
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
         rows += model_rows(name, PP, cluster_run.metrics(spec.batch_size, spec.output_tokens, pt, entry[1].tp))
@@ -137,6 +112,41 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                                            "launch": loaded.launch(n).value, "stack": loaded.stacks[n].name}
                                        for n, p in spec.platforms.items()}},
                      trace=tuple(events))
+
+
+def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, draft, cache: RunCache,
+              trace: bool) -> StudyPart:
+    """The workload's request on one platform: memory, timing, records, the speculative run
+    (``draft``), the trace (``trace``)."""
+    spec: ModelWorkload = loaded.spec
+    part = StudyPart()
+    arch = loaded.archs[name]
+    tp = spec.platforms[name].tp
+    need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
+                         spec.prompt_tokens)
+    part.rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
+    if not need.fits:
+        part.oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
+        return part
+    try:
+        dep, timing = simulate_platform(loaded, name, cfg, cache)
+    except ModuleNotFoundError as exc:
+        if not engine_missing(exc):
+            raise
+        part.notes[name] = f"{arch.kind.value.upper()} engine not available ({exc.name} is not installed)"
+        part.rows.append(ModelRow(name, RUN, "available", 0))
+        return part
+    part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
+    part.records += [{"platform": name, **r} for r in timing.records]
+    if draft is not None:
+        from rdusim.studies import speculative_run
+        st = speculative_run.simulate(loaded, name, cfg, draft, cache)
+        part.rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
+        if st.oom:
+            part.notes[f"{name}.spec"] = st.oom
+    if trace:
+        part.events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
+    return part
 
 
 def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
