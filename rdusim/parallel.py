@@ -25,6 +25,7 @@ The number of processes is the run's :func:`jobs` (1 unless a caller sets it wit
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import sys
@@ -93,8 +94,12 @@ class _Pool:
         os.close(write)                       # the pipe ends (EOF) when every number is taken
         children: list[tuple[int, int]] = []  # (pid, result pipe)
         try:
-            for _ in range(self.workers):
-                children.append(self._fork(read))
+            gc.freeze()        # the collector leaves the objects there are now alone: fewer pages copied on write
+            try:
+                for _ in range(self.workers):
+                    children.append(self._fork(read))
+            finally:
+                gc.unfreeze()
             with using_jobs(1):               # the processes are busy: no part forks again
                 self._work(read)
             for pid, fd in children:

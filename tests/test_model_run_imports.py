@@ -1,5 +1,6 @@
-"""A model run needs neither numpy nor SimPy (the reference models); the plain-Python sums
-of the decode steps equal the vectorised interpolation."""
+"""A model run needs neither numpy nor SimPy (the reference models), a CoE run without
+prefetch no SimPy; the plain-Python sums of the decode steps equal the vectorised
+interpolation."""
 
 from __future__ import annotations
 
@@ -19,9 +20,20 @@ from rdusim.engine.stepper import StepModel
 
 def test_a_model_run_imports_no_numpy(tmp_path):
     code = ("import sys; from rdusim.cli import main\n"
-            f"rc = main(['run', 'workloads/llama2_7b_chat.yaml', '--out', {str(tmp_path / 'o')!r}])\n"
+            f"rc = main(['run', 'workloads/llama2_7b_chat.yaml', '--out', {str(tmp_path / 'o')!r}, '--jobs', '1'])\n"
             "assert rc == 0, rc\n"
             "print(sorted(m for m in ('numpy', 'simpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_coe_run_without_prefetch_imports_no_simpy(tmp_path):
+    # the lone expert switch is the flow network's answer without events (rdusim.engine.fluid)
+    code = ("import sys; from rdusim.cli import main\n"
+            f"rc = main(['run', 'tests/data/coe_small.yaml', '--out', {str(tmp_path / 'o')!r}, '--jobs', '1'])\n"
+            "assert rc == 0, rc\n"
+            "print(sorted(m for m in ('simpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"

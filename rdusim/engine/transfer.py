@@ -34,10 +34,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import simpy
 from simpy.events import NORMAL, URGENT, Event, Timeout
 
+from rdusim.engine.fluid import REL_EPS as _REL_EPS   # flows this close to their end are complete
 from rdusim.engine.maxmin import max_min_rates
-
-# flows whose projected end lies within this relative distance of now are complete
-_REL_EPS = 1e-12
 
 
 class TransferRecord(NamedTuple):

@@ -27,7 +27,6 @@ from operator import sub
 from typing import Callable, Sequence
 
 import numpy as np
-import simpy
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.workload_coe import CachePolicy
@@ -158,6 +157,8 @@ def events_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: li
 
 def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list | None) -> list[tuple]:
     """One tuple of :class:`BatchRecord`'s fields per batch, from the SimPy model."""
+    import simpy
+
     env = simpy.Environment()
     net, paths = switch_network(env, setup.arch, setup.devices)
     hbm = [hbm_link(setup.arch)(d) for d in range(setup.devices)]
@@ -185,7 +186,7 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                 _span(trace, "router", t0, now, "router")
             hits = misses = 0
             copied = switch = expert = contention = 0.0
-            prefetched: dict[int, simpy.Event | None] = {}
+            prefetched: dict[int, "simpy.Event | None"] = {}
             last = len(order) - 1
             for k, (e, n) in enumerate(zip(order, counts)):
                 if e in prefetched:

@@ -14,14 +14,17 @@ overlaps (rdusim.engine.coe.serving).
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
-
-import simpy
+from typing import TYPE_CHECKING, Callable
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind
-from rdusim.engine.gpu.hostcopy import add_dgx_host_links, hbm_link as gpu_hbm_link, host_to_gpu_path
-from rdusim.engine.transfer import FlowNetwork
+from rdusim.engine.fluid import Link, together_s
+from rdusim.engine.gpu.hostcopy import dgx_host_links, hbm_link as gpu_hbm_link, host_to_gpu_path
+
+if TYPE_CHECKING:          # SimPy and the network are imported where copies are simulated
+    import simpy
+
+    from rdusim.engine.transfer import FlowNetwork
 
 
 def ddr_link(socket: int) -> str:
@@ -43,29 +46,39 @@ def hbm_bandwidth_bytes_per_s(arch: ArchSpec) -> float:
     return hbm.effective_bandwidth_bytes_per_s
 
 
-def switch_network(env: simpy.Environment, arch: ArchSpec, devices: int) -> tuple[FlowNetwork, list[tuple[str, ...]]]:
-    """A FlowNetwork with the copy links of ``arch`` and the path each device's shard takes."""
-    net = FlowNetwork(env)
+def switch_links(arch: ArchSpec, devices: int) -> tuple[list[Link], list[tuple[str, ...]]]:
+    """The copy links of ``arch`` (name, bandwidth, latency) and the path each device's shard takes."""
     if arch.kind == ArchKind.RDU:
         sock, hbm = arch.socket, hbm_link(arch)
+        links: list[Link] = []
         for s in range(devices):
-            net.add_link(ddr_link(s), sock.ddr.effective_bandwidth_bytes_per_s, sock.ddr.latency_s)
-            net.add_link(agcu_link(s), sock.agcu.count * sock.agcu.bandwidth_bytes_per_s, 0.0)
-            net.add_link(hbm(s), sock.hbm.effective_bandwidth_bytes_per_s, 0.0)
-        return net, [(ddr_link(s), agcu_link(s), hbm(s)) for s in range(devices)]
-    add_dgx_host_links(net, arch)
-    return net, [host_to_gpu_path(g) for g in range(devices)]
+            links += [(ddr_link(s), sock.ddr.effective_bandwidth_bytes_per_s, sock.ddr.latency_s),
+                      (agcu_link(s), sock.agcu.count * sock.agcu.bandwidth_bytes_per_s, 0.0),
+                      (hbm(s), sock.hbm.effective_bandwidth_bytes_per_s, 0.0)]
+        return links, [(ddr_link(s), agcu_link(s), hbm(s)) for s in range(devices)]
+    return dgx_host_links(arch), [host_to_gpu_path(g) for g in range(devices)]
 
 
-def copy_expert(env: simpy.Environment, net: FlowNetwork, paths: list[tuple[str, ...]],
-                expert_bytes: float, label: str) -> simpy.Event:
+def switch_network(env: "simpy.Environment", arch: ArchSpec, devices: int) -> tuple["FlowNetwork", list[tuple[str, ...]]]:
+    """A FlowNetwork with the copy links of ``arch`` and the path each device's shard takes."""
+    from rdusim.engine.transfer import FlowNetwork
+
+    net = FlowNetwork(env)
+    links, paths = switch_links(arch, devices)
+    for link in links:
+        net.add_link(*link)
+    return net, paths
+
+
+def copy_expert(env: "simpy.Environment", net: "FlowNetwork", paths: list[tuple[str, ...]],
+                expert_bytes: float, label: str) -> "simpy.Event":
     """Every device loads its 1/len(paths) shard at once; fires when the last shard lands
     (the shards' TransferRecords are in ``net.records``)."""
     n = len(paths)
     return net.transfer_all(paths, expert_bytes / n, [label + shard for shard in _shards(n)])
 
 
-def shard_copier(net: FlowNetwork, paths: list[tuple[str, ...]], expert_bytes: float) -> Callable[[str], simpy.Event]:
+def shard_copier(net: "FlowNetwork", paths: list[tuple[str, ...]], expert_bytes: float) -> Callable[[str], "simpy.Event"]:
     """:func:`copy_expert` of ``expert_bytes`` over ``paths`` as a function of the label (the
     paths checked once, however many experts a serving run copies)."""
 
@@ -82,15 +95,23 @@ _SHARDS = tuple(f".d{i}" for i in range(64))    # the label suffix of device i's
 
 
 def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
-    """Time to switch one expert in with nothing else moving (simulated once per run for
-    the same machine, devices and bytes: the run's cache)."""
+    """Time to switch one expert in with nothing else moving (worked out once per run for
+    the same machine, devices and bytes: the run's cache). Every shard starts at once on
+    paths of one latency, so the network's answer needs no events
+    (:func:`rdusim.engine.fluid.together_s`; :func:`simulate_lone_switch` is the reference)."""
     from rdusim.cache import active_cache
 
-    return active_cache().get_or_compute("lone_switch", (arch, devices, float(expert_bytes)),
-                                         lambda: _simulate_lone_switch(arch, devices, expert_bytes))
+    def compute() -> float:
+        links, paths = switch_links(arch, devices)
+        t = together_s(links, paths, expert_bytes / len(paths)) if paths else None
+        return t if t is not None else simulate_lone_switch(arch, devices, expert_bytes)
+    return active_cache().get_or_compute("lone_switch", (arch, devices, float(expert_bytes)), compute)
 
 
-def _simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
+def simulate_lone_switch(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
+    """:func:`lone_switch_s` on the flow network, with SimPy's events."""
+    import simpy
+
     env = simpy.Environment()
     net, paths = switch_network(env, arch, devices)
     copy_expert(env, net, paths, expert_bytes, "lone")

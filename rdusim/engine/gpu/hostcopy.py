@@ -11,12 +11,14 @@ the effective ones (datasheet x efficiency).
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import simpy
+from typing import TYPE_CHECKING, Sequence
 
 from rdusim.config.arch_gpu import GpuArch
-from rdusim.engine.transfer import FlowNetwork
+
+if TYPE_CHECKING:          # the network and SimPy are imported where a copy is simulated
+    import simpy
+
+    from rdusim.engine.transfer import FlowNetwork
 
 HOST_DRAM = "host_dram"
 HOST_LINK = "host_aggregate"
@@ -35,19 +37,23 @@ def host_to_gpu_path(gpu: int) -> tuple[str, ...]:
     return (HOST_DRAM, HOST_LINK, pcie_link(gpu), hbm_link(gpu))
 
 
-def add_dgx_host_links(net: FlowNetwork, arch: GpuArch) -> None:
-    """Add host_dram, host_aggregate and, per GPU, pcie<i> and hbm<i> to ``net``."""
+def dgx_host_links(arch: GpuArch) -> list[tuple[str, float, float]]:
+    """host_dram, host_aggregate and, per GPU, pcie<i> and hbm<i>: (name, bandwidth, latency)."""
     dram, agg, pcie, hbm = arch.node.host_dram, arch.links.host_aggregate, arch.links.pcie, arch.device.hbm
-    net.add_link(HOST_DRAM, dram.effective_bandwidth_bytes_per_s, dram.latency_s)
-    net.add_link(HOST_LINK, agg.effective_bandwidth_bytes_per_s, agg.latency_s)
+    links = [(HOST_DRAM, dram.effective_bandwidth_bytes_per_s, dram.latency_s),
+             (HOST_LINK, agg.effective_bandwidth_bytes_per_s, agg.latency_s)]
     for g in range(arch.node.gpus):
-        net.add_link(pcie_link(g), pcie.effective_bandwidth_bytes_per_s, pcie.latency_s)
-        net.add_link(hbm_link(g), hbm.effective_bandwidth_bytes_per_s, 0.0)
+        links += [(pcie_link(g), pcie.effective_bandwidth_bytes_per_s, pcie.latency_s),
+                  (hbm_link(g), hbm.effective_bandwidth_bytes_per_s, 0.0)]
+    return links
 
 
-def dgx_host_network(env: simpy.Environment, arch: GpuArch) -> FlowNetwork:
+def dgx_host_network(env: "simpy.Environment", arch: GpuArch) -> "FlowNetwork":
+    from rdusim.engine.transfer import FlowNetwork
+
     net = FlowNetwork(env)
-    add_dgx_host_links(net, arch)
+    for link in dgx_host_links(arch):
+        net.add_link(*link)
     return net
 
 
@@ -55,6 +61,8 @@ def host_copy_times(arch: GpuArch, bytes_per_gpu: Sequence[float]) -> tuple[floa
     """Copies to GPUs 0..n-1 started together; the time each one ends (seconds)."""
     if len(bytes_per_gpu) > arch.node.gpus:
         raise ValueError(f"{len(bytes_per_gpu)} copies but {arch.name} has {arch.node.gpus} GPUs")
+    import simpy
+
     env = simpy.Environment()
     net = dgx_host_network(env, arch)
     events = [net.transfer(host_to_gpu_path(g), n, label=f"gpu{g}") for g, n in enumerate(bytes_per_gpu)]

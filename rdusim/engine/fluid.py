@@ -1,0 +1,92 @@
+"""Copies that all start together on the flow network, without events.
+
+:class:`rdusim.engine.transfer.FlowNetwork` evaluates any mix of copies requested at any
+times with SimPy events. When every copy is requested at the same instant and its path
+has the same latency as the others' (an expert's shards switched in with nothing else
+moving: :func:`rdusim.engine.coe.switching.lone_switch_s`), nothing can happen between
+two landings but the landings themselves, so the network's answer is a short loop: the
+flows join after the latency, take their max-min rates, the earliest ends, the rest take
+new rates, and so on. :func:`together_s` runs that loop with the network's own
+arithmetic, in its order (the same floats: ``tests/test_fluid.py`` checks it against the
+network bit for bit), without importing SimPy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from rdusim.engine.maxmin import max_min_rates
+
+# flows whose projected end lies within this relative distance of now are complete
+REL_EPS = 1e-12
+
+Link = tuple[str, float, float]      # (name, bandwidth bytes/s, latency s)
+
+
+def together_s(links: Sequence[Link], paths: Sequence[tuple[str, ...]], nbytes: float) -> float | None:
+    """When the last of ``len(paths)`` copies of ``nbytes`` each, all requested at time 0
+    along ``paths`` over ``links``, has landed: what FlowNetwork gives. None when the
+    network would need its events (the paths' latencies differ) or would refuse the input
+    (an unknown or repeated link, a bad bandwidth, latency or byte count): then ask it."""
+    known = {name: (float(bw), float(lat)) for name, bw, lat in links}
+    if len(known) != len(links) or not paths or not 0.0 <= nbytes < math.inf:
+        return None
+    for bw, lat in known.values():
+        if not (bw > 0 and math.isfinite(bw) and lat >= 0 and math.isfinite(lat)):
+            return None
+    order: list[tuple[str, ...]] = []         # distinct paths in the order first met (FlowNetwork's)
+    index: dict[tuple[str, ...], int] = {}
+    for p in paths:
+        p = tuple(p)
+        if not p or len(set(p)) != len(p) or any(name not in known for name in p):
+            return None
+        if p not in index:
+            index[p] = len(order)
+            order.append(p)
+    latency = {p: sum([known[name][1] for name in p]) for p in order}
+    if len(set(latency.values())) != 1:
+        return None
+    delay = latency[order[0]]
+    now = 0.0 + delay if delay > 0 else 0.0       # SimPy's timeout: now + delay
+    nbytes = float(nbytes)
+    if nbytes <= 0:
+        return now
+    capacity = {name: bw for name, (bw, _) in known.items()}
+    flows = [[index[tuple(p)], nbytes, 0.0, seq] for seq, p in enumerate(paths)]   # path, remaining, rate, seq
+    counts = [0] * len(order)
+    for f in flows:
+        counts[f[0]] += 1
+    last = now
+    solutions: dict[tuple[int, ...], list[float]] = {}
+    while flows:
+        key = tuple(counts)
+        rates = solutions.get(key)
+        if rates is None:
+            rates = solutions[key] = max_min_rates(order, key, capacity)
+        next_end = math.inf
+        for f in flows:                               # FlowNetwork._reschedule
+            f[2] = rate = rates[f[0]]
+            end = now + f[1] / rate
+            if end < next_end:
+                next_end = end
+        now = now + max(next_end - now, 0.0)          # the wake-up timeout
+        dt = now - last                               # FlowNetwork._wake
+        last = now
+        tol = REL_EPS * max(now, 1e-9)
+        ended, kept = [], []
+        for f in flows:
+            left = f[1]
+            if dt > 0:
+                moved = f[2] * dt
+                if not moved < left:
+                    moved = left
+                f[1] = left = left - moved
+            (ended if not left or left / f[2] <= tol or left <= nbytes * REL_EPS else kept).append(f)
+        if not ended:                                 # rounding left a sliver: force the earliest one
+            ended = [min(kept, key=lambda f: (f[1] / f[2], f[3]))]
+            kept.remove(ended[0])
+        for f in ended:
+            counts[f[0]] -= 1
+        flows = kept
+    return now
