@@ -48,3 +48,11 @@ def test_expert_count_sweep_points_are_served_only_when_one_of_their_keys_is_kep
     one = _run(metric_selector(("coe.sn40l.bs8.tok20.experts10.hit_rate",)))
     assert {k: v for k, v in one.items() if ".experts" in k} == \
         {k: v for k, v in sweep.items() if k.startswith("coe.sn40l.")}
+
+
+def test_a_caller_keeping_metrics_only_gets_every_fusion_metric_and_no_records():
+    loaded = load_workload("tests/data/fusion_small.yaml")
+    full = run_study(loaded)
+    lean = run_study(loaded, wants=lambda key: True)
+    assert full.records and not lean.records
+    assert lean.metrics == full.metrics

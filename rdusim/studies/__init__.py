@@ -31,7 +31,9 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False, cache: RunCache | 
     sweep worker passes one it keeps across points, validate shares one across its runs).
     The engines get it explicitly where the call path passes it, else from this scope.
     ``wants(key)``: whether the caller keeps metric ``key`` (a sweep's ``--metrics``); a
-    study may skip a part none of whose metrics it keeps (None: keep everything)."""
+    study may skip a part none of whose metrics it keeps (None: keep everything). A caller
+    that passes ``wants`` keeps metrics only (a sweep point, a validate run): a study may
+    leave its records out too."""
     with using(active_cache(cache)):
         return study_module(loaded.kind).run(loaded, trace=trace, wants=wants)
 

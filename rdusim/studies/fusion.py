@@ -221,8 +221,11 @@ def _rows(bench: str, platform: str, first: bool, mode: str, values: dict) -> li
     return out + step_rows(bench, None, mode, values) if first else out
 
 
-def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
+def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:
+    """Every benchmark on every platform; with ``wants`` (a caller keeping metrics only:
+    every metric is computed) no kernel records."""
     spec: FusionWorkload = loaded.spec
+    keep_records = spec.kernel_records and wants is None
     tracer = TraceBuilder()
     timelines: dict[str, Timeline] = {}
     # The benchmarks are independent: on the run's processes (rdusim.parallel), merged in
@@ -230,7 +233,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     benchmarks = list(enumerate(spec.benchmarks))
     with using_jobs(1) if trace else nullcontext():
         merged = StudyPart.merged(fork_map(
-            lambda ib: _bench(loaded, ib[0], ib[1], tracer if trace else None, timelines), benchmarks))
+            lambda ib: _bench(loaded, ib[0], ib[1], tracer if trace else None, timelines, keep_records),
+            benchmarks))
     rows: list[FusionRow] = merged.rows
     records, notes, oom_reasons, layer_util = merged.records, merged.notes, merged.oom_reasons, merged.keyed
     first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
@@ -243,9 +247,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
 
 
 def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: TraceBuilder | None,
-           timelines: dict[str, Timeline]) -> StudyPart:
-    """One benchmark on every platform: its rows, kernel records, notes and OOM reasons.
-    ``tracer``: lay its RDU steps on the platforms' ``timelines`` (None: no trace)."""
+           timelines: dict[str, Timeline], keep_records: bool) -> StudyPart:
+    """One benchmark on every platform: its rows, kernel records (if ``keep_records``), notes
+    and OOM reasons. ``tracer``: lay its RDU steps on the platforms' ``timelines`` (None: no trace)."""
     spec: FusionWorkload = loaded.spec
     part = StudyPart()
     rows, records, oom_reasons = part.rows, part.records, part.oom_reasons
@@ -284,7 +288,7 @@ def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: T
         first = platform == first_rdu
         for mode, step in steps.items():
             rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
-            if spec.kernel_records:
+            if keep_records:
                 records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                             for r in step.records]
         for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
