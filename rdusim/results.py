@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASSTHROUGH_SUBCLASS
 from orjson import dumps as _orjson_dumps
@@ -87,7 +87,7 @@ class RunResult:
         """Write results.json atomically (never half-written)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(out / "results.json", dumps_results(self.to_json(_raw_records=True)))
+        return atomic_write_text(out / "results.json", results_pieces(self.to_json(_raw_records=True)))
 
 
 def metrics_of(rows, metrics: Optional[Mapping[str, float]] = None) -> dict:
@@ -103,18 +103,30 @@ def dumps_results(data: Mapping[str, Any]) -> str:
     stays readable and diffable; each record compact (no spaces: the file holds tens of
     thousands), encoded by orjson (about 8x faster than the standard library's C encoder,
     the same numbers: shortest round-trip float text). Parses to exactly ``data``."""
+    return results_bytes(data).decode()
+
+
+def results_bytes(data: Mapping[str, Any]) -> bytes:
+    """:func:`dumps_results` as UTF-8 bytes."""
+    return b"".join(results_pieces(data))
+
+
+def results_pieces(data: Mapping[str, Any]) -> list:
+    """:func:`results_bytes` in pieces (bytes-like) to write one after another: the records'
+    megabytes are not copied into one buffer first (what :meth:`RunResult.write` writes)."""
     enc = json.dumps
-    lines = []
-    for key, value in data.items():
-        head = f" {enc(key)}: "
+    out: list = [b"{\n"]
+    for i, (key, value) in enumerate(data.items()):
+        out.append(f"{',' if i else ''}{chr(10) if i else ''} {enc(key)}: ".encode())
         if key == "metrics" and type(value) is dict and value:
             body = ",\n".join(f"  {enc(k)}: {enc(v)}" for k, v in value.items())
-            lines.append(head + "{\n" + body + "\n }")
+            out.append(b"{\n" + body.encode() + b"\n }")
         elif key == "records" and type(value) in (_Records, list) and value:
-            lines.append(head + "[\n" + ",\n".join("  " + _record_json(r) for r in value) + "\n ]")
+            out += [b"[\n  ", _records_bytes(value), b"\n ]"]
         else:
-            lines.append(head + enc(value))
-    return "{\n" + ",\n".join(lines) + "\n}"
+            out.append(enc(value).encode())
+    out.append(b"\n}")
+    return out
 
 
 class _Records(tuple):
@@ -135,6 +147,22 @@ def _compact(plain_data: Any) -> str:
         return _orjson_dumps(plain_data).decode()
     except TypeError:            # orjson.JSONEncodeError is a TypeError
         return json.dumps(plain_data, separators=(",", ":"))
+
+
+def _records_bytes(records: Sequence[Any]) -> bytes | memoryview:
+    """The records one per line, each ``_record_json(r)``, joined by ``",\n  "``. Plain
+    dicts (every study's records) are encoded in one orjson call and the line breaks put
+    between them: a record's end and the next one's start are the only ``},{`` of the text
+    unless a record holds that text itself (a string, a list of dicts), which the count of
+    ``},{`` shows -- then each record is encoded alone."""
+    if all(type(r) is dict for r in records):
+        try:
+            text = _orjson_dumps(records if type(records) is list else list(records), option=_RAW)
+        except TypeError:         # something orjson refuses: _record_json makes it plain
+            text = b""
+        if text and text.count(b"},{") == len(records) - 1:
+            return memoryview(text.replace(b"},{", b"},\n  {"))[1:-1]   # the list's brackets dropped
+    return ",\n  ".join(_record_json(r) for r in records).encode()
 
 
 def _record_json(r: Any) -> str:
@@ -164,12 +192,14 @@ def load_result(path: str | Path) -> RunResult:
     return RunResult.from_json(data, str(p))
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
+def atomic_write_text(path: Path, text: str | list) -> Path:
+    """Write ``text`` (or UTF-8 bytes-like pieces, one after another) to ``path``
+    atomically: never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.writelines([text.encode("utf-8")] if isinstance(text, str) else text)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)      # mkstemp makes files private; results are not

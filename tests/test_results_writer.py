@@ -110,3 +110,19 @@ def test_records_parse_to_what_the_json_module_writes(records):
     want = json.loads(json.dumps([reference_plain(r) for r in records]))
     assert got == want
     assert [repr(v) for r in got for v in r.values()] == [repr(v) for r in want for v in r.values()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "},{", "k"]),
+                                st.one_of(st.sampled_from(["},{", "x},{y", "}", "{", ""]), st.integers(-3, 3),
+                                          st.lists(st.dictionaries(st.just("n"), st.integers(0, 2)), max_size=3)),
+                                max_size=4), min_size=1, max_size=6))
+def test_records_in_one_call_lay_out_as_one_at_a_time(records):
+    """All plain records are encoded by one orjson call and split into lines at ``},{``: the
+    same text as encoding each alone, also when a record holds that text itself."""
+    from rdusim.results import _record_json
+
+    text = dumps_results(RunResult("w", "fusion", {}, {}, 0, {}, tuple(records)).to_json(_raw_records=True))
+    lines = ",\n".join("  " + _record_json(r) for r in records)
+    assert ' "records": [\n' + lines + "\n ]" in text
+    assert json.loads(text)["records"] == records
