@@ -19,8 +19,8 @@ same ``--cache-dir`` (its writes are atomic), and keep their in-memory cache ent
 themselves.
 
 The number of processes is the run's :func:`jobs` (1 unless a caller sets it with
-:func:`using_jobs`: the CLI's ``--jobs``, by default the usable CPUs). Without ``fork``
-(Windows) everything runs in the caller.
+:func:`using_jobs`: the CLI's ``--jobs``, by default the usable CPUs). Without a safe
+``fork`` (Windows, macOS) everything runs in the caller.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 _JOBS: ContextVar[int] = ContextVar("rdusim_jobs", default=1)
+# fork without exec is unsafe on macOS (its system libraries may hold locks across it: the
+# reason multiprocessing spawns there); elsewhere on POSIX it is what workers start from
+_CAN_FORK = hasattr(os, "fork") and sys.platform != "darwin"
 _TOKEN = 4            # bytes per item number in the pipe (reads of this size are atomic)
 
 
@@ -70,7 +73,7 @@ def fork_map(fn: Callable[[T], R], items: Sequence[T], *,
     (a progress bar's hook: what ``fn`` does to a bar in a worker is not seen here)."""
     items = list(items)
     workers = min(jobs(), len(items)) - 1
-    if workers <= 0 or not hasattr(os, "fork"):
+    if workers <= 0 or not _CAN_FORK:
         return [fn(x) for x in items]
     return _Pool(fn, items, workers, reported).run()
 
