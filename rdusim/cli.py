@@ -207,32 +207,27 @@ JOBS_HELP = ("processes for the run's independent parts (the CoE study's platfor
              "benchmarks, validate's studies); results are identical for any N (default: the usable CPUs)")
 
 
-def _jobs(text: str) -> int:
-    """--jobs: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
+def _int_at_least(low: int, expected: str):
+    """An argparse type: an integer of at least ``low`` (described as ``expected``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {value}")
+        return value
+    return parse
+
+
+_jobs = _int_at_least(1, "a positive integer")              # --jobs
+_seed = _int_at_least(0, "a non-negative integer")          # --seed (numpy seeds cannot be negative)
 
 
 def _jobs_of(args) -> int:
     from rdusim.parallel import usable_cpus
 
     return args.jobs if args.jobs is not None else usable_cpus()
-
-
-def _seed(text: str) -> int:
-    """--seed: a non-negative integer (numpy seeds cannot be negative)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {value}")
-    return value
 
 
 SET_HELP = ("override a workload field by dotted key (batch_size=8, platforms.sn40l.tp=4) or an arch "

@@ -18,25 +18,25 @@ from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.stepper import StepModel
 
 
-def test_a_model_run_imports_no_numpy(tmp_path):
+def _loaded_after_run(workload: str, out, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a run of ``workload`` in one process (--jobs 1) has imported."""
     code = ("import sys; from rdusim.cli import main\n"
-            f"rc = main(['run', 'workloads/llama2_7b_chat.yaml', '--out', {str(tmp_path / 'o')!r}, '--jobs', '1'])\n"
+            f"rc = main(['run', {workload!r}, '--out', {str(out)!r}, '--jobs', '1'])\n"
             "assert rc == 0, rc\n"
-            "print(sorted(m for m in ('numpy', 'simpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
+            f"print(sorted(m for m in {modules!r} if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_model_run_imports_no_numpy(tmp_path):
+    assert _loaded_after_run("workloads/llama2_7b_chat.yaml", tmp_path / "o",
+                             ("numpy", "simpy", "networkx", "matplotlib")) == []
 
 
 def test_a_coe_run_without_prefetch_imports_no_simpy(tmp_path):
     # the lone expert switch is the flow network's answer without events (rdusim.engine.fluid)
-    code = ("import sys; from rdusim.cli import main\n"
-            f"rc = main(['run', 'tests/data/coe_small.yaml', '--out', {str(tmp_path / 'o')!r}, '--jobs', '1'])\n"
-            "assert rc == 0, rc\n"
-            "print(sorted(m for m in ('simpy', 'networkx', 'matplotlib') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert _loaded_after_run("tests/data/coe_small.yaml", tmp_path / "o", ("simpy", "networkx", "matplotlib")) == []
 
 
 @pytest.mark.parametrize("arch,launch,first,steps", [("arch/sn40l.yaml", LaunchMode.HARDWARE, 128, 300),
