@@ -16,6 +16,7 @@ from typing import Mapping
 
 from rdusim.cache import content_key
 from rdusim.config.policy import FusionPolicy
+from rdusim.derived import derived
 
 _NAME = {"key": False}      # names a kernel; the simulation never reads it
 
@@ -72,21 +73,6 @@ class Stage:
     die: int = 0
 
 
-class _derived:
-    """``functools.cached_property`` without its lock: a value worked out from a frozen
-    kernel's fields on first use and kept in its ``__dict__`` (where later reads find it
-    first). Thousands of kernels a step make the lock's cost show."""
-
-    def __init__(self, fn):
-        self.fn, self.name, self.__doc__ = fn, fn.__name__, fn.__doc__
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        value = obj.__dict__[self.name] = self.fn(obj)
-        return value
-
-
 @dataclass(frozen=True)
 class Kernel:
     name: str = field(metadata=_NAME)
@@ -96,13 +82,13 @@ class Kernel:
     passes: int = 1                  # >1 when resident operands exceed PMU capacity (re-streamed)
     buffer_depth: int = 2            # tiles each stage buffer holds (execution.buffer_depth)
 
-    @_derived
+    @derived
     def signature(self):
         """Everything that determines the kernel's simulated behaviour (every field but
         the names): the content key of the kernel."""
         return content_key(self)
 
-    @_derived
+    @derived
     def flops(self) -> float:
         return sum(s.flops for s in self.stages)
 
@@ -124,24 +110,24 @@ class Kernel:
         k.__dict__.update(name=name, ops=ops, layer=self.layer if layer is None else layer)
         return k
 
-    @_derived
+    @derived
     def pcus(self) -> int:
         return sum(s.pcus for s in self.stages)
 
-    @_derived
+    @derived
     def pmus(self) -> int:
         return sum(s.pmus for s in self.stages)
 
-    @_derived
+    @derived
     def agcus(self) -> int:
         return sum(st.agcus for s in self.stages for st in s.streams)
 
-    @_derived
+    @derived
     def streams(self) -> int:
         """Off-chip streams (tensor arguments with an address program in the AGCUs)."""
         return sum(len(s.streams) for s in self.stages)
 
-    @_derived
+    @derived
     def is_collective_only(self) -> bool:
         return all(s.kind == StageKind.COLLECTIVE for s in self.stages)
 
@@ -154,12 +140,12 @@ class Kernel:
                 out[st.tier.value] = out.get(st.tier.value, 0.0) + st.nbytes * mult
         return out
 
-    @_derived
+    @derived
     def d2d_bytes(self) -> float:
         return sum(b for s in self.stages for b, x in zip(s.edge_bytes, s.edge_d2d) if x)
 
 
-_DERIVED = tuple(name for name, v in vars(Kernel).items() if isinstance(v, _derived))
+_DERIVED = tuple(name for name, v in vars(Kernel).items() if isinstance(v, derived))
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+from rdusim.derived import derived
 from rdusim.errors import InputError
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.toposort import lexicographic_order
@@ -84,7 +84,7 @@ class OpGraph:
                              "a cycle " + " -> ".join(e[0] for e in cycle) + f" -> {cycle[0][0]}")
         self._ops = tuple(by_name[n] for n in order)
 
-    @cached_property
+    @derived
     def _g(self) -> "nx.DiGraph":
         """The networkx DiGraph (nodes carry ``op`` and ``index``, edges ``tensor`` and
         ``nbytes``), built the first time something asks for it."""
@@ -118,11 +118,11 @@ class OpGraph:
     def __len__(self) -> int:
         return len(self._ops)
 
-    @cached_property
+    @derived
     def totals(self) -> Totals:
         return subgraph_totals(self._ops)
 
-    @cached_property
+    @derived
     def weights(self) -> dict[str, Tensor]:
         """Every weight the rank holds: those the ops read, then the idle ones."""
         out: dict[str, Tensor] = {}
@@ -153,7 +153,7 @@ class OpGraph:
         """Bytes that cross the boundary if the whole graph ran as one fused kernel."""
         return boundary_bytes(self._ops)
 
-    @cached_property
+    @derived
     def kv_cache(self) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
         for op in self._ops:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from functools import cached_property
+
+from rdusim.derived import derived
 
 
 class DType(enum.Enum):
@@ -68,11 +69,11 @@ class Tensor:
         if not 0 < self.density <= 1:
             raise ValueError(f"tensor {self.name}: density must be in (0, 1], got {self.density}")
 
-    @cached_property
+    @derived
     def numel(self) -> int:
         return math.prod(self.shape)
 
-    @cached_property
+    @derived
     def nbytes(self) -> float:
         """Bytes stored: dense elements x dtype, or non-zeros plus a 2-byte index each if
         sparse; plus the quantisation scales (one per ``scale_group`` elements)."""

@@ -11,12 +11,12 @@ changes only speeds (DDR bandwidth, launch costs...) times the same outcome
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from itertools import chain
 from typing import Sequence
 
 import numpy as np
 
+from rdusim.derived import derived
 from rdusim.config.workload_coe import CachePolicy
 from rdusim.engine.coe.cache import ExpertCache
 
@@ -37,30 +37,30 @@ class CacheOutcome:
         return cls(*(tuple(chain.from_iterable(getattr(o, f) for o in outcomes))
                      for f in ("prompts", "order", "counts", "hit")))
 
-    @cached_property
+    @derived
     def prompt_counts(self) -> np.ndarray:
         """Prompts of each batch, as an array."""
         return np.array(self.prompts, dtype=np.int64)
 
-    @cached_property
+    @derived
     def batch_sizes(self) -> tuple[list[int], np.ndarray]:
         """The distinct batch sizes (ascending) and, per batch, the index of its size among them."""
         sizes, which = np.unique(self.prompt_counts, return_inverse=True)
         return sizes.tolist(), which.reshape(-1)
 
-    @cached_property
+    @derived
     def hits(self) -> np.ndarray:
         return np.array([sum(h) for h in self.hit], dtype=np.int64)
 
-    @cached_property
+    @derived
     def distinct(self) -> np.ndarray:
         return np.array([len(o) for o in self.order], dtype=np.int64)
 
-    @cached_property
+    @derived
     def misses(self) -> np.ndarray:
         return np.array([len(h) - sum(h) for h in self.hit], dtype=np.int64)
 
-    @cached_property
+    @derived
     def count_histogram(self) -> np.ndarray:
         """``[batch, n]``: how many of the batch's experts serve ``n`` prompts."""
         flat = np.array([n for cs in self.counts for n in cs], dtype=np.int64)
