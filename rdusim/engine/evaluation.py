@@ -2,7 +2,8 @@
 
 The SimPy processes are the reference: they are what the model *is*. Where the event
 order provably reduces to a recurrence (the GPU host/stream timeline, the RDU launch
-schedule: one producer and one consumer in lock step, no shared resource), the engines
+schedule: one producer and one consumer in lock step, no shared resource; an expert's
+shards switched in at once with nothing else moving: rdusim.engine.fluid), the engines
 evaluate that recurrence instead, with the same floating-point operations in the same
 order, so the results are bit-identical; property tests check it against the reference
 on random inputs. ``with reference():`` makes every call inside it use the SimPy model

@@ -98,12 +98,15 @@ def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
     """Time to switch one expert in with nothing else moving (worked out once per run for
     the same machine, devices and bytes: the run's cache). Every shard starts at once on
     paths of one latency, so the network's answer needs no events
-    (:func:`rdusim.engine.fluid.together_s`; :func:`simulate_lone_switch` is the reference)."""
+    (:func:`rdusim.engine.fluid.together_s`; :func:`simulate_lone_switch`, the reference,
+    inside ``rdusim.engine.evaluation.reference()``)."""
     from rdusim.cache import active_cache
+    from rdusim.engine.evaluation import Evaluation, current
 
     def compute() -> float:
         links, paths = switch_links(arch, devices)
-        t = together_s(links, paths, expert_bytes / len(paths)) if paths else None
+        exact = current() == Evaluation.CLOSED_FORM and paths
+        t = together_s(links, paths, expert_bytes / len(paths)) if exact else None
         return t if t is not None else simulate_lone_switch(arch, devices, expert_bytes)
     return active_cache().get_or_compute("lone_switch", (arch, devices, float(expert_bytes)), compute)
 
