@@ -14,6 +14,8 @@ an op is not named by its layer (``L<i>.``).
 from __future__ import annotations
 
 import re
+from itertools import groupby
+
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.fusion_rules import partition
@@ -75,31 +77,16 @@ def _named_by_layer(k: Kernel) -> bool:
 
 
 def repeated_kernels(graph: OpGraph, layers: int, policy: FusionPolicy, arch: GpuArch) -> tuple[Kernel, ...] | None:
-    """The whole model's kernels (``layers`` decoder layers) from ``graph``, its first
-    ``TEMPLATE_LAYERS`` layers; or None."""
+    """The whole model's kernels (``layers`` decoder layers) of an inference step from
+    ``graph``, its first ``TEMPLATE_LAYERS`` layers, visited once upwards; or None (a
+    training step's layers come back: :func:`repeated_step_kernels`)."""
     if layers < TEMPLATE_LAYERS:
         return None
     kernels = partition(graph, policy, arch)
-    if not all(_named_by_layer(k) for k in kernels):
+    visits = [layer for layer, _ in groupby(k.layer for k in kernels) if layer >= 0]
+    if visits != list(range(TEMPLATE_LAYERS)):       # [-1]* [0]+ [1]+ [2]+ [-1]*
         return None
-    order = [k.layer for k in kernels]
-    runs = [x for i, x in enumerate(order) if i == 0 or order[i - 1] != x]
-    core = runs[1:] if runs[:1] == [-1] else runs
-    core = core[:-1] if core[-1:] == [-1] else core
-    if core != list(range(TEMPLATE_LAYERS)):       # [-1]* [0]+ [1]+ [2]+ [-1]*
-        return None
-    first = order.index(0)
-    mid = [k for k in kernels if k.layer == 1]
-    last = [k for k in kernels if k.layer == 2]
-    post = kernels[first + sum(1 for x in order if x >= 0):]
-    shift = layers - TEMPLATE_LAYERS
-    out = list(kernels[:first]) + [k for k in kernels if k.layer == 0]
-    movers = [_Mover(k) for k in mid]
-    for j in range(layers - 2):
-        out += [m.at(j) for m in movers]
-    out += [_moved(k, shift) for k in last]
-    out += [_moved(k, shift) for k in post]
-    return tuple(out)
+    return _repeated(kernels, layers)
 
 
 def _layers_named(k: Kernel) -> set[int]:
@@ -112,13 +99,18 @@ def repeated_step_kernels(graph: OpGraph, layers: int, policy: FusionPolicy,
     """The whole model's kernels from ``graph``, the model cut to its first
     ``TEMPLATE_LAYERS`` layers, for a step that visits its layers in several runs (a
     training step: forward up, backward and optimizer down; :mod:`rdusim.graph.layer_runs`);
-    or None. A kernel of template layer ``l``'s run copied to layer ``j`` has every layer
-    name moved by ``j - l`` (a kernel may hold a neighbouring layer's ops: a residual add
-    joined to the next norm); a kernel outside the layers is moved with the last layer
-    when it holds the template's last layer's ops, kept when it holds only the first's."""
+    or None."""
+    return _repeated(partition(graph, policy, arch), layers)
+
+
+def _repeated(kernels: tuple[Kernel, ...], layers: int) -> tuple[Kernel, ...] | None:
+    """The whole model's kernels from the template's (:mod:`rdusim.graph.layer_runs`), or
+    None. A kernel of template layer ``l``'s run copied to layer ``j`` has every layer name
+    moved by ``j - l`` (a kernel may hold a neighbouring layer's ops: a residual add joined
+    to the next norm); a kernel outside the layers is moved with the last layer when it
+    holds the template's last layer's ops, kept when it holds only the first's."""
     from rdusim.graph.layer_runs import expand, runs
 
-    kernels = partition(graph, policy, arch)
     if not all(_named_by_layer(k) for k in kernels):
         return None
     layout = runs([k.layer for k in kernels])
