@@ -147,14 +147,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
 
     per_platform = len(scenarios) * (1 + len(spec.sweep_experts)) + 1      # progress steps
     with Progress(len(runs) * per_platform, f"coe {spec.name}") as bar:
-        def platform(name: str) -> StudyPart:
-            part = StudyPart()
-            _run_platform(runs[name], spec, scenarios, part.rows, part.records, part.oom_reasons, wants,
-                          part.events if trace else None, bar, part.keyed)
-            return part
-
         # the platforms are independent: on the run's processes (rdusim.parallel), merged in order
-        merged = StudyPart.merged(fork_map(platform, list(runs), reported=lambda i, part: bar.advance(per_platform)))
+        merged = StudyPart.merged(fork_map(lambda name: _run_platform(runs[name], spec, scenarios, wants, trace, bar),
+                                           list(runs), reported=lambda i, part: bar.advance(per_platform)))
     rows: list[CoeRow] = merged.rows
     records, oom_reasons, events, per_rep = merged.records, merged.oom_reasons, merged.events, merged.keyed
     _speedups(runs, reference, scenarios, rows, per_rep)
@@ -173,11 +168,14 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
         trace=tuple(_chrome(events, list(runs))))
 
 
-def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, records,
-                  oom_reasons, wants, events: list | None, bar: Progress, per_rep: dict) -> None:
+def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, wants, trace: bool, bar: Progress) -> StudyPart:
     """Capacity, every scenario (``spec.replications`` independent routings each), the
     expert-count sweep (one routing) and the footprint of one platform (skipped when the
-    caller keeps none of its metrics: ``wants``, a sweep's ``--metrics``)."""
+    caller keeps none of its metrics: ``wants``, a sweep's ``--metrics``). Its per-replication
+    values by (platform, scenario) are the part's ``keyed`` (the speedups read them)."""
+    part = StudyPart()
+    rows, records, oom_reasons, per_rep = part.rows, part.records, part.oom_reasons, part.keyed
+    events = part.events if trace else None
     name = pr.name
     cap = pr.capacity(Scenario(max(spec.batch_sizes), max(spec.output_tokens)))
     rows += [CoeCapacityRow(name, "max_experts", cap.max_experts), CoeCapacityRow(name, "hbm_experts", cap.hbm_experts),
@@ -203,6 +201,7 @@ def _run_platform(pr: PlatformRun, spec: CoeWorkload, scenarios, rows: list, rec
     if _wants_footprint(name, spec, wants):
         _footprint(pr, spec, rows)
     bar.advance()
+    return part
 
 
 _DETAIL = ("router_s", "switch_s", "expert_s", "switches_per_batch", "bytes_copied_per_batch")
