@@ -163,7 +163,8 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
     net, paths = switch_network(env, setup.arch, setup.devices)
     hbm = [hbm_link(setup.arch)(d) for d in range(setup.devices)]
     hbm_bw = hbm_bandwidth_bytes_per_s(setup.arch)
-    hit = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest).hit
+    cache = ExpertCache(setup.slots, setup.policy, hottest=setup.hottest, warm=setup.hottest)
+    hit = cache.hit
     rows: list[tuple] = []
     timeout, expert_bytes, prefetch = env.timeout, setup.expert_bytes, setup.prefetch
     hbm_bytes = net.bytes_meter(hbm)
@@ -171,9 +172,12 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
     runs = _PerPrompts(setup)
     router_of, run_of = runs.router, runs.of
 
+    def admit(e: int, label: str):
+        """Look ``e`` up; on a miss (the cache counts hits and misses) start its copy."""
+        return None if hit(e) else copy(label)
+
     def serve_all():
-        """The batches one after another, in one process (no generator delegation per event);
-        a cache lookup, and on a miss the copy's start, inline (the hot path of a study).
+        """The batches one after another, in one process (no generator delegation per event).
         ``now`` is read once after each wait (nothing else moves the clock)."""
         now = env.now
         for i, prompts in enumerate(routes):
@@ -184,20 +188,12 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
             router = now - t0
             if trace is not None:
                 _span(trace, "router", t0, now, "router")
-            hits = misses = 0
-            copied = switch = expert = contention = 0.0
+            hits0, misses0 = cache.hits, cache.misses
+            switch = expert = contention = 0.0
             prefetched: dict[int, "simpy.Event | None"] = {}
             last = len(order) - 1
             for k, (e, n) in enumerate(zip(order, counts)):
-                if e in prefetched:
-                    pending = prefetched.pop(e)
-                elif hit(e):
-                    hits += 1
-                    pending = None
-                else:
-                    misses += 1
-                    copied += expert_bytes
-                    pending = copy(f"b{i}.e{e}")
+                pending = prefetched.pop(e) if e in prefetched else admit(e, f"b{i}.e{e}")
                 if pending is not None:
                     ts = now
                     yield pending
@@ -207,13 +203,7 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                         _span(trace, f"switch expert {e}", ts, now, "switch")
                 if prefetch and k < last:
                     nxt = order[k + 1]
-                    if hit(nxt):
-                        hits += 1
-                        prefetched[nxt] = None
-                    else:
-                        misses += 1
-                        copied += expert_bytes
-                        prefetched[nxt] = copy(f"b{i}.e{nxt}.prefetch")
+                    prefetched[nxt] = admit(nxt, f"b{i}.e{nxt}.prefetch")
                 te = now
                 # the expert's run, stretched by the HBM time copies took from it meanwhile
                 wait, phi = run_of(n)
@@ -234,8 +224,9 @@ def _serve_rows(setup: ServingSetup, routes: Sequence[np.ndarray], trace: list |
                 expert += now - te
                 if trace is not None:
                     _span(trace, f"expert {e} x{n}", te, now, "expert")
-            rows.append((i, len(prompts), len(order), hits, misses, router, switch, expert, now - t0,
-                         contention, copied, t0))
+            misses = cache.misses - misses0
+            rows.append((i, len(prompts), len(order), cache.hits - hits0, misses, router, switch, expert, now - t0,
+                         contention, misses * expert_bytes, t0))
 
     env.process(serve_all())
     env.run()
