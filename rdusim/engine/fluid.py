@@ -21,6 +21,13 @@ from rdusim.engine.maxmin import max_min_rates
 # flows whose projected end lies within this relative distance of now are complete
 REL_EPS = 1e-12
 
+
+def landed(left: float, rate: float, nbytes: float, tol: float) -> bool:
+    """Whether a flow with ``left`` of its ``nbytes`` still to move at ``rate`` has landed at
+    a wake-up whose time tolerance is ``tol`` (``REL_EPS * max(now, 1e-9)``): nothing left,
+    its end within ``tol``, or a sliver of rounding. FlowNetwork's rule, and this loop's."""
+    return not left or left / rate <= tol or left <= nbytes * REL_EPS
+
 Link = tuple[str, float, float]      # (name, bandwidth bytes/s, latency s)
 
 
@@ -82,7 +89,7 @@ def together_s(links: Sequence[Link], paths: Sequence[tuple[str, ...]], nbytes: 
                 if not moved < left:
                     moved = left
                 f[1] = left = left - moved
-            (ended if not left or left / f[2] <= tol or left <= nbytes * REL_EPS else kept).append(f)
+            (ended if landed(left, f[2], nbytes, tol) else kept).append(f)
         if not ended:                                 # rounding left a sliver: force the earliest one
             ended = [min(kept, key=lambda f: (f[1] / f[2], f[3]))]
             kept.remove(ended[0])

@@ -34,7 +34,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import simpy
 from simpy.events import NORMAL, URGENT, Event, Timeout
 
-from rdusim.engine.fluid import REL_EPS as _REL_EPS   # flows this close to their end are complete
+from rdusim.engine.fluid import REL_EPS as _REL_EPS, landed   # when a flow is complete
 from rdusim.engine.maxmin import max_min_rates
 
 
@@ -330,7 +330,7 @@ class FlowNetwork:
                 f.remaining = left = left - moved
                 for i in f.links:
                     moved_on[i] += moved
-            (ended if not left or left / f.rate <= tol or left <= f.nbytes * _REL_EPS else kept).append(f)
+            (ended if landed(left, f.rate, f.nbytes, tol) else kept).append(f)
         if not ended:   # rounding left a sliver: force the earliest one
             ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
             kept.remove(ended[0])
