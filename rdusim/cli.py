@@ -125,6 +125,7 @@ def cmd_run(args) -> int:
     from rdusim import outdir
     from rdusim.config.workload import load_workload
     from rdusim.config.yamlio import parse_set
+    from rdusim.parallel import using_jobs
     from rdusim.paths import default_out
     from rdusim.report.oom import oom_lines
     from rdusim.studies import run_study, summarize
@@ -132,8 +133,6 @@ def cmd_run(args) -> int:
     loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
     out = Path(args.out) if args.out else default_out(loaded.name)
     outdir.check_writable(out)                 # before simulating, not after
-    from rdusim.parallel import using_jobs
-
     with using_jobs(_jobs_of(args)):
         result = run_study(loaded, trace=args.trace, cache=_run_cache(args.cache_dir))
     # everything is written before anything is printed: a closed stdout loses nothing
@@ -194,9 +193,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from rdusim.validate import main_validate
-
     from rdusim.parallel import using_jobs
+    from rdusim.validate import main_validate
 
     _run_cache(args.cache_dir)                 # a bad --cache-dir fails before anything runs
     with using_jobs(_jobs_of(args)):
