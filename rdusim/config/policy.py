@@ -16,7 +16,3 @@ class LaunchMode(enum.Enum):
     CUDA_EAGER = "eager"  # GPU: one host launch call per kernel
     CUDA_GRAPH = "graph"  # GPU: kernels replayed from a captured CUDA graph
     XLA = "xla"           # TPU: the whole step is one compiled XLA program the host dispatches once
-
-    @property
-    def for_rdu(self) -> bool:
-        return self in (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)

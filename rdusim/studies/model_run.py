@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.deployment import Deployment
-from rdusim.config.policy import LaunchMode
 from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
 from rdusim.config.workload_model import ModelWorkload
+from rdusim.engine.families import family
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
 from rdusim.cache import RunCache, active_cache
 from rdusim.errors import InputError
@@ -35,10 +34,6 @@ from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_o
 from rdusim.studies.part import StudyPart
 
 RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
-
-GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
-RDU_LAUNCH = (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
-
 
 def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
@@ -53,7 +48,7 @@ def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
     plat: PlatformSpec = loaded.spec.platforms[name]
     arch = loaded.archs[name]
     key = f"platforms.{name}"
-    allowed = GPU_LAUNCH if arch.kind == ArchKind.GPU else RDU_LAUNCH
+    allowed = arch.LAUNCH_MODES
     mode = loaded.launch(name)
     if mode not in allowed:
         raise InputError(loaded.file, f"{key}.launch",
@@ -171,15 +166,11 @@ def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict
 
 def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[Mapping[str, Any]]:
     """One decode step's timeline on each platform, pids moved apart per platform."""
-    if dep.arch.kind == ArchKind.GPU:
-        from rdusim.engine.gpu.step import simulate_step
-    else:
-        from rdusim.engine.rdu.step import simulate_step
     from rdusim.graph.model_graph import build_model_graph
 
     graph = build_model_graph(dep.model, Phase.DECODE, batch, prompt_tokens, tp=dep.tp)
-    step = simulate_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp, trace=True,
-                         host_s=dep.stack.host.step_s(batch))
+    step = family(dep.arch).graph_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp,
+                                       trace=True, host_s=dep.stack.host.step_s(batch))
     return [dict(e, pid=e["pid"] + 100 * index) if "pid" in e else dict(e) for e in step.trace]
 
 
