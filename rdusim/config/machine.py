@@ -25,7 +25,7 @@ protocol lists, never which family it is:
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Mapping, Optional, Protocol, TypeVar
+from typing import ClassVar, Mapping, Optional, Protocol, runtime_checkable, TypeVar
 
 from rdusim.config.arch_common import ArchKind, MemoryTier
 from rdusim.config.policy import LaunchMode
@@ -35,6 +35,7 @@ M = TypeVar("M", bound="Machine")
 S = TypeVar("S")
 
 
+@runtime_checkable
 class Machine(Protocol):
     KIND: ClassVar[ArchKind]
     DEVICE: ClassVar[str]

@@ -22,7 +22,7 @@ these methods and never asks which family a platform is:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
 
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.policy import FusionPolicy, LaunchMode
@@ -78,6 +78,7 @@ class BenchGraphs:
         return self.built
 
 
+@runtime_checkable
 class Family(Protocol):
     kind: ArchKind
     schema: type
