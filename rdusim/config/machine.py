@@ -77,7 +77,7 @@ def launch_names(modes: tuple[LaunchMode, ...]) -> list[str]:
 def idealised(spec: S) -> S:
     """``spec`` (an arch or a stack: any frozen spec) with every efficiency 1 and every time
     cost 0: each field named ``*efficiency`` becomes 1.0 and each number named ``*_s`` (a
-    latency, launch, floor or host cost) 0.0, in nested specs too. Roofline mode
+    latency, launch, floor or host cost; not a rate, ``*_per_s``) 0.0, in nested specs too. Roofline mode
     (:mod:`rdusim.engine.roofline`) runs on what this returns."""
     if not dataclasses.is_dataclass(spec):
         return spec
@@ -88,7 +88,7 @@ def idealised(spec: S) -> S:
         v = getattr(spec, f.name)
         if f.name.endswith("efficiency") and isinstance(v, float):
             changes[f.name] = 1.0
-        elif f.name.endswith("_s") and isinstance(v, float):
+        elif f.name.endswith("_s") and not f.name.endswith("_per_s") and isinstance(v, float):   # not a rate
             changes[f.name] = 0.0
         elif dataclasses.is_dataclass(v):
             new = idealised(v)

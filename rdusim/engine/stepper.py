@@ -22,6 +22,7 @@ from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.families import family
+from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
 
@@ -35,7 +36,8 @@ class StepModel:
     def __init__(self, dep: Deployment, cache: RunCache | None = None) -> None:
         self.dep = dep
         self.cache = cache if cache is not None else RunCache()
-        self._engine = family(dep.arch).model_step
+        # roofline mode (execution.ideal): the textbook roofline on every family
+        self._engine = roofline_step if dep.execution.ideal else family(dep.arch).model_step
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
 
     # ---- exact engine steps ----

@@ -132,6 +132,8 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows.append(ModelRow(name, RUN, "available", 0))
         return part
     part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
+    part.rows += model_rows(name, RUN, ideal_metrics(timing, simulate_inference(
+        dep.ideal(), spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)))
     part.records += [{"platform": name, **r} for r in timing.records]
     if draft is not None:
         from rdusim.studies import speculative_run
@@ -142,6 +144,12 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     if trace:
         part.events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return part
+
+
+def ideal_metrics(t: InferenceTiming, ideal: InferenceTiming) -> dict[str, float]:
+    """How far the run is from the same request in roofline mode (rdusim.engine.roofline)."""
+    return {"ideal_latency_s": ideal.latency_s, "ideal_ttft_s": ideal.ttft_s, "ideal_tpot_s": ideal.tpot_s,
+            "realistic_over_ideal": t.latency_s / ideal.latency_s if ideal.latency_s > 0 else 0.0}
 
 
 def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
