@@ -101,5 +101,5 @@ def roofline_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: f
     parts["host"] = host_s
     time = max(compute, memory) + collective + host_s
     util = {"hbm_bw": memory / time if time else 0.0}
-    return StepResult(time_s=time, kernels=0, flops=counts.tensor_flops, bytes_by_tier=frozen({"hbm": counts.hbm_bytes}),
-                      breakdown_s=frozen(parts), util=frozen(util))
+    return StepResult(time_s=time, kernels=0, flops=counts.tensor_flops,
+                      bytes_by_tier=frozen({"hbm": counts.hbm_bytes}), breakdown_s=frozen(parts), util=frozen(util))
