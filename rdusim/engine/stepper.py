@@ -19,11 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rdusim.cache import RunCache
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
+from rdusim.engine.families import family
 from rdusim.engine.knots import Cells, Knots
 from rdusim.engine.packed_steps import PackedSteps
+from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
 
@@ -39,11 +40,8 @@ class StepModel:
     def __init__(self, dep: Deployment, cache: RunCache | None = None) -> None:
         self.dep = dep
         self.cache = cache if cache is not None else RunCache()
-        if dep.arch.kind == ArchKind.RDU:
-            from rdusim.engine.rdu.model_step import model_step
-        else:
-            from rdusim.engine.gpu.model_step import model_step
-        self._engine = model_step
+        # roofline mode (execution.ideal): the textbook roofline on every family
+        self._engine = roofline_step if dep.execution.ideal else family(dep.arch).model_step
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
         self._batch_knots: dict[int, Knots] = {}   # decode: context anchor -> knots in the batch
         self._packed: PackedSteps | None = None
