@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Sequence
 
 NORMAL_DF = 2e4
 
@@ -96,3 +97,17 @@ def t975(df: float) -> float:
     if not df >= 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     return t_quantile(0.975, float(df))
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, ci95_low, ci95_high) of independent replications' values."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return math.nan, math.nan, math.nan
+    n = len(vals)
+    mean = sum(vals) / n
+    if n == 1:
+        return mean, mean, mean
+    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
+    half = t975(n - 1) * math.sqrt(var / n)
+    return mean, mean - half, mean + half

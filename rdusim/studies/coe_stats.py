@@ -21,21 +21,7 @@ import math
 from typing import Sequence
 
 from rdusim.rows.base import interval
-from rdusim.student_t import t975
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, ci95_low, ci95_high) of independent replications' values."""
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, math.nan, math.nan
-    n = len(vals)
-    mean = sum(vals) / n
-    if n == 1:
-        return mean, mean, mean
-    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
-    half = t975(n - 1) * math.sqrt(var / n)
-    return mean, mean - half, mean + half
+from rdusim.student_t import mean_ci
 
 
 def mean_and_ci(values: Sequence[float]) -> tuple:
