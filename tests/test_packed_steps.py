@@ -107,6 +107,7 @@ def test_knots_find_a_jump_to_the_unit():
         return 1.0 + 0.01 * x + (5.0 if x > 37 else 0.0)
 
     k = Knots(f, Cells(64, 4096))
+    assert Cells(64, 2048, (4096,)).of(2100) == (2049, 2176) and Cells(64, 2048, (4096,)).of(5000) == (4097, 6144)
     assert [k(x) for x in (37, 38, 1, 64)] == [f(37), f(38), f(1), f(64)]
     assert k(20) == pytest.approx(f(20)) and k(50) == pytest.approx(f(50))
     assert len(set(calls)) < 20          # bisection, not every unit

@@ -45,8 +45,9 @@ def test_serving_steps_are_the_engines():
     sm = ServePlatform.build("dgx_h100", loaded.deployment("dgx_h100", cfg), RunCache()).steps
     from rdusim.graph.phase import Phase
     engine = lambda phase, b, n: sm.engine_step(phase, b, n).time_s       # noqa: E731
-    assert sm.decode_s(8, 512) == engine(Phase.DECODE, 8, 512)
-    assert sm.decode_s(12, 512) == pytest.approx(engine(Phase.DECODE, 12, 512), rel=0.005)   # knots in the batch
+    assert sm.decode_s(16, 512) == engine(Phase.DECODE, 16, 512) and sm.decode_s(1, 512) == engine(Phase.DECODE, 1, 512)
+    for b in (8, 12, 37):                                                       # knots in the batch
+        assert sm.decode_s(b, 512) == pytest.approx(engine(Phase.DECODE, b, 512), rel=0.005)
     run = sm.decode_run_s(12, 500.5, 40)
     assert np.allclose(run, [sm.decode_s(12, 500.5 + j) for j in range(40)], rtol=1e-12)
     # a lone prompt, and a uniform batch at powers of two: the engine's step, host work included

@@ -23,24 +23,27 @@ TOLERANCE = 0.004      # relative: a cell's middle within this of the line throu
 
 @dataclass(frozen=True)
 class Cells:
-    """Cells of ``width`` units up to ``upto``, then of ``after`` units (0: half an octave,
-    the power of two at or below the cell's start, halved), checked while they start at or
-    below ``check_upto`` (beyond it a cell's two ends are its only knots)."""
+    """Cells of ``width`` units up to ``upto``, then of ``width * 2^k`` units (``k`` = 1, 2, ...)
+    up to each of ``then`` in turn, then of half an octave (the power of two at or below the
+    cell's start, halved); cells starting at or below ``check_upto`` are checked (beyond, a
+    cell's two ends are its only knots). 1 is a cell of its own (one token or sequence is
+    where the engines' plans differ most from two)."""
 
     width: int
     upto: int
-    after: int = 0
+    then: tuple[int, ...] = ()
     check_upto: int = 1 << 62
 
     def of(self, x: int) -> tuple[int, int]:
         """The cell (first, last) holding integer ``x`` >= 1; cells are (a, b] with knots at a+1 and b."""
-        if x <= self.upto:
-            j = (x - 1) // self.width
-            return j * self.width + 1, (j + 1) * self.width
-        if self.after:
-            j = (x - self.upto - 1) // self.after
-            return self.upto + j * self.after + 1, self.upto + (j + 1) * self.after
-        start = self.upto
+        if x <= 1:
+            return 1, 1
+        start, width = 0, self.width
+        for edge in (self.upto,) + self.then:
+            if x <= edge:
+                j = (x - start - 1) // width
+                return max(2, start + j * width + 1), start + (j + 1) * width
+            start, width = edge, 2 * width
         while True:
             step = max(self.width, (1 << (start.bit_length() - 1)) // 2)
             if x <= start + step:

@@ -13,10 +13,10 @@ The rule. A step of pieces ``(n_i new tokens, c_i cached)``, ``T = sum n_i`` tok
 - ``S(T)``: the engine's prefill of ONE sequence of ``T`` tokens. Everything a step does
   per token -- every linear layer, norm and activation, each layer's all-reduces, the
   weights streamed once -- depends on ``T`` alone and is in S as the engine times it. S is
-  simulated at knots (:mod:`rdusim.engine.knots`): cells of ``TOKEN_CELL`` tokens (the
-  GPUs' GEMM row tile: their time jumps one token after each multiple) up to
-  ``CELLS_UPTO``, then of ``WIDE_CELL``; cells starting below ``CHECKED_TOKENS`` are halved
-  until affine, so a jump inside a cell (another RDU pipeline plan) is found to the token.
+  simulated at knots (:mod:`rdusim.engine.knots`) on ``TOKEN_CELLS``: cells of 64 tokens
+  (the GPUs' GEMM row tile: their time jumps one token after each multiple), wider past
+  2048 tokens; cells up to 1024 tokens are halved until affine, so a jump inside a cell
+  (another RDU pipeline plan) is found to the token.
 - ``s(T, n)``: what attention among ``n`` tokens instead of ``T`` costs, per token and per
   key: the engine's prefill of ``T/n`` sequences of ``n`` tokens (the same ``T`` tokens)
   less S(T), divided by ``T (n - T)``; on a grid of powers of two in ``T`` and in ``n / T``,
@@ -43,10 +43,11 @@ from typing import Callable, Sequence
 from rdusim.engine.knots import Cells, Knots
 from rdusim.graph.phase import Phase
 
-TOKEN_CELL = 64         # tokens per cell of S (the GPUs' smallest GEMM row tile)
-CELLS_UPTO = 4096       # ... up to here (a step's token budget in the shipped stacks), then
-WIDE_CELL = 512         # cells of this many tokens (only static batches padded to their longest prompt reach there)
-CHECKED_TOKENS = 1024   # cells starting up to here are checked (halved until affine); the engines change plan most at few tokens
+# S's cells: 64 tokens (the GPUs' smallest GEMM row tile: their time jumps one token past each
+# multiple) up to 2048, 128 up to 4096 (there the jumps are a few percent), then half octaves
+# (only static batches padded to their longest prompt reach there); cells starting up to
+# 1024 tokens are checked (halved until affine): the engines change plan most at few tokens
+TOKEN_CELLS = Cells(64, 2048, (4096,), check_upto=1024)
 
 Bare = Callable[[Phase, int, int], float]         # engine step without host: (phase, batch, tokens)
 BareExtend = Callable[[int, int, int], float]     # (batch, new tokens, cached context), without host
@@ -58,8 +59,7 @@ class PackedSteps:
     def __init__(self, bare: Bare, bare_extend: BareExtend) -> None:
         self._bare = bare
         self._extend = bare_extend
-        self.single = Knots(lambda n: bare(Phase.PREFILL, 1, n),
-                            Cells(TOKEN_CELL, CELLS_UPTO, WIDE_CELL, check_upto=CHECKED_TOKENS))
+        self.single = Knots(lambda n: bare(Phase.PREFILL, 1, n), TOKEN_CELLS)
         self._grid: dict[tuple, float] = {}
 
     def packed_s(self, pieces: Sequence[tuple[int, int]], singles: int = 0) -> float:
