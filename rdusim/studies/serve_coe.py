@@ -58,14 +58,15 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     expert_cfg = _model(coe.experts, loaded.file, "coe.experts")
     cache = active_cache()
     streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count)
-    main = routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s), spec, loaded.seed, 0)
+    raw = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
+    main = routed(raw, spec, loaded.seed, 0)
     sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
              for i, r in enumerate(spec.rates_per_s)}
     # independent replications of the main point: their own arrivals (a trace: the same
     # arrivals, their own routing; none when the trace routes every request itself)
     again = [routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec, loaded.seed, 0, r)
              for r in range(1, spec.replications)]
-    if streams.trace is not None and not any(a.expert < 0 for a in main.arrivals):
+    if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
         again = []
     rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []

@@ -41,7 +41,8 @@ def summary(result: RunResult) -> str:
                 d = t.get((p, mode, load), {})
                 if "ttft.p50_s" not in d:
                     continue
-                ci = f"{_ms(d.get('ttft.p99_s'))} [{_ms(d.get('ttft.p99_ci_lo_s'))},{_ms(d.get('ttft.p99_ci_hi_s'))}]"
+                ci = _ms(d.get('ttft.p99_s')) + (f" [{_ms(d['ttft.p99_ci_lo_s'])},{_ms(d['ttft.p99_ci_hi_s'])}]"
+                                                 if "ttft.p99_ci_lo_s" in d else "")
                 lines.append(f"  {p:<10} {mode:<10} {_num(d.get('rate_per_s')):>7} {_ms(d.get('ttft.p50_s')):>9}"
                              f" {ci:>22} {_ms(d.get('tpot.p50_s')):>9} {_ms(d.get('tpot.p99_s')):>7}"
                              f" {_ms(d.get('tbt.p99_s')):>8}"
