@@ -77,10 +77,10 @@ def cmd_stack_show(args) -> int:
     if args.json:
         print(json.dumps({"spec": data, "sources": sources, "file": str(stack_path(args.name))}, indent=1))
         return 0
+    from rdusim.config.stack_terms import show_lines
+
     print(f"{stack.name} (drives {stack.kind.value} machines; file {stack_path(args.name)}): {stack.description}")
-    print(f"  {'launch':<32} {stack.launch.value:>12}   [default kernel-launch mode; a platform may override it]")
-    for k, v in data["host"].items():
-        print(f"  {'host.' + k:<32} {v:>12.4g}   [{sources.get('host.' + k, 'default value, no source needed')}]")
+    print("\n".join(show_lines(stack)))
     return 0
 
 
