@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rdusim.cli import main
 from rdusim.config.arch import load_arch
@@ -178,3 +180,21 @@ def test_a_fused_draft_loop_with_host_sampling_is_refused_with_exit_2(capsys):
                  "--set", "stack.sn40l.runtime.sampling=host"]) == 2
     err = capsys.readouterr().err
     assert "speculative.fused_draft_loop" in err and "samples on the host" in err and "Traceback" not in err
+
+
+# ---- invariants ----
+@settings(max_examples=80, deadline=None)
+@given(batch=st.integers(1, 256), inputs=st.integers(1, 8192), outputs=st.integers(1, 9),
+       sampling=st.sampled_from(["device", "host"]), release=st.booleans())
+def test_step_terms_sum_to_the_step_and_grow_with_what_crosses(batch, inputs, outputs, sampling, release):
+    """The parts sum to the host time the engine is given; more sequences, more input tokens
+    or more returned positions never cost less; host sampling never costs less than on chip."""
+    name = "sambanova_coe_2024" if release else "sambanova"
+    s = load_stack(name, [("runtime.sampling", sampling)])
+    t = step_host_s(s, SN40L, LLAMA, batch, inputs, outputs)
+    assert sum(step_host_parts(s, SN40L, LLAMA, batch, inputs, outputs).values()) == pytest.approx(t, rel=1e-12)
+    assert step_host_s(s, SN40L, LLAMA, batch + 1, inputs, outputs) >= t
+    assert step_host_s(s, SN40L, LLAMA, batch, inputs + 1, outputs) >= t
+    assert step_host_s(s, SN40L, LLAMA, batch, inputs, outputs + 1) >= t
+    on_chip = load_stack(name, [("runtime.sampling", "device")])
+    assert t >= step_host_s(on_chip, SN40L, LLAMA, batch, inputs, outputs) * (1 - 1e-12)
