@@ -33,8 +33,14 @@ from rdusim.sweep.spec import PlotKind, PlotSpec
 from rdusim.sweep.store import SweepStore
 
 MAX_DEFAULT = 12
-OOM_NOTE = ("An X in the band at the top marks a point that ran out of simulated memory (no value); "
-            "a gap is a point without the metric for another reason (see the table).")
+
+
+def _oom_note(count: int, heatmap: bool = False) -> str:
+    mark = "OOM in its cell" if heatmap else "an X in the band at the top"
+    gap = "—" if heatmap else "a gap"
+    said = (f"{count} point(s) ran out of simulated memory and have no value: {mark} marks each. "
+            if count else "No point of this plot ran out of simulated memory. ")
+    return said + f"{gap[0].upper() + gap[1:]}: no value for another reason (see the table)."
 
 
 def render_sweep(directory: str | Path, out: Optional[str | Path] = None) -> list[Path]:
@@ -181,7 +187,8 @@ def _line(n: int, spec: PlotSpec, metrics: list[str], axes, rows) -> Figure:
     name = f"sweep_{n:02d}_{_slug(metric)}_vs_{_slug(_short(spec.x))}"
     table = [[x, *(v[i] for v in values)] for i, x in enumerate(xvals)]
     caption = (("One line per value of " + key_name(spec.by)[0] + ". " if spec.by else "")
-               + (f"Swept keys not shown are {_held_text(held)}. " if held else "") + OOM_NOTE)
+               + (f"Swept keys not shown are {_held_text(held)}. " if held else "")
+               + _oom_note(sum(map(sum, ooms))))
     return finish(fig, name, f"{metric} against {key_name(spec.x)[0]}", caption,
                   data_csv=_csv([spec.x, *(h for _, h, _, _ in series)], table))
 
@@ -197,12 +204,12 @@ def _heatmap(n: int, spec: PlotSpec, metrics: list[str], axes, rows) -> Figure:
     im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(xvals)), [_fmt(v) for v in xvals], rotation=30, fontsize=7)
     ax.set_yticks(range(len(yvals)), [_fmt(v) for v in yvals], fontsize=7)
+    oom = [[_oom(rows, held, metric, **{spec.x: x, spec.by: y}) for x in xvals] for y in yvals]
     finite = [v for row in grid for v in row if not math.isnan(v)]
     mid = (min(finite) + max(finite)) / 2 if finite else 0.0
-    for yi, (y, row) in enumerate(zip(yvals, grid)):
-        for xi, (x, v) in enumerate(zip(xvals, row)):
-            text = (f"{v:.3g}" if not math.isnan(v)
-                    else "OOM" if _oom(rows, held, metric, **{spec.x: x, spec.by: y}) else "—")
+    for yi, (row, flags) in enumerate(zip(grid, oom)):
+        for xi, (v, flag) in enumerate(zip(row, flags)):
+            text = f"{v:.3g}" if not math.isnan(v) else "OOM" if flag else "—"
             ax.text(xi, yi, text, ha="center", va="center", fontsize=6,
                     color="k" if not math.isnan(v) and v > mid else "w")
     fig.colorbar(im, ax=ax, label=label(metric_name(metric)))
@@ -210,8 +217,7 @@ def _heatmap(n: int, spec: PlotSpec, metrics: list[str], axes, rows) -> Figure:
     ax.set_ylabel(label(key_name(spec.by)))
     ax.set_title(_held_text(held), fontsize=8)
     name = f"sweep_{n:02d}_{_slug(metric)}_heatmap"
-    caption = ((f"Swept keys not shown are {_held_text(held)}. " if held else "")
-               + "OOM: the point ran out of simulated memory; —: no value for another reason (see the table).")
+    caption = (f"Swept keys not shown are {_held_text(held)}. " if held else "") + _oom_note(sum(map(sum, oom)), True)
     return finish(fig, name, f"{metric} over {key_name(spec.x)[0]} and {key_name(spec.by)[0]}", caption,
                   data_csv=_csv([f"{spec.by} \\ {spec.x}", *map(str, xvals)],
                                 [[y, *row] for y, row in zip(yvals, grid)]))
