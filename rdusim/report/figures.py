@@ -121,8 +121,6 @@ def legend_over_data(fig: MplFigure) -> list[str]:
     boxes = [(name, lg.get_window_extent(renderer)) for name, lg in legends]
     found = []
     for i, ax in enumerate(fig.axes):
-        if ax.get_legend() is not None and not ax.lines and not ax.patches and not ax.collections:
-            continue
         area = ax.get_window_extent(renderer)
         for artist in [*ax.lines, *ax.collections, *ax.patches]:
             if not artist.get_visible():

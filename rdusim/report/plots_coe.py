@@ -117,7 +117,7 @@ def sweep(view: CoeView) -> Optional[Figure]:
 def footprint(view: CoeView) -> Optional[Figure]:
     if not any(view.footprint.values()):
         return None
-    fig = new_figure(7.0, 4.2)
+    fig = new_figure(8.5, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for k, p in enumerate(view.platforms):
         pts = [(n, v) for n, v in sorted(view.footprint.get(p, {}).items()) if v is not None]
@@ -136,7 +136,7 @@ def hit_rate(view: CoeView) -> Optional[Figure]:
         return None
     scenarios: list[Scenario] = sorted({s for _, s, _ in rows})
     plats = [p for p in view.platforms if any(r[0] == p for r in rows)]
-    fig = new_figure(max(5.0, 1.5 * len(scenarios) * max(1, len(plats)) / 2), 4.0)
+    fig = new_figure(max(5.0, 1.5 * len(scenarios) * max(1, len(plats)) / 2) + 1.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(plats))
     values = {(p, s): v for p, s, v in rows}

@@ -40,7 +40,7 @@ def roofline(platform: str, arch: Mapping[str, Any], points: Sequence[KernelPoin
     lo = min(ois.min(), min(peak / b for b in bws.values())) / 4
     hi = max(ois.max(), max(peak / b for b in bws.values())) * 4
     x = np.logspace(np.log10(lo), np.log10(hi), 200)
-    fig = new_figure(7.5, 5.0)
+    fig = new_figure(9.5, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     for (name, bw), style in zip(bws.items(), ("-", "--", ":")):
         ax.plot(x, np.minimum(peak, bw * x), style, color="black", linewidth=1.2,

@@ -53,7 +53,7 @@ def latency_vs_load(curves: Curves) -> Optional[Figure]:
 def throughput_vs_ttft(curves: Curves) -> Optional[Figure]:
     if not any(len(v) >= 2 for v in curves.values()):
         return None
-    fig = new_figure(7.5, 4.5)
+    fig = new_figure(9.0, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     for (plat, mode), pts in curves.items():
         _line(ax, [p.get("ttft.p99_s", np.nan) for p in pts], [p.get("requests_per_s", np.nan) for p in pts],
@@ -68,7 +68,7 @@ def throughput_vs_ttft(curves: Curves) -> Optional[Figure]:
 def ttft_cdf(samples: Mapping[tuple[str, str], Sequence[float]]) -> Optional[Figure]:
     if not samples:
         return None
-    fig = new_figure(7.5, 4.5)
+    fig = new_figure(9.0, 4.5)
     ax = fig.add_subplot(1, 1, 1)
     for (plat, mode), v in samples.items():
         x = np.sort(np.asarray(v, float))
