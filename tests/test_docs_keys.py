@@ -130,7 +130,8 @@ def test_patterns_read_as_written():
     assert not to_regex("model.<P>.latency_s").match("model.sn40l.spec.latency_s")    # one segment per <P>
     assert to_regex("coe.footprint.<P>.nodes_for<N>").match("coe.footprint.dgx_a100.nodes_for150")
     assert to_regex("<key>.ci95_low").match("coe.speedup.a_vs_b.bs1.tok20.overall.ci95_low")
-    text = "## X (`kind: serve`)\n\n| key | meaning |\n|---|---|\n| `serve.a`, `.b` | m \\| n |\n\n| file | x |\n|---|---|\n| `f.json` | y |\n"
+    text = ("## X (`kind: serve`)\n\n| key | meaning |\n|---|---|\n| `serve.a`, `.b` | m \\| n |\n\n"
+            "| file | x |\n|---|---|\n| `f.json` | y |\n")
     assert [p for p, _ in documented(text)["serve"]] == ["serve.a", "serve.b"]
     assert None not in documented(text)           # only tables whose first column is "key"
 
