@@ -32,7 +32,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional
 
+from rdusim.config.arch import SCHEMAS
 from rdusim.config.arch_common import ArchKind
+from rdusim.config.machine import launch_names
 from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
@@ -40,7 +42,7 @@ from rdusim.errors import InputError
 from rdusim.paths import DATA_ROOT
 
 STACKS_DIR = DATA_ROOT / "stacks"    # the shipped stacks (checkout or installed wheel: rdusim/paths.py)
-DEFAULT_STACK = {ArchKind.GPU: "nemo", ArchKind.RDU: "sambanova"}
+DEFAULT_STACK = {kind: schema.DEFAULT_STACK for kind, schema in SCHEMAS.items()}   # each family's default
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,9 @@ class StackSpec:
         return total
 
     def __post_init__(self) -> None:
-        if self.launch.for_rdu != (self.kind == ArchKind.RDU):
-            modes = ["so", "ho"] if self.kind == ArchKind.RDU else ["eager", "graph"]
-            raise ValueError("launch", f"one of {modes} for a {self.kind.value} stack", self.launch.value)
+        modes = SCHEMAS[self.kind].LAUNCH_MODES
+        if self.launch not in modes:
+            raise ValueError("launch", f"one of {launch_names(modes)} for a {self.kind.value} stack", self.launch.value)
 
 
 def stack_path(name_or_path: str) -> Path:
