@@ -22,6 +22,7 @@ from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.families import family
+from rdusim.engine.host_runtime import step_host_s
 from rdusim.engine.knots import Cells, Knots
 from rdusim.engine.packed_steps import PackedSteps
 from rdusim.engine.roofline import roofline_step
@@ -47,9 +48,18 @@ class StepModel:
         self._packed: PackedSteps | None = None
 
     # ---- exact engine steps ----
+    def host_s(self, batch: int, inputs: int = 1, outputs: int = 1) -> float:
+        """The stack's host work after a step of ``batch`` sequences given ``inputs`` tokens and
+        yielding ``outputs`` per sequence (:mod:`rdusim.engine.host_runtime`); none in roofline
+        mode (the ideal machine has no host between steps)."""
+        if self.dep.execution.ideal:
+            return 0.0
+        return step_host_s(self.dep.stack, self.dep.arch, self.dep.model, batch, inputs, outputs)
+
     def engine_step(self, phase: Phase, batch: int, seq: int) -> StepResult:
-        """One engine step, the stack's per-step host work included."""
-        host = self.dep.stack.host.step_s(batch)
+        """One engine step, the stack's per-step host work included (a prefill is given its
+        prompt and yields the first token)."""
+        host = self.host_s(batch, seq if phase == Phase.PREFILL else 1)
         return self.cache.get_or_compute("step", (self.dep, phase, batch, seq),
                                          lambda: self._engine(self.dep, phase, batch, seq, host, self.cache.get))
 
@@ -62,7 +72,7 @@ class StepModel:
         draft: k+1 tokens). ``new_tokens`` = 1 is the decode step."""
         if new_tokens == 1:
             return self.engine_step(Phase.DECODE, batch, context)
-        host = self.dep.stack.host.step_s(batch)
+        host = self.host_s(batch, new_tokens, new_tokens)
         return self.cache.get_or_compute("step", (self.dep, "extend", batch, new_tokens, context),
                                          lambda: self._engine(self.dep, Phase.DECODE, batch, context, host,
                                                               self.cache.get, new_tokens=new_tokens))
@@ -132,10 +142,6 @@ class StepModel:
     # found); linear between. Prompts packed into a step: rdusim.engine.packed_steps, with
     # the stack's host work per step added here. Values memoised per StepModel by integers.
 
-    def host_s(self, sequences: int) -> float:
-        """The stack's host work of one step over ``sequences`` sequences (as engine_step charges)."""
-        return self.dep.stack.host.step_s(sequences)
-
     def _bare(self, phase: Phase, batch: int, seq: int) -> float:
         """An engine step without the stack's host work."""
         r = self.engine_step(phase, batch, seq)
@@ -186,8 +192,10 @@ class StepModel:
 
     def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
         """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together
-        (rdusim.engine.packed_steps), with the stack's host work for that many sequences."""
-        return self.packed.packed_s(pieces) + self.host_s(len(pieces))
+        (rdusim.engine.packed_steps), with the stack's host work for that many sequences
+        given that many tokens."""
+        k = len(pieces)
+        return self.packed.packed_s(pieces) + (self.host_s(k, sum(n for n, _ in pieces) / k) if k else 0.0)
 
     def mixed_s(self, pieces: Sequence[tuple[int, int]], decode_batch: int, decode_context: float) -> float:
         """Prefill pieces and ``decode_batch`` decodes in one step: the decodes' tokens go
@@ -196,7 +204,8 @@ class StepModel:
         at their mean context costs beyond one at context 1."""
         if not pieces:
             return self.decode_s(decode_batch, decode_context) if decode_batch else 0.0
-        t = self.packed.packed_s(pieces, decode_batch) + self.host_s(len(pieces) + decode_batch)
+        seqs = len(pieces) + decode_batch
+        t = self.packed.packed_s(pieces, decode_batch) + self.host_s(seqs, (sum(n for n, _ in pieces) + decode_batch) / seqs)
         if decode_batch:
             t += self.decode_s(decode_batch, decode_context) - self.decode_s(decode_batch, 1)
         return t
