@@ -148,7 +148,7 @@ def test_throughput_saturates_at_the_platforms_max_step_rate():
     arr = tuple(Arrival(1e-6 * i, 128, 64) for i in range(160))
     log, m = serve_point(plat, Batching.CONTINUOUS, Stream(arr, 0, 0), loaded.spec)
     sm = plat.steps
-    wave = (sm.packed_prefill_s([(128, 0)] * 16) + 16 * plat.dep.stack.host.per_request_s
+    wave = (sm.packed_prefill_s([(128, 0)] * 16) + 16 * plat.dep.stack.costs.per_request_s
             + sum(sm.decode_s(16, 129 + j) for j in range(63)))
     ceiling = 16 * 64 / wave
     assert 0.97 * ceiling <= m["output_tokens_per_s"] <= 1.001 * ceiling
