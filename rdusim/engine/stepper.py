@@ -136,10 +136,10 @@ class StepModel:
 
     # ---- step times for long runs (serving under load) ----
     # Decode steps: simulated at context anchors (multiples of execution.context_bucket_tokens,
-    # the rule above) and, at each anchor, at knots in the batch size (rdusim.engine.knots:
-    # cells of BATCH_CELL sequences up to BATCH_CELLS_UPTO, then half octaves, each halved
-    # until affine, so a batch that needs another tile row or another pipeline plan is
-    # found); linear between. Prompts packed into a step: rdusim.engine.packed_steps, with
+    # the rule above) and, at each anchor, at knots in the batch size (rdusim.engine.knots on
+    # BATCH_CELLS: 1 alone, cells of 16 sequences up to 64, then half octaves, checked and
+    # halved until affine, so a batch that needs another tile row or another pipeline plan
+    # is found); linear between. Prompts packed into a step: rdusim.engine.packed_steps, with
     # the stack's host work per step added here. Values memoised per StepModel by integers.
 
     def _bare(self, phase: Phase, batch: int, seq: int) -> float:
