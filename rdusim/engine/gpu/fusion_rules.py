@@ -194,3 +194,9 @@ def _work_items(p: _Partitioner, g: _Group, main: Op) -> int:
         return max(1, out.numel // out.shape[-1])
     per_cta = p.arch.kernel.vector_elements_per_cta
     return max(1, math.ceil(max(t.numel for o in g.ops for t in o.outputs) / per_cta))
+
+
+def kernel_ops(graph: OpGraph, policy: FusionPolicy, arch: GpuArch) -> tuple[tuple[str, ...], ...]:
+    """The op names of each kernel :func:`partition` cuts ``graph`` into (what the memory
+    check reads: rdusim.memory; ops of no kernel are views)."""
+    return tuple(k.ops for k in partition(graph, policy, arch))
