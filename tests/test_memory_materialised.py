@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 from rdusim.compiler import compile_plan
 from rdusim.config.arch import load_arch
 from rdusim.config.deployment import Deployment
+from rdusim.config.formats import Formats, WeightFormat
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy
 from rdusim.config.workload import load_workload
 from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
-from rdusim.graph.tensor import EXTERNAL_ROLES, TensorRole
+from rdusim.graph.tensor import EXTERNAL_ROLES, DType, TensorRole
 from rdusim.memory import device_memory, step_materialised
 from rdusim.studies import run_study
 from rdusim.workspace import materialised
@@ -34,6 +35,11 @@ SN40L = load_arch("arch/sn40l.yaml")
 MODELS = ["llama2-7b", "mistral-7b", "falcon-40b", "bloom-176b", "mixtral-8x7b", "llava1.5-7b", "llama3-8b",
           "opt-13b"]
 SCORE_TAGS = ("attn.score", "attn.softmax", "attn.alibi")
+FORMATS = [Formats(),                                                            # the model's dtype
+           Formats(WeightFormat(DType.FP8_E4M3), kv_cache=DType.FP8_E4M3, compute=DType.FP8_E4M3),  # W8A8 FP8
+           Formats(WeightFormat(DType.INT4, group_size=128)),                    # W4A16: dequantised weights
+           Formats(WeightFormat(DType.INT8), compute=DType.INT8)]                # W8A8 INT8
+
 
 def _tp(cfg, want: int) -> int:
     kvh = cfg.num_key_value_heads
@@ -46,6 +52,7 @@ def _tp(cfg, want: int) -> int:
 @st.composite
 def steps(draw):
     cfg = load_model(draw(st.sampled_from(MODELS)))
+    cfg = cfg.with_formats(draw(st.sampled_from(FORMATS)))
     phase = draw(st.sampled_from([Phase.PREFILL, Phase.DECODE]))
     low = cfg.vision.image_tokens + 1 if cfg.vision is not None and phase == Phase.PREFILL else 1
     seq = draw(st.integers(low, max(low, 3000)))

@@ -24,9 +24,26 @@ The rule for formats (one for both machines):
 4. Any other combination (weights wider than the compute format, fp8 weights with int8
    compute, ...) is rejected.
 
-Activations between kernels stay at the model's dtype: a quantised GEMM quantises its input
-in its prologue (as TensorRT-LLM's FP8 GEMMs do); that cost and the dequantisation of an
-fp8 KV cache inside attention are not modelled (small next to the bytes they save).
+What a quantised compute format costs besides the GEMM (the mechanism a real stack runs):
+
+5. A GEMM computing in a quantised format (FP8 or INT8: W8A8) reads a quantised activation:
+   its input gets an ``act.quant`` op (multiply by the activation's scale, cast: 2 FLOPs per
+   element; the scale is static, calibrated per tensor as in TensorRT-LLM / ModelOpt FP8
+   checkpoints, so no amax reduction runs at inference). One quantised copy of an input
+   serves every GEMM reading it. The GEMM writes the model's dtype (its epilogue applies the
+   two scales). Fused, the quantisation runs where TensorRT-LLM puts it: in the kernel that
+   produced its input (the RMSNorm/LayerNorm kernel, the gated-activation epilogue of the
+   up-projection GEMM, the attention kernel's output); unfused it is a kernel of its own.
+   The tensor cores then run at that format's rate and efficiency (the arch file's
+   ``tensor_<fmt>_flops_per_s`` and ``kernel.tensor_<fmt>_efficiency``), taken per kernel
+   from the formats of its GEMM's operands: a GEMM of a bf16 and an fp8 operand (attention
+   over an fp8 KV cache) computes in bf16.
+6. A quantised KV cache (``kv_cache: fp8_e4m3``) is written through a quantisation (2 FLOPs
+   per element, in the KV-append op) and read through a dequantisation to the model dtype
+   (an ``attn.kv_dequant`` op per K and V, 2 FLOPs per element), which fused is the prologue
+   of the attention kernel (FlashAttention/XQA with an fp8 cache: only fp8 bytes cross HBM)
+   and unfused a kernel writing the bf16 copy. Sizes follow the format everywhere (capacity,
+   KV traffic); its per-tensor scales (one per layer) are not counted.
 """
 
 from __future__ import annotations
@@ -41,6 +58,7 @@ WEIGHT_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
 KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3)
 COMPUTE_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8)
 DEQUANT_FLOPS_PER_ELEMENT = 2.0     # convert to the compute format, multiply by the scale
+QUANT_FLOPS_PER_ELEMENT = 2.0       # multiply by the (static, per-tensor) scale, cast (rule 5, 6)
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,11 @@ class ResolvedFormats:
     dequantises: bool         # weights dequantised to the compute format on the fly (rule 3)
 
     @property
+    def quantises_activations(self) -> bool:
+        """GEMMs compute in a quantised format, so their activation inputs are quantised (rule 5)."""
+        return self.compute.is_quantized
+
+    @property
     def label(self) -> str:
         g = f"g{self.scale_group}" if self.scale_group else ""
         return f"w{self.weight.value}{g}.kv{self.kv_cache.value}.c{self.compute.value}"
@@ -111,9 +134,10 @@ def native_rate(arch, dtype: DType) -> Optional[float]:
     from rdusim.config.arch_common import ArchKind
 
     if arch.kind == ArchKind.GPU:
-        d = arch.device
-        return {DType.BF16: d.tensor_flops_per_s, DType.FP16: d.tensor_flops_per_s,
-                DType.FP8_E4M3: d.tensor_fp8_flops_per_s, DType.INT8: d.tensor_int8_flops_per_s}.get(dtype)
+        try:
+            return arch.device.tensor_rate(dtype)
+        except ValueError:
+            return None
     pcu = arch.socket.pcu
     per_cycle = {DType.BF16: pcu.flops_per_lane_stage_per_cycle,
                  DType.FP8_E4M3: pcu.fp8_flops_per_lane_stage_per_cycle,
@@ -147,17 +171,15 @@ def apply_formats(cfg, formats: Formats, file: str, key: str):
 
 
 def arch_at(arch, compute: DType):
-    """The machine as an engine sees it when its tensor work runs at ``compute``: the
-    tensor rate (GPU) / PCU rate (RDU) replaced by that format's rate. BF16 returns ``arch``."""
+    """The RDU as its compiler sees it when its tensor work runs at ``compute``: the PCU rate
+    replaced by that format's rate. BF16 returns ``arch``. (A GPU needs no such view: each of
+    its kernels runs at the rate of the format its GEMM multiplies in, rdusim.engine.gpu.kernels.)"""
     if compute in (DType.BF16, DType.FP16):
         return arch
-    from rdusim.config.arch_common import ArchKind
-
     if native_rate(arch, compute) is None:
         raise ValueError(f"{arch.name} has no native {compute.value} rate")
-    if arch.kind == ArchKind.GPU:
-        dev = dataclasses.replace(arch.device, tensor_flops_per_s=native_rate(arch, compute))
-        return dataclasses.replace(arch, device=dev)
+    if not hasattr(arch, "socket"):
+        raise ValueError(f"{arch.name}: arch_at is the RDU's view (GPU kernels carry their format)")
     pcu = arch.socket.pcu
     per_cycle = pcu.fp8_flops_per_lane_stage_per_cycle if compute == DType.FP8_E4M3 \
         else pcu.int8_ops_per_lane_stage_per_cycle
