@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional
+from typing import Mapping, Optional
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import ArchKind, MemoryTier

@@ -5,8 +5,9 @@ from outside (weights, KV cache, optimizer state, constants) go to HBM while the
 beside the activation workspace (the rule of :mod:`rdusim.memory`: a tier's usable bytes
 are its capacity less its ``reserved_bytes``; the workspace is the largest set of
 activations one kernel of the plan reads from and writes to HBM, :mod:`rdusim.workspace`:
-what a fused kernel streams through its PMU stage buffers takes none); the rest spill to DDR in the order optimizer state, then weights,
-then KV cache (least to most bandwidth-critical). A spill larger than the DDR's usable
+what a fused kernel streams through its PMU stage buffers takes none); the rest spill to
+DDR in the order optimizer state, then weights, then KV cache (least to most
+bandwidth-critical). A spill larger than the DDR's usable
 bytes raises :class:`rdusim.memory.OutOfMemory`.
 """
 
