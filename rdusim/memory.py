@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Mapping, Optional
 
 from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind, MemoryTier
+from rdusim.config.arch_common import MemoryTier
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy
@@ -87,7 +87,7 @@ class TierUse:
 class MemoryNeed:
     """Per-device memory of one run and whether the device holds it."""
 
-    device: str                      # "socket" | "GPU"
+    device: str                      # what one device is called (the machine's DEVICE: "socket", "GPU", "chip")
     weights_bytes: float
     kv_bytes: float
     activation_bytes: float
@@ -121,10 +121,8 @@ def usable_bytes(tier: MemoryTier) -> float:
 
 
 def device_tiers(arch: ArchSpec) -> tuple[MemoryTier, Optional[MemoryTier]]:
-    """(HBM, spill tier or None) of one device of ``arch``."""
-    if arch.kind == ArchKind.RDU:
-        return arch.socket.hbm, arch.socket.ddr
-    return arch.device.hbm, None
+    """(HBM, spill tier or None) of one device of ``arch`` (the machine interface)."""
+    return arch.device_hbm, arch.spill_tier
 
 
 def tier_split(arch: ArchSpec, resident_bytes: Mapping[str, float], activation_bytes: float) -> tuple[TierUse, ...]:
@@ -181,20 +179,16 @@ def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int, 
     totals = {k: float(v) for k, v in by_role.items()}
     act = step_materialised(arch, head, fusion, execution).workspace_bytes   # the repeated layer's kernels are the head's
     tiers = tier_split(arch, {k: v for k, v in totals.items() if v > 0}, act)
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", totals[TensorRole.WEIGHT.value],
+    return MemoryNeed(arch.DEVICE, totals[TensorRole.WEIGHT.value],
                       totals[TensorRole.KV_CACHE.value], act, tiers)
 
 
 def kernel_ops(arch: ArchSpec, graph, fusion: FusionPolicy,
                execution: ExecutionConfig = ExecutionConfig()) -> tuple[tuple[str, ...], ...]:
     """The op names of each kernel ``arch``'s engine runs ``graph`` as, in launch order: the
-    partition its timing uses (RDU: :func:`rdusim.compiler.compile.kernel_ops`; GPU:
-    :func:`rdusim.engine.gpu.fusion_rules.kernel_ops`)."""
-    if arch.kind == ArchKind.RDU:
-        from rdusim.compiler.compile import kernel_ops as rdu_kernel_ops
-        return rdu_kernel_ops(graph, arch, fusion, tiles=execution.tiles, buffering=execution.buffering)
-    from rdusim.engine.gpu.fusion_rules import kernel_ops as gpu_kernel_ops
-    return gpu_kernel_ops(graph, fusion, arch)
+    partition its timing uses (its family answers: rdusim.engine.family.Family.kernel_ops)."""
+    from rdusim.engine.families import family
+    return family(arch).kernel_ops(arch, graph, fusion, execution)
 
 
 def step_materialised(arch: ArchSpec, graph, fusion: FusionPolicy,
@@ -245,7 +239,7 @@ def device_memory(dep, batch: int, context_tokens: int, prompt_tokens: Optional[
     act = activation_workspace_bytes(dep, batch, prompt_tokens or context_tokens)
     # spill order as the compiler's: weights before the (more bandwidth-critical) KV cache
     tiers = tier_split(arch, {"weights": weights, "kv_cache": kv}, act)
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights, kv, act, tiers)
+    return MemoryNeed(arch.DEVICE, weights, kv, act, tiers)
 
 
 def slots(free_bytes: float, item_bytes: float) -> int:
@@ -278,5 +272,5 @@ def graph_memory(arch: ArchSpec, graph, fusion: FusionPolicy,
     act = step_materialised(arch, graph, fusion, execution).workspace_bytes
     tiers = tier_split(arch, {k: v for k, v in by_role.items() if v > 0}, act)
     weights = by_role[TensorRole.WEIGHT.value]
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights,
+    return MemoryNeed(arch.DEVICE, weights,
                       by_role[TensorRole.KV_CACHE.value], act, tiers)
