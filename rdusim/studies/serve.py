@@ -92,6 +92,10 @@ class Streams:
                                 spec.output_tokens, total, duration_s, rng)
         except StreamTooLong as exc:
             raise InputError(self.file, self._key(point), exc.expected, exc.found) from None
+        if len(arr) <= spec.warmup_requests:
+            what = f"the trace's {len(arr)}" if self.trace is not None else f"the {len(arr)} arriving within duration_s"
+            raise InputError(self.file, "warmup_requests", f"fewer than {what} requests (the first warmup_requests "
+                             "are served but not measured: nothing would be measured)", spec.warmup_requests)
         return fit_context(arr, self.max_context, spec.too_long)
 
     def _key(self, point: int) -> str:
