@@ -169,3 +169,21 @@ def test_oom_reasons_never_contradict_themselves(capsys, tmp_path, name, workloa
     assert table
     for reason in table:
         assert reason in listed, (reason, listed)
+
+
+def test_extreme_but_valid_numbers_give_finite_results_without_numpy_warnings(capsys, tmp_path):
+    """A DDR bandwidth of 1e-300 made expert copies infinite: nan/inf latencies with oom = 0
+    and numpy RuntimeWarnings on the terminal. Now the floor of the range (1 byte/s) is
+    the most extreme input, and it gives finite (huge) latencies and no warning."""
+    import math
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = cli(capsys, "run", str(REPO_ROOT / "workloads/coe150.yaml"), "--out", str(tmp_path / "o"),
+                           "--jobs", "1", "--set", "arch.sn40l.socket.ddr.bandwidth_bytes_per_s=1")
+    assert code == 0, err
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    metrics = json.loads((tmp_path / "o" / "results.json").read_text())["metrics"]
+    lat = metrics["coe.sn40l.bs1.tok20.latency_s"]
+    assert math.isfinite(lat) and lat > 1e9           # a 13 GB expert copy at 1 byte/s
