@@ -159,7 +159,7 @@ class ServeWorkload:
     def _check_arrival_span(self) -> None:
         """Synthetic arrivals that fit a run: at most MAX_REQUESTS of them within duration_s,
         and an expected span of at most MAX_SIM_TIME_S (beyond it the simulated clock can no
-        longer resolve a step). Traces are checked when read (rdusim.serve.arrivals)."""
+        longer resolve a step). Traces are checked when read (rdusim.serve.tracefile)."""
         a = self.arrivals
         if a.process == ArrivalProcess.TRACE:
             return
