@@ -123,22 +123,29 @@ def test_a_lookahead_past_the_context_is_refused(capsys, tmp_path):
     assert code == 2 and "speculative.lookahead" in line and "context of 8192" in line
 
 
-def test_a_speculative_step_the_compiler_cannot_place_is_an_oom_result():
-    """The engine itself: a verification step too large for the machine is an OOM result
-    with the compiler's reason (it was an uncaught OutOfMemory)."""
+def test_a_speculative_step_the_compiler_cannot_place_is_an_oom_result(monkeypatch):
+    """The engine itself: a verification step the machine cannot place (the compiler's
+    OutOfMemory, which escaped as a traceback for lookahead 100000 before the context check
+    existed) is an OOM result with the compiler's reason."""
     from rdusim.config.speculative import SpeculativeSpec
     from rdusim.config.workload import load_workload
+    from rdusim.engine import speculative as engine
+    from rdusim.memory import OutOfMemory
     from rdusim.studies.model_run import load_model_for
     from rdusim.studies.speculative_run import draft_deployment, load_draft
-    from rdusim.engine.speculative import simulate_speculative
 
+    def cannot_place(self, *args, **kwargs):
+        raise OutOfMemory("per socket: 323.28 GB of activations exceed HBM + DDR")
+
+    monkeypatch.setattr(engine.StepModel, "extend_run", cannot_place)
     loaded = load_workload(SPEC, [("platforms", {"sn40l": {"arch": "arch/sn40l.yaml", "tp": 8, "fusion": "fused"}})])
     target = load_model_for(loaded)
     draft = load_draft(loaded, target)
-    spec = SpeculativeSpec(draft="llama3-8b", lookahead=100_000, acceptance=0.7)
-    t = simulate_speculative(loaded.deployment("sn40l", target), draft_deployment(loaded, "sn40l", draft), spec,
-                             1024, 256, 1)
-    assert t.oom is not None and "exceed" in t.oom
+    spec = SpeculativeSpec(draft="llama3-8b", lookahead=4, acceptance=0.7)
+    t = engine.simulate_speculative(loaded.deployment("sn40l", target), draft_deployment(loaded, "sn40l", draft),
+                                    spec, 1024, 256, 1)
+    assert t.oom == "per socket: 323.28 GB of activations exceed HBM + DDR"
+    assert t.latency_s != t.latency_s            # no time for a run that does not fit
 
 
 def _oom_runs():
@@ -146,7 +153,7 @@ def _oom_runs():
         ("serve", SERVE, [*SMALL, "--set", "platforms.dgx_h100.tp=1", "--set", "model=llama2-70b"]),
         ("serve coe", SERVE_COE, [*SMALL, "--set", "coe.count=5000"]),
         ("model", LLAMA_CHAT, ["--set", "model=bloom-176b", "--set", "platforms.dgx_h100.tp=1"]),
-        ("speculative", SPEC, ["--set", "prompt_tokens=512", "--set", "output_tokens=7000", "--set", "batch_size=128",
+        ("speculative", SPEC, ["--set", "prompt_tokens=512", "--set", "output_tokens=7000", "--set", "batch_size=140",
                                "--set", "platforms={dgx_h100: {arch: arch/dgx_h100.yaml, tp: 8}}"]),
     ]
 
