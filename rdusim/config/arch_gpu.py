@@ -9,6 +9,7 @@ from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -91,6 +92,7 @@ class GpuArch:
     launch: GpuLaunch
     kernel: GpuKernelModel
     collectives: GpuCollectives
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

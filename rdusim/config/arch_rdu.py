@@ -9,6 +9,7 @@ from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -115,6 +116,7 @@ class RduArch:
     links: RduLinks
     launch: RduLaunch
     collectives: CollectiveSpec      # the runtime's collective primitives over links.p2p
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

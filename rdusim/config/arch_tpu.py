@@ -17,6 +17,7 @@ from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, Link, MemoryTier, NodeSpan
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -132,6 +133,7 @@ class TpuArch:
     launch: TpuLaunch
     kernel: TpuKernelModel
     collectives: TpuCollectives
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 

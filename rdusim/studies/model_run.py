@@ -33,7 +33,7 @@ from rdusim.rows.base import by_identity
 from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_of, rows as model_rows
 from rdusim.studies.part import StudyPart
 
-RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
+RUN, SPEC, PP, OFFLOAD = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP, ModelScope.OFFLOAD
 
 def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
@@ -120,6 +120,12 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
                          spec.prompt_tokens)
     part.rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
+    if spec.offload is not None:            # the experts offloaded: runs whether or not the whole model fits
+        from rdusim.studies import offload_run
+        values, cis, oom = offload_run.simulate(loaded, name, cfg, cache, index)
+        part.rows += [ModelRow(name, OFFLOAD, m, v, cis.get(m)) for m, v in values.items()]
+        if oom:
+            part.notes[f"{name}.offload"] = oom
     if not need.fits:
         part.oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
         return part
@@ -219,6 +225,9 @@ def summary(result: RunResult) -> str:
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
         from rdusim.studies.speculative_run import summary_lines
         lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
+    if any((p, OFFLOAD) in t for p in extra.get("platforms", [])):   # experts offloaded
+        from rdusim.studies.offload_run import summary_lines as offload_lines
+        lines += offload_lines(t, extra.get("platforms", []), extra.get("notes", {}))
     if extra.get("clusters"):
         from rdusim.studies.cluster_run import summary_lines as cluster_lines
         lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
