@@ -91,6 +91,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                                        list(enumerate(spec.platforms))))
     rows: list[ModelRow] = merged.rows
     records, notes, events, oom_reasons = merged.records, merged.notes, merged.events, merged.oom_reasons
+    if spec.scaling is not None:            # one platform resized, per weight format
+        from rdusim.studies import scaling_run
+        rows += model_rows(spec.scaling.platform, ModelScope.SCALING, scaling_run.run(loaded, cfg, cache))
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
         rows += model_rows(name, PP, cluster_run.metrics(spec.batch_size, spec.output_tokens, pt, entry[1].tp))
@@ -101,6 +104,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                      records=tuple(records),
                      extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
                             "clusters": list(clusters), "oom_reasons": oom_reasons,
+                            **({"scaling": spec.scaling.platform} if spec.scaling is not None else {}),
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -228,6 +232,9 @@ def summary(result: RunResult) -> str:
     if any((p, OFFLOAD) in t for p in extra.get("platforms", [])):   # experts offloaded
         from rdusim.studies.offload_run import summary_lines as offload_lines
         lines += offload_lines(t, extra.get("platforms", []), extra.get("notes", {}))
+    if extra.get("scaling"):
+        from rdusim.studies.scaling_run import summary_lines as scaling_lines
+        lines += scaling_lines(t, extra["scaling"])
     if extra.get("clusters"):
         from rdusim.studies.cluster_run import summary_lines as cluster_lines
         lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
