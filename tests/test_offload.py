@@ -131,6 +131,11 @@ def test_dense_part_not_fitting_is_oom(tmp_path):
     assert m["model.rtx3090.offload.oom"] == 1 and "model.rtx3090.offload.static.fiddler.latency_s" not in m
 
 
+def test_experts_outside_hbm_must_fit_host_dram(tmp_path):
+    m = _study(tmp_path, ("arch.rtx3090.node.host_dram.capacity_bytes.value", 6.0e10))
+    assert m["model.rtx3090.offload.oom"] == 1
+
+
 def test_bad_offload_input_exits_2(tmp_path, capsys):
     assert main(["run", WL, "--out", str(tmp_path / "x"), "--set", "offload.skew=-1"]) == 2
     assert "offload.skew" in capsys.readouterr().err

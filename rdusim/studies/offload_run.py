@@ -44,7 +44,16 @@ def resident_slots(dep, batch: int, prompt: int, output: int, cap: Optional[int]
         return 0, (f"per {arch.DEVICE}: the model without its experts, its KV cache, workspace and one copy "
                    f"buffer need {rest / 1e9:.2f} GB of {arch.device_hbm.usable_bytes / 1e9:.2f} GB usable")
     n = min(slots(free, shard), total_experts)
-    return (n if cap is None else min(n, cap)), None
+    n = n if cap is None else min(n, cap)
+    # the experts HBM does not hold live where the machine keeps them: each device's shard in its
+    # spill tier (the SN40L's DDR), else whole in the host's DRAM
+    spill = arch.spill_tier
+    home, need = (spill, (total_experts - n) * shard) if spill is not None else \
+        (arch.host_dram, (total_experts - n) * shard * tp)
+    if need > home.usable_bytes:
+        return n, (f"the {total_experts - n} experts outside HBM need {need / 1e9:.2f} GB where they live but it "
+                   f"holds {home.usable_bytes / 1e9:.2f} GB usable")
+    return n, None
 
 
 def simulate(loaded, name: str, cfg, cache, index: int) -> tuple[dict, dict, Optional[str]]:
