@@ -147,3 +147,31 @@ def test_expert_bytes_with_int4_scales():
     cfg = load_model("mixtral-8x7b").with_formats(Formats(weight=WeightFormat(DType.INT4, 128, 2.0)))
     p = 3 * 4096 * 14336
     assert expert_bytes(cfg) == p * 0.5 + p / 128 * 2.0
+
+
+def _trace_file(path, tokens, layers=32, k=2, experts=8, skew_to=(0, 1)):
+    lines = ["token,layer,expert"]
+    for t in range(tokens):
+        for layer in range(layers):
+            picks = skew_to if t % 4 else ((t + layer) % experts, (t + layer + 1) % experts)
+            lines += [f"{t},{layer},{e}" for e in picks[:k]]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_routing_trace_replays_recorded_choices(tmp_path):
+    f = _trace_file(tmp_path / "trace.csv", 40)
+    m = _study(tmp_path, ("offload.routing", "trace"), ("offload.trace", str(f)))
+    # experts 0 and 1 of every layer take 3 of 4 tokens: the calibration keeps them in HBM
+    assert m["model.rtx3090.offload.static.fiddler.hit_rate"] > 0.5
+    assert m["model.dgx_h100.offload.static.fiddler.hit_rate"] == 1.0
+
+
+def test_bad_routing_trace_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("token,layer,expert\n0,0,0\n")           # one expert where top-2 needs two
+    rc = main(["run", WL, "--out", str(tmp_path / "x"), "--set", "offload.routing=trace",
+               "--set", f"offload.trace={bad}"])
+    assert rc == 2 and "bad.csv" in capsys.readouterr().err
+    rc = main(["run", WL, "--out", str(tmp_path / "y"), "--set", "offload.routing=trace"])
+    assert rc == 2 and "offload.trace" in capsys.readouterr().err

@@ -18,11 +18,12 @@ from typing import Optional
 import numpy as np
 
 from rdusim.config.formats import for_machine
-from rdusim.config.offload import OffloadRule, OffloadSpec
+from rdusim.config.offload import OffloadRule, OffloadSpec, RoutingDist
+from rdusim.config.workload import resolve_path
 from rdusim.engine.inference import simulate_inference
 from rdusim.engine.offload.costs import expert_bytes, expert_costs
 from rdusim.engine.offload.residency import most_popular
-from rdusim.engine.offload.routing import layer_popularity, route
+from rdusim.engine.offload.routing import layer_popularity, load_trace, route, trace_counts
 from rdusim.engine.offload.run import request
 from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, slots, weight_bytes_per_rank
 from rdusim.studies.coe_stats import mean_ci
@@ -75,11 +76,20 @@ def simulate(loaded, name: str, cfg, cache, index: int) -> tuple[dict, dict, Opt
     rules = [r for r in off.rules if costs.in_place is not None or r is not OffloadRule.ALWAYS_IN_PLACE]
     rng = np.random.default_rng([loaded.seed, index])
     samples: dict[str, list[float]] = {}
+    trace = None
+    if off.routing is RoutingDist.TRACE:
+        trace = load_trace(str(resolve_path(off.trace, loaded.file)), layers, experts, k)
     for _ in range(off.replications):
-        pop = layer_popularity(layers, experts, off.routing, off.skew, rng)
-        initial = most_popular(route(pop, off.calibration_tokens, k, rng), n_slots)
-        pre = route(pop, b * p, k, rng)
-        dec = [route(pop, b, k, rng) for _ in range(o - 1)]
+        if trace is not None:            # a random start in the recorded routing; the whole trace calibrates
+            at = int(rng.integers(trace.shape[0]))
+            initial = most_popular(trace_counts(trace, 0, trace.shape[0], experts), n_slots)
+            pre = trace_counts(trace, at, b * p, experts)
+            dec = [trace_counts(trace, at + b * p + b * j, b, experts) for j in range(o - 1)]
+        else:
+            pop = layer_popularity(layers, experts, off.routing, off.skew, rng)
+            initial = most_popular(route(pop, off.calibration_tokens, k, rng), n_slots)
+            pre = route(pop, b * p, k, rng)
+            dec = [route(pop, b, k, rng) for _ in range(o - 1)]
         for res in off.residency:
             for rule in rules:
                 out = request(costs, pre, dec, base.ttft_s, base_decode, initial, n_slots, res, rule)
