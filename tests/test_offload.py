@@ -175,3 +175,22 @@ def test_bad_routing_trace_exits_2(tmp_path, capsys):
     assert rc == 2 and "bad.csv" in capsys.readouterr().err
     rc = main(["run", WL, "--out", str(tmp_path / "y"), "--set", "offload.routing=trace"])
     assert rc == 2 and "offload.trace" in capsys.readouterr().err
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), skew=st.floats(0, 3), tokens=st.integers(1, 300), slots=st.integers(0, 256))
+def test_fiddler_never_worse_than_either_fixed_rule_with_static_residency(seed, skew, tokens, slots):
+    """With a static resident set the choices do not change what is resident, so picking the
+    cheaper predicted cost per call can only lower the request's added time."""
+    c = expert_costs(rtx_dep())
+    rng = np.random.default_rng(seed)
+    pop = layer_popularity(32, 8, RoutingDist.ZIPF, skew, rng)
+    initial = most_popular(route(pop, 512, 2, rng), slots)
+    steps = [route(pop, tokens, 2, rng)] + [route(pop, 1, 2, rng) for _ in range(3)]
+    added = {}
+    for rule in OffloadRule:
+        t, res = Tally(), ResidentSet(Residency.STATIC, initial, slots)
+        for counts in steps:
+            t.step(counts, res, c, rule)
+        added[rule] = t.extra_s
+    assert added[OffloadRule.FIDDLER] <= min(added[OffloadRule.ALWAYS_COPY], added[OffloadRule.ALWAYS_IN_PLACE]) + 1e-12
