@@ -165,6 +165,9 @@ class GpuArch:
         check_collectives(self.links.nvlink, self.collectives, self.node.gpus, "links.nvlink", "collectives")
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         return {
             "peak_flops_per_s_per_node": self.node.gpus * self.device.tensor_flops_per_s,
             "smem_bytes_per_device": self.device.sms * self.device.smem_bytes_per_sm,

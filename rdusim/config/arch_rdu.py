@@ -196,6 +196,9 @@ class RduArch:
         return self.peak_flops_per_s_per_socket / self.socket.hbm.bandwidth_bytes_per_s
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         return {
             "peak_flops_per_s_per_socket": self.peak_flops_per_s_per_socket,
             "peak_flops_per_s_per_node": self.peak_flops_per_s_per_socket * self.node.sockets,

@@ -212,6 +212,9 @@ class TpuArch:
         return self.chip.bf16_flops_per_s / self.chip.hbm.bandwidth_bytes_per_s
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         n = self.devices_per_node
         return {
             "chips": n,

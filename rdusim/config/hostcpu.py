@@ -60,5 +60,5 @@ class HostCpu:
         for d in (DType.FP32, DType.BF16, DType.INT8):
             r = self.native_rate(d)
             if r is not None:
-                out[f"host_cpu.{d.value}_flops_per_s"] = r
+                out[f"host_cpu.{d.value}_{'ops' if d is DType.INT8 else 'flops'}_per_s"] = r
         return out
