@@ -194,3 +194,19 @@ def test_fiddler_never_worse_than_either_fixed_rule_with_static_residency(seed, 
             t.step(counts, res, c, rule)
         added[rule] = t.extra_s
     assert added[OffloadRule.FIDDLER] <= min(added[OffloadRule.ALWAYS_COPY], added[OffloadRule.ALWAYS_IN_PLACE]) + 1e-12
+
+
+def test_overlap_takes_the_longer_of_device_and_in_place_per_layer():
+    c = expert_costs(rtx_dep())
+    counts = np.zeros((2, 8), dtype=np.int64)
+    counts[0, :3] = (5, 1, 2)             # layer 0: expert 0 resident, 1 and 2 run on the CPU
+    counts[1, 4] = 3                      # layer 1: expert 4 on the CPU alone
+    resident = [(0, 0)]
+    serial, over = Tally(), Tally()
+    serial.step(counts, ResidentSet(Residency.STATIC, resident, 1), c, OffloadRule.ALWAYS_IN_PLACE)
+    over.step(counts, ResidentSet(Residency.STATIC, resident, 1), c, OffloadRule.ALWAYS_IN_PLACE, overlap=True)
+    cpu0, cpu1 = c.in_place_s(1) + c.in_place_s(2), c.in_place_s(3)
+    dev = c.device_s
+    assert serial.extra_s == pytest.approx(cpu0 - dev(1) - dev(2) + cpu1 - dev(3), rel=1e-12)
+    assert over.extra_s == pytest.approx(max(dev(5), cpu0) - dev(5) - dev(1) - dev(2) + cpu1 - dev(3), rel=1e-12)
+    assert over.extra_s <= serial.extra_s

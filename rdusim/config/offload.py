@@ -48,6 +48,9 @@ class OffloadSpec:
     # per platform: at most this many experts in HBM (all layers together); absent: as many as memory allows
     max_resident_experts: Mapping[str, int] = field(default_factory=dict, metadata={"ge": 0, "le": 10 ** 6})
     calibration_tokens: int = field(default=2048, metadata=upto(10 ** 6))
+    # in-place experts (the CPU) run beside the device's experts of their layer (Fiddler runs both at once);
+    # false: after them
+    overlap_in_place: bool = False
     replications: int = field(default=5, metadata={"ge": 2, "le": 1000})   # independent routings (95% CIs)
 
     def __post_init__(self) -> None:

@@ -92,7 +92,8 @@ def simulate(loaded, name: str, cfg, cache, index: int) -> tuple[dict, dict, Opt
             dec = [route(pop, b, k, rng) for _ in range(o - 1)]
         for res in off.residency:
             for rule in rules:
-                out = request(costs, pre, dec, base.ttft_s, base_decode, initial, n_slots, res, rule)
+                out = request(costs, pre, dec, base.ttft_s, base_decode, initial, n_slots, res, rule,
+                              off.overlap_in_place)
                 t = out.tally
                 vals = {"prefill_s": out.prefill_s,
                         "decode_tokens_per_s": b * (o - 1) / out.decode_s if out.decode_s > 0 else 0.0,
