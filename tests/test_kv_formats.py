@@ -38,7 +38,9 @@ def test_narrow_kv_shrinks_and_speeds_decode_on_every_family(tmp_path):
     for p in ("v5e", "dgx_h100", "sn40l"):
         kb = [m[f"model.{p}.kv_bytes_per_device"] for m in (base, i8, i4)]
         assert kb[0] > kb[1] > kb[2] and kb[1] == pytest.approx(kb[0] * 130 / 256)
-        assert base[f"model.{p}.tpot_s"] > i8[f"model.{p}.tpot_s"] > i4[f"model.{p}.tpot_s"]
+        # fewer bytes to read; int4 no slower than int8 (its dequantisation costs the same FLOPs per
+        # element, which can bound a fused attention kernel on both: the DGX H100 here)
+        assert base[f"model.{p}.tpot_s"] > i8[f"model.{p}.tpot_s"] >= i4[f"model.{p}.tpot_s"]
 
 
 def test_kv_group_must_divide_head_dim(tmp_path, capsys):

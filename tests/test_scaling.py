@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from rdusim.cli import main
-from rdusim.config.arch import load_arch
-from rdusim.config.formats import Formats, WeightFormat
+from rdusim.config.formats import Formats, WeightFormat, for_machine
+from rdusim.config.workload import load_workload
 from rdusim.config.model import load_model
 from rdusim.graph.tensor import DType
 from rdusim.memory import device_memory
@@ -41,10 +41,12 @@ def test_scaling_by_the_memory_rule(tmp_path):
     assert m[k + "int4.2x2.fits"] == 1 and m[k + "int4.min_devices"] == 4
     # the largest batch: it fits by rdusim.memory's rule and one more does not
     cfg = load_model("llama3-70b").with_formats(Formats(weight=WeightFormat(DType.INT4, 128), native_compute=True))
-    arch = load_arch("arch/tpu_v5e.yaml", [("slice.topology", "2x2")])
     b = int(m[k + "int4.2x2.max_batch.c2048"])
     assert b > 0
-    assert device_memory(arch, cfg, 4, b, 2048, 1024).fits and not device_memory(arch, cfg, 4, b + 1, 2048, 1024).fits
+    loaded = load_workload(WL, [("platforms", {"v5e": {"arch": "arch/tpu_v5e.yaml", "tp": 4}}),
+                                ("arch.v5e.slice.topology", "2x2")])
+    dep = loaded.deployment("v5e", for_machine(cfg, loaded.archs["v5e"]))
+    assert device_memory(dep, b, 2048, 1024).fits and not device_memory(dep, b + 1, 2048, 1024).fits
     for w, s in (("bf16", "4x4"), ("int4", "2x2"), ("int4", "4x4")):
         d = m[f"{k}{w}.{s}.devices"]
         assert m[f"{k}{w}.{s}.tokens_per_s_per_device"] == pytest.approx(4 / m[f"{k}{w}.{s}.tpot_s"] / d)

@@ -28,9 +28,27 @@ The rule for formats (one for both machines):
 4. Any other combination (weights wider than the compute format, fp8 weights with int8
    compute, ...) is rejected.
 
-Activations between kernels stay at the model's dtype: a quantised GEMM quantises its input
-in its prologue (as TensorRT-LLM's FP8 GEMMs do); that cost and the dequantisation of an
-fp8/int8/int4 KV cache inside attention are not modelled (small next to the bytes they save).
+What a quantised compute format costs besides the GEMM (the mechanism a real stack runs):
+
+5. A GEMM computing in a quantised format (FP8 or INT8: W8A8) reads a quantised activation:
+   its input gets an ``act.quant`` op (multiply by the activation's scale, cast: 2 FLOPs per
+   element; the scale is static, calibrated per tensor as in TensorRT-LLM / ModelOpt FP8
+   checkpoints, so no amax reduction runs at inference). One quantised copy of an input
+   serves every GEMM reading it. The GEMM writes the model's dtype (its epilogue applies the
+   two scales). Fused, the quantisation runs where TensorRT-LLM puts it: in the kernel that
+   produced its input (the RMSNorm/LayerNorm kernel, the gated-activation epilogue of the
+   up-projection GEMM, the attention kernel's output); unfused it is a kernel of its own.
+   The tensor cores then run at that format's rate and efficiency (the arch file's
+   ``tensor_<fmt>_flops_per_s`` and ``kernel.tensor_<fmt>_efficiency``), taken per kernel
+   from the formats of its GEMM's operands: a GEMM of a bf16 and an fp8 operand (attention
+   over an fp8 KV cache) computes in bf16.
+6. A quantised KV cache (``kv_cache``: fp8_e4m3, int8 or int4) is written through a quantisation (2 FLOPs
+   per element, in the KV-append op) and read through a dequantisation to the model dtype
+   (an ``attn.kv_dequant`` op per K and V, 2 FLOPs per element), which fused is the prologue
+   of the attention kernel (FlashAttention/XQA with an fp8 cache: only fp8 bytes cross HBM)
+   and unfused a kernel writing the bf16 copy. Sizes follow the format everywhere (capacity,
+   KV traffic); int8/int4 caches store their scales (one per ``kv_group_size`` elements) beside
+   the values and those bytes are counted; fp8's per-tensor scales (one per layer) are not.
 """
 
 from __future__ import annotations
@@ -46,6 +64,7 @@ KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
 SCALED_KV_DTYPES = (DType.INT8, DType.INT4)     # KV formats stored with scales
 COMPUTE_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8)
 DEQUANT_FLOPS_PER_ELEMENT = 2.0     # convert to the compute format, multiply by the scale
+QUANT_FLOPS_PER_ELEMENT = 2.0       # multiply by the (static, per-tensor) scale, cast (rule 5, 6)
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,11 @@ class ResolvedFormats:
     dequantises: bool         # weights dequantised to the compute format on the fly (rule 3)
     kv_scale_group: int = 0   # KV elements per scale (0: one per head vector)
     kv_scale_bytes: float = 0.0   # bytes per KV scale (0: the cache stores no scales)
+
+    @property
+    def quantises_activations(self) -> bool:
+        """GEMMs compute in a quantised format, so their activation inputs are quantised (rule 5)."""
+        return self.compute.is_quantized
 
     @property
     def label(self) -> str:

@@ -39,7 +39,7 @@ def resident_slots(dep, batch: int, prompt: int, output: int, cap: Optional[int]
     total_experts = cfg.num_hidden_layers * cfg.num_local_experts
     dense = weight_bytes_per_rank(cfg, tp) - total_experts * shard
     rest = (dense + kv_bytes_per_rank(cfg, tp, batch, prompt + output)
-            + activation_workspace_bytes(cfg, tp, batch, prompt) + shard)     # + one copy buffer
+            + activation_workspace_bytes(dep, batch, prompt) + shard)     # + one copy buffer
     free = arch.device_hbm.usable_bytes - rest
     if free < 0:
         return 0, (f"per {arch.DEVICE}: the model without its experts, its KV cache, workspace and one copy "

@@ -28,7 +28,7 @@ from rdusim.config.formats import WeightFormat, for_machine
 from rdusim.config.scaling import ScalingSpec
 from rdusim.engine.inference import simulate_inference
 from rdusim.errors import InputError
-from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, tier_split, weight_bytes_per_rank
+from rdusim.memory import device_memory
 
 
 def largest(fits: Callable[[int], bool], limit: int) -> int:
@@ -80,22 +80,18 @@ def run(loaded, cfg, cache) -> dict[str, float]:
 
 
 def _size(loaded, plat, arch, model, tp: int, p: int, o: int, b: int, sc: ScalingSpec, cache) -> dict[str, float]:
-    weights = weight_bytes_per_rank(model, tp)
-    act: dict[int, float] = {}
+    dep = Deployment(arch, loaded.stacks[sc.platform], model, tp, plat.fusion, loaded.launch(sc.platform),
+                     loaded.execution)
 
     def fits(batch: int, context: int) -> bool:
-        if batch not in act:
-            act[batch] = activation_workspace_bytes(model, tp, batch, p)
-        kv = kv_bytes_per_rank(model, tp, batch, context)
-        return all(t.fits for t in tier_split(arch, {"weights": weights, "kv_cache": kv}, act[batch]))
+        """The memory rule of every model run (rdusim.memory.device_memory)."""
+        return device_memory(dep, batch, context, p).fits
 
     values: dict[str, float] = {"devices": tp, "fits": int(fits(b, p + o))}
     for c in sc.contexts:
         values[f"max_batch.c{c}"] = largest(lambda n: fits(n, c), L.MAX_BATCH)
     if not values["fits"]:
         return values
-    dep = Deployment(arch, loaded.stacks[sc.platform], model, tp, plat.fusion, loaded.launch(sc.platform),
-                     loaded.execution)
     t = simulate_inference(dep, p, o, b, cache)
     step = t.step_s
     coll = step.get("collective", 0.0)
