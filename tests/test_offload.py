@@ -59,7 +59,8 @@ def _study(tmp_path, *sets):
 
 def test_fiddler_rule_follows_the_extremes(tmp_path):
     """CPU 1000x faster: every miss runs on the CPU; PCIe 1000x faster: every miss is copied."""
-    fast_cpu = [("arch.rtx3090.host_cpu.clock_hz.value", 3.4e12), ("arch.rtx3090.host_cpu.call_s.value", 5e-8),
+    fast_cpu = [("arch.rtx3090.host_cpu.fp32_flops_per_cycle_per_core.value", 32000.0),
+                ("arch.rtx3090.host_cpu.call_s.value", 5e-8),
                 ("arch.rtx3090.node.host_dram.bandwidth_bytes_per_s.value", 5.12e13)]
     m = _study(tmp_path, *fast_cpu, ("platforms", {"rtx3090": {"arch": "arch/rtx3090.yaml", "tp": 1}}))
     k = "model.rtx3090.offload.static.fiddler."
