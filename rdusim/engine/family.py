@@ -25,6 +25,7 @@ these methods and never asks which family a platform is:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
 
@@ -83,14 +84,20 @@ class BenchGraphs:
         return self.built
 
 
+class InPlaceWhere(enum.Enum):
+    """Where an op runs in place (:class:`InPlace`)."""
+
+    CPU = "cpu"          # the host CPU, over host DRAM
+    DDR = "ddr"          # the device itself, reading its spill tier (the SN40L's DDR)
+
+
 @dataclass(frozen=True)
 class InPlace:
-    """Running an op where its weights already are (rdusim.engine.offload): ``where`` (``cpu``,
-    ``ddr``), the achievable rate on weights of the op's format (FLOP/s), the achievable
+    """Running an op where its weights already are (rdusim.engine.offload): ``where``, the achievable rate on weights of the op's format (FLOP/s), the achievable
     bandwidth it reads them at, a fixed cost per call, and the link the op's activations cross
     there and back (None: they stay on the device)."""
 
-    where: str
+    where: InPlaceWhere
     rate_flops_per_s: float
     weight_bandwidth_bytes_per_s: float
     call_s: float = 0.0

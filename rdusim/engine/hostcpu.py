@@ -14,7 +14,7 @@ from typing import Optional
 from rdusim.config.arch_common import Link
 from rdusim.config.hostcpu import HostCpu
 from rdusim.config.arch_common import MemoryTier
-from rdusim.engine.family import InPlace
+from rdusim.engine.family import InPlace, InPlaceWhere
 from rdusim.graph.tensor import DType
 
 
@@ -23,5 +23,5 @@ def host_cpu_in_place(cpu: Optional[HostCpu], dram: MemoryTier, weight: DType, l
     ``link`` (the device's PCIe link); None when the machine describes no host CPU."""
     if cpu is None:
         return None
-    return InPlace("cpu", cpu.achievable_rate(weight),
+    return InPlace(InPlaceWhere.CPU, cpu.achievable_rate(weight),
                    dram.bandwidth_bytes_per_s * cpu.dram_efficiency, cpu.call_s, link)

@@ -8,7 +8,7 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
-from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, InPlace, Memo, hbm_link
+from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, InPlace, InPlaceWhere, Memo, hbm_link
 from rdusim.engine.rdu import bench, model_step, step
 from rdusim.engine.rdu.trace import StepTrace
 from rdusim.engine.step import StepResult
@@ -73,7 +73,7 @@ class RduFamily:
         three-tier memory: no copy, no host link); the PCUs at the weights' format where they
         compute in it, else at bf16 (dequantised on the fly)."""
         rate = arch.native_rate(weight) or arch.native_rate(DType.BF16)
-        return InPlace("ddr", devices * rate, devices * arch.socket.ddr.effective_bandwidth_bytes_per_s)
+        return InPlace(InPlaceWhere.DDR, devices * rate, devices * arch.socket.ddr.effective_bandwidth_bytes_per_s)
 
     def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]:
         return RUNS
