@@ -31,6 +31,8 @@ CHEAP = {
               "capacity.requests=30", "capacity.iterations=2"],
     "fusion": [],
     "model": [],
+    "finetune": ["quadrature_points=1", "max_batch=4",
+                 "datasets={tiny: {queries: 100, median_tokens: 32, sigma: 0.5, max_tokens: 64}}"],
 }
 
 

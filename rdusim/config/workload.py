@@ -38,6 +38,7 @@ class WorkloadKind(enum.Enum):
     FUSION = "fusion"
     COE = "coe"
     SERVE = "serve"
+    FINETUNE = "finetune"
 
 
 # kind -> "module:Class" of its frozen dataclass
@@ -46,6 +47,7 @@ _SPEC_CLASSES = {
     WorkloadKind.FUSION: "rdusim.config.workload_fusion:FusionWorkload",
     WorkloadKind.COE: "rdusim.config.workload_coe:CoeWorkload",
     WorkloadKind.SERVE: "rdusim.config.workload_serve:ServeWorkload",
+    WorkloadKind.FINETUNE: "rdusim.config.workload_finetune:FinetuneWorkload",
 }
 
 

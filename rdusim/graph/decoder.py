@@ -27,6 +27,7 @@ from rdusim.graph.tensor import Tensor, TensorRole
 
 W = TensorRole.WEIGHT
 DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
+MATERIALISED = "materialised"     # op attr: its implementation writes its output to memory (no fusion)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
 from rdusim.config.model import ModelConfig
-from rdusim.graph.decoder import DEQUANT_TAG, LayerShape
+from rdusim.graph.decoder import DEQUANT_TAG, MATERIALISED, LayerShape
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import DType, Tensor, TensorRole
 
@@ -172,11 +172,13 @@ def _nf4(w: Tensor) -> Tensor:
 
 
 def dequant_op(stored: Tensor, out_name: str, dtype: DType, op: Op, suffix: str = ".dequant") -> Op:
-    """bitsandbytes' dequantize kernel: read the NF4 codes and scales, write bf16."""
+    """bitsandbytes' dequantize kernel: read the NF4 codes and scales, write the bf16 weight
+    out for the GEMM to read (``MatMul4Bit``: ``dequantize_4bit`` then a bf16 matmul), so no
+    engine fuses it into the GEMM as a prologue."""
     y = Tensor(out_name, stored.shape, dtype, TensorRole.ACTIVATION, stored.density)
     return Op(stored.name + suffix, OpKind.ELEMENTWISE, (stored,), (y,),
               DEQUANT_FLOPS_PER_ELEMENT * stored.numel * stored.density, stored.nbytes, y.nbytes,
-              layer=op.layer, tag=DEQUANT_TAG, block=op.block)
+              layer=op.layer, tag=DEQUANT_TAG, block=op.block, attrs=((MATERIALISED, True),))
 
 
 def _quantised(op: Op, out: list[Op]) -> Op:

@@ -15,7 +15,8 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 - a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
   prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
   weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
-  vector units inside the GEMM kernel;
+  vector units inside the GEMM kernel -- unless the op says its implementation writes the
+  dequantised weight out (attr ``materialised``: bitsandbytes' QLoRA, rdusim.graph.peft);
 - what GPUs cannot fuse: two GEMMs (the intermediate, and any transpose
   between them, goes through HBM), collectives (NCCL kernels), and nothing is
   pipelined across kernels.
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
-from rdusim.graph.decoder import DEQUANT_TAG
+from rdusim.graph.decoder import DEQUANT_TAG, MATERIALISED
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES
@@ -115,8 +116,9 @@ class _Partitioner:
             return False        # fusion follows data: only a consumer of the last kernel joins it
         if cls == KernelClass.ATTENTION:
             return last.cls == KernelClass.ATTENTION
-        if cls == KernelClass.GEMM:
-            return last.cls == KernelClass.VECTOR and all(o.tag == DEQUANT_TAG for o in last.ops)
+        if cls == KernelClass.GEMM:     # (not where the implementation writes the bf16 weight out)
+            return last.cls == KernelClass.VECTOR and all(o.tag == DEQUANT_TAG and not o.attr(MATERIALISED)
+                                                          for o in last.ops)
         if cls != KernelClass.VECTOR:
             return False
         if last.cls == KernelClass.GEMM:
