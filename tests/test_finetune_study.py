@@ -87,6 +87,11 @@ def test_cli_end_to_end(tmp_path, capsys):
                                                                                                rel=0.5)
     # dense MoE computes twice... four times the expert work of top-2 of 8: slower per step at one batch
     assert data["extra"]["binding"]["a40.tiny.sparse"]
+    # the report: the jobs table and the throughput chart
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "figures" / "finetune_throughput.png").is_file()
+    table = (tmp_path / "tables" / "finetune_jobs.csv").read_text()
+    assert "a40,tiny,sparse" in table and "sn40l,tiny,dense" in table
 
 
 @pytest.mark.parametrize("override,key", [
