@@ -14,28 +14,35 @@ pays.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Callable
 
 _STD = NormalDist()
 
 
+MAX_QUERIES = 10 ** 12
+MAX_EPOCHS = 10_000.0
+MAX_SIGMA = 5.0
+MAX_DATASET_TOKENS = 1_048_576       # rdusim.config.limits.MAX_TOKENS
+
+
 @dataclass(frozen=True)
 class Dataset:
-    queries: int
-    median_tokens: float
-    sigma: float              # log-normal shape (standard deviation of ln length)
-    max_tokens: int
-    epochs: float = 1.0
+    queries: int = field(metadata={"gt": 0, "le": MAX_QUERIES})
+    median_tokens: float = field(metadata={"ge": 1, "le": MAX_DATASET_TOKENS})
+    sigma: float = field(metadata={"ge": 0, "le": MAX_SIGMA})   # log-normal shape (sd of ln length)
+    max_tokens: int = field(metadata={"ge": 1, "le": MAX_DATASET_TOKENS})
+    epochs: float = field(default=1.0, metadata={"gt": 0, "le": MAX_EPOCHS})
 
     def __post_init__(self) -> None:
-        for key, ok, want in (("queries", self.queries >= 1, "at least 1"),
+        for key, ok, want in (("queries", 1 <= self.queries <= MAX_QUERIES, f"in 1..{MAX_QUERIES}"),
                               ("median_tokens", 1 <= self.median_tokens <= self.max_tokens,
                                "between 1 and max_tokens"),
-                              ("sigma", 0 <= self.sigma <= 5, "between 0 and 5"),
-                              ("max_tokens", self.max_tokens >= 1, "at least 1"),
-                              ("epochs", 0 < self.epochs <= 1e4, "in (0, 10000]")):
+                              ("sigma", 0 <= self.sigma <= MAX_SIGMA, f"between 0 and {MAX_SIGMA:g}"),
+                              ("max_tokens", 1 <= self.max_tokens <= MAX_DATASET_TOKENS,
+                               f"in 1..{MAX_DATASET_TOKENS}"),
+                              ("epochs", 0 < self.epochs <= MAX_EPOCHS, f"in (0, {MAX_EPOCHS:g}]")):
             if not ok:
                 raise ValueError(key, want, getattr(self, key))
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
 from rdusim.config.model import ModelConfig
@@ -44,6 +44,8 @@ LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 NF4_BLOCK = 64
 NF4_SCALE_BYTES_PER_BLOCK = 1.0 + 4.0 / 256
 ADAPTER_TAG = "lora"
+MAX_RANK = 65_536
+MAX_ALPHA = 1e6
 _DECODER_BLOCK = re.compile(r"^L\d+$")
 _LINEAR_TAGS = ("attn.qkv", "attn.o", "mlp.gate_up", "mlp.up", "mlp.down", "moe.router")
 
@@ -65,16 +67,16 @@ class PeftSpec:
     QLoRA only; ``checkpointing`` recomputes each decoder layer's forward in its backward."""
 
     method: TrainMethod = TrainMethod.FULL
-    rank: int = 16
-    alpha: float = 32.0
+    rank: int = field(default=16, metadata={"gt": 0, "le": MAX_RANK})
+    alpha: float = field(default=32.0, metadata={"gt": 0, "le": MAX_ALPHA})
     targets: tuple[str, ...] = ("q_proj", "v_proj")
     checkpointing: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise ValueError("rank", "a positive integer", self.rank)
-        if not self.alpha > 0:
-            raise ValueError("alpha", "a positive number", self.alpha)
+        if not isinstance(self.rank, int) or not 1 <= self.rank <= MAX_RANK:
+            raise ValueError("rank", f"an integer in 1..{MAX_RANK}", self.rank)
+        if not 0 < self.alpha <= MAX_ALPHA:
+            raise ValueError("alpha", f"a number in (0, {MAX_ALPHA:g}]", self.alpha)
         unknown = [t for t in self.targets if t not in LORA_MODULES]
         if unknown:
             raise ValueError("targets", f"module names among {list(LORA_MODULES)}", unknown)
