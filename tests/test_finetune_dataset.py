@@ -28,16 +28,20 @@ def test_job_time_by_hand():
     assert jt.job_s == pytest.approx(2.4) and jt.queries_per_s == pytest.approx(10.0)
 
 
-@settings(max_examples=50, deadline=None)
-@given(fixed=st.floats(1e3, 1e10), per=st.floats(1.0, 1e9), cap=st.floats(1e3, 1e12))
-def test_largest_batch_fits_and_one_more_does_not(fixed, per, cap):
+@settings(max_examples=80, deadline=None)
+@given(fixed=st.floats(1e3, 1e10), per=st.floats(1.0, 1e9), cap=st.floats(1e3, 1e12),
+       limit=st.integers(1, 5000))
+def test_largest_batch_fits_and_one_more_does_not(fixed, per, cap, limit):
     parts = lambda b: {"weights": fixed, "activations": per * b}
-    fit = largest_batch(parts, cap)
+    fit = largest_batch(parts, cap, limit=limit)
+    assert fit.batch <= limit
     if fit.batch == 0:
         assert sum(parts(1).values()) > cap
     elif fit.binding != "batch limit":
         assert sum(parts(fit.batch).values()) <= cap < sum(parts(fit.batch + 1).values())
         assert fit.binding == "activations"
+    else:
+        assert fit.batch == limit and sum(parts(limit).values()) <= cap
 
 
 def test_bad_dataset_refused():

@@ -6,46 +6,76 @@ from dataclasses import replace
 import pytest
 
 from rdusim.cli import main
+from rdusim.config.arch import load_arch
+from rdusim.config.execution import ExecutionConfig
+from rdusim.config.policy import FusionPolicy
+from rdusim.engine.families import family
+from rdusim.graph.opgraph import OpGraph
+from rdusim.workspace import materialised
 from rdusim.config.model import load_model
 from rdusim.config.workload import load_workload
 from rdusim.config.workload_finetune import MoeMode
-from rdusim.finetune.search import largest_batch
 from rdusim.graph.peft import PeftSpec, TrainMethod, trainable_weights
 from rdusim.graph.train_memory import training_memory
 from rdusim.graph.training import training_build
-from rdusim.studies.finetune import capacity_bytes, kernel_part, memory_parts, moe_model
+from rdusim.studies.finetune import job_fit, kernel_part, memory_parts, moe_model
 
 WORKLOAD = "workloads/finetune_mixtral_qlora.yaml"
 
 
-def test_memory_parts_extrapolate_exactly():
-    """Affine in the batch and in the layer count: the four small graphs give the whole model."""
+@pytest.mark.parametrize("ckpt", [False, True])
+@pytest.mark.parametrize("machine", [None, "arch/a100_80gb.yaml", "arch/sn40l.yaml"])
+def test_memory_parts_extrapolate_exactly(machine, ckpt):
+    """Affine in the batch and in the layer count: the four small graphs give the whole model,
+    with every activation saved or only those the machine's kernels materialise."""
     cfg = replace(load_model("llama2-7b"), num_hidden_layers=6)
-    spec = PeftSpec(TrainMethod.QLORA, rank=16, checkpointing=True)
+    spec = PeftSpec(TrainMethod.QLORA, rank=16, checkpointing=ckpt)
+    cut = None
+    if machine is not None:
+        arch = load_arch(machine)
+        cut = lambda g: materialised(g.ops, family(arch).kernel_ops(arch, g, FusionPolicy.FUSED,   # noqa: E731
+                                                                    ExecutionConfig())).names
     ops, idle = training_build(cfg, 3, 96, tp=2, peft=spec)
-    whole = training_memory(ops, idle, trainable_weights(ops, idle, spec)).parts()
-    got = memory_parts(cfg, spec, 2, 96)(3)
+    kept = cut(OpGraph("whole", ops, idle_weights=idle)) if cut else None
+    whole = training_memory(ops, idle, trainable_weights(ops, idle, spec), kept).parts()
+    got = memory_parts(cfg, spec, 2, 96, cut)(3)
     assert got == pytest.approx(whole, rel=1e-12)
 
 
+def test_saved_activations_follow_the_kernel_cut_and_bitsandbytes_dequant_is_its_own_kernel():
+    """Fused kernels keep their internals (a GEMM epilogue's input, a norm chain's middle)
+    off memory, so less is saved than the graph's every forward tensor. (The attention
+    backward reads the forward's scores and probabilities in the graph, so under any cut a
+    training step keeps them: FlashAttention-2's recompute in backward is not modelled.)"""
+    cfg = replace(load_model("llama2-7b"), num_hidden_layers=2)
+    arch = load_arch("arch/a100_80gb.yaml")
+    spec = PeftSpec(TrainMethod.QLORA, rank=16)
+    ops, idle = training_build(cfg, 2, 256, peft=spec)
+    graph = OpGraph("g", ops, idle_weights=idle)
+    kernels = family(arch).kernel_ops(arch, graph, FusionPolicy.FUSED, ExecutionConfig())
+    names = materialised(ops, kernels).names
+    dequant_kernels = [k for k in kernels if any(n.endswith(".dequant") for n in k)]
+    assert dequant_kernels and all(len(k) == 1 for k in dequant_kernels)     # not a GEMM prologue
+    saved = training_memory(ops, idle, trainable_weights(ops, idle, spec), names).activation_bytes
+    assert saved < training_memory(ops, idle, trainable_weights(ops, idle, spec)).activation_bytes
+
+
 def test_largest_batch_fits_and_one_more_does_not_on_every_machine_and_configuration():
+    """The study's own search (its memory with the platform's kernel cut), on every platform,
+    dataset and MoE mode of the shipped workload."""
     loaded = load_workload(WORKLOAD)
     spec = loaded.spec
     base = load_model(spec.model)
-    for name, plat in spec.platforms.items():
-        arch, stack = loaded.archs[name], loaded.stacks[name]
-        capacity, slack = capacity_bytes(arch, stack.scheduler.memory_reserve_fraction)
+    for name in spec.platforms:
         for mode in spec.moe:
             cfg = moe_model(base, mode)
             for data in spec.datasets.values():
-                grow = memory_parts(cfg, spec.training, plat.tp, data.max_tokens)
-                parts = lambda b: {**grow(b), "slack": slack}   # noqa: E731
-                fit = largest_batch(parts, capacity, limit=spec.max_batch)
-                total = lambda b: sum(parts(b).values())   # noqa: E731
+                fit, capacity = job_fit(loaded, name, cfg, data)
+                grow = fit.parts_of
                 assert fit.batch >= 1, (name, mode)
-                assert total(fit.batch) <= capacity
+                assert sum(grow(fit.batch).values()) <= capacity
                 if fit.binding != "batch limit":
-                    assert total(fit.batch + 1) > capacity, (name, mode, fit)
+                    assert sum(grow(fit.batch + 1).values()) > capacity, (name, mode, fit)
                 else:
                     assert fit.batch == spec.max_batch
 

@@ -4,7 +4,7 @@ by doubling then bisection, each probe one memory evaluation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 
@@ -13,6 +13,7 @@ class Fit:
     batch: int                       # 0: not even one query fits
     binding: str                     # the memory item that grows past capacity at batch + 1
     parts_at_limit: Mapping[str, float]
+    parts_of: Callable[[int], Mapping[str, float]] = field(compare=False, repr=False, default=None)
 
 
 def largest_batch(parts: Callable[[int], Mapping[str, float]], capacity_bytes: float,
@@ -22,16 +23,17 @@ def largest_batch(parts: Callable[[int], Mapping[str, float]], capacity_bytes: f
         return sum(parts(b).values()) <= capacity_bytes
 
     if not fits(1):
-        return Fit(0, _binding(parts, 0, 1, capacity_bytes), dict(parts(1)))
-    lo, hi = 1, 2
-    while hi <= limit and fits(hi):
+        return Fit(0, _binding(parts, 0, 1, capacity_bytes), dict(parts(1)), parts)
+    if fits(limit):
+        return Fit(limit, "batch limit", dict(parts(limit)), parts)
+    lo, hi = 1, 2                    # fits(lo), and not fits(hi) once hi is found
+    while hi < limit and fits(hi):
         lo, hi = hi, hi * 2
-    if hi > limit:
-        return Fit(limit if fits(limit) else lo, "batch limit", dict(parts(lo)))
+    hi = min(hi, limit)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return Fit(lo, _binding(parts, lo, hi, capacity_bytes), dict(parts(lo)))
+    return Fit(lo, _binding(parts, lo, hi, capacity_bytes), dict(parts(lo)), parts)
 
 
 def _binding(parts, ok: int, over: int, capacity: float) -> str:

@@ -4,7 +4,9 @@
   under QLoRA), idle experts included;
 * trainable weights get one gradient each in their own dtype, and AdamW keeps two fp32
   moments per trainable element (no fp32 master copy, as in rdusim.graph.training);
-* saved activations: forward tensors a backward op reads. With checkpointing only what
+* saved activations: forward tensors a backward op reads, of those the machine's kernels
+  write to memory at all (a fused kernel's internals are recomputed, not saved: FlashAttention's
+  scores, rdusim.workspace). With checkpointing only what
   the backward and the recompute read from the forward stays (each layer's input, the
   head and loss tensors), plus the largest one layer's recomputed tensors alive at once.
 
@@ -45,23 +47,27 @@ def _pass(op: Op) -> str:
     return str(op.attr("pass", "forward"))
 
 
-def training_memory(ops: list[Op], idle: Iterable[Tensor], trainable: frozenset[str] | None) -> TrainingMemory:
-    """``trainable``: names of the weights that train (None: every weight)."""
+def training_memory(ops: list[Op], idle: Iterable[Tensor], trainable: frozenset[str] | None,
+                    materialised: frozenset[str] | None = None) -> TrainingMemory:
+    """``trainable``: names of the weights that train (None: every weight); ``materialised``:
+    the activations the machine's kernels write to memory (rdusim.workspace, from the kernel
+    cut its timing uses: FlashAttention keeps no score matrix to save), None: every one."""
     weights = {t.name: t for op in ops for t in op.inputs if t.role == TensorRole.WEIGHT}
     weights |= {t.name: t for t in idle if t.role == TensorRole.WEIGHT}
     trains = {n: t for n, t in weights.items() if trainable is None or n in trainable}
     frozen = sum(t.nbytes for n, t in weights.items() if n not in trains)
     tw = sum(t.nbytes for t in trains.values())
     states = sum(t.numel * t.density * ADAM_STATE_BYTES_PER_ELEMENT for t in trains.values())
-    return TrainingMemory(frozen, tw, tw, states, saved_activation_bytes(ops))
+    return TrainingMemory(frozen, tw, tw, states, saved_activation_bytes(ops, materialised))
 
 
-def saved_activation_bytes(ops: list[Op]) -> float:
+def saved_activation_bytes(ops: list[Op], materialised: frozenset[str] | None = None) -> float:
+    kept = (lambda t: True) if materialised is None else (lambda t: t.name in materialised)
     fwd_out = {t.name: t for op in ops if _pass(op) == "forward" for t in op.outputs
-               if t.role == TensorRole.ACTIVATION}
+               if t.role == TensorRole.ACTIVATION and kept(t)}
     saved: dict[str, Tensor] = {}
     layer_rc: dict[str, dict[str, Tensor]] = {}
-    rc_out = {t.name: (op.block, t) for op in ops if _pass(op) == "recompute" for t in op.outputs}
+    rc_out = {t.name: (op.block, t) for op in ops if _pass(op) == "recompute" for t in op.outputs if kept(t)}
     for op in ops:
         if _pass(op) not in ("backward", "recompute"):
             continue

@@ -18,7 +18,9 @@ token; ``dense``: every expert), metrics ``finetune.P.D.M.<metric>``:
   kernel counts where its first op is), ``split.exposed_s`` the rest of that step (launch
   gaps, host work).
 
-Memory is read off the training graph (``rdusim.graph.train_memory``): it is affine in the
+Memory is read off the training graph (``rdusim.graph.train_memory``), counting only the
+activations the platform's kernels write out (the kernel cut its timing uses,
+``Family.kernel_ops``, ``rdusim.workspace``): it is affine in the
 batch (every activation has the batch as a dimension; weights, gradients and optimizer
 states do not) and in the layer count (every decoder layer adds the same, the recompute
 peak of checkpointing is one layer's), so it is computed from graphs of one and two
@@ -38,7 +40,7 @@ from rdusim.config.workload_finetune import FinetuneWorkload, MoeMode
 from rdusim.engine.family import BenchGraphs, FusionRun
 from rdusim.engine.families import family
 from rdusim.finetune.dataset import job_time
-from rdusim.finetune.search import largest_batch
+from rdusim.finetune.search import Fit, largest_batch
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.peft import PeftSpec, trainable_weights
 from rdusim.graph.phase import Phase
@@ -49,6 +51,7 @@ from rdusim.parallel import fork_map
 from rdusim.results import RunResult, plain
 from rdusim.rows.finetune import FinetuneRow, from_metrics as finetune_rows_of
 from rdusim.studies.part import StudyPart
+from rdusim.workspace import materialised
 
 SPLIT = ("forward", "backward", "recompute", "optimizer", "dequant")
 _TIME_KEYS = ("duration_s", "time_s")       # a kernel record's seconds, by family
@@ -76,12 +79,16 @@ def moe_model(cfg: ModelConfig, mode: MoeMode) -> ModelConfig:
     return cfg
 
 
-def memory_parts(cfg: ModelConfig, peft: PeftSpec, tp: int, tokens: int) -> Callable[[int], dict[str, float]]:
+def memory_parts(cfg: ModelConfig, peft: PeftSpec, tp: int, tokens: int,
+                 cut: Callable[[OpGraph], frozenset[str]] | None = None) -> Callable[[int], dict[str, float]]:
     """Bytes per memory item of one device at batch ``b`` (queries padded to ``tokens``),
-    for the whole model, from four small graphs (see the module docstring)."""
+    for the whole model, from four small graphs (see the module docstring); ``cut(graph)``:
+    the activations the machine's kernels materialise (None: every one)."""
     def at(batch: int, layers: int) -> dict[str, float]:
-        ops, idle = training_build(cfg, batch, tokens, tp=tp, layers=layers, peft=peft)
-        return training_memory(ops, idle, trainable_weights(ops, idle, peft)).parts()
+        graph = _graph(cfg, peft, batch, tokens, tp, layers)
+        ops, idle = list(graph.ops), list(graph.idle_weights)
+        kept = cut(graph) if cut is not None else None
+        return training_memory(ops, idle, trainable_weights(ops, idle, peft), kept).parts()
 
     depth = cfg.num_hidden_layers
     if depth <= 3:
@@ -101,6 +108,22 @@ def capacity_bytes(arch, slack_fraction: float) -> tuple[float, float]:
     return hbm + spill, hbm * slack_fraction
 
 
+def job_fit(loaded: LoadedWorkload, name: str, cfg: ModelConfig, data) -> tuple[Fit, float]:
+    """(the largest batch of ``data``'s job that fits platform ``name``, the capacity) with
+    every query padded to the dataset's longest, activations as the platform's kernels
+    materialise them."""
+    spec: FinetuneWorkload = loaded.spec
+    arch, stack, tp = loaded.archs[name], loaded.stacks[name], spec.platforms[name].tp
+    fam = family(arch)
+    capacity, slack = capacity_bytes(arch, stack.scheduler.memory_reserve_fraction)
+
+    def cut(graph: OpGraph) -> frozenset[str]:     # what the step's kernels write to memory
+        return materialised(graph.ops, fam.kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)).names
+
+    grow = memory_parts(cfg, spec.training, tp, data.max_tokens, cut)
+    return largest_batch(lambda b: {**grow(b), "slack": slack}, capacity, limit=spec.max_batch), capacity
+
+
 def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart:
     spec: FinetuneWorkload = loaded.spec
     part = StudyPart()
@@ -108,7 +131,6 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
     fam = family(arch)
     run_ = FusionRun("step", FusionPolicy.FUSED, loaded.launch(name))
     host_s = stack.host.per_step_s
-    capacity, slack = capacity_bytes(arch, stack.scheduler.memory_reserve_fraction)
     for mode in spec.moe:
         cfg = moe_model(base, mode)
         for dname, data in spec.datasets.items():
@@ -117,9 +139,7 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
             def row(metric: str, value: float) -> None:
                 part.rows.append(FinetuneRow(name, dname, mode.value, metric, value))
 
-            grow = memory_parts(cfg, spec.training, tp, data.max_tokens)
-            parts = lambda b: {**grow(b), "slack": slack}   # noqa: E731 (the search's view)
-            fit = largest_batch(parts, capacity, limit=spec.max_batch)
+            fit, capacity = job_fit(loaded, name, cfg, data)
             part.keyed[at] = fit.binding
             row("oom", int(fit.batch == 0))
             for item, v in fit.parts_at_limit.items():
