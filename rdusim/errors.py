@@ -92,7 +92,8 @@ def write_crash_report(command: str, argv: Optional[list], exc: BaseException) -
             f"cwd: {os.getcwd() if os.path.isdir('.') else '?'}\n\n"
             + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     try:
-        fd, path = tempfile.mkstemp(prefix=f"rdusim-crash-{command.replace(' ', '-')}-", suffix=".txt")
+        name = command.removeprefix("rdusim").strip().replace(" ", "-") or "rdusim"
+        fd, path = tempfile.mkstemp(prefix=f"rdusim-crash-{name}-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as err:
