@@ -19,8 +19,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from rdusim import __version__  # noqa: E402
-from rdusim.errors import (EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, InputError,  # noqa: E402
-                           Terminated, crash_line, sigterm_raises, write_crash_report)
+from rdusim.errors import InputError, ending, sigterm_raises  # noqa: E402
 
 EXIT_CODES = """exit status:
   0    done
@@ -177,47 +176,10 @@ def _warn_cache(cache, directory: str | None) -> None:
                f"could not be saved ({cache.last_write_error}); the results do not depend on it")
 
 
-def _same_dir(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
 def cmd_report(args) -> int:
-    from rdusim import outdir
-    from rdusim.results import load_result
-    from rdusim.sweep.store import has_store
+    from rdusim.cli_report import main_report
 
-    given = Path(args.results)
-    if given.is_dir():
-        run_json, sweep = given / "results.json", has_store(given)
-        if run_json.is_file() and sweep:
-            raise InputError(str(given), "", "a run folder or a sweep folder", "both results.json and "
-                             "sweep.sqlite in it (render one: rdusim report DIR/results.json --out OTHER)")
-        if sweep:                               # a sweep folder (sweep.sqlite): plots from the stored table
-            from rdusim.sweep.plots import render_sweep
-            out = Path(args.out) if args.out else given
-            kind = outdir.Kind.SWEEP if _same_dir(out, given) else outdir.Kind.REPORT
-            outdir.check_target(out, kind, force=args.force)
-            with outdir.locked(out, "report"), \
-                    outdir.staged(out, kind, replace_own=False, force=args.force) as stage:
-                paths = [out / p.relative_to(stage) for p in render_sweep(given, stage)]
-            print("\n".join(f"{'report' if p.suffix == '.html' else 'plot'}: {p}" for p in paths))
-            return 0
-        if not run_json.is_file():
-            raise InputError(str(given), "", "a results.json, a run folder holding one, or a sweep folder "
-                             "holding sweep.sqlite", "neither results.json nor sweep.sqlite in it")
-        given = run_json                        # a run folder: its results
-    from rdusim.report.render import render_report
-
-    result = load_result(given)
-    out = Path(args.out) if args.out else given.parent
-    kind = outdir.Kind.RUN if _same_dir(out, given.parent) else outdir.Kind.REPORT
-    own = [given] if kind == outdir.Kind.RUN else []
-    outdir.check_target(out, kind, force=args.force, ignore=own)
-    with outdir.locked(out, "report"), \
-            outdir.staged(out, kind, replace_own=False, force=args.force, adopt=[p.name for p in own]) as stage:
-        index = out / render_report(result, stage).relative_to(stage)
-    print(f"report: {index}")
-    return 0
+    return main_report(args)
 
 
 def cmd_sweep(args) -> int:
@@ -391,8 +353,6 @@ def _stdout_closed() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rdusim.outdir import WRITE_ERRNOS
-
     command = "rdusim"
     with sigterm_raises():
         try:
@@ -401,32 +361,14 @@ def main(argv: list[str] | None = None) -> int:
             code = args.func(args)
             sys.stdout.flush()
             return code
-        except InputError as exc:
-            _error(f"rdusim: error: {exc}")
-            return EXIT_INPUT
-        except Terminated:
-            _error("rdusim: terminated")
-            return EXIT_TERMINATED
-        except KeyboardInterrupt:
-            _error("rdusim: interrupted")
-            return EXIT_INTERRUPTED
         except BrokenPipeError:
             return _stdout_closed()
-        except OSError as exc:
-            if exc.errno not in WRITE_ERRNOS:
-                return _crashed(command, argv, exc)
-            _error(f"rdusim: error: {exc.filename or command}: expected a place rdusim can write to, "
-                   f"found {exc.strerror or exc}")
-            return EXIT_INPUT
-        except Exception as exc:       # noqa: BLE001 -- anything unexpected: one line, traceback saved
-            return _crashed(command, argv, exc)
-
-
-def _crashed(command: str, argv: list[str] | None, exc: BaseException) -> int:
-    """Anything unexpected: one line naming the command and the file holding the traceback."""
-    path, why = write_crash_report(command, argv, exc)
-    _error(crash_line(command, exc, path, why))
-    return EXIT_INTERNAL
+        except Exception as exc:       # noqa: BLE001 -- bad input: one line, 2; anything else: one line, 70
+            line, code = ending(exc, command, argv)
+        except KeyboardInterrupt as exc:               # Ctrl-C (130) or SIGTERM (143)
+            line, code = ending(exc, command, argv)
+    _error(line)
+    return code
 
 
 def _error(line: str) -> None:
@@ -438,7 +380,7 @@ def _error(line: str) -> None:
 
 def entry() -> None:
     """The ``rdusim`` command: :func:`main`'s status as the process's. An interrupted run
-    leaves at once with 130: CPython (3.11) kills itself with SIGINT at exit when the
+    leaves at once with 130 (143 on SIGTERM): CPython (3.11) kills itself with SIGINT at exit when the
     interrupt landed inside exec'd or eval'd code (a dataclass being created, a type hint
     being resolved), even though :func:`main` handled it."""
     code = main()
@@ -448,7 +390,7 @@ def entry() -> None:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 

@@ -108,3 +108,22 @@ def crash_line(command: str, exc: BaseException, path: Optional[str], why: str) 
     where = (f"the full traceback is in {path}" if path is not None
              else f"the traceback could not be saved ({why})")
     return f"{command}: internal error ({_short(what)}); this is a bug in rdusim, please report it -- {where}"
+
+
+def ending(exc: BaseException, command: str, argv: Optional[list]) -> tuple[str, int]:
+    """The one line a command prints when ``exc`` ends it, and its exit status: bad input
+    (or a folder it cannot write: full, read-only) 2; Ctrl-C 130; SIGTERM 143; anything else
+    70, its traceback saved to a file the line names."""
+    from rdusim.outdir import WRITE_ERRNOS
+
+    if isinstance(exc, InputError):
+        return f"rdusim: error: {exc}", EXIT_INPUT
+    if isinstance(exc, Terminated):
+        return "rdusim: terminated", EXIT_TERMINATED
+    if isinstance(exc, KeyboardInterrupt):
+        return "rdusim: interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return (f"rdusim: error: {exc.filename or command}: expected a place rdusim can write to, "
+                f"found {exc.strerror or exc}"), EXIT_INPUT
+    path, why = write_crash_report(command, argv, exc)
+    return crash_line(command, exc, path, why), EXIT_INTERNAL

@@ -218,3 +218,14 @@ def test_every_command_finds_shipped_files_from_an_empty_folder(tmp_path, monkey
         code = "reached"
     err = capsys.readouterr().err
     assert "no such file" not in err and code in (0, "reached"), err
+
+
+@pytest.mark.parametrize("code", [130, 143, 70, 2])
+def test_the_rdusim_entry_point_exits_with_mains_status(monkeypatch, code):
+    import rdusim.cli as cli
+
+    monkeypatch.setattr(cli, "main", lambda: code)
+    monkeypatch.setattr(cli.os, "_exit", lambda c: (_ for _ in ()).throw(SystemExit(c)))
+    with pytest.raises(SystemExit) as exc:
+        cli.entry()
+    assert exc.value.code == code
