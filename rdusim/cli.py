@@ -295,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--connect-timeout", type=float, metavar="SECONDS",
                     help="give up on a --scheduler not reached within this time (default 5)")
     sw.add_argument("--resume", action="store_true",
-                    help="run only the points missing from --out (also starts a new sweep if there is none)")
+                    help="run only the points missing from --out or stored there as errors (also starts a new "
+                    "sweep if there is none)")
     sw.add_argument("--seed", type=_seed, help="random seed of the first point (a non-negative integer)")
     sw.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP + "; shared by the workers")
     sw.set_defaults(func=cmd_sweep)
