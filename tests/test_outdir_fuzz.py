@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rdusim.cli import main
@@ -85,7 +85,7 @@ def test_out_folder_states(tmp_path_factory, capsys, monkeypatch, base, state, u
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
                 (out / rel).write_text(USER[rel])
     users = {rel: (out / rel).read_bytes() for rel in user if (out / rel).exists()
-             and (out / rel).read_text() == USER[rel]}
+             and (out / rel).read_bytes() == USER[rel].encode()}      # the user's, not rdusim's of that name
     capsys.readouterr()
     before = snapshot(out)
     existed = out.exists()
@@ -106,6 +106,7 @@ def test_out_folder_states(tmp_path_factory, capsys, monkeypatch, base, state, u
         monkeypatch.undo()
         outdir.release(out, fd)
     got = capsys.readouterr()
+    event(f"exit {code}")                 # pytest --hypothesis-show-statistics: how the cases ended
     assert code in (0, 2), (argv, got.err)
     assert "Traceback" not in got.err and "Traceback" not in got.out
     for rel, data in users.items():                        # no user file removed, none changed without --force
