@@ -21,7 +21,7 @@ import pytest
 from rdusim.config.workload import REPO_ROOT
 
 DOCS = ("README.md", "docs/results.md")
-_PLACEHOLDER = re.compile(r"<|\b[A-Z][A-Z_.]{2,}\b")      # NAME, FILE, DIR, reports/<name>
+_PLACEHOLDER = re.compile(r"<|\b[A-Z][A-Z_.]{2,}\b|=[A-Z]\b")      # NAME, FILE, DIR, reports/<name>, key=K
 
 
 def readme_commands(readme: str) -> list[str]:
