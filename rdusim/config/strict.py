@@ -4,7 +4,10 @@ Unknown keys are rejected, missing keys named, types and ranges checked, and
 every error is an :class:`InputError` naming file, dotted key, expected, found.
 In *sourced* mode (hardware specs) every number must be written as
 ``{value: <number>, source: "<where it comes from>"}``; the sources are
-collected by dotted key so reports can cite them.
+collected by dotted key so reports can cite them. A fitted number may add
+``fitted_to: [<reference id>, ...]``, the ids (``references/*.yaml``) of the
+published numbers it was fitted to; they are collected by dotted key as well
+(``Ctx.fitted``), so ``rdusim validate`` can count a fit's free parameters.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ class Ctx:
     file: str
     sourced: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    fitted: dict[str, tuple[str, ...]] = field(default_factory=dict)   # dotted key -> reference ids
+
+
+SOURCED_KEYS = frozenset({"value", "source"})
+FITTED_KEY = "fitted_to"      # optional beside value and source: the reference ids a fitted number was fitted to
+
+
+def is_sourced_number(data: Any) -> bool:
+    """``{value, source}`` or ``{value, source, fitted_to}``: one number of a sourced spec."""
+    return isinstance(data, Mapping) and set(data) in (SOURCED_KEYS, SOURCED_KEYS | {FITTED_KEY})
 
 
 # no number in a spec or workload may exceed this (a zettabyte, a zettaFLOP/s): larger values
@@ -104,12 +117,15 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
 
 def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
     if ctx.sourced:
-        if not isinstance(data, Mapping) or set(data) != {"value", "source"}:
-            raise InputError(ctx.file, path, "{value: <number>, source: <citation>}", data)
+        if not is_sourced_number(data):
+            raise InputError(ctx.file, path, "{value: <number>, source: <citation>} (optionally fitted_to: "
+                             "[<reference id>, ...])", data)
         source = data["source"]
         if not isinstance(source, str) or not source.strip():
             raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", source)
         ctx.sources[path] = source
+        if FITTED_KEY in data:
+            ctx.fitted[path] = _reference_ids(data[FITTED_KEY], ctx, _join(path, FITTED_KEY))
         data = data["value"]
         path = _join(path, "value")
     if isinstance(data, str):
@@ -138,6 +154,18 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
     if "le" in meta and not data <= meta["le"]:
         raise InputError(ctx.file, path, f"a number <= {meta['le']}", given)
     return data
+
+
+def _reference_ids(data: Any, ctx: Ctx, path: str) -> tuple[str, ...]:
+    """``fitted_to``: a non-empty list of distinct, non-empty reference ids."""
+    if not isinstance(data, (list, tuple)) or not data:
+        raise InputError(ctx.file, path, "a non-empty list of reference ids (references/*.yaml)", data)
+    for i, ref in enumerate(data):
+        if not isinstance(ref, str) or not ref.strip() or ref != ref.strip():
+            raise InputError(ctx.file, f"{path}[{i}]", "a reference id (a non-empty string)", ref)
+        if ref in data[:i]:
+            raise InputError(ctx.file, f"{path}[{i}]", "each reference id once", ref)
+    return tuple(data)
 
 
 def _unit_hint(tp: type, path: str) -> str:
