@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping, Optional
 
 from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind, MemoryTier
+from rdusim.config.arch_common import MemoryTier
 from rdusim.config.model import ModelConfig
 from rdusim.graph.tensor import TensorRole
 
@@ -81,7 +81,7 @@ class TierUse:
 class MemoryNeed:
     """Per-device memory of one run and whether the device holds it."""
 
-    device: str                      # "socket" | "GPU"
+    device: str                      # what one device is called (the machine's DEVICE: "socket", "GPU", "chip")
     weights_bytes: float
     kv_bytes: float
     activation_bytes: float
@@ -115,10 +115,8 @@ def usable_bytes(tier: MemoryTier) -> float:
 
 
 def device_tiers(arch: ArchSpec) -> tuple[MemoryTier, Optional[MemoryTier]]:
-    """(HBM, spill tier or None) of one device of ``arch``."""
-    if arch.kind == ArchKind.RDU:
-        return arch.socket.hbm, arch.socket.ddr
-    return arch.device.hbm, None
+    """(HBM, spill tier or None) of one device of ``arch`` (the machine interface)."""
+    return arch.device_hbm, arch.spill_tier
 
 
 def tier_split(arch: ArchSpec, resident_bytes: Mapping[str, float], activation_bytes: float) -> tuple[TierUse, ...]:
@@ -174,7 +172,7 @@ def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int) 
     totals = {k: float(v) for k, v in by_role.items()}
     act = op_activation_peak(head.ops)
     tiers = tier_split(arch, {k: v for k, v in totals.items() if v > 0}, act)
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", totals[TensorRole.WEIGHT.value],
+    return MemoryNeed(arch.DEVICE, totals[TensorRole.WEIGHT.value],
                       totals[TensorRole.KV_CACHE.value], act, tiers)
 
 
@@ -222,7 +220,7 @@ def device_memory(arch: ArchSpec, cfg: ModelConfig, tp: int, batch: int, context
     act = activation_workspace_bytes(cfg, tp, batch, prompt_tokens or context_tokens)
     # spill order as the compiler's: weights before the (more bandwidth-critical) KV cache
     tiers = tier_split(arch, {"weights": weights, "kv_cache": kv}, act)
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights, kv, act, tiers)
+    return MemoryNeed(arch.DEVICE, weights, kv, act, tiers)
 
 
 def slots(free_bytes: float, item_bytes: float) -> int:
@@ -254,5 +252,5 @@ def graph_memory(arch: ArchSpec, graph) -> MemoryNeed:
     act = op_activation_peak(graph.ops)
     tiers = tier_split(arch, {k: v for k, v in by_role.items() if v > 0}, act)
     weights = by_role[TensorRole.WEIGHT.value]
-    return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", weights,
+    return MemoryNeed(arch.DEVICE, weights,
                       by_role[TensorRole.KV_CACHE.value], act, tiers)

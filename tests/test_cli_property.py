@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from rdusim.cli import main
-from rdusim.config.arch import _CLASSES
+from rdusim.config.arch import SCHEMAS
 from rdusim.config.workload import REPO_ROOT, WorkloadKind, load_workload, spec_class
 
 WORKLOADS = {WorkloadKind.COE: "tests/data/coe_small.yaml", WorkloadKind.FUSION: "tests/data/fusion_small.yaml",
@@ -65,7 +65,7 @@ def fields_of(kind: WorkloadKind) -> list[tuple[str, bool]]:
     loaded = load_workload(REPO_ROOT / file)
     for plat, arch in loaded.archs.items():
         arch_raw = yaml.safe_load(Path(loaded.arch_files[plat]).read_text())
-        out += _numeric_fields(_CLASSES[arch.kind], f"arch.{plat}.", arch_raw)
+        out += _numeric_fields(SCHEMAS[arch.kind], f"arch.{plat}.", arch_raw)
     return out
 
 

@@ -1,4 +1,8 @@
-"""Load a machine description (arch/*.yaml) into RduArch or GpuArch."""
+"""Load a machine description (arch/*.yaml) into its family's schema.
+
+``SCHEMAS`` is the schema half of the family registration (kind -> schema class); the
+engine half is ``rdusim.engine.families.FAMILIES``. Every schema answers the machine
+interface (:class:`rdusim.config.machine.Machine`)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ from typing import Any, Iterable, Union
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.arch_rdu import RduArch
+from rdusim.config.arch_tpu import TpuArch
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
 
-ArchSpec = Union[RduArch, GpuArch]
-_CLASSES = {ArchKind.RDU: RduArch, ArchKind.GPU: GpuArch}
+ArchSpec = Union[RduArch, GpuArch, TpuArch]
+# the registration of every family's schema: kind -> schema class
+SCHEMAS: dict[ArchKind, type] = {s.KIND: s for s in (RduArch, GpuArch, TpuArch)}
 
 
 def arch_from_mapping(data: Any, file: str) -> ArchSpec:
@@ -27,7 +33,7 @@ def arch_from_mapping(data: Any, file: str) -> ArchSpec:
     if kind not in kinds:
         raise InputError(file, "kind", f"one of {kinds}", kind)
     ctx = Ctx(file=file, sourced=True)
-    spec = build(_CLASSES[ArchKind(kind)], data, ctx)
+    spec = build(SCHEMAS[ArchKind(kind)], data, ctx)
     return dataclasses.replace(spec, sources=MappingProxyType(dict(ctx.sources)))
 
 

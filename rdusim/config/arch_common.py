@@ -10,8 +10,13 @@ from rdusim.config.strict import positive
 
 
 class ArchKind(enum.Enum):
+    """The machine family an arch file describes (``kind:``); the registration tables
+    (rdusim.config.arch.SCHEMAS, rdusim.engine.families.FAMILIES) map it to the family's
+    schema and engine. Nothing outside a family asks which one a platform is."""
+
     RDU = "rdu"
     GPU = "gpu"
+    TPU = "tpu"
 
 
 @dataclass(frozen=True)

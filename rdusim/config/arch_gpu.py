@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
+from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import positive
+from rdusim.graph.tensor import DType
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,11 @@ GpuCollectives = CollectiveSpec
 
 @dataclass(frozen=True)
 class GpuLinks:
-    nvlink: Fabric     # per GPU, per direction, all NVLinks together; NVSwitch topology
     pcie: Link         # per GPU host link
     host_aggregate: Link  # the shared host-side limit all GPUs' copies contend for
+    # per GPU, per direction, all NVLinks together (NVSwitch topology); absent on a
+    # machine of one GPU with no NVLink (an RTX 3090 box, a PCIe card alone)
+    nvlink: Optional[Fabric] = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ class GpuNode:
 
 @dataclass(frozen=True)
 class GpuArch:
+    """A node of GPUs (the machine interface: rdusim.config.machine.Machine)."""
+
+    KIND: ClassVar[ArchKind] = ArchKind.GPU
+    DEVICE: ClassVar[str] = "GPU"
+    LAUNCH_MODES: ClassVar[tuple[LaunchMode, ...]] = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
+    DEFAULT_STACK: ClassVar[str] = "nemo"
+
     name: str
     kind: ArchKind
     description: str
@@ -81,6 +93,52 @@ class GpuArch:
     collectives: GpuCollectives
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
+
+    # ---- the machine interface (rdusim.config.machine) ----
+    @property
+    def devices_per_node(self) -> int:
+        return self.node.gpus
+
+    @property
+    def device_hbm(self) -> MemoryTier:
+        return self.device.hbm
+
+    @property
+    def spill_tier(self) -> Optional[MemoryTier]:
+        return None          # what does not fit in HBM does not run
+
+    @property
+    def host_dram(self) -> MemoryTier:
+        return self.node.host_dram
+
+    @property
+    def max_tp(self) -> int:
+        span = self.collectives.span
+        return self.node.gpus if span is None else span.max_ranks
+
+    def native_rate(self, dtype: DType) -> Optional[float]:
+        """Peak dense tensor rate of one GPU at ``dtype`` (None: not computed natively)."""
+        d = self.device
+        return {DType.BF16: d.tensor_flops_per_s, DType.FP16: d.tensor_flops_per_s,
+                DType.FP8_E4M3: d.tensor_fp8_flops_per_s, DType.INT8: d.tensor_int8_flops_per_s}.get(dtype)
+
+    def at_compute(self, dtype: DType) -> "GpuArch":
+        """The GPU with its tensor rate at ``dtype`` (bf16/fp16: unchanged)."""
+        if dtype in (DType.BF16, DType.FP16):
+            return self
+        rate = self.native_rate(dtype)
+        if rate is None:
+            raise ValueError(f"{self.name} has no native {dtype.value} rate")
+        return dataclasses.replace(self, device=dataclasses.replace(self.device, tensor_flops_per_s=rate))
+
+    # what the library-fusion kernel cut reads (rdusim.engine.gpu.fusion_rules)
+    @property
+    def on_chip_row_bytes(self) -> float:
+        return self.device.smem_bytes_per_sm
+
+    @property
+    def elements_per_work_item(self) -> int:
+        return self.kernel.vector_elements_per_cta
 
     @property
     def peak_flops_per_s_per_device(self) -> float:
@@ -98,6 +156,10 @@ class GpuArch:
         if self.kernel.tile_small > self.kernel.tile_large:
             raise ValueError("kernel.tile_small", f"at most kernel.tile_large ({self.kernel.tile_large})",
                              self.kernel.tile_small)
+        if self.links.nvlink is None:
+            if self.node.gpus > 1:
+                raise ValueError("links.nvlink", f"the fabric joining the node's {self.node.gpus} GPUs", "none")
+            return
         check_collectives(self.links.nvlink, self.collectives, self.node.gpus, "links.nvlink", "collectives")
 
     def derived(self) -> dict[str, float]:

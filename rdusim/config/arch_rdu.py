@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
+from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import positive
+from rdusim.graph.tensor import DType
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,13 @@ class RduNode:
 
 @dataclass(frozen=True)
 class RduArch:
+    """An SN40L-style node (the machine interface: rdusim.config.machine.Machine)."""
+
+    KIND: ClassVar[ArchKind] = ArchKind.RDU
+    DEVICE: ClassVar[str] = "socket"
+    LAUNCH_MODES: ClassVar[tuple[LaunchMode, ...]] = (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
+    DEFAULT_STACK: ClassVar[str] = "sambanova"
+
     name: str
     kind: ArchKind
     description: str
@@ -110,6 +120,53 @@ class RduArch:
 
     def __post_init__(self) -> None:
         check_collectives(self.links.p2p, self.collectives, self.node.sockets, "links.p2p", "collectives")
+
+    # ---- the machine interface (rdusim.config.machine) ----
+    @property
+    def devices_per_node(self) -> int:
+        return self.node.sockets
+
+    @property
+    def device_hbm(self) -> MemoryTier:
+        return self.socket.hbm
+
+    @property
+    def spill_tier(self) -> Optional[MemoryTier]:
+        """DDR: the compiler places what HBM cannot hold there; CoE experts live there."""
+        return self.socket.ddr
+
+    @property
+    def host_dram(self) -> MemoryTier:
+        return self.node.host_dram
+
+    @property
+    def max_tp(self) -> int:
+        span = self.collectives.span
+        return self.node.sockets if span is None else span.max_ranks
+
+    def _per_cycle(self, dtype: DType) -> Optional[float]:
+        pcu = self.socket.pcu
+        return {DType.BF16: pcu.flops_per_lane_stage_per_cycle,     # PCUs: FP32/BF16/INT32 (no FP16)
+                DType.FP8_E4M3: pcu.fp8_flops_per_lane_stage_per_cycle,
+                DType.INT8: pcu.int8_ops_per_lane_stage_per_cycle}.get(dtype)
+
+    def native_rate(self, dtype: DType) -> Optional[float]:
+        """Peak dense rate of one socket's PCUs at ``dtype`` (None: not computed natively)."""
+        per_cycle = self._per_cycle(dtype)
+        if per_cycle is None:
+            return None
+        pcu = self.socket.pcu
+        return pcu.count * pcu.lanes * pcu.stages * per_cycle * pcu.clock_hz
+
+    def at_compute(self, dtype: DType) -> "RduArch":
+        """The socket with its PCU rate at ``dtype`` (bf16/fp16: unchanged)."""
+        if dtype in (DType.BF16, DType.FP16):
+            return self
+        per_cycle = self._per_cycle(dtype)
+        if per_cycle is None:
+            raise ValueError(f"{self.name} has no native {dtype.value} rate")
+        pcu = dataclasses.replace(self.socket.pcu, flops_per_lane_stage_per_cycle=per_cycle)
+        return dataclasses.replace(self, socket=dataclasses.replace(self.socket, pcu=pcu))
 
     # ---- derived totals (computed, never typed in) ----
     @property

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from rdusim.config.arch import ArchSpec, load_arch
-from rdusim.config.arch_common import ArchKind, Link, NetworkTopology, NodeSpan
+from rdusim.config.arch_common import Link, NetworkTopology, NodeSpan
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -62,7 +62,7 @@ class ClusterSpec:
 
     @property
     def devices_per_node(self) -> int:
-        return self.node.node.sockets if self.node.kind == ArchKind.RDU else self.node.node.gpus
+        return self.node.devices_per_node
 
     @property
     def span(self) -> NodeSpan:

@@ -7,10 +7,12 @@ can be keyed by it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.machine import idealised
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.stack import StackSpec
@@ -25,6 +27,16 @@ class Deployment:
     fusion: FusionPolicy
     launch: LaunchMode
     execution: ExecutionConfig = ExecutionConfig()
+
+    def __post_init__(self) -> None:
+        # roofline mode: the machine and the stack as ideal (the one switch, execution.ideal)
+        if self.execution.ideal:
+            object.__setattr__(self, "arch", idealised(self.arch))
+            object.__setattr__(self, "stack", idealised(self.stack))
+
+    def ideal(self) -> "Deployment":
+        """The same deployment in roofline mode (rdusim.engine.roofline)."""
+        return dataclasses.replace(self, execution=dataclasses.replace(self.execution, ideal=True))
 
     @classmethod
     def of(cls, arch: ArchSpec, model: ModelConfig, tp: int, fusion: FusionPolicy = FusionPolicy.FUSED,

@@ -23,6 +23,9 @@ class ExecutionConfig:
     # is the pipeline's backpressure
     tile_bytes: int = field(default=128 * 1024, metadata={"gt": 0, "le": 1 << 30})
     buffer_depth: int = field(default=2, metadata={"ge": 1, "le": 64})
+    # roofline mode: every efficiency 1, every latency, launch, floor and host cost 0, and
+    # each step timed as the textbook roofline on every family (rdusim.engine.roofline)
+    ideal: bool = False
 
     @property
     def buffering(self):

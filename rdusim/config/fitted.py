@@ -47,12 +47,12 @@ def _spec_class(data: Any, file: str, folder: str) -> type:
     if folder == "stacks":
         from rdusim.config.stack import StackSpec
         return StackSpec
-    from rdusim.config.arch import _CLASSES, ArchKind
+    from rdusim.config.arch import SCHEMAS
     kind = data.get("kind") if isinstance(data, Mapping) else None
-    kinds = {k.value: k for k in ArchKind}
+    kinds = {k.value: schema for k, schema in SCHEMAS.items()}
     if kind not in kinds:
         raise InputError(file, "kind", f"one of {sorted(kinds)}", kind)
-    return _CLASSES[kinds[kind]]
+    return kinds[kind]
 
 
 def fitted_in_file(path: Path, folder: str, root: Path) -> list[FittedParameter]:

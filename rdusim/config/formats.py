@@ -106,21 +106,9 @@ class ResolvedFormats:
 
 
 def native_rate(arch, dtype: DType) -> Optional[float]:
-    """Peak dense tensor rate (FLOP/s or OP/s) of one GPU / one socket at ``dtype``, or None
-    when the machine does not compute in it natively."""
-    from rdusim.config.arch_common import ArchKind
-
-    if arch.kind == ArchKind.GPU:
-        d = arch.device
-        return {DType.BF16: d.tensor_flops_per_s, DType.FP16: d.tensor_flops_per_s,
-                DType.FP8_E4M3: d.tensor_fp8_flops_per_s, DType.INT8: d.tensor_int8_flops_per_s}.get(dtype)
-    pcu = arch.socket.pcu
-    per_cycle = {DType.BF16: pcu.flops_per_lane_stage_per_cycle,
-                 DType.FP8_E4M3: pcu.fp8_flops_per_lane_stage_per_cycle,
-                 DType.INT8: pcu.int8_ops_per_lane_stage_per_cycle}.get(dtype)
-    if per_cycle is None:
-        return None
-    return arch.socket.pcu.count * pcu.lanes * pcu.stages * per_cycle * pcu.clock_hz
+    """Peak dense tensor rate (FLOP/s or OP/s) of one device at ``dtype``, or None when the
+    machine does not compute in it natively (its family's schema answers)."""
+    return arch.native_rate(dtype)
 
 
 def check_compute(arch, compute: DType, file: str, key: str) -> None:
@@ -148,21 +136,8 @@ def apply_formats(cfg, formats: Formats, file: str, key: str):
 
 def arch_at(arch, compute: DType):
     """The machine as an engine sees it when its tensor work runs at ``compute``: the
-    tensor rate (GPU) / PCU rate (RDU) replaced by that format's rate. BF16 returns ``arch``."""
-    if compute in (DType.BF16, DType.FP16):
-        return arch
-    from rdusim.config.arch_common import ArchKind
-
-    if native_rate(arch, compute) is None:
-        raise ValueError(f"{arch.name} has no native {compute.value} rate")
-    if arch.kind == ArchKind.GPU:
-        dev = dataclasses.replace(arch.device, tensor_flops_per_s=native_rate(arch, compute))
-        return dataclasses.replace(arch, device=dev)
-    pcu = arch.socket.pcu
-    per_cycle = pcu.fp8_flops_per_lane_stage_per_cycle if compute == DType.FP8_E4M3 \
-        else pcu.int8_ops_per_lane_stage_per_cycle
-    socket = dataclasses.replace(arch.socket, pcu=dataclasses.replace(pcu, flops_per_lane_stage_per_cycle=per_cycle))
-    return dataclasses.replace(arch, socket=socket)
+    tensor rate replaced by that format's rate (its family's schema answers). BF16 returns ``arch``."""
+    return arch.at_compute(compute)
 
 
 def with_checked_formats(cfg, formats: Formats, loaded, key: str):

@@ -15,7 +15,4 @@ class LaunchMode(enum.Enum):
     HARDWARE = "ho"       # RDU: AGCU runs the static kernel schedule
     CUDA_EAGER = "eager"  # GPU: one host launch call per kernel
     CUDA_GRAPH = "graph"  # GPU: kernels replayed from a captured CUDA graph
-
-    @property
-    def for_rdu(self) -> bool:
-        return self in (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
+    XLA = "xla"           # TPU: the whole step is one compiled XLA program the host dispatches once

@@ -22,7 +22,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from rdusim.config.arch import SCHEMAS
 from rdusim.config.arch_common import ArchKind
+from rdusim.config.machine import launch_names
 from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
@@ -30,7 +32,7 @@ from rdusim.errors import InputError
 from rdusim.paths import DATA_ROOT
 
 STACKS_DIR = DATA_ROOT / "stacks"    # the shipped stacks (checkout or installed wheel: rdusim/paths.py)
-DEFAULT_STACK = {ArchKind.GPU: "nemo", ArchKind.RDU: "sambanova"}
+DEFAULT_STACK = {kind: schema.DEFAULT_STACK for kind, schema in SCHEMAS.items()}   # each family's default
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,9 @@ class StackSpec:
                                        metadata={"internal": True})
 
     def __post_init__(self) -> None:
-        if self.launch.for_rdu != (self.kind == ArchKind.RDU):
-            modes = ["so", "ho"] if self.kind == ArchKind.RDU else ["eager", "graph"]
-            raise ValueError("launch", f"one of {modes} for a {self.kind.value} stack", self.launch.value)
+        modes = SCHEMAS[self.kind].LAUNCH_MODES
+        if self.launch not in modes:
+            raise ValueError("launch", f"one of {launch_names(modes)} for a {self.kind.value} stack", self.launch.value)
 
 
 def stack_path(name_or_path: str) -> Path:

@@ -19,6 +19,7 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.config import limits as L
 from rdusim.config.execution import ExecutionConfig
+from rdusim.config.machine import launch_names
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
@@ -182,15 +183,15 @@ def platform_stack(arch: ArchSpec, plat: PlatformSpec, overrides, file: str, nam
     if stack.kind != arch.kind:
         raise InputError(file, key, f"a stack for a {arch.kind.value} machine ({arch.name})",
                          f"{stack.name} (a {stack.kind.value} stack)")
-    if plat.launch is not None and plat.launch.for_rdu != (arch.kind == ArchKind.RDU):
-        modes = ["so", "ho"] if arch.kind == ArchKind.RDU else ["eager", "graph"]
-        raise InputError(file, f"platforms.{name}.launch", f"one of {modes} for {arch.kind.value} platform {name}",
+    if plat.launch is not None and plat.launch not in arch.LAUNCH_MODES:
+        raise InputError(file, f"platforms.{name}.launch",
+                         f"one of {launch_names(arch.LAUNCH_MODES)} for {arch.kind.value} platform {name}",
                          plat.launch.value)
     return stack
 
 
 def check_tp(arch: ArchSpec, tp: int, file: str, key: str) -> None:
-    devices = arch.node.sockets if arch.kind == ArchKind.RDU else arch.node.gpus
+    devices = arch.devices_per_node
     if tp > devices:
-        raise InputError(file, key, f"at most the {devices} sockets/GPUs of {arch.name} (tensor parallel "
+        raise InputError(file, key, f"at most the {devices} {arch.DEVICE}s of {arch.name} (tensor parallel "
                          f"across nodes: a cluster platform, clusters.<name> with a clusters/*.yaml)", tp)

@@ -20,7 +20,7 @@ VALIDATE = "rdusim validate"
 SERVE = "rdusim run workloads/serve_llama2_7b.yaml"
 SERVE_COE = "rdusim run workloads/serve_coe150.yaml"
 
-LAUNCH = {"graph": "CUDA graph", "eager": "eager", "ho": "HO", "so": "SO"}
+LAUNCH = {"graph": "CUDA graph", "eager": "eager", "ho": "HO", "so": "SO", "xla": "XLA program"}
 PLATFORMS = ("sn40l", "dgx_h100", "dgx_a100")
 
 FIGURES: dict[str, Callable[[Runs], str]] = {}
@@ -147,7 +147,9 @@ def validate_fits(runs: Runs) -> str:
     _, groups, _ = _validate(runs)
     out = ["| group | parameters | fitted to | points | dof | fit by |", "|---|---|---|---|---|---|"]
     for g in groups:
-        params = "; ".join(f"{c[0].file} `{c[0].key}` = {_value(c[0].key, c[0].value)}" for c in g.parameters)
+        params = "; ".join(f"{c[0].file} `{c[0].key}` = {_value(c[0].key, c[0].value)}"
+                           + (f" (also in {', '.join(x.file for x in c[1:])})" if len(c) > 1 else "")
+                           for c in g.parameters)
         scripts = sorted({m for c in g.parameters for m in re.findall(r"benchmarks/\w+\.py", c[0].source)})
         refs = ", ".join(compact_ids(g.references, width=10_000))
         out.append(f"| {g.label} | {params} | {refs} | {g.points} | {g.dof} | {', '.join(scripts) or '-'} |")

@@ -30,11 +30,11 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.cluster import ClusterSpec
 from rdusim.config.deployment import Deployment
 from rdusim.cache import RunCache
-from rdusim.engine.collectives import CollectiveOp, collective_cost
+from rdusim.engine.collectives import CollectiveOp
+from rdusim.engine.families import family
 from rdusim.engine.collectives_cluster import SpanningCost
 from rdusim.engine.stepper import StepModel
 from rdusim.graph.phase import Phase
@@ -166,9 +166,7 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
 def decode_allreduce_s(dep: Deployment, message_bytes: float) -> tuple[float, float]:
     """(in-node, across-node) seconds of one all-reduce of ``message_bytes`` over the
     deployment's tp ranks, as its machine's library runs it."""
-    arch = dep.arch
-    fabric = arch.links.p2p if arch.kind == ArchKind.RDU else arch.links.nvlink
-    cost = collective_cost(CollectiveOp.ALLREDUCE, dep.tp, message_bytes, fabric, arch.collectives)
+    cost = family(dep.arch).collective(dep.arch, CollectiveOp.ALLREDUCE, dep.tp, message_bytes)
     if isinstance(cost, SpanningCost):
         return cost.intra_s, cost.inter_s
     return cost.time_s, 0.0

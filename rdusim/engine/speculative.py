@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
@@ -62,7 +61,7 @@ class SpeculativeTiming:
 
 
 def devices_in_node(dep: Deployment) -> int:
-    return dep.arch.node.sockets if dep.arch.kind == ArchKind.RDU else dep.arch.node.gpus
+    return dep.arch.devices_per_node
 
 
 def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, prompt_tokens: int, tokens: int,
@@ -77,7 +76,7 @@ def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, p
               + kv_bytes_per_rank(draft.model, draft.tp, batch, tokens))
         act = max(activation_workspace_bytes(d.model, d.tp, batch, prompt_tokens) for d in (target, draft))
         tiers = tier_split(arch, {"weights": w, "kv_cache": kv}, act)
-        return MemoryNeed("socket" if arch.kind == ArchKind.RDU else "GPU", w, kv, act, tiers)
+        return MemoryNeed(arch.DEVICE, w, kv, act, tiers)
     needs = [device_memory(arch, d.model, d.tp, batch, tokens, prompt_tokens) for d in (target, draft)]
     bad = [n for n in needs if not n.fits]
     return bad[0] if bad else max(needs, key=lambda n: n.tiers[0].used_bytes)

@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rdusim.cache import RunCache
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
+from rdusim.engine.families import family
+from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
 
@@ -35,11 +36,8 @@ class StepModel:
     def __init__(self, dep: Deployment, cache: RunCache | None = None) -> None:
         self.dep = dep
         self.cache = cache if cache is not None else RunCache()
-        if dep.arch.kind == ArchKind.RDU:
-            from rdusim.engine.rdu.model_step import model_step
-        else:
-            from rdusim.engine.gpu.model_step import model_step
-        self._engine = model_step
+        # roofline mode (execution.ideal): the textbook roofline on every family
+        self._engine = roofline_step if dep.execution.ideal else family(dep.arch).model_step
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
 
     # ---- exact engine steps ----

@@ -48,7 +48,7 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
             raise InputError(loaded.file, f"{key}.stack", f"a stack for a {cluster.node.kind.value} machine",
                              stack.name)
         launch = plat.launch or stack.launch
-        if launch.for_rdu != (stack.kind.value == "rdu"):
+        if launch not in cluster.node.LAUNCH_MODES:
             raise InputError(loaded.file, f"{key}.launch", "a launch mode of the node's kind", launch.value)
         check_compute(cluster.node, for_machine(cfg, cluster.node).fmt.compute, loaded.file, "formats.compute")
         # tp beyond one node's devices: the node's machine with collectives that span nodes

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import load_model
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_coe import CoeWorkload, RoutingKind
@@ -142,7 +141,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
         runs[name].coe_cluster = cc
     for name, cc in coe_nodes.load_footprint(loaded, [n for n in runs if _wants_footprint(n, spec, wants)]).items():
         runs[name].footprint_cluster = cc
-    reference = spec.reference or next((n for n in runs if runs[n].arch.kind == ArchKind.RDU), next(iter(runs)))
+    # default reference: the first platform whose experts live in device-attached memory
+    # (a machine with a spill tier, the SN40L's DDR: the paper's subject), else the first
+    reference = spec.reference or next((n for n in runs if runs[n].arch.spill_tier is not None), next(iter(runs)))
     scenarios = [Scenario(b, t) for b in spec.batch_sizes for t in spec.output_tokens]
 
     per_platform = len(scenarios) * (1 + len(spec.sweep_experts)) + 1      # progress steps

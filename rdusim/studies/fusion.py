@@ -22,19 +22,19 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Optional
 
 from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import load_model
-from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
-from rdusim.compiler.plan import Plan
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
-from rdusim.memory import OutOfMemory, graph_memory
+from rdusim.engine.families import family
+from rdusim.engine.family import BenchGraphs, Family
+from rdusim.memory import OutOfMemory
 from rdusim.parallel import fork_map, using_jobs
 from rdusim.tracing import TraceBuilder
 from rdusim.results import RunResult, plain
@@ -42,19 +42,15 @@ from rdusim.rows.fusion import SPEEDUP, FusionRow, step_rows
 from rdusim.studies.part import StudyPart
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
 
-RDU_MODES = ("unfused", "fused_so", "fused_ho")
-RDU_RUNS = (("unfused", FusionPolicy.UNFUSED, LaunchMode.SOFTWARE),     # (mode, plan, launch)
-            ("fused_so", FusionPolicy.FUSED, LaunchMode.SOFTWARE),
-            ("fused_ho", FusionPolicy.FUSED, LaunchMode.HARDWARE))
-GPU_MODES = ("unfused", "fused")
-SPEEDUPS = (("fused_so_vs_unfused", "fused_so", "unfused"), ("fused_ho_vs_unfused", "fused_ho", "unfused"),
-            ("fused_ho_vs_fused_so", "fused_ho", "fused_so"))
+# the SN40L paper's modes: the study's un-prefixed metrics are those of the first platform
+# whose family runs them (rdusim.engine.family.Family.fusion_runs)
+PAPER_MODES = ("unfused", "fused_so", "fused_ho")
 
 
 def bench_tp(loaded: LoadedWorkload, bench: FusionBenchmark, platform: str, index: int) -> int:
     tp = bench.tp if bench.tp is not None else (1 if bench.is_fft else loaded.spec.platforms[platform].tp)
     arch = loaded.archs[platform]
-    devices = arch.node.sockets if arch.kind == ArchKind.RDU else arch.node.gpus
+    devices = arch.devices_per_node
     if tp > devices:
         raise InputError(loaded.file, f"benchmarks[{index}].tp", f"at most the {devices} devices of {arch.name}", tp)
     return tp
@@ -86,34 +82,6 @@ def bench_model(loaded: LoadedWorkload, bench: FusionBenchmark):
     return load_model(str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name)
 
 
-def rdu_plans(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int,
-              graph: OpGraph | None) -> dict[FusionPolicy, Plan]:
-    """The benchmark's unfused and fused plans. A step of a model is compiled from its first
-    layers with one repeated (exactly the whole model's plans, without its graph:
-    :mod:`rdusim.compiler.repeat` for inference, :mod:`rdusim.compiler.repeat_runs` for
-    training, whose layers come back in backward and optimizer runs), unless ``graph`` is
-    already built."""
-    from rdusim.compiler import compile_plan
-    from rdusim.compiler import repeat, repeat_runs
-
-    tiles, buffering = loaded.execution.tiles, loaded.execution.buffering
-    if graph is None and not bench.is_fft:
-        if bench.phase == Phase.TRAIN:
-            template, compile_repeated = repeat_runs.TEMPLATE_LAYERS, repeat_runs.compile_repeated_runs
-        else:
-            template, compile_repeated = repeat.TEMPLATE_LAYERS, repeat.compile_repeated
-        depth = bench_model(loaded, bench).num_hidden_layers
-        layers = min(bench.layers, depth) if bench.layers else depth
-        if layers > template:
-            head = build_graph(loaded, bench, tp, index, layers=template)
-            plans = {p: compile_repeated(head, layers, arch, p, tiles=tiles, buffering=buffering)
-                     for p in FusionPolicy}
-            if all(plan is not None for plan in plans.values()):
-                return plans
-    graph = graph or build_graph(loaded, bench, tp, index)
-    return {p: compile_plan(graph, arch, p, tiles=tiles, buffering=buffering) for p in FusionPolicy}
-
-
 @dataclass
 class Timeline:
     """One platform's traced steps, laid end to end (``GAP_S`` apart) on its host and sockets.
@@ -122,15 +90,14 @@ class Timeline:
 
     builder: TraceBuilder
     platform: str
+    family: Optional[Family] = None      # the platform's family: it makes the step tracers
     bench: str = ""
     clock_s: float = 0.0
 
     GAP_S = 1e-3
 
     def next(self, mode: str):
-        from rdusim.engine.rdu.trace import StepTrace
-
-        return StepTrace(self.builder, self.platform, sockets=1, start_s=self.clock_s, label=f"{self.bench} {mode}")
+        return self.family.step_tracer(self.builder, self.platform, self.clock_s, f"{self.bench} {mode}")
 
     def advance(self, step_s: float) -> None:
         self.clock_s += step_s + self.GAP_S
@@ -142,68 +109,6 @@ def host_step_s(loaded: LoadedWorkload, platform: str, bench: FusionBenchmark) -
     if bench.is_fft or bench.phase == Phase.TRAIN:
         return 0.0
     return loaded.stacks[platform].host.step_s(bench.batch)
-
-
-def run_rdu(arch, plans: dict[FusionPolicy, Plan], host_s: float,
-            timeline: Timeline | None = None) -> dict[str, StepResult]:
-    from rdusim.engine.rdu.step import simulate_plan
-
-    out = {}
-    for mode, policy, launch in RDU_RUNS:
-        tracer = timeline.next(mode) if timeline else None
-        out[mode] = step = simulate_plan(arch, plans[policy], launch=launch, host_s=host_s, tracer=tracer)
-        if timeline:
-            timeline.advance(step.time_s)
-    return out
-
-
-def gpu_repeated(loaded: LoadedWorkload, bench: FusionBenchmark, arch, tp: int, index: int):
-    """(memory need, kernels by policy) of a step of a model from its first layers with the
-    middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole model's kernels and
-    footprint without its 30-80 layer graph; a training step's layers come back in its
-    backward and optimizer runs), or None when that shortcut does not apply (then the
-    whole graph is built)."""
-    if bench.is_fft:
-        return None
-    try:
-        from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels, repeated_step_kernels
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("rdusim.engine.gpu"):
-            return None
-        raise
-    from rdusim.memory import repeated_graph_memory
-
-    depth = bench_model(loaded, bench).num_hidden_layers
-    layers = min(bench.layers, depth) if bench.layers else depth
-    if layers <= TEMPLATE_LAYERS:
-        return None
-    head = build_graph(loaded, bench, tp, index, layers=TEMPLATE_LAYERS)
-    need = repeated_graph_memory(arch, head, layers, repeat_layer=1)
-    repeat = repeated_step_kernels if bench.phase == Phase.TRAIN else repeated_kernels
-    kernels = {p: repeat(head, layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
-    if need is None or any(k is None for k in kernels.values()):
-        return None
-    return need, kernels
-
-
-def run_gpu(loaded: LoadedWorkload, platform: str, graph: OpGraph | None, tp: int,
-            host_s: float, kernels: dict | None = None) -> dict[str, StepResult] | None:
-    """Both modes on the GPU: from ``kernels`` by policy when given, else from ``graph``."""
-    try:
-        from rdusim.engine.gpu.step import simulate_kernels, simulate_step
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("rdusim.engine.gpu"):
-            return None
-        raise
-    arch = loaded.archs[platform]
-    launch = loaded.launch(platform)
-    out = {}
-    for mode, policy in (("unfused", FusionPolicy.UNFUSED), ("fused", FusionPolicy.FUSED)):
-        if kernels is not None:
-            out[mode] = simulate_kernels(arch, kernels[policy], launch=launch, tp=tp, host_s=host_s)
-        else:
-            out[mode] = simulate_step(arch, graph, fusion=policy, launch=launch, tp=tp, host_s=host_s)
-    return out
 
 
 def mode_metrics(step: StepResult) -> dict[str, float]:
@@ -237,7 +142,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
             benchmarks))
     rows: list[FusionRow] = merged.rows
     records, notes, oom_reasons, layer_util = merged.records, merged.notes, merged.oom_reasons, merged.keyed
-    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
+    first_rdu = paper_platform(loaded)
     extra = {"platforms": list(spec.platforms), "first_rdu": first_rdu, "notes": notes,
              "benchmarks": [plain(b) for b in spec.benchmarks], "largest_fused_kernel": layer_util,
              "oom_reasons": oom_reasons}
@@ -246,55 +151,62 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                      records=tuple(records), extra=extra, trace=tracer.events() if trace else ())
 
 
+def paper_platform(loaded: LoadedWorkload) -> str | None:
+    """The first platform whose family runs the paper's modes (its metrics also go un-prefixed)."""
+    return next((p for p in loaded.spec.platforms if _modes(loaded, p) == PAPER_MODES), None)
+
+
+def _modes(loaded: LoadedWorkload, platform: str) -> tuple[str, ...]:
+    arch = loaded.archs[platform]
+    return tuple(r.mode for r in family(arch).fusion_runs(loaded.launch(platform)))
+
+
+def bench_graphs(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: int) -> BenchGraphs:
+    """The benchmark's step graph at ``tp``, as the families ask for it."""
+    depth = 0 if bench.is_fft else bench_model(loaded, bench).num_hidden_layers
+    layers = (min(bench.layers, depth) if bench.layers else depth) if depth else 0
+    return BenchGraphs(bench.phase, tp, layers,
+                       lambda n: build_graph(loaded, bench, tp, index) if n is None
+                       else build_graph(loaded, bench, tp, index, layers=n),
+                       loaded.execution.tiles, loaded.execution.buffering)
+
+
 def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: TraceBuilder | None,
            timelines: dict[str, Timeline], keep_records: bool) -> StudyPart:
     """One benchmark on every platform: its rows, kernel records (if ``keep_records``), notes
-    and OOM reasons. ``tracer``: lay its RDU steps on the platforms' ``timelines`` (None: no trace)."""
+    and OOM reasons. ``tracer``: lay the steps of families that draw them on the platforms'
+    ``timelines`` (None: no trace)."""
     spec: FusionWorkload = loaded.spec
     part = StudyPart()
     rows, records, oom_reasons = part.rows, part.records, part.oom_reasons
-    first_rdu = next((p for p in spec.platforms if loaded.archs[p].kind == ArchKind.RDU), None)
-    graphs: dict[int, OpGraph] = {}       # by TP degree: built for a GPU platform, shared
+    first_rdu = paper_platform(loaded)
+    graphs: dict[int, BenchGraphs] = {}      # by TP degree: a whole graph built once is shared
     for platform in spec.platforms:
         arch: ArchSpec = loaded.archs[platform]
+        fam = family(arch)
         tp = bench_tp(loaded, bench, platform, index)
-        modes = RDU_MODES if arch.kind == ArchKind.RDU else GPU_MODES
-        if arch.kind == ArchKind.RDU:
-            try:
-                plans = rdu_plans(loaded, bench, arch, tp, index, graphs.get(tp))
-            except OutOfMemory as exc:
-                _oom(rows, oom_reasons, bench.name, platform, platform == first_rdu, modes,
-                     f"{platform} tp{tp}: {exc.reason}")
-                continue
-            timeline = None
-            if tracer is not None:
-                timeline = timelines.setdefault(platform, Timeline(tracer, platform))
-                timeline.bench = bench.name
-            steps = run_rdu(arch, plans, host_step_s(loaded, platform, bench), timeline=timeline)
-        else:
-            repeated = gpu_repeated(loaded, bench, arch, tp, index)
-            if repeated is not None:
-                need, kernels, graph = repeated[0], repeated[1], None
-            else:
-                graph = graphs[tp] = graphs.get(tp) or build_graph(loaded, bench, tp, index)
-                need, kernels = graph_memory(arch, graph), None
-            if not need.fits:
-                _oom(rows, oom_reasons, bench.name, platform, False, modes, f"{platform} tp{tp}: {need.reason}")
-                continue
-            steps = run_gpu(loaded, platform, graph, tp, host_step_s(loaded, platform, bench), kernels)
-            if steps is None:
-                part.notes[platform] = "GPU engine not available (rdusim.engine.gpu is not installed)"
-                continue
+        runs = fam.fusion_runs(loaded.launch(platform))
+        modes = tuple(r.mode for r in runs)
         first = platform == first_rdu
+        source = graphs.setdefault(tp, bench_graphs(loaded, bench, tp, index))
+        timeline = None
+        if tracer is not None:
+            timeline = timelines.setdefault(platform, Timeline(tracer, platform, fam))
+            timeline.bench = bench.name
+        try:
+            steps = fam.bench_steps(arch, source, runs, host_step_s(loaded, platform, bench), timeline)
+        except OutOfMemory as exc:
+            _oom(rows, oom_reasons, bench.name, platform, first, modes, f"{platform} tp{tp}: {exc.reason}")
+            continue
         for mode, step in steps.items():
             rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
             if keep_records:
                 records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                             for r in step.records]
-        for key, num, den in SPEEDUPS if arch.kind == ArchKind.RDU else (("fused_vs_unfused", "fused", "unfused"),):
+        for key, num, den in fam.fusion_speedups:
             value = steps[den].time_s / steps[num].time_s if steps[num].time_s > 0 else 0.0
             rows += _rows(bench.name, platform, first, SPEEDUP, {key: value})
-        if platform == first_rdu:
+        if first:
             part.keyed[bench.name] = largest_kernel(steps["fused_ho"])
     return part
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rdusim.config.arch_common import ArchKind
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.deployment import Deployment
-from rdusim.config.policy import LaunchMode
 from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
 from rdusim.config.workload_model import ModelWorkload
+from rdusim.engine.families import family
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
 from rdusim.cache import RunCache, active_cache
 from rdusim.errors import InputError
@@ -35,10 +34,6 @@ from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_o
 from rdusim.studies.part import StudyPart
 
 RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
-
-GPU_LAUNCH = (LaunchMode.CUDA_EAGER, LaunchMode.CUDA_GRAPH)
-RDU_LAUNCH = (LaunchMode.SOFTWARE, LaunchMode.HARDWARE)
-
 
 def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
@@ -53,7 +48,7 @@ def check_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig) -> None:
     plat: PlatformSpec = loaded.spec.platforms[name]
     arch = loaded.archs[name]
     key = f"platforms.{name}"
-    allowed = GPU_LAUNCH if arch.kind == ArchKind.GPU else RDU_LAUNCH
+    allowed = arch.LAUNCH_MODES
     mode = loaded.launch(name)
     if mode not in allowed:
         raise InputError(loaded.file, f"{key}.launch",
@@ -137,6 +132,8 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows.append(ModelRow(name, RUN, "available", 0))
         return part
     part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
+    part.rows += model_rows(name, RUN, ideal_metrics(timing, simulate_inference(
+        dep.ideal(), spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)))
     part.records += [{"platform": name, **r} for r in timing.records]
     if draft is not None:
         from rdusim.studies import speculative_run
@@ -147,6 +144,12 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     if trace:
         part.events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return part
+
+
+def ideal_metrics(t: InferenceTiming, ideal: InferenceTiming) -> dict[str, float]:
+    """How far the run is from the same request in roofline mode (rdusim.engine.roofline)."""
+    return {"ideal_latency_s": ideal.latency_s, "ideal_ttft_s": ideal.ttft_s, "ideal_tpot_s": ideal.tpot_s,
+            "realistic_over_ideal": t.latency_s / ideal.latency_s if ideal.latency_s > 0 else 0.0}
 
 
 def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict[str, float]:
@@ -171,15 +174,11 @@ def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict
 
 def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[Mapping[str, Any]]:
     """One decode step's timeline on each platform, pids moved apart per platform."""
-    if dep.arch.kind == ArchKind.GPU:
-        from rdusim.engine.gpu.step import simulate_step
-    else:
-        from rdusim.engine.rdu.step import simulate_step
     from rdusim.graph.model_graph import build_model_graph
 
     graph = build_model_graph(dep.model, Phase.DECODE, batch, prompt_tokens, tp=dep.tp)
-    step = simulate_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp, trace=True,
-                         host_s=dep.stack.host.step_s(batch))
+    step = family(dep.arch).graph_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp,
+                                       trace=True, host_s=dep.stack.host.step_s(batch))
     return [dict(e, pid=e["pid"] + 100 * index) if "pid" in e else dict(e) for e in step.trace]
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind
 from rdusim.memory import slots as _slots
 from rdusim.memory import usable_bytes
 
@@ -45,14 +44,16 @@ class Capacity:
 
 
 def node_capacity(arch: ArchSpec, tp: int, expert_bytes: float, pinned_bytes: float) -> Capacity:
-    if arch.kind == ArchKind.RDU:
-        hbm = tp * usable_bytes(arch.socket.hbm)
-        backing = tp * usable_bytes(arch.socket.ddr)
+    """A machine with a device-attached spill tier (the SN40L's DDR) keeps every expert's home
+    there and HBM as its cache; one without keeps each expert in HBM or in host DRAM."""
+    hbm = tp * usable_bytes(arch.device_hbm)
+    spill = arch.spill_tier
+    if spill is not None:
+        backing = tp * usable_bytes(spill)
         slots = _slots(hbm - pinned_bytes, expert_bytes)
         max_experts = _slots(backing, expert_bytes)
         return Capacity(tp, hbm, backing, expert_bytes, pinned_bytes, slots, max_experts, True)
-    hbm = tp * usable_bytes(arch.device.hbm)
-    backing = usable_bytes(arch.node.host_dram)
+    backing = usable_bytes(arch.host_dram)
     slots = _slots(hbm - pinned_bytes, expert_bytes)
     max_experts = slots + _slots(backing, expert_bytes)
     return Capacity(tp, hbm, backing, expert_bytes, pinned_bytes, slots, max_experts, False)

@@ -1,11 +1,12 @@
 """Expert switching paths: where an expert's shards are copied from, over which resources.
 
-SN40L: each socket copies its shard from its own DDR into its own HBM: DDR read
-(``socket.ddr``, achievable bandwidth), the AGCUs that bridge the tile to the memories
-(``socket.agcu``: count x bandwidth), the HBM write (``socket.hbm``). Sockets share
-nothing. DGX: each GPU's shard goes host DRAM -> shared host link -> its PCIe link ->
-its HBM (rdusim.engine.gpu.hostcopy). On the flow network every copy is bounded by the
-slowest resource on its path and shares each resource max-min fairly with other copies.
+Each family answers the links a copy crosses and each device's path over them
+(``Family.copy_links``): on the SN40L each socket copies its shard from its own DDR into
+its own HBM (DDR read, the AGCUs, the HBM write; sockets share nothing); on a DGX each
+GPU's shard goes host DRAM -> shared host link -> its PCIe link -> its HBM
+(rdusim.engine.gpu.hostcopy); on a TPU slice from its host's DRAM over the chip's PCIe
+link. On the flow network every copy is bounded by the slowest resource on its path and
+shares each resource max-min fairly with other copies.
 
 The HBM links (``hbm_link``) are also where a copy meets the expert execution it
 overlaps (rdusim.engine.coe.serving).
@@ -17,9 +18,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 from rdusim.config.arch import ArchSpec
-from rdusim.config.arch_common import ArchKind
+from rdusim.engine.families import family
+from rdusim.engine.family import hbm_link as device_hbm_link
 from rdusim.engine.fluid import Link, together_s
-from rdusim.engine.gpu.hostcopy import dgx_host_links, hbm_link as gpu_hbm_link, host_to_gpu_path
 
 if TYPE_CHECKING:          # SimPy and the network are imported where copies are simulated
     import simpy
@@ -27,36 +28,19 @@ if TYPE_CHECKING:          # SimPy and the network are imported where copies are
     from rdusim.engine.transfer import FlowNetwork
 
 
-def ddr_link(socket: int) -> str:
-    return f"ddr{socket}"
-
-
-def agcu_link(socket: int) -> str:
-    return f"agcu{socket}"
-
-
 def hbm_link(arch: ArchSpec) -> Callable[[int], str]:
-    """Name of device i's HBM link in the switch network of ``arch``."""
-    return (lambda s: f"hbm{s}") if arch.kind == ArchKind.RDU else gpu_hbm_link
+    """Name of device i's HBM link in the switch network of ``arch`` (every family's ``hbm<i>``)."""
+    return device_hbm_link
 
 
 def hbm_bandwidth_bytes_per_s(arch: ArchSpec) -> float:
-    """Achievable HBM bandwidth of one socket / GPU (the capacity of its HBM link)."""
-    hbm = arch.socket.hbm if arch.kind == ArchKind.RDU else arch.device.hbm
-    return hbm.effective_bandwidth_bytes_per_s
+    """Achievable HBM bandwidth of one device (the capacity of its HBM link)."""
+    return arch.device_hbm.effective_bandwidth_bytes_per_s
 
 
 def switch_links(arch: ArchSpec, devices: int) -> tuple[list[Link], list[tuple[str, ...]]]:
     """The copy links of ``arch`` (name, bandwidth, latency) and the path each device's shard takes."""
-    if arch.kind == ArchKind.RDU:
-        sock, hbm = arch.socket, hbm_link(arch)
-        links: list[Link] = []
-        for s in range(devices):
-            links += [(ddr_link(s), sock.ddr.effective_bandwidth_bytes_per_s, sock.ddr.latency_s),
-                      (agcu_link(s), sock.agcu.count * sock.agcu.bandwidth_bytes_per_s, 0.0),
-                      (hbm(s), sock.hbm.effective_bandwidth_bytes_per_s, 0.0)]
-        return links, [(ddr_link(s), agcu_link(s), hbm(s)) for s in range(devices)]
-    return dgx_host_links(arch), [host_to_gpu_path(g) for g in range(devices)]
+    return family(arch).copy_links(arch, devices)
 
 
 def switch_network(env: "simpy.Environment", arch: ArchSpec, devices: int) -> tuple["FlowNetwork", list[tuple[str, ...]]]:

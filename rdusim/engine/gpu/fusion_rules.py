@@ -22,6 +22,10 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 
 A kernel's HBM bytes are its ops' bytes minus tensors produced and consumed
 inside it.
+
+XLA's fusions on a TPU follow the same rules (rdusim.engine.tpu): the cut reads two numbers
+of the machine, ``on_chip_row_bytes`` (a GPU SM's shared memory, a TPU core's VMEM) and
+``elements_per_work_item`` (a GPU CTA's elementwise work, a TPU vector register).
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
@@ -64,7 +67,7 @@ class _Group:
 
 
 class _Partitioner:
-    def __init__(self, graph: OpGraph, policy: FusionPolicy, arch: GpuArch):
+    def __init__(self, graph: OpGraph, policy: FusionPolicy, arch):
         self.graph, self.policy, self.arch = graph, policy, arch
         self.alias: dict[str, str] = {}          # view tensor -> the tensor it aliases
         self.producer: dict[str, int] = {}       # root tensor -> group index
@@ -126,10 +129,10 @@ class _Partitioner:
 
     def row_fits_in_smem(self, op: Op) -> bool:
         x = op.inputs[0]
-        return x.shape[-1] * x.dtype.nbytes * 2 <= self.arch.device.smem_bytes_per_sm
+        return x.shape[-1] * x.dtype.nbytes * 2 <= self.arch.on_chip_row_bytes
 
 
-def partition(graph: OpGraph, policy: FusionPolicy, arch: GpuArch) -> tuple[Kernel, ...]:
+def partition(graph: OpGraph, policy: FusionPolicy, arch) -> tuple[Kernel, ...]:
     """The kernels one TP rank launches for ``graph``, in launch order."""
     p = _Partitioner(graph, policy, arch)
     groups = p.run()
@@ -192,5 +195,5 @@ def _work_items(p: _Partitioner, g: _Group, main: Op) -> int:
     out = main.outputs[0]
     if main.kind in (OpKind.NORM, OpKind.SOFTMAX):
         return max(1, out.numel // out.shape[-1])
-    per_cta = p.arch.kernel.vector_elements_per_cta
+    per_cta = p.arch.elements_per_work_item
     return max(1, math.ceil(max(t.numel for o in g.ops for t in o.outputs) / per_cta))

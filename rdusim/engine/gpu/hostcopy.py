@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from rdusim.config.arch_gpu import GpuArch
+from rdusim.engine.family import hbm_link as device_hbm_link
 
 if TYPE_CHECKING:          # the network and SimPy are imported where a copy is simulated
     import simpy
@@ -28,9 +29,7 @@ def pcie_link(gpu: int) -> str:
     return f"pcie{gpu}"
 
 
-def hbm_link(gpu: int) -> str:
-    """The HBM of one GPU: copies write into it, kernels read from it."""
-    return f"hbm{gpu}"
+hbm_link = device_hbm_link          # the HBM of one GPU: copies write into it, kernels read from it
 
 
 def host_to_gpu_path(gpu: int) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,
     ``host_s``: the runtime's host work after the last kernel (a model step's sampling).
     The closed form of :func:`run_schedule_events` (bit-identical), or the events under
     ``evaluation.reference()``."""
-    if not mode.for_rdu:
+    if mode not in RduArch.LAUNCH_MODES:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     if current() == Evaluation.EVENTS:
         return run_schedule_events(durations, mode, arch, streams, host_s=host_s)
@@ -76,7 +76,7 @@ def run_schedule_events(durations: Sequence[float], mode: LaunchMode, arch: RduA
     """The launch schedule as SimPy processes (the reference of :func:`run_schedule`)."""
     import simpy     # the reference only: a run evaluates the closed form without SimPy
 
-    if not mode.for_rdu:
+    if mode not in RduArch.LAUNCH_MODES:
         raise InputError("workload", "launch", "so or ho for an RDU platform", mode.value)
     env = simpy.Environment()
     n = len(durations)

@@ -1,0 +1,111 @@
+"""What every machine family's engine answers: the engine half of a machine family.
+
+A family is its schema (``rdusim/config/arch_<family>.py``, the machine interface
+:class:`rdusim.config.machine.Machine`), its engine package (``rdusim/engine/<family>/``)
+with one object implementing :class:`Family`, and one line in each registration table
+(``rdusim.config.arch.SCHEMAS``, ``rdusim.engine.families.FAMILIES``). Everything above
+the families -- the step model, CoE switching, pipeline parallelism, the studies -- calls
+these methods and never asks which family a platform is:
+
+- ``model_step``: one step of a deployment (prefill, decode, a speculative verify step),
+  the stack's host work included -- the engine behind :class:`rdusim.engine.stepper.StepModel`;
+- ``graph_step``: one step of a given op graph (a traced step, tests);
+- ``collective``: one collective of ``ranks`` devices as the machine's library runs it
+  over its fabric;
+- ``copy_links``: the links an expert copy crosses into the devices' HBM (name,
+  bandwidth, latency) and each device's path over them (the flow network's input);
+  the HBM link of device ``i`` is always named ``hbm<i>`` (:func:`hbm_link`);
+- ``fusion_runs`` / ``fusion_speedups`` / ``bench_steps`` / ``step_tracer``: what the
+  fusion study runs on the family (its modes) and how.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
+
+from rdusim.config.arch_common import ArchKind
+from rdusim.config.policy import FusionPolicy, LaunchMode
+from rdusim.engine.collectives import CollectiveCost, CollectiveOp
+from rdusim.engine.step import StepResult
+from rdusim.graph.opgraph import OpGraph
+from rdusim.graph.phase import Phase
+
+if TYPE_CHECKING:      # annotations only
+    from rdusim.config.deployment import Deployment
+    from rdusim.tracing import TraceBuilder
+
+Memo = Callable[[tuple, Callable[[], object]], object]
+CopyLink = tuple[str, float, float]          # (name, bandwidth bytes/s, latency s)
+
+
+def hbm_link(device: int) -> str:
+    """The name of device ``device``'s HBM on a copy network: copies write into it, kernels
+    read from it (every family names it so)."""
+    return f"hbm{device}"
+
+
+@dataclass(frozen=True)
+class FusionRun:
+    """One mode of the fusion study on a family: its name, how the graph is cut, how kernels launch."""
+
+    mode: str
+    fusion: FusionPolicy
+    launch: LaunchMode
+
+
+@dataclass
+class BenchGraphs:
+    """A fusion-study step's graph (one TP rank's, at ``tp``) as a family may ask for it: cut
+    to its first ``n`` decoder layers (:meth:`cut`; a family repeats a layer to stand for
+    the rest), or whole (:meth:`whole`, built once and shared by the platforms of one TP
+    degree; :attr:`built` is it once some platform built it)."""
+
+    phase: Phase
+    tp: int
+    layers: int                              # decoder layers of the step (0: not a layered model)
+    build: Callable[[Optional[int]], OpGraph]   # layers -> the graph (None: the whole step)
+    tiles: int                               # execution.tiles
+    buffering: Any                           # execution.buffering (rdusim.compiler.placement.Buffering)
+    built: Optional[OpGraph] = field(default=None)
+
+    def cut(self, layers: int) -> OpGraph:
+        return self.build(layers)
+
+    def whole(self) -> OpGraph:
+        if self.built is None:
+            self.built = self.build(None)
+        return self.built
+
+
+@runtime_checkable
+class Family(Protocol):
+    kind: ArchKind
+    schema: type
+
+    def model_step(self, dep: "Deployment", phase: Phase, batch: int, seq: int, host_s: float, memo: Memo,
+                   new_tokens: int = 1) -> StepResult: ...
+
+    def graph_step(self, arch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
+                   host_s: float = 0.0, trace: bool = False) -> StepResult: ...
+
+    def collective(self, arch, op: CollectiveOp, ranks: int, message_bytes: float) -> CollectiveCost: ...
+
+    def copy_links(self, arch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]: ...
+
+    def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]: ...
+
+    # (key, numerator mode, denominator mode) of each speedup the fusion study reports
+    fusion_speedups: tuple[tuple[str, str, str], ...]
+
+    def bench_steps(self, arch, graphs: BenchGraphs, runs: tuple[FusionRun, ...], host_s: float,
+                    timeline: Optional[Any] = None) -> dict[str, StepResult]:
+        """One step per run of the fusion study; raises rdusim.memory.OutOfMemory when the
+        step does not fit. ``timeline``: where traced steps go (``next(mode)`` returns what
+        :meth:`step_tracer` made, ``advance(seconds)`` moves past a step), or None."""
+        ...
+
+    def step_tracer(self, builder: "TraceBuilder", platform: str, start_s: float, label: str) -> Any:
+        """Something :meth:`bench_steps` lays a traced step on, or None (the family draws no
+        fusion-study timeline)."""
+        ...

@@ -1,0 +1,1 @@
+"""The TPU family: a slice of TPU chips (rdusim.engine.tpu.family)."""
