@@ -366,9 +366,9 @@ def main_validate(ref_files: Sequence[str], *, stream=None, cache_dir: str | Non
     err = stream if stream is not None else sys.stderr
     try:
         rows = validation_rows(list(ref_files) or default_reference_files(), stream=err, cache_dir=cache_dir)
-        fit_groups_for(rows)          # a malformed fitted_to in a shipped spec is bad input too, before printing
+        groups = fit_groups_for(rows)    # a malformed fitted_to in a shipped spec is bad input too
     except InputError as exc:
         print(f"rdusim: error: {exc}", file=err)
         return 2
-    print(format_table(rows, fit_groups_for(rows)))
+    print(format_table(rows, groups))
     return 0 if all(r.passed for r in rows) else 1

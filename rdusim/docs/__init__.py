@@ -6,7 +6,8 @@
 A figure is marked in the markdown (:mod:`rdusim.docs.markers`: a block between
 ``<!-- rdusim:begin NAME -->`` / ``<!-- rdusim:end NAME -->``, or inline
 ``<!--rdusim:NAME-->42.9<!--/rdusim-->``) and made by the function of that name in
-:mod:`rdusim.docs.figures` from the command it comes from. ``docs/figures.json`` holds what
+:mod:`rdusim.docs.figures` (and ``figures_serve``, ``figures_nodes``) from the command it
+comes from. ``docs/figures.json`` holds what
 the last regeneration wrote, so the default test run checks, without simulating anything,
 that no marked figure was edited by hand (``tests/test_readme_figures.py``); the slow test
 regenerates every figure and compares.

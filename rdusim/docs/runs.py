@@ -13,7 +13,7 @@ import json
 import shlex
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 class CommandFailed(RuntimeError):
@@ -24,6 +24,7 @@ class Runs:
     def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="rdusim-docs-")
         self._out: dict[str, tuple[int, str, Path | None]] = {}
+        self._memo: dict[str, Any] = {}
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -54,6 +55,12 @@ class Runs:
         if code not in ok:
             raise CommandFailed(f"`{command}` exited {code}:\n{text[-2000:]}")
         return self._out[command]
+
+    def memo(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once per regeneration (a result several figures read)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
 
     def output(self, command: str, ok: tuple[int, ...] = (0,)) -> str:
         """What ``command`` (``rdusim ...``, as written in the docs) printed."""
