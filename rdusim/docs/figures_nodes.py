@@ -1,9 +1,10 @@
-"""The documented multi-node and speculative-decoding figures (README "What-if studies"):
-``rdusim run`` of the two-node workloads and of points of ``workloads/whatif_speculative.yaml``."""
+"""The documented what-if figures (README "What-if studies"): ``rdusim run`` of the two-node
+workloads and of points of the sweeps ``workloads/whatif_speculative.yaml`` and
+``workloads/whatif_formats.yaml``."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rdusim.docs.figures import figure
 from rdusim.docs.runs import Runs
@@ -121,3 +122,62 @@ def spec_best(runs: Runs) -> str:
 def spec_p0(runs: Runs) -> str:
     worst = min(_spec(runs, 0.0, k)[f"model.{p}.spec.speedup"] for k in _lookaheads() for p in ("sn40l", "dgx_h100"))
     return f"up to {1 / worst:.1f}x"
+
+
+# ---- number formats: points of the sweep workloads/whatif_formats.yaml (150 experts)
+
+FORMATS = ("rdusim run workloads/coe150.yaml --set sweep_experts=[] --set output_tokens=[20] "
+           "--set batch_sizes=[1,8] --set experts.formats.weight.group_size=128 "
+           "--set experts.formats.native_compute=true --set experts.formats.weight.dtype={dtype}")
+
+
+def _fmt(runs: Runs, dtype: str) -> Mapping[str, Any]:
+    return runs.metrics(FORMATS.format(dtype=dtype))
+
+
+def _pair(runs: Runs, dtype: str, key: str, fmt: str) -> str:
+    m = _fmt(runs, dtype)
+    return "/".join(fmt.format(m[key.format(p=p)]) for p in ("sn40l", "dgx_h100"))
+
+
+def _by_format(runs: Runs, render: Callable[[str], str]) -> str:
+    """``<fp8> and <int4>``, or ``<fp8> (FP8), <int8> (INT8) and <int4>`` when FP8 and INT8 differ."""
+    fp8, int8, int4 = (render(d) for d in ("fp8_e4m3", "int8", "int4"))
+    return f"{fp8} and {int4}" if fp8 == int8 else f"{fp8} (FP8), {int8} (INT8) and {int4}"
+
+
+@figure("formats.bytes")
+def formats_bytes(runs: Runs) -> str:
+    def ratio(dtype: str) -> str:
+        return f"{_fmt(runs, dtype)['coe.sn40l.expert_bytes'] / _fmt(runs, 'bf16')['coe.sn40l.expert_bytes']:.2f}x"
+    if ratio("fp8_e4m3") != ratio("int8"):
+        raise KeyError("FP8 and INT8 experts differ in size: rewrite the sentence")
+    return f"{ratio('fp8_e4m3')} per whole Llama-2-7B expert, embeddings and head stay bf16), INT4 g128 {ratio('int4')}"
+
+
+@figure("formats.slots")
+def formats_slots(runs: Runs) -> str:
+    key = "coe.capacity.{p}.hbm_experts"
+    return f"from {_pair(runs, 'bf16', key, '{:.0f}')} (SN40L/DGX) to " + \
+        _by_format(runs, lambda d: _pair(runs, d, key, "{:.0f}"))
+
+
+def _switch_ms(runs: Runs, dtype: str) -> str:
+    m = _fmt(runs, dtype)
+    return "/".join(f"{m[f'coe.{p}.lone_switch_s'] * 1e3:.1f}" for p in ("sn40l", "dgx_h100"))
+
+
+@figure("formats.switch")
+def formats_switch(runs: Runs) -> str:
+    return f"from {_switch_ms(runs, 'bf16')} ms to " + _by_format(runs, lambda d: _switch_ms(runs, d)) + " ms"
+
+
+@figure("formats.lead")
+def formats_lead(runs: Runs) -> str:
+    key = "coe.speedup.sn40l_vs_dgx_h100.bs8.tok20.overall"
+
+    def lead(dtype: str) -> str:
+        return f"{_fmt(runs, dtype)[key]:.2f}x"
+    fp8, int8, int4 = lead("fp8_e4m3"), lead("int8"), lead("int4")
+    mid = f"{fp8} (FP8/INT8)" if fp8 == int8 else f"{fp8} (FP8), {int8} (INT8)"
+    return f"from {lead('bf16')} to {mid} and {int4} (INT4)"
