@@ -101,6 +101,18 @@ def test_bad_markers_are_errors():
         replace("<!--rdusim:a-->1<!--/rdusim-->", {"a": "1\n2"})
 
 
+def test_a_failing_figure_fails_alone(monkeypatch):
+    import rdusim.docs.__main__ as docs_main
+
+    def broken(runs):
+        raise KeyError("no such metric")
+
+    monkeypatch.setitem(FIGURES, "broken", broken)
+    monkeypatch.setitem(FIGURES, "fine", lambda runs: "1.5")
+    figures, failed = docs_main.generate(["broken", "fine"])
+    assert figures == {"fine": "1.5"} and "no such metric" in failed["broken"]
+
+
 def test_within_rounding():
     assert same_within_rounding("2.41x | 1.50x", "2.42x | 1.50x")     # one unit of the last digit
     assert not same_within_rounding("2.41x", "2.43x")
@@ -114,7 +126,8 @@ def test_within_rounding():
 def test_every_figure_regenerates_from_the_code(tmp_path):
     """What the README and docs print is what the commands print now (within rounding);
     regenerating writes the same docs again."""
-    figures = generate(used_names(REPO_ROOT))
+    figures, failed = generate(used_names(REPO_ROOT))
+    assert not failed, failed
     stale = drift(REPO_ROOT, figures)
     assert not stale, "\n\n".join(stale) + "\n\nrun: python -m rdusim.docs"
     root = _copy_docs(tmp_path)

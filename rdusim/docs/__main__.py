@@ -28,19 +28,26 @@ def used_names(root: Path) -> list[str]:
     return list(names)
 
 
-def generate(names: Sequence[str]) -> dict[str, str]:
-    """Each figure's text, made by running its command (each command once)."""
+def generate(names: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each figure's text, made by running its command (each command once), and the figures
+    that failed with why: a command that errs or whose output or metrics changed shape fails
+    its figures only."""
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
         raise MarkerError(f"no figure named {', '.join(unknown)} (rdusim/docs/figures.py)")
+    out, failed = {}, {}
     with Runs() as runs:
-        out = {}
         for name in names:
             try:
                 out[name] = FIGURES[name](runs).rstrip("\n")
-            except (KeyError, CommandFailed) as exc:
-                raise CommandFailed(f"figure {name}: {exc}") from None
-        return out
+            except (KeyError, IndexError, CommandFailed) as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+    return out, failed
+
+
+def current(root: Path) -> dict[str, str]:
+    """What the docs hold now, per figure."""
+    return {m.name: m.text for f in doc_files(root) for m in marked(f.read_text(), str(f))}
 
 
 def read_snapshot(root: Path) -> dict[str, str]:
@@ -105,19 +112,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
     root = Path(args.root)
     try:
-        figures = generate(used_names(root))
-    except (MarkerError, CommandFailed) as exc:
+        figures, failed = generate(used_names(root))
+    except MarkerError as exc:
         print(f"rdusim.docs: error: {exc}", file=sys.stderr)
         return 2
+    for name, why in failed.items():
+        print(f"rdusim.docs: figure {name} FAILED, its text left as it was: {why}", file=sys.stderr)
     if args.check:
-        problems = drift(root, figures)
+        problems = drift(root, {**current(root), **figures})
         for p in problems:
             print(p)
-        print(f"{len(figures)} figures, {len(problems)} stale")
-        return 1 if problems else 0
-    changed = write(root, figures)
-    print(f"{len(figures)} figures regenerated; rewrote: {', '.join(str(p.relative_to(root)) for p in changed) or 'nothing'}")
-    return 0
+        print(f"{len(figures)} figures, {len(problems)} stale, {len(failed)} failed")
+        return 1 if problems or failed else 0
+    changed = write(root, {**current(root), **figures})
+    print(f"{len(figures)} figures regenerated, {len(failed)} failed; rewrote: "
+          f"{', '.join(str(p.relative_to(root)) for p in changed) or 'nothing'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -86,6 +86,59 @@ def chat_bloom_oom(runs: Runs) -> str:
     return f"`dgx_h100 ... OOM: {reason}`"
 
 
+# ---- the fusion study: rdusim run workloads/fusion_suite.yaml
+
+FUSION = "rdusim run workloads/fusion_suite.yaml"
+FUSION_NO_HOST = "rdusim run workloads/fusion_suite.yaml --set stack.sn40l.host.per_step_s=0"
+
+
+@figure("fusion.decode_kernel")
+def fusion_decode_kernel(runs: Runs) -> str:
+    """The fused Llama-2-7B decode layer: PCUs and PMUs allocated, HBM bandwidth reached."""
+    k = runs.extra(FUSION)["largest_fused_kernel"]["llama2_7b_4k_decode"]
+    return (f"allocated {k['pcu_util']:.0%} of the PCUs and {k['pmu_util']:.1%} of the PMUs and reaches about "
+            f"{k['hbm_bw_util']:.0%} of peak HBM bandwidth")
+
+
+@figure("fusion.decode_busy")
+def fusion_decode_busy(runs: Runs) -> str:
+    return f"~{runs.extra(FUSION)['largest_fused_kernel']['llama2_7b_4k_decode']['pcu_busy']:.0%}"
+
+
+@figure("fusion.no_host")
+def fusion_no_host(runs: Runs) -> str:
+    """7B decode ratios with and without the stack's per-step host work."""
+    key = "fusion.llama2_7b_4k_decode.speedup.{}"
+    with_host, without = runs.metrics(FUSION), runs.metrics(FUSION_NO_HOST)
+    ho = (with_host[key.format("fused_ho_vs_fused_so")], without[key.format("fused_ho_vs_fused_so")])
+    so = (with_host[key.format("fused_so_vs_unfused")], without[key.format("fused_so_vs_unfused")])
+    return (f"HO over SO on 7B decode {'rises' if ho[1] > ho[0] else 'falls'} from {ho[0]:.1f}x to {ho[1]:.1f}x "
+            f"and fused SO over unfused from {so[0]:.1f}x to {so[1]:.1f}x")
+
+
+# ---- machine families: the TPU v5e and roofline mode
+
+TPU = "rdusim run workloads/tpu_v5e_llama3_70b.yaml"
+
+
+@figure("tpu.table")
+def tpu_table(runs: Runs) -> str:
+    return fence(section(runs.output(TPU), "platform     policy"))
+
+
+@figure("roofline.tpu")
+def roofline_tpu(runs: Runs) -> str:
+    m = runs.metrics(TPU)
+    return f"{m['model.v5e.realistic_over_ideal']:.2f} on the v5e and {m['model.dgx_h100.realistic_over_ideal']:.2f} " \
+           "on the DGX H100"
+
+
+@figure("roofline.chat")
+def roofline_chat(runs: Runs) -> str:
+    m = runs.metrics(CHAT)
+    return " / ".join(f"{m[f'model.{p}.realistic_over_ideal']:.2f}" for p in PLATFORMS)
+
+
 # ---- serving stacks: stacks/*.yaml
 
 @figure("stacks.table")

@@ -69,12 +69,22 @@ class Runs:
     def exit_code(self, command: str, ok: tuple[int, ...] = (0, 1)) -> int:
         return self._run(command, ok)[0]
 
+    def results(self, command: str) -> Mapping[str, Any]:
+        """The results.json that ``rdusim run ...`` wrote."""
+        def read():
+            out_dir = self._run(command, (0,))[2]
+            if out_dir is None:
+                raise ValueError(f"not a run: {command}")
+            return json.loads((out_dir / "results.json").read_text())
+        return self.memo(f"results {command}", read)
+
     def metrics(self, command: str) -> Mapping[str, Any]:
         """The metrics of the results.json that ``rdusim run ...`` wrote."""
-        out_dir = self._run(command, (0,))[2]
-        if out_dir is None:
-            raise ValueError(f"not a run: {command}")
-        return json.loads((out_dir / "results.json").read_text())["metrics"]
+        return self.results(command)["metrics"]
+
+    def extra(self, command: str) -> Mapping[str, Any]:
+        """Its ``extra`` (study context)."""
+        return self.results(command)["extra"]
 
 
 def section(text: str, heading: str) -> str:
