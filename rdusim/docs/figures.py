@@ -116,6 +116,23 @@ def fusion_no_host(runs: Runs) -> str:
             f"and fused SO over unfused from {so[0]:.1f}x to {so[1]:.1f}x")
 
 
+@figure("fusion.decode_kernels")
+def fusion_decode_kernels(runs: Runs) -> str:
+    m = runs.metrics(FUSION)
+    k = "fusion.llama2_7b_4k_decode.{}.kernels"
+    return f"Unfused 7B decode ({m[k.format('unfused')]:.0f} kernels) grows by exactly kernels x cost, fused SO " \
+           f"({m[k.format('fused_so')]:.0f} kernels)"
+
+
+@figure("coe150.dgx_max_experts")
+def coe150_dgx_max_experts(runs: Runs) -> str:
+    m = runs.metrics(COE)
+    got = {m[f"coe.capacity.{p}.max_experts"] for p in ("dgx_h100", "dgx_a100")}
+    if len(got) != 1:
+        raise KeyError("the two DGX systems host different expert counts: rewrite the sentence")
+    return f"{got.pop():.0f}"
+
+
 # ---- machine families: the TPU v5e and roofline mode
 
 TPU = "rdusim run workloads/tpu_v5e_llama3_70b.yaml"
