@@ -27,7 +27,7 @@ def test_every_marked_figure_has_a_generator_and_the_snapshot_nothing_else():
     snap = json.loads((REPO_ROOT / SNAPSHOT).read_text())["figures"]
     assert set(snap) == set(names)
     # the figures the issue names are marked
-    for name in ("coe150.summary", "validate.summary", "stacks.table", "serve.capacity", "serve_coe.ttft_low"):
+    for name in ("coe150.summary", "validate.summary", "validate.fits", "serve.capacity", "serve_coe.ttft_low"):
         assert name in names
 
 

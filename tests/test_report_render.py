@@ -13,6 +13,8 @@ import rdusim.studies
 from rdusim import __version__, cli
 from rdusim.errors import InputError
 from rdusim.report import plots_coe, plots_fusion, plots_kernels, plots_model
+from rdusim.report.html import alt_text
+from rdusim.report.markdown import esc
 from rdusim.report.render import build_report, render_report, write_report
 from rdusim.results import RunResult, load_result
 
@@ -109,7 +111,8 @@ def test_html_parses_and_every_image_is_a_png_with_its_title(rendered):
         assert png.startswith(PNG_MAGIC) and len(png) > 1000
     report = report_of(kind)
     assert page.captions == report.figure_titles
-    assert [img["alt"] for img in page.imgs] == report.figure_titles
+    assert [img["alt"] for img in page.imgs] == [alt_text(f) for f in report.figures]
+    assert all(img["alt"].startswith(f.title + ". Axes: ") for img, f in zip(page.imgs, report.figures))
     assert report.figure_titles == EXPECTED_TITLES[kind]
 
 
@@ -117,9 +120,9 @@ def test_stamp_has_version_workload_seed_date_and_specs(rendered):
     kind, result, out, index = rendered
     html = index.read_text()
     md = (out / "report.md").read_text()
-    for text in (html, md):
+    for text, name in ((html, result.workload_name), (md, esc(result.workload_name))):
         assert f"rdusim {__version__}" in text
-        assert result.workload_name in text
+        assert name in text
         assert "2024-05-01 12:00:00 UTC" in text
         assert "Machines" in text and "Workload as run" in text
     assert f"| seed | {result.seed} |" in md
@@ -133,14 +136,14 @@ def test_stamp_has_version_workload_seed_date_and_specs(rendered):
 def test_markdown_links_files_that_exist(rendered):
     kind, result, out, index = rendered
     md = (out / "report.md").read_text()
-    assert md.startswith(f"# rdusim report: {result.workload_name}")
+    assert md.startswith(f"# rdusim report: {esc(result.workload_name)}")
     import re
     links = re.findall(r"\]\(((?:figures|tables)/[^)]+)\)", md)
     assert any(l.startswith("figures/") for l in links) and any(l.startswith("tables/") for l in links)
     for link in links:
         assert (out / link).is_file(), link
     for title in EXPECTED_TITLES[kind]:
-        assert f"![{title}]" in md
+        assert f"![{esc(title)}]" in md
 
 
 def test_every_table_has_a_csv_and_metrics_csv_is_complete(rendered):

@@ -193,9 +193,9 @@ def test_dask_missing_says_how_to_install(tmp_path, monkeypatch, capsys):
 def test_report_draws_plots_from_the_table(tmp_path, capsys):
     assert sweep(tmp_path, "--metrics", "model.sn40l.tpot_s") == 0
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "plots")]) == 0
-    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    pngs = sorted(p.name for p in (tmp_path / "plots" / "figures").glob("*.png"))
     assert len(pngs) == 2 and any("heatmap" in p for p in pngs)
-    line = next((tmp_path / "plots").glob("*_vs_*.csv")).read_text().splitlines()
+    line = next((tmp_path / "plots" / "tables").glob("*_vs_*.csv")).read_text().splitlines()
     assert line[0] == "arch.sn40l.socket.pmu.capacity_bytes,batch_size=1,batch_size=100"
     assert len(line) == 3
 
@@ -213,9 +213,9 @@ sweep:
     out = tmp_path / "out"
     assert main(["sweep", str(f), "--out", str(out), "--workers", "1"]) == 0
     assert main(["report", str(out)]) == 0
-    pngs = list(out.glob("*.png"))
+    pngs = list(out.glob("**/*.png"))
     assert len(pngs) == 1                   # one line per matching metric, on one plot
-    table = list(csv.reader(next(out.glob("sweep_00_*.csv")).open()))
+    table = list(csv.reader(next(out.glob("tables/sweep_00_*.csv")).open()))
     assert table[0] == ["batch_size", "model.sn40l.latency_s", "model.sn40l.tpot_s", "model.sn40l.ttft_s"]
 
 

@@ -57,7 +57,13 @@ def _spec_class(data: Any, file: str, folder: str) -> type:
 
 def fitted_in_file(path: Path, folder: str, root: Path) -> list[FittedParameter]:
     """The fitted numbers of one arch (``folder="arch"``) or stack (``"stacks"``) file."""
-    data = load_yaml(path)
+    raw = load_yaml(path)
+    data, own = raw, None
+    if folder == "stacks":                 # a release (base: + added:) is read merged over its base,
+        from rdusim.config.stack import release_mapping    # and only its own added terms are its numbers
+        data = release_mapping(raw, str(path))
+        if isinstance(raw, Mapping) and "base" in raw:
+            own = tuple(f"added.{term}." for term in (raw.get("added") or {}))
     ctx = Ctx(file=str(path), sourced=True)
     build(_spec_class(data, str(path), folder), data, ctx)
     try:
@@ -66,6 +72,8 @@ def fitted_in_file(path: Path, folder: str, root: Path) -> list[FittedParameter]
         name = str(path)
     out = []
     for key, refs in ctx.fitted.items():
+        if own is not None and not key.startswith(own):
+            continue
         value = _lookup(data, key)
         out.append(FittedParameter(name, key, value, ctx.sources[key], refs))
     return out

@@ -96,6 +96,11 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         return types.MappingProxyType(out)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
+        if ctx.sourced and isinstance(data, Mapping) and set(data) == {"value", "source"}:   # a sourced choice
+            if not isinstance(data["source"], str) or not data["source"].strip():
+                raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", data["source"])
+            ctx.sources[path] = data["source"]
+            data, path = data["value"], _join(path, "value")
         for m in tp:
             if data == m.value:
                 return m

@@ -16,7 +16,6 @@ COE = "rdusim run workloads/coe150.yaml"
 CHAT = "rdusim run workloads/llama2_7b_chat.yaml"
 VALIDATE = "rdusim validate"
 
-LAUNCH = {"graph": "CUDA graph", "eager": "eager", "ho": "HO", "so": "SO", "xla": "XLA program"}
 PLATFORMS = ("sn40l", "dgx_h100", "dgx_a100")
 
 FIGURES: dict[str, Callable[[Runs], str]] = {}
@@ -68,7 +67,8 @@ def coe150_footprint(runs: Runs) -> str:
 
 @figure("chat.decode_step")
 def chat_decode_step(runs: Runs) -> str:
-    return fence(section(runs.output(CHAT), "Mean decode step"))
+    out = runs.output(CHAT)
+    return fence("\n\n".join(section(out, h) for h in ("Mean decode step (us)", "Mean decode step by mechanism")))
 
 
 OOM = "rdusim run workloads/llama2_7b_chat.yaml --set model=bloom-176b --set platforms.dgx_h100.tp=1"
@@ -89,7 +89,6 @@ def chat_bloom_oom(runs: Runs) -> str:
 # ---- the fusion study: rdusim run workloads/fusion_suite.yaml
 
 FUSION = "rdusim run workloads/fusion_suite.yaml"
-FUSION_NO_HOST = "rdusim run workloads/fusion_suite.yaml --set stack.sn40l.host.per_step_s=0"
 
 
 @figure("fusion.decode_kernel")
@@ -105,15 +104,9 @@ def fusion_decode_busy(runs: Runs) -> str:
     return f"~{runs.extra(FUSION)['largest_fused_kernel']['llama2_7b_4k_decode']['pcu_busy']:.0%}"
 
 
-@figure("fusion.no_host")
-def fusion_no_host(runs: Runs) -> str:
-    """7B decode ratios with and without the stack's per-step host work."""
-    key = "fusion.llama2_7b_4k_decode.speedup.{}"
-    with_host, without = runs.metrics(FUSION), runs.metrics(FUSION_NO_HOST)
-    ho = (with_host[key.format("fused_ho_vs_fused_so")], without[key.format("fused_ho_vs_fused_so")])
-    so = (with_host[key.format("fused_so_vs_unfused")], without[key.format("fused_so_vs_unfused")])
-    return (f"HO over SO on 7B decode {'rises' if ho[1] > ho[0] else 'falls'} from {ho[0]:.1f}x to {ho[1]:.1f}x "
-            f"and fused SO over unfused from {so[0]:.1f}x to {so[1]:.1f}x")
+@figure("fusion.ho_7b")
+def fusion_ho_7b(runs: Runs) -> str:
+    return f"{runs.metrics(FUSION)['fusion.llama2_7b_4k_decode.speedup.fused_ho_vs_fused_so']:.1f}x"
 
 
 @figure("fusion.decode_kernels")
@@ -154,37 +147,6 @@ def roofline_tpu(runs: Runs) -> str:
 def roofline_chat(runs: Runs) -> str:
     m = runs.metrics(CHAT)
     return " / ".join(f"{m[f'model.{p}.realistic_over_ideal']:.2f}" for p in PLATFORMS)
-
-
-# ---- serving stacks: stacks/*.yaml
-
-@figure("stacks.table")
-def stacks_table(runs: Runs) -> str:
-    from rdusim.config.fitted import fitted_parameters
-    from rdusim.config.stack import load_stack, stack_names
-    from rdusim.config.workload import REPO_ROOT
-    from rdusim.validate_fits import compact_ids
-
-    fitted = {(p.file, p.key): p for p in fitted_parameters(REPO_ROOT, ("stacks",))}
-    terms = ("per_request_s", "per_model_load_s", "per_step_s", "per_sequence_step_s")
-    rows = ["| stack | launch | per request | per model load | per step | per sequence-step | fitted to |",
-            "|---|---|---|---|---|---|---|"]
-    for name in stack_names():
-        stack = load_stack(name)
-        cells, refs = [], {}
-        for term in terms:
-            key = f"host.{term}"
-            value = getattr(stack.host, term)
-            fit = fitted.get((f"stacks/{name}.yaml", key))
-            src = stack.sources.get(key, "")
-            kind = "fitted" if fit else ("assumed" if src.lower().startswith("assumed") else "")
-            cells.append(_value(key, value) + (f" ({kind})" if kind and value else ""))
-            if fit:
-                refs.update(dict.fromkeys(fit.fitted_to))
-        fitted_to = ", ".join(compact_ids(list(refs), width=10_000)) if refs else "nothing"
-        launch = LAUNCH.get(stack.launch.value, stack.launch.value)
-        rows.append(f"| `{name}` | {launch} | " + " | ".join(cells) + f" | {fitted_to} |")
-    return "\n".join(rows)
 
 
 # ---- calibration and validation: rdusim validate

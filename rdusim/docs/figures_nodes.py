@@ -110,18 +110,27 @@ def spec_best(runs: Runs) -> str:
     ks = _lookaheads()
     best = {p: max(ks, key=lambda k: _spec(runs, 0.7, k)[f"model.{p}.spec.speedup"]) for p in ("sn40l", "dgx_h100")}
     m = _spec(runs, 0.7, best["sn40l"])
-    sn = (f"{m['model.sn40l.spec.speedup']:.2f}x on the SN40L ({m['model.sn40l.spec.decode_tokens_per_s']:.0f} vs "
-          f"{m['model.sn40l.spec.plain_decode_tokens_per_s']:.0f} tokens/s per user)")
-    h = _spec(runs, 0.7, best["dgx_h100"])["model.dgx_h100.spec.speedup"]
+    sn = f"{m['model.sn40l.spec.speedup']:.2f}x"
+    per_user = (f"({m['model.sn40l.spec.decode_tokens_per_s']:.0f} vs "
+                f"{m['model.sn40l.spec.plain_decode_tokens_per_s']:.0f} tokens/s per user)")
+    h = f"{_spec(runs, 0.7, best['dgx_h100'])['model.dgx_h100.spec.speedup']:.2f}x"
     if best["sn40l"] == best["dgx_h100"]:
-        return f"the best lookahead is k = {best['sn40l']}: {sn}, {h:.2f}x on the DGX H100"
-    return f"the best lookahead is k = {best['sn40l']} on the SN40L: {sn}; k = {best['dgx_h100']}, {h:.2f}x on the DGX H100"
+        return f"the best lookahead is k = {best['sn40l']}: {sn} on the SN40L {per_user} and {h} on the DGX H100"
+    return (f"the best lookahead is k = {best['sn40l']} on the SN40L: {sn} {per_user}, and k = {best['dgx_h100']} "
+            f"on the DGX H100: {h}")
 
 
 @figure("spec.p0")
 def spec_p0(runs: Runs) -> str:
-    worst = min(_spec(runs, 0.0, k)[f"model.{p}.spec.speedup"] for k in _lookaheads() for p in ("sn40l", "dgx_h100"))
-    return f"up to {1 / worst:.1f}x"
+    """At acceptance 0: how much dearer the draft makes a token, at the worst lookahead."""
+    worst = {p: min(_lookaheads(), key=lambda k: _spec(runs, 0.0, k)[f"model.{p}.spec.speedup"])
+             for p in ("sn40l", "dgx_h100")}
+    cost = {p: 1 / _spec(runs, 0.0, k)[f"model.{p}.spec.speedup"] for p, k in worst.items()}
+    if worst["sn40l"] == worst["dgx_h100"]:
+        return (f"(k = {worst['sn40l']}) the draft makes a token {cost['sn40l']:.1f}x (SN40L) and "
+                f"{cost['dgx_h100']:.1f}x (H100) dearer")
+    return (f"the draft makes a token up to {cost['sn40l']:.1f}x (SN40L, k = {worst['sn40l']}) and "
+            f"{cost['dgx_h100']:.1f}x (H100, k = {worst['dgx_h100']}) dearer")
 
 
 # ---- number formats: points of the sweep workloads/whatif_formats.yaml (150 experts)

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 from rdusim.docs.figures import PLATFORMS, figure
 from rdusim.docs.runs import Runs
 
+SHORT = {"sn40l": "SN40L", "dgx_h100": "H100", "dgx_a100": "A100"}
 SERVE = "rdusim run workloads/serve_llama2_7b.yaml"
 SERVE_COE = "rdusim run workloads/serve_coe150.yaml"
 
@@ -44,10 +45,18 @@ def serve_ttft_knee(runs: Runs) -> str:
 
 @figure("serve.flat")
 def serve_flat(runs: Runs) -> str:
+    """Where continuous batching's throughput stops growing with the offered rate: a platform
+    whose departures at the top rate fall short of 90% of it has flattened."""
     m, rates = runs.metrics(SERVE), _rates("serve_llama2_7b.yaml")
     peak = {p: max(_loads(m, p, "continuous", rates, "requests_per_s")) for p in PLATFORMS}
-    a, h, s = (f"{peak[p]:.0f}" for p in ("dgx_a100", "dgx_h100", "sn40l"))
-    return f"about {a} (A100), {h} (H100) and {s} (SN40L) req/s"
+    top = {p: _loads(m, p, "continuous", rates, "requests_per_s")[-1] for p in PLATFORMS}
+    flat = [p for p in ("dgx_a100", "dgx_h100", "sn40l") if top[p] < 0.9 * rates[-1]]
+    growing = [p for p in ("dgx_a100", "dgx_h100", "sn40l") if p not in flat]
+    text = "about " + " and ".join(f"{peak[p]:.0f} ({SHORT[p]})" for p in flat) + " req/s" if flat else \
+        "no rate swept"
+    for p in growing:
+        text += f", while the {SHORT[p]} still serves {top[p]:.0f} req/s at {_num(rates[-1])}"
+    return text
 
 
 @figure("serve.capacity")

@@ -25,6 +25,9 @@ class Figure:
     title: str                         # also the title drawn on the plot
     png: bytes
     caption: str = ""
+    axis_labels: tuple[str, ...] = ()       # as drawn, every axes' x and y label (the page's alt text names them)
+    legend_over_data: tuple[str, ...] = ()  # what figures.legend_over_data found (empty: no legend covers data)
+    data_csv: str = ""                      # the plotted numbers, written as tables/<name>.csv (sweep plots)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import base64
 import re
 from html import escape
 
-from rdusim.report.document import Report, Section, Table, fmt
+from rdusim.report.document import Figure, Report, Section, Table, fmt
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -20,6 +20,8 @@ figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#444}figcaption b{color:#222}
 .note{color:#8a5a00;font-size:.9em}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.8em}
 .stamp td:first-child{font-weight:bold}nav ul{columns:2}
+.wide{overflow-x:auto;max-width:100%;margin:.5em 0 1.5em}.wide table{margin:0}
+summary{cursor:pointer;color:#1f5fa8}
 """
 
 
@@ -27,11 +29,20 @@ def anchor(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def rows_note(t: Table) -> str:
+    """What the page shows of a table, against what its CSV holds."""
+    shown = min(len(t.rows), t.max_shown)
+    if shown < len(t.rows):
+        return f"The page shows the first {shown} of {len(t.rows)} rows; the CSV has all {len(t.rows)}:"
+    return "CSV:"
+
+
 def _table(t: Table) -> str:
     shown = t.rows[: t.max_shown]
     status_col = t.columns.index("result") if "result" in t.columns else None
     out = [f'<h3 id="{anchor(t.name)}">{escape(t.title)}</h3>']
-    body = ["<table>", "<thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns) + "</tr></thead><tbody>"]
+    body = ['<div class="wide"><table>',
+            "<thead><tr>" + "".join(f"<th>{escape(c)}</th>" for c in t.columns) + "</tr></thead><tbody>"]
     for row in shown:
         cls = f' class="{escape(str(row[status_col]))}"' if status_col is not None else ""
         cells = []
@@ -40,17 +51,30 @@ def _table(t: Table) -> str:
             kind = "status" if i == status_col else kind
             cells.append(f'<td class="{kind}">{escape(fmt(v))}</td>' if kind else f"<td>{escape(fmt(v))}</td>")
         body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    body.append("</tbody></table>")
-    more = f"{len(t.rows) - len(shown)} more rows in " if len(t.rows) > len(shown) else ""
-    link = f'<p class="note">{more}<a href="tables/{escape(t.name)}.csv">tables/{escape(t.name)}.csv</a></p>'
+    body.append("</tbody></table></div>")
+    link = (f'<p class="note">{escape(rows_note(t))} '
+            f'<a href="tables/{escape(t.name)}.csv">tables/{escape(t.name)}.csv</a></p>')
     if t.note:
         out.append(f'<p class="note">{escape(t.note)}</p>')
     if t.collapsed:
-        out.append(f"<details><summary>{len(t.rows)} rows</summary>{''.join(body)}</details>")
+        what = (f"all {len(t.rows)} rows" if len(shown) == len(t.rows)
+                else f"the first {len(shown)} of {len(t.rows)} rows")
+        out.append(f"<details><summary>Show {what}</summary>{''.join(body)}</details>")
     else:
         out.extend(body)
     out.append(link)
     return "\n".join(out)
+
+
+def alt_text(f: Figure) -> str:
+    """The image's title and what its axes show, for a reader who cannot see the plot."""
+    return f.title + (". Axes: " + "; ".join(dict.fromkeys(f.axis_labels)) if f.axis_labels else "")
+
+
+def _data_link(f: Figure) -> str:
+    if not f.data_csv:
+        return ""
+    return f' Data: <a href="tables/{escape(f.name)}.csv">tables/{escape(f.name)}.csv</a>.'
 
 
 def _section(s: Section) -> str:
@@ -59,9 +83,10 @@ def _section(s: Section) -> str:
         out.append(f"<p>{escape(s.intro)}</p>")
     for f in s.figures:
         data = base64.b64encode(f.png).decode("ascii")
-        out.append(f'<figure id="fig-{anchor(f.name)}"><img alt="{escape(f.title)}" '
+        out.append(f'<figure id="fig-{anchor(f.name)}"><img alt="{escape(alt_text(f))}" '
                    f'src="data:image/png;base64,{data}"><figcaption><b>{escape(f.title)}</b>'
-                   f"{'. ' + escape(f.caption) if f.caption else ''}</figcaption></figure>")
+                   f"{'. ' + escape(f.caption) if f.caption else ''}"
+                   f"{_data_link(f)}</figcaption></figure>")
     for t in s.tables:
         out.append(_table(t))
     for n in s.notes:

@@ -11,7 +11,7 @@ from matplotlib.patches import Patch
 
 from rdusim.report.colors import COMPONENT_ALPHA, COMPONENT_HATCH, platform_color
 from rdusim.report.document import Figure
-from rdusim.report.figures import finish, new_figure, style_axes
+from rdusim.report.figures import finish, legend_outside, new_figure, style_axes
 from rdusim.report.keys import CoeView, Scenario
 
 COMPONENTS = ("router", "switch", "expert")
@@ -53,8 +53,7 @@ def breakdown(view: CoeView) -> Optional[Figure]:
     handles = [Patch(facecolor=platform_color(p), label=p) for p in view.platforms]
     handles += [Patch(facecolor="white", edgecolor="black", hatch=COMPONENT_HATCH[c] or None,
                       alpha=COMPONENT_ALPHA[c], label=c) for c in COMPONENTS]
-    fig.axes[min(cols, len(fig.axes)) - 1].legend(handles=handles, fontsize=7, loc="upper left",
-                                                  bbox_to_anchor=(1.02, 1.0))
+    legend_outside(fig.axes[min(cols, len(fig.axes)) - 1], handles)
     return finish(fig, "coe_breakdown", TITLE_BREAKDOWN,
                   "One panel per scenario (BS = CoE batch size, tok = output tokens), each with its own scale; "
                   "the stacks are router execution, copying the chosen experts into HBM (switch) and expert "
@@ -72,7 +71,8 @@ def sweep(view: CoeView) -> Optional[Figure]:
     if not scenarios:
         return None
     rows, cols = _grid(len(scenarios))
-    fig = new_figure(6.0 * cols, 3.8 * rows)
+    fig = new_figure(6.0 * cols + 1.5, 3.8 * rows)
+    handles: dict[str, Line2D] = {}
     for i, s in enumerate(scenarios):
         ax = fig.add_subplot(rows, cols, i + 1)
         ok_pts, oom_pts = [], []
@@ -101,12 +101,13 @@ def sweep(view: CoeView) -> Optional[Figure]:
                     linestyle="none", color=platform_color(p), markeredgecolor="black", **where)
         style_axes(ax, "number of experts", "latency per batch (s)")
         ax.set_title(s.label, fontsize=10)
-        handles, _ = ax.get_legend_handles_labels()
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
         if oom_pts:
-            handles.append(Line2D([], [], marker="X", color="grey", markeredgecolor="black",
-                                  linestyle="none", markersize=9, label="out of memory"))
-        if handles:
-            ax.legend(handles=handles, fontsize=8)
+            handles["out of memory"] = Line2D([], [], marker="X", color="grey", markeredgecolor="black",
+                                              linestyle="none", markersize=9, label="out of memory")
+    if handles:          # one legend for every panel, beside the first row
+        legend_outside(fig.axes[cols - 1], list(handles.values()), fontsize=8)
     return finish(fig, "coe_sweep", TITLE_SWEEP,
                   "Latency of one batch as the number of experts grows (paper Figure 7). An X marks an "
                   "expert count that does not fit the node (OOM); without a latency it is drawn in a band at the "
@@ -116,7 +117,7 @@ def sweep(view: CoeView) -> Optional[Figure]:
 def footprint(view: CoeView) -> Optional[Figure]:
     if not any(view.footprint.values()):
         return None
-    fig = new_figure(7.0, 4.2)
+    fig = new_figure(8.5, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for k, p in enumerate(view.platforms):
         pts = [(n, v) for n, v in sorted(view.footprint.get(p, {}).items()) if v is not None]
@@ -124,7 +125,7 @@ def footprint(view: CoeView) -> Optional[Figure]:
             ax.step(*zip(*pts), _STYLES[k % 4], where="post", marker="o", markersize=3, color=platform_color(p), label=p)
     style_axes(ax, "number of experts", "nodes needed")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     return finish(fig, "coe_footprint", TITLE_FOOTPRINT,
                   "Nodes needed to serve N experts at the all-in-HBM latency (paper Figure 8).")
 
@@ -135,7 +136,7 @@ def hit_rate(view: CoeView) -> Optional[Figure]:
         return None
     scenarios: list[Scenario] = sorted({s for _, s, _ in rows})
     plats = [p for p in view.platforms if any(r[0] == p for r in rows)]
-    fig = new_figure(max(5.0, 1.5 * len(scenarios) * max(1, len(plats)) / 2), 4.0)
+    fig = new_figure(max(5.0, 1.5 * len(scenarios) * max(1, len(plats)) / 2) + 1.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(plats))
     values = {(p, s): v for p, s, v in rows}
@@ -147,7 +148,7 @@ def hit_rate(view: CoeView) -> Optional[Figure]:
     ax.set_xticklabels([s.label for s in scenarios])
     ax.set_ylim(0, 105)
     style_axes(ax, "scenario", "expert-cache hit rate (%)")
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     return finish(fig, "coe_hit_rate", TITLE_HIT_RATE,
                   "Fraction of expert requests served from HBM without a switch.")
 

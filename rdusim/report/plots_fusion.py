@@ -9,7 +9,7 @@ import numpy as np
 
 from rdusim.report.colors import MODE_LABELS, mode_color
 from rdusim.report.document import Figure
-from rdusim.report.figures import finish, new_figure, style_axes
+from rdusim.report.figures import finish, legend_outside, new_figure, style_axes
 from rdusim.report.keys import FusionView
 
 TITLE_SPEEDUP = "Fusion speedup over unfused execution per benchmark"
@@ -63,7 +63,7 @@ def speedups(v: FusionView) -> Optional[Figure]:
     ax.set_xticks(range(len(benches)))
     ax.set_xticklabels(benches, rotation=35, ha="right", fontsize=8)
     style_axes(ax, "benchmark", "speedup over unfused (x, log scale)")
-    ax.legend(fontsize=8)
+    legend_outside(ax, fontsize=8)
     return finish(fig, _stem("fusion_speedup", v.platform), _on(TITLE_SPEEDUP, v.platform),
                   "Unfused = 1. Fused + SO: fused kernels launched by host software; fused + HO: the same "
                   "kernels launched by the AGCU hardware schedule (paper Figure 6).")
@@ -91,6 +91,6 @@ def utilisation(v: FusionView) -> Optional[Figure]:
         ax.set_xticklabels(benches if last else [], rotation=35, ha="right", fontsize=8)
         style_axes(ax, "benchmark" if last else "", f"{lbl} (%)")
         if i == 0:
-            ax.legend(fontsize=7, ncol=3)
+            legend_outside(ax)
     return finish(fig, _stem("fusion_utilisation", v.platform), _on(TITLE_UTIL, v.platform),
                   "Time-averaged busy fraction of PCUs and PMUs and achieved fraction of peak HBM bandwidth.")

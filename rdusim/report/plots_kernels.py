@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from rdusim.report.colors import MODE_LABELS, mode_color, platform_color
 from rdusim.report.document import Figure
-from rdusim.report.figures import finish, new_figure, style_axes
+from rdusim.report.figures import finish, legend_outside, new_figure, style_axes
 from rdusim.report.kernels import KernelPoint, roofs
 
 TITLE_KERNEL_UTIL = "Utilisation of the longest kernel of each platform, benchmark and mode"
@@ -40,7 +40,7 @@ def roofline(platform: str, arch: Mapping[str, Any], points: Sequence[KernelPoin
     lo = min(ois.min(), min(peak / b for b in bws.values())) / 4
     hi = max(ois.max(), max(peak / b for b in bws.values())) * 4
     x = np.logspace(np.log10(lo), np.log10(hi), 200)
-    fig = new_figure(7.5, 5.0)
+    fig = new_figure(9.5, 5.0)
     ax = fig.add_subplot(1, 1, 1)
     for (name, bw), style in zip(bws.items(), ("-", "--", ":")):
         ax.plot(x, np.minimum(peak, bw * x), style, color="black", linewidth=1.2,
@@ -58,7 +58,7 @@ def roofline(platform: str, arch: Mapping[str, Any], points: Sequence[KernelPoin
     ax.set_yscale("log")
     ax.set_xlim(lo, hi)
     style_axes(ax, "operational intensity (FLOP/byte of off-chip traffic)", f"achieved FLOP/s per {unit}")
-    ax.legend(fontsize=7, loc="lower right")
+    legend_outside(ax)
     above = sum(p.achieved > peak * 1.01 for p in points)
     note = (f"{above} kernel(s) of {platform} sit above the compute roof: their records are probably "
             f"whole-node numbers without a 'devices' field.") if above else ""
@@ -97,8 +97,7 @@ def kernel_utilisation(rows: Sequence[tuple], limit: int = 48) -> Optional[Figur
     ax.invert_yaxis()
     ax.set_xlim(0, 105)
     style_axes(ax, "utilisation (%)", "kernel (platform/benchmark/mode/kernel)")
-    ax.legend(handles=[Line2D([], [], color=c, linewidth=6, label=n) for n, c in _UTIL],
-              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_outside(ax, [Line2D([], [], color=c, linewidth=6, label=n) for n, c in _UTIL])
     more = f" (first {limit} of {len(longest)} groups)" if len(longest) > limit else ""
     return finish(fig, "kernel_utilisation", TITLE_KERNEL_UTIL,
                   f"For each platform, benchmark and mode (or phase), the kernel that ran longest{more}; "

@@ -9,7 +9,7 @@ from matplotlib.lines import Line2D
 
 from rdusim.report.colors import breakdown_color, platform_color
 from rdusim.report.document import Figure
-from rdusim.report.figures import finish, new_figure, style_axes
+from rdusim.report.figures import finish, legend_outside, new_figure, style_axes
 from rdusim.report.keys import ModelView
 
 TITLE_BREAKDOWN = "Latency breakdown per platform"
@@ -42,7 +42,7 @@ def breakdown(v: ModelView) -> Optional[Figure]:
     handles, _ = ax.get_legend_handles_labels()
     handles.append(Line2D([], [], marker="|", markersize=12, color="black", linestyle="none",
                           label="end-to-end latency"))
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    legend_outside(ax, handles)
     return finish(fig, "model_breakdown", TITLE_BREAKDOWN,
                   "Time spent in compute, memory traffic, kernel launch, collectives and host work; the black "
                   "tick is the end-to-end latency (components may overlap, so they need not add up to it).")

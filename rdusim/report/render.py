@@ -2,9 +2,9 @@
 
 Writes, in ``out_dir``: ``index.html`` (self-contained, plots embedded as
 base64 PNG), ``report.md`` (with ``figures/*.png``), and ``tables/<name>.csv``
-for every table. Sections follow the metric keys found (coe, fusion, model),
-then validation, machines, workload and all data. Reads the RunResult only:
-nothing is simulated here.
+for every table and for every figure that carries its numbers. Sections follow
+the metric keys found (coe, fusion, model), then validation, machines, workload
+and all data. Reads the RunResult only: nothing is simulated here.
 """
 
 from __future__ import annotations
@@ -171,6 +171,9 @@ def write_report(report: Report, out_dir: str | Path) -> Path:
         _write_bytes(path, f.png)
     for t in report.tables:
         written.append(atomic_write_text(tabs / f"{t.name}.csv", _csv(t)))
+    for f in report.figures:
+        if f.data_csv:           # a plot's numbers beside the tables (sweep plots)
+            written.append(atomic_write_text(tabs / f"{f.name}.csv", f.data_csv))
     written.append(atomic_write_text(out / "report.md", render_markdown(report)))
     index = atomic_write_text(out / "index.html", render_html(report))
     for path in written + [index]:

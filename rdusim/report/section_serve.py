@@ -39,16 +39,16 @@ def _rank(order: Sequence[str], p: str) -> int:
     return order.index(p) if p in order else len(order)
 
 
-COLS = ("platform", "batching", "rate (req/s)", "TTFT p50 (s)", "TTFT p99 (s)", "TTFT p99 95% CI", "TPOT p50 (s)",
-        "TPOT p99 (s)", "E2E p99 (s)", "throughput (req/s)", "output tok/s", "goodput (req/s)", "SLO attainment",
+COLS = ("platform", "batching", "rate (req/s)", "arrivals", "TTFT p50 (s)", "TTFT p99 (s)", "TTFT p99 95% CI",
+        "TPOT p50 (s)", "TPOT p99 (s)", "E2E p99 (s)", "throughput (req/s)", "output tok/s", "goodput (req/s)", "SLO attainment",
         "KV occupancy mean", "queue mean", "rejected", "preemptions")
 
 
 def _row(plat: str, mode: str, d: Mapping[str, float]) -> tuple:
     lo, hi = d.get("ttft.p99_ci_lo_s"), d.get("ttft.p99_ci_hi_s")
     ci = "-" if lo is None or hi is None else f"[{lo:.4g}, {hi:.4g}]"
-    return (plat, mode, d.get("rate_per_s"), d.get("ttft.p50_s"), d.get("ttft.p99_s"), ci, d.get("tpot.p50_s"),
-            d.get("tpot.p99_s"), d.get("e2e.p99_s"), d.get("requests_per_s"), d.get("output_tokens_per_s"),
+    return (plat, mode, d.get("rate_per_s"), d.get("arrivals"), d.get("ttft.p50_s"), d.get("ttft.p99_s"), ci,
+            d.get("tpot.p50_s"), d.get("tpot.p99_s"), d.get("e2e.p99_s"), d.get("requests_per_s"), d.get("output_tokens_per_s"),
             d.get("goodput_per_s"), d.get("slo_attainment"), d.get("kv_occupancy.mean"), d.get("queue_len.mean"),
             d.get("rejected"), d.get("preemptions"))
 
@@ -63,7 +63,10 @@ def build(metrics: Mapping[str, Any], records: Sequence[Mapping[str, Any]], orde
                     "Percentiles over the measured requests (warm-up excluded); CI: 95% batch means.")]
     if cv:
         tables.append(Table("serve_load_sweep", "Throughput-latency curve: every load point", COLS,
-                            tuple(_row(p, m, d) for (p, m), pts in cv.items() for d in pts)))
+                            tuple(_row(p, m, d) for (p, m), pts in cv.items() for d in pts),
+                            "One run per rate of the workload's rates_per_s, each with its own sweep_requests "
+                            "arrivals: a rate equal to the main point's is a separate, shorter run (the table above "
+                            "has the main point)."))
     caps = [(p, m, d.get("capacity.max_rate_per_s"), d.get("capacity.nodes_for_traffic"))
             for (p, m), d in mains.items() if "capacity.max_rate_per_s" in d]
     if caps:

@@ -24,7 +24,8 @@ def summary(result: RunResult) -> str:
     slo = ex.get("slo", {})
     lines = [f"Serving under load: {result.workload_name} (seed {result.seed}); SLO TTFT <= {slo.get('ttft_s')} s, "
              f"TPOT <= {slo.get('tpot_s')} s", ""]
-    head = (f"  {'platform':<10} {'batching':<10} {'rate/s':>7} {'TTFT p50':>9} {'p99 [95% CI]':>22} {'TPOT p50':>9}"
+    head = (f"  {'platform':<10} {'batching':<10} {'point':<5} {'rate/s':>7} {'TTFT p50':>9} {'p99 [95% CI]':>22}"
+            f" {'TPOT p50':>9}"
             f" {'p99':>7} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}")
     loads = [None] + list(range(len(ex.get("rates_per_s", []))))
     lines.append("Latency (ms) and throughput per load point")
@@ -39,11 +40,15 @@ def summary(result: RunResult) -> str:
                 if "ttft.p50_s" not in d:
                     continue
                 ci = f"{_ms(d.get('ttft.p99_s'))} [{_ms(d.get('ttft.p99_ci_lo_s'))},{_ms(d.get('ttft.p99_ci_hi_s'))}]"
-                lines.append(f"  {p:<10} {mode:<10} {_num(d.get('rate_per_s')):>7} {_ms(d.get('ttft.p50_s')):>9}"
+                point = "main" if load is None else "sweep"
+                lines.append(f"  {p:<10} {mode:<10} {point:<5} {_num(d.get('rate_per_s')):>7}"
+                             f" {_ms(d.get('ttft.p50_s')):>9}"
                              f" {ci:>22} {_ms(d.get('tpot.p50_s')):>9} {_ms(d.get('tpot.p99_s')):>7}"
                              f" {_ms(d.get('e2e.p99_s')):>9} {_num(d.get('requests_per_s')):>7}"
                              f" {_num(d.get('output_tokens_per_s'), '.0f'):>8} {_num(d.get('goodput_per_s')):>8}"
                              f" {_num(d.get('kv_occupancy.mean')):>7} {_num(d.get('rejected'), '.0f'):>5}")
+    lines.append("  point: main = the workload's arrivals (its rate, `requests` of them); sweep = one run per rate of "
+                 "rates_per_s (`sweep_requests` each), so a sweep rate equal to the main one is a separate run")
     caps = [(p, mode) for p in plats for mode in modes if "capacity.max_rate_per_s" in t.get((p, mode, None), {})]
     if caps:
         lines += ["", "Capacity under the SLO (per node)"]
