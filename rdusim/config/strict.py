@@ -5,9 +5,8 @@ every error is an :class:`InputError` naming file, dotted key, expected, found.
 In *sourced* mode (hardware specs) every number must be written as
 ``{value: <number>, source: "<where it comes from>"}``; the sources are
 collected by dotted key so reports can cite them. A fitted number may add
-``fitted_to: [<reference id>, ...]``, the ids (``references/*.yaml``) of the
-published numbers it was fitted to; they are collected by dotted key as well
-(``Ctx.fitted``), so ``rdusim validate`` can count a fit's free parameters.
+``fitted_to: [<reference id>, ...]`` (the references/ ids it was fitted to),
+collected by dotted key in ``Ctx.fitted``.
 """
 
 from __future__ import annotations
@@ -32,15 +31,6 @@ class Ctx:
     sourced: bool = False
     sources: dict[str, str] = field(default_factory=dict)
     fitted: dict[str, tuple[str, ...]] = field(default_factory=dict)   # dotted key -> reference ids
-
-
-SOURCED_KEYS = frozenset({"value", "source"})
-FITTED_KEY = "fitted_to"      # optional beside value and source: the reference ids a fitted number was fitted to
-
-
-def is_sourced_number(data: Any) -> bool:
-    """``{value, source}`` or ``{value, source, fitted_to}``: one number of a sourced spec."""
-    return isinstance(data, Mapping) and set(data) in (SOURCED_KEYS, SOURCED_KEYS | {FITTED_KEY})
 
 
 # no number in a spec or workload may exceed this (a zettabyte, a zettaFLOP/s): larger values
@@ -122,15 +112,15 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
 
 def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
     if ctx.sourced:
-        if not is_sourced_number(data):
-            raise InputError(ctx.file, path, "{value: <number>, source: <citation>} (optionally fitted_to: "
-                             "[<reference id>, ...])", data)
+        if not isinstance(data, Mapping) or not {"value", "source"} <= set(data) <= {"value", "source", "fitted_to"}:
+            raise InputError(ctx.file, path, "{value: <number>, source: <citation>} (and, if fitted, "
+                             "fitted_to: [<reference id>, ...])", data)
         source = data["source"]
         if not isinstance(source, str) or not source.strip():
             raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", source)
         ctx.sources[path] = source
-        if FITTED_KEY in data:
-            ctx.fitted[path] = _reference_ids(data[FITTED_KEY], ctx, _join(path, FITTED_KEY))
+        if "fitted_to" in data:
+            ctx.fitted[path] = _reference_ids(data["fitted_to"], ctx, _join(path, "fitted_to"))
         data = data["value"]
         path = _join(path, "value")
     if isinstance(data, str):
@@ -162,9 +152,9 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
 
 
 def _reference_ids(data: Any, ctx: Ctx, path: str) -> tuple[str, ...]:
-    """``fitted_to``: a non-empty list of distinct, non-empty reference ids."""
+    """``fitted_to``: a non-empty list of distinct reference ids (rdusim validate counts them)."""
     if not isinstance(data, (list, tuple)) or not data:
-        raise InputError(ctx.file, path, "a non-empty list of reference ids (references/*.yaml)", data)
+        raise InputError(ctx.file, path, "a non-empty list of reference ids", data)
     for i, ref in enumerate(data):
         if not isinstance(ref, str) or not ref.strip() or ref != ref.strip():
             raise InputError(ctx.file, f"{path}[{i}]", "a reference id (a non-empty string)", ref)

@@ -10,7 +10,6 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
-from rdusim.config.strict import is_sourced_number
 from rdusim.errors import InputError
 
 # libyaml's safe loader when PyYAML has it (about 10x faster on the arch files), else pure Python
@@ -152,7 +151,7 @@ def _is_sourced_leaf(node: Any, last: str, value: Any) -> bool:
     if isinstance(value, (dict, list)) or value is None or not isinstance(node, dict):
         return False
     current = node.get(last)
-    if is_sourced_number(current):      # an overridden fitted number is no longer the fit: no fitted_to
+    if isinstance(current, dict) and {"value", "source"} <= set(current):
         return True
     return current is None and not isinstance(value, str)
 
