@@ -78,12 +78,22 @@ def _numbers(node, path=""):
             yield from _numbers(v, f"{path}[{i}]")
 
 
+# Fitted to published data that is not (yet) a reference rdusim can simulate: validate cannot
+# count these. Each needs a reference (and a workload whose metric it reads) to leave this list.
+FITTED_OUTSIDE_REFERENCES = {
+    "kernel.tensor_fp8_efficiency": "DeepGEMM v1.0.0 FP8 GEMM rows (benchmarks/fit_fp8_gemm.py): no shipped "
+                                    "workload reports a single GEMM's throughput",
+}
+
+
 @pytest.mark.parametrize("folder", ["arch", "stacks"])
 def test_a_source_that_says_fitted_carries_fitted_to(folder):
     """Machine-readable fits: a number whose source says it was fitted lists the references."""
     for f in sorted((REPO_ROOT / folder).glob("*.yaml")):
         for key, num in _numbers(load_yaml(f)):
             says = num["source"].lower().startswith("fitted")
+            if says and key in FITTED_OUTSIDE_REFERENCES:
+                continue
             assert says == ("fitted_to" in num), f"{f.name} {key}: source {num['source'][:60]!r}..."
 
 

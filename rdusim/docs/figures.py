@@ -86,6 +86,20 @@ def chat_bloom_oom(runs: Runs) -> str:
     return f"`dgx_h100 ... OOM: {reason}`"
 
 
+A100_B52 = ("rdusim run workloads/llama2_7b_chat_a100.yaml --set batch_size=52 --set prompt_tokens=2048 "
+            "--set output_tokens=128 --set platforms.dgx_a100.tp=1")
+
+
+@figure("chat.a100_b52")
+def chat_a100_b52(runs: Runs) -> str:
+    """Llama-2-7B batch 52, 2048/128 on one A100 80GB: HBM used of usable, and the activations (GB)."""
+    m = runs.metrics(A100_B52)
+    if m["model.dgx_a100.oom"]:
+        raise KeyError("the A100 batch-52 run is out of memory now: rewrite the sentence")
+    gb = {k: m[f"model.dgx_a100.memory.{k}_bytes"] / 1e9 for k in ("hbm_used", "hbm_usable", "activation")}
+    return f"{gb['hbm_used']:.2f} of {gb['hbm_usable']:.2f} GB (activations {gb['activation']:.2f})"
+
+
 # ---- the fusion study: rdusim run workloads/fusion_suite.yaml
 
 FUSION = "rdusim run workloads/fusion_suite.yaml"
