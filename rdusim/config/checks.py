@@ -61,6 +61,11 @@ def _check_model_kind(loaded: Any) -> None:
         check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")
     check_context(cfg, spec.prompt_tokens + spec.output_tokens - 1, loaded.file, "prompt_tokens",
                   f"prompt_tokens + output_tokens - 1 ({spec.prompt_tokens} + {spec.output_tokens} - 1)")
+    sp = getattr(spec, "speculative", None)
+    if sp is not None:     # the last verification reads `lookahead` drafted positions past the last token
+        check_context(cfg, spec.prompt_tokens + spec.output_tokens - 1 + sp.lookahead, loaded.file,
+                      "speculative.lookahead", f"prompt_tokens + output_tokens - 1 + speculative.lookahead "
+                      f"({spec.prompt_tokens} + {spec.output_tokens} - 1 + {sp.lookahead})")
 
 
 def _check_coe_kind(loaded: Any) -> None:

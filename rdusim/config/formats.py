@@ -59,17 +59,24 @@ KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3)
 COMPUTE_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8)
 DEQUANT_FLOPS_PER_ELEMENT = 2.0     # convert to the compute format, multiply by the scale
 QUANT_FLOPS_PER_ELEMENT = 2.0       # multiply by the (static, per-tensor) scale, cast (rule 5, 6)
+MAX_GROUP = 2 ** 20                 # elements per scale (beyond a million: one scale per tensor is meant)
 
 
 @dataclass(frozen=True)
 class WeightFormat:
     dtype: Optional[DType] = None     # null: the model's dtype
-    group_size: Optional[int] = field(default=None, metadata={"gt": 0})   # elements per scale; null: per tensor
-    scale_bytes: float = field(default=2.0, metadata={"ge": 0})          # bytes of one scale (fp16: 2)
+    group_size: Optional[int] = field(default=None, metadata={"gt": 0, "le": MAX_GROUP})  # elements per scale; null: per tensor
+    scale_bytes: float = field(default=2.0, metadata={"ge": 0, "le": 16})  # bytes of one scale (fp16: 2)
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise ValueError("dtype", f"one of {[d.value for d in WEIGHT_DTYPES]}", self.dtype.value)
+        g = self.group_size
+        if g is not None and (g < 2 or g & (g - 1)):
+            # a group is a run of whole packed bytes along a GEMM's K dimension: GPTQ, AWQ,
+            # TensorRT-LLM and the MX formats all take power-of-two groups (32, 64, 128, ...)
+            raise ValueError("group_size", f"a power of two from 2 to {MAX_GROUP} (elements per scale, as GPTQ, "
+                             "AWQ and TensorRT-LLM quantise), or null for one scale per tensor", g)
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,8 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
     kind = WorkloadKind(raw["kind"])
     spec = build(spec_class(kind), raw, Ctx(file=file))
     platforms: Mapping[str, PlatformSpec] = spec.platforms
+    if not platforms:
+        raise InputError(file, "platforms", "at least one platform (a name mapped to {arch: ..., tp: ...})", {})
     for prefix, over in (("arch", arch_over), ("stack", stack_over)):
         unknown = sorted(set(over) - set(platforms))
         if unknown:

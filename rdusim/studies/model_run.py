@@ -101,6 +101,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
         rows += model_rows(name, PP, cluster_run.metrics(spec.batch_size, spec.output_tokens, pt, entry[1].tp))
         if pt.oom:
             notes[name] = pt.oom
+            oom_reasons[f"{name}.pp"] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
@@ -149,6 +150,7 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
         if st.oom:
             part.notes[f"{name}.spec"] = st.oom
+            part.oom_reasons[f"{name}.spec"] = st.oom
     if trace:
         part.events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return part
