@@ -30,6 +30,7 @@ from rdusim.graph.tensor import Tensor, TensorRole
 
 W = TensorRole.WEIGHT
 DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
+MATERIALISED = "materialised"     # op attr: its implementation writes its output to memory (no fusion)
 QUANT_TAG = "act.quant"           # a GEMM input quantised to the compute format (formats rule 5)
 KV_DEQUANT_TAG = "attn.kv_dequant"  # K or V read from a quantised cache, dequantised (formats rule 6)
 
