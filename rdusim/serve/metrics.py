@@ -105,6 +105,13 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
         m["queue.growth_s"] = float(r["queue"][-quarter:].mean() - r["queue"][:quarter].mean())
         m.update(_little(r))
     m.update(_over_time(log))
+    pc = log.prefix_cache
+    if pc is not None:         # prefix caching on: every admission's lookups (warm-up included)
+        m["prefix_cache.queried_blocks"] = pc.queried
+        m["prefix_cache.hit_blocks"] = pc.hits
+        m["prefix_cache.hit_rate"] = pc.hits / pc.queried if pc.queried else 0.0
+        m["prefix_cache.saved_prefill_tokens"] = pc.saved_tokens
+        m["prefix_cache.evictions"] = pc.evictions
     return m
 
 

@@ -38,7 +38,8 @@ from rdusim.errors import InputError
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
-from rdusim.serve.arrivals import Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic
+from rdusim.serve.arrivals import (Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic,
+                                   with_prefixes)
 from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
@@ -46,6 +47,7 @@ from rdusim.serve.trace import request_spans
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
 
 
+PREFIX_STREAM = 1    # the prefix draws' own generator: [seed, point, rep, PREFIX_STREAM]
 QUEUE_GROWTH = 0.25   # a sustainable rate: queueing grows by at most this share of the TTFT SLO over a probe
 
 
@@ -93,6 +95,10 @@ class Streams:
                 rng = np.random.default_rng([self.seed, point] + ([rep] if rep else []))
                 arr = synthetic(spec.arrivals.process, rate, spec.arrivals.cv, spec.prompt_tokens,
                                 spec.output_tokens, total, duration_s, rng)
+                pf = spec.prefix
+                if pf.share > 0 and pf.tokens > 0:
+                    arr = with_prefixes(arr, pf.share, pf.tokens, pf.prefixes,
+                                        np.random.default_rng([self.seed, point, rep, PREFIX_STREAM]))
         except StreamTooLong as exc:
             raise InputError(self.file, self._key(point), exc.expected, exc.found) from None
         if len(arr) <= spec.warmup_requests:
