@@ -143,3 +143,23 @@ def test_off_or_without_prefixes_the_run_is_unchanged():
     on = summarize(run_continuous(_setup(True, on=True, kv=40), arr), 0, Slo(1, 1), len(arr))
     assert {k: v for k, v in on.items() if not k.startswith("prefix_cache.")} == off
     assert "prefix_cache.hit_rate" not in off and on["prefix_cache.queried_blocks"] == 0
+
+
+def test_a_plain_trace_names_prefixes(tmp_path):
+    import pytest
+
+    from rdusim.config.workload_serve import TraceFormat
+    from rdusim.errors import InputError
+    from rdusim.serve.arrivals import replay
+    from rdusim.serve.tracefile import read_trace
+
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,300,5,3,256\n0.5,40,5,-1,0\n")
+    arr = replay(read_trace(p, TraceFormat.PLAIN), 1.0, 10, 0)
+    assert [(a.prefix, a.prefix_tokens) for a in arr] == [(3, 256), (-1, 0)]
+    p.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,300,5,3,400\n")
+    with pytest.raises(InputError, match=r"row 2\.prefix_tokens"):
+        read_trace(p, TraceFormat.PLAIN)
+    p.write_text("arrival_s,prompt_tokens,output_tokens,prefix_id\n0,300,5,3\n")
+    with pytest.raises(InputError, match="prefix_id,prefix_tokens"):
+        read_trace(p, TraceFormat.PLAIN)

@@ -112,6 +112,11 @@ def replay(trace: Trace, scale: float, count: int, duration_s: float) -> list[Ar
         raise StreamTooLong(f"a replay speed at which the requests span at most {L.MAX_SIM_TIME_S:g} s of simulated "
                             f"time: at least {t[n - 1] * scale / L.MAX_SIM_TIME_S:.3g}x the recorded rate",
                             f"{scale:.3g}x (the first {n} requests span {t[n - 1]:.3g} s)")
+    if trace.prefix is not None:
+        return [Arrival(float(t[i]), int(trace.prompt[i]), int(trace.output[i]), int(trace.expert[i]),
+                        prefix=int(trace.prefix[i]),
+                        prefix_tokens=int(trace.prefix_tokens[i]) if trace.prefix[i] >= 0 else 0)
+                for i in range(n)]
     return [Arrival(float(t[i]), int(trace.prompt[i]), int(trace.output[i]), int(trace.expert[i]))
             for i in range(n)]
 

@@ -172,7 +172,8 @@ class _Continuous:
         if not admitted:
             return False
         # the stack's set-up of every request admitted, then the packed step
-        t = extra + self.s.costs.packed_prefill_s([(q.target - q.prefilled, q.prefilled) for q in admitted]) + self.s.request_s * len(admitted)
+        pieces = [(q.target - q.prefilled, q.prefilled) for q in admitted]   # a prefix hit: over its cached tokens
+        t = extra + self.s.costs.packed_prefill_s(pieces) + self.s.request_s * len(admitted)
         self.advance(t)
         self.log.steps += 1
         for q in admitted:
