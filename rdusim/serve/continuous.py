@@ -253,9 +253,9 @@ class _Continuous:
             first = self.s.costs.decode_s(n, mean_ctx)
             k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
         times = self.s.costs.decode_run_s(n, mean_ctx, k)
-        ends = start + np.cumsum(times)
+        ends = start + times.cumsum()
         if self.pending and n < self.sc.max_sequences:
-            k = min(k, int(np.searchsorted(ends, self.pending[0].arrival_s, side="left")) + 1)
+            k = min(k, int(ends.searchsorted(self.pending[0].arrival_s, side="left")) + 1)
         end = float(ends[k - 1])
         self.log.held(self.s.kv_blocks - self.free, end - self.now)
         self.now = end

@@ -134,9 +134,11 @@ class RunLog:
 
     def tbt(self) -> tuple[np.ndarray, np.ndarray]:
         """Every measured gap between two tokens of a sequence, and how many tokens had it."""
-        vals = [np.asarray(self.tbt_s, dtype=float)] + [np.asarray(s, dtype=float) for s, _ in self.tbt_runs]
-        wts = [np.ones(len(self.tbt_s))] + [np.full(len(s), n, dtype=float) for s, n in self.tbt_runs]
-        return np.concatenate(vals), np.concatenate(wts)
+        runs = self.tbt_runs
+        vals = np.concatenate([np.asarray(self.tbt_s, dtype=float)] + [s for s, _ in runs]).astype(float, copy=False)
+        lengths = np.fromiter((len(s) for s, _ in runs), dtype=np.int64, count=len(runs))
+        counts = np.fromiter((n for _, n in runs), dtype=float, count=len(runs))
+        return vals, np.concatenate([np.ones(len(self.tbt_s)), np.repeat(counts, lengths)])
 
 
 def kv_block_pool(usable_bytes_per_device: float, resident_bytes_per_device: float, unallocated_fraction: float,
