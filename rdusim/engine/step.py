@@ -22,6 +22,9 @@ class StepResult:
     util: Mapping[str, float]              # 0..1: "pcu", "pmu", "hbm_bw" (RDU); "sm", "hbm_bw" (GPU)
     records: Sequence[Mapping[str, Any]] = field(default=())   # one flat row per kernel (a tuple or Records)
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)  # Chrome trace events
+    # bytes per device over its links ("fabric": sent to peers by collectives; "host_link"):
+    # with flops and bytes_by_tier, the activity rdusim.energy charges
+    link_bytes: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def oi_flops_per_byte(self) -> float:

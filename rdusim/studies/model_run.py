@@ -132,6 +132,9 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows.append(ModelRow(name, RUN, "available", 0))
         return part
     part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
+    from rdusim.cost import request_costs      # joules and dollars (rdusim.energy, arch price:)
+    part.rows += model_rows(name, RUN, request_costs(dep, timing, spec.prompt_tokens, spec.output_tokens,
+                                                     spec.batch_size, cache))
     part.rows += model_rows(name, RUN, ideal_metrics(timing, simulate_inference(
         dep.ideal(), spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)))
     part.records += [{"platform": name, **r} for r in timing.records]

@@ -1,0 +1,87 @@
+"""Joules and dollars of a served request: what studies report next to every time.
+
+Energy (:mod:`rdusim.energy`) comes from the activity the engine recorded in each step of
+the request -- the prefill step and every decode step, interpolated between the anchor
+steps by the same linear rule as their times (:class:`rdusim.engine.stepper.StepModel`)
+-- plus static power while the devices wait on the stack's per-request host work.
+Dollars are the devices' rental price (``price:``, :class:`rdusim.config.machine_cost.CostBlocks`)
+over the time they are held. Both are for the devices the deployment uses (``tp``), and
+per output token (``batch x output_tokens`` tokens a request batch generates).
+
+A study calls :func:`request_costs` with a deployment and its :class:`InferenceTiming`;
+a machine with no ``power:`` block gets no joules, one with no price no dollars.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rdusim.energy import Activity, EnergyModel, idle, step_activity
+from rdusim.graph.phase import Phase
+
+HOUR_S = 3600.0
+
+
+def usd(machine: Any, devices: int, seconds: float) -> Optional[float]:
+    """Rent of ``devices`` devices of ``machine`` for ``seconds`` (None: no published price)."""
+    p = machine.price_per_device_hour_usd
+    return None if p is None else p * devices * seconds / HOUR_S
+
+
+def decode_activity(steps: Any, batch: int, first_context: int, n: int) -> Activity:
+    """The activity of ``n`` decode steps from ``first_context`` (per device): each anchor
+    step's activity weighted as :meth:`StepModel.decode_sums` weights its time."""
+    dtype = steps.dep.model.fmt.compute
+    xs = steps._anchor_list(first_context, first_context + n - 1)
+    weight = [0.0] * len(xs)
+    j = 0
+    for c in range(first_context, first_context + n):
+        while j + 1 < len(xs) and xs[j + 1] <= c:
+            j += 1
+        if c <= xs[j] or j + 1 == len(xs):
+            weight[j] += 1.0
+        else:
+            f = (c - xs[j]) / (xs[j + 1] - xs[j])
+            weight[j] += 1.0 - f
+            weight[j + 1] += f
+    total = Activity(0.0, dtype=dtype)
+    for x, w in zip(xs, weight):
+        if w:
+            total = total + step_activity(steps.engine_step(Phase.DECODE, batch, x), dtype).scaled(w)
+    return total
+
+
+def request_activity(dep: Any, timing: Any, prompt_tokens: int, output_tokens: int, batch: int,
+                     cache: Any = None) -> Activity:
+    """One device's activity over a request batch: idle through the per-request host work,
+    then the prefill step and ``output_tokens - 1`` decode steps."""
+    from rdusim.engine.stepper import StepModel
+
+    steps = StepModel(dep, cache)
+    dtype = dep.model.fmt.compute
+    a = idle(float(timing.request_s.get("host", 0.0))) + step_activity(steps.prefill(batch, prompt_tokens), dtype)
+    if output_tokens > 1:
+        a = a + decode_activity(steps, batch, prompt_tokens, output_tokens - 1)
+    return a
+
+
+def request_costs(dep: Any, timing: Any, prompt_tokens: int, output_tokens: int, batch: int,
+                  cache: Any = None) -> dict[str, float]:
+    """Energy and rent of a request batch on the ``dep.tp`` devices it occupies, by metric
+    name: ``energy_j``, ``energy_j_per_token``, ``energy_j_per_request``,
+    ``power_w_per_device``; ``cost_usd``, ``usd_per_mtoken`` where the machine has a price."""
+    arch = dep.arch
+    devices = dep.tp
+    tokens = batch * output_tokens
+    out: dict[str, float] = {}
+    model = EnergyModel.of(arch)
+    if model is not None and timing.latency_s > 0:
+        a = request_activity(dep, timing, prompt_tokens, output_tokens, batch, cache)
+        joules = model.energy_j(a) * devices
+        out.update({"energy_j": joules, "energy_j_per_token": joules / tokens,
+                    "energy_j_per_request": joules / batch,
+                    "power_w_per_device": joules / devices / timing.latency_s})
+    rent = usd(arch, devices, timing.latency_s)
+    if rent is not None:
+        out.update({"cost_usd": rent, "usd_per_mtoken": rent / tokens * 1e6})
+    return out
