@@ -28,6 +28,19 @@ def usd(machine: Any, devices: int, seconds: float) -> Optional[float]:
     return None if p is None else p * devices * seconds / HOUR_S
 
 
+def rent_rows(machine: Any, devices: int, seconds: float, ci: Optional[tuple[float, float]],
+              tokens: int) -> dict[str, tuple[float, Optional[tuple[float, float]]]]:
+    """``cost_usd`` (rent of ``devices`` devices for ``seconds``) and ``usd_per_mtoken`` (per
+    million of ``tokens``), each with ``ci`` -- an interval of ``seconds`` -- scaled alike;
+    empty when the machine has no published price."""
+    rent = usd(machine, devices, 1.0)
+    if rent is None:
+        return {}
+    per_token = rent / tokens * 1e6
+    scaled = (lambda k: None if ci is None else (ci[0] * k, ci[1] * k))
+    return {"cost_usd": (rent * seconds, scaled(rent)), "usd_per_mtoken": (per_token * seconds, scaled(per_token))}
+
+
 def decode_activity(steps: Any, batch: int, first_context: int, n: int) -> Activity:
     """The activity of ``n`` decode steps from ``first_context`` (per device): each anchor
     step's activity weighted as :meth:`StepModel.decode_sums` weights its time."""
@@ -84,4 +97,37 @@ def request_costs(dep: Any, timing: Any, prompt_tokens: int, output_tokens: int,
     rent = usd(arch, devices, timing.latency_s)
     if rent is not None:
         out.update({"cost_usd": rent, "usd_per_mtoken": rent / tokens * 1e6})
+    return out
+
+
+def summary_lines(table: Any, platforms: list, scope: Any) -> list[str]:
+    """The printed table of a model run's joules and dollars (``table``: (platform, scope) ->
+    {metric: value})."""
+    rows = [(p, table.get((p, scope), {})) for p in platforms]
+    rows = [(p, d) for p, d in rows if "energy_j" in d or "cost_usd" in d]
+    if not rows:
+        return []
+    lines = ["", "Energy and cost of the request (the devices it occupies; price: the arch file's, dated)",
+             f"{'platform':<12} " + " ".join(f"{c:>11}" for c in ("J/token", "J/request", "W/device", "$/Mtoken"))]
+    for p, d in rows:
+        cells = [f"{d[k]:>11.3f}" if k in d else f"{'-':>11}"
+                 for k in ("energy_j_per_token", "energy_j_per_request", "power_w_per_device")]
+        cells.append(f"{d['usd_per_mtoken']:>11.2f}" if "usd_per_mtoken" in d else f"{'no price':>11}")
+        lines.append(f"{p:<12} " + " ".join(cells))
+    return lines
+
+
+def serve_rent_rows(rows: list, loaded: Any) -> list:
+    """``usd_per_mtoken`` at every serving point that has a throughput: the rent of the
+    platform's ``tp`` devices per second over the generated tokens per second it sustained
+    there (serving rows, :class:`rdusim.rows.serve.ServeRow`); none for a machine with no price."""
+    from rdusim.rows.serve import ServeRow
+
+    out = []
+    for r in rows:
+        if r.metric != "output_tokens_per_s" or r.platform is None or not r.value:
+            continue
+        rent = usd(loaded.archs[r.platform], loaded.spec.platforms[r.platform].tp, 1.0)
+        if rent is not None:
+            out.append(ServeRow(r.platform, r.mode, r.load, "usd_per_mtoken", rent / r.value * 1e6))
     return out

@@ -253,6 +253,11 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
         value, ci = mean_and_ci(reps[k])
         out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
+    if detail:         # dollars per CoE batch and per million generated tokens (rdusim.cost)
+        from rdusim.cost import rent_rows
+        value, ci = mean_and_ci(reps["latency_s"])
+        for k, (v, c) in rent_rows(pr.arch, pr.tp, value, ci, sc.batch_size * sc.output_tokens).items():
+            out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, v, c))
     return reps
 
 

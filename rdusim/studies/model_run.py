@@ -219,6 +219,8 @@ def summary(result: RunResult) -> str:
         share = 100 * engine / (engine + host) if engine + host else 0.0
         vals = step + [engine, host, share, d["breakdown.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
+    from rdusim.cost import summary_lines as cost_lines
+    lines += cost_lines(t, extra.get("platforms", []), RUN)
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
         from rdusim.studies.speculative_run import summary_lines
         lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))

@@ -153,6 +153,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                                                        if best > 0 else math.inf)})
                     bar.advance()
     rows.append(ServeRow(None, None, None, "step_cache.misses", cache.misses["step"]))
+    from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
+    rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
