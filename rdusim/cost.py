@@ -14,6 +14,7 @@ a machine with no ``power:`` block gets no joules, one with no price no dollars.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from rdusim.energy import Activity, EnergyModel, idle, step_activity
@@ -124,10 +125,12 @@ def serve_rent_rows(rows: list, loaded: Any) -> list:
     from rdusim.rows.serve import ServeRow
 
     out = []
+    names = {"output_tokens_per_s": "usd_per_mtoken",                 # at each load point
+             "capacity.output_tokens_per_s": "capacity.usd_per_mtoken"}  # at the best rate meeting the SLO
     for r in rows:
-        if r.metric != "output_tokens_per_s" or r.platform is None or not r.value:
+        if r.metric not in names or r.platform is None or not r.value or not math.isfinite(r.value):
             continue
         rent = usd(loaded.archs[r.platform], loaded.spec.platforms[r.platform].tp, 1.0)
         if rent is not None:
-            out.append(ServeRow(r.platform, r.mode, r.load, "usd_per_mtoken", rent / r.value * 1e6))
+            out.append(ServeRow(r.platform, r.mode, r.load, names[r.metric], rent / r.value * 1e6))
     return out
