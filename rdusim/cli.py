@@ -74,13 +74,17 @@ def cmd_stack_show(args) -> int:
     stack = load_stack(args.name, [parse_set(s) for s in args.set], file="command line", key="stack show NAME")
     data = plain(stack)
     sources = data.pop("sources")
+    from rdusim.config.stack_terms import show_lines, stack_terms
+
     if args.json:
-        print(json.dumps({"spec": data, "sources": sources, "file": str(stack_path(args.name))}, indent=1))
+        terms = [{"name": t.name, "per": t.per, "kind": t.kind.value, "what": t.what, "keys": list(t.keys)}
+                 for t in stack_terms(stack)]
+        print(json.dumps({"spec": data, "sources": sources, "terms": terms, "file": str(stack_path(args.name))},
+                         indent=1))
         return 0
+
     print(f"{stack.name} (drives {stack.kind.value} machines; file {stack_path(args.name)}): {stack.description}")
-    print(f"  {'launch':<32} {stack.launch.value:>12}   [default kernel-launch mode; a platform may override it]")
-    for k, v in data["host"].items():
-        print(f"  {'host.' + k:<32} {v:>12.4g}   [{sources.get('host.' + k, 'default value, no source needed')}]")
+    print("\n".join(show_lines(stack)))
     return 0
 
 
@@ -320,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stack", help="serving stacks (the software driving a machine): host costs, launch mode")
     ssub = st.add_subparsers(dest="stack_command", required=True)
     sshow = ssub.add_parser("show", help="print a stack's costs with their sources")
-    sshow.add_argument("name", help="a stack in stacks/ (nemo, tensorrt_llm, vllm, sambanova) or a YAML path")
+    sshow.add_argument("name", help="a stack in stacks/ (nemo, tensorrt_llm, vllm, sambanova, sambanova_coe_2024) "
+                       "or a YAML path")
     sshow.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a stack field")
     sshow.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sshow.set_defaults(func=cmd_stack_show)

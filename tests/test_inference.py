@@ -66,11 +66,29 @@ def test_per_request_and_per_step_costs_over_two_output_lengths(arch):
 
 
 def test_a_cold_request_pays_the_model_load_once():
+    """Hand-computed: the stack's per-model-load work plus the program load of the model's
+    prefill and decode steps -- one argument descriptor per off-chip stream of every kernel
+    launch, written over the socket's PCIe link (one latency and the bytes, per program)."""
+    from rdusim.engine.rdu.model_step import model_plan
+
     d = with_host(dep(SN40L), per_request_s=1e-3, per_model_load_s=0.02, per_step_s=1e-4)
     warm, cold = simulate_inference(d, 128, 20, 1, CACHE), simulate_inference(d, 128, 20, 1, CACHE, cold=True)
-    assert cold.latency_s - warm.latency_s == pytest.approx(0.02, rel=1e-9)
-    assert cold.ttft_s - warm.ttft_s == pytest.approx(0.02, rel=1e-9)
-    assert cold.request_s["host"] == pytest.approx(0.021) and warm.request_s["host"] == pytest.approx(1e-3)
+    pcie, per_stream = SN40L.links.pcie, SN40L.launch.argument_bytes_per_stream
+    programs = 0.0
+    for phase in (Phase.PREFILL, Phase.DECODE):
+        plan, _ = model_plan(d, phase, 1, 128)
+        streams = sum(k.streams for k in plan.kernels)
+        assert streams > len(plan.kernels)                  # every kernel reads weights and writes outputs
+        programs += pcie.latency_s + streams * per_stream / pcie.bandwidth_bytes_per_s
+    assert 2 * pcie.latency_s < programs < 1e-4              # microseconds: the programs stay resident
+    assert cold.latency_s - warm.latency_s == pytest.approx(0.02 + programs, rel=1e-9)
+    assert cold.ttft_s - warm.ttft_s == pytest.approx(0.02 + programs, rel=1e-9)
+    assert cold.request_s["host"] == pytest.approx(0.021 + programs) and warm.request_s["host"] == pytest.approx(1e-3)
+    assert dict(cold.request_host_terms_s) == pytest.approx({"request_setup": 1e-3, "program_load": programs,
+                                                             "model_load": 0.02})
+    # a GPU keeps its kernels resident: a cold request pays only the stack's model load
+    g = with_host(dep(H100), per_model_load_s=0.02)
+    assert run(g).latency_s + 0.02 == pytest.approx(simulate_inference(g, 128, 20, 1, CACHE, cold=True).latency_s)
 
 
 def test_trends_latency_falls_with_tp_rises_with_batch():

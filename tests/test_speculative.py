@@ -1,5 +1,6 @@
 """Speculative decoding: the acceptance model, the k+1-token step, timing by hand, memory, errors."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -110,13 +111,59 @@ def test_acceptance_one_gives_k_plus_one_tokens_per_target_step(arch):
     assert (k + 1) * r.plain.tpot_s / r.verify_s > k      # approaches k+1 (the verify costs about one decode)
 
 
-def test_fused_draft_loop_pays_host_once_for_the_draft_passes():
+def test_fused_draft_loop_pays_one_launch_and_one_round_trip_under_ho():
+    """Hand-computed on the SN40L's bottom-up stack: a draft pass's host work is its token's
+    round trip over PCIe (one 4-byte id each way), the host waking and the host loop; under
+    hardware orchestration each pass also has the schedule handed over (launch.software_s).
+    A fused loop of k passes pays both once, not k times."""
     k = 4
     a, b = _run(0.5, k), _run(0.5, k, fused_draft_loop=True)
     _, d = _deps()
-    assert a.draft_s - b.draft_s == pytest.approx((k - 1) * d.stack.host.step_s(1))
-    assert a.step_breakdown_s["host"] - b.step_breakdown_s["host"] == pytest.approx((k - 1) * d.stack.host.step_s(1))
+    arch, stack = d.arch, d.stack
+    pcie = arch.links.pcie
+    host = (2 * (pcie.latency_s + 4 / pcie.bandwidth_bytes_per_s) + stack.runtime.host_wakeup_s
+            + stack.host.per_step_s + stack.host.per_sequence_step_s)
+    assert StepModel(d, CACHE).host_s(1) == pytest.approx(host, rel=1e-12)
+    launch = arch.launch.software_s
+    assert a.draft_s - b.draft_s == pytest.approx((k - 1) * (host + launch), rel=1e-9)
+    assert a.step_breakdown_s["host"] - b.step_breakdown_s["host"] == pytest.approx((k - 1) * host, rel=1e-9)
+    assert a.step_breakdown_s["launch"] - b.step_breakdown_s["launch"] == pytest.approx((k - 1) * launch, rel=1e-9)
     assert sum(b.step_breakdown_s.values()) == pytest.approx(b.step_s)
+
+
+@pytest.mark.parametrize("arch,launch", [("sn40l", "so"), ("dgx_h100", "graph")])
+def test_fused_draft_loop_without_a_schedule_saves_only_the_round_trips(arch, launch):
+    """Where every kernel is launched by itself (SO, or a GPU stream) a fused loop still pays
+    each launch: it saves the k-1 host round trips only."""
+    from rdusim.config.policy import LaunchMode
+
+    k = 3
+    a = load_arch(f"arch/{arch}.yaml")
+    t, d = (Deployment.of(a, load_model(m), 8, launch=LaunchMode(launch)) for m in ("llama2-13b", "llama2-7b"))
+    plain, fused = (simulate_speculative(t, d, SpeculativeSpec("llama2-7b", k, 0.5, fused_draft_loop=f), PROMPT,
+                                         OUT, 1, CACHE) for f in (False, True))
+    assert plain.draft_s - fused.draft_s == pytest.approx((k - 1) * StepModel(d, CACHE).host_s(1), rel=1e-9)
+    assert plain.step_breakdown_s["launch"] == pytest.approx(fused.step_breakdown_s["launch"], rel=1e-12)
+
+
+def test_verify_step_returns_k_plus_one_positions():
+    """The verify step is given k+1 tokens and returns k+1 positions' outcome: its round trip
+    carries (k+1) ids each way; with host sampling, (k+1) x vocab logits cross instead."""
+    t, _ = _deps()
+    sm, pcie, k = StepModel(t, CACHE), t.arch.links.pcie, 4
+    ids = lambda n: pcie.latency_s + n * 4 / pcie.bandwidth_bytes_per_s     # noqa: E731
+    assert sm.host_s(2, k + 1, k + 1) - sm.host_s(2) == pytest.approx(2 * (ids(2 * (k + 1)) - ids(2)), rel=1e-9)
+    from rdusim.config.stack import load_stack
+    host_sampling = dataclasses.replace(t, stack=load_stack("sambanova", [("runtime.sampling", "host")]))
+    hs = StepModel(host_sampling, CACHE)
+    logits = 2 * (k + 1) * t.model.vocab_size
+    by_hand = (pcie.latency_s + ids(2 * (k + 1)) + logits * 2 / pcie.bandwidth_bytes_per_s
+               + logits * host_sampling.stack.runtime.host_sample_s_per_logit + host_sampling.stack.runtime.host_wakeup_s
+               + t.stack.host.per_step_s + 2 * t.stack.host.per_sequence_step_s)
+    assert hs.host_s(2, k + 1, k + 1) == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(ValueError, match="samples on the host"):
+        simulate_speculative(host_sampling, host_sampling, SpeculativeSpec("llama2-13b", k, 0.5, fused_draft_loop=True),
+                             PROMPT, OUT, 1, CACHE)
 
 
 def test_distribution_and_probability_agree_when_they_describe_the_same_acceptance():

@@ -68,11 +68,14 @@ class RduLaunch:
     Under SO the host pays ``software_s`` per kernel plus ``software_per_stream_s`` for
     each off-chip stream (tensor argument) whose address program it sets up in the
     AGCUs; under HO the AGCUs hold the whole static schedule, programs included, and
-    start each kernel after ``hardware_s``."""
+    start each kernel after ``hardware_s``. A kernel's argument table holds one descriptor
+    of ``argument_bytes_per_stream`` per off-chip stream (its address program's base,
+    strides and bounds): what the host writes when the node switches to another model."""
 
     software_s: float = field(metadata={"ge": 0})
     hardware_s: float = field(metadata={"ge": 0})
     software_per_stream_s: float = field(default=0.0, metadata={"ge": 0})
+    argument_bytes_per_stream: float = field(default=0.0, metadata={"ge": 0})
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ protocol lists, never which family it is:
 from __future__ import annotations
 
 import dataclasses
+from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional, Protocol, runtime_checkable, TypeVar
 
 from rdusim.config.arch_common import ArchKind, MemoryTier
@@ -111,4 +112,6 @@ def idealised(spec: S) -> S:
             new = idealised(v)
             if new is not v:
                 changes[f.name] = new
+        elif isinstance(v, Mapping) and any(dataclasses.is_dataclass(x) for x in v.values()):   # a release's terms
+            changes[f.name] = MappingProxyType({k: idealised(x) for k, x in v.items()})
     return dataclasses.replace(spec, **changes) if changes else spec

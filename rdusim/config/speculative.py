@@ -13,8 +13,9 @@ Acceptance model, one of:
 ``placement``: ``shared`` (the draft runs on the target's sockets/GPUs, its weights and KV
 beside the target's) or ``separate`` (on other sockets/GPUs of the node: target tp +
 draft tp must fit in the node). ``fused_draft_loop``: the k draft passes run as one
-device-side program (a captured CUDA graph / one RDU schedule) so the stack's per-step
-host work is paid once for them instead of once per pass.
+device-side program (a captured CUDA graph / one RDU schedule): they pay one host round
+trip and the per-program launch once instead of once per pass (rdusim.engine.speculative);
+a stack that samples on the host cannot run one.
 """
 
 from __future__ import annotations

@@ -1,13 +1,23 @@
 """Serving stacks: the software that drives a machine (stacks/*.yaml -> StackSpec).
 
-A stack holds the host/runtime costs that are not hardware: what the serving
-software spends each time the node switches to another model (on the SN40L loading
-that model's program and arguments), once per request (request set-up), once per
-generation step (scheduler, Python loop, host
-round trips) and per sequence per step (sampling, detokenising, stop checks), and
-the kernel-launch mode it uses by default (CUDA eager / CUDA graph on GPUs,
-software / hardware orchestration on the RDU). Per-kernel launch costs stay in the
-arch file: they are the host-to-device launch path of the machine.
+A stack holds the host/runtime costs that are not hardware, each in the form of its
+mechanism:
+
+- constants (``host:``): what the serving software spends each time the node switches to
+  another model, once per request (request set-up), once per generation step (its host
+  loop) and per sequence per step (sampling bookkeeping, detokenising, stop checks);
+- the runtime's generation loop between steps (``runtime:``, optional), computed by the
+  simulator from the machine and the model (:mod:`rdusim.engine.host_runtime`): the
+  step's outputs (token ids, or the logits when the host samples) crossing the host link
+  to the host and the next step's inputs crossing back, the host thread waking to the
+  step's end, sampling on the host;
+- a *release* (``base: <stack>``) is another stack plus the ``added:`` terms it names,
+  each a constant with its mechanism (e.g. the host generation loop of an older runtime),
+  usually fitted to references (``fitted_to``).
+
+It also holds the kernel-launch mode it uses by default (CUDA eager / CUDA graph on GPUs,
+software / hardware orchestration on the RDU). Per-kernel launch costs stay in the arch
+file: they are the host-to-device launch path of the machine.
 
 Every number is ``{value, source}`` as in the arch files; a profile with no
 published number says "assumed: ..." and is fitted to nothing.
@@ -20,7 +30,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from rdusim.config.arch import SCHEMAS
 from rdusim.config.arch_common import ArchKind
@@ -51,6 +61,45 @@ class HostCosts:
         """Host time of one generation step over ``sequences`` sequences."""
         return self.per_step_s + self.per_sequence_step_s * sequences
 
+    def plus(self, other: "HostCosts") -> "HostCosts":
+        return HostCosts(self.per_request_s + other.per_request_s, self.per_step_s + other.per_step_s,
+                         self.per_sequence_step_s + other.per_sequence_step_s,
+                         self.per_model_load_s + other.per_model_load_s)
+
+
+HOST_FORMS = tuple(f.name for f in dataclasses.fields(HostCosts))    # per_request_s, per_step_s, ...
+
+
+@dataclass(frozen=True)
+class AddedTerm(HostCosts):
+    """A constant a release adds to its base stack, with the mechanism it stands for."""
+
+    mechanism: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.mechanism.strip():
+            raise ValueError("mechanism", "what the term is (a named mechanism of the runtime)", self.mechanism)
+
+    @property
+    def costs(self) -> HostCosts:
+        return HostCosts(*(getattr(self, k) for k in HOST_FORMS))
+
+
+class Sampling(enum.Enum):
+    DEVICE = "device"   # the head kernel picks the next token: only token ids cross to the host
+    HOST = "host"       # the logits cross to the host, which samples
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """The runtime's generation loop between two steps, as mechanisms the simulator times
+    from the machine's host link and the model (:mod:`rdusim.engine.host_runtime`)."""
+
+    sampling: Sampling = Sampling.DEVICE
+    token_bytes: int = field(default=4, metadata={"gt": 0})                  # one token id on the host link
+    host_wakeup_s: float = field(default=0.0, metadata={"ge": 0})           # host thread sees the step end
+    host_sample_s_per_logit: float = field(default=0.0, metadata={"ge": 0})  # host sampling, per logit
+
 
 class PreemptionMode(enum.Enum):
     RECOMPUTE = "recompute"   # drop the sequence's KV blocks; prefill prompt + generated tokens again later
@@ -76,10 +125,23 @@ class StackSpec:
     kind: ArchKind                      # the kind of machine the stack drives
     description: str
     launch: LaunchMode                  # default kernel-launch mode (a platform may override it)
-    host: HostCosts = HostCosts()
+    host: HostCosts = HostCosts()           # the stack's own host constants (a release: its base's)
+    runtime: Optional[RuntimeSpec] = None   # None: the host constants stand for the whole loop
     scheduler: SchedulerSpec = SchedulerSpec()
+    base: Optional[str] = None          # a release: the stack whose terms it adds to
+    added: Mapping[str, AddedTerm] = field(default_factory=lambda: MappingProxyType({}))
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
+    fitted: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                                  metadata={"internal": True})   # key -> reference ids
+
+    @property
+    def costs(self) -> HostCosts:
+        """The host constants the runtime pays: its own plus every added term's."""
+        total = self.host
+        for term in self.added.values():
+            total = total.plus(term.costs)
+        return total
 
     def __post_init__(self) -> None:
         modes = SCHEMAS[self.kind].LAUNCH_MODES
@@ -102,7 +164,39 @@ def stack_names() -> list[str]:
 def stack_from_mapping(data: Any, file: str) -> StackSpec:
     ctx = Ctx(file=file, sourced=True)
     spec = build(StackSpec, data, ctx)
-    return dataclasses.replace(spec, sources=MappingProxyType(dict(ctx.sources)))
+    return dataclasses.replace(spec, sources=MappingProxyType(dict(ctx.sources)),
+                               fitted=MappingProxyType(dict(ctx.fitted)))
+
+
+RELEASE_KEYS = ("name", "base", "description", "added")
+
+
+def release_mapping(raw: Any, file: str, seen: tuple[str, ...] = ()) -> Any:
+    """A stack file with ``base:`` (a release) merged over its base: the base's every key,
+    the release's name and description, the base's added terms and then its own. A release
+    adds terms and changes nothing else."""
+    if not isinstance(raw, Mapping) or "base" not in raw:
+        return raw
+    extra = [k for k in raw if k not in RELEASE_KEYS]
+    if extra:
+        raise InputError(file, str(extra[0]), f"only {list(RELEASE_KEYS)} in a release (it adds terms to its "
+                         "base stack and changes nothing else)", f"key {extra[0]!r}")
+    name = raw["base"]
+    path = stack_path(str(name))
+    if not isinstance(name, str) or not path.is_file() or str(path) in seen:
+        raise InputError(file, "base", f"a stack in stacks/ (one of {stack_names()}) other than this one",
+                         name)
+    base = release_mapping(load_yaml(path), str(path), seen + (file,))
+    added = raw.get("added") or {}
+    if not isinstance(added, Mapping):
+        raise InputError(file, "added", "a mapping of term name -> {mechanism, per_*_s}", added)
+    clash = [k for k in added if k in (base.get("added") or {})]
+    if clash:
+        raise InputError(file, f"added.{clash[0]}", f"a name not already added by base {name}", clash[0])
+    merged = {k: v for k, v in base.items() if k not in ("name", "description", "added", "base")}
+    merged.update(name=raw.get("name"), description=raw.get("description"), base=name,
+                  added={**(base.get("added") or {}), **added})
+    return merged
 
 
 def load_stack(name_or_path: str, overrides: Iterable[tuple[str, Any]] = (), *, file: str = "workload",
@@ -111,5 +205,6 @@ def load_stack(name_or_path: str, overrides: Iterable[tuple[str, Any]] = (), *, 
     if not path.is_file():
         raise InputError(file, key, f"a stack in stacks/ (one of {stack_names()}) or a path to a stack YAML file",
                          name_or_path)
-    raw = apply_overrides(load_yaml(path), overrides, str(path), sourced=True)
+    raw = release_mapping(load_yaml(path), str(path))
+    raw = apply_overrides(raw, overrides, str(path), sourced=True)
     return stack_from_mapping(raw, str(path))

@@ -4,7 +4,9 @@ Unknown keys are rejected, missing keys named, types and ranges checked, and
 every error is an :class:`InputError` naming file, dotted key, expected, found.
 In *sourced* mode (hardware specs) every number must be written as
 ``{value: <number>, source: "<where it comes from>"}``; the sources are
-collected by dotted key so reports can cite them.
+collected by dotted key so reports can cite them. A fitted number may add
+``fitted_to: [<reference id>, ...]`` (the references/ ids it was fitted to),
+collected by dotted key in ``Ctx.fitted``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Ctx:
     file: str
     sourced: bool = False
     sources: dict[str, str] = field(default_factory=dict)
+    fitted: dict[str, tuple[str, ...]] = field(default_factory=dict)   # dotted key -> reference ids
 
 
 # no number in a spec or workload may exceed this (a zettabyte, a zettaFLOP/s): larger values
@@ -83,6 +86,11 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         return types.MappingProxyType(out)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         values = [m.value for m in tp]
+        if ctx.sourced and isinstance(data, Mapping) and set(data) == {"value", "source"}:   # a sourced choice
+            if not isinstance(data["source"], str) or not data["source"].strip():
+                raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", data["source"])
+            ctx.sources[path] = data["source"]
+            data, path = data["value"], _join(path, "value")
         for m in tp:
             if data == m.value:
                 return m
@@ -104,12 +112,18 @@ def _convert(tp: Any, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
 
 def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
     if ctx.sourced:
-        if not isinstance(data, Mapping) or set(data) != {"value", "source"}:
-            raise InputError(ctx.file, path, "{value: <number>, source: <citation>}", data)
+        if not isinstance(data, Mapping) or not {"value", "source"} <= set(data) <= {"value", "source", "fitted_to"}:
+            raise InputError(ctx.file, path, "{value: <number>, source: <citation>} (and, if fitted, "
+                             "fitted_to: [<reference id>, ...])", data)
         source = data["source"]
         if not isinstance(source, str) or not source.strip():
             raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", source)
         ctx.sources[path] = source
+        if "fitted_to" in data:
+            ids = data["fitted_to"]
+            if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(i, str) and i for i in ids):
+                raise InputError(ctx.file, _join(path, "fitted_to"), "a non-empty list of reference ids", ids)
+            ctx.fitted[path] = tuple(ids)
         data = data["value"]
         path = _join(path, "value")
     if isinstance(data, str):

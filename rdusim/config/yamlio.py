@@ -151,7 +151,7 @@ def _is_sourced_leaf(node: Any, last: str, value: Any) -> bool:
     if isinstance(value, (dict, list)) or value is None or not isinstance(node, dict):
         return False
     current = node.get(last)
-    if isinstance(current, dict) and set(current) == {"value", "source"}:
+    if isinstance(current, dict) and {"value", "source"} <= set(current):
         return True
     return current is None and not isinstance(value, str)
 

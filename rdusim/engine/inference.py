@@ -1,8 +1,9 @@
 """The one inference path: serving one batch of a deployment, on either machine.
 
 A request is set up once (the stack's per-request host work; a *cold* request, one that
-follows another model on the node, first loads its model's program and arguments: the
-stack's per-model-load work), runs its prefill step (which yields the first token),
+follows another model on the node, first loads its model's programs -- what the engine
+says loading its prefill and decode steps' programs costs, ``StepResult.program_load_s`` --
+and pays the stack's per-model-load work), runs its prefill step (which yields the first token),
 then ``output_tokens - 1`` decode steps whose KV cache grows by one token each. Every
 step comes from :class:`rdusim.engine.stepper.StepModel` (engine kernels, collectives,
 launches, plus the stack's per-step host work); decode steps follow its one
@@ -17,6 +18,7 @@ from typing import Any, Mapping
 from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
+from rdusim.engine.host_runtime import request_host_parts, step_host_parts
 from rdusim.engine.stepper import StepModel
 from rdusim.memory import kv_bytes_per_rank, weight_bytes_per_rank
 
@@ -36,6 +38,10 @@ class InferenceTiming:
     weight_bytes_per_device: float     # resident weights on each socket/GPU
     kv_bytes_per_device: float         # KV cache for the batch at full length
     records: tuple[Mapping[str, Any], ...] = field(default=())   # per-kernel rows (one step of each phase)
+    # the host parts by the stack's terms (rdusim.engine.host_runtime): once per request, and
+    # after each decode step (the same at every context)
+    request_host_terms_s: Mapping[str, float] = field(default_factory=dict)
+    step_host_terms_s: Mapping[str, float] = field(default_factory=dict)
 
 
 def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int,
@@ -51,21 +57,25 @@ def simulate_inference(dep: Deployment, prompt_tokens: int, output_tokens: int, 
 def _simulate(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: int, cache: RunCache,
               cold: bool) -> InferenceTiming:
     steps = StepModel(dep, cache)
-    request = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
-    request["host"] = dep.stack.host.per_request_s + (dep.stack.host.per_model_load_s if cold else 0.0)
     prefill = steps.prefill(batch, prompt_tokens)
-    parts = {k: request[k] + prefill.breakdown_s.get(k, 0.0) for k in BREAKDOWN_KEYS}
-    records = [dict(r, phase="prefill") for r in prefill.records]
     n = output_tokens - 1
     tpot = 0.0
     per_step = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    anchors: list = []
     if n > 0:
         # decode step j (1..n) reads a cache of prompt + j - 1 tokens
         total, split, anchors = steps.decode_sums(batch, prompt_tokens, n)
         tpot = total / n
         for k in BREAKDOWN_KEYS:
             per_step[k] = split[k] / n
-            parts[k] += split[k]
+    request = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
+    host = dep.stack.costs
+    # a cold request loads the model's programs: its prefill step's and its decode step's
+    programs = prefill.program_load_s + (anchors[0].program_load_s if anchors else 0.0)
+    request["host"] = host.per_request_s + (host.per_model_load_s + programs) if cold else host.per_request_s
+    parts = {k: request[k] + prefill.breakdown_s.get(k, 0.0) + (split[k] if n > 0 else 0.0) for k in BREAKDOWN_KEYS}
+    records = [dict(r, phase="prefill") for r in prefill.records]
+    if anchors:
         records += [dict(r, phase="decode") for r in anchors[0].records]
     ttft = request["host"] + prefill.time_s
     latency = ttft + n * tpot
@@ -76,4 +86,7 @@ def _simulate(dep: Deployment, prompt_tokens: int, output_tokens: int, batch: in
     return InferenceTiming(ttft_s=ttft, tpot_s=tpot, latency_s=latency, breakdown_s=frozen(parts),
                            request_s=frozen(request), step_s=frozen(per_step),
                            weight_bytes_per_device=weights, kv_bytes_per_device=float(kv),
-                           records=tuple(records))
+                           records=tuple(records),
+                           request_host_terms_s=frozen(request_host_parts(dep.stack, programs, cold)),
+                           step_host_terms_s=frozen(step_host_parts(dep.stack, dep.arch, dep.model, batch)
+                                                    if n > 0 else {}))

@@ -145,7 +145,7 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
     x_dec = cluster.send_s(mb * act, dep.tp) if sends else 0.0
     t_pre = steps.prefill(mb, prompt_tokens).time_s
     pre = schedule([[t_pre] * stages], x_pre, microbatches)
-    ttft = dep.stack.host.per_request_s + pre.makespan_s
+    ttft = dep.stack.costs.per_request_s + pre.makespan_s
     n = output_tokens - 1
     dec, t_dec = None, 0.0
     latency = ttft

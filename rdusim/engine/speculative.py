@@ -11,9 +11,16 @@ and yields E tokens in expectation (:func:`rdusim.config.speculative.expected_to
 Step j (0-based) starts at context c_j = prompt + j E; the remaining ``output - 1`` tokens
 take (output - 1) / E steps (the expected count, fractional), each at the mean step time
 over the contexts the run visits. Draft and target steps are serial whether they share
-devices or not (the next draft starts from the target's verdict); the draft's and target's
-step times carry each one's stack host work per step (with ``fused_draft_loop`` the draft's
-k passes pay it once). Not modelled: the draft re-reading a token it drafted after a full
+devices or not (the next draft starts from the target's verdict).
+
+What each pays follows the stack's runtime (:mod:`rdusim.engine.host_runtime`): every
+draft pass is a step of its own -- its launch and, after it, the host's round trip for
+its token -- and the verify step is given k+1 tokens and returns k+1 positions' outcome
+(token ids, or k+1 positions' logits when the host samples). With ``fused_draft_loop``
+the k passes run as one device-side program: they pay the launch the engine charges once
+per program (``StepResult.loop_launch_s``: under hardware orchestration the host hands
+the schedule over once) and one host round trip, not k; every kernel launch inside the
+loop is still paid. Not modelled: the draft re-reading a token it drafted after a full
 acceptance, sampling/rejection arithmetic, and moving tokens between separate devices.
 
 Memory, by the one rule of :mod:`rdusim.memory` (weights with their formats, KV cache at the
@@ -31,6 +38,7 @@ from typing import Mapping, Optional
 
 from rdusim.config.deployment import Deployment
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
+from rdusim.config.stack import Sampling
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.inference import InferenceTiming, simulate_inference
 from rdusim.cache import RunCache
@@ -86,6 +94,10 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
                          output_tokens: int, batch: int, cache: RunCache | None = None) -> SpeculativeTiming:
     if spec.placement == DraftPlacement.SHARED and draft.tp > target.tp:
         raise ValueError(f"a shared draft needs draft tp ({draft.tp}) <= tp ({target.tp})")
+    rt = draft.stack.runtime
+    if spec.fused_draft_loop and rt is not None and rt.sampling == Sampling.HOST:
+        raise ValueError(f"a fused draft loop needs a stack that samples on the device ({draft.stack.name} samples "
+                         "on the host)")
     if spec.placement == DraftPlacement.SEPARATE and target.tp + draft.tp > devices_in_node(target):
         raise ValueError(f"separate placement needs tp {target.tp} + draft tp {draft.tp} devices, the node has "
                          f"{devices_in_node(target)}")
@@ -109,13 +121,17 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
         ctx = prompt_tokens + e * np.arange(math.ceil(steps))            # c_j of each step
         v_t, v_parts, _ = tsteps.extend_run(batch, k + 1, ctx)
         d_ctx = (ctx[:, None] + np.arange(k)[None, :]).ravel()           # the draft's k passes per step
-        d_t, d_parts, _ = dsteps.decode(batch, d_ctx)
-        saved = (k - 1) * draft.stack.host.step_s(batch) if spec.fused_draft_loop else 0.0
-        draft_s = float(d_t.sum()) / len(ctx) - saved
+        d_t, d_parts, d_anchors = dsteps.decode(batch, d_ctx)
+        saved_host = saved_launch = 0.0
+        if spec.fused_draft_loop:        # one program for the k passes: one launch, one round trip
+            saved_host = (k - 1) * dsteps.host_s(batch)
+            saved_launch = (k - 1) * d_anchors[0].loop_launch_s
+        draft_s = float(d_t.sum()) / len(ctx) - saved_host - saved_launch
         verify_s = float(v_t.mean())
         for key in BREAKDOWN_KEYS:
             parts[key] = float(v_parts[key].mean()) + float(d_parts[key].sum()) / len(ctx)
-        parts["host"] -= saved
+        parts["host"] -= saved_host
+        parts["launch"] -= saved_launch
     step = draft_s + verify_s
     return SpeculativeTiming(tokens_per_step=e, steps=steps, draft_s=draft_s, verify_s=verify_s, step_s=step,
                              ttft_s=ttft, tpot_s=step / e, latency_s=ttft + steps * step,

@@ -22,6 +22,14 @@ class StepResult:
     util: Mapping[str, float]              # 0..1: "pcu", "pmu", "hbm_bw" (RDU); "sm", "hbm_bw" (GPU)
     records: Sequence[Mapping[str, Any]] = field(default=())   # one flat row per kernel (a tuple or Records)
     trace: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)  # Chrome trace events
+    # launch the step pays once however many passes of it a device-side loop runs (RDU under
+    # hardware orchestration: the host handing the schedule over); 0 where every kernel is
+    # launched by itself
+    loop_launch_s: float = 0.0
+    # loading the step's program when the node switches to its model (RDU: its kernels'
+    # argument tables over the host link); 0 where kernels stay resident and take their
+    # arguments at launch (GPU)
+    program_load_s: float = 0.0
     # bytes per device over its links ("fabric": sent to peers by collectives; "host_link"):
     # with flops and bytes_by_tier, the activity rdusim.energy charges
     link_bytes: Mapping[str, float] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from rdusim.cache import RunCache
 from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.families import family
+from rdusim.engine.host_runtime import step_host_s
 from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
@@ -41,9 +42,18 @@ class StepModel:
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
 
     # ---- exact engine steps ----
+    def host_s(self, batch: int, inputs: int = 1, outputs: int = 1) -> float:
+        """The stack's host work after a step of ``batch`` sequences given ``inputs`` tokens and
+        yielding ``outputs`` per sequence (:mod:`rdusim.engine.host_runtime`); none in roofline
+        mode (the ideal machine has no host between steps)."""
+        if self.dep.execution.ideal:
+            return 0.0
+        return step_host_s(self.dep.stack, self.dep.arch, self.dep.model, batch, inputs, outputs)
+
     def engine_step(self, phase: Phase, batch: int, seq: int) -> StepResult:
-        """One engine step, the stack's per-step host work included."""
-        host = self.dep.stack.host.step_s(batch)
+        """One engine step, the stack's per-step host work included (a prefill is given its
+        prompt and yields the first token)."""
+        host = self.host_s(batch, seq if phase == Phase.PREFILL else 1)
         return self.cache.get_or_compute("step", (self.dep, phase, batch, seq),
                                          lambda: self._engine(self.dep, phase, batch, seq, host, self.cache.get))
 
@@ -56,7 +66,7 @@ class StepModel:
         draft: k+1 tokens). ``new_tokens`` = 1 is the decode step."""
         if new_tokens == 1:
             return self.engine_step(Phase.DECODE, batch, context)
-        host = self.dep.stack.host.step_s(batch)
+        host = self.host_s(batch, new_tokens, new_tokens)
         return self.cache.get_or_compute("step", (self.dep, "extend", batch, new_tokens, context),
                                          lambda: self._engine(self.dep, Phase.DECODE, batch, context, host,
                                                               self.cache.get, new_tokens=new_tokens))
@@ -182,7 +192,7 @@ class StepModel:
         stack's per-sequence host work of the other pieces."""
         fixed = self.prefill_s(1)
         work = sum(self.prefill_s(c + n) - (self.prefill_s(c) if c > 0 else fixed) for n, c in pieces)
-        return fixed + work + self.dep.stack.host.per_sequence_step_s * (len(pieces) - 1)
+        return fixed + work + self.dep.stack.costs.per_sequence_step_s * (len(pieces) - 1)
 
     def mixed_s(self, pieces: Sequence[tuple[int, int]], decode_batch: int, decode_context: float) -> float:
         """Prefill pieces and ``decode_batch`` decodes in one fused step: the packed prefill,
@@ -192,5 +202,5 @@ class StepModel:
         t = self.packed_prefill_s(pieces)
         if decode_batch:
             t += self.decode_s(decode_batch, decode_context) - self.decode_s(1, 1)
-            t += self.dep.stack.host.per_sequence_step_s
+            t += self.dep.stack.costs.per_sequence_step_s
         return t

@@ -85,7 +85,7 @@ class ServePlatform:
     def setup(self) -> ServerSetup:
         arch, tp, block = self.dep.arch, self.dep.tp, self.block_bytes
         swap = lru_cache(maxsize=None)(lambda n: lone_switch_s(arch, tp, n * block * tp))
-        return ServerSetup(self.steps, self.scheduler, self.kv_blocks, self.dep.stack.host.per_request_s,
+        return ServerSetup(self.steps, self.scheduler, self.kv_blocks, self.dep.stack.costs.per_request_s,
                            swap, watermark_blocks=max(1, self.kv_blocks // 100))
 
     def serve(self, batching: Batching, arrivals: Sequence[Arrival]) -> RunLog:

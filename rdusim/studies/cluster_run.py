@@ -33,6 +33,11 @@ def load(loaded: LoadedWorkload, cfg: ModelConfig) -> dict[str, tuple[ClusterSpe
     """Every cluster platform's cluster and deployment (one stage's machine), checked."""
     out = {}
     w = loaded.spec
+    if w.speculative is not None and w.clusters:
+        # the pipelined / cross-node path has no draft model: refuse rather than ignore it
+        raise InputError(loaded.file, "speculative", "no speculative: section in a run with clusters (cluster "
+                         f"platforms {sorted(w.clusters)} do not run speculative decoding; run it on platforms)",
+                         "a speculative: section")
     for name, plat in w.clusters.items():
         key = f"clusters.{name}"
         if name in w.platforms:

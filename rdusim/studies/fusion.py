@@ -104,11 +104,15 @@ class Timeline:
 
 
 def host_step_s(loaded: LoadedWorkload, platform: str, bench: FusionBenchmark) -> float:
-    """The stack's host work per step of a model benchmark (sampling, scheduling); none for
-    a bare kernel such as an FFT, and none in training (no generation loop)."""
+    """The stack's host work per step of a model benchmark (its generation loop:
+    :mod:`rdusim.engine.host_runtime`; a prefill is given its ``seq`` tokens); none for a bare
+    kernel such as an FFT, and none in training (no generation loop)."""
     if bench.is_fft or bench.phase == Phase.TRAIN:
         return 0.0
-    return loaded.stacks[platform].host.step_s(bench.batch)
+    from rdusim.engine.host_runtime import step_host_s
+    inputs = bench.seq if bench.phase == Phase.PREFILL else 1
+    return step_host_s(loaded.stacks[platform], loaded.archs[platform], bench_model(loaded, bench), bench.batch,
+                       inputs)
 
 
 def mode_metrics(step: StepResult) -> dict[str, float]:

@@ -4,6 +4,9 @@ Metrics per platform P: ``model.P.latency_s``, ``.ttft_s``, ``.tpot_s``,
 ``.breakdown.<compute|memory|launch|collective|host>_s`` (the whole request),
 ``.breakdown.request.host_s`` (once per request: the stack's set-up),
 ``.breakdown.step.<compute|memory|launch|collective|host>_s`` (the mean decode step),
+``.breakdown.request.host.<term>_s`` and ``.breakdown.step.host.<term>_s`` (the host parts
+by the stack's terms, :mod:`rdusim.engine.host_runtime`; their kinds in
+``extra.host_terms``),
 ``.tokens_per_s``, ``.weight_bytes_per_device``, ``.kv_bytes_per_device``,
 ``.<prefill|decode>.allreduce_s`` (mean NCCL all-reduce kernel, GPU platforms with TP > 1), ``.oom`` and
 ``.memory.*`` (per-device memory by :func:`rdusim.memory.device_memory`; a platform that
@@ -19,9 +22,11 @@ from typing import Any, Mapping
 
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.deployment import Deployment
+from rdusim.config.stack_terms import term_kinds
 from rdusim.config.workload import LoadedWorkload, PlatformSpec, resolve_path
 from rdusim.config.workload_model import ModelWorkload
 from rdusim.engine.families import family
+from rdusim.engine.host_runtime import step_host_s
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
 from rdusim.cache import RunCache, active_cache
 from rdusim.errors import InputError
@@ -100,6 +105,8 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
                      extra={"model": cfg.name, "formats": cfg.fmt.label, "platforms": list(spec.platforms), "notes": notes,
+                            "host_terms": {n: term_kinds(loaded.stacks[n]) for n in spec.platforms},
+                            "stack_base": {n: loaded.stacks[n].base for n in spec.platforms if loaded.stacks[n].base},
                             "clusters": list(clusters), "oom_reasons": oom_reasons,
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
@@ -165,6 +172,10 @@ def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict
         out[f"breakdown.{k}_s"] = float(t.breakdown_s.get(k, 0.0))
         out[f"breakdown.step.{k}_s"] = float(t.step_s.get(k, 0.0))
     out["breakdown.request.host_s"] = float(t.request_s.get("host", 0.0))
+    for name, v in t.request_host_terms_s.items():
+        out[f"breakdown.request.host.{name}_s"] = float(v)
+    for name, v in t.step_host_terms_s.items():
+        out[f"breakdown.step.host.{name}_s"] = float(v)
     # mean time of one tensor-parallel all-reduce kernel per phase (engines that run them as
     # kernels of their own: the GPU's NCCL calls); references/nccl.yaml checks these
     for phase in ("prefill", "decode"):
@@ -181,7 +192,7 @@ def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[
 
     graph = build_model_graph(dep.model, Phase.DECODE, batch, prompt_tokens, tp=dep.tp)
     step = family(dep.arch).graph_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp,
-                                       trace=True, host_s=dep.stack.host.step_s(batch))
+                                       trace=True, host_s=step_host_s(dep.stack, dep.arch, dep.model, batch))
     return [dict(e, pid=e["pid"] + 100 * index) if "pid" in e else dict(e) for e in step.trace]
 
 
@@ -219,6 +230,7 @@ def summary(result: RunResult) -> str:
         share = 100 * engine / (engine + host) if engine + host else 0.0
         vals = step + [engine, host, share, d["breakdown.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
+    lines += mechanism_lines(t, extra)
     from rdusim.cost import summary_lines as cost_lines
     lines += cost_lines(t, extra.get("platforms", []), RUN)
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
@@ -228,3 +240,27 @@ def summary(result: RunResult) -> str:
         from rdusim.studies.cluster_run import summary_lines as cluster_lines
         lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
+
+
+def mechanism_lines(t: dict, extra: Mapping[str, Any]) -> list[str]:
+    """The mean decode step by mechanism on each platform: the engine's kernels and launches,
+    then each host term of its stack (release) with its kind and share of the step."""
+    lines = ["", "Mean decode step by mechanism, us (share of the step); stack release; kind of each host term"]
+    for name in extra.get("platforms", []):
+        d = t.get((name, RUN), {})
+        if "breakdown.step.host_s" not in d:
+            continue
+        step = sum(d[f"breakdown.step.{k}_s"] for k in BREAKDOWN_KEYS)
+        kinds = extra.get("host_terms", {}).get(name, {})
+        parts = [("kernels", sum(d[f"breakdown.step.{k}_s"] for k in ("compute", "memory", "collective")), ""),
+                 ("launch", d["breakdown.step.launch_s"], "")]
+        prefix = "breakdown.step.host."
+        parts += [(k[len(prefix):-2], v, kinds.get(k[len(prefix):-2], "")) for k, v in d.items()
+                  if k.startswith(prefix)]
+        pol = extra.get("policy", {}).get(name, {})
+        base = extra.get("stack_base", {}).get(name)
+        release = pol.get("stack", "") + (f" (on {base})" if base else "")
+        cells = [f"{n} {v * 1e6:.1f} ({100 * v / step if step else 0.0:.1f}%{', ' + kind if kind else ''})"
+                 for n, v, kind in parts]
+        lines.append(f"  {name:<12} {release}: " + ", ".join(cells))
+    return lines if len(lines) > 2 else []

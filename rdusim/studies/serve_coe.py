@@ -129,12 +129,16 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list) -> 
     switch = lone_switch_s(dep.arch, tp, expert_bytes)
     blocks = int(kv_bytes / tp // block)
     rows += point_rows(name, None, None, {"switch_s": switch, "kv_blocks": blocks})
-    return CoeSetup(router=StepModel(router_dep, cache), expert=StepModel(dep, cache), experts=coe.count,
+    # a model switch: the stack's model-load work and the programs of the expert's steps (the
+    # router's are the same shape), taken at batch 1 and the first context anchor
+    expert, at = StepModel(dep, cache), dep.execution.context_bucket_tokens
+    programs = expert.prefill(1, at).program_load_s + expert.engine_step(Phase.DECODE, 1, at).program_load_s
+    return CoeSetup(router=StepModel(router_dep, cache), expert=expert, experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
                     max_sequences=sched.max_sequences, kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
-                    request_s=dep.stack.host.per_request_s,
-                    model_load_s=dep.stack.host.per_model_load_s, hottest=hottest)
+                    request_s=dep.stack.costs.per_request_s,
+                    model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest)
 
 
 def _records(name: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:

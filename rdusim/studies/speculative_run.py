@@ -17,6 +17,7 @@ from rdusim.config.deployment import Deployment
 from rdusim.config.formats import for_machine, with_checked_formats
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.speculative import DraftPlacement, SpeculativeSpec
+from rdusim.config.stack import Sampling
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.speculative import SpeculativeTiming, devices_in_node, simulate_speculative
@@ -39,6 +40,11 @@ def load_draft(loaded: LoadedWorkload, target: ModelConfig) -> ModelConfig:
                          f"({target.vocab_size} tokens) to draft its tokens", f"{cfg.name} ({cfg.vocab_size})")
     cfg = with_checked_formats(cfg, spec.draft_formats, loaded, "speculative.draft_formats")
     for pname, plat in loaded.spec.platforms.items():
+        stack = loaded.stacks[pname]
+        if spec.fused_draft_loop and stack.runtime is not None and stack.runtime.sampling == Sampling.HOST:
+            raise InputError(loaded.file, "speculative.fused_draft_loop", f"false on platform {pname}: its stack "
+                             f"{stack.name} samples on the host, so every draft pass returns its logits to the "
+                             "host and the passes cannot run as one device-side loop", True)
         tp = spec.draft_tp or plat.tp
         kvh = cfg.num_key_value_heads
         if cfg.num_attention_heads % tp or cfg.intermediate_size % tp or (kvh % tp if kvh >= tp else tp % kvh):

@@ -7,8 +7,14 @@ only then can k start.
 HARDWARE (HO): the host launches the step's static schedule once (one software launch);
 the AGCUs then start each next kernel ``launch.hardware_s`` after the previous ends.
 After the last kernel of a model step the host spends ``host_s``: the serving stack's
-per-step work (sampling, scheduling; :mod:`rdusim.config.stack`), none for bare kernels.
+per-step work (sampling, scheduling; :mod:`rdusim.engine.host_runtime`), none for bare kernels.
 The gaps between kernels are what these processes produce.
+
+Loading a program (:func:`argument_load_s`): a model's compiled programs stay resident in
+device memory once loaded (the arch's DDR reserve holds them), so when the node switches to
+another model the host writes only that model's argument tables -- one descriptor of
+``launch.argument_bytes_per_stream`` per off-chip stream of every kernel launch of the step
+-- over each socket's host link (all sockets at once).
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ class Schedule:
     kernels_end_s: float
     end_s: float             # step end, host overhead included
     host_s: float
+
+
+def argument_load_s(arch: RduArch, kernels: Sequence) -> float:
+    """Writing the argument tables of ``kernels`` (a step's launches) to a socket over its
+    host link: one latency plus the descriptors' bytes at the link's bandwidth."""
+    nbytes = sum(k.streams for k in kernels) * arch.launch.argument_bytes_per_stream
+    return arch.links.pcie.transfer_time_s(nbytes)
 
 
 def run_schedule(durations: Sequence[float], mode: LaunchMode, arch: RduArch,

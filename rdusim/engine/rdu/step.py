@@ -12,7 +12,7 @@ from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.rdu.cache import kernel_runs
 from rdusim.engine.rdu.collective import plan_collective_cost
 from rdusim.engine.rdu.hardware import SocketHw
-from rdusim.engine.rdu.launch import run_schedule
+from rdusim.engine.rdu.launch import argument_load_s, run_schedule
 from rdusim.engine.rdu.pipeline import KernelRun
 from rdusim.engine.rdu.trace import StepTrace, add_step
 from rdusim.engine.step import Records, StepResult
@@ -82,6 +82,8 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     return StepResult(time_s=total, kernels=len(plan.kernels), flops=plan.flops, bytes_by_tier=frozen(tiers),
                       breakdown_s=frozen(breakdown), util=frozen(util),
                       records=Records(lambda: _rows(plan, per_kernel, tuple(repeats), sched)), trace=events,
+                      loop_launch_s=arch.launch.software_s if launch == LaunchMode.HARDWARE and plan.kernels else 0.0,
+                      program_load_s=argument_load_s(arch, plan.kernels),
                       link_bytes=frozen({"fabric": p2p}) if p2p else frozen({}))
 
 
