@@ -34,7 +34,9 @@ def _dyn(model: EnergyModel, steps: Any, phase: Phase, batch: int, seq: int) -> 
 
 def serve_energy(plat: Any, log: Any) -> dict[str, float]:
     """The run's energy metrics (empty when the machine has no ``power:`` block or nothing finished)."""
-    steps, dep = plat.steps, plat.dep
+    steps, dep = getattr(plat, "steps", None), getattr(plat, "dep", None)
+    if steps is None or dep is None:       # CoE serving (router and experts alternate): not modelled here
+        return {}
     model = EnergyModel.of(dep.arch)
     done = [q for q in log.seqs if q.finish_s == q.finish_s]
     if model is None or not done:

@@ -150,3 +150,30 @@ def test_model_run_reports_dollars_and_joules(run_workload):
     assert m["model.dgx_h100.usd_per_mtoken"] == pytest.approx(2.1 * 8 * lat / 3600 / tokens * 1e6, rel=1e-9)
     assert m["model.dgx_h100.energy_j_per_token"] > 0 and "model.sn40l.usd_per_mtoken" not in m
     assert m["model.sn40l.energy_j_per_token"] > 0
+
+
+@pytest.mark.parametrize("path", ["arch/sn40l.yaml", "arch/dgx_h100.yaml"])
+def test_serving_one_request_alone_costs_what_the_model_run_of_it_costs(path):
+    """A lone request is one prefill and output - 1 decode steps at batch 1: the serving
+    decomposition (per step + per token + per prefill, rdusim.serve_cost) must give back
+    the energy of those steps, as the model run computes it step by step."""
+    from rdusim.config.workload_serve import Batching
+    from rdusim.serve.arrivals import Arrival
+    from rdusim.serve.platform import ServePlatform
+    from rdusim.serve_cost import serve_energy
+
+    arch = load_arch(path)
+    cache = RunCache()
+    dep = Deployment.of(arch, load_model("llama2-7b"), tp=8, fusion=FusionPolicy.FUSED)
+    plat = ServePlatform.build("p", dep, cache)
+    log = plat.serve(Batching.CONTINUOUS, [Arrival(0.0, 300, 40)])
+    got = serve_energy(plat, log)
+    m = EnergyModel.of(arch)
+    q = log.seqs[0]
+    steps = StepModel(dep, cache)
+    dynamic = (m.dynamic_j(step_activity(steps.prefill(1, 300), DType.BF16))
+               + m.dynamic_j(decode_activity(steps, 1, 300, 39)))
+    want = 8 * (dynamic + m.static_w * (q.finish_s - q.arrival_s))
+    assert got["energy_j_per_request"] == pytest.approx(want, rel=0.005)
+    assert got["energy_j_per_token"] == pytest.approx(want / 40, rel=0.005)
+    assert m.static_w < got["power_w_per_device"] < m.tdp_w
