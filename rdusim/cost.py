@@ -8,7 +8,9 @@ Dollars are the devices' rental price (``price:``, :class:`rdusim.config.machine
 over the time they are held. Both are for the devices the deployment uses (``tp``), and
 per output token (``batch x output_tokens`` tokens a request batch generates).
 
-A study calls :func:`request_costs` with a deployment and its :class:`InferenceTiming`;
+A study calls :func:`request_costs` with a deployment and its :class:`InferenceTiming`, or
+:func:`job_costs` with any work's devices, time, per-device activity and tokens (a
+fine-tuning job: its steps' :func:`rdusim.energy.step_activity` scaled by the step count);
 a machine with no ``power:`` block gets no joules, one with no price no dollars.
 """
 
@@ -79,26 +81,35 @@ def request_activity(dep: Any, timing: Any, prompt_tokens: int, output_tokens: i
     return a
 
 
+def job_costs(machine: Any, devices: int, seconds: float, activity: Optional[Activity], tokens: float,
+              jobs: float = 1.0) -> dict[str, float]:
+    """Joules and dollars of any piece of work -- a request batch, a training job, a CoE
+    batch -- that holds ``devices`` devices of ``machine`` for ``seconds``, each doing
+    ``activity`` (per device: build it with :func:`rdusim.energy.step_activity` and
+    ``Activity.scaled`` / ``+``; None: no energy), producing ``tokens`` tokens in ``jobs``
+    units (requests, jobs). By metric name: ``energy_j``, ``energy_j_per_token``,
+    ``energy_j_per_request`` (per one of ``jobs``), ``power_w_per_device`` where the machine
+    has a ``power:`` block; ``cost_usd``, ``usd_per_mtoken`` where it has a price. Static
+    power is charged over ``seconds`` (the activity's own time is not used for it)."""
+    out: dict[str, float] = {}
+    model = EnergyModel.of(machine)
+    if model is not None and activity is not None and seconds > 0:
+        joules = (model.static_w * seconds + model.dynamic_j(activity)) * devices
+        out.update({"energy_j": joules, "energy_j_per_token": joules / tokens if tokens else 0.0,
+                    "energy_j_per_request": joules / jobs,
+                    "power_w_per_device": joules / devices / seconds})
+    rent = usd(machine, devices, seconds)
+    if rent is not None:
+        out.update({"cost_usd": rent, "usd_per_mtoken": rent / tokens * 1e6 if tokens else 0.0})
+    return out
+
+
 def request_costs(dep: Any, timing: Any, prompt_tokens: int, output_tokens: int, batch: int,
                   cache: Any = None) -> dict[str, float]:
-    """Energy and rent of a request batch on the ``dep.tp`` devices it occupies, by metric
-    name: ``energy_j``, ``energy_j_per_token``, ``energy_j_per_request``,
-    ``power_w_per_device``; ``cost_usd``, ``usd_per_mtoken`` where the machine has a price."""
-    arch = dep.arch
-    devices = dep.tp
-    tokens = batch * output_tokens
-    out: dict[str, float] = {}
-    model = EnergyModel.of(arch)
-    if model is not None and timing.latency_s > 0:
-        a = request_activity(dep, timing, prompt_tokens, output_tokens, batch, cache)
-        joules = model.energy_j(a) * devices
-        out.update({"energy_j": joules, "energy_j_per_token": joules / tokens,
-                    "energy_j_per_request": joules / batch,
-                    "power_w_per_device": joules / devices / timing.latency_s})
-    rent = usd(arch, devices, timing.latency_s)
-    if rent is not None:
-        out.update({"cost_usd": rent, "usd_per_mtoken": rent / tokens * 1e6})
-    return out
+    """Energy and rent of a request batch on the ``dep.tp`` devices it occupies, for the
+    ``batch x output_tokens`` tokens it generates (:func:`job_costs`)."""
+    a = request_activity(dep, timing, prompt_tokens, output_tokens, batch, cache) if dep.arch.power else None
+    return job_costs(dep.arch, dep.tp, timing.latency_s, a, batch * output_tokens, batch)
 
 
 def summary_lines(table: Any, platforms: list, scope: Any) -> list[str]:

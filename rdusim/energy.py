@@ -160,3 +160,16 @@ class EnergyModel:
         for u, e in self.j_per_byte.items():
             out[f"power.{u.value}_pj_per_byte_scaled"] = e * 1e12
         return out
+
+
+def with_costs(machine: Any) -> dict[str, float]:
+    """``machine.derived()`` plus what its price and power blocks imply (``rdusim arch show``):
+    the node price per hour and the calibrated power model."""
+    out = dict(machine.derived())
+    node = machine.price_per_node_hour_usd
+    if node is not None:
+        out["price.per_node_hour_usd"] = node
+    model = EnergyModel.of(machine)
+    if model is not None:
+        out.update(model.derived())
+    return out
