@@ -177,3 +177,26 @@ def test_serving_one_request_alone_costs_what_the_model_run_of_it_costs(path):
     assert got["energy_j_per_request"] == pytest.approx(want, rel=0.005)
     assert got["energy_j_per_token"] == pytest.approx(want / 40, rel=0.005)
     assert m.static_w < got["power_w_per_device"] < m.tdp_w
+
+
+def test_a_coe_batch_is_its_router_its_experts_its_copies_and_static_power():
+    """rdusim.coe_cost by hand: one expert, one prompt, 1 GB copied."""
+    from types import SimpleNamespace
+
+    from rdusim.coe_cost import coe_batch_energy
+    from rdusim.studies.coe_timing import ModelTimer
+
+    for path, source in (("arch/sn40l.yaml", Unit.SPILL), ("arch/dgx_h100.yaml", Unit.HOST_LINK)):
+        arch = load_arch(path)
+        cache = RunCache()
+        dep = Deployment.of(arch, load_model("llama2-7b"), tp=8, fusion=FusionPolicy.FUSED)
+        timer = ModelTimer(dep, 128, cache)
+        pr = SimpleNamespace(arch=arch, tp=8, router=timer, expert=timer)
+        m = EnergyModel.of(arch)
+        dyn = lambda n, tok: m.dynamic_j(request_activity(dep, timer.timing(n, tok), 128, tok, n, cache))  # noqa: E731
+        got = coe_batch_energy(pr, 1, 20, 1, 0.3, 1e9, 1.0)
+        want = 8 * (dyn(1, 1) + dyn(1, 20) + m.static_w * 0.3) + 1e9 * (m.j_per_byte[source] + m.j_per_byte[Unit.HBM])
+        assert got == pytest.approx(want, rel=1e-12)
+        # batch 8 over 4 distinct experts: 4 expert runs of 2 prompts each
+        got8 = coe_batch_energy(pr, 8, 20, 1, 0.5, 0.0, 4.0)
+        assert got8 == pytest.approx(8 * (dyn(8, 1) + 4 * dyn(2, 20) + m.static_w * 0.5), rel=1e-12)
