@@ -16,10 +16,15 @@ fits when the spill is at most the DDR's usable bytes. A GPU has no spill tier.
   tokens it keeps; a sliding window keeps at most its window) for each sequence, sharded
   over TP ranks by KV heads (``max(1, kv_heads // tp)`` of ``kv_heads`` per rank: ranks
   beyond the KV heads hold replicas).
-- Activation workspace: the largest set of activations any one op of a prefill step reads
-  and writes at once (its activation inputs plus outputs), from the model's one-layer
-  graph of the rank: a lower bound on what the step needs live (weights and KV are
-  counted apart).
+- Activation workspace: the largest set of activations one kernel of the step reads from
+  and writes to HBM, with the step cut into kernels exactly as the machine's engine cuts it
+  for its timing (same partition, same fusion policy; :mod:`rdusim.workspace`): what a kernel
+  produces and consumes itself stays on chip (a GPU FlashAttention kernel keeps no score
+  matrix, a fused RDU kernel streams its intermediates through PMU stage buffers), what
+  crosses a kernel boundary is in HBM (eager attention materialises its scores, an unfused
+  RDU kernel writes every intermediate). Model runs take it from the prefill step over the
+  prompt (the step with the most live activations), on the model's one-layer graph of the
+  rank; a lower bound on what the step needs live (weights and KV are counted apart).
 
 :func:`device_memory` is the entry point for model-shaped runs; :func:`tier_split` is the
 rule itself, which the compiler's placement and the CoE capacity arithmetic also use.
@@ -30,14 +35,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional
+from typing import Mapping, Optional
 
 from rdusim.config.arch import ArchSpec
 from rdusim.config.arch_common import MemoryTier
+from rdusim.config.execution import ExecutionConfig
 from rdusim.config.model import ModelConfig
+from rdusim.config.policy import FusionPolicy
 from rdusim.graph.tensor import TensorRole
-
-_ACTIVATION_ROLES = (TensorRole.ACTIVATION, TensorRole.INPUT)
+from rdusim.workspace import Materialised, materialised
 
 
 class OutOfMemory(Exception):
@@ -152,7 +158,8 @@ def kv_bytes_per_rank(cfg: ModelConfig, tp: int, batch: int, tokens: int) -> flo
     return float(batch * cfg.kv_cache_bytes_per_rank(tokens, tp))
 
 
-def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int) -> MemoryNeed | None:
+def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int, fusion: FusionPolicy,
+                          execution: ExecutionConfig = ExecutionConfig()) -> MemoryNeed | None:
     """:func:`graph_memory` of a model's whole graph from ``head``, its first layers, when
     layer ``repeat_layer`` of ``head`` stands for every layer the head leaves out (the
     tensors named ``L<repeat_layer>.`` count ``layers - len(head layers) + 1`` times).
@@ -170,29 +177,40 @@ def repeated_graph_memory(arch: ArchSpec, head, layers: int, repeat_layer: int) 
             return None
         by_role[role.value] += int(b) * (times if name.startswith(rep) else 1)
     totals = {k: float(v) for k, v in by_role.items()}
-    act = op_activation_peak(head.ops)
+    act = step_materialised(arch, head, fusion, execution).workspace_bytes   # the repeated layer's kernels are the head's
     tiers = tier_split(arch, {k: v for k, v in totals.items() if v > 0}, act)
     return MemoryNeed(arch.DEVICE, totals[TensorRole.WEIGHT.value],
                       totals[TensorRole.KV_CACHE.value], act, tiers)
 
 
-def op_activation_peak(ops: Iterable) -> float:
-    """The largest activation footprint of one op: its activation inputs plus outputs."""
-    peak = 0.0
-    for op in ops:
-        here = sum(t.nbytes for t in op.inputs if t.role in _ACTIVATION_ROLES)
-        here += sum(t.nbytes for t in op.outputs if t.role == TensorRole.ACTIVATION)
-        peak = max(peak, here)
-    return float(peak)
+def kernel_ops(arch: ArchSpec, graph, fusion: FusionPolicy,
+               execution: ExecutionConfig = ExecutionConfig()) -> tuple[tuple[str, ...], ...]:
+    """The op names of each kernel ``arch``'s engine runs ``graph`` as, in launch order: the
+    partition its timing uses (its family answers: rdusim.engine.family.Family.kernel_ops)."""
+    from rdusim.engine.families import family
+    return family(arch).kernel_ops(arch, graph, fusion, execution)
 
 
-def activation_workspace_bytes(cfg: ModelConfig, tp: int, batch: int, prompt_tokens: int) -> float:
-    """Workspace of the prefill step (the step with the most live activations)."""
+def step_materialised(arch: ArchSpec, graph, fusion: FusionPolicy,
+                      execution: ExecutionConfig = ExecutionConfig()) -> Materialised:
+    """The activations ``graph``'s step materialises in HBM on ``arch`` under ``fusion``."""
+    return materialised(graph.ops, kernel_ops(arch, graph, fusion, execution))
+
+
+def activation_workspace_bytes(dep, batch: int, prompt_tokens: int) -> float:
+    """Workspace of the prefill step (the step with the most live activations) of deployment
+    ``dep`` (its machine, model, TP degree, fusion policy and execution settings), from the
+    model's one-layer graph; kept in the run's cache."""
+    from rdusim.cache import active_cache
     from rdusim.graph.model_graph import build_model_graph
     from rdusim.graph.phase import Phase
 
-    graph = build_model_graph(cfg, Phase.PREFILL, batch, prompt_tokens, tp=tp, layers=1)
-    return op_activation_peak(graph.ops)
+    def compute() -> float:
+        graph = build_model_graph(dep.model, Phase.PREFILL, batch, prompt_tokens, tp=dep.tp, layers=1)
+        return step_materialised(dep.arch, graph, dep.fusion, dep.execution).workspace_bytes
+
+    key = (dep.arch, dep.model, dep.tp, dep.fusion, dep.execution, batch, prompt_tokens)
+    return active_cache().get_or_compute("workspace", key, compute)
 
 
 def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
@@ -210,14 +228,15 @@ def weight_bytes_per_rank(cfg: ModelConfig, tp: int) -> float:
     return float(build_model_graph(cfg, Phase.DECODE, 1, 1, tp=tp).param_bytes)
 
 
-def device_memory(arch: ArchSpec, cfg: ModelConfig, tp: int, batch: int, context_tokens: int,
-                  prompt_tokens: Optional[int] = None) -> MemoryNeed:
-    """Per-device memory of serving ``cfg`` over ``tp`` devices to ``batch`` sequences whose
-    context reaches ``context_tokens`` (prompt + output); the activation workspace is the
-    prefill's over ``prompt_tokens`` (default: the whole context)."""
+def device_memory(dep, batch: int, context_tokens: int, prompt_tokens: Optional[int] = None) -> MemoryNeed:
+    """Per-device memory of serving deployment ``dep`` (a :class:`rdusim.config.deployment.Deployment`:
+    its model over ``dep.tp`` devices of ``dep.arch``) to ``batch`` sequences whose context
+    reaches ``context_tokens`` (prompt + output); the activation workspace is the prefill's
+    over ``prompt_tokens`` (default: the whole context) under the deployment's fusion policy."""
+    arch, cfg, tp = dep.arch, dep.model, dep.tp
     weights = weight_bytes_per_rank(cfg, tp)
     kv = kv_bytes_per_rank(cfg, tp, batch, context_tokens)
-    act = activation_workspace_bytes(cfg, tp, batch, prompt_tokens or context_tokens)
+    act = activation_workspace_bytes(dep, batch, prompt_tokens or context_tokens)
     # spill order as the compiler's: weights before the (more bandwidth-critical) KV cache
     tiers = tier_split(arch, {"weights": weights, "kv_cache": kv}, act)
     return MemoryNeed(arch.DEVICE, weights, kv, act, tiers)
@@ -243,13 +262,14 @@ def _lasting_tensors(ops) -> dict[str, tuple[TensorRole, float]]:
     return seen
 
 
-def graph_memory(arch: ArchSpec, graph) -> MemoryNeed:
-    """Per-device memory of one step's graph (one TP rank): the tensors that live across
-    steps (weights, KV cache, gradients, optimizer state, constants) beside the graph's
-    activation workspace, placed by :func:`tier_split` in the compiler's spill order."""
+def graph_memory(arch: ArchSpec, graph, fusion: FusionPolicy,
+                 execution: ExecutionConfig = ExecutionConfig()) -> MemoryNeed:
+    """Per-device memory of one step's graph (one TP rank) run under ``fusion``: the tensors
+    that live across steps (weights, KV cache, gradients, optimizer state, constants) beside
+    the step's activation workspace, placed by :func:`tier_split` in the compiler's spill order."""
     seen = _lasting_tensors(graph.ops)
     by_role = {r.value: float(sum(b for role, b in seen.values() if role == r)) for r in _LASTING}
-    act = op_activation_peak(graph.ops)
+    act = step_materialised(arch, graph, fusion, execution).workspace_bytes
     tiers = tier_split(arch, {k: v for k, v in by_role.items() if v > 0}, act)
     weights = by_role[TensorRole.WEIGHT.value]
     return MemoryNeed(arch.DEVICE, weights,

@@ -122,8 +122,8 @@ def test_engines_charge_each_spanning_all_reduce_its_inter_node_phase(path):
 def test_memory_per_device_uses_the_real_tp_degree():
     c = load_cluster("clusters/dgx_h100_x2.yaml")
     cfg = load_model("llama3-70b")
-    at8 = device_memory(c.node, cfg, 8, 8, 1152, 1024)
-    at16 = device_memory(c.node, cfg, 16, 8, 1152, 1024)
+    at8 = device_memory(Deployment.of(c.node, cfg, 8, stack="tensorrt_llm"), 8, 1152, 1024)
+    at16 = device_memory(Deployment.of(c.node, cfg, 16, stack="tensorrt_llm"), 8, 1152, 1024)
     assert at16.weights_bytes < 0.52 * at8.weights_bytes
     dep = Deployment.of(c.spanning_arch(), cfg, 16, stack="tensorrt_llm")
     r = simulate_pipelined(c, dep, 1, 1, 1024, 4, 8, CACHE)

@@ -26,9 +26,9 @@ def test_capacity_by_hand_sn40l():
 def test_capacity_by_hand_dgx():
     arch = load_arch("arch/dgx_h100.yaml")
     cap = node_capacity(arch, 8, EXPERT, EXPERT)
-    # usable = capacity - reserved_bytes: 80 - 2 GB per GPU, 2 TB - 128 GB of host DRAM
-    assert cap.hbm_experts == math.floor((8 * 78e9 - EXPERT) / EXPERT)
-    assert cap.max_experts == cap.hbm_experts + math.floor(1.872e12 / EXPERT)
+    # usable = capacity - reserved_bytes: 80 GiB - 2 GB per GPU, 2 TiB - 128 GB of host DRAM
+    assert cap.hbm_experts == math.floor((8 * (80 * 2**30 - 2e9) - EXPERT) / EXPERT) == 48
+    assert cap.max_experts == cap.hbm_experts + math.floor((2 * 2**40 - 1.28e11) / EXPERT) == 48 + 153
 
 
 def test_oom_when_pinned_state_fills_hbm():

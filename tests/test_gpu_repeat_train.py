@@ -31,7 +31,7 @@ def test_training_kernels_from_three_layers_are_the_whole_models(model):
     head = build_model_graph(cfg, Phase.TRAIN, 1, 640, tp=tp, layers=TEMPLATE_LAYERS)
     for policy in FusionPolicy:
         assert repeated_step_kernels(head, layers, policy, ARCH) == partition(whole, policy, ARCH)
-    assert repeated_graph_memory(ARCH, head, layers, repeat_layer=1) == graph_memory(ARCH, whole)
+        assert repeated_graph_memory(ARCH, head, layers, 1, policy) == graph_memory(ARCH, whole, policy)
 
 
 def test_a_full_depth_sparse_training_step_is_the_same():

@@ -8,6 +8,7 @@ import pytest
 from rdusim.cli import main
 from rdusim.compiler import compile_plan
 from rdusim.config.arch import load_arch
+from rdusim.config.deployment import Deployment
 from rdusim.config.model import load_model
 from rdusim.config.policy import FusionPolicy
 from rdusim.config.workload import load_workload
@@ -36,8 +37,8 @@ def with_ddr(arch, capacity, reserved):
 
 
 def test_usable_is_capacity_less_reserve_in_every_shipped_arch():
-    assert usable_bytes(H100.device.hbm) == 80e9 - 2e9
-    assert usable_bytes(H100.node.host_dram) == 2e12 - 1.28e11
+    assert usable_bytes(H100.device.hbm) == 80 * 2**30 - 2e9
+    assert usable_bytes(H100.node.host_dram) == 2 * 2**40 - 1.28e11
     assert usable_bytes(SN40L.socket.hbm) == 60 * 2**30
     assert usable_bytes(SN40L.socket.ddr) == 1.5 * 2**40 - 32 * 2**30
 
@@ -50,12 +51,12 @@ def test_kv_by_hand():
 
 
 def test_oom_boundary_exactly_at_capacity_gpu():
-    need = device_memory(H100, LLAMA, 8, 2, 148, 128)
+    need = device_memory(Deployment.of(H100, LLAMA, 8), 2, 148, 128)
     assert need.kv_bytes == 2 * 148 * 65536 and need.weights_bytes > 0 and need.activation_bytes > 0
     exact = need.weights_bytes + need.kv_bytes + need.activation_bytes
-    at = device_memory(with_hbm(H100, exact + 1e9, 1e9), LLAMA, 8, 2, 148, 128)
+    at = device_memory(Deployment.of(with_hbm(H100, exact + 1e9, 1e9), LLAMA, 8), 2, 148, 128)
     assert at.fits and at.reason is None
-    over = device_memory(with_hbm(H100, exact + 1e9 - 1, 1e9), LLAMA, 8, 2, 148, 128)
+    over = device_memory(Deployment.of(with_hbm(H100, exact + 1e9 - 1, 1e9), LLAMA, 8), 2, 148, 128)
     assert not over.fits
     assert "HBM needs" in over.reason and "1.00 reserved" in over.reason
 
@@ -76,7 +77,7 @@ def test_rdu_spills_to_ddr_and_ooms_exactly_when_ddr_is_full():
 
 def test_compiler_uses_the_same_rule_and_raises_when_ddr_is_full():
     g = build_model_graph(LLAMA, Phase.DECODE, 1, 256, tp=8, layers=2)
-    need = graph_memory(SN40L, g)
+    need = graph_memory(SN40L, g, FusionPolicy.FUSED)
     tiny = with_hbm(SN40L, 2e6, 1e6)
     plan = compile_plan(g, tiny, FusionPolicy.FUSED)
     assert "ddr" in set(plan.placement.values())

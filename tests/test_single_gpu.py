@@ -15,10 +15,12 @@ from rdusim.engine.stepper import StepModel
 from rdusim.errors import InputError
 from rdusim.graph.tensor import DType
 
-# name: (bf16 dense tensor FLOP/s, device memory bytes, its bandwidth, host link per direction)
-DATASHEET = {"rtx3090": (71e12, 24e9, 936e9, 31.5e9), "a40": (149.7e12, 48e9, 696e9, 32e9),
-             "a100_40gb": (312e12, 40e9, 1555e9, 32e9), "a100_80gb": (312e12, 80e9, 2039e9, 32e9),
-             "h100_sxm": (989e12, 80e9, 3.35e12, 64e9), "h100_pcie": (756e12, 80e9, 2.0e12, 64e9)}
+# name: (bf16 dense tensor FLOP/s, device memory bytes, its bandwidth, host link per direction);
+# memory sizes are binary (a "24 GB" card holds 24 GiB)
+GIB = 2 ** 30
+DATASHEET = {"rtx3090": (71e12, 24 * GIB, 936e9, 31.5e9), "a40": (149.7e12, 48 * GIB, 696e9, 32e9),
+             "a100_40gb": (312e12, 40 * GIB, 1555e9, 32e9), "a100_80gb": (312e12, 80 * GIB, 2039e9, 32e9),
+             "h100_sxm": (989e12, 80 * GIB, 3.35e12, 64e9), "h100_pcie": (756e12, 80 * GIB, 2.0e12, 64e9)}
 
 
 @pytest.mark.parametrize("name", sorted(DATASHEET))

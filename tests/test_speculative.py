@@ -177,17 +177,18 @@ def test_draft_that_does_not_fit_is_an_oom_result():
     a = load_arch("arch/dgx_h100.yaml")
     t, d = Deployment.of(a, load_model("llama2-70b"), 2), Deployment.of(a, load_model("llama2-13b"), 2)
     spec = SpeculativeSpec("llama2-13b", 4, 0.8)
-    r = simulate_speculative(t, d, spec, 128, 20, 1, CACHE)
+    # two sequences of 2048 + 20 tokens: the two models' KV caches tip the shared GPUs over
+    r = simulate_speculative(t, d, spec, 2048, 20, 2, CACHE)
     w70 = build_model_graph(t.model, Phase.DECODE, 1, 1, tp=2).param_bytes
     w13 = build_model_graph(d.model, Phase.DECODE, 1, 1, tp=2).param_bytes
-    kv = t.model.kv_cache_bytes_per_rank(148, 2) + d.model.kv_cache_bytes_per_rank(148, 2)
+    kv = 2 * (t.model.kv_cache_bytes_per_rank(2068, 2) + d.model.kv_cache_bytes_per_rank(2068, 2))
     usable = a.device.hbm.usable_bytes
     assert w70 + kv < usable < w70 + w13 + kv              # the target alone fits, with its draft it does not
     assert r.memory.weights_bytes == pytest.approx(w70 + w13) and r.memory.kv_bytes == pytest.approx(kv)
-    assert r.oom and "78.00 GB usable" in r.oom and math.isnan(r.latency_s)
+    assert r.oom and "83.90 GB usable" in r.oom and math.isnan(r.latency_s)
     sep = SpeculativeSpec("llama2-13b", 4, 0.8, placement=DraftPlacement.SEPARATE)
     d1 = Deployment.of(a, load_model("llama2-13b"), 1)
-    ok = simulate_speculative(t, d1, sep, 128, 20, 1, CACHE)
+    ok = simulate_speculative(t, d1, sep, 2048, 20, 2, CACHE)
     assert ok.oom is None and ok.memory.weights_bytes == pytest.approx(w70)      # the target's GPUs are the fuller
 
 

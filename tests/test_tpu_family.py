@@ -34,7 +34,7 @@ def _arch(topology="4x4", **ici):
 def test_published_figures_and_their_sources():
     c = V5E.chip
     assert (c.bf16_flops_per_s, c.int8_ops_per_s) == (1.97e14, 3.93e14)
-    assert (c.hbm.capacity_bytes, c.hbm.bandwidth_bytes_per_s) == (16e9, 819e9)
+    assert (c.hbm.capacity_bytes, c.hbm.bandwidth_bytes_per_s) == (16 * 2**30, 819e9)
     assert V5E.derived()["ici_bytes_per_s_per_chip_bidirectional"] == 400e9     # 4 ports x 50 GB/s x 2 ways
     assert V5E.devices_per_node == 16 and V5E.hosts == 2
     assert V5E.host_dram.capacity_bytes == pytest.approx(2 * 512 * 2**30, rel=1e-6)     # two hosts
@@ -112,9 +112,11 @@ def test_decode_streams_the_weights_and_more_chips_are_faster():
 
 
 def test_memory_per_chip_and_oom():
-    assert device_memory(V5E, load_model("llama2-7b"), 1, 1, 1024, 128).fits     # 13.5 GB of 15.5 usable
-    assert not device_memory(V5E, load_model("llama2-7b"), 1, 1, 4096).fits   # + 2.1 GB KV, 2.1 GB prefill work
-    need = device_memory(V5E, load_model("llama3-70b"), 4, 1, 4096)
+    llama = load_model("llama2-7b")
+    assert device_memory(Deployment.of(V5E, llama, 1), 1, 1024, 128).fits     # 13.5 GB of 16.7 usable (16 GiB)
+    assert device_memory(Deployment.of(V5E, llama, 1), 1, 4096).fits          # + 2.1 GB KV, 0.3 GB fused prefill work
+    assert not device_memory(Deployment.of(V5E, llama, 1), 2, 4096).fits      # + 4.3 GB KV
+    need = device_memory(Deployment.of(V5E, load_model("llama3-70b"), 4), 1, 4096)
     assert not need.fits and need.reason.startswith("per chip: HBM")
 
 

@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
-from rdusim.compiler.memory import place_tensors
+from rdusim.compiler.memory import place_tensors, workspace_bytes
 from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering, build_kernel, group_key
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.compiler.target import CompileTarget
@@ -24,11 +24,27 @@ def compile_plan(graph: OpGraph, arch: RduArch | CompileTarget, policy: FusionPo
     if tiles < 1:
         raise ValueError(f"tiles must be >= 1, got {tiles}")
     arch = CompileTarget.of(arch)
-    nodes, consumers = dataflow_nodes(graph, policy)
-    tiers = place_tensors(nodes, arch)
-    groups = partition(nodes, consumers, tiers, arch, policy, tiles, buffering)
+    nodes, consumers, groups = _partitioned(graph, arch, policy, tiles, buffering)
+    # the workspace is what these kernels materialise (rdusim.workspace); the rest of HBM holds tensors
+    tiers = place_tensors(nodes, arch, workspace_bytes(graph.ops, groups))
     return Plan(graph.name, policy, tiles, tuple(place_groups(groups, consumers, tiers, arch, tiles, buffering)),
                 MappingProxyType({k: v.value for k, v in tiers.items()}))
+
+
+def _partitioned(graph: OpGraph, arch: CompileTarget, policy: FusionPolicy, tiles: int, buffering: Buffering):
+    """The graph's dataflow nodes, their consumers and the kernels they are cut into. The
+    partition reads sizes and the socket's PCUs and PMUs, never where a tensor is placed
+    (a stage's buffers are the same whichever tier feeds it), so it comes before placement."""
+    nodes, consumers = dataflow_nodes(graph, policy)
+    return nodes, consumers, partition(nodes, consumers, {}, arch, policy, tiles, buffering)
+
+
+def kernel_ops(graph: OpGraph, arch: RduArch | CompileTarget, policy: FusionPolicy, *,
+               tiles: int = DEFAULT_TILES, buffering: Buffering = DEFAULT_BUFFERING) -> tuple[tuple[str, ...], ...]:
+    """The op names of each kernel :func:`compile_plan` cuts ``graph`` into, in launch order
+    (what the memory check reads; the ops of no kernel are views)."""
+    _, _, groups = _partitioned(graph, CompileTarget.of(arch), policy, tiles, buffering)
+    return tuple(tuple(n.name for n in g) for g in groups)
 
 
 def kernel_name(index: int, ops: Sequence[str]) -> str:

@@ -3,9 +3,11 @@
 Activations crossing kernel boundaries always go to HBM. Tensors that enter the graph
 from outside (weights, KV cache, optimizer state, constants) go to HBM while they fit
 beside the activation workspace (the rule of :mod:`rdusim.memory`: a tier's usable bytes
-are its capacity less its ``reserved_bytes``; the workspace is the largest activation
-footprint of one op); the rest spill to DDR in the order optimizer state, then weights,
-then KV cache (least to most bandwidth-critical). A spill larger than the DDR's usable
+are its capacity less its ``reserved_bytes``; the workspace is the largest set of
+activations one kernel of the plan reads from and writes to HBM, :mod:`rdusim.workspace`:
+what a fused kernel streams through its PMU stage buffers takes none); the rest spill to
+DDR in the order optimizer state, then weights, then KV cache (least to most
+bandwidth-critical). A spill larger than the DDR's usable
 bytes raises :class:`rdusim.memory.OutOfMemory`.
 """
 
@@ -15,15 +17,23 @@ from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Tier
 from rdusim.compiler.target import CompileTarget
 from rdusim.graph.tensor import TensorRole
-from rdusim.memory import OutOfMemory, op_activation_peak, usable_bytes
+from rdusim.memory import OutOfMemory, usable_bytes
+from rdusim.workspace import materialised
 
 _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,
                 TensorRole.CONSTANT, TensorRole.INPUT)
 
 
-def place_tensors(nodes: tuple[Node, ...], arch: CompileTarget) -> dict[str, Tier]:
-    """External tensor name -> tier, for one socket (the graph is one TP rank)."""
-    return assign_tiers(resident_sizes(nodes), arch, op_activation_peak(n.op for n in nodes))
+def place_tensors(nodes: tuple[Node, ...], arch: CompileTarget, activation_bytes: float) -> dict[str, Tier]:
+    """External tensor name -> tier, for one socket (the graph is one TP rank) beside
+    ``activation_bytes`` of workspace (:func:`workspace_bytes` of its kernels)."""
+    return assign_tiers(resident_sizes(nodes), arch, activation_bytes)
+
+
+def workspace_bytes(ops, groups) -> float:
+    """The activation workspace of a step of ``ops`` cut into ``groups`` (lists of nodes, one
+    per kernel): the largest footprint one kernel materialises in HBM."""
+    return materialised(ops, [[n.name for n in g] for g in groups]).workspace_bytes
 
 
 def resident_sizes(nodes: tuple[Node, ...]) -> dict[str, tuple[TensorRole, float]]:

@@ -24,8 +24,7 @@ from types import MappingProxyType
 from rdusim.compiler.compile import kernel_name, place_groups
 from rdusim.compiler.dataflow import Node, dataflow_nodes
 from rdusim.compiler.fusion import partition
-from rdusim.compiler.memory import hbm_budget, resident_sizes
-from rdusim.memory import op_activation_peak
+from rdusim.compiler.memory import hbm_budget, resident_sizes, workspace_bytes
 from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.compiler.target import CompileTarget
@@ -72,8 +71,10 @@ def _template(graph: OpGraph, policy: FusionPolicy) -> _Template | None:
     return _Template(nodes, consumers, tuple(spans))
 
 
-def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget) -> dict[str, Tier] | None:
-    """The whole model's tensor placement (everything in HBM), or None if that is not sure."""
+def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget, workspace: float) -> dict[str, Tier] | None:
+    """The whole model's tensor placement (everything in HBM beside ``workspace`` bytes of
+    activations: the template's kernels are the model's, so is their workspace), or None
+    if that is not sure."""
     sizes = resident_sizes(t.nodes)
     owner: dict[str, int] = {}                 # tensor -> the one layer touching it (-1: none)
     prefixes = tuple(prefix(j) for j in range(TEMPLATE_LAYERS))
@@ -90,7 +91,7 @@ def _repeated_tiers(t: _Template, layers: int, arch: CompileTarget) -> dict[str,
     r = t.rep
     copies = {-1: 1, **{j: 1 for j in range(r)}, r: layers - r}
     total = sum(b * copies[owner[name]] for name, (_, b) in sizes.items())
-    if total > hbm_budget(arch, op_activation_peak(n.op for n in t.nodes)) * (1 - _MARGIN):
+    if total > hbm_budget(arch, workspace) * (1 - _MARGIN):
         return None
     names = list(sizes)
     rep = [n for n in names if owner[n] == r]
@@ -119,11 +120,11 @@ def compile_repeated(graph: OpGraph, layers: int, arch: RduArch | CompileTarget,
     t = _template(graph, policy)
     if t is None:
         return None
-    full_tiers = _repeated_tiers(t, layers, arch)
-    if full_tiers is None:
-        return None
     tiers = {name: Tier.HBM for name in resident_sizes(t.nodes)}
     groups = partition(t.nodes, t.consumers, tiers, arch, policy, tiles, buffering)
+    full_tiers = _repeated_tiers(t, layers, arch, workspace_bytes(graph.ops, groups))
+    if full_tiers is None:
+        return None
     first = next(i for i, g in enumerate(groups) if g[0].layer == t.rep)
     count = sum(1 for g in groups if g[0].layer == t.rep)
     kernels = place_groups(groups, t.consumers, tiers, arch, tiles, buffering)

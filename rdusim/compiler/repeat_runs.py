@@ -29,7 +29,7 @@ from types import MappingProxyType
 from rdusim.compiler.compile import kernel_name, place_groups
 from rdusim.compiler.dataflow import dataflow_nodes
 from rdusim.compiler.fusion import partition
-from rdusim.compiler.memory import hbm_budget, resident_sizes
+from rdusim.compiler.memory import hbm_budget, resident_sizes, workspace_bytes
 from rdusim.compiler.placement import DEFAULT_BUFFERING, Buffering
 from rdusim.compiler.plan import Kernel, Plan, Tier
 from rdusim.compiler.repeat import _MARGIN, prefix
@@ -38,7 +38,6 @@ from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.graph.layer_runs import MID, TEMPLATE_LAYERS, expand, runs
 from rdusim.graph.opgraph import OpGraph
-from rdusim.memory import op_activation_peak
 
 
 def _rename(name: str, src: int, dst: int) -> str:
@@ -59,15 +58,16 @@ def _owners(nodes, names: dict) -> dict[str, int] | None:
     return owner if set(owner) == set(names) else None
 
 
-def _full_placement(nodes, layers: int, arch: CompileTarget) -> dict[str, Tier] | None:
-    """The whole model's tensor placement (everything in HBM, in first-use order), or None."""
+def _full_placement(nodes, layers: int, arch: CompileTarget, workspace: float) -> dict[str, Tier] | None:
+    """The whole model's tensor placement (everything in HBM beside ``workspace`` bytes of
+    activations, in first-use order), or None."""
     sizes = resident_sizes(nodes)
     owner = _owners(nodes, sizes)
     if owner is None:
         return None
     copies = {**dict.fromkeys(range(-1, TEMPLATE_LAYERS), 1), MID: layers - TEMPLATE_LAYERS + 1}
     total = sum(b * copies[owner[name]] for name, (_, b) in sizes.items())
-    if total > hbm_budget(arch, op_activation_peak(n.op for n in nodes)) * (1 - _MARGIN):
+    if total > hbm_budget(arch, workspace) * (1 - _MARGIN):
         return None
     names = list(sizes)
     layout = runs([owner[n] for n in names])
@@ -97,11 +97,13 @@ def compile_repeated_runs(graph: OpGraph, layers: int, arch: RduArch | CompileTa
         return None
     layout = runs([n.layer for n in nodes])
     targets = expand([layer for layer, _ in layout], layers)
-    full_tiers = _full_placement(nodes, layers, arch) if targets is not None else None
-    if full_tiers is None:
+    if targets is None:
         return None
     tiers = {name: Tier.HBM for name in resident_sizes(nodes)}
     groups = partition(nodes, consumers, tiers, arch, policy, tiles, buffering)
+    full_tiers = _full_placement(nodes, layers, arch, workspace_bytes(graph.ops, groups))
+    if full_tiers is None:
+        return None
     kernels = place_groups(groups, consumers, tiers, arch, tiles, buffering)
     by_run: list[list[Kernel]] = [[] for _ in layout]
     run_of = [r for r, (_, count) in enumerate(layout) for _ in range(count)]

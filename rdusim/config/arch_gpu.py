@@ -28,6 +28,15 @@ class GpuDevice:
     tensor_fp8_flops_per_s: Optional[float] = field(default=None, metadata=positive())
     tensor_int8_flops_per_s: Optional[float] = field(default=None, metadata=positive())   # INT8 ops per s
 
+    def tensor_rate(self, dtype: DType) -> float:
+        """Dense tensor-core peak at ``dtype`` (bf16/fp16, fp8, int8); ValueError when the GPU
+        has none (the deployment check, rdusim.config.formats.check_compute, rejects it first)."""
+        rate = {DType.BF16: self.tensor_flops_per_s, DType.FP16: self.tensor_flops_per_s,
+                DType.FP8_E4M3: self.tensor_fp8_flops_per_s, DType.INT8: self.tensor_int8_flops_per_s}.get(dtype)
+        if rate is None:
+            raise ValueError(f"no native {dtype.value} tensor rate")
+        return rate
+
 
 @dataclass(frozen=True)
 class GpuLaunch:
@@ -52,6 +61,18 @@ class GpuKernelModel:
     vector_elements_per_cta: int = field(metadata=positive())  # elementwise work per CTA
     hbm_saturation_sm_fraction: float = field(metadata={"gt": 0, "le": 1})  # SMs needed to saturate HBM
     min_kernel_s: float = field(metadata={"ge": 0})          # launch latency + ramp + tail of any kernel
+    # large-tile, full-wave fraction of the FP8 / INT8 peak (GEMMs of those formats reach a
+    # different fraction of their peak than bf16 ones); required where the device has the rate
+    tensor_fp8_efficiency: Optional[float] = field(default=None, metadata={"gt": 0, "le": 1})
+    tensor_int8_efficiency: Optional[float] = field(default=None, metadata={"gt": 0, "le": 1})
+
+    def tensor_efficiency_of(self, dtype: DType) -> float:
+        """The large-tile fraction of peak GEMMs of ``dtype`` reach."""
+        got = {DType.FP8_E4M3: self.tensor_fp8_efficiency, DType.INT8: self.tensor_int8_efficiency}.get(
+            dtype, self.tensor_efficiency)
+        if got is None:
+            raise ValueError(f"no kernel.tensor_{dtype.value.split('_')[0]}_efficiency")
+        return got
 
 
 # NCCL: a fixed cost per collective (kernel start, sync, protocol) and its algorithm choice;
@@ -129,9 +150,10 @@ class GpuArch(CostBlocks):
 
     def native_rate(self, dtype: DType) -> Optional[float]:
         """Peak dense tensor rate of one GPU at ``dtype`` (None: not computed natively)."""
-        d = self.device
-        return {DType.BF16: d.tensor_flops_per_s, DType.FP16: d.tensor_flops_per_s,
-                DType.FP8_E4M3: d.tensor_fp8_flops_per_s, DType.INT8: d.tensor_int8_flops_per_s}.get(dtype)
+        try:
+            return self.device.tensor_rate(dtype)
+        except ValueError:
+            return None
 
     def at_compute(self, dtype: DType) -> "GpuArch":
         """The GPU with its tensor rate at ``dtype`` (bf16/fp16: unchanged)."""
@@ -167,6 +189,11 @@ class GpuArch(CostBlocks):
         if self.kernel.tile_small > self.kernel.tile_large:
             raise ValueError("kernel.tile_small", f"at most kernel.tile_large ({self.kernel.tile_large})",
                              self.kernel.tile_small)
+        for fmt in ("fp8", "int8"):       # a format's rate needs the fraction of it GEMMs reach
+            if getattr(self.device, f"tensor_{fmt}_flops_per_s") is not None \
+                    and getattr(self.kernel, f"tensor_{fmt}_efficiency") is None:
+                raise ValueError(f"kernel.tensor_{fmt}_efficiency",
+                                 f"a fraction in (0, 1] (device.tensor_{fmt}_flops_per_s is given)", None)
         if self.links.nvlink is None:
             if self.node.gpus > 1:
                 raise ValueError("links.nvlink", f"the fabric joining the node's {self.node.gpus} GPUs", "none")

@@ -24,9 +24,26 @@ The rule for formats (one for both machines):
 4. Any other combination (weights wider than the compute format, fp8 weights with int8
    compute, ...) is rejected.
 
-Activations between kernels stay at the model's dtype: a quantised GEMM quantises its input
-in its prologue (as TensorRT-LLM's FP8 GEMMs do); that cost and the dequantisation of an
-fp8 KV cache inside attention are not modelled (small next to the bytes they save).
+What a quantised compute format costs besides the GEMM (the mechanism a real stack runs):
+
+5. A GEMM computing in a quantised format (FP8 or INT8: W8A8) reads a quantised activation:
+   its input gets an ``act.quant`` op (multiply by the activation's scale, cast: 2 FLOPs per
+   element; the scale is static, calibrated per tensor as in TensorRT-LLM / ModelOpt FP8
+   checkpoints, so no amax reduction runs at inference). One quantised copy of an input
+   serves every GEMM reading it. The GEMM writes the model's dtype (its epilogue applies the
+   two scales). Fused, the quantisation runs where TensorRT-LLM puts it: in the kernel that
+   produced its input (the RMSNorm/LayerNorm kernel, the gated-activation epilogue of the
+   up-projection GEMM, the attention kernel's output); unfused it is a kernel of its own.
+   The tensor cores then run at that format's rate and efficiency (the arch file's
+   ``tensor_<fmt>_flops_per_s`` and ``kernel.tensor_<fmt>_efficiency``), taken per kernel
+   from the formats of its GEMM's operands: a GEMM of a bf16 and an fp8 operand (attention
+   over an fp8 KV cache) computes in bf16.
+6. A quantised KV cache (``kv_cache: fp8_e4m3``) is written through a quantisation (2 FLOPs
+   per element, in the KV-append op) and read through a dequantisation to the model dtype
+   (an ``attn.kv_dequant`` op per K and V, 2 FLOPs per element), which fused is the prologue
+   of the attention kernel (FlashAttention/XQA with an fp8 cache: only fp8 bytes cross HBM)
+   and unfused a kernel writing the bf16 copy. Sizes follow the format everywhere (capacity,
+   KV traffic); its per-tensor scales (one per layer) are not counted.
 """
 
 from __future__ import annotations
@@ -41,6 +58,7 @@ WEIGHT_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
 KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3)
 COMPUTE_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8)
 DEQUANT_FLOPS_PER_ELEMENT = 2.0     # convert to the compute format, multiply by the scale
+QUANT_FLOPS_PER_ELEMENT = 2.0       # multiply by the (static, per-tensor) scale, cast (rule 5, 6)
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,11 @@ class ResolvedFormats:
     kv_cache: DType
     compute: DType
     dequantises: bool         # weights dequantised to the compute format on the fly (rule 3)
+
+    @property
+    def quantises_activations(self) -> bool:
+        """GEMMs compute in a quantised format, so their activation inputs are quantised (rule 5)."""
+        return self.compute.is_quantized
 
     @property
     def label(self) -> str:

@@ -15,6 +15,8 @@ these methods and never asks which family a platform is:
 - ``copy_links``: the links an expert copy crosses into the devices' HBM (name,
   bandwidth, latency) and each device's path over them (the flow network's input);
   the HBM link of device ``i`` is always named ``hbm<i>`` (:func:`hbm_link`);
+- ``kernel_ops``: the op names of each kernel a step of a graph runs as, cut exactly as
+  the timing cuts it (what the memory check reads: rdusim.memory, rdusim.workspace);
 - ``fusion_runs`` / ``fusion_speedups`` / ``bench_steps`` / ``step_tracer``: what the
   fusion study runs on the family (its modes) and how.
 """
@@ -90,6 +92,11 @@ class Family(Protocol):
                    host_s: float = 0.0, trace: bool = False) -> StepResult: ...
 
     def collective(self, arch, op: CollectiveOp, ranks: int, message_bytes: float) -> CollectiveCost: ...
+
+    def kernel_ops(self, arch, graph: OpGraph, fusion: FusionPolicy, execution: Any) -> tuple[tuple[str, ...], ...]:
+        """The op names of each kernel of a step of ``graph``, in launch order, as the family's
+        timing cuts it (ops in no kernel are views); ``execution``: the run's ExecutionConfig."""
+        ...
 
     def copy_links(self, arch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]: ...
 

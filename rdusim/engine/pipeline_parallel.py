@@ -133,7 +133,7 @@ def simulate_pipelined(cluster: ClusterSpec, dep: Deployment, stages: int, micro
     cfg = dep.model
     # a stage holds its layers' weights and KV cache (rdusim.memory's rule; the stage model's
     # KV formula counts only its own layers) and one micro-batch's workspace
-    need = device_memory(dep.arch, stage.model, dep.tp, batch, prompt_tokens + output_tokens, prompt_tokens)
+    need = device_memory(stage, batch, prompt_tokens + output_tokens, prompt_tokens)
     if not need.fits:
         nan = math.nan
         return PipelineTiming(stages, microbatches, Schedule(nan, ()), None, nan, nan, nan, nan, nan, nan, nan,

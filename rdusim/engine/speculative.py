@@ -82,10 +82,10 @@ def memory_check(target: Deployment, draft: Deployment, spec: SpeculativeSpec, p
         w = weight_bytes_per_rank(target.model, target.tp) + weight_bytes_per_rank(draft.model, draft.tp)
         kv = (kv_bytes_per_rank(target.model, target.tp, batch, tokens)
               + kv_bytes_per_rank(draft.model, draft.tp, batch, tokens))
-        act = max(activation_workspace_bytes(d.model, d.tp, batch, prompt_tokens) for d in (target, draft))
+        act = max(activation_workspace_bytes(d, batch, prompt_tokens) for d in (target, draft))
         tiers = tier_split(arch, {"weights": w, "kv_cache": kv}, act)
         return MemoryNeed(arch.DEVICE, w, kv, act, tiers)
-    needs = [device_memory(arch, d.model, d.tp, batch, tokens, prompt_tokens) for d in (target, draft)]
+    needs = [device_memory(d, batch, tokens, prompt_tokens) for d in (target, draft)]
     bad = [n for n in needs if not n.fits]
     return bad[0] if bad else max(needs, key=lambda n: n.tiers[0].used_bytes)
 

@@ -13,6 +13,9 @@ the full (unmasked) score matrix, as an unfused implementation does; the 1/sqrt(
 and the causal mask are part of the softmax op. With a sliding window shorter than the
 context each query attends to ``window`` keys: the score GEMM runs against a
 window-long slice of K. Linear biases are separate ops (tag ``<linear>.bias``).
+Number formats (rdusim.config.formats) add ops of their own: a weight dequantised on the fly
+(``weight.dequant``), a quantised GEMM's input (``act.quant``), K and V read from a quantised
+cache (``attn.kv_dequant``); the fusion rules of each machine decide where they run.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from rdusim.graph.tensor import Tensor, TensorRole
 
 W = TensorRole.WEIGHT
 DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
+QUANT_TAG = "act.quant"           # a GEMM input quantised to the compute format (formats rule 5)
+KV_DEQUANT_TAG = "attn.kv_dequant"  # K or V read from a quantised cache, dequantised (formats rule 6)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,7 @@ class LayerBuilder:
         window = self.cfg.sliding_window
         self.ctx = min(ctx, window) if window else ctx
         self.writes_cache = self.kv_cache and self.phase != Phase.TRAIN
+        self.quantised: dict[str, Tensor] = {}   # activation -> its quantised copy (formats rule 5)
 
     # ---- helpers ----
     def add(self, op: Op) -> Tensor:
@@ -116,6 +122,28 @@ class LayerBuilder:
                            bytes_read=stored.nbytes, bytes_written=out.nbytes, **self.kw(DEQUANT_TAG)))
         return out
 
+    def quantise(self, x: Tensor) -> Tensor:
+        """``x`` at the compute format, for a quantised GEMM (formats rule 5): one ``act.quant``
+        op per activation (static per-tensor scale: multiply and cast, 2 FLOPs per element)."""
+        got = self.quantised.get(x.name)
+        if got is None:
+            from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT
+            got = Tensor(x.name + ".q", x.shape, self.cfg.fmt.compute, TensorRole.ACTIVATION)
+            self.ops.append(Op(x.name + ".quant", OpKind.ELEMENTWISE, (x,), (got,), QUANT_FLOPS_PER_ELEMENT * x.numel,
+                               bytes_read=x.nbytes, bytes_written=got.nbytes, **self.kw(QUANT_TAG)))
+            self.quantised[x.name] = got
+        return got
+
+    def dequantise_kv(self, kv: Tensor, name: str) -> Tensor:
+        """K or V read from a quantised cache, at the model dtype for attention (formats rule 6)."""
+        if not self.kv_dt.is_quantized or self.kv_dt == self.dt:
+            return kv
+        from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
+        out = Tensor(kv.name + ".dequantized", kv.shape, self.dt, TensorRole.ACTIVATION)
+        self.ops.append(Op(self.p + name, OpKind.ELEMENTWISE, (kv,), (out,), DEQUANT_FLOPS_PER_ELEMENT * kv.numel,
+                           bytes_read=kv.nbytes, bytes_written=out.nbytes, **self.kw(KV_DEQUANT_TAG)))
+        return out
+
     def kw(self, tag: str) -> dict:
         return {"layer": self.layer, "tag": tag, "block": self.block}
 
@@ -130,7 +158,9 @@ class LayerBuilder:
         """A linear layer; the bias of a row-parallel one (o, down) waits for the all-reduce.
         Its weight is at the weight format unless ``sparse`` is False (the MoE router)."""
         weight = self.gemm_w(f"{name}.weight", n_in, n_out) if sparse else self.w(f"{name}.weight", n_in, n_out)
-        y = self.add(O.linear(self.p + name, x, weight, self.p + name + ".out", **self.kw(tag)))
+        if weight.dtype.is_quantized and weight.dtype == self.cfg.fmt.compute:   # W8A8: the input too
+            x = self.quantise(x)
+        y = self.add(O.linear(self.p + name, x, weight, self.p + name + ".out", out_dtype=self.dt, **self.kw(tag)))
         if bias and row_parallel and self.tp > 1:
             self.pending_bias.append((name, tag))
         elif bias:
@@ -164,7 +194,9 @@ class LayerBuilder:
             # write this step's K and V into the cache (bytes written = the new entries)
             k_new = Tensor(self.p + "kv.k_new", kh.shape, self.kv_dt, TensorRole.KV_CACHE)
             v_new = Tensor(self.p + "kv.v_new", vh.shape, self.kv_dt, TensorRole.KV_CACHE)
-            self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), 0.0,
+            from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT   # a quantised cache: scale and cast
+            quant = QUANT_FLOPS_PER_ELEMENT * (k_new.numel + v_new.numel) if self.kv_dt.is_quantized else 0.0
+            self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), quant,
                                bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,
                                **self.kw("attn.kv_append")))
         if self.decode:
@@ -177,12 +209,16 @@ class LayerBuilder:
             k, v = kh, vh
         # query heads sharing a KV head are stacked: (b, kvh, g*q, d)
         qg = self._view(O.reshape, "attn.q_group", qh, (b, kvh, g * q, d), tag="attn.split")
+        if self.decode:
+            k = self.dequantise_kv(k, "attn.k_dequant")
         scores = self.add(O.gemm(self.p + "attn.score", qg, k, self.p + "attn.scores", transpose_b=True,
                                  **self.kw("attn.score")))
         if cfg.position_embedding == PositionKind.ALIBI:
             scores = self.add(O.elementwise(self.p + "attn.alibi", [scores], self.p + "attn.alibi_scores",
                                             **self.kw("attn.alibi")))
         probs = self.add(O.softmax(self.p + "attn.softmax", scores, self.p + "attn.probs", **self.kw("attn.softmax")))
+        if self.decode:
+            v = self.dequantise_kv(v, "attn.v_dequant")
         ctx = self.add(O.gemm(self.p + "attn.context", probs, v, self.p + "attn.ctx", **self.kw("attn.context")))
         ctx4 = self._view(O.reshape, "attn.ungroup", ctx, (b, h, q, d), tag="attn.merge")
         merged = self._view(O.transpose, "attn.from_heads", ctx4, (0, 2, 1, 3), tag="attn.transpose")

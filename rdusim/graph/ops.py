@@ -111,9 +111,11 @@ def gemm(name: str, a: Tensor, b: Tensor, out: str, *, transpose_b: bool = False
                attrs=(("m", batch * m), ("n", n), ("k", k), ("batch", batch)), **kw)
 
 
-def linear(name: str, x: Tensor, w: Tensor, out: str, *, transpose_w: bool = False, **kw) -> Op:
+def linear(name: str, x: Tensor, w: Tensor, out: str, *, transpose_w: bool = False,
+           out_dtype: DType | None = None, **kw) -> Op:
     """x[..., K] @ w[K, N] (or w[N, K]^T, e.g. an LM head tied to the embedding table):
-    a GEMM whose M is every leading dimension of x."""
+    a GEMM whose M is every leading dimension of x; its output is at ``out_dtype`` (default
+    x's: a quantised GEMM writes the model dtype, its epilogue applying the scales)."""
     if len(w.shape) != 2:
         raise ShapeError(f"{name}: weight must be 2-D, got {w.shape}")
     k, n = (w.shape[1], w.shape[0]) if transpose_w else w.shape
@@ -122,7 +124,7 @@ def linear(name: str, x: Tensor, w: Tensor, out: str, *, transpose_w: bool = Fal
                          f"{'^T' if transpose_w else ''}: {x.shape[-1]} != {k}")
     lead = x.shape[:-1]
     m = math.prod(lead)
-    y = Tensor(out, (*lead, n), x.dtype)
+    y = Tensor(out, (*lead, n), out_dtype or x.dtype)
     return _mk(name, OpKind.GEMM, (x, w), (y,), 2.0 * m * n * k * w.density,
                attrs=(("m", m), ("n", n), ("k", k), ("batch", 1)), **kw)
 

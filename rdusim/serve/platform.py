@@ -49,8 +49,8 @@ def hbm_usable_per_device(dep: Deployment) -> float:
 def workspace_bytes(dep: Deployment, cache: RunCache) -> float:
     """Activation workspace of the largest step: a prefill of max_batched_tokens tokens."""
     tokens = min(dep.stack.scheduler.max_batched_tokens, dep.model.max_position_embeddings)
-    return cache.get(("workspace", dep.model, dep.tp, tokens),
-                     lambda: activation_workspace_bytes(dep.model, dep.tp, 1, tokens))
+    return cache.get(("workspace", dep.arch, dep.model, dep.tp, dep.fusion, dep.execution, tokens),
+                     lambda: activation_workspace_bytes(dep, 1, tokens))
 
 
 @dataclass

@@ -81,10 +81,8 @@ class PlatformRun:
         b, tp = sc.batch_size, self.tp
         kv = (kv_bytes_per_rank(self.expert.model, tp, b, spec.prompt_tokens + sc.output_tokens)
               + kv_bytes_per_rank(self.router.model, tp, b, spec.prompt_tokens + spec.router.output_tokens))
-        cache = self.routings.cache     # the run's: a workspace walks a layer's ops (a sweep's points share it)
-        act = max(cache.get_or_compute("coe_workspace", (m.model, tp, b, spec.prompt_tokens),
-                                        lambda m=m: activation_workspace_bytes(m.model, tp, b, spec.prompt_tokens))
-                  for m in (self.expert, self.router))
+        # each model's prefill workspace under its deployment's kernels (kept in the run's cache)
+        act = max(activation_workspace_bytes(m.dep, b, spec.prompt_tokens) for m in (self.expert, self.router))
         return self.router_bytes + tp * (kv + act)
 
     def capacity(self, sc: Scenario, *, router: bool = True) -> Capacity:

@@ -124,8 +124,9 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     part = StudyPart()
     arch = loaded.archs[name]
     tp = spec.platforms[name].tp
-    need = device_memory(arch, cfg, tp, spec.batch_size, spec.prompt_tokens + spec.output_tokens,
-                         spec.prompt_tokens)
+    from rdusim.config.formats import for_machine
+    need = device_memory(loaded.deployment(name, for_machine(cfg, arch)), spec.batch_size,
+                         spec.prompt_tokens + spec.output_tokens, spec.prompt_tokens)
     part.rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
     if not need.fits:
         part.oom_reasons[name] = f"{name} tp{tp}: {need.reason}"

@@ -15,6 +15,17 @@ from rdusim.graph.phase import Phase
 from rdusim.memory import OutOfMemory, graph_memory, repeated_graph_memory
 
 
+POLICIES = (FusionPolicy.UNFUSED, FusionPolicy.FUSED)
+
+
+def fullest(needs):
+    """The memory need a platform is judged by when it runs every mode of a benchmark: the
+    first that does not fit, else the one using the most HBM (each mode materialises its own
+    activations: the unfused one its attention scores)."""
+    bad = [n for n in needs if not n.fits]
+    return bad[0] if bad else max(needs, key=lambda n: n.tiers[0].used_bytes)
+
+
 def repeated(arch, graphs: BenchGraphs, repeat_layer: int = 1):
     """(memory need, kernels by policy) of a step of a model from its first layers with the
     middle one repeated (:mod:`rdusim.engine.gpu.repeat`: the whole model's kernels and
@@ -24,13 +35,13 @@ def repeated(arch, graphs: BenchGraphs, repeat_layer: int = 1):
     if not graphs.layers or graphs.layers <= repeat.TEMPLATE_LAYERS:
         return None
     head = graphs.cut(repeat.TEMPLATE_LAYERS)
-    need = repeated_graph_memory(arch, head, graphs.layers, repeat_layer=repeat_layer)
+    needs = [repeated_graph_memory(arch, head, graphs.layers, repeat_layer, p) for p in POLICIES]
     # looked up at call time: tests count the shortcut by patching the module
     kernels_of = repeat.repeated_step_kernels if graphs.phase == Phase.TRAIN else repeat.repeated_kernels
-    kernels = {p: kernels_of(head, graphs.layers, p, arch) for p in (FusionPolicy.UNFUSED, FusionPolicy.FUSED)}
-    if need is None or any(k is None for k in kernels.values()):
+    kernels = {p: kernels_of(head, graphs.layers, p, arch) for p in POLICIES}
+    if any(n is None for n in needs) or any(k is None for k in kernels.values()):
         return None
-    return need, kernels
+    return fullest(needs), kernels
 
 
 def bench_steps(arch: GpuArch, graphs: BenchGraphs, runs: tuple[FusionRun, ...], host_s: float,
@@ -51,7 +62,7 @@ def kernel_stream_steps(arch, graphs: BenchGraphs, runs: tuple[FusionRun, ...], 
         need, kernels, graph = got[0], got[1], None
     else:
         graph = graphs.whole()
-        need, kernels = graph_memory(arch, graph), None
+        need, kernels = fullest([graph_memory(arch, graph, p) for p in POLICIES]), None
     if not need.fits:
         raise OutOfMemory(need.reason)
     out = {}

@@ -9,7 +9,7 @@ from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp
 from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, Memo
-from rdusim.engine.gpu import bench, model_step, step
+from rdusim.engine.gpu import bench, fusion_rules, model_step, step
 from rdusim.engine.gpu.hostcopy import dgx_host_links, host_to_gpu_path
 from rdusim.engine.gpu.kernels import gpu_collective
 from rdusim.engine.step import StepResult
@@ -35,6 +35,10 @@ class GpuFamily:
     def collective(self, arch: GpuArch, op: CollectiveOp, ranks: int, message_bytes: float) -> CollectiveCost:
         """NCCL over NVLink / NVSwitch."""
         return gpu_collective(arch, op, ranks, message_bytes)
+
+    def kernel_ops(self, arch: GpuArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
+        """The library-fusion kernel cut (rdusim.engine.gpu.fusion_rules)."""
+        return fusion_rules.kernel_ops(graph, fusion, arch)
 
     def copy_links(self, arch: GpuArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:
         """Each GPU's shard: host DRAM -> the shared host link -> its PCIe link -> its HBM."""

@@ -15,7 +15,11 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 - a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
   prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
   weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
-  vector units inside the GEMM kernel;
+  vector units inside the GEMM kernel; K and V read from a quantised cache
+  (``attn.kv_dequant``) likewise are the prologue of the attention kernel;
+- a GEMM input quantised to an FP8/INT8 compute format (``act.quant``) is quantised where
+  TensorRT-LLM does it: in the kernel producing that input (the norm kernel, the gated
+  activation in the up-projection GEMM's epilogue, the attention kernel writing its output);
 - what GPUs cannot fuse: two GEMMs (the intermediate, and any transpose
   between them, goes through HBM), collectives (NCCL kernels), and nothing is
   pipelined across kernels.
@@ -36,16 +40,20 @@ from dataclasses import dataclass, field
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
-from rdusim.graph.decoder import DEQUANT_TAG
+from rdusim.graph.decoder import DEQUANT_TAG, KV_DEQUANT_TAG, QUANT_TAG
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
-from rdusim.graph.tensor import EXTERNAL_ROLES
+from rdusim.graph.tensor import EXTERNAL_ROLES, DType
 
 ATTENTION_TAGS = frozenset({"attn.score", "attn.softmax", "attn.context", "attn.alibi", "attn.mask"})
 # views: no kernel, no bytes; a consumer reads the part it needs
 VIEW_KINDS = frozenset({OpKind.RESHAPE, OpKind.SLICE})
 # vector ops a GEMM epilogue can apply tile by tile (no row reductions, no layout change)
 _EPILOGUE_KINDS = frozenset({OpKind.ELEMENTWISE})
+# conversions run in the prologue of the kernel reading their output (fused)
+PROLOGUE_TAGS = frozenset({DEQUANT_TAG, KV_DEQUANT_TAG})
+# format conversions a GEMM or attention kernel runs on its vector units (prologue or epilogue)
+CONVERT_TAGS = PROLOGUE_TAGS | {QUANT_TAG}
 
 
 def op_class(op: Op) -> KernelClass:
@@ -73,6 +81,7 @@ class _Partitioner:
         self.producer: dict[str, int] = {}       # root tensor -> group index
         self.consumers: dict[str, set[int]] = {}  # root tensor -> groups reading it
         self.groups: list[_Group] = []
+        self.pending: list[Op] = []              # prologue ops waiting for the kernel that reads them
 
     def root(self, name: str) -> str:
         while name in self.alias:
@@ -88,25 +97,44 @@ class _Partitioner:
                 for t in op.outputs:
                     self.alias[t.name] = self.root(op.inputs[0].name)
                 continue
+            if self.policy == FusionPolicy.FUSED and op.tag in PROLOGUE_TAGS:
+                self.pending.append(op)            # placed with the first op reading it
+                continue
             idx = self.place(op)
-            for r in self.activation_inputs(op):
-                self.consumers.setdefault(r, set()).add(idx)
-            for t in op.outputs:
-                self.producer[t.name] = idx
+            self.record(op, idx)
+        for op in self.pending:                    # read by nothing: a kernel of its own
+            self.groups.append(_Group(op_class(op), [op]))
+            self.record(op, len(self.groups) - 1)
         return self.groups
+
+    def record(self, op: Op, idx: int) -> None:
+        for r in self.activation_inputs(op):
+            self.consumers.setdefault(r, set()).add(idx)
+        for t in op.outputs:
+            self.producer[t.name] = idx
+
+    def take_prologues(self, op: Op) -> list[Op]:
+        """The pending prologue ops whose outputs ``op`` reads (they join its kernel)."""
+        reads = set(self.activation_inputs(op))
+        mine = [p for p in self.pending if any(t.name in reads for t in p.outputs)]
+        self.pending = [p for p in self.pending if p not in mine]
+        return mine
 
     def place(self, op: Op) -> int:
         cls = op_class(op)
         if self.policy == FusionPolicy.UNFUSED and cls == KernelClass.ATTENTION:
             # eager attention: batched GEMMs and a softmax kernel, scores through HBM
             cls = KernelClass.GEMM if op.kind == OpKind.GEMM else KernelClass.VECTOR
+        prologues = self.take_prologues(op) if self.pending else []
         if self.policy == FusionPolicy.FUSED and self.groups and self.joins_last(op, cls):
-            self.groups[-1].ops.append(op)
-            if cls == KernelClass.GEMM:         # a dequantisation prologue joined by its GEMM
-                self.groups[-1].cls = cls
-            return len(self.groups) - 1
-        self.groups.append(_Group(cls, [op]))
-        return len(self.groups) - 1
+            idx = len(self.groups) - 1
+            self.groups[-1].ops.extend([*prologues, op])
+        else:
+            self.groups.append(_Group(cls, [*prologues, op]))
+            idx = len(self.groups) - 1
+        for p in prologues:
+            self.record(p, idx)
+        return idx
 
     def joins_last(self, op: Op, cls: KernelClass) -> bool:
         last_idx = len(self.groups) - 1
@@ -115,14 +143,13 @@ class _Partitioner:
             return False        # fusion follows data: only a consumer of the last kernel joins it
         if cls == KernelClass.ATTENTION:
             return last.cls == KernelClass.ATTENTION
-        if cls == KernelClass.GEMM:
-            return last.cls == KernelClass.VECTOR and all(o.tag == DEQUANT_TAG for o in last.ops)
         if cls != KernelClass.VECTOR:
             return False
         if last.cls == KernelClass.GEMM:
             return op.kind in _EPILOGUE_KINDS and op.tag != "attn.kv_append"
         if last.cls == KernelClass.ATTENTION:
-            return op.kind in (OpKind.TRANSPOSE, OpKind.CONCAT)   # FlashAttention writes any layout
+            # FlashAttention writes any layout, and the format the next GEMM reads
+            return op.kind in (OpKind.TRANSPOSE, OpKind.CONCAT) or op.tag == QUANT_TAG
         if last.cls == KernelClass.VECTOR:
             return op.kind != OpKind.NORM or self.row_fits_in_smem(op)
         return False
@@ -148,12 +175,13 @@ def _kernel(p: _Partitioner, idx: int, g: _Group) -> Kernel:
         internal_out = sum(t.nbytes for t in o.outputs if p.consumers.get(t.name) == {idx})
         nbytes += max(0.0, o.bytes_read - internal_in) + max(0.0, o.bytes_written - internal_out)
     main = _main_op(g)
+    tensor = g.cls in (KernelClass.GEMM, KernelClass.ATTENTION)
     work = KernelWork(cls=g.cls, flops=flops, hbm_bytes=nbytes, work_items=_work_items(p, g, main),
                       gemm=_gemm_shape(main) if g.cls == KernelClass.GEMM else None,
                       attention=_attention_shape(g) if g.cls == KernelClass.ATTENTION else None,
                       collective=_collective_shape(main) if g.cls == KernelClass.COLLECTIVE else None,
-                      dequant_flops=sum(o.flops for o in g.ops if o.tag == DEQUANT_TAG)
-                      if g.cls == KernelClass.GEMM else 0.0)
+                      convert_flops=sum(o.flops for o in g.ops if o.tag in CONVERT_TAGS) if tensor else 0.0,
+                      dtype=_tensor_format(g) if tensor else DType.BF16)
     tag = "attn" if g.cls == KernelClass.ATTENTION and len(g.ops) > 1 else main.tag
     name = main.name if len(g.ops) == 1 else f"{main.name}+{len(g.ops) - 1}"
     return Kernel(name, tuple(o.name for o in g.ops), tag, main.layer, work)
@@ -167,6 +195,15 @@ def _main_op(g: _Group) -> Op:
         if o.kind == OpKind.NORM:
             return o
     return g.ops[0]
+
+
+def _tensor_format(g: _Group) -> DType:
+    """The format the kernel's tensor cores multiply in: its (first) GEMM's operands' format
+    when both are at it, else the wider of the two (a bf16 query against an fp8 cache
+    computes in bf16, the cache dequantised in the prologue)."""
+    op = next(o for o in g.ops if o.kind == OpKind.GEMM)
+    a, b = op.inputs[0].dtype, op.inputs[1].dtype
+    return a if a == b else max((a, b), key=lambda d: d.bits)
 
 
 def _gemm_shape(op: Op) -> GemmShape:
@@ -197,3 +234,9 @@ def _work_items(p: _Partitioner, g: _Group, main: Op) -> int:
         return max(1, out.numel // out.shape[-1])
     per_cta = p.arch.elements_per_work_item
     return max(1, math.ceil(max(t.numel for o in g.ops for t in o.outputs) / per_cta))
+
+
+def kernel_ops(graph: OpGraph, policy: FusionPolicy, arch: GpuArch) -> tuple[tuple[str, ...], ...]:
+    """The op names of each kernel :func:`partition` cuts ``graph`` into (what the memory
+    check reads: rdusim.memory; ops of no kernel are views)."""
+    return tuple(k.ops for k in partition(graph, policy, arch))

@@ -12,6 +12,11 @@ bandwidth, made honest about size:
   large one, and a wave of few CTAs can only pull part of the HBM bandwidth.
 - Attention is one FlashAttention-style kernel (scores never reach HBM); for
   decode the KV sequence is split (flash-decoding) until the SMs are busy.
+- Tensor work runs at the rate and efficiency of the format the kernel multiplies in
+  (``KernelWork.dtype``: bf16/fp16, fp8 or int8; the arch file's ``tensor_*_flops_per_s``
+  and ``kernel.tensor_*efficiency``); format conversions inside a GEMM or attention kernel
+  (weight or KV dequantisation in its prologue, quantisation of its output for the next
+  FP8 GEMM in its epilogue) run on the vector units of its active SMs.
 - Every kernel lasts at least ``kernel.min_kernel_s`` (launch latency, ramp, tail).
 - Collectives: NCCL's algorithms over the NVLink/NVSwitch fabric
   (rdusim.engine.collectives): ring, tree, one-shot and, where the switch reduces
@@ -33,6 +38,7 @@ from rdusim.cache import RunCache, active_cache
 from rdusim.config.arch_common import CollectiveAlgorithm
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
+from rdusim.graph.tensor import DType
 
 
 class KernelClass(enum.Enum):
@@ -80,7 +86,8 @@ class KernelWork:
     gemm: Optional[GemmShape] = None
     attention: Optional[AttentionShape] = None
     collective: Optional[CollectiveShape] = None
-    dequant_flops: float = 0.0               # GEMM prologue: weights dequantised on the vector units
+    convert_flops: float = 0.0               # format conversions on the vector units (GEMM/attention kernels)
+    dtype: DType = DType.BF16                # the format its tensor cores multiply in
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,17 @@ def _kernel_time(arch: GpuArch, work: KernelWork) -> KernelTime:
 
 
 # ---- helpers ----
-def _sm_tensor_rate(arch: GpuArch) -> float:
-    return arch.device.tensor_flops_per_s / arch.device.sms * arch.kernel.tensor_efficiency
+def _sm_tensor_rate(arch: GpuArch, dtype: DType = DType.BF16) -> float:
+    """What one SM's tensor cores reach in large-tile GEMMs at ``dtype``."""
+    return arch.device.tensor_rate(dtype) / arch.device.sms * arch.kernel.tensor_efficiency_of(dtype)
+
+
+def _convert_s(arch: GpuArch, work: KernelWork, ctas: int) -> float:
+    """Format conversions of a GEMM/attention kernel on the vector units of its active SMs."""
+    if not work.convert_flops:
+        return 0.0
+    sms = arch.device.sms
+    return work.convert_flops / (arch.device.vector_flops_per_s * arch.kernel.vector_efficiency * min(ctas, sms) / sms)
 
 
 def _bandwidth(arch: GpuArch, active_sms: int) -> float:
@@ -182,11 +198,10 @@ def _gemm_time(arch: GpuArch, work: KernelWork) -> KernelTime:
             ctas = tiles * split
             waves = math.ceil(ctas / sms)
             k_slice = math.ceil(g.k / split)
-            rate = _sm_tensor_rate(arch) * tile_efficiency(arch, tm, tn)
+            rate = _sm_tensor_rate(arch, work.dtype) * tile_efficiency(arch, tm, tn)
             compute = waves * 2.0 * tm * tn * k_slice / rate
-            if work.dequant_flops:      # W4A16/W8A16-style prologue on the vector units of the active SMs
-                compute += work.dequant_flops / (arch.device.vector_flops_per_s * km.vector_efficiency
-                                                 * min(ctas, sms) / sms)
+            # W4A16/W8A16-style dequantisation prologue, FP8 quantisation in the epilogue
+            compute += _convert_s(arch, work, ctas)
             # split-K partial sums: FP32 partials written and read back once
             partials = (split - 1) * g.batch * g.m * g.n * 4 * 2 if split > 1 else 0.0
             nbytes = work.hbm_bytes + partials
@@ -212,8 +227,8 @@ def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     waves = math.ceil(ctas / sms)
     # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
     per_cta = 2.0 * 2.0 * tm * math.ceil(a.ctx / split) * a.head_dim
-    rate = _sm_tensor_rate(arch) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
-    compute = waves * per_cta / rate
+    rate = _sm_tensor_rate(arch, work.dtype) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
+    compute = waves * per_cta / rate + _convert_s(arch, work, ctas)   # + an fp8 cache's dequantisation
     # softmax exponentials on the vector units, spread over the active SMs
     vec_rate = arch.device.vector_flops_per_s * km.vector_efficiency
     compute += 5.0 * a.heads * a.rows * a.ctx / (vec_rate * min(ctas, sms) / sms)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 from rdusim.config.deployment import Deployment
-from rdusim.config.formats import arch_at
 from rdusim.engine.gpu.launch import launch_cost_s
 from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
 from rdusim.engine.gpu.step import check_tp, simulate_kernels, simulate_step
@@ -20,7 +19,8 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
                new_tokens: int = 1) -> StepResult:
     """One step; its kernels come from the model's first layers with the middle one repeated
     (:mod:`rdusim.engine.gpu.repeat`: the same kernels, without the whole model's graph)."""
-    arch, cfg, tp = arch_at(dep.arch, dep.model.fmt.compute), dep.model, dep.tp   # tensor rate of the format
+    # each kernel runs at the tensor rate of the format its GEMM multiplies in (KernelWork.dtype)
+    arch, cfg, tp = dep.arch, dep.model, dep.tp
     check_tp(arch, tp)
     launch_cost_s(arch, dep.launch)          # rejects RDU launch modes early
     if cfg.num_hidden_layers > TEMPLATE_LAYERS:
@@ -34,4 +34,4 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
 
 def _repeated(dep: Deployment, phase: Phase, batch: int, seq: int, new_tokens: int = 1):
     head = build_model_graph(dep.model, phase, batch, seq, tp=dep.tp, layers=TEMPLATE_LAYERS, new_tokens=new_tokens)
-    return repeated_kernels(head, dep.model.num_hidden_layers, dep.fusion, arch_at(dep.arch, dep.model.fmt.compute))
+    return repeated_kernels(head, dep.model.num_hidden_layers, dep.fusion, dep.arch)

@@ -50,6 +50,11 @@ class RduFamily:
         """The runtime's collective primitives over the sockets' P2P links."""
         return collective_cost(op, ranks, message_bytes, arch.links.p2p, arch.collectives)
 
+    def kernel_ops(self, arch: RduArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
+        """The compiler's partition (rdusim.compiler.compile.kernel_ops) at the run's tiles and buffering."""
+        from rdusim.compiler.compile import kernel_ops
+        return kernel_ops(graph, arch, fusion, tiles=execution.tiles, buffering=execution.buffering)
+
     def copy_links(self, arch: RduArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:
         """Each socket copies its shard from its own DDR into its own HBM: the DDR read, the
         AGCUs bridging the tile to the memories (count x bandwidth), the HBM write. Sockets

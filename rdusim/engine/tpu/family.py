@@ -44,6 +44,11 @@ class TpuFamily:
         """Bidirectional rings along the mesh axes the group spans."""
         return tpu_collective(arch, op, ranks, message_bytes)
 
+    def kernel_ops(self, arch: TpuArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
+        """XLA's fusions: the library-fusion kernel cut its step times (rdusim.engine.gpu.fusion_rules)."""
+        from rdusim.engine.gpu.fusion_rules import kernel_ops
+        return kernel_ops(graph, fusion, arch)
+
     def copy_links(self, arch: TpuArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:
         """Each chip's shard: its host's DRAM (shared by the host's chips) -> the chip's PCIe
         link -> its HBM."""

@@ -62,12 +62,13 @@ def _kernel_time(arch: TpuArch, work: KernelWork) -> KernelTime:
     if work.cls == KernelClass.GEMM and work.gemm is not None:
         g = work.gemm
         padded = g.batch * 2.0 * _pad(g.m, rows) * _pad(g.n, edge) * _pad(g.k, edge)
-        compute = padded / _mxu_rate(arch) + work.dequant_flops / _vector_rate(arch)
+        compute = padded / _mxu_rate(arch) + work.convert_flops / _vector_rate(arch)
         return _finish(arch, compute, memory, work.hbm_bytes)
     if work.cls == KernelClass.ATTENTION and work.attention is not None:
         a = work.attention
         matmuls = a.heads * 2.0 * 2.0 * _pad(a.rows, rows) * _pad(a.ctx, edge) * _pad(a.head_dim, edge)
         softmax = 5.0 * a.heads * a.rows * a.ctx
-        return _finish(arch, matmuls / _mxu_rate(arch) + softmax / _vector_rate(arch), memory, work.hbm_bytes)
+        return _finish(arch, matmuls / _mxu_rate(arch) + (softmax + work.convert_flops) / _vector_rate(arch), memory,
+                       work.hbm_bytes)
     return _finish(arch, work.flops / _vector_rate(arch), memory, work.hbm_bytes)
 
