@@ -184,6 +184,8 @@ class RunCache:
         self.misses: Counter[str] = Counter()
         self.disk_hits: Counter[str] = Counter()
         self.unpersisted: Counter[str] = Counter()     # values that could not be pickled
+        self.write_errors: Counter[str] = Counter()    # values the directory could not take (full, read-only)
+        self.last_write_error = ""
 
     def get_or_compute(self, namespace: str, key_obj: Any, fn: Callable[[], Any]) -> Any:
         return self.get_or_compute_hit(namespace, key_obj, fn)[0]
@@ -215,7 +217,11 @@ class RunCache:
             except (TypeError, AttributeError, pickle.PicklingError):   # kept in memory only
                 self.unpersisted[namespace] += 1
             else:
-                _atomic_write_bytes(path, data)
+                try:
+                    _atomic_write_bytes(path, data)
+                except OSError as exc:      # a full or read-only disk: the value stays in memory
+                    self.write_errors[namespace] += 1
+                    self.last_write_error = exc.strerror or str(exc)
         return value, False
 
     def count_hits(self, namespace: str, n: int = 1) -> None:
@@ -250,8 +256,9 @@ _MISSING = object()
 
 
 def cache_at(directory: str | Path | None) -> RunCache | None:
-    """The run's cache for ``--cache-dir`` (None without one); a path that is not a
-    directory is an InputError."""
+    """The run's cache for ``--cache-dir`` (None without one). A path that is not a
+    directory, or one this process cannot create or write into, is an InputError: found
+    before anything runs, not as a failure of every run (or sweep point) that saves."""
     if directory is None:
         return None
     from rdusim.errors import InputError
@@ -259,6 +266,14 @@ def cache_at(directory: str | Path | None) -> RunCache | None:
     path = Path(directory)
     if path.exists() and not path.is_dir():
         raise InputError(str(path), "--cache-dir", "a directory (it is created when missing)", "a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".rdusim-probe.")   # access() is not proof (root, ro mounts)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(str(path), "--cache-dir", "a directory rdusim can create and write into",
+                         f"{exc.strerror or exc}") from None
     return RunCache(path)
 
 

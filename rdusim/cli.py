@@ -19,14 +19,18 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from rdusim import __version__  # noqa: E402
-from rdusim.errors import InputError  # noqa: E402
+from rdusim.errors import InputError, ending, sigterm_raises  # noqa: E402
 
 EXIT_CODES = """exit status:
   0    done
-  1    validate: a reference missed its tolerance; sweep: a worker process died (--resume finishes)
-  2    bad input (one line names the file, the key, what was expected and what was found)
-  130  interrupted (Ctrl-C); finished sweep points are kept
-  141  stdout was closed before everything was printed (results are written first, and kept)"""
+  1    validate: a reference missed its tolerance; sweep: every point failed, or a worker process
+       died (--resume runs the missing and failed points)
+  2    bad input (one line names the file, the key, what was expected and what was found), or an
+       output folder rdusim may not or cannot write into (not its own, locked, full, read-only)
+  70   internal error: a bug in rdusim; one line says where the full traceback was written
+  130  interrupted (Ctrl-C); finished sweep points are kept, a run's half-written files removed
+  141  stdout was closed before everything was printed (results are written first, and kept)
+  143  terminated (SIGTERM); as for Ctrl-C"""
 
 
 def _fmt_si(x: float, unit: str = "") -> str:
@@ -138,20 +142,25 @@ def cmd_run(args) -> int:
 
     loaded = load_workload(args.workload, [parse_set(s) for s in args.set], args.seed)
     out = Path(args.out) if args.out else default_out(loaded.name)
-    outdir.check_writable(out)                 # before simulating, not after
-    with using_jobs(_jobs_of(args)):
-        result = run_study(loaded, trace=args.trace, cache=_run_cache(args.cache_dir))
-    # everything is written before anything is printed: a closed stdout loses nothing
-    outdir.claim(out)
-    written = [result.write(out)]
-    if args.trace:
-        from rdusim.report.trace import write_trace
-        written.append(write_trace(result.trace, out))
-    outdir.record(out, written)
-    report = None
-    if args.report:
-        from rdusim.report.render import render_report
-        report = render_report(result, out)
+    run = outdir.Kind.RUN
+    outdir.check_target(out, run, force=args.force)      # before simulating, not after
+    cache = _run_cache(args.cache_dir)
+    with outdir.locked(out, "run"):                      # one writer at a time
+        outdir.check_target(out, run, force=args.force)
+        with using_jobs(_jobs_of(args)):
+            result = run_study(loaded, trace=args.trace, cache=cache)
+        # everything is written before anything is printed: a closed stdout loses nothing;
+        # all files land at once, or none (a full disk, Ctrl-C: the folder is as it was)
+        with outdir.staged(out, run, force=args.force) as stage:
+            written = [out / result.write(stage).relative_to(stage)]
+            if args.trace:
+                from rdusim.report.trace import write_trace
+                written.append(out / write_trace(result.trace, stage).relative_to(stage))
+            report = None
+            if args.report:
+                from rdusim.report.render import render_report
+                report = out / render_report(result, stage).relative_to(stage)
+    _warn_cache(cache, args.cache_dir)
     lines = [f"workload: {loaded.file}"]
     lines += [f"arch {name}: {file}" for name, file in loaded.arch_files.items()]
     lines += ["", summarize(result)]
@@ -167,29 +176,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _warn_cache(cache, directory: str | None) -> None:
+    if cache is not None and cache.write_errors:
+        _error(f"rdusim: warning: --cache-dir {quote(directory)}: {sum(cache.write_errors.values())} entries "
+               f"could not be saved ({cache.last_write_error}); the results do not depend on it")
+
+
 def cmd_report(args) -> int:
-    from rdusim.results import load_result
-    from rdusim.sweep.store import has_store
+    from rdusim.cli_report import main_report
 
-    given = Path(args.results)
-    if given.is_dir() and (given / "results.json").is_file():
-        given = given / "results.json"           # a run folder: its results
-    elif given.is_dir() and has_store(given):    # a sweep folder (sweep.sqlite): plots from the stored table
-        from rdusim.sweep.plots import render_sweep
-        paths = render_sweep(args.results, args.out)
-        print("\n".join(f"{'report' if p.suffix == '.html' else 'plot'}: {p}" for p in paths))
-        return 0
-    elif given.is_dir():
-        raise InputError(str(given), "", "a results.json, a run folder holding one, or a sweep folder "
-                         "holding sweep.sqlite", "neither results.json nor sweep.sqlite in it")
-    from rdusim import outdir
-    from rdusim.report.render import render_report
-
-    result = load_result(given)
-    out = Path(args.out) if args.out else given.parent
-    outdir.check_writable(out)
-    print(f"report: {render_report(result, out)}")
-    return 0
+    return main_report(args)
 
 
 def cmd_sweep(args) -> int:
@@ -199,12 +195,15 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from rdusim.config.workload import REPO_ROOT
     from rdusim.parallel import using_jobs
+    from rdusim.paths import find_user_file
     from rdusim.validate import main_validate
 
     _run_cache(args.cache_dir)                 # a bad --cache-dir fails before anything runs
+    refs = [str(find_user_file(f, "references", data_root=REPO_ROOT)) for f in args.refs]
     with using_jobs(_jobs_of(args)):
-        return main_validate(args.refs, cache_dir=args.cache_dir)
+        return main_validate(refs, cache_dir=args.cache_dir)
 
 
 JOBS_HELP = ("processes for the run's independent parts (the CoE study's platforms, the fusion suite's "
@@ -234,6 +233,9 @@ def _jobs_of(args) -> int:
     return args.jobs if args.jobs is not None else usable_cpus()
 
 
+FORCE_HELP = ("write into a non-empty folder rdusim did not write (no manifest.json), or over a file of "
+              "yours where rdusim writes one of its own; rdusim still removes no file it did not write")
+
 SET_HELP = ("override a workload field by dotted key (batch_size=8, platforms.sn40l.tp=4) or an arch "
             "field as arch.<platform>.<key> (arch.sn40l.socket.ddr.bandwidth_bytes_per_s=1e11); "
             "VALUE is YAML; repeatable")
@@ -257,8 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "and write results.json, then print its summary.", epilog=EXIT_CODES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("workload", help="a workload YAML, or a shipped workload name (coe150, fusion_suite, ...)")
-    r.add_argument("--out", metavar="DIR", help="output folder (default reports/<workload name>); the run "
-                   "replaces the files an earlier run wrote there (listed in its manifest.json)")
+    r.add_argument("--out", metavar="DIR", help="output folder (default reports/<workload name>): new, empty, or "
+                   "an earlier run's; the run replaces the files that run wrote there (listed in its "
+                   "manifest.json) and no other")
+    r.add_argument("--force", action="store_true", help=FORCE_HELP)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     r.add_argument("--seed", type=_seed, help="random seed (a non-negative integer; default the workload's)")
     r.add_argument("--report", action="store_true", help="also render index.html, report.md, figures and tables")
@@ -288,12 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="metric keys to store (fnmatch globs, !GLOB excludes; default all)")
     sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="fixed for every point: " + SET_HELP)
-    sw.add_argument("--out", metavar="DIR", help="output folder (default reports/<sweep name>)")
+    sw.add_argument("--out", metavar="DIR", help="output folder (default reports/<sweep name>): new, empty, or "
+                    "this sweep's (with --resume)")
+    sw.add_argument("--force", action="store_true", help=FORCE_HELP)
     sw.add_argument("--executor", choices=["local", "dask"], help="local process pool (default) or Dask")
     sw.add_argument("--workers", type=int, help="worker processes (default: one per CPU)")
     sw.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                    help="give up on a --scheduler not reached within this time (default 5)")
     sw.add_argument("--resume", action="store_true",
-                    help="run only the points missing from --out (also starts a new sweep if there is none)")
+                    help="run only the points missing from --out or stored there as errors (also starts a new "
+                    "sweep if there is none)")
     sw.add_argument("--seed", type=_seed, help="random seed of the first point (a non-negative integer)")
     sw.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP + "; shared by the workers")
     sw.set_defaults(func=cmd_sweep)
@@ -302,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Re-render a report without re-simulating: from a results.json, a run "
                          "folder holding one, or a sweep folder (plots from sweep.sqlite).")
     rep.add_argument("results", help="results.json, a run folder, or a sweep folder")
-    rep.add_argument("--out", metavar="DIR", help="where to write the report (default: beside the results)")
+    rep.add_argument("--out", metavar="DIR", help="where to write the report (default: beside the results); "
+                     "new, empty, or an earlier report's")
+    rep.add_argument("--force", action="store_true", help=FORCE_HELP)
     rep.set_defaults(func=cmd_report)
 
     g = sub.add_parser("graph", help="operator graph of a model (or a graph YAML): FLOPs, bytes, parameters")
@@ -350,19 +361,22 @@ def _stdout_closed() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        code = args.func(args)
-        sys.stdout.flush()
-        return code
-    except InputError as exc:
-        _error(f"rdusim: error: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        _error("rdusim: interrupted")
-        return 130
-    except BrokenPipeError:
-        return _stdout_closed()
+    command = "rdusim"
+    with sigterm_raises():
+        try:
+            args = build_parser().parse_args(argv)
+            command = f"rdusim {args.command} {getattr(args, args.command + '_command', '') or ''}".strip()
+            code = args.func(args)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            return _stdout_closed()
+        except Exception as exc:       # noqa: BLE001 -- bad input: one line, 2; anything else: one line, 70
+            line, code = ending(exc, command, argv)
+        except KeyboardInterrupt as exc:               # Ctrl-C (130) or SIGTERM (143)
+            line, code = ending(exc, command, argv)
+    _error(line)
+    return code
 
 
 def _error(line: str) -> None:
@@ -374,17 +388,17 @@ def _error(line: str) -> None:
 
 def entry() -> None:
     """The ``rdusim`` command: :func:`main`'s status as the process's. An interrupted run
-    leaves at once with 130: CPython (3.11) kills itself with SIGINT at exit when the
+    leaves at once with 130 (143 on SIGTERM): CPython (3.11) kills itself with SIGINT at exit when the
     interrupt landed inside exec'd or eval'd code (a dataclass being created, a type hint
     being resolved), even though :func:`main` handled it."""
     code = main()
-    if code == 130:
+    if code in (130, 143):
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError):
                 pass
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
 
 

@@ -5,14 +5,18 @@ Shipped data is the top-level ``arch/``, ``models/``, ``workloads/``, ``referenc
 checkout; a wheel (``pip install .``) carries copies under ``rdusim/_data`` (setup.py's
 build step puts them there), so an installed rdusim finds them without the repository.
 
+A file named on the command line (a workload, a sweep file, an arch, a stack, a reference
+file) is looked up by :func:`find_user_file`, the one rule for every command: the path as
+given, else the same relative path in the shipped data, else a shipped file by name.
 A relative path written in a file (``arch: arch/sn40l.yaml`` in a workload) is looked up
 beside that file first, then in the shipped data: a file next to the workload wins.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 _PACKAGE = Path(__file__).resolve().parent
 SHIPPED_DIRS = ("arch", "models", "workloads", "references", "stacks", "clusters", "data")
@@ -60,11 +64,23 @@ def find_user_file(arg: str, folder: str, suffixes: Iterable[str] = (".yaml", ".
     (so ``rdusim run coe150`` works from anywhere). Returns the path as given if nothing
     matches (the error then names it)."""
     p = Path(arg)
-    if p.exists() or p.is_absolute():
+    if p.is_file() or p.is_absolute():
         return p
     root = DATA_ROOT if data_root is None else data_root
     tries = [root / p, root / folder / p] + [root / folder / (p.name + s) for s in suffixes if not p.suffix]
     return next((t for t in tries if t.is_file()), p)
+
+
+_FOLDER_NAME = re.compile(r"\w[\w.+-]{0,99}")
+
+
+def folder_name_problem(name: object) -> Optional[str]:
+    """Why ``name`` (a workload's or sweep's ``name:``) cannot be the one folder its results
+    go to under reports/, or None: it names exactly one folder, never a path."""
+    if isinstance(name, str) and _FOLDER_NAME.fullmatch(name):
+        return None
+    return ("one folder name (results go to reports/<name>/): 1-100 letters, digits, '_', '-', '.' or '+', "
+            "starting with a letter, digit or '_'; no '/', no '..'")
 
 
 def default_out(name: str) -> Path:

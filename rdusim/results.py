@@ -180,9 +180,11 @@ def _record_json(r: Any) -> str:
 
 
 def load_result(path: str | Path) -> RunResult:
+    from rdusim.config.files import what_is
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(str(p), "", "an existing results.json", "no such file")
+    if (found := what_is(p)) is not None:
+        raise InputError(str(p), "", "an existing results.json", found)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

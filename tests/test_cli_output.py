@@ -94,16 +94,6 @@ def test_a_run_replaces_the_previous_runs_files(tmp_path, capsys):
     assert all(p.stat().st_mtime_ns >= results for p in out.rglob("*") if p.is_file() and p.name != "notes.txt")
 
 
-def test_a_folder_from_before_manifests_is_cleaned_of_rdusim_files(tmp_path, capsys):
-    out = tmp_path / "old"
-    (out / "figures").mkdir(parents=True)
-    (out / "figures" / "stale.png").write_bytes(b"png")
-    (out / "index.html").write_text("old report")
-    (out / "trace.json").write_text("[]")
-    assert main(["run", SMALL, "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "results.json"]
-
-
 def test_report_rerender_updates_the_manifest(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", SMALL, "--out", str(out), "--trace"]) == 0

@@ -21,6 +21,8 @@ WORKLOADS = {WorkloadKind.COE: "tests/data/coe_small.yaml", WorkloadKind.FUSION:
              WorkloadKind.MODEL: "tests/data/sweep_model.yaml"}
 if hasattr(WorkloadKind, "SERVE"):
     WORKLOADS[WorkloadKind.SERVE] = "workloads/serve_llama2_7b.yaml"   # bad values never get to simulate
+if hasattr(WorkloadKind, "FINETUNE"):
+    WORKLOADS[WorkloadKind.FINETUNE] = "workloads/finetune_mixtral_qlora.yaml"
 BAD = ["abc", "true", "-1", "-0.5", "-1e30", "nan", ".nan", "inf", "-.inf", "1e30", "", "[1]", "{a: 1}"]
 
 

@@ -24,8 +24,9 @@ def test_run_writes_results_with_the_contract_keys(tmp_path, capsys):
     assert m["coe.speedup.sn40l_vs_dgx_h100.switch"] > 1
     # the engines' own time split is in the records, and sums to the expert latency
     rows = [r for r in data["records"] if r.get("row") == "model_timing"]
-    assert rows and all(abs(sum(r[k] for k in r if k.endswith("_s") and k not in ("ttft_s", "tpot_s", "latency_s"))
+    assert rows and all(abs(sum(r[k] for k in r if k.endswith("_s") and k not in ("ttft_s", "tpot_s", "latency_s", "ideal_latency_s"))
                             - r["latency_s"]) < 1e-9 * max(1.0, r["latency_s"]) for r in rows)
+    assert all(r["ideal_latency_s"] > 0 and r["realistic_over_ideal"] >= 1 for r in rows)
     trace = json.loads((tmp_path / "trace.json").read_text())
     assert any(e.get("ph") == "X" for e in trace["traceEvents"])
 

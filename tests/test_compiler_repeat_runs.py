@@ -33,8 +33,10 @@ def test_runs_and_their_expansion():
     assert runs([-1, -1, 0, 0, 1, 2, 2, -1, 2, 1, 0]) == [(-1, 2), (0, 2), (1, 1), (2, 2), (-1, 1), (2, 1),
                                                          (1, 1), (0, 1)]
     #            embed  forward up          head  backward down       optimizer down
-    template = [-1, 0, 1, 2, -1, 2, 1, 0, 2, 1, 0]
-    assert expand(template, 5) is None          # two stretches back to back: not up or down
+    template = [-1, 0, 1, 2, -1, 2, 1, 0, 2, 1, 0]   # backward then optimizer with no op between (LoRA)
+    assert expand(template, 5) == [[-1], [0], [1, 2, 3], [4], [-1], [4], [3, 2, 1], [0], [4], [3, 2, 1], [0]]
+    assert expand([-1, 0, 1, 2, -1, 2, 1, 0, 2, 1], 5) is None     # a visit cut short
+    assert expand([-1, 0, 1, 2, -1, 2, 1, 0, 0, 1, 2, 1], 5) is None
     template = [-1, 0, 1, 2, -1, 2, 1, 0, -1]
     assert expand(template, 5) == [[-1], [0], [1, 2, 3], [4], [-1], [4], [3, 2, 1], [0], [-1]]
     assert expand(template, 3) == [[-1], [0], [1], [2], [-1], [2], [1], [0], [-1]]

@@ -31,6 +31,8 @@ CHEAP = {
               "capacity.requests=30", "capacity.iterations=2"],
     "fusion": [],
     "model": [],
+    "finetune": ["quadrature_points=1", "max_batch=4",
+                 "datasets={tiny: {queries: 100, median_tokens: 32, sigma: 0.5, max_tokens: 64}}"],
 }
 
 
@@ -144,7 +146,7 @@ def test_the_families_the_issue_found_missing_are_documented():
                 "serve": ["serve.step_cache.misses", "extra.stacks", "extra.coe", "extra.scheduler"]}
     for kind, keys in examples.items():
         assert undocumented(kind, keys) == [], kind
-    assert ".sweep.lock" in DOC.read_text(encoding="utf-8")
+    assert ".rdusim.lock" in DOC.read_text(encoding="utf-8")      # the folder lock (rdusim/outdir.py)
 
 
 def test_an_unknown_family_is_caught():

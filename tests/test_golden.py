@@ -26,18 +26,27 @@ CASES = {
                                          "coe.*.lone_switch_s", "coe.footprint.*.nodes_for150"]),
     "fusion_suite": ("workloads/fusion_suite.yaml", ["fusion.*.speedup.*", "fusion.*.kernels"]),
     "llama2_7b_chat": ("workloads/llama2_7b_chat.yaml", ["model.*.latency_s", "model.*.tpot_s"]),
+    # two of its platforms, one dataset, two padded lengths: the study's every mechanism, cheaply
+    "finetune_mixtral_qlora": ("workloads/finetune_mixtral_qlora.yaml",
+                               ["finetune.*.max_batch", "finetune.*.step_s", "finetune.*.memory.*"],
+                               [("platforms", {"a40": {"arch": "arch/a40.yaml", "tp": 1, "stack": "hf_peft"},
+                                               "sn40l": {"arch": "arch/sn40l.yaml", "tp": 8}}),
+                                ("datasets", {"short": {"queries": 15000, "median_tokens": 96, "sigma": 0.6,
+                                                        "max_tokens": 512}}),
+                                ("quadrature_points", 2)]),
 }
 
 
 @functools.cache
 def _result(name):
     """One run per case for this module's tests."""
-    return run_study(load_workload(CASES[name][0]))
+    case = CASES[name]
+    return run_study(load_workload(case[0], case[2] if len(case) > 2 else ()))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name):
-    workload, globs = CASES[name]
+    workload, globs = CASES[name][:2]
     metrics = _result(name).metrics
     if name == "coe150":   # issue 10: every Table-2 speedup known to within 3% (95% CI half-width)
         speedups = [k for k in metrics if k.startswith("coe.speedup.") and k.endswith((".overall", ".expert"))]

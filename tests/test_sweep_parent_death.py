@@ -76,8 +76,8 @@ def test_lock_held_by_a_live_sweep_names_its_process(tmp_path):
             SweepStore.open(tmp_path)
         pid = os.fork()
         if pid == 0:                            # a forked child (a pool worker) holds no lock copy
-            from rdusim.sweep import store
-            os._exit(0 if not store._HELD else 1)
+            from rdusim import outdir
+            os._exit(0 if not outdir._HELD else 1)
         assert os.waitpid(pid, 0)[1] == 0
     with SweepStore.open(tmp_path):             # released with the store
         pass

@@ -76,10 +76,11 @@ def test_resume_runs_only_missing_points(tmp_path, capsys):
     conn.close()
     capsys.readouterr()
     assert sweep(part, "--resume") == 0
-    assert "ran 3 points" in capsys.readouterr().out
+    # the 3 missing points, and the 2 other points stored as errors (output_tokens=13), again
+    assert "ran 5 points" in capsys.readouterr().out
     assert sweep_fake.table(part) == sweep_fake.table(full)
-    assert sweep(part, "--resume") == 0                     # complete: nothing to do
-    assert "ran 0 points" in capsys.readouterr().out
+    assert sweep(part, "--resume") == 0                     # only the failed points run again
+    assert "ran 4 points" in capsys.readouterr().out
     assert sweep_fake.table(part) == sweep_fake.table(full)
 
 

@@ -10,6 +10,7 @@ from typing import ClassVar, Mapping, Optional
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -113,6 +114,7 @@ class GpuArch(CostBlocks):
     launch: GpuLaunch
     kernel: GpuKernelModel
     collectives: GpuCollectives
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 
@@ -201,6 +203,9 @@ class GpuArch(CostBlocks):
         check_collectives(self.links.nvlink, self.collectives, self.node.gpus, "links.nvlink", "collectives")
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         return {
             "peak_flops_per_s_per_node": self.node.gpus * self.device.tensor_flops_per_s,
             "smem_bytes_per_device": self.device.sms * self.device.smem_bytes_per_sm,

@@ -10,6 +10,7 @@ from typing import ClassVar, Mapping, Optional
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
 from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -119,6 +120,7 @@ class RduArch(CostBlocks):
     links: RduLinks
     launch: RduLaunch
     collectives: CollectiveSpec      # the runtime's collective primitives over links.p2p
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 
@@ -205,6 +207,9 @@ class RduArch(CostBlocks):
         return self.peak_flops_per_s_per_socket / self.socket.hbm.bandwidth_bytes_per_s
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         return {
             "peak_flops_per_s_per_socket": self.peak_flops_per_s_per_socket,
             "peak_flops_per_s_per_node": self.peak_flops_per_s_per_socket * self.node.sockets,

@@ -18,6 +18,7 @@ from typing import ClassVar, Mapping, Optional
 from rdusim.config.arch_common import ArchKind, Link, MemoryTier, NodeSpan
 from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
 from rdusim.graph.tensor import DType
 
@@ -133,6 +134,7 @@ class TpuArch(CostBlocks):
     launch: TpuLaunch
     kernel: TpuKernelModel
     collectives: TpuCollectives
+    host_cpu: Optional[HostCpu] = None     # the host CPU as a device (rdusim.config.hostcpu); None: not described
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                        metadata={"internal": True})
 
@@ -221,6 +223,9 @@ class TpuArch(CostBlocks):
         return self.chip.bf16_flops_per_s / self.chip.hbm.bandwidth_bytes_per_s
 
     def derived(self) -> dict[str, float]:
+        return {**self._derived(), **(self.host_cpu.derived() if self.host_cpu else {})}
+
+    def _derived(self) -> dict[str, float]:
         n = self.devices_per_node
         return {
             "chips": n,

@@ -22,6 +22,8 @@ def check_workload(loaded: Any) -> None:
         _check_fusion_kind(loaded)
     elif kind == "serve":
         _check_serve_kind(loaded)
+    elif kind == "finetune":
+        _check_finetune_kind(loaded)
 
 
 def model_of(loaded: Any, name: str, key: str) -> ModelConfig:
@@ -61,6 +63,11 @@ def _check_model_kind(loaded: Any) -> None:
         check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")
     check_context(cfg, spec.prompt_tokens + spec.output_tokens - 1, loaded.file, "prompt_tokens",
                   f"prompt_tokens + output_tokens - 1 ({spec.prompt_tokens} + {spec.output_tokens} - 1)")
+    sp = getattr(spec, "speculative", None)
+    if sp is not None:     # the last verification reads `lookahead` drafted positions past the last token
+        check_context(cfg, spec.prompt_tokens + spec.output_tokens - 1 + sp.lookahead, loaded.file,
+                      "speculative.lookahead", f"prompt_tokens + output_tokens - 1 + speculative.lookahead "
+                      f"({spec.prompt_tokens} + {spec.output_tokens} - 1 + {sp.lookahead})")
 
 
 def _check_coe_kind(loaded: Any) -> None:
@@ -116,3 +123,20 @@ def _check_serve_kind(loaded: Any) -> None:
     cfg = model_of(loaded, spec.model, "model")
     for name, plat in spec.platforms.items():
         check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")
+
+
+def _check_finetune_kind(loaded: Any) -> None:
+    """The model loads, trains in its dtype, divides over each platform's TP degree, and the
+    training method and MoE modes apply to it."""
+    spec = loaded.spec
+    cfg = model_of(loaded, spec.model, "model")
+    for name, plat in spec.platforms.items():
+        check_tp_divides(cfg, plat.tp, loaded.file, f"platforms.{name}.tp")
+        if loaded.launch(name) not in loaded.archs[name].LAUNCH_MODES:
+            raise InputError(loaded.file, f"platforms.{name}.launch",
+                             f"one of {[m.value for m in loaded.archs[name].LAUNCH_MODES]}", loaded.launch(name).value)
+    if any(m.value == "dense" for m in spec.moe) and not cfg.is_moe:
+        raise InputError(loaded.file, "moe", f"sparse only: {cfg.name} has no experts to train densely", "dense")
+    if spec.training.method.value == "bitfit" and not cfg.attention_bias and not cfg.mlp_bias:
+        raise InputError(loaded.file, "training.method", f"a method with weights to train in {cfg.name} "
+                         "(BitFit trains bias vectors, and it has none)", "bitfit")

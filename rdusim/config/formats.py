@@ -7,8 +7,12 @@ A model (run, expert, router, draft) is stored and computed in three formats:
   ``scale_bytes`` bytes (null: one scale per tensor). Embeddings, the LM head, norms,
   biases and the MoE router stay at the model's dtype (as GPTQ/AWQ and TensorRT-LLM
   checkpoints keep them by default). Scales are stored only for quantised formats.
-- ``kv_cache``: bf16, fp16 or fp8_e4m3; K and V are stored at this format, so KV growth,
-  capacity and the bytes attention reads follow it (``ModelConfig.kv_cache_bytes_per_rank``).
+- ``kv_cache``: bf16, fp16, fp8_e4m3, int8 or int4; K and V are stored at this format, so KV
+  growth, capacity and the bytes attention reads and writes follow it
+  (``ModelConfig.kv_cache_bytes_per_rank``, the graph's KV tensors). INT8 and INT4 caches
+  store a scale of ``kv_scale_bytes`` per ``kv_group_size`` elements (null: one per head
+  vector of head_dim elements, per token, as KIVI / TensorRT-LLM's INT8 KV per-head scales)
+  beside the values; fp8 is stored unscaled.
 - ``compute``: the format the tensor cores / PCUs multiply in: bf16, fp16, fp8_e4m3 or int8.
 
 The rule for formats (one for both machines):
@@ -38,12 +42,13 @@ What a quantised compute format costs besides the GEMM (the mechanism a real sta
    ``tensor_<fmt>_flops_per_s`` and ``kernel.tensor_<fmt>_efficiency``), taken per kernel
    from the formats of its GEMM's operands: a GEMM of a bf16 and an fp8 operand (attention
    over an fp8 KV cache) computes in bf16.
-6. A quantised KV cache (``kv_cache: fp8_e4m3``) is written through a quantisation (2 FLOPs
+6. A quantised KV cache (``kv_cache``: fp8_e4m3, int8 or int4) is written through a quantisation (2 FLOPs
    per element, in the KV-append op) and read through a dequantisation to the model dtype
    (an ``attn.kv_dequant`` op per K and V, 2 FLOPs per element), which fused is the prologue
    of the attention kernel (FlashAttention/XQA with an fp8 cache: only fp8 bytes cross HBM)
    and unfused a kernel writing the bf16 copy. Sizes follow the format everywhere (capacity,
-   KV traffic); its per-tensor scales (one per layer) are not counted.
+   KV traffic); int8/int4 caches store their scales (one per ``kv_group_size`` elements) beside
+   the values and those bytes are counted; fp8's per-tensor scales (one per layer) are not.
 """
 
 from __future__ import annotations
@@ -55,21 +60,29 @@ from typing import Optional
 from rdusim.graph.tensor import DType
 
 WEIGHT_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
-KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3)
+KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
+SCALED_KV_DTYPES = (DType.INT8, DType.INT4)     # KV formats stored with scales
 COMPUTE_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8)
 DEQUANT_FLOPS_PER_ELEMENT = 2.0     # convert to the compute format, multiply by the scale
 QUANT_FLOPS_PER_ELEMENT = 2.0       # multiply by the (static, per-tensor) scale, cast (rule 5, 6)
+MAX_GROUP = 2 ** 20                 # elements per scale (beyond a million: one scale per tensor is meant)
 
 
 @dataclass(frozen=True)
 class WeightFormat:
     dtype: Optional[DType] = None     # null: the model's dtype
-    group_size: Optional[int] = field(default=None, metadata={"gt": 0})   # elements per scale; null: per tensor
-    scale_bytes: float = field(default=2.0, metadata={"ge": 0})          # bytes of one scale (fp16: 2)
+    group_size: Optional[int] = field(default=None, metadata={"gt": 0, "le": MAX_GROUP})  # elements per scale; null: per tensor
+    scale_bytes: float = field(default=2.0, metadata={"ge": 0, "le": 16})  # bytes of one scale (fp16: 2)
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in WEIGHT_DTYPES:
             raise ValueError("dtype", f"one of {[d.value for d in WEIGHT_DTYPES]}", self.dtype.value)
+        g = self.group_size
+        if g is not None and (g < 2 or g & (g - 1)):
+            # a group is a run of whole packed bytes along a GEMM's K dimension: GPTQ, AWQ,
+            # TensorRT-LLM and the MX formats all take power-of-two groups (32, 64, 128, ...)
+            raise ValueError("group_size", f"a power of two from 2 to {MAX_GROUP} (elements per scale, as GPTQ, "
+                             "AWQ and TensorRT-LLM quantise), or null for one scale per tensor", g)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ class Formats:
     # compute in the weight format on machines that can (FP8 on H100, INT8 on H100/A100),
     # elsewhere at the model dtype with the weights dequantised on the fly (see for_machine)
     native_compute: bool = False
+    kv_group_size: Optional[int] = field(default=None, metadata={"gt": 0})   # KV elements per scale; null: head_dim
+    kv_scale_bytes: float = field(default=2.0, metadata={"ge": 0})          # bytes of one KV scale (fp16: 2)
 
     def __post_init__(self) -> None:
         if self.native_compute and self.compute is not None:
@@ -105,7 +120,10 @@ class Formats:
                              "narrower format dequantised on the fly", w.value)
         scale = self.weight.scale_bytes if w.is_quantized else 0.0
         group = (self.weight.group_size or 0) if w.is_quantized else 0
-        return ResolvedFormats(w, group, scale, self.kv_cache or model_dtype, c, dequant)
+        kv = self.kv_cache or model_dtype
+        scaled = kv in SCALED_KV_DTYPES
+        return ResolvedFormats(w, group, scale, kv, c, dequant, (self.kv_group_size or 0) if scaled else 0,
+                               self.kv_scale_bytes if scaled else 0.0)
 
 
 @dataclass(frozen=True)
@@ -116,6 +134,8 @@ class ResolvedFormats:
     kv_cache: DType
     compute: DType
     dequantises: bool         # weights dequantised to the compute format on the fly (rule 3)
+    kv_scale_group: int = 0   # KV elements per scale (0: one per head vector)
+    kv_scale_bytes: float = 0.0   # bytes per KV scale (0: the cache stores no scales)
 
     @property
     def quantises_activations(self) -> bool:
@@ -154,6 +174,10 @@ def apply_formats(cfg, formats: Formats, file: str, key: str):
     except ValueError as exc:
         k, expected, found = exc.args
         raise InputError(file, f"{key}.{k}", expected, found) from None
+    g = formats.kv_group_size
+    if g is not None and cfg.head_dim % g:
+        raise InputError(file, f"{key}.kv_group_size", f"a divisor of {cfg.name}'s head_dim ({cfg.head_dim}): "
+                         "a KV scale group never spans two head vectors", g)
     return cfg.with_formats(formats)
 
 

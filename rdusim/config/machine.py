@@ -19,6 +19,7 @@ protocol lists, never which family it is:
 - ``native_rate(dtype)``: the dense tensor rate per device in a number format, or None
   when the device does not compute in it; ``at_compute(dtype)``: the machine as its
   engine sees it when tensor work runs at that format;
+- ``host_cpu``: the host CPU as a device ops can run on (rdusim.config.hostcpu), or None;
 - ``derived()``: totals computed from the numbers (``rdusim arch show``);
 - ``fabric_bytes_per_s`` / ``host_link_bytes_per_s``: what one device sends per second over
   its peer fabric (0: none) and its host link; ``price`` / ``power``: the ``price:`` and
@@ -34,6 +35,7 @@ from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional, Protocol, runtime_checkable, TypeVar
 
 from rdusim.config.arch_common import ArchKind, MemoryTier
+from rdusim.config.hostcpu import HostCpu
 from rdusim.config.policy import LaunchMode
 from rdusim.graph.tensor import DType
 
@@ -52,6 +54,7 @@ class Machine(Protocol):
     kind: ArchKind
     description: str
     sources: Mapping[str, str]
+    host_cpu: Optional[HostCpu]
 
     @property
     def devices_per_node(self) -> int: ...

@@ -8,6 +8,7 @@ with the Llama names; the file says which HF field each came from.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -160,9 +161,21 @@ class ModelConfig:
         return self.formats.kv_cache or self.torch_dtype
 
     @property
+    def kv_scale_group(self) -> int:
+        """KV elements per scale (formats.kv_group_size, else one scale per head vector)."""
+        return self.fmt.kv_scale_group or self.head_dim
+
+    @property
+    def kv_bytes_per_head_vector(self) -> float:
+        """One K (or V) head vector of one token at the KV format, with its scales (int8/int4)."""
+        f = self.fmt
+        scales = math.ceil(self.head_dim / self.kv_scale_group) * f.kv_scale_bytes if f.kv_scale_bytes else 0
+        return self.head_dim * self.kv_dtype.nbytes + scales
+
+    @property
     def kv_cache_bytes_per_token(self) -> int:
         """K and V for every layer, one token of one sequence, at the KV-cache format."""
-        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * self.kv_dtype.nbytes
+        return 2 * self.num_hidden_layers * self.num_key_value_heads * self.kv_bytes_per_head_vector
 
     def kv_cache_bytes(self, tokens: int) -> int:
         """KV cache of one sequence holding ``tokens`` tokens (a sliding window keeps at
@@ -176,7 +189,7 @@ class ModelConfig:
         The one KV formula every engine, memory check and study uses."""
         kept = min(tokens, self.sliding_window) if self.sliding_window else tokens
         heads = max(1, self.num_key_value_heads // tp)
-        return 2 * self.num_hidden_layers * heads * self.head_dim * self.kv_dtype.nbytes * kept
+        return 2 * self.num_hidden_layers * heads * self.kv_bytes_per_head_vector * kept
 
     def with_formats(self, formats: Formats) -> "ModelConfig":
         """This model stored and computed in ``formats``."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from rdusim.config.formats import Formats
+from rdusim.config.limits import MAX_TOKENS, upto
 from rdusim.config.strict import positive
 
 
@@ -37,7 +38,7 @@ class DraftPlacement(enum.Enum):
 @dataclass(frozen=True)
 class SpeculativeSpec:
     draft: str                                                    # model name in models/ or a YAML path
-    lookahead: int = field(default=4, metadata=positive())        # k drafted tokens per step
+    lookahead: int = field(default=4, metadata=upto(MAX_TOKENS))  # k drafted tokens per step
     acceptance: Optional[float] = field(default=None, metadata={"ge": 0, "le": 1})
     accepted_lengths: tuple[float, ...] = ()                      # P(0..k drafted tokens accepted)
     placement: DraftPlacement = DraftPlacement.SHARED

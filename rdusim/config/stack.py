@@ -150,11 +150,14 @@ class StackSpec:
 
 
 def stack_path(name_or_path: str) -> Path:
-    """A stack name in stacks/ (``nemo``) or a path to a YAML file."""
+    """A stack name in stacks/ (``nemo``) or a path to a YAML file: the one lookup rule of
+    rdusim/paths.py (the path as given, else the shipped stacks/)."""
+    from rdusim.paths import find_user_file
+
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.is_absolute() or len(p.parts) > 1:
-        return p
-    return STACKS_DIR / f"{name_or_path}.yaml"
+    if p.suffix not in (".yaml", ".yml") and not p.is_absolute() and len(p.parts) == 1:
+        return STACKS_DIR / f"{name_or_path}.yaml"      # a name: never a file of the current folder
+    return find_user_file(name_or_path, "stacks", data_root=STACKS_DIR.parent)
 
 
 def stack_names() -> list[str]:

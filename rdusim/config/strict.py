@@ -151,16 +151,52 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         raise InputError(ctx.file, path, f"a number >= {meta['ge']}", given)
     if "le" in meta and not data <= meta["le"]:
         raise InputError(ctx.file, path, f"a number <= {meta['le']}", given)
+    _physical(data, ctx, path, meta)
     return data
+
+
+def _leaf(path: str) -> str:
+    """The field name of a dotted key (``socket.ddr.bandwidth_bytes_per_s.value`` ->
+    ``bandwidth_bytes_per_s``; ``rates_per_s[2]`` -> ``rates_per_s``)."""
+    parts = path.split(".") if path else [""]
+    leaf = parts[-2] if parts[-1] == "value" and len(parts) > 1 else parts[-1]
+    return leaf.split("[", 1)[0]
+
+
+def _unit_of(path: str) -> tuple[float, float, str] | None:
+    from rdusim.config.limits import UNIT_RANGES
+
+    leaf = _leaf(path)
+    for suffix, low, high, unit in UNIT_RANGES:
+        if leaf.endswith(suffix):
+            return low, high, unit
+    return None
+
+
+def _physical(data: float, ctx: Ctx, path: str, meta: Mapping) -> None:
+    """A number that is not 0 lies in its unit's physical range (rdusim.config.limits); a
+    field with its own upper limit keeps that one."""
+    from rdusim.config.limits import MIN_MAGNITUDE
+
+    if data == 0:
+        return
+    unit = _unit_of(path)
+    low, high, what = unit if unit is not None else (MIN_MAGNITUDE, MAX_MAGNITUDE, "")
+    if "le" in meta:
+        high = meta["le"]
+    if low <= abs(data) <= high:
+        return
+    unit_text = f" {what}" if what else ""
+    zero = "0 or " if "gt" not in meta else ""
+    raise InputError(ctx.file, path, f"{zero}a number{unit_text} from {low:g} to {high:g} (the physical range "
+                     "rdusim accepts for it)", data)
 
 
 def _unit_hint(tp: type, path: str) -> str:
     kind = "an integer" if tp is int else "a number"
-    leaf = path.rsplit(".", 1)[-1] if path else ""
-    for suffix, unit in (("_bytes_per_s", "bytes per second"), ("_bytes", "bytes"),
-                         ("_hz", "hertz"), ("_s", "seconds")):
-        if leaf.endswith(suffix) or leaf == "value" and path.rsplit(".", 2)[-2].endswith(suffix):
-            return f"{kind} in {unit} (plain number, no unit suffix)"
+    unit = _unit_of(path)
+    if unit is not None and not unit[2].startswith("("):
+        return f"{kind} {unit[2]} (plain number, no unit suffix)"
     return kind
 
 

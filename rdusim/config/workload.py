@@ -26,7 +26,7 @@ from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
-from rdusim.paths import DATA_ROOT, find_user_file, resolve
+from rdusim.paths import DATA_ROOT, find_user_file, folder_name_problem, resolve
 
 # the shipped data (arch/, models/, workloads/, references/, stacks/): the checkout, or the
 # copies inside an installed wheel (rdusim/paths.py)
@@ -38,6 +38,7 @@ class WorkloadKind(enum.Enum):
     FUSION = "fusion"
     COE = "coe"
     SERVE = "serve"
+    FINETUNE = "finetune"
 
 
 # kind -> "module:Class" of its frozen dataclass
@@ -46,6 +47,7 @@ _SPEC_CLASSES = {
     WorkloadKind.FUSION: "rdusim.config.workload_fusion:FusionWorkload",
     WorkloadKind.COE: "rdusim.config.workload_coe:CoeWorkload",
     WorkloadKind.SERVE: "rdusim.config.workload_serve:ServeWorkload",
+    WorkloadKind.FINETUNE: "rdusim.config.workload_finetune:FinetuneWorkload",
 }
 
 
@@ -130,7 +132,11 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= L.MAX_SEED):
         raise InputError("--seed", "seed", f"an integer in 0..{L.MAX_SEED}", seed)
     wl_over, arch_over, stack_over = split_overrides(overrides)
-    raw = apply_overrides(load_yaml(path), wl_over, file)
+    data = load_yaml(path)
+    if isinstance(data, dict) and "sweep" in data and "kind" not in data:
+        raise InputError(file, "sweep", "a workload file (with kind: model, fusion, coe or serve)",
+                         "this is a sweep file; use rdusim sweep")
+    raw = apply_overrides(data, wl_over, file)
     if not isinstance(raw, dict):
         raise InputError(file, "(top level)", "a mapping", raw)
     kinds = [k.value for k in WorkloadKind]
@@ -138,7 +144,11 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
         raise InputError(file, "kind", f"one of {kinds}", raw.get("kind"))
     kind = WorkloadKind(raw["kind"])
     spec = build(spec_class(kind), raw, Ctx(file=file))
+    if (problem := folder_name_problem(spec.name)) is not None:
+        raise InputError(file, "name", problem, repr(spec.name))
     platforms: Mapping[str, PlatformSpec] = spec.platforms
+    if not platforms:
+        raise InputError(file, "platforms", "at least one platform (a name mapped to {arch: ..., tp: ...})", {})
     for prefix, over in (("arch", arch_over), ("stack", stack_over)):
         unknown = sorted(set(over) - set(platforms))
         if unknown:

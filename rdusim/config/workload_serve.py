@@ -56,10 +56,10 @@ class CoePolicy(enum.Enum):
 @dataclass(frozen=True)
 class LengthSpec:
     distribution: LengthKind = LengthKind.FIXED
-    value: int = field(default=128, metadata=positive())   # fixed value / lognormal median
-    min: int = field(default=1, metadata=positive())
-    max: int = field(default=4096, metadata=positive())
-    sigma: float = field(default=0.5, metadata={"ge": 0})
+    value: int = field(default=128, metadata=upto(L.MAX_TOKENS))   # fixed value / lognormal median
+    min: int = field(default=1, metadata=upto(L.MAX_TOKENS))
+    max: int = field(default=4096, metadata=upto(L.MAX_TOKENS))
+    sigma: float = field(default=0.5, metadata=upto(L.MAX_LOG_SIGMA, ge=0))
 
     def __post_init__(self) -> None:
         if self.min > self.max:
@@ -70,7 +70,7 @@ class LengthSpec:
 class ArrivalSpec:
     process: ArrivalProcess = ArrivalProcess.POISSON
     rate_per_s: float = field(default=1.0, metadata={"gt": 0})   # the run's main load point
-    cv: float = field(default=1.0, metadata={"gt": 0})            # gamma: std / mean of inter-arrival times
+    cv: float = field(default=1.0, metadata=upto(L.MAX_CV))        # gamma: std / mean of inter-arrival times
     trace: Optional[str] = None
     format: TraceFormat = TraceFormat.AZURE
     time_scale: float = field(default=1.0, metadata={"gt": 0})    # trace replayed at k x its recorded rate
@@ -92,8 +92,8 @@ class CapacitySpec:
 
     traffic_per_s: float = field(default=0.0, metadata={"ge": 0})    # total traffic to size for (0: skip)
     attainment: float = field(default=0.9, metadata={"gt": 0, "le": 1})  # share of requests meeting the SLO
-    requests: int = field(default=400, metadata=positive())           # per probe
-    iterations: int = field(default=8, metadata=positive())           # bisection steps
+    requests: int = field(default=400, metadata=upto(L.MAX_REQUESTS))    # per probe
+    iterations: int = field(default=8, metadata=upto(L.MAX_BISECTION))   # bisection steps
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class ServeCoeSpec:
 
     router: str
     experts: str
-    count: int = field(metadata=positive())
+    count: int = field(metadata=upto(L.MAX_EXPERTS))
     routing: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
     policy: CoePolicy = CoePolicy.FIFO
@@ -152,3 +152,26 @@ class ServeWorkload:
             raise ValueError("rates_per_s", "a list of rates > 0 (requests per second)", list(self.rates_per_s))
         if not self.batching:
             raise ValueError("batching", "a non-empty list of continuous / static", [])
+        if len(set(self.batching)) < len(self.batching):
+            raise ValueError("batching", "each batching mode at most once", [b.value for b in self.batching])
+        self._check_arrival_span()
+
+    def _check_arrival_span(self) -> None:
+        """Synthetic arrivals that fit a run: at most MAX_REQUESTS of them within duration_s,
+        and an expected span of at most MAX_SIM_TIME_S (beyond it the simulated clock can no
+        longer resolve a step). Traces are checked when read (rdusim.serve.tracefile)."""
+        a = self.arrivals
+        if a.process == ArrivalProcess.TRACE:
+            return
+        if self.duration_s > 0 and a.rate_per_s * self.duration_s > L.MAX_REQUESTS:
+            raise ValueError("duration_s", f"at most {L.MAX_REQUESTS:g} expected arrivals (arrivals.rate_per_s "
+                             f"x duration_s = {a.rate_per_s:g} x {self.duration_s:g}); a shorter duration",
+                             self.duration_s)
+        points = [("arrivals.rate_per_s", a.rate_per_s, self.requests if self.duration_s <= 0 else 0)]
+        points += [(f"rates_per_s[{i}]", r, self.sweep_requests) for i, r in enumerate(self.rates_per_s)]
+        for key, rate, n in points:
+            span = (n + self.warmup_requests) / rate
+            if span > L.MAX_SIM_TIME_S:
+                raise ValueError(key, f"a rate at which the {n + self.warmup_requests} requests arrive within "
+                                 f"{L.MAX_SIM_TIME_S:g} s (expected {span:.3g} s): at least "
+                                 f"{(n + self.warmup_requests) / L.MAX_SIM_TIME_S:.3g} per second", rate)

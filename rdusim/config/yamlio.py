@@ -10,6 +10,7 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from rdusim.config.files import MAX_YAML_BYTES, check_input_file
 from rdusim.errors import InputError
 
 # libyaml's safe loader when PyYAML has it (about 10x faster on the arch files), else pure Python
@@ -68,8 +69,7 @@ def remembering_files(store: dict | None = None) -> Iterator[dict]:
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; a missing or malformed file is an InputError."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(str(p), "", "an existing YAML file", "no such file")
+    check_input_file(p, "an existing YAML file", MAX_YAML_BYTES)
     store = _FILES.get()
     if store is None:
         return _parse(p)

@@ -15,6 +15,8 @@ these methods and never asks which family a platform is:
 - ``copy_links``: the links an expert copy crosses into the devices' HBM (name,
   bandwidth, latency) and each device's path over them (the flow network's input);
   the HBM link of device ``i`` is always named ``hbm<i>`` (:func:`hbm_link`);
+- ``in_place``: where an expert whose weights are not in HBM runs without copying them
+  (:class:`InPlace`: the host CPU over host DRAM, the SN40L's RDUs reading their DDR), or None;
 - ``kernel_ops``: the op names of each kernel a step of a graph runs as, cut exactly as
   the timing cuts it (what the memory check reads: rdusim.memory, rdusim.workspace);
 - ``fusion_runs`` / ``fusion_speedups`` / ``bench_steps`` / ``step_tracer``: what the
@@ -23,6 +25,7 @@ these methods and never asks which family a platform is:
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, runtime_checkable
 
@@ -32,6 +35,7 @@ from rdusim.engine.collectives import CollectiveCost, CollectiveOp
 from rdusim.engine.step import StepResult
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
+from rdusim.graph.tensor import DType
 
 if TYPE_CHECKING:      # annotations only
     from rdusim.config.deployment import Deployment
@@ -80,6 +84,34 @@ class BenchGraphs:
         return self.built
 
 
+class InPlaceWhere(enum.Enum):
+    """Where an op runs in place (:class:`InPlace`)."""
+
+    CPU = "cpu"          # the host CPU, over host DRAM
+    DDR = "ddr"          # the device itself, reading its spill tier (the SN40L's DDR)
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """Running an op where its weights already are (rdusim.engine.offload): ``where``, the achievable rate on weights of the op's format (FLOP/s), the achievable
+    bandwidth it reads them at, a fixed cost per call, and the link the op's activations cross
+    there and back (None: they stay on the device)."""
+
+    where: InPlaceWhere
+    rate_flops_per_s: float
+    weight_bandwidth_bytes_per_s: float
+    call_s: float = 0.0
+    activation_link: Optional[Any] = None         # rdusim.config.arch_common.Link
+
+    def time_s(self, flops: float, weight_bytes: float, activation_bytes: float) -> float:
+        """One call: its fixed cost, the roofline of its FLOPs and weight reads, its activations
+        over the link each way (``activation_bytes`` there, as many back)."""
+        t = self.call_s + max(flops / self.rate_flops_per_s, weight_bytes / self.weight_bandwidth_bytes_per_s)
+        if self.activation_link is not None:
+            t += 2 * self.activation_link.transfer_time_s(activation_bytes)
+        return t
+
+
 @runtime_checkable
 class Family(Protocol):
     kind: ArchKind
@@ -99,6 +131,11 @@ class Family(Protocol):
         ...
 
     def copy_links(self, arch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]: ...
+
+    def in_place(self, arch, weight: DType, devices: int) -> Optional[InPlace]:
+        """How an op on weights stored at ``weight``, sharded over ``devices`` devices, runs
+        where those weights live when they are not in HBM (None: it cannot)."""
+        ...
 
     def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]: ...
 

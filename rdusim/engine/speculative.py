@@ -43,8 +43,8 @@ from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.inference import InferenceTiming, simulate_inference
 from rdusim.cache import RunCache
 from rdusim.engine.stepper import StepModel
-from rdusim.memory import (MemoryNeed, activation_workspace_bytes, device_memory, kv_bytes_per_rank, tier_split,
-                           weight_bytes_per_rank)
+from rdusim.memory import (MemoryNeed, OutOfMemory, activation_workspace_bytes, device_memory, kv_bytes_per_rank,
+                           tier_split, weight_bytes_per_rank)
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,23 @@ def simulate_speculative(target: Deployment, draft: Deployment, spec: Speculativ
     cache = cache if cache is not None else RunCache()
     plain = simulate_inference(target, prompt_tokens, output_tokens, batch, cache)
     need = memory_check(target, draft, spec, prompt_tokens, prompt_tokens + output_tokens, batch)
-    k, e = spec.lookahead, spec.tokens_per_step
     if not need.fits:
-        nan = math.nan
-        return SpeculativeTiming(e, nan, nan, nan, nan, nan, nan, nan, frozen(dict.fromkeys(BREAKDOWN_KEYS, nan)),
-                                 plain, need, need.reason)
+        return _oom(spec, plain, need, need.reason)
+    try:
+        return _timing(target, draft, spec, prompt_tokens, output_tokens, batch, cache, plain, need)
+    except OutOfMemory as exc:      # a step the memory rule let through, that the compiler cannot place
+        return _oom(spec, plain, need, str(exc))
+
+
+def _oom(spec: SpeculativeSpec, plain: InferenceTiming, need: MemoryNeed, reason: str) -> SpeculativeTiming:
+    nan = math.nan
+    return SpeculativeTiming(spec.tokens_per_step, nan, nan, nan, nan, nan, nan, nan,
+                             frozen(dict.fromkeys(BREAKDOWN_KEYS, nan)), plain, need, reason)
+
+
+def _timing(target: Deployment, draft: Deployment, spec: SpeculativeSpec, prompt_tokens: int, output_tokens: int,
+            batch: int, cache: RunCache, plain: InferenceTiming, need: MemoryNeed) -> SpeculativeTiming:
+    k, e = spec.lookahead, spec.tokens_per_step
     tsteps, dsteps = StepModel(target, cache), StepModel(draft, cache)
     ttft = plain.ttft_s + dsteps.prefill(batch, prompt_tokens).time_s
     n = output_tokens - 1

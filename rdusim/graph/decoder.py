@@ -30,6 +30,7 @@ from rdusim.graph.tensor import Tensor, TensorRole
 
 W = TensorRole.WEIGHT
 DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
+MATERIALISED = "materialised"     # op attr: its implementation writes its output to memory (no fusion)
 QUANT_TAG = "act.quant"           # a GEMM input quantised to the compute format (formats rule 5)
 KV_DEQUANT_TAG = "attn.kv_dequant"  # K or V read from a quantised cache, dequantised (formats rule 6)
 
@@ -80,6 +81,10 @@ class LayerBuilder:
         self.shape = LayerShape(self.cfg, self.tp)
         self.dt = self.cfg.torch_dtype
         self.kv_dt = self.cfg.kv_dtype       # K and V as stored (formats.kv_cache)
+        # int8/int4 K and V carry one scale per kv_scale_group elements (a group never spans head vectors)
+        f = self.cfg.fmt
+        self.kv_scales = ({"scale_group": self.cfg.kv_scale_group, "scale_bytes": f.kv_scale_bytes}
+                          if f.kv_scale_bytes else {})
         self.p = self.prefix or f"L{self.layer}."
         self.block = self.p.rstrip(".")
         self.decode = self.phase == Phase.DECODE
@@ -192,16 +197,18 @@ class LayerBuilder:
             kh = self.add(O.rotary(self.p + "attn.rope_k", kh, self.p + "attn.k_roped", **self.kw("attn.rope")))
         if self.writes_cache:
             # write this step's K and V into the cache (bytes written = the new entries)
-            k_new = Tensor(self.p + "kv.k_new", kh.shape, self.kv_dt, TensorRole.KV_CACHE)
-            v_new = Tensor(self.p + "kv.v_new", vh.shape, self.kv_dt, TensorRole.KV_CACHE)
+            k_new = Tensor(self.p + "kv.k_new", kh.shape, self.kv_dt, TensorRole.KV_CACHE, **self.kv_scales)
+            v_new = Tensor(self.p + "kv.v_new", vh.shape, self.kv_dt, TensorRole.KV_CACHE, **self.kv_scales)
             from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT   # a quantised cache: scale and cast
             quant = QUANT_FLOPS_PER_ELEMENT * (k_new.numel + v_new.numel) if self.kv_dt.is_quantized else 0.0
             self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), quant,
                                bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,
                                **self.kw("attn.kv_append")))
         if self.decode:
-            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE)
-            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE)
+            k = Tensor(self.p + "kv.k", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE,
+                       **self.kv_scales)
+            v = Tensor(self.p + "kv.v", (b, kvh, self.ctx, d), self.kv_dt, TensorRole.KV_CACHE,
+                       **self.kv_scales)
         elif self.ctx < q:   # sliding window shorter than the prompt: window keys per query
             k = self._view(O.slice_, "attn.k_window", kh, 2, 0, self.ctx, tag="attn.split")
             v = self._view(O.slice_, "attn.v_window", vh, 2, 0, self.ctx, tag="attn.split")

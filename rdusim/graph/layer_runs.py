@@ -7,7 +7,9 @@ training step visits them three times: forward (up), backward (down) and the opt
 (down), with the head and loss between. Cut to three layers, the first (fed by the
 embedding), the last (feeding the head, and first in backward) and one between, the step
 is a template for the whole model: every stretch of layer runs between non-layer runs
-visits 0, 1, 2 or 2, 1, 0, and the whole model's runs are the same with the middle run
+visits 0, 1, 2 or 2, 1, 0 (or several such visits back to back: a
+fine-tuning step whose head is frozen has no optimizer op between its backward and
+optimizer visits), and the whole model's runs are the same with the middle run
 repeated for every middle layer and the last run moved to the last layer (:func:`expand`).
 """
 
@@ -38,13 +40,16 @@ def expand(template: list[int], layers: int) -> list[list[int]] | None:
         if layer >= 0:
             stretch.append(layer)
             continue
-        if stretch:
-            if stretch == up:
+        if len(stretch) % TEMPLATE_LAYERS:
+            return None
+        for at in range(0, len(stretch), TEMPLATE_LAYERS):    # visits back to back (a backward
+            visit = stretch[at:at + TEMPLATE_LAYERS]           # then an optimizer with no
+            if visit == up:                                    # non-layer op between them)
                 out += [[0], list(range(1, layers - 1)), [layers - 1]]
-            elif stretch == down:
+            elif visit == down:
                 out += [[layers - 1], list(range(layers - 2, 0, -1)), [0]]
             else:
                 return None
-            stretch = []
+        stretch = []
         out.append([-1])
     return out[:-1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rdusim.config.model import ModelConfig, NormKind, PositionKind
+from rdusim.config import limits as L
 from rdusim.errors import InputError
 from rdusim.graph import ops as O
 from rdusim.graph.decoder import decoder_layer
@@ -27,9 +28,11 @@ W = TensorRole.WEIGHT
 def check_request(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, file: str = "request",
                   weight_density: float = 1.0) -> None:
     """Reject a request the builders cannot honour, naming the offending key."""
-    for key, val in (("batch", batch), ("seq", seq), ("tp", tp)):
+    for key, val, most in (("batch", batch, L.MAX_BATCH), ("seq", seq, L.MAX_TOKENS), ("tp", tp, L.MAX_TP)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise InputError(file, key, "a positive integer", val)
+        if val > most:
+            raise InputError(file, key, f"at most {most} (rdusim's limit for {key})", val)
     kvh = cfg.num_key_value_heads
     if cfg.num_attention_heads % tp or cfg.intermediate_size % tp or (kvh % tp if kvh >= tp else tp % kvh):
         raise InputError(file, "tp", f"a divisor of num_attention_heads ({cfg.num_attention_heads}) and "

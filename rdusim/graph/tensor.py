@@ -16,6 +16,7 @@ class DType(enum.Enum):
     FP8_E4M3 = "fp8_e4m3"
     INT8 = "int8"
     INT4 = "int4"
+    NF4 = "nf4"                  # 4-bit NormalFloat (QLoRA), a lookup table of 16 values
 
     @property
     def bits(self) -> int:
@@ -30,10 +31,10 @@ class DType(enum.Enum):
     @property
     def is_quantized(self) -> bool:
         """Stored with scales (fp8, int8, int4), as opposed to the float formats models train in."""
-        return self in (DType.FP8_E4M3, DType.INT8, DType.INT4)
+        return self in (DType.FP8_E4M3, DType.INT8, DType.INT4, DType.NF4)
 
 
-_BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8_e4m3": 8, "int8": 8, "int4": 4}
+_BITS = {"fp32": 32, "bf16": 16, "fp16": 16, "fp8_e4m3": 8, "int8": 8, "int4": 4, "nf4": 4}
 
 
 class TensorRole(enum.Enum):

@@ -27,12 +27,16 @@ and writes the three back (no fp32 master copy: bf16 weights), 12 FLOPs per stor
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Callable
 from dataclasses import replace
 
 from rdusim.config.model import ModelConfig
 from rdusim.graph import ops as O
 from rdusim.graph.model_graph import check_request, forward_build, head_op, vocab_shard
+from rdusim.graph.checkpointing import recompute_layers
+from rdusim.graph.decoder import DEQUANT_TAG
 from rdusim.graph.ops import Op, OpKind
+from rdusim.graph.peft import PeftForward, PeftSpec, TrainMethod, apply_peft
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType, Tensor, TensorRole
 
@@ -41,23 +45,27 @@ _NO_GRAD = (TensorRole.INPUT, TensorRole.CONSTANT, TensorRole.KV_CACHE)
 
 
 def training_ops(cfg: ModelConfig, batch: int, seq: int, *, tp: int = 1, layers: int | None = None,
-                 weight_density: float = 1.0) -> list[Op]:
+                 weight_density: float = 1.0, peft: PeftSpec | None = None) -> list[Op]:
     """Every op of one training step on one TP rank."""
     check_request(cfg, Phase.TRAIN, batch, seq, tp, weight_density=weight_density)
-    return training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density)[0]
+    return training_build(cfg, batch, seq, tp=tp, layers=layers, weight_density=weight_density, peft=peft)[0]
 
 
 def training_build(cfg: ModelConfig, batch: int, seq: int, *, tp: int = 1, layers: int | None = None,
-                   weight_density: float = 1.0) -> tuple[list[Op], list[Tensor]]:
-    """(ops, idle weights) of one training step."""
+                   weight_density: float = 1.0, peft: PeftSpec | None = None) -> tuple[list[Op], list[Tensor]]:
+    """(ops, idle weights) of one training step; ``peft`` says what trains (default: all)."""
+    spec = peft or PeftSpec()
     fb = forward_build(cfg, Phase.TRAIN, batch, seq, tp, layers, weight_density)
-    fwd = list(fb.ops)
+    pf = apply_peft(list(fb.ops), list(fb.idle_weights), cfg, spec, tp)
+    fwd = pf.ops
     fwd.append(head_op(cfg, fb.hidden, tp))
     loss_ops, dlogits = _loss(cfg, fwd[-1].outputs[0], tp)
-    bwd = _Backward(fwd)
+    bwd = _Backward(fwd, pf.trains, redequantise=spec.method == TrainMethod.QLORA)
     bwd.seed(fwd[-1].outputs[0], dlogits)
     back = bwd.run()
-    return fwd + loss_ops + back + _optimizer(fwd, bwd.weight_grads, bwd), list(fb.idle_weights)
+    if spec.checkpointing:
+        back = recompute_layers(fwd, back)
+    return fwd + loss_ops + back + _optimizer(fwd, bwd.weight_grads, bwd), list(pf.idle_weights)
 
 
 def _loss(cfg: ModelConfig, logits: Tensor, tp: int) -> tuple[list[Op], Tensor]:
@@ -81,13 +89,16 @@ def _loss(cfg: ModelConfig, logits: Tensor, tp: int) -> tuple[list[Op], Tensor]:
 class _Backward:
     """Reverse-mode pass over forward ops (see the module docstring for the rules)."""
 
-    def __init__(self, fwd: list[Op]):
+    def __init__(self, fwd: list[Op], trains: Callable[[Tensor], bool] = PeftForward.every_weight,
+                 redequantise: bool = False):
         self.fwd = fwd
+        self.trains = trains
+        self.redequantise = redequantise
         self.ops: list[Op] = []
         self.producer: dict[str, Op] = {}
         self.needs: set[str] = set()
         for op in fwd:
-            grad_in = any(t.role == TensorRole.WEIGHT or t.name in self.needs for t in op.inputs)
+            grad_in = any(self.trains(t) or t.name in self.needs for t in op.inputs)
             for t in op.outputs:
                 self.producer[t.name] = op
                 if grad_in and t.role not in _NO_GRAD:
@@ -100,7 +111,7 @@ class _Backward:
         self.contrib[t.name].append((grad, None))
 
     def wants(self, t: Tensor) -> bool:
-        return t.role == TensorRole.WEIGHT or t.name in self.needs
+        return self.trains(t) or t.name in self.needs
 
     # ---- gradient bookkeeping ----
     def _kw(self, op: Op) -> dict:
@@ -199,6 +210,7 @@ class _Backward:
         m, n, kk = (int(op.attr(x)) for x in ("m", "n", "k"))
         if self.wants(a):
             da = self._grad_tensor(op, a, "dx")
+            b = self._weight_again(b)
             self._emit(Op(f"{op.name}.bwd_dx", OpKind.GEMM, (dy, b), (da,), op.flops, dy.nbytes + b.nbytes,
                           da.nbytes, attrs=(("m", m), ("n", kk), ("k", n)), **kw))
             self._give(a, da)
@@ -208,6 +220,15 @@ class _Backward:
                           (a, dy), (db,), op.flops, a.nbytes + dy.nbytes, db.nbytes,
                           attrs=(("m", kk), ("n", n), ("k", m)), **kw))
             self._give(b, db)
+
+    def _weight_again(self, b: Tensor) -> Tensor:
+        """QLoRA: the input-gradient GEMM dequantises its frozen NF4 weight once more
+        (bitsandbytes' MatMul4Bit backward), rather than keeping the bf16 copy."""
+        src = self.producer.get(b.name)
+        if not self.redequantise or src is None or src.tag != DEQUANT_TAG:
+            return b
+        again = replace(src, name=src.name + ".bwd", outputs=(b.renamed(b.name + ".bwd"),))
+        return self._emit(again)
 
     def _layout(self, op: Op, dy: Tensor, kw: dict) -> None:
         x = op.inputs[0]
@@ -242,7 +263,9 @@ def _tiles(parts: list, t: Tensor) -> bool:
 
 
 def _optimizer(fwd: list[Op], weight_grads: dict[str, list[Tensor]], bwd: _Backward) -> list[Op]:
-    """Sum multi-use weight gradients, then one AdamW op per block."""
+    """Sum multi-use weight gradients, then one AdamW op per block over the weights that
+    have gradients this step (trainable weights nobody read -- adapters of experts no
+    token reached -- have no gradient, and PyTorch's AdamW skips them)."""
     owner: dict[str, Op] = {}
     for op in fwd:
         for t in op.inputs:

@@ -145,6 +145,8 @@ class ModelView:
     platforms: list[str] = field(default_factory=list)
     values: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
     breakdown: dict[str, dict[str, Optional[float]]] = field(default_factory=dict)
+    # scaling: "P W S" (platform, weight format, machine size) -> {batch: {tpot_s, tokens_per_s_per_device}}
+    curves: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -161,6 +163,9 @@ def model_view(metrics: Mapping[str, Any], order: list[str]) -> ModelView:
     v = ModelView()
     seen: list[str] = []
     for r in model_rows.from_metrics(metrics):
+        if r.scope is model_rows.ModelScope.SCALING:
+            _curve_point(v, r)
+            continue
         if r.scope is not model_rows.ModelScope.RUN:
             continue
         part = r.breakdown_part
@@ -173,6 +178,16 @@ def model_view(metrics: Mapping[str, Any], order: list[str]) -> ModelView:
         seen.append(r.platform)
     v.platforms = ordered(order, seen)
     return v
+
+
+def _curve_point(v: ModelView, r) -> None:
+    """A scaling row ``<W>.<S>.curve.b<B>.<tpot_s|tokens_per_s_per_device>`` into ``v.curves``."""
+    parts = r.metric.split(".")
+    if len(parts) == 5 and parts[2] == "curve" and parts[3][:1] == "b" and parts[3][1:].isdigit():
+        value = num(r.value)
+        if value is not None:
+            label = f"{r.platform} {parts[0]} {parts[1]}"
+            v.curves.setdefault(label, {}).setdefault(int(parts[3][1:]), {})[parts[4]] = value
 
 
 def ordered(preferred: list[str], found: list[str]) -> list[str]:

@@ -62,3 +62,31 @@ def tokens(v: ModelView) -> Optional[Figure]:
         ax.set_xticklabels(plats, fontsize=8)
         style_axes(ax, "platform", lbl)
     return finish(fig, "model_tokens", TITLE_TOKENS, "Prefill latency (TTFT) and decode step time (TPOT).")
+
+
+TITLE_CURVE = "Latency-throughput per machine size and weight format"
+
+
+def latency_throughput(v: ModelView) -> Optional[Figure]:
+    """The scaling study's curves: decode step time against tokens/s per device, one line per
+    (weight format, machine size), a marker per batch."""
+    lines = {k: sorted((b, p["tpot_s"], p["tokens_per_s_per_device"]) for b, p in c.items()
+                       if "tpot_s" in p and "tokens_per_s_per_device" in p) for k, c in v.curves.items()}
+    lines = {k: pts for k, pts in lines.items() if pts}
+    if not lines:
+        return None
+    fig = new_figure(8.0, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    styles = ("-", "--", ":", "-.")
+    formats = sorted({k.split(" ")[1] for k in lines})
+    sizes = sorted({k.split(" ", 2)[2] for k in lines})
+    for label, pts in sorted(lines.items()):
+        _, fmt, size = label.split(" ", 2)
+        ax.plot([p[2] for p in pts], [1e3 * p[1] for p in pts], marker="o", markersize=3,
+                color=f"C{sizes.index(size) % 10}", linestyle=styles[formats.index(fmt) % len(styles)], label=label)
+    ax.set_xscale("log")
+    style_axes(ax, "tokens/s per device", "decode step (ms)")
+    legend_outside(ax, ax.get_legend_handles_labels()[0])
+    return finish(fig, "model_latency_throughput", TITLE_CURVE,
+                  "Each line is one weight format (line style) on one machine size (colour) (tensor parallel over all its devices); "
+                  "markers are the batches of scaling.batches that fit, growing to the right.")

@@ -21,7 +21,7 @@ import yaml
 
 from rdusim import __version__
 from rdusim.errors import InputError
-from rdusim.report import section_coe, section_fusion, section_kernels, section_model, section_serve
+from rdusim.report import section_coe, section_finetune, section_fusion, section_kernels, section_model, section_serve
 from rdusim.report.document import Report, Section, Table
 from rdusim.report.html import render_html
 from rdusim.report.keys import coe_view, fusion_views, model_view, platform_order
@@ -104,6 +104,7 @@ def build_report(result: RunResult, *, date: Optional[datetime] = None,
         "fusion": lambda: section_fusion.build(fusion_views(metrics, order)),
         "model": lambda: section_model.build(model_view(metrics, order)),
         "serve": lambda: section_serve.build(metrics, result.records, order),
+        "finetune": lambda: section_finetune.build(metrics, result.extra),
     }
     kinds = [result.kind] + [k for k in builders if k != result.kind]
     sections = [s for k in kinds if k in builders and (s := builders[k]()) is not None]

@@ -38,5 +38,9 @@ def build(v: ModelView) -> Optional[Section]:
             notes.append(f"No figure for {what}: the results have no such metrics.")
         else:
             figures.append(f)
+    if v.curves:                             # a scaling study (model.P.scaling.*.curve.*)
+        f = plots_model.latency_throughput(v)
+        if f is not None:
+            figures.append(f)
     return Section("Model run", "End-to-end serving latency per platform: " + ", ".join(v.platforms) + ".",
                    (latency_table(v),), tuple(figures), tuple(notes))

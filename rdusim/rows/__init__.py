@@ -16,7 +16,7 @@ from typing import Mapping, Optional
 from rdusim.rows.base import CI_SUFFIXES, MetricRow, Row, Value, ci_keys, interval, to_metrics
 
 # the families, each imported when first asked for (a model run loads only its own)
-FAMILY_NAMES = ("coe", "fusion", "model", "serve")
+FAMILY_NAMES = ("coe", "finetune", "fusion", "model", "serve")
 
 
 def family(name: str) -> Optional[ModuleType]:

@@ -1,7 +1,7 @@
 """Model-run rows: ``model.<platform>[.<scope>].<metric>``.
 
 ``scope`` is the plain run (:attr:`ModelScope.RUN`, no segment), speculative decoding
-(``spec``) or a pipelined cluster platform (``pp``). ``metric`` may be dotted
+(``spec``), a pipelined cluster platform (``pp``) MoE expert offload (``offload``) or a machine resized per weight format (``scaling``). ``metric`` may be dotted
 (``breakdown.step.compute_s``, ``memory.weights_bytes``, ``decode.allreduce_s``).
 """
 
@@ -20,6 +20,8 @@ class ModelScope(enum.Enum):
     RUN = ""
     SPEC = "spec"
     PP = "pp"
+    OFFLOAD = "offload"
+    SCALING = "scaling"
 
 
 _SCOPES = {s.value: s for s in ModelScope if s.value}

@@ -28,6 +28,7 @@ from rdusim.config.workload_coe import CachePolicy
 from rdusim.config.workload_serve import CoePolicy
 from rdusim.engine.coe.cache import ExpertCache
 from rdusim.serve.arrivals import Arrival
+from rdusim.serve.guard import ClockGuard
 from rdusim.serve.server import RunLog, Seq, StepCosts
 
 
@@ -83,7 +84,9 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
             return oldest_e
         return max(queues, key=lambda e: (len(queues[e]), -queues[e][0].arrival_s if queues[e] else 0))
 
+    guard = ClockGuard("CoE serving", seqs)
     while pending or waiting:
+        guard.tick(now)
         routed = []
         while pending and pending[0].arrival_s <= now:
             routed.append(pending.popleft())

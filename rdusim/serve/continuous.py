@@ -26,6 +26,7 @@ import numpy as np
 
 from rdusim.config.stack import PreemptionMode
 from rdusim.serve.arrivals import Arrival
+from rdusim.serve.guard import ClockGuard
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
@@ -58,7 +59,9 @@ class _Continuous:
         return -(-tokens // self.B)
 
     def run(self) -> None:
+        guard = ClockGuard("continuous batching", self.log.seqs)
         while self.pending or self.waiting or self.swapped or self.running:
+            guard.tick(self.now)
             while self.pending and self.pending[0].arrival_s <= self.now:
                 self.waiting.append(self.pending.popleft())
             if not (self.waiting or self.swapped or self.running):

@@ -78,6 +78,17 @@ class ServePlatform:
     def scheduler(self) -> SchedulerSpec:
         return self.dep.stack.scheduler
 
+    def oom_reason(self) -> str:
+        """Why the KV pool holds no block (the platform's OOM reason), in the pool's own terms."""
+        usable = hbm_usable_per_device(self.dep)
+        f = self.scheduler.memory_reserve_fraction
+        left = usable * (1 - f) - self.weight_bytes - self.workspace_bytes
+        return (f"per device: weights {self.weight_bytes / 1e9:.2f} GB + activation workspace "
+                f"{self.workspace_bytes / 1e9:.2f} GB leave {max(left, 0.0) / 1e9:.3f} GB of the "
+                f"{usable * (1 - f) / 1e9:.2f} GB the stack allocates ({1 - f:.0%} of {usable / 1e9:.2f} GB usable "
+                f"HBM), less than one KV block "
+                f"({self.block_bytes / 1e6:.3f} MB)")
+
     @property
     def max_context(self) -> int:
         return self.dep.model.max_position_embeddings

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from rdusim.serve.arrivals import Arrival
+from rdusim.serve.guard import ClockGuard
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
@@ -33,7 +34,9 @@ def run_static(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
     waiting: deque[Seq] = deque()
     now = 0.0
     limit = setup.scheduler.static_batch_sequences
+    guard = ClockGuard("static batching", seqs)
     while pending or waiting:
+        guard.tick(now)
         while pending and pending[0].arrival_s <= now:
             waiting.append(pending.popleft())
         if not waiting:

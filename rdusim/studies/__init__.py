@@ -17,6 +17,7 @@ _MODULES = {
     WorkloadKind.FUSION: "rdusim.studies.fusion",
     WorkloadKind.COE: "rdusim.studies.coe",
     WorkloadKind.SERVE: "rdusim.studies.serve",
+    WorkloadKind.FINETUNE: "rdusim.studies.finetune",
 }
 
 

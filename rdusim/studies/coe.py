@@ -35,6 +35,7 @@ from rdusim.studies.coe_stats import mean_and_ci
 from rdusim.studies.part import StudyPart
 from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cache import active_cache
+from rdusim.engine.inference import simulate_inference
 from rdusim.studies.coe_timing import ModelTimer
 
 TRACE_BATCHES = 4   # batches per platform written to a --trace timeline
@@ -356,9 +357,13 @@ def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:
                                 ("expert", pr.expert, spec.output_tokens)):
         for (batch, out), t in timer.simulated():
             if out in tokens:
+                # the same run in roofline mode (execution.ideal): how far the realistic time is from it
+                ideal = simulate_inference(timer.dep.ideal(), timer.prompt_tokens, out, batch, timer.cache, cold=True)
                 rows.append({"platform": name, "row": "model_timing", "role": role, "model": timer.model.name,
                              "batch": batch, "output_tokens": out, "ttft_s": t.ttft_s, "tpot_s": t.tpot_s,
-                             "latency_s": t.latency_s, **{f"{k}_s": v for k, v in t.breakdown_s.items()}})
+                             "latency_s": t.latency_s, **{f"{k}_s": v for k, v in t.breakdown_s.items()},
+                             "ideal_latency_s": ideal.latency_s,
+                             "realistic_over_ideal": t.latency_s / ideal.latency_s if ideal.latency_s > 0 else 0.0})
     return rows
 
 

@@ -38,7 +38,7 @@ from rdusim.rows.base import by_identity
 from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_of, rows as model_rows
 from rdusim.studies.part import StudyPart
 
-RUN, SPEC, PP = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP
+RUN, SPEC, PP, OFFLOAD = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP, ModelScope.OFFLOAD
 
 def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
@@ -96,11 +96,15 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                                        list(enumerate(spec.platforms))))
     rows: list[ModelRow] = merged.rows
     records, notes, events, oom_reasons = merged.records, merged.notes, merged.events, merged.oom_reasons
+    if spec.scaling is not None:            # one platform resized, per weight format
+        from rdusim.studies import scaling_run
+        rows += model_rows(spec.scaling.platform, ModelScope.SCALING, scaling_run.run(loaded, cfg, cache))
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
         rows += model_rows(name, PP, cluster_run.metrics(spec.batch_size, spec.output_tokens, pt, entry[1].tp))
         if pt.oom:
             notes[name] = pt.oom
+            oom_reasons[f"{name}.pp"] = pt.oom
     return RunResult(workload_name=spec.name, kind="model", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
@@ -108,6 +112,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                             "host_terms": {n: term_kinds(loaded.stacks[n]) for n in spec.platforms},
                             "stack_base": {n: loaded.stacks[n].base for n in spec.platforms if loaded.stacks[n].base},
                             "clusters": list(clusters), "oom_reasons": oom_reasons,
+                            **({"scaling": spec.scaling.platform} if spec.scaling is not None else {}),
                             "prompt_tokens": spec.prompt_tokens, "output_tokens": spec.output_tokens,
                             "batch_size": spec.batch_size,
                             "policy": {n: {"tp": p.tp, "fusion": p.fusion.value,
@@ -128,6 +133,12 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     need = device_memory(loaded.deployment(name, for_machine(cfg, arch)), spec.batch_size,
                          spec.prompt_tokens + spec.output_tokens, spec.prompt_tokens)
     part.rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
+    if spec.offload is not None:            # the experts offloaded: runs whether or not the whole model fits
+        from rdusim.studies import offload_run
+        values, cis, oom = offload_run.simulate(loaded, name, cfg, cache, index)
+        part.rows += [ModelRow(name, OFFLOAD, m, v, cis.get(m)) for m, v in values.items()]
+        if oom:
+            part.notes[f"{name}.offload"] = oom
     if not need.fits:
         part.oom_reasons[name] = f"{name} tp{tp}: {need.reason}"
         return part
@@ -152,6 +163,7 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
         if st.oom:
             part.notes[f"{name}.spec"] = st.oom
+            part.oom_reasons[f"{name}.spec"] = st.oom
     if trace:
         part.events += _trace(dep, spec.batch_size, spec.prompt_tokens, index)
     return part
@@ -237,6 +249,12 @@ def summary(result: RunResult) -> str:
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
         from rdusim.studies.speculative_run import summary_lines
         lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
+    if any((p, OFFLOAD) in t for p in extra.get("platforms", [])):   # experts offloaded
+        from rdusim.studies.offload_run import summary_lines as offload_lines
+        lines += offload_lines(t, extra.get("platforms", []), extra.get("notes", {}))
+    if extra.get("scaling"):
+        from rdusim.studies.scaling_run import summary_lines as scaling_lines
+        lines += scaling_lines(t, extra["scaling"])
     if extra.get("clusters"):
         from rdusim.studies.cluster_run import summary_lines as cluster_lines
         lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))

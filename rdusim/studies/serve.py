@@ -27,15 +27,18 @@ from typing import Any
 
 import numpy as np
 
+from rdusim.config.files import MAX_TRACE_BYTES, check_input_file
+from rdusim.config.limits import MAX_SIM_TIME_S
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.workload import LoadedWorkload, resolve_path
-from rdusim.config.workload_serve import ArrivalProcess, Batching, ServeWorkload
+from rdusim.config.workload_serve import ArrivalProcess, Batching, LengthKind, ServeWorkload
 from rdusim.cache import active_cache
 from rdusim.errors import InputError
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
-from rdusim.serve.arrivals import Stream, Trace, fit_context, read_trace, replay, synthetic
+from rdusim.serve.arrivals import Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic
+from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.serve.trace import request_spans
@@ -50,32 +53,72 @@ class Streams:
 
     def __init__(self, loaded: LoadedWorkload, max_context: int, experts: int = 0):
         self.spec: ServeWorkload = loaded.spec
+        self.file = loaded.file
         self.seed = loaded.seed
         self.max_context = max_context
         self.trace: Trace | None = None
         a = self.spec.arrivals
         if a.process == ArrivalProcess.TRACE:
-            self.trace = read_trace(resolve_path(a.trace, loaded.file), a.format, experts)
+            path = resolve_path(a.trace, loaded.file)
+            check_input_file(path, "a trace CSV file", MAX_TRACE_BYTES, file=loaded.file, key="arrivals.trace")
+            self.trace = read_trace(path, a.format, experts)
+            if self.trace.mean_rate_per_s is None:     # one row, or all at one instant: no rate to scale
+                for key, given in (("rates_per_s", list(self.spec.rates_per_s)),
+                                   ("capacity.traffic_per_s", self.spec.capacity.traffic_per_s)):
+                    if given:
+                        raise InputError(loaded.file, key, "none for a trace whose arrivals all fall at one "
+                                         f"instant ({self.trace.file}: it has no recorded rate to replay at "
+                                         "other rates; it runs as given)", given)
 
     @property
-    def main_rate(self) -> float:
+    def main_rate(self) -> float | None:
+        """The main point's offered rate (None: a trace spanning no time, replayed as given)."""
         a = self.spec.arrivals
-        return a.time_scale * self.trace.mean_rate_per_s if self.trace is not None else a.rate_per_s
+        if self.trace is None:
+            return a.rate_per_s
+        m = self.trace.mean_rate_per_s
+        return a.time_scale * m if m is not None else None
 
-    def at(self, rate: float, count: int, point: int, duration_s: float = 0.0) -> Stream:
+    def at(self, rate: float | None, count: int, point: int, duration_s: float = 0.0) -> Stream:
         spec = self.spec
         total = count + spec.warmup_requests
-        if self.trace is not None:
-            arr = replay(self.trace, rate / self.trace.mean_rate_per_s, total, duration_s)
-        else:
-            rng = np.random.default_rng([self.seed, point])
-            arr = synthetic(spec.arrivals.process, rate, spec.arrivals.cv, spec.prompt_tokens, spec.output_tokens,
-                            total, duration_s, rng)
+        try:
+            if self.trace is not None:
+                m = self.trace.mean_rate_per_s
+                arr = replay(self.trace, rate / m if m is not None else 1.0, total, duration_s)
+            else:
+                rng = np.random.default_rng([self.seed, point])
+                arr = synthetic(spec.arrivals.process, rate, spec.arrivals.cv, spec.prompt_tokens,
+                                spec.output_tokens, total, duration_s, rng)
+        except StreamTooLong as exc:
+            raise InputError(self.file, self._key(point), exc.expected, exc.found) from None
+        if len(arr) <= spec.warmup_requests:
+            what = f"the trace's {len(arr)}" if self.trace is not None else f"the {len(arr)} arriving within duration_s"
+            raise InputError(self.file, "warmup_requests", f"fewer than {what} requests (the first warmup_requests "
+                             "are served but not measured: nothing would be measured)", spec.warmup_requests)
         return fit_context(arr, self.max_context, spec.too_long)
+
+    def _key(self, point: int) -> str:
+        """The workload key that sets load point ``point`` (0: main, i + 1: rates_per_s[i])."""
+        if point == 0:
+            return "arrivals.time_scale" if self.trace is not None else \
+                "duration_s" if self.spec.duration_s > 0 else "arrivals.rate_per_s"
+        if point <= len(self.spec.rates_per_s):
+            return f"rates_per_s[{point - 1}]"
+        return "capacity.traffic_per_s"
+
+    @staticmethod
+    def rate_metric(rate: float | None) -> dict[str, float]:
+        """``rate_per_s`` of a point, absent where a trace has no rate."""
+        return {} if rate is None else {"rate_per_s": rate}
 
 
 def serve_point(plat: ServePlatform, batching: Batching, stream: Stream, spec: ServeWorkload):
-    log = plat.serve(batching, stream.arrivals)
+    try:
+        log = plat.serve(batching, stream.arrivals)
+        check_times(f"{batching.value} batching", log.seqs)
+    except ClockOutOfRange as exc:
+        raise on_platform(exc, getattr(plat, "name", "?"))
     log.truncated = stream.truncated
     arrivals = len(stream.arrivals) + stream.rejected
     m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), arrivals)
@@ -92,8 +135,12 @@ def capacity(plat: ServePlatform, batching: Batching, streams: Streams, spec: Se
     exceeds its first quarter's by at most QUEUE_GROWTH x the TTFT SLO."""
     cap = spec.capacity
 
+    # below this rate a probe's requests would span more than the simulated clock resolves;
+    # they arrive alone there, so the probe at the floor stands for it
+    floor = (cap.requests + spec.warmup_requests) / MAX_SIM_TIME_S
+
     def ok(rate: float) -> bool:
-        m = serve_point(plat, batching, streams.at(rate, cap.requests, 10_000), spec)[1]
+        m = serve_point(plat, batching, streams.at(max(rate, floor), cap.requests, 10_000), spec)[1]
         return (m.get("slo_attainment", 0.0) >= cap.attainment
                 and m.get("queue.growth_s", math.inf) <= QUEUE_GROWTH * spec.slo.ttft_s)
 
@@ -109,6 +156,14 @@ def capacity(plat: ServePlatform, batching: Batching, streams: Streams, spec: Se
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
+    try:
+        return _run(loaded, trace)
+    except ClockOutOfRange as exc:     # the inputs took the simulated clock where it cannot go
+        raise InputError(loaded.file, "", f"steps and gaps between arrivals the simulated clock can follow "
+                         f"(a run spans at most {MAX_SIM_TIME_S:g} s)", str(exc)) from None
+
+
+def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     spec: ServeWorkload = loaded.spec
     if spec.coe is not None:
         from rdusim.studies.serve_coe import run_study
@@ -121,8 +176,11 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     events: list = []
+    oom_reasons: dict[str, str] = {}
     main = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
     sweep = {i: streams.at(r, spec.sweep_requests, i + 1) for i, r in enumerate(spec.rates_per_s)}
+    if Batching.CONTINUOUS in spec.batching:
+        check_prompt_budget(loaded, plats, [main, *sweep.values()])
     work = len(plats) * len(spec.batching) * (1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0))
     with Progress(work, f"serve {spec.name}") as bar:
         for pi, (name, plat) in enumerate(plats.items()):
@@ -132,11 +190,12 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                 "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
                 "oom": 0 if fits else 1})
             if not fits:
+                oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
                 bar.advance(work // len(plats))
                 continue
             for mode in spec.batching:
                 log, m = serve_point(plat, mode, main, spec)
-                rows += point_rows(name, mode.value, None, {**m, "rate_per_s": streams.main_rate})
+                rows += point_rows(name, mode.value, None, {**m, **streams.rate_metric(streams.main_rate)})
                 records += _records(name, mode.value, log, spec)
                 if trace:
                     events.append((name, mode.value, log))
@@ -166,8 +225,35 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
                             "batching": [b.value for b in spec.batching], "rates_per_s": list(spec.rates_per_s),
                             "slo": plain(spec.slo),
                             "scheduler": {n: plain(p.scheduler) for n, p in plats.items()},
-                            "stacks": {n: p.dep.stack.name for n, p in plats.items()}},
+                            "stacks": {n: p.dep.stack.name for n, p in plats.items()}, "oom_reasons": oom_reasons},
                      trace=request_spans(events, spec.trace_requests) if trace else ())
+
+
+def check_prompt_budget(loaded: LoadedWorkload, plats: dict[str, ServePlatform], streams: list[Stream]) -> None:
+    """Continuous batching without chunked prefill prefills a prompt in one step, so the
+    longest prompt must fit the step's token budget (vLLM refuses max_num_batched_tokens
+    below the longest sequence when chunked prefill is off). Synthetic prompts: the longest
+    the length distribution can draw (within the model's context); a trace: its longest."""
+    spec: ServeWorkload = loaded.spec
+    if spec.arrivals.process == ArrivalProcess.TRACE:
+        longest = max((a.prompt_tokens for s in streams for a in s.arrivals), default=0)
+        where = f"the longest prompt of {spec.arrivals.trace}"
+    else:
+        p, o = spec.prompt_tokens, spec.output_tokens
+        most = p.value if p.distribution == LengthKind.FIXED else p.max
+        least_out = o.value if o.distribution == LengthKind.FIXED else o.min
+        longest = min(most, max(1, next(iter(plats.values())).max_context - least_out)) if plats else most
+        where = "the longest prompt prompt_tokens can draw"
+    for name, plat in plats.items():
+        sched = plat.scheduler
+        if sched.chunked_prefill or longest <= sched.max_batched_tokens:
+            continue
+        key = "scheduler.max_batched_tokens" if spec.scheduler.max_batched_tokens is not None else \
+            f"stack.{name}.scheduler.max_batched_tokens"
+        raise InputError(loaded.file, key, f"at least {where} ({longest} tokens) on platform {name}, or "
+                         "scheduler.chunked_prefill: true (without chunked prefill a prompt is prefilled in one "
+                         "step of at most max_batched_tokens tokens; vLLM refuses this configuration)",
+                         sched.max_batched_tokens)
 
 
 def _records(name: str, mode: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:

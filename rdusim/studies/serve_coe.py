@@ -29,6 +29,7 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
+from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
@@ -63,23 +64,28 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     runs = []
+    oom_reasons: dict[str, str] = {}
     hottest = tuple(hottest_first(coe.routing, coe.count, tuple(int(a.expert) for a in main.arrivals)))
     with Progress(len(spec.platforms) * (1 + len(sweep)), f"serve {spec.name}") as bar:
         for name in spec.platforms:
             dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
             router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
-            setup = _setup(name, dep, router_dep, coe, hottest, cache, rows)
+            setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, oom_reasons)
             if setup is None:
                 bar.advance(1 + len(sweep))
                 continue
             rates: list[float] = []       # achieved, main point then the sweep's
             for i, stream in [(None, main), *sweep.items()]:
-                log, ec = run_coe(setup, stream.arrivals)
+                try:
+                    log, ec = run_coe(setup, stream.arrivals)
+                    check_times("CoE serving", log.seqs)
+                except ClockOutOfRange as exc:
+                    raise on_platform(exc, name)
                 log.truncated = stream.truncated
                 m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s),
                               len(stream.arrivals) + stream.rejected)
                 m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
-                m["rate_per_s"] = streams.main_rate if i is None else spec.rates_per_s[i]
+                m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
                 rows += point_rows(name, "coe", i, m)
                 if "requests_per_s" in m:
                     rates.append(m["requests_per_s"])
@@ -95,7 +101,8 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
                      extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
-                            "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe)},
+                            "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe),
+                            "oom_reasons": oom_reasons},
                      trace=request_spans(runs, spec.trace_requests) if trace else ())
 
 
@@ -103,7 +110,7 @@ def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload,
               sat: float) -> list[ServeRow]:
     """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
     (the single-model study's search on the CoE server)."""
-    node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0])
+    node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0], name=name)
     routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
     best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
     return point_rows(name, "coe", None, {
@@ -111,7 +118,7 @@ def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload,
         "capacity.nodes_for_traffic": math.ceil(spec.capacity.traffic_per_s / best) if best > 0 else math.inf})
 
 
-def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list) -> CoeSetup | None:
+def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom_reasons: dict) -> CoeSetup | None:
     sched = dep.stack.scheduler
     tp = dep.tp
     expert_bytes = build_model_graph(dep.model, Phase.DECODE, 1, 1).param_bytes
@@ -125,6 +132,7 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list) -> 
     rows += point_rows(name, None, None, {"expert_slots": cap.hbm_experts, "max_experts": cap.max_experts,
                                           "oom": int(reason is not None)})
     if reason is not None:
+        oom_reasons[name] = f"{name} tp{tp}: {reason}"
         return None
     switch = lone_switch_s(dep.arch, tp, expert_bytes)
     blocks = int(kv_bytes / tp // block)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from rdusim.report.oom import reason_of
 from rdusim.results import RunResult
 from rdusim.rows import serve as serve_rows
 from rdusim.rows.base import by_identity
@@ -33,7 +34,7 @@ def summary(result: RunResult) -> str:
     lines.append(head)
     for p in plats:
         if t.get((p, None, None), {}).get("oom"):
-            lines.append(f"  {p:<10} OOM: the weights leave no HBM for a KV block")
+            lines.append(f"  {p:<10} OOM: {reason_of(f'serve.{p}', ex.get('oom_reasons', {}))}")
             continue
         for mode in modes:
             for load in loads:

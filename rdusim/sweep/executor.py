@@ -20,6 +20,9 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Optional
 from rdusim.errors import InputError
 
 
+DEFAULT_CONNECT_TIMEOUT_S = 5.0      # --connect-timeout: how long to try to reach a Dask scheduler
+
+
 class Executor(enum.Enum):
     LOCAL = "local"
     DASK = "dask"
@@ -34,17 +37,22 @@ class ExecutorSpec:
     kind: Executor = Executor.LOCAL
     workers: Optional[int] = None        # None: os.cpu_count() (local) / cluster's own (scheduler)
     scheduler: Optional[str] = None      # Dask scheduler address; implies Executor.DASK
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S   # give up on an unreachable scheduler after this
 
     @classmethod
-    def from_flags(cls, executor: Optional[str], workers: Optional[int], scheduler: Optional[str]) -> "ExecutorSpec":
+    def from_flags(cls, executor: Optional[str], workers: Optional[int], scheduler: Optional[str],
+                   connect_timeout_s: Optional[float] = None) -> "ExecutorSpec":
         if workers is not None and workers < 1:
             raise InputError("--workers", "workers", "a positive number of worker processes", workers)
+        timeout = DEFAULT_CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
+        if not (isinstance(timeout, (int, float)) and 0 < timeout <= 3600):
+            raise InputError("--connect-timeout", "seconds", "a number of seconds in (0, 3600]", timeout)
         if scheduler is not None:
             if executor == Executor.LOCAL.value:
                 raise InputError("--scheduler", "executor", "--executor dask (or no --executor) with --scheduler",
                                  "--executor local")
-            return cls(Executor.DASK, workers, scheduler)
-        return cls(Executor(executor) if executor else Executor.LOCAL, workers, None)
+            return cls(Executor.DASK, workers, scheduler, float(timeout))
+        return cls(Executor(executor) if executor else Executor.LOCAL, workers, None, float(timeout))
 
     @property
     def local_workers(self) -> int:
@@ -179,9 +187,10 @@ def open_backend(spec: ExecutorSpec) -> Iterator[_Backend]:
     dist = _import_distributed()
     if spec.scheduler is not None:
         try:
-            client = dist.Client(spec.scheduler)   # connect timeout: distributed.comm.timeouts.connect
-        except (OSError, TimeoutError) as exc:
-            raise InputError("--scheduler", "scheduler", "the address of a running Dask scheduler",
+            client = dist.Client(spec.scheduler, timeout=spec.connect_timeout_s)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise InputError("--scheduler", "scheduler", "the address of a running Dask scheduler "
+                             f"(reached within --connect-timeout {spec.connect_timeout_s:g} s)",
                              f"{spec.scheduler} ({exc})") from None
         with client:
             yield _DaskBackend(client, dist)

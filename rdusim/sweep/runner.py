@@ -19,7 +19,7 @@ from rdusim import __version__
 from rdusim.cache import RunCache
 from rdusim.config.workload import LoadedWorkload, load_workload
 from rdusim.config.yamlio import remembering_files
-from rdusim.errors import InputError
+from rdusim.errors import InputError, Terminated
 from rdusim.results import plain
 from rdusim.sweep.executor import ExecutorSpec, map_affine, open_backend
 from rdusim.sweep.grid import expand, validate_points
@@ -107,12 +107,14 @@ def run_point(task: PointTask) -> dict:
 class SweepOutcome:
     directory: Path
     total: int
-    skipped: int                      # already in the table (--resume)
+    skipped: int                      # already in the table with a result, ok or oom (--resume)
+    retried: int = 0                  # stored as errors, run again (--resume)
     ran: int = 0
     counts: dict[str, int] = field(default_factory=dict)   # status -> rows in the whole table
     wall_s: float = 0.0
     csv: Optional[Path] = None
     interrupted: bool = False
+    terminated: bool = False          # interrupted by SIGTERM rather than Ctrl-C
     code_changed: bool = False        # --resume: the rdusim sources differ from the stored digest
 
 
@@ -154,7 +156,8 @@ def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: boo
     base, seeds = validate_points(spec, points)    # every bad key/value fails here, before any run
     new_def = definition(spec, base)
     code_changed = False
-    if resume and has_store(out):
+    created = not (resume and has_store(out))
+    if not created:
         store = SweepStore.open(out)
         try:
             stored = store.definition()
@@ -165,23 +168,40 @@ def run_sweep(spec: SweepSpec, out: Path, executor: ExecutorSpec, *, resume: boo
             raise
     else:
         store = SweepStore.create(out, new_def)
-    with store:
+    try:
         done = store.done_indices()
+        failed_before = {r.index for r in store.rows() if r.status == PointStatus.ERROR}
         todo = [PointTask(p.index, spec.workload, p.values, spec.fixed, seeds[p.index], spec.metrics,
                           str(Path(cache_dir).resolve()) if cache_dir else None)
                 for p in points if p.index not in done]
-        outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo), code_changed=code_changed)
+        outcome = SweepOutcome(out, total=len(points), skipped=len(points) - len(todo),
+                               retried=len(failed_before), code_changed=code_changed)
         start = time.perf_counter()
         try:
             if todo:
                 _run(store, todo, executor, progress, spec.name, outcome)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             outcome.interrupted = True
-        finally:
-            outcome.wall_s = time.perf_counter() - start
-            rows = store.rows()
-            outcome.counts = {s.value: sum(r.status == s for r in rows) for s in PointStatus}
-            outcome.csv = store.export_csv(spec.keys)
+            outcome.terminated = isinstance(exc, Terminated)
+        outcome.wall_s = time.perf_counter() - start
+        rows = store.rows()
+        if created and not rows:            # nothing stored (interrupted at once): nothing to keep
+            store.discard()
+            return outcome
+        outcome.counts = {s.value: sum(r.status == s for r in rows) for s in PointStatus}
+        outcome.csv = store.export_csv(spec.keys)
+    except BaseException:
+        # a sweep that stored no point (an unreachable scheduler, a full disk at once) leaves
+        # no stub that would block the same command run again
+        try:
+            empty = created and not store.rows()
+        except Exception:                   # noqa: BLE001 -- the table itself failed: keep it
+            empty = False
+        if empty:
+            store.discard()
+        raise
+    finally:
+        store.close()
     return outcome
 
 

@@ -33,6 +33,7 @@ from rdusim.config.strict import Ctx, build
 from rdusim.config.workload import resolve_path
 from rdusim.config.yamlio import load_yaml, parse_set
 from rdusim.errors import InputError
+from rdusim.paths import folder_name_problem
 
 
 class GridMode(enum.Enum):
@@ -122,6 +123,8 @@ def load_sweep_file(path: str | Path, *, seed: Optional[int] = None,
             raise InputError(file, where, "a non-empty list of values", values)
         axes.append(Axis(key, tuple(_json_value(v, file, where) for v in values)))
     fixed = tuple((k, _json_value(v, file, f"sweep.set.{k}")) for k, v in f.set.items()) + tuple(extra_fixed)
+    if f.name and (problem := folder_name_problem(f.name)) is not None:
+        raise InputError(file, "sweep.name", problem, repr(f.name))
     spec = SweepSpec(
         name=f.name or Path(file).stem, workload=str(resolve_path(f.workload, file)),
         axes=tuple(axes), mode=GridMode.ZIP if f.zip else GridMode.PRODUCT, metrics=tuple(f.metrics),

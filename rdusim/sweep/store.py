@@ -3,27 +3,27 @@
 ``DIR/sweep.sqlite`` holds two tables: ``meta`` (the sweep definition, as JSON) and
 ``points`` (index, swept values as JSON, seed, status ok|error|oom, chosen metrics as
 JSON, error message, wall time). WAL journal, one transaction per point, written by
-the parent process only; a lock file keeps two sweeps out of one directory.
+the parent process only; the folder's lock (rdusim.outdir) keeps a second sweep, a run or
+a report out of the directory while the sweep runs. A point stored as an error is run
+again by ``--resume`` (its row is replaced); ok and oom points are results, kept.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from rdusim import outdir
 from rdusim.errors import InputError
 from rdusim.results import atomic_write_text
 from rdusim.sweep.point import PointRow, PointStatus, dumps
 
 DB_NAME = "sweep.sqlite"
 CSV_NAME = "sweep.csv"
-_LOCK_NAME = ".sweep.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,9 +61,26 @@ class SweepStore:
                              "a sweep table already there")
         d.mkdir(parents=True, exist_ok=True)
         store = cls._connect(d, lock=True)
-        with store._conn:
-            store._conn.execute("INSERT INTO meta (key, value) VALUES ('definition', ?)", (dumps(definition),))
+        try:
+            with store._conn:
+                store._conn.execute("INSERT INTO meta (key, value) VALUES ('definition', ?)", (dumps(definition),))
+            outdir.write_manifest(d, outdir.Kind.SWEEP, outdir.OWN_FILES[outdir.Kind.SWEEP])
+        except sqlite3.Error as exc:
+            store.close()
+            raise _db_error(exc, d) from None
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def discard(self) -> None:
+        """Close and delete the table, its CSV and manifest, then release the lock (a sweep
+        that stored no point leaves no stub to block the same command run again)."""
+        self._conn.close()
+        for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", CSV_NAME,
+                     outdir.MANIFEST):
+            (self._dir / name).unlink(missing_ok=True)
+        self.close()
 
     @classmethod
     def open(cls, directory: str | Path, *, lock: bool = True) -> "SweepStore":
@@ -74,24 +91,21 @@ class SweepStore:
 
     @classmethod
     def _connect(cls, d: Path, *, lock: bool) -> "SweepStore":
-        lock_fd = _lock(d) if lock else None
+        lock_fd = outdir.acquire(d, "sweep") if lock else None
         try:
             conn = sqlite3.connect(str(d / DB_NAME), isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            if lock_fd is not None:
-                os.close(lock_fd)
-            raise InputError(str(d / DB_NAME), "", "an rdusim sweep SQLite database", str(exc)) from None
+            outdir.release(d, lock_fd)
+            raise _db_error(exc, d) from None
         return cls(d, conn, lock_fd)
 
     def close(self) -> None:
-        self._conn.close()
-        if self._lock_fd is not None:
-            _HELD.discard(self._lock_fd)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._conn.close()             # closing twice is harmless
+        outdir.release(self._dir, self._lock_fd)
+        self._lock_fd = None
 
     def __enter__(self) -> "SweepStore":
         return self
@@ -111,7 +125,8 @@ class SweepStore:
         return json.loads(row[0])
 
     def done_indices(self) -> set[int]:
-        return {r[0] for r in self._conn.execute("SELECT idx FROM points")}
+        """Points with a result (ok or oom); error points are run again by ``--resume``."""
+        return {r[0] for r in self._conn.execute("SELECT idx FROM points WHERE status != 'error'")}
 
     def rows(self) -> list[PointRow]:
         cur = self._conn.execute(
@@ -121,17 +136,28 @@ class SweepStore:
 
     # -- writing -------------------------------------------------------------
     def add(self, row: PointRow) -> None:
-        """Commit one finished point (its own transaction: durable once this returns)."""
-        with self._conn:
-            self._conn.execute(
-                "INSERT INTO points (idx, params, seed, status, metrics, error, wall_s) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row.index, json.dumps(dict(row.params), allow_nan=False), row.seed, row.status.value,
-                 dumps(dict(row.metrics)), row.error, row.wall_s))
+        """Commit one finished point (its own transaction: durable once this returns). It
+        replaces the point's earlier row only if that one is an error."""
+        try:
+            with self._conn:
+                self._conn.execute("DELETE FROM points WHERE idx = ? AND status = 'error'", (row.index,))
+                self._conn.execute(
+                    "INSERT INTO points (idx, params, seed, status, metrics, error, wall_s) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (row.index, json.dumps(dict(row.params), allow_nan=False), row.seed, row.status.value,
+                     dumps(dict(row.metrics)), row.error, row.wall_s))
+        except sqlite3.OperationalError as exc:
+            raise _db_error(exc, self._dir) from None
 
     def export_csv(self, keys: Iterable[str] | None = None) -> Path:
         """Write DIR/sweep.csv atomically: index, swept keys, seed, status, metrics..., error, wall_s."""
-        return atomic_write_text(self._dir / CSV_NAME, table_csv(self.rows(), keys))
+        try:
+            return atomic_write_text(self._dir / CSV_NAME, table_csv(self.rows(), keys))
+        except OSError as exc:
+            if exc.errno not in outdir.WRITE_ERRNOS:
+                raise
+            raise InputError(str(self._dir / CSV_NAME), "", "room to write the sweep's CSV",
+                             f"{exc.strerror}; the finished points are in {DB_NAME}") from None
 
 
 def table_csv(rows: list[PointRow], keys: Iterable[str] | None = None) -> str:
@@ -163,36 +189,12 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-# lock descriptors this process holds. A forked child (a pool worker) closes its copies at
-# once, so the lock lives exactly as long as the sweep process itself: a worker outliving a
-# killed parent cannot keep a directory locked (the kernel drops a dead process's flock).
-_HELD: set[int] = set()
-
-
-def _close_inherited_locks() -> None:
-    for fd in list(_HELD):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _HELD.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
-
-
-def _lock(d: Path) -> int:
-    fd = os.open(str(d / _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        os.close(fd)
-        who = f"another rdusim sweep (process {holder})" if holder.isdigit() else "another rdusim sweep"
-        raise InputError(str(d), "", "no other sweep running in this output directory",
-                         f"it locked by {who}, still running") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    _HELD.add(fd)
-    return fd
+def _db_error(exc: sqlite3.Error, d: Path) -> InputError:
+    """An SQLite failure as the user's problem it is: a full disk or a read-only folder, or
+    a file that is not an rdusim sweep table."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "readonly" in text or "read-only" in text
+                                                      or "unable to open" in text or "disk I/O" in text):
+        return InputError(str(d / DB_NAME), "", "a folder with room to store the sweep's points "
+                          "(finished points are kept; --resume goes on)", text)
+    return InputError(str(d / DB_NAME), "", "an rdusim sweep SQLite database", text)

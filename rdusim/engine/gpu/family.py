@@ -8,13 +8,15 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp
-from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, Memo
+from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, InPlace, Memo
+from rdusim.engine.hostcpu import host_cpu_in_place
 from rdusim.engine.gpu import bench, fusion_rules, model_step, step
 from rdusim.engine.gpu.hostcopy import dgx_host_links, host_to_gpu_path
 from rdusim.engine.gpu.kernels import gpu_collective
 from rdusim.engine.step import StepResult
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
+from rdusim.graph.tensor import DType
 
 SPEEDUPS = (("fused_vs_unfused", "fused", "unfused"),)
 
@@ -43,6 +45,10 @@ class GpuFamily:
     def copy_links(self, arch: GpuArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:
         """Each GPU's shard: host DRAM -> the shared host link -> its PCIe link -> its HBM."""
         return dgx_host_links(arch), [host_to_gpu_path(g) for g in range(devices)]
+
+    def in_place(self, arch: GpuArch, weight: DType, devices: int) -> Optional[InPlace]:
+        """On the host CPU, over host DRAM; activations cross one GPU's PCIe link."""
+        return host_cpu_in_place(arch.host_cpu, arch.node.host_dram, weight, arch.links.pcie)
 
     def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]:
         """Eager PyTorch operators and library-fused kernels, both launched the platform's way."""

@@ -15,7 +15,9 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 - a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
   prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
   weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
-  vector units inside the GEMM kernel; K and V read from a quantised cache
+  vector units inside the GEMM kernel -- unless the op says its implementation writes the
+  dequantised weight out (attr ``materialised``: bitsandbytes' QLoRA, rdusim.graph.peft),
+  which then is a kernel of its own; K and V read from a quantised cache
   (``attn.kv_dequant``) likewise are the prologue of the attention kernel;
 - a GEMM input quantised to an FP8/INT8 compute format (``act.quant``) is quantised where
   TensorRT-LLM does it: in the kernel producing that input (the norm kernel, the gated
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
-from rdusim.graph.decoder import DEQUANT_TAG, KV_DEQUANT_TAG, QUANT_TAG
+from rdusim.graph.decoder import DEQUANT_TAG, KV_DEQUANT_TAG, MATERIALISED, QUANT_TAG
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES, DType
@@ -97,7 +99,7 @@ class _Partitioner:
                 for t in op.outputs:
                     self.alias[t.name] = self.root(op.inputs[0].name)
                 continue
-            if self.policy == FusionPolicy.FUSED and op.tag in PROLOGUE_TAGS:
+            if self.policy == FusionPolicy.FUSED and op.tag in PROLOGUE_TAGS and not op.attr(MATERIALISED):
                 self.pending.append(op)            # placed with the first op reading it
                 continue
             idx = self.place(op)

@@ -8,12 +8,13 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.arch_rdu import RduArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp, collective_cost
-from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, Memo, hbm_link
+from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, InPlace, InPlaceWhere, Memo, hbm_link
 from rdusim.engine.rdu import bench, model_step, step
 from rdusim.engine.rdu.trace import StepTrace
 from rdusim.engine.step import StepResult
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
+from rdusim.graph.tensor import DType
 from rdusim.tracing import TraceBuilder
 
 # the SN40L paper's fusion study: unfused under software orchestration (every PyTorch
@@ -66,6 +67,13 @@ class RduFamily:
                       (agcu_link(s), sock.agcu.count * sock.agcu.bandwidth_bytes_per_s, 0.0),
                       (hbm_link(s), sock.hbm.effective_bandwidth_bytes_per_s, 0.0)]
         return links, [(ddr_link(s), agcu_link(s), hbm_link(s)) for s in range(devices)]
+
+    def in_place(self, arch: RduArch, weight: DType, devices: int) -> Optional[InPlace]:
+        """On the sockets themselves, each reading its shard from its own DDR (the SN40L's
+        three-tier memory: no copy, no host link); the PCUs at the weights' format where they
+        compute in it, else at bf16 (dequantised on the fly)."""
+        rate = arch.native_rate(weight) or arch.native_rate(DType.BF16)
+        return InPlace(InPlaceWhere.DDR, devices * rate, devices * arch.socket.ddr.effective_bandwidth_bytes_per_s)
 
     def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]:
         return RUNS

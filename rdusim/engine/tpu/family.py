@@ -8,13 +8,15 @@ from rdusim.config.arch_common import ArchKind
 from rdusim.config.arch_tpu import TpuArch
 from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.collectives import CollectiveCost, CollectiveOp
-from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, Memo, hbm_link
+from rdusim.engine.family import BenchGraphs, CopyLink, FusionRun, InPlace, Memo, hbm_link
+from rdusim.engine.hostcpu import host_cpu_in_place
 from rdusim.engine.gpu.bench import kernel_stream_steps
 from rdusim.engine.step import StepResult
 from rdusim.engine.tpu import model_step, step
 from rdusim.engine.tpu.collectives import tpu_collective
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
+from rdusim.graph.tensor import DType
 
 SPEEDUPS = (("fused_vs_unfused", "fused", "unfused"),)
 
@@ -61,6 +63,10 @@ class TpuFamily:
             links += [(pcie_link(c), pcie.effective_bandwidth_bytes_per_s, pcie.latency_s),
                       (hbm_link(c), hbm.effective_bandwidth_bytes_per_s, 0.0)]
         return links, [(host_dram_link(c // per_host), pcie_link(c), hbm_link(c)) for c in range(devices)]
+
+    def in_place(self, arch: TpuArch, weight: DType, devices: int) -> Optional[InPlace]:
+        """On the host CPU (arch file's host_cpu, per host), over its DRAM; activations cross a chip's PCIe link."""
+        return host_cpu_in_place(arch.host_cpu, arch.host.dram, weight, arch.host.pcie)
 
     def fusion_runs(self, launch: LaunchMode) -> tuple[FusionRun, ...]:
         """Every op its own fusion, and XLA's fusions; each step one program."""

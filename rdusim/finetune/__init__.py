@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: a dataset of queries, padded batches, and the largest batch that fits."""
