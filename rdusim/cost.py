@@ -17,7 +17,7 @@ a machine with no ``power:`` block gets no joules, one with no price no dollars.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from rdusim.energy import Activity, EnergyModel, idle, step_activity
 from rdusim.graph.phase import Phase
@@ -145,3 +145,19 @@ def serve_rent_rows(rows: list, loaded: Any) -> list:
         if rent is not None:
             out.append(ServeRow(r.platform, r.mode, r.load, names[r.metric], rent / r.value * 1e6))
     return out
+
+
+def job_rows(machine: Any, devices: int, job: Any, lengths: Any, steps: Mapping[int, Any], dtype: Any) -> dict[str, float]:
+    """A training job's ``job_usd`` (rent of ``devices`` devices for ``job.job_s``),
+    ``job_energy_j`` and ``power_w_per_device``: its ``job.steps`` steps, each the expected
+    step over the padded lengths (``lengths``: (length, probability) pairs, the same weights
+    as its time; ``steps``: the simulated step at each length), plus static power over the job."""
+    activity = None
+    for length, p in lengths:
+        a = step_activity(steps[length], dtype).scaled(p)
+        activity = a if activity is None else activity + a
+    if activity is not None:
+        activity = activity.scaled(job.steps)
+    got = job_costs(machine, devices, job.job_s, activity, tokens=0)
+    names = {"cost_usd": "job_usd", "energy_j": "job_energy_j", "power_w_per_device": "power_w_per_device"}
+    return {names[k]: v for k, v in got.items() if k in names}

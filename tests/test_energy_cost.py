@@ -200,3 +200,23 @@ def test_a_coe_batch_is_its_router_its_experts_its_copies_and_static_power():
         # batch 8 over 4 distinct experts: 4 expert runs of 2 prompts each
         got8 = coe_batch_energy(pr, 8, 20, 1, 0.5, 0.0, 4.0)
         assert got8 == pytest.approx(8 * (dyn(8, 1) + 4 * dyn(2, 20) + m.static_w * 0.5), rel=1e-12)
+
+
+def test_a_training_jobs_dollars_and_joules_by_hand():
+    """rdusim.cost.job_rows: steps x the expected step's dynamic energy + static over the job."""
+    from types import SimpleNamespace
+
+    from rdusim.cost import job_rows
+    from rdusim.engine.step import StepResult
+
+    arch = load_arch("arch/a40.yaml")
+    m = EnergyModel.of(arch)
+    mk = lambda t, f, b: StepResult(t, 1, f, {"hbm": b}, {}, {})      # noqa: E731
+    steps = {512: mk(1.0, 1e14, 1e11), 1024: mk(2.0, 2e14, 2e11)}
+    job = SimpleNamespace(steps=100, job_s=100 * (0.25 * 1.0 + 0.75 * 2.0))
+    got = job_rows(arch, 1, job, [(512, 0.25), (1024, 0.75)], steps, DType.BF16)
+    dyn = 100 * (0.25 * m.dynamic_j(Activity(1.0, 1e14, DType.BF16, {Unit.HBM: 1e11}))
+                 + 0.75 * m.dynamic_j(Activity(2.0, 2e14, DType.BF16, {Unit.HBM: 2e11})))
+    assert got["job_energy_j"] == pytest.approx(dyn + m.static_w * job.job_s, rel=1e-12)
+    assert got["job_usd"] == pytest.approx(0.79 * job.job_s / 3600, rel=1e-12)
+    assert m.static_w < got["power_w_per_device"] < m.tdp_w
