@@ -1,22 +1,31 @@
 """``rdusim validate``: the simulator against every published number it knows.
 
-A reference file (``references/*.yaml``, format in the architecture doc) lists
-published numbers with citations. Each distinct (workload, set) is simulated
-once through :func:`rdusim.studies.run_study`; each reference then compares one
-metric of that run with its published value: error = simulated / expected - 1,
-PASS when ``|error| <= tolerance``. A metric the run did not produce is a FAIL
-that names the metric; so is a study that crashed.
+A reference file (``references/*.yaml``, format in ``references/README.md``) lists
+published numbers with citations. Each distinct (workload, set) is simulated once
+through :func:`rdusim.studies.run_study`; each reference then compares one metric of
+that run with its published value, in one of two forms:
 
-A metric with a 95% confidence interval in the results (``<metric>.ci95_low`` and
-``.ci95_high``: the CoE study's means over independent routings) is compared by its
-interval: PASS when the interval overlaps ``expected * (1 -/+ tolerance)``, i.e. when
-the published number is within tolerance of some value the simulation cannot rule out.
-The error shown is still the mean's; the interval is shown beside it.
+- a point, ``expected`` with a relative ``tolerance``: error = simulated / expected - 1,
+  PASS when ``|error| <= tolerance``;
+- a range, ``range: [low, high]`` (a paper that gives "1.5x to 3x"): IN RANGE when
+  ``low <= simulated <= high``, else OUT OF RANGE; no percentage error is computed,
+  since the published number is the range and no value inside it is more right.
 
-The printed output keeps the two roles apart: one table of calibration references
-(numbers a parameter was fitted to) and one of validation references (predictions), each
-with its count, how many are within tolerance and the median and max |error|. The exit
-status is 1 if any reference of either role is outside its tolerance.
+A metric the run did not produce is a FAIL that names the metric; so is a study that
+crashed. A metric with a 95% confidence interval in the results (``<metric>.ci95_low`` /
+``.ci95_high``: the CoE study's means over independent routings) passes when the
+interval overlaps the accepted band (``expected * (1 -/+ tolerance)`` or the range).
+
+Calibration references are numbers a parameter was fitted to. The parameters say so
+themselves: a ``{value, source}`` number of ``arch/*.yaml`` or ``stacks/*.yaml`` carries
+``fitted_to: [reference ids]`` (:mod:`rdusim.config.fitted`); parameters fitted to
+overlapping references form one fit group (:mod:`rdusim.validate_fits`), and every
+row shows its group, the parameters fitted on it and the degrees of freedom left
+(calibration points of the group minus its parameters; 0: the fit reproduces its points
+by construction).
+
+The printed output (:mod:`rdusim.validate_table`) keeps the two roles apart. The exit
+status is 1 if any reference of either role misses.
 
 API: :func:`load_references` (strict; InputError with file and dotted key),
 :func:`validation_rows` (run and compare, returns :class:`ValidationRow` s),
@@ -28,10 +37,10 @@ settings are exactly those of the run).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import math
-import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +52,7 @@ from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
 from rdusim.progress import Progress
 from rdusim.rows import lookup
+from rdusim.validate_table import format_table, role_summary  # noqa: F401  (the printed tables; re-exported)
 
 
 class Role(enum.Enum):
@@ -52,12 +62,14 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True)
 class Reference:
+    """A published number: a point (``expected`` +- relative ``tolerance``) or a range."""
     id: str
     source: str
     workload: str
     metric: str
-    expected: float
-    tolerance: float = field(metadata=positive())
+    expected: Optional[float] = None
+    tolerance: Optional[float] = field(default=None, metadata=positive())
+    range: Optional[tuple[float, ...]] = None      # [low, high], instead of expected and tolerance
     set: dict[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     role: Role = Role.VALIDATION
     note: str = ""
@@ -66,8 +78,32 @@ class Reference:
         for key in ("id", "source", "workload", "metric"):
             if not getattr(self, key).strip():
                 raise ValueError(key, "a non-empty string", getattr(self, key))
+        if self.range is not None:
+            if self.expected is not None or self.tolerance is not None:
+                extra = "expected" if self.expected is not None else "tolerance"
+                raise ValueError(extra, "no expected/tolerance beside range (a reference is a point or a range)",
+                                 getattr(self, extra))
+            if len(self.range) != 2 or not self.range[0] < self.range[1]:
+                raise ValueError("range", "[low, high] with low < high", list(self.range))
+            return
+        for key in ("expected", "tolerance"):
+            if getattr(self, key) is None:
+                raise ValueError(key, f"key {key!r} to be present (or range: [low, high] instead of expected "
+                                 "and tolerance)", "it missing")
         if self.expected == 0:
             raise ValueError("expected", "a non-zero number (the tolerance is relative)", self.expected)
+
+    @property
+    def is_range(self) -> bool:
+        return self.range is not None
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """The accepted values: the range, or expected * (1 -/+ tolerance)."""
+        if self.range is not None:
+            return self.range[0], self.range[1]
+        lo, hi = self.expected * (1 - self.tolerance), self.expected * (1 + self.tolerance)
+        return min(lo, hi), max(lo, hi)
 
     @property
     def run_key(self) -> tuple[str, str]:
@@ -98,24 +134,41 @@ class ValidationRow:
     role: str
     metric: str
     workload: str
-    expected: float
+    expected: Optional[float]       # a point reference's published value (None for a range)
     simulated: Optional[float]
-    error: Optional[float]          # simulated / expected - 1
-    tolerance: float
+    error: Optional[float]          # simulated / expected - 1 (None for a range: no percentage error)
+    tolerance: Optional[float]
     passed: bool
     note: str = ""                  # why it failed, when it did
     ci95_low: Optional[float] = None    # the simulated value's 95% interval, when it has one
     ci95_high: Optional[float] = None
+    range: Optional[tuple[float, float]] = None     # a range reference's published [low, high]
+    fit_group: str = ""             # the fit group of a calibration reference ("" for none)
+    fit_parameters: int = 0         # parameters fitted on that group
+    fit_points: int = 0             # calibration references of that group
+
+    @property
+    def is_range(self) -> bool:
+        return self.range is not None
 
     @property
     def status(self) -> str:
+        if self.is_range and self.simulated is not None:
+            return "IN RANGE" if self.passed else "OUT OF RANGE"
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def dof(self) -> Optional[int]:
+        """Degrees of freedom its fit group leaves (points - fitted parameters); None outside a fit."""
+        return self.fit_points - self.fit_parameters if self.fit_group else None
 
     def as_dict(self) -> dict:
         return {"id": self.id, "source": self.source, "role": self.role, "metric": self.metric,
                 "workload": self.workload, "expected": self.expected, "simulated": self.simulated,
                 "error": self.error, "tolerance": self.tolerance, "status": self.status,
-                "note": self.note, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high}
+                "note": self.note, "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
+                "range": None if self.range is None else list(self.range), "fit_group": self.fit_group,
+                "fit_parameters": self.fit_parameters, "fit_points": self.fit_points, "dof": self.dof}
 
 
 def repo_root() -> Path:
@@ -156,7 +209,8 @@ def load_references(files: Sequence[str]) -> list[LocatedReference]:
 def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str = "") -> ValidationRow:
     """One row: the reference against the metrics of its run (None: the run failed)."""
     base = dict(id=ref.id, source=ref.source, role=ref.role.value, metric=ref.metric, workload=ref.workload,
-                expected=ref.expected, tolerance=ref.tolerance)
+                expected=ref.expected, tolerance=ref.tolerance,
+                range=None if ref.range is None else (float(ref.range[0]), float(ref.range[1])))
     if metrics is None:
         return ValidationRow(**base, simulated=None, error=None, passed=False, note=failure or "the run failed")
     row = lookup(metrics, ref.metric)      # the metric's typed row, with its interval
@@ -167,18 +221,24 @@ def compare(ref: Reference, metrics: Optional[Mapping[str, Any]], failure: str =
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return ValidationRow(**base, simulated=None, error=None, passed=False,
                              note=f"metric {ref.metric} is not a finite number ({value!r})")
-    error = value / ref.expected - 1.0
+    error = None if ref.is_range else value / ref.expected - 1.0
+    lo_ok, hi_ok = ref.band
+    slack = 1e-9 * max(abs(lo_ok), abs(hi_ok))
     low, high = _interval(row.ci)
     if low is None:
-        passed = abs(error) <= ref.tolerance * (1 + 1e-9)
-        note = "" if passed else f"off by {error:+.1%}, outside ±{ref.tolerance:.1%}"
+        if ref.is_range:
+            passed = lo_ok - slack <= value <= hi_ok + slack
+        else:
+            passed = abs(error) <= ref.tolerance * (1 + 1e-9)
     else:
-        lo_ok, hi_ok = (ref.expected * (1 - ref.tolerance), ref.expected * (1 + ref.tolerance))
-        lo_ok, hi_ok = min(lo_ok, hi_ok), max(lo_ok, hi_ok)
-        slack = 1e-9 * abs(ref.expected)
         passed = low <= hi_ok + slack and high >= lo_ok - slack
-        note = "" if passed else (f"off by {error:+.1%} (95% CI {low:.4g}-{high:.4g}), "
-                                  f"outside ±{ref.tolerance:.1%}")
+    ci = "" if low is None else f" (95% CI {low:.4g}-{high:.4g})"
+    if passed:
+        note = ""
+    elif ref.is_range:
+        note = f"{value:.4g}{ci} outside the published range {lo_ok:.4g}-{hi_ok:.4g}"
+    else:
+        note = f"off by {error:+.1%}{ci}, outside ±{ref.tolerance:.1%}"
     return ValidationRow(**base, simulated=float(value), error=error, passed=passed, note=note,
                          ci95_low=low, ci95_high=high)
 
@@ -215,7 +275,7 @@ def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Call
 
         found = fork_map(metrics, list(groups.values()), reported=lambda i, got: bar.advance())
     metrics_of = dict(zip(groups, found))
-    return [compare(loc.ref, *metrics_of[loc.ref.run_key]) for loc in located]
+    return with_fits([compare(loc.ref, *metrics_of[loc.ref.run_key]) for loc in located])
 
 
 def _run_metrics(locs: list[LocatedReference], run: Callable) -> tuple[Optional[Mapping], str]:
@@ -280,68 +340,25 @@ def applicable_references(result, ref_files: Optional[Sequence[str]] = None) -> 
             rows.append(compare(loc.ref, result.metrics))
         elif cache[key] is False:
             near.append(loc.ref.id)
+    try:
+        rows = with_fits(rows)
+    except InputError:              # a malformed spec file must not break a report
+        pass
     return rows, near
 
 
-def _num(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.4g}"
+def fit_groups_for(rows: Sequence[ValidationRow]) -> list:
+    """The fit groups of the shipped arch and stack files, labelled in the order of ``rows``."""
+    from rdusim.validate_fits import shipped_fit_groups
+    return shipped_fit_groups(repo_root(), [r.id for r in rows])
 
 
-_ROLE_TITLES = {
-    Role.CALIBRATION.value: "Calibration: numbers a parameter was fitted to (passing shows the fit holds, "
-                            "not predictive power)",
-    Role.VALIDATION.value: "Validation: predictions, nothing was tuned on these",
-}
-
-
-def role_summary(rows: Sequence[ValidationRow]) -> str:
-    """``N references, M within tolerance; |error| median X%, max Y%`` for one role."""
-    errors = sorted(abs(r.error) for r in rows if r.error is not None)
-    passed = sum(r.passed for r in rows)
-    text = f"{len(rows)} reference{'s' if len(rows) != 1 else ''}, {passed}/{len(rows)} within tolerance"
-    if errors:
-        text += f"; |error| median {100 * statistics.median(errors):.1f}%, max {100 * errors[-1]:.1f}%"
-    missing = len(rows) - len(errors)
-    return text + (f"; {missing} without a simulated value" if missing else "")
-
-
-def _role_table(rows: Sequence[ValidationRow], source_width: int) -> list[str]:
-    head = ("id", "source", "published", "simulated", "95% CI", "error %", "tolerance", "result")
-    body = []
-    for r in rows:
-        src = r.source if len(r.source) <= source_width else r.source[: source_width - 3] + "..."
-        err = "-" if r.error is None else f"{r.error * 100:+.1f}"
-        ci = "-" if r.ci95_low is None else f"{r.ci95_low:.4g}-{r.ci95_high:.4g}"
-        body.append((r.id, src, _num(r.expected), _num(r.simulated), ci, err, f"±{r.tolerance * 100:.0f}%", r.status))
-    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
-    right = {2, 3, 4, 5, 6}
-
-    def line(cells):
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
-
-
-def format_table(rows: Sequence[ValidationRow], source_width: int = 44) -> str:
-    """One table per role, each with its count and median/max |error|; the roles are never
-    added into one score. A simulated value with a 95% CI passes when the interval overlaps
-    the tolerance band."""
-    out: list[str] = []
-    for role in (Role.CALIBRATION.value, Role.VALIDATION.value):
-        mine = [r for r in rows if r.role == role]
-        if not mine:
-            continue
-        if out:
-            out.append("")
-        out += [_ROLE_TITLES[role], ""] + _role_table(mine, source_width)
-        out += ["", f"{role}: {role_summary(mine)}"]
-    failed = [r for r in rows if not r.passed]
-    if failed:
-        out.append("")
-    for r in failed:
-        out.append(f"FAIL {r.id}: {r.note}")
-    return "\n".join(out)
+def with_fits(rows: Sequence[ValidationRow]) -> list[ValidationRow]:
+    """The rows with their fit group, its parameter count and its points filled in."""
+    groups = fit_groups_for(rows)
+    of = {ref: g for g in groups for ref in g.references}
+    return [dataclasses.replace(r, fit_group=of[r.id].label, fit_parameters=len(of[r.id].parameters),
+                                fit_points=of[r.id].points) if r.id in of else r for r in rows]
 
 
 def main_validate(ref_files: Sequence[str], *, stream=None, cache_dir: str | None = None) -> int:
@@ -349,8 +366,9 @@ def main_validate(ref_files: Sequence[str], *, stream=None, cache_dir: str | Non
     err = stream if stream is not None else sys.stderr
     try:
         rows = validation_rows(list(ref_files) or default_reference_files(), stream=err, cache_dir=cache_dir)
+        groups = fit_groups_for(rows)    # a malformed fitted_to in a shipped spec is bad input too
     except InputError as exc:
         print(f"rdusim: error: {exc}", file=err)
         return 2
-    print(format_table(rows))
+    print(format_table(rows, groups))
     return 0 if all(r.passed for r in rows) else 1

@@ -85,8 +85,8 @@ def test_all_pass_exit_0_and_each_run_once(tmp_path, wl, fake_study, capsys):
         assert word in out
     assert "FAIL" not in out
     # the two roles apart, each with its own count (never one combined score)
-    assert "calibration: 1 reference, 1/1 within tolerance" in out
-    assert "validation: 2 references, 2/2 within tolerance" in out
+    assert "calibration: 1 reference, 1/1 pass; 1 point 1/1 within tolerance" in out
+    assert "validation: 2 references, 2/2 pass; 2 points 2/2 within tolerance" in out
     assert "3/3" not in out
     assert out.index("Calibration:") < out.index("ref.bs1") < out.index("Validation:") < out.index("ref.bs4")
     assert len(fake_study) == 2   # two distinct (workload, set) pairs
@@ -181,7 +181,7 @@ def test_default_is_every_yaml_in_references(tmp_path, wl, fake_study, monkeypat
     (tmp_path / "references" / "notes.txt").write_text("not a reference")
     monkeypatch.setattr("rdusim.config.workload.REPO_ROOT", tmp_path)
     assert cli.main(["validate"]) == 0
-    assert "validation: 2 references, 2/2 within tolerance" in capsys.readouterr().out
+    assert "validation: 2 references, 2/2 pass" in capsys.readouterr().out
 
 
 def test_cli_refs_flag_and_no_progress_noise_in_pipes(tmp_path, wl, fake_study, capsys):
@@ -189,7 +189,7 @@ def test_cli_refs_flag_and_no_progress_noise_in_pipes(tmp_path, wl, fake_study, 
     assert cli.main(["validate", "--refs", path]) == 0
     cap = capsys.readouterr()
     assert cap.err == ""                       # the progress bar is drawn on terminals only
-    assert "calibration: 1 reference, 1/1 within tolerance" in cap.out
+    assert "calibration: 1 reference, 1/1 pass" in cap.out
 
 
 def test_progress_bar_on_a_terminal(tmp_path, wl, fake_study, monkeypatch):
@@ -249,5 +249,5 @@ def test_an_interval_passes_when_it_overlaps_the_tolerance_band():
 def test_role_summary_median_and_max():
     rows = [compare(_ci_ref(e), {"m": 1.0}) for e in (1.0, 0.5, 1.25)]   # errors 0, +100%, -20%
     text = role_summary(rows)
-    assert "3 references, 1/3 within tolerance" in text
+    assert "3 references, 1/3 pass; 3 points 1/3 within tolerance" in text
     assert "median 20.0%" in text and "max 100.0%" in text

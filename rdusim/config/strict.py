@@ -120,10 +120,7 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
             raise InputError(ctx.file, _join(path, "source"), "a non-empty citation string", source)
         ctx.sources[path] = source
         if "fitted_to" in data:
-            ids = data["fitted_to"]
-            if not isinstance(ids, (list, tuple)) or not ids or not all(isinstance(i, str) and i for i in ids):
-                raise InputError(ctx.file, _join(path, "fitted_to"), "a non-empty list of reference ids", ids)
-            ctx.fitted[path] = tuple(ids)
+            ctx.fitted[path] = _reference_ids(data["fitted_to"], ctx, _join(path, "fitted_to"))
         data = data["value"]
         path = _join(path, "value")
     if isinstance(data, str):
@@ -153,6 +150,18 @@ def _number(tp: type, data: Any, ctx: Ctx, path: str, meta: Mapping) -> Any:
         raise InputError(ctx.file, path, f"a number <= {meta['le']}", given)
     _physical(data, ctx, path, meta)
     return data
+
+
+def _reference_ids(data: Any, ctx: Ctx, path: str) -> tuple[str, ...]:
+    """``fitted_to``: a non-empty list of distinct reference ids (rdusim validate counts them)."""
+    if not isinstance(data, (list, tuple)) or not data:
+        raise InputError(ctx.file, path, "a non-empty list of reference ids", data)
+    for i, ref in enumerate(data):
+        if not isinstance(ref, str) or not ref.strip() or ref != ref.strip():
+            raise InputError(ctx.file, f"{path}[{i}]", "a reference id (a non-empty string)", ref)
+        if ref in data[:i]:
+            raise InputError(ctx.file, f"{path}[{i}]", "each reference id once", ref)
+    return tuple(data)
 
 
 def _leaf(path: str) -> str:

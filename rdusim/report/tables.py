@@ -52,12 +52,19 @@ def validation_table(rows: Sequence[Mapping[str, Any]]) -> Optional[Table]:
     for r in rows:
         err = r.get("error")
         tol = r.get("tolerance")
+        band = r.get("range")
+        published = f"{band[0]:.4g}-{band[1]:.4g}" if isinstance(band, (list, tuple)) and len(band) == 2 \
+            else r.get("expected")
         body.append((r.get("id"), r.get("source"), r.get("role", "validation"), r.get("metric"),
-                     r.get("expected"), r.get("simulated"),
+                     published, r.get("simulated"),
                      None if err is None else 100 * err, None if tol is None else 100 * tol,
-                     r.get("status") or ("PASS" if r.get("passed") else "FAIL"), r.get("note", "")))
+                     r.get("status") or ("PASS" if r.get("passed") else "FAIL"),
+                     r.get("fit_group") or None, r.get("fit_parameters") if r.get("fit_group") else None,
+                     r.get("dof"), r.get("note", "")))
     return Table("validation", "Simulated vs published",
                  ("id", "source", "role", "metric", "published", "simulated", "error (%)", "tolerance (±%)",
-                  "result", "note"), tuple(body),
-                 "error = simulated / published - 1. Calibration: a parameter was fitted to this number; "
-                 "validation: a prediction.")
+                  "result", "fit group", "fitted parameters", "dof", "note"), tuple(body),
+                 "error = simulated / published - 1; a published range (low-high) is IN RANGE or OUT OF RANGE, "
+                 "with no error. Calibration: a parameter was fitted to this number (fit group: the parameters "
+                 "fitted together, dof: the group's points minus its parameters; 0 means the points are "
+                 "reproduced by construction); validation: a prediction.")
