@@ -6,12 +6,14 @@ import pytest
 
 from rdusim.config.workload import load_workload
 from rdusim.studies import run_study
-from rdusim.studies.coe_stats import half_width, mean_ci, t975
+from rdusim.studies.coe_stats import half_width, mean_ci
+from rdusim.student_t import t975
 
 
 def test_mean_ci_by_hand():
-    # [1, 3]: mean 2, s = sqrt(2), half-width = t(0.975, 1) * sqrt(2) / sqrt(2) = 12.706
-    assert mean_ci([1.0, 3.0]) == pytest.approx((2.0, 2.0 - 12.706, 2.0 + 12.706))
+    # [1, 3]: mean 2, s = sqrt(2), half-width = t(0.975, 1) * sqrt(2) / sqrt(2) = tan(0.475 pi) = 12.7062
+    t1 = math.tan(0.475 * math.pi)
+    assert mean_ci([1.0, 3.0]) == pytest.approx((2.0, 2.0 - t1, 2.0 + t1), rel=1e-12)
     assert mean_ci([5.0]) == (5.0, 5.0, 5.0)          # one replication: no spread known
     assert mean_ci([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
 
@@ -26,13 +28,15 @@ def test_ci_shrinks_as_one_over_sqrt_n(k):
     assert mean == 10.0
     assert (high - low) / 2 == pytest.approx(t975(n - 1) / math.sqrt(n - 1))
     if n == 4:
-        assert (high - low) / 2 == pytest.approx(1.837, abs=1e-3)
+        assert (high - low) / 2 == pytest.approx(1.83739, abs=1e-5)
     if n == 16:
-        assert (high - low) / 2 == pytest.approx(0.5502, abs=1e-4)
+        assert (high - low) / 2 == pytest.approx(0.55034, abs=1e-5)
 
 
-def test_t_quantiles():
-    assert t975(1) == 12.706 and t975(30) == 2.042 and t975(47) == 2.000 and t975(10_000) == 1.960
+def test_the_interval_uses_the_exact_t_quantile():
+    # 48 replications: t(0.975, 47) = 2.01174 (the table this replaced said 2.000)
+    mean, low, high = mean_ci([9.0, 11.0] * 24)
+    assert (high - low) / 2 == pytest.approx(2.0117405137 / math.sqrt(47), rel=1e-9)
 
 
 def _study(reps):

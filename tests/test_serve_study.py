@@ -39,24 +39,26 @@ def test_continuous_beats_static_on_throughput_at_equal_p99_ttft():
         assert m["completed"] + m["rejected"] == m["arrivals"]
 
 
-def test_step_buckets_exact_at_anchors_and_vectorised_run_equals_steps():
+def test_serving_steps_are_the_engines():
     loaded = load_workload(LLAMA)
     cfg = _model("llama2-7b", loaded.file, "model")
     sm = ServePlatform.build("dgx_h100", loaded.deployment("dgx_h100", cfg), RunCache()).steps
     from rdusim.graph.phase import Phase
-    assert sm.decode_s(8, 512) == sm.engine_step(Phase.DECODE, 8, 512).time_s
-    mid = sm.decode_s(12, 512)
-    assert mid == pytest.approx((sm.decode_s(8, 512) + sm.decode_s(16, 512)) / 2)
+    engine = lambda phase, b, n: sm.engine_step(phase, b, n).time_s       # noqa: E731
+    assert sm.decode_s(16, 512) == engine(Phase.DECODE, 16, 512) and sm.decode_s(1, 512) == engine(Phase.DECODE, 1, 512)
+    for b in (8, 12, 37):                                                       # knots in the batch
+        assert sm.decode_s(b, 512) == pytest.approx(engine(Phase.DECODE, b, 512), rel=0.005)
     run = sm.decode_run_s(12, 500.5, 40)
     assert np.allclose(run, [sm.decode_s(12, 500.5 + j) for j in range(40)], rtol=1e-12)
-    assert sm.packed_prefill_s([(768, 0)]) == pytest.approx(sm.prefill_s(768))
-    # two 384-token prompts packed cost about one 768-token prompt: attention per sequence saves a
-    # little, each piece's all-reduce latency (the composition charges it per piece) costs a little
-    assert sm.packed_prefill_s([(384, 0), (384, 0)]) == pytest.approx(sm.prefill_s(768), rel=0.01)
-    # the chunks of a prompt add up to its whole prefill plus one fixed step cost (a later chunk is
-    # charged its marginal cost, which on the H100 undercounts its all-reduces' fixed latency)
-    first, second = sm.packed_prefill_s([(512, 0)]), sm.packed_prefill_s([(512, 512)])
-    assert first + second == pytest.approx(sm.prefill_s(1024) + sm.prefill_s(1))
+    # a lone prompt, and a uniform batch at powers of two: the engine's step, host work included
+    assert sm.packed_prefill_s([(768, 0)]) == pytest.approx(engine(Phase.PREFILL, 1, 768), rel=0.005)
+    assert sm.packed_prefill_s([(512, 0)] * 8) == pytest.approx(engine(Phase.PREFILL, 8, 512), rel=1e-9)
+    # a chunk over a cached context: the prompt's part plus the engine's extra for the cached tokens
+    bare = lambda r: r.time_s - r.breakdown_s["host"]       # noqa: E731
+    chunk = sm.packed_prefill_s([(512, 512)])
+    want = engine(Phase.PREFILL, 1, 512) + bare(sm.extend(1, 512, 512)) - bare(sm.extend(1, 512, 1))
+    assert chunk == pytest.approx(want, rel=0.005)
+    # decodes riding along cost less than a decode step of their own
     assert sm.mixed_s([(256, 0)], 8, 700) < sm.packed_prefill_s([(256, 0)]) + sm.decode_s(8, 700)
 
 
@@ -137,7 +139,8 @@ def test_throughput_saturates_at_the_platforms_max_step_rate():
     """DGX H100 (the real step model), 16 sequences at most, fixed 128 in / 64 out, everyone
     at once: the output rate approaches 16 x 64 tokens per (16-sequence prefill + 63 decode
     steps at batch 16) and never exceeds it."""
-    loaded = load_workload(LLAMA, [("scheduler.max_sequences", 16), ("scheduler.max_batched_tokens", 2048)])
+    loaded = load_workload(LLAMA, [("scheduler.max_sequences", 16), ("scheduler.max_batched_tokens", 2048),
+                                   ("warmup_requests", 0)])
     cfg = _model("llama2-7b", loaded.file, "model")
     plat = ServePlatform.build("dgx_h100", with_scheduler(loaded.deployment("dgx_h100", cfg), loaded.spec.scheduler),
                                RunCache())
@@ -145,7 +148,7 @@ def test_throughput_saturates_at_the_platforms_max_step_rate():
     arr = tuple(Arrival(1e-6 * i, 128, 64) for i in range(160))
     log, m = serve_point(plat, Batching.CONTINUOUS, Stream(arr, 0, 0), loaded.spec)
     sm = plat.steps
-    wave = (sm.packed_prefill_s([(128, 0)] * 16) + plat.dep.stack.host.per_request_s
+    wave = (sm.packed_prefill_s([(128, 0)] * 16) + 16 * plat.dep.stack.costs.per_request_s
             + sum(sm.decode_s(16, 129 + j) for j in range(63)))
     ceiling = 16 * 64 / wave
     assert 0.97 * ceiling <= m["output_tokens_per_s"] <= 1.001 * ceiling

@@ -134,6 +134,7 @@ class ServeWorkload:
     requests: int = field(default=1000, metadata=upto(L.MAX_REQUESTS))       # measured requests (after warm-up)
     duration_s: float = field(default=0.0, metadata={"ge": 0})      # > 0: arrivals in this span instead
     warmup_requests: int = field(default=50, metadata=upto(L.MAX_REQUESTS, ge=0))    # served first, not in statistics
+    replications: int = field(default=5, metadata=upto(1000))   # independent runs of the main point (95% intervals)
     too_long: TooLong = TooLong.REJECT
     slo: SloSpec = SloSpec()
     batching: tuple[Batching, ...] = (Batching.CONTINUOUS,)

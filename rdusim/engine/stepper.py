@@ -23,9 +23,13 @@ from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS
 from rdusim.engine.families import family
 from rdusim.engine.host_runtime import step_host_s
+from rdusim.engine.knots import Cells, Knots
+from rdusim.engine.packed_steps import PackedSteps
 from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
+
+BATCH_CELLS = Cells(16, 64)   # decode knots in the batch: cells of 16 sequences up to 64, then half octaves
 
 if TYPE_CHECKING:        # annotations only: the serving paths import numpy where they use it
     import numpy as np
@@ -40,6 +44,8 @@ class StepModel:
         # roofline mode (execution.ideal): the textbook roofline on every family
         self._engine = roofline_step if dep.execution.ideal else family(dep.arch).model_step
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
+        self._batch_knots: dict[int, Knots] = {}   # decode: context anchor -> knots in the batch
+        self._packed: PackedSteps | None = None
 
     # ---- exact engine steps ----
     def host_s(self, batch: int, inputs: int = 1, outputs: int = 1) -> float:
@@ -128,11 +134,28 @@ class StepModel:
         """:meth:`extend` steps at each context, by the same rule as :meth:`decode`."""
         return self._interpolated(contexts, lambda x: self.extend(batch, new_tokens, x))
 
-    # ---- bucketed step times for long runs (serving under load) ----
-    # Engine steps are simulated only at anchors -- batch sizes that are powers of two,
-    # contexts / prompt lengths at multiples of execution.context_bucket_tokens -- and
-    # interpolated linearly between them, so a run of thousands of steps simulates a few
-    # dozen. Times are memoised per StepModel by plain integers (cheap to hash).
+    # ---- step times for long runs (serving under load) ----
+    # Decode steps: simulated at context anchors (multiples of execution.context_bucket_tokens,
+    # the rule above) and, at each anchor, at knots in the batch size (rdusim.engine.knots on
+    # BATCH_CELLS: 1 alone, cells of 16 sequences up to 64, then half octaves, checked and
+    # halved until affine, so a batch that needs another tile row or another pipeline plan
+    # is found); linear between. Prompts packed into a step: rdusim.engine.packed_steps, with
+    # the stack's host work per step added here. Values memoised per StepModel by integers.
+
+    def _bare(self, phase: Phase, batch: int, seq: int) -> float:
+        """An engine step without the stack's host work."""
+        r = self.engine_step(phase, batch, seq)
+        return r.time_s - r.breakdown_s.get("host", 0.0)
+
+    def _bare_extend(self, batch: int, new_tokens: int, context: int) -> float:
+        r = self.extend(batch, new_tokens, context)
+        return r.time_s - r.breakdown_s.get("host", 0.0)
+
+    @property
+    def packed(self) -> PackedSteps:
+        if self._packed is None:
+            self._packed = PackedSteps(self._bare, self._bare_extend)
+        return self._packed
 
     def _time(self, phase: Phase, batch: int, seq: int) -> float:
         key = (phase, batch, seq)
@@ -141,25 +164,22 @@ class StepModel:
             t = self._times[key] = self.engine_step(phase, batch, seq).time_s
         return t
 
-    def _ctx_interp(self, phase: Phase, batch: int, x: float) -> float:
-        """The one rule: linear between anchors every context_bucket_tokens (first anchor 1)."""
-        b = self.dep.execution.context_bucket_tokens
-        lo = int(x // b) * b
-        if lo == x:
-            return self._time(phase, batch, max(lo, 1))
-        t0, t1 = self._time(phase, batch, max(lo, 1)), self._time(phase, batch, lo + b)
-        x0 = max(lo, 1)
-        return t0 + (t1 - t0) * (x - x0) / (lo + b - x0)
+    def _at_anchor(self, anchor: int, batch: int) -> float:
+        """A decode step of ``batch`` sequences at anchor context ``anchor``: knots in the batch."""
+        k = self._batch_knots.get(anchor)
+        if k is None:
+            k = self._batch_knots[anchor] = Knots(lambda b: self._time(Phase.DECODE, b, anchor), BATCH_CELLS)
+        return k(batch)
 
     def decode_s(self, batch: int, context: float) -> float:
-        """A decode step of ``batch`` sequences at mean context ``context``: the context rule
-        at batch sizes that are powers of two, linear in the batch between them."""
-        lo = 1 << (max(1, batch).bit_length() - 1)
-        t0 = self._ctx_interp(Phase.DECODE, lo, context)
-        if lo == batch:
+        """A decode step of ``batch`` sequences at mean context ``context``."""
+        b = self.dep.execution.context_bucket_tokens
+        lo = int(context // b) * b
+        t0 = self._at_anchor(max(lo, 1), batch)
+        if lo == context:
             return t0
-        t1 = self._ctx_interp(Phase.DECODE, 2 * lo, context)
-        return t0 + (t1 - t0) * (batch - lo) / lo
+        x0 = max(lo, 1)
+        return t0 + (self._at_anchor(lo + b, batch) - t0) * (context - x0) / (lo + b - x0)
 
     def decode_run_s(self, batch: int, context: float, steps: int) -> "np.ndarray":
         """``steps`` consecutive decode steps of ``batch`` sequences whose mean context starts
@@ -167,40 +187,25 @@ class StepModel:
         import numpy as np
 
         c = context + np.arange(steps, dtype=float)
-        lo = 1 << (max(1, batch).bit_length() - 1)
-        t = self._ctx_curve(lo, c)
-        if lo != batch:
-            t = t + (self._ctx_curve(2 * lo, c) - t) * ((batch - lo) / lo)
-        return t
-
-    def _ctx_curve(self, batch: int, c: "np.ndarray") -> "np.ndarray":
-        import numpy as np
-
         xs = self.anchors(c)
-        return np.interp(c, xs.astype(float), [self._time(Phase.DECODE, batch, int(x)) for x in xs])
-
-    def prefill_s(self, tokens: float) -> float:
-        """One sequence's prefill of ``tokens`` tokens (the context rule over prompt lengths)."""
-        return self._ctx_interp(Phase.PREFILL, 1, max(tokens, 1.0))
+        return np.interp(c, xs.astype(float), [self._at_anchor(int(x), batch) for x in xs])
 
     def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
         """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together
-        (variable-length attention, weights streamed once): the fixed cost of a step
-        F = prefill_s(1) once, plus for every piece the work the prefill of its whole
-        sequence does on those tokens, prefill_s(c + n) - prefill_s(c) with prefill_s(0) = F
-        (its linear layers and its causal attention to everything before it), plus the
-        stack's per-sequence host work of the other pieces."""
-        fixed = self.prefill_s(1)
-        work = sum(self.prefill_s(c + n) - (self.prefill_s(c) if c > 0 else fixed) for n, c in pieces)
-        return fixed + work + self.dep.stack.costs.per_sequence_step_s * (len(pieces) - 1)
+        (rdusim.engine.packed_steps), with the stack's host work for that many sequences
+        given that many tokens."""
+        k = len(pieces)
+        return self.packed.packed_s(pieces) + (self.host_s(k, sum(n for n, _ in pieces) / k) if k else 0.0)
 
     def mixed_s(self, pieces: Sequence[tuple[int, int]], decode_batch: int, decode_context: float) -> float:
-        """Prefill pieces and ``decode_batch`` decodes in one fused step: the packed prefill,
-        plus what the decodes add over a lone one-token step (their KV reads and tokens)."""
+        """Prefill pieces and ``decode_batch`` decodes in one step: the decodes' tokens go
+        through the packed step with the pieces' (linear layers, all-reduces: one token each),
+        and their attention to their caches is what the engine's decode step of that batch
+        at their mean context costs beyond one at context 1."""
         if not pieces:
             return self.decode_s(decode_batch, decode_context) if decode_batch else 0.0
-        t = self.packed_prefill_s(pieces)
+        seqs = len(pieces) + decode_batch
+        t = self.packed.packed_s(pieces, decode_batch) + self.host_s(seqs, (sum(n for n, _ in pieces) + decode_batch) / seqs)
         if decode_batch:
-            t += self.decode_s(decode_batch, decode_context) - self.decode_s(1, 1)
-            t += self.dep.stack.costs.per_sequence_step_s
+            t += self.decode_s(decode_batch, decode_context) - self.decode_s(decode_batch, 1)
         return t

@@ -45,7 +45,8 @@ def latency_vs_load(curves: Curves) -> Optional[Figure]:
     handles = fig.axes[0].get_legend_handles_labels()[0]
     legend_outside(fig.axes[-1], handles + [Line2D([], [], linestyle=":", color="black", label="p50 (dotted)")])
     return finish(fig, "serve_latency_vs_load", "Latency percentiles against load",
-                  "p99 (markers, with 95% batch-means confidence intervals) and p50 (dotted) of time to first token, "
+                  "p99 (markers; one run per rate, so no interval: the main point's replicated intervals are in the "
+                  "tables) and p50 (dotted) of time to first token, "
                   "time per output token and end-to-end latency against the offered request rate; solid: continuous "
                   "batching (or CoE serving), dashed: static batching.")
 

@@ -60,7 +60,8 @@ def build(metrics: Mapping[str, Any], records: Sequence[Mapping[str, Any]], orde
         return None
     tables = [Table("serve_main", "Main load point: latency percentiles, throughput, goodput",
                     COLS, tuple(_row(p, m, d) for (p, m), d in mains.items()),
-                    "Percentiles over the measured requests (warm-up excluded); CI: 95% batch means.")]
+                    "Percentiles over the measured requests (warm-up excluded); CI: the 95% Student-t interval "
+                    "over the main point's independent replications (workload key replications).")]
     if cv:
         tables.append(Table("serve_load_sweep", "Throughput-latency curve: every load point", COLS,
                             tuple(_row(p, m, d) for (p, m), pts in cv.items() for d in pts),

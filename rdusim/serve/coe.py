@@ -51,9 +51,9 @@ class CoeSetup:
     hottest: tuple[int, ...] = ()
 
 
-def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, ExpertCache]:
+def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> tuple[RunLog, ExpertCache]:
     seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
-    log = RunLog(seqs, kv_blocks=setup.kv_blocks)
+    log = RunLog(seqs, kv_blocks=setup.kv_blocks, warmup=warmup)
     B = setup.kv_block_tokens
     pending: deque[Seq] = deque()
     for q in seqs:
@@ -93,7 +93,8 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
         if routed:            # the router runs over every request that arrived
             for q in routed:
                 q.start_s = now
-            now += load("router") + setup.request_s + setup.router.packed_prefill_s([(q.prompt, 0) for q in routed])
+            now += (load("router") + setup.request_s * len(routed)
+                    + setup.router.packed_prefill_s([(q.prompt, 0) for q in routed]))
             log.steps += 1
             for q in routed:
                 queues.setdefault(q.expert, deque()).append(q)
@@ -124,7 +125,8 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
             if nxt is not None and nxt != e and nxt not in cache:
                 cache.access(nxt)
                 ready_at[nxt] = t0 + setup.switch_s
-        now += load(e) + setup.request_s + setup.expert.packed_prefill_s([(q.prompt, 0) for q in batch])
+        start = now
+        now += load(e) + setup.request_s * len(batch) + setup.expert.packed_prefill_s([(q.prompt, 0) for q in batch])
         log.steps += 1
         for q in batch:
             q.first_token_s = now
@@ -135,8 +137,12 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
         done = 1
         for out in sorted(set(outs)):           # decode until the next sequence finishes
             if out > done:
-                now += float(setup.expert.decode_run_s(running, ctx, out - done).sum())
+                times = setup.expert.decode_run_s(running, ctx, out - done)
+                now += float(times.sum())
                 log.steps += out - done
+                measured = sum(1 for q in batch if q.output > done and q.id >= warmup)
+                if measured:
+                    log.tbt_runs.append((times, measured))
                 ctx += out - done
                 done = out
             for q in batch:
@@ -144,4 +150,5 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival]) -> tuple[RunLog, Exper
                     q.finish_s = now
                     q.generated = q.output
             running -= outs.count(out)
+        log.held(used, now - start)     # the batch's blocks at full length while it runs
     return log, cache

@@ -19,6 +19,7 @@ the step model's vectorised decode curve, so a run costs per event, not per toke
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Sequence
 
@@ -30,8 +31,9 @@ from rdusim.serve.guard import ClockGuard
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
-def run_continuous(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
+def run_continuous(setup: ServerSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> RunLog:
     sim = _Continuous(setup, arrivals)
+    sim.log.warmup = warmup
     sim.run()
     return sim.log
 
@@ -58,6 +60,11 @@ class _Continuous:
     def blocks(self, tokens: int) -> int:
         return -(-tokens // self.B)
 
+    def advance(self, t: float) -> None:
+        """The clock moves on ``t`` seconds with the KV blocks held now."""
+        self.log.held(self.s.kv_blocks - self.free, t)
+        self.now += t
+
     def run(self) -> None:
         guard = ClockGuard("continuous batching", self.log.seqs)
         while self.pending or self.waiting or self.swapped or self.running:
@@ -83,6 +90,8 @@ class _Continuous:
         while (self.swapped and len(self.running) < self.sc.max_sequences
                and self.free - self.swapped[0].blocks - len(self.running) - 1 >= self.s.watermark_blocks):
             q = self.swapped.popleft()
+            q.waited_s += self.now - q.queued_s
+            q.queued_s = math.nan
             self.free -= q.blocks
             t += self.s.swap_s(q.blocks)
             self.log.swap_s += self.s.swap_s(q.blocks)
@@ -108,6 +117,9 @@ class _Continuous:
             q.prefilled = 0
             if q.start_s != q.start_s:
                 q.start_s = self.now
+            elif q.queued_s == q.queued_s:          # back after a preemption
+                q.waited_s += self.now - q.queued_s
+                q.queued_s = math.nan
             budget -= q.target
             out.append(q)
         return out
@@ -116,12 +128,14 @@ class _Continuous:
         admitted = self.admit(self.sc.max_batched_tokens, whole=True)
         if not admitted:
             return False
-        t = extra + self.s.costs.packed_prefill_s([(q.target, 0) for q in admitted]) + self.s.request_s
-        self.now += t
+        # the stack's set-up of every request admitted, then the packed step
+        t = extra + self.s.costs.packed_prefill_s([(q.target, 0) for q in admitted]) + self.s.request_s * len(admitted)
+        self.advance(t)
         self.log.steps += 1
         for q in admitted:
             q.prefilled = q.target
             self.running.append(q)
+        self.log.tokens(admitted, self.now)
         self.produced(admitted)
         return True
 
@@ -154,6 +168,7 @@ class _Continuous:
         victim.preemptions += 1
         blocks, victim.blocks = victim.blocks, 0
         self.free += blocks
+        victim.queued_s = self.now
         if self.sc.preemption == PreemptionMode.SWAP and victim.prefilled >= victim.target:
             victim.swapped = True
             victim.blocks = blocks
@@ -172,7 +187,7 @@ class _Continuous:
         if not run:
             if not self.pending:
                 raise RuntimeError("continuous batching: waiting requests that can never be admitted")
-            self.now = max(self.now + extra, self.pending[0].arrival_s)
+            self.advance(max(extra, self.pending[0].arrival_s - self.now))
             return
         n = len(run)
         k = min(q.output - q.generated for q in run)
@@ -180,7 +195,7 @@ class _Continuous:
             ctx = np.fromiter((q.context for q in run), dtype=np.int64, count=n)
             k = self._steps_that_fit(ctx, k)
             if k == 0:
-                self.now += extra + self.preempt()
+                self.advance(extra + self.preempt())
                 return
         mean_ctx = sum(q.prompt + q.generated for q in run) / n
         start = self.now + extra
@@ -190,16 +205,23 @@ class _Continuous:
             gap = self.pending[0].arrival_s - start
             first = self.s.costs.decode_s(n, mean_ctx)
             k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
-        ends = start + np.cumsum(self.s.costs.decode_run_s(n, mean_ctx, k))
+        times = self.s.costs.decode_run_s(n, mean_ctx, k)
+        ends = start + np.cumsum(times)
         if self.pending and n < self.sc.max_sequences:
             k = min(k, int(np.searchsorted(ends, self.pending[0].arrival_s, side="left")) + 1)
-        self.now = float(ends[k - 1])
+        end = float(ends[k - 1])
+        self.log.held(self.s.kv_blocks - self.free, end - self.now)
+        self.now = end
         self.log.steps += k
         B = self.B
+        grown = 0
         for q in run:   # k tokens each: the blocks of the k new tokens
             need = -(-(q.prompt + q.generated + k) // B) - q.blocks
-            self.free -= need
+            grown += need
             q.blocks += need
+        self.free -= grown
+        self.log.held(grown / 2, end - start)      # the new blocks fill in over the run
+        self.log.tokens(run, float(ends[0]), end, times[1:k])
         self.produced(run, k)
 
     def _steps_that_fit(self, ctx: np.ndarray, k: int) -> int:
@@ -246,7 +268,7 @@ class _Continuous:
             need = sum(max(0, self.blocks(q.context + 1) - q.blocks) for q in decodes)
         mean_ctx = float(np.mean([q.context for q in decodes])) if decodes else 0.0
         t = extra + self.s.costs.mixed_s([(n, q.prefilled) for q, n in chunks], len(decodes), mean_ctx)
-        self.now += t + (self.s.request_s if admitted else 0.0)
+        self.advance(t + self.s.request_s * len(admitted))
         self.log.steps += 1
         self.grow(decodes)
         finished_prefill = []
@@ -254,4 +276,5 @@ class _Continuous:
             q.prefilled += n
             if q.prefilled >= q.target:
                 finished_prefill.append(q)
+        self.log.tokens(decodes + finished_prefill, self.now)
         self.produced(decodes + finished_prefill)

@@ -1,29 +1,36 @@
-"""Statistics of a serving run: latency percentiles with 95% confidence intervals,
-throughput, goodput under an SLO, occupancy and queue length over time, Little's law.
+"""Statistics of a serving run: latency percentiles, time between tokens, throughput,
+goodput under an SLO, occupancy and queue length over time, Little's law.
 
-Throughput counts the measured requests finishing between the 10th and 90th percentile
-of their finish times over that span (a steady-state departure rate: under a stable
-load it is the arrival rate, overloaded it is what the node can serve).
-Requests are measured after the warm-up (the first ``warmup`` arrivals are served but
-not counted). Latencies of consecutive requests are correlated (they share queues), so
-confidence intervals come from batch means: the measured requests, in arrival order,
-are cut into ``BATCHES`` consecutive batches; the statistic's 95% interval is its
-value over all requests +- t(0.975, BATCHES-1) x the standard error of the per-batch
-values. No random numbers are drawn.
+Requests are measured after the warm-up (the first ``warmup`` arrivals are served but not
+counted). Per run: TTFT, TPOT, end-to-end and queueing time of every measured request
+(mean, p50, p90, p99), and the time between tokens (TBT) over every token of every
+measured request after its first (a gap per token: a decode step, or a stall while other
+requests' prompts ran). Throughput is the measured requests completed over the span from
+the first measured arrival to the last measured completion (so it is never 0 when
+requests completed and never above the offered rate, the measured requests over the span
+of their arrivals). Queue length and KV occupancy are time averages over the run, from
+its first arrival to its last completion (idle time included): the queue from every
+request's time waiting (Little's law for the queue), the occupancy from the blocks held,
+integrated over time.
+
+Confidence intervals come from independent replications (:func:`replicated`): each
+statistic's 95% interval is the Student-t interval over its values in R runs of
+independent arrival streams, never from one correlated run.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from rdusim.serve.server import RunLog
+from rdusim.student_t import mean_ci
 
-BATCHES = 10
-T975 = {9: 2.262, 19: 2.093, 4: 2.776}   # Student t quantiles for the batch counts used
 PERCENTILES = (50, 90, 99)
+LATENCIES = ("ttft", "tpot", "e2e", "queue", "tbt")
 
 
 @dataclass(frozen=True)
@@ -44,17 +51,13 @@ def request_arrays(log: RunLog, warmup: int) -> dict[str, np.ndarray]:
     return out
 
 
-def ci(values: np.ndarray, stat) -> tuple[float, float, float]:
-    """Statistic over all values, and its 95% batch-means interval (nan when too few)."""
-    v = values[~np.isnan(values)]
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    point = float(stat(v))
-    if len(v) < 2 * BATCHES:
-        return point, math.nan, math.nan
-    per = np.array([stat(b) for b in np.array_split(v, BATCHES)])
-    half = T975[BATCHES - 1] * float(per.std(ddof=1)) / math.sqrt(BATCHES)
-    return point, point - half, point + half
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, p: float) -> float:
+    """The ``p``-th percentile of values each counted ``weights`` times (the smallest value
+    with at least p% of the weight at or below it)."""
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    i = int(np.searchsorted(cum, p / 100.0 * cum[-1], side="left"))
+    return float(values[order][min(i, len(order) - 1)])
 
 
 def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, float]:
@@ -73,28 +76,30 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
     m["steps"] = log.steps
     m["kv_blocks"] = log.kv_blocks
     for name in ("ttft", "tpot", "e2e", "queue"):
-        v = r[name]
-        point, lo, hi = ci(v, np.mean)
-        m[f"{name}.mean_s"], m[f"{name}.mean_ci_lo_s"], m[f"{name}.mean_ci_hi_s"] = point, lo, hi
+        v = r[name][~np.isnan(r[name])]
+        if len(v):
+            m[f"{name}.mean_s"] = float(v.mean())
+            for p in PERCENTILES:
+                m[f"{name}.p{p}_s"] = float(np.percentile(v, p))
+    gaps, counts = log.tbt()
+    if len(gaps):
+        m["tbt.mean_s"] = float((gaps * counts).sum() / counts.sum())
         for p in PERCENTILES:
-            point, lo, hi = ci(v, lambda x, p=p: np.percentile(x, p))
-            m[f"{name}.p{p}_s"], m[f"{name}.p{p}_ci_lo_s"], m[f"{name}.p{p}_ci_hi_s"] = point, lo, hi
+            m[f"tbt.p{p}_s"] = weighted_percentile(gaps, counts, p)
     n = len(r["e2e"])
     if n:
         good = (r["ttft"] <= slo.ttft_s) & ((r["output"] <= 1) | (r["tpot"] <= slo.tpot_s))
-        # departures between the 10th and 90th percentile of finish times: a rate free of
-        # the run's start-up and of the tail draining after the last arrival
-        # (from the first departure in the window, exclusive, to the last, inclusive)
-        lo, hi = np.percentile(r["finish"], [10, 90]) if n >= 10 else (r["finish"].min(), r["finish"].max())
-        window = r["finish"][(r["finish"] >= lo) & (r["finish"] <= hi)]
-        f0, f1 = float(window.min()), float(window.max())
-        inside = (r["finish"] > f0) & (r["finish"] <= f1)
-        span = max(f1 - f0, 1e-12)
-        m["requests_per_s"] = float(inside.sum()) / span
-        m["output_tokens_per_s"] = float(r["output"][inside].sum()) / span
-        m["goodput_per_s"] = float((good & inside).sum()) / span
+        # completions over the span from the first measured arrival to the last completion:
+        # > 0 once a request completed, and at most the offered rate below (its last
+        # completion comes after the last arrival)
+        span = float(r["finish"].max() - r["arrival"].min())
+        m["requests_per_s"] = n / span
+        m["output_tokens_per_s"] = float(r["output"].sum()) / span
+        m["goodput_per_s"] = float(good.sum()) / span
         m["slo_attainment"] = float(good.mean())
-        m["offered_rate_per_s"] = (n - 1) / max(float(r["arrival"][-1] - r["arrival"][0]), 1e-12) if n > 1 else math.nan
+        arrived = float(r["arrival"].max() - r["arrival"].min())
+        if arrived > 0:           # the measured requests over the span of their arrivals
+            m["offered_rate_per_s"] = n / arrived
         m["switches_per_request"] = float(r["switches"].mean())
         quarter = max(1, n // 4)           # is the queue growing? last vs first quarter of requests
         m["queue.growth_s"] = float(r["queue"][-quarter:].mean() - r["queue"][:quarter].mean())
@@ -106,7 +111,7 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
 def _little(r: dict[str, np.ndarray]) -> dict[str, float]:
     """Little's law over the window from the first to the last measured arrival: the
     time-average number in system L (integrated from arrival and departure events, the
-    measured requests only) against lambda x W, with W's batch-means interval."""
+    measured requests only) against lambda x W."""
     a, f = r["arrival"], r["finish"]
     t0, t1 = float(a.min()), float(a.max())
     if t1 <= t0:
@@ -115,23 +120,43 @@ def _little(r: dict[str, np.ndarray]) -> dict[str, float]:
     inside = np.clip(np.minimum(f, t1) - np.maximum(a, t0), 0, None).sum()
     L = float(inside) / (t1 - t0)
     lam = (len(a) - 1) / (t1 - t0)
-    w, lo, hi = ci(r["e2e"], np.mean)
-    return {"little.in_system_mean": L, "little.arrival_rate_per_s": lam, "little.rate_x_time": lam * w,
-            "little.rate_x_time_ci_lo": lam * lo, "little.rate_x_time_ci_hi": lam * hi}
+    return {"little.in_system_mean": L, "little.arrival_rate_per_s": lam,
+            "little.rate_x_time": lam * float(r["e2e"].mean())}
 
 
 def _over_time(log: RunLog) -> dict[str, float]:
-    if len(log.t) < 2:
+    """Time averages over the run, from its first arrival to its last completion."""
+    done = [q for q in log.seqs if q.finish_s == q.finish_s]
+    if not done:
         return {}
-    t = np.asarray(log.t)
-    dt = np.diff(t)
-    span = t[-1] - t[0]
-    if span <= 0:
+    span = max(q.finish_s for q in done) - min(q.arrival_s for q in log.seqs)
+    if not span > 0:
         return {}
-    kv = np.asarray(log.kv[:-1], dtype=float) / max(log.kv_blocks, 1)
-    q = np.asarray(log.queue[:-1], dtype=float)
-    return {"kv_occupancy.mean": float((kv * dt).sum() / span), "kv_occupancy.max": float(np.max(log.kv) / max(log.kv_blocks, 1)),
-            "queue_len.mean": float((q * dt).sum() / span), "queue_len.max": float(max(log.queue))}
+    waited = sum(q.start_s - q.arrival_s + q.waited_s for q in log.seqs if q.start_s == q.start_s)
+    out = {"kv_occupancy.mean": log.kv_area / (max(log.kv_blocks, 1) * span), "queue_len.mean": waited / span}
+    if log.t:
+        out["kv_occupancy.max"] = float(np.max(log.kv) / max(log.kv_blocks, 1))
+        out["queue_len.max"] = float(max(log.queue))
+    return out
+
+
+def replicated(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The metrics of R independent replications of a load point: every latency statistic
+    (``<ttft|tpot|e2e|queue|tbt>.<mean|p50|p90|p99>_s``) is the mean of its R values, with
+    its 95% Student-t interval (``..._ci_lo_s`` / ``..._ci_hi_s``; none with one replication);
+    every other metric is the first replication's (the run whose requests are recorded)."""
+    out = dict(runs[0])
+    for name in LATENCIES:
+        for stat in ["mean"] + [f"p{p}" for p in PERCENTILES]:
+            key = f"{name}.{stat}_s"
+            vals = [m[key] for m in runs if key in m]
+            if len(vals) != len(runs):
+                continue
+            mean, lo, hi = mean_ci(vals)
+            out[key] = mean
+            if len(vals) > 1:
+                out[f"{name}.{stat}_ci_lo_s"], out[f"{name}.{stat}_ci_hi_s"] = lo, hi
+    return out
 
 
 def timeseries(log: RunLog, points: int = 400) -> list[dict[str, float]]:

@@ -99,6 +99,6 @@ class ServePlatform:
         return ServerSetup(self.steps, self.scheduler, self.kv_blocks, self.dep.stack.costs.per_request_s,
                            swap, watermark_blocks=max(1, self.kv_blocks // 100))
 
-    def serve(self, batching: Batching, arrivals: Sequence[Arrival]) -> RunLog:
+    def serve(self, batching: Batching, arrivals: Sequence[Arrival], warmup: int = 0) -> RunLog:
         run = run_continuous if batching == Batching.CONTINUOUS else run_static
-        return run(self.setup(), arrivals)
+        return run(self.setup(), arrivals, warmup)

@@ -43,7 +43,8 @@ class Seq:
     """One request in the server."""
 
     __slots__ = ("id", "arrival_s", "prompt", "output", "expert", "generated", "prefilled", "target",
-                 "blocks", "start_s", "first_token_s", "finish_s", "preemptions", "switches", "swapped")
+                 "blocks", "start_s", "first_token_s", "finish_s", "preemptions", "switches", "swapped",
+                 "last_token_s", "waited_s", "queued_s")
 
     def __init__(self, i: int, a: Arrival):
         self.id = i
@@ -61,6 +62,9 @@ class Seq:
         self.preemptions = 0
         self.switches = 0           # expert switches this request waited for (CoE)
         self.swapped = False
+        self.last_token_s = math.nan  # when its latest token came out
+        self.waited_s = 0.0           # time queued again after a preemption (recompute or swap)
+        self.queued_s = math.nan      # when it was last preempted (nan: not waiting again)
 
     @property
     def context(self) -> int:
@@ -93,12 +97,42 @@ class RunLog:
     queue: list[int] = field(default_factory=list)
     running: list[int] = field(default_factory=list)
     spans: list[tuple] = field(default_factory=list)   # (seq id, name, start, end) for a trace
+    warmup: int = 0                # requests with a lower id are served, not measured (time between tokens)
+    kv_area: float = 0.0           # integral over time of KV blocks held (block-seconds)
+    # time between tokens of the measured requests: single gaps, and (step times, tokens per
+    # step) of runs of steps every measured sequence of the run took part in
+    tbt_s: list = field(default_factory=list)
+    tbt_runs: list = field(default_factory=list)
 
     def sample(self, now: float, kv: int, queue: int, running: int) -> None:
         self.t.append(now)
         self.kv.append(kv)
         self.queue.append(queue)
         self.running.append(running)
+
+    def held(self, blocks: float, seconds: float) -> None:
+        """``blocks`` KV blocks held for ``seconds``."""
+        self.kv_area += blocks * seconds
+
+    def tokens(self, seqs, first: float, last: float | None = None, steps=None) -> None:
+        """Each of ``seqs`` produced a token at ``first`` (and, with ``steps``, the step
+        times of a run of steps ending at ``last``, one token each): record the gaps to
+        each one's previous token."""
+        measured = 0
+        for q in seqs:
+            if q.id >= self.warmup:
+                measured += 1
+                if q.last_token_s == q.last_token_s:
+                    self.tbt_s.append(first - q.last_token_s)
+            q.last_token_s = first if last is None else last
+        if measured and steps is not None and len(steps):
+            self.tbt_runs.append((steps, measured))
+
+    def tbt(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every measured gap between two tokens of a sequence, and how many tokens had it."""
+        vals = [np.asarray(self.tbt_s, dtype=float)] + [np.asarray(s, dtype=float) for s, _ in self.tbt_runs]
+        wts = [np.ones(len(self.tbt_s))] + [np.full(len(s), n, dtype=float) for s, n in self.tbt_runs]
+        return np.concatenate(vals), np.concatenate(wts)
 
 
 def kv_block_pool(usable_bytes_per_device: float, resident_bytes_per_device: float, unallocated_fraction: float,

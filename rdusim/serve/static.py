@@ -20,10 +20,10 @@ from rdusim.serve.guard import ClockGuard
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
-def run_static(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
+def run_static(setup: ServerSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> RunLog:
     B = setup.block_tokens
     seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
-    log = RunLog(seqs, kv_blocks=setup.kv_blocks)
+    log = RunLog(seqs, kv_blocks=setup.kv_blocks, warmup=warmup)
     pool = setup.kv_blocks - setup.watermark_blocks
     pending = deque()
     for q in seqs:
@@ -57,7 +57,8 @@ def run_static(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
         log.sample(now, used, len(waiting), n)
         for q in batch:
             q.start_s = now
-        now += setup.request_s + setup.costs.packed_prefill_s([(pad_p, 0)] * n)
+        start = now
+        now += setup.request_s * n + setup.costs.packed_prefill_s([(pad_p, 0)] * n)
         log.steps += 1
         for q in batch:
             q.first_token_s = now
@@ -65,11 +66,15 @@ def run_static(setup: ServerSetup, arrivals: Sequence[Arrival]) -> RunLog:
             if q.output == 1:
                 q.finish_s = now
         if pad_o > 1:
-            ends = now + np.cumsum(setup.costs.decode_run_s(n, float(pad_p), pad_o - 1))
+            times = setup.costs.decode_run_s(n, float(pad_p), pad_o - 1)
+            ends = now + np.cumsum(times)
             for q in batch:
                 if q.output > 1:
                     q.finish_s = float(ends[q.output - 2])
                     q.generated = q.output
+                    if q.id >= warmup:      # its tokens: one at the end of each of its steps
+                        log.tbt_runs.append((times[:q.output - 1], 1))
             now = float(ends[-1])
             log.steps += pad_o - 1
+        log.held(used, now - start)     # the batch holds its blocks at full length until it ends
     return log

@@ -8,7 +8,7 @@ confidence interval is the Student-t interval
 
     mean -/+ t(0.975, R - 1) * s / sqrt(R),     s = sample standard deviation of x_r
 
-which shrinks as 1/sqrt(R). A speedup (a ratio of two platforms' means) is handled the same
+which shrinks as 1/sqrt(R); ``t`` is the exact Student-t quantile (:mod:`rdusim.student_t`). A speedup (a ratio of two platforms' means) is handled the same
 way over its per-replication ratios ``latency_other_r / latency_ref_r``, never as a ratio of
 two intervals. A row carries the mean as its value and the interval as its ``ci``
 (:mod:`rdusim.rows`), written as ``<key>``, ``<key>.ci95_low`` and ``<key>.ci95_high``;
@@ -21,39 +21,7 @@ import math
 from typing import Sequence
 
 from rdusim.rows.base import interval
-
-# two-sided 95% Student-t quantiles t(0.975, df), df = 1..30 (standard tables)
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-_T975_TAIL = ((40, 2.021), (60, 2.000), (120, 1.980))
-_Z975 = 1.960
-
-def t975(df: int) -> float:
-    """t(0.975, df): the table for df <= 30, then the next tabulated df at or above it
-    (conservative), then the normal quantile."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    for at, t in _T975_TAIL:
-        if df <= at:
-            return t
-    return _Z975
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, ci95_low, ci95_high) of independent replications' values."""
-    vals = [float(v) for v in values]
-    if not vals:
-        return math.nan, math.nan, math.nan
-    n = len(vals)
-    mean = sum(vals) / n
-    if n == 1:
-        return mean, mean, mean
-    var = sum((v - mean) ** 2 for v in vals) / (n - 1)
-    half = t975(n - 1) * math.sqrt(var / n)
-    return mean, mean - half, mean + half
+from rdusim.student_t import mean_ci
 
 
 def mean_and_ci(values: Sequence[float]) -> tuple:

@@ -3,18 +3,19 @@
 Per platform P and batching mode M (continuous / static), metric keys
 ``serve.P.M.<name>`` for the workload's load point and ``serve.P.M.load<i>.<name>``
 for each rate of ``rates_per_s`` (throughput-latency curves); ``<name>`` is one of
-  ttft|tpot|e2e|queue . mean_s|p50_s|p90_s|p99_s  (+ _ci_lo_s / _ci_hi_s: 95% batch-means CI)
+  ttft|tpot|e2e|queue|tbt . mean_s|p50_s|p90_s|p99_s  (main point: the mean over ``replications``
+  independent runs, + _ci_lo_s / _ci_hi_s: its 95% Student-t interval over them)
   requests_per_s, output_tokens_per_s, goodput_per_s, slo_attainment, offered_rate_per_s,
   arrivals, completed, rejected, rejected_kv, truncated, measured, preemptions, swap_s, steps,
   kv_blocks, kv_occupancy.mean|max, queue_len.mean|max, queue.growth_s (last minus first quarter's
   mean queueing time), switches_per_request, hit_rate (CoE),
-  little.in_system_mean, little.arrival_rate_per_s, little.rate_x_time(_ci_lo|_ci_hi);
+  little.in_system_mean, little.arrival_rate_per_s, little.rate_x_time;
 ``serve.P.M.load<i>.rate_per_s`` is the offered rate of the point. Capacity:
 ``serve.P.M.capacity.max_rate_per_s`` (highest rate whose SLO attainment reaches the
 target while the queue does not grow) and ``serve.P.M.capacity.nodes_for_traffic``
 (``capacity.traffic_per_s`` / that rate, rounded up). Throughput (requests_per_s,
-output_tokens_per_s, goodput_per_s) is the steady-state departure rate between the
-10th and 90th percentile of the measured requests' finish times. ``serve.P.kv_blocks`` and
+output_tokens_per_s, goodput_per_s) counts the measured requests completed over the span
+from the first measured arrival to the last completion (rdusim.serve.metrics). ``serve.P.kv_blocks`` and
 ``serve.P.weight_bytes_per_device`` describe the memory. Records: one row per measured
 request of the main load point (``row: request``), KV occupancy / queue samples over
 time (``row: timeseries``).
@@ -39,7 +40,7 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic
 from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
-from rdusim.serve.metrics import Slo, summarize, timeseries
+from rdusim.serve.metrics import Slo, replicated, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.serve.trace import request_spans
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
@@ -79,7 +80,9 @@ class Streams:
         m = self.trace.mean_rate_per_s
         return a.time_scale * m if m is not None else None
 
-    def at(self, rate: float | None, count: int, point: int, duration_s: float = 0.0) -> Stream:
+    def at(self, rate: float | None, count: int, point: int, duration_s: float = 0.0, rep: int = 0) -> Stream:
+        """The stream of load point ``point``; replication ``rep`` > 0 draws its own (a trace
+        replays the same arrivals in every replication)."""
         spec = self.spec
         total = count + spec.warmup_requests
         try:
@@ -87,7 +90,7 @@ class Streams:
                 m = self.trace.mean_rate_per_s
                 arr = replay(self.trace, rate / m if m is not None else 1.0, total, duration_s)
             else:
-                rng = np.random.default_rng([self.seed, point])
+                rng = np.random.default_rng([self.seed, point] + ([rep] if rep else []))
                 arr = synthetic(spec.arrivals.process, rate, spec.arrivals.cv, spec.prompt_tokens,
                                 spec.output_tokens, total, duration_s, rng)
         except StreamTooLong as exc:
@@ -115,7 +118,7 @@ class Streams:
 
 def serve_point(plat: ServePlatform, batching: Batching, stream: Stream, spec: ServeWorkload):
     try:
-        log = plat.serve(batching, stream.arrivals)
+        log = plat.serve(batching, stream.arrivals, spec.warmup_requests)
         check_times(f"{batching.value} batching", log.seqs)
     except ClockOutOfRange as exc:
         raise on_platform(exc, getattr(plat, "name", "?"))
@@ -178,6 +181,9 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     events: list = []
     oom_reasons: dict[str, str] = {}
     main = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
+    # independent replications of the main point (a replayed trace has one realisation: none)
+    again = [] if streams.trace is not None else [streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r)
+                                                  for r in range(1, spec.replications)]
     sweep = {i: streams.at(r, spec.sweep_requests, i + 1) for i, r in enumerate(spec.rates_per_s)}
     if Batching.CONTINUOUS in spec.batching:
         check_prompt_budget(loaded, plats, [main, *sweep.values()])
@@ -195,6 +201,7 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
                 continue
             for mode in spec.batching:
                 log, m = serve_point(plat, mode, main, spec)
+                m = replicated([m] + [serve_point(plat, mode, s, spec)[1] for s in again])
                 rows += point_rows(name, mode.value, None, {**m, **streams.rate_metric(streams.main_rate)})
                 records += _records(name, mode.value, log, spec)
                 if trace:
@@ -223,6 +230,7 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
                      records=tuple(records),
                      extra={"model": cfg.name, "platforms": list(spec.platforms),
                             "batching": [b.value for b in spec.batching], "rates_per_s": list(spec.rates_per_s),
+                            "replications": spec.replications,
                             "slo": plain(spec.slo),
                             "scheduler": {n: plain(p.scheduler) for n, p in plats.items()},
                             "stacks": {n: p.dep.stack.name for n, p in plats.items()}, "oom_reasons": oom_reasons},

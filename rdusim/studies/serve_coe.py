@@ -30,7 +30,7 @@ from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
 from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
-from rdusim.serve.metrics import Slo, summarize
+from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
 from rdusim.studies.serve import Streams, _model, capacity
@@ -38,13 +38,14 @@ from rdusim.studies.serve import Streams, _model, capacity
 KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
 
 
-def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int) -> Stream:
-    """Experts of requests the trace did not route, drawn by the routing distribution."""
+def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int, rep: int = 0) -> Stream:
+    """Experts of requests the trace did not route, drawn by the routing distribution
+    (replication ``rep`` > 0 draws its own)."""
     coe = spec.coe
     need = [i for i, a in enumerate(stream.arrivals) if a.expert < 0]
     if not need:
         return stream
-    ids = route(coe.routing, coe.count, len(need), np.random.default_rng([seed, point, 7]))
+    ids = route(coe.routing, coe.count, len(need), np.random.default_rng([seed, point, 7] + ([rep] if rep else [])))
     arr = list(stream.arrivals)
     for i, e in zip(need, ids.tolist()):
         arr[i] = dataclasses.replace(arr[i], expert=int(e))
@@ -58,9 +59,16 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     expert_cfg = _model(coe.experts, loaded.file, "coe.experts")
     cache = active_cache()
     streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count)
-    main = routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s), spec, loaded.seed, 0)
+    raw = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
+    main = routed(raw, spec, loaded.seed, 0)
     sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
              for i, r in enumerate(spec.rates_per_s)}
+    # independent replications of the main point: their own arrivals (a trace: the same
+    # arrivals, their own routing; none when the trace routes every request itself)
+    again = [routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec, loaded.seed, 0, r)
+             for r in range(1, spec.replications)]
+    if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
+        again = []
     rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     runs = []
@@ -76,15 +84,9 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                 continue
             rates: list[float] = []       # achieved, main point then the sweep's
             for i, stream in [(None, main), *sweep.items()]:
-                try:
-                    log, ec = run_coe(setup, stream.arrivals)
-                    check_times("CoE serving", log.seqs)
-                except ClockOutOfRange as exc:
-                    raise on_platform(exc, name)
-                log.truncated = stream.truncated
-                m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s),
-                              len(stream.arrivals) + stream.rejected)
-                m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
+                log, m = _point(setup, stream, spec, name)
+                if i is None and again:
+                    m = replicated([m] + [_point(setup, s, spec, name)[1] for s in again])
                 m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
                 rows += point_rows(name, "coe", i, m)
                 if "requests_per_s" in m:
@@ -102,15 +104,27 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                      records=tuple(records),
                      extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
                             "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe),
-                            "oom_reasons": oom_reasons},
+                            "replications": 1 + len(again), "oom_reasons": oom_reasons},
                      trace=request_spans(runs, spec.trace_requests) if trace else ())
+
+
+def _point(setup: CoeSetup, stream: Stream, spec: ServeWorkload, name: str):
+    try:
+        log, ec = run_coe(setup, stream.arrivals, spec.warmup_requests)
+        check_times("CoE serving", log.seqs)
+    except ClockOutOfRange as exc:
+        raise on_platform(exc, name)
+    log.truncated = stream.truncated
+    m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), len(stream.arrivals) + stream.rejected)
+    m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
+    return log, m
 
 
 def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int,
               sat: float) -> list[ServeRow]:
     """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
     (the single-model study's search on the CoE server)."""
-    node = SimpleNamespace(serve=lambda mode, arrivals: run_coe(setup, arrivals)[0], name=name)
+    node = SimpleNamespace(serve=lambda mode, arrivals, warmup=0: run_coe(setup, arrivals, warmup)[0], name=name)
     routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
     best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
     return point_rows(name, "coe", None, {

@@ -27,10 +27,13 @@ def summary(result: RunResult) -> str:
              f"TPOT <= {slo.get('tpot_s')} s", ""]
     head = (f"  {'platform':<10} {'batching':<10} {'point':<5} {'rate/s':>7} {'TTFT p50':>9} {'p99 [95% CI]':>22}"
             f" {'TPOT p50':>9}"
-            f" {'p99':>7} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}"
+            f" {'p99':>7} {'TBT p99':>8} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}"
             f" {'$/Mtok':>7} {'J/tok':>6} {'W/dev':>6}")
     loads = [None] + list(range(len(ex.get("rates_per_s", []))))
-    lines.append("Latency (ms) and throughput per load point")
+    reps = ex.get("replications", 1)
+    lines.append("Latency (ms) and throughput per load point" + (
+        f"; the main point's latencies: the mean of {reps} independent replications, with a 95% interval"
+        if reps > 1 else ""))
     lines.append(head)
     for p in plats:
         if t.get((p, None, None), {}).get("oom"):
@@ -41,11 +44,13 @@ def summary(result: RunResult) -> str:
                 d = t.get((p, mode, load), {})
                 if "ttft.p50_s" not in d:
                     continue
-                ci = f"{_ms(d.get('ttft.p99_s'))} [{_ms(d.get('ttft.p99_ci_lo_s'))},{_ms(d.get('ttft.p99_ci_hi_s'))}]"
+                ci = _ms(d.get('ttft.p99_s')) + (f" [{_ms(d['ttft.p99_ci_lo_s'])},{_ms(d['ttft.p99_ci_hi_s'])}]"
+                                                 if "ttft.p99_ci_lo_s" in d else "")
                 point = "main" if load is None else "sweep"
                 lines.append(f"  {p:<10} {mode:<10} {point:<5} {_num(d.get('rate_per_s')):>7}"
                              f" {_ms(d.get('ttft.p50_s')):>9}"
                              f" {ci:>22} {_ms(d.get('tpot.p50_s')):>9} {_ms(d.get('tpot.p99_s')):>7}"
+                             f" {_ms(d.get('tbt.p99_s')):>8}"
                              f" {_ms(d.get('e2e.p99_s')):>9} {_num(d.get('requests_per_s')):>7}"
                              f" {_num(d.get('output_tokens_per_s'), '.0f'):>8} {_num(d.get('goodput_per_s')):>8}"
                              f" {_num(d.get('kv_occupancy.mean')):>7} {_num(d.get('rejected'), '.0f'):>5}"
