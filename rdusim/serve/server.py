@@ -44,7 +44,7 @@ class Seq:
 
     __slots__ = ("id", "arrival_s", "prompt", "output", "expert", "generated", "prefilled", "target",
                  "blocks", "start_s", "first_token_s", "finish_s", "preemptions", "switches", "swapped",
-                 "last_token_s", "waited_s", "queued_s")
+                 "last_token_s", "waited_s", "queued_s", "kv_in")
 
     def __init__(self, i: int, a: Arrival):
         self.id = i
@@ -65,6 +65,7 @@ class Seq:
         self.last_token_s = math.nan  # when its latest token came out
         self.waited_s = 0.0           # time queued again after a preemption (recompute or swap)
         self.queued_s = math.nan      # when it was last preempted (nan: not waiting again)
+        self.kv_in = 0                # prompt tokens whose KV arrives computed (disaggregated decode)
 
     @property
     def context(self) -> int:

@@ -1,0 +1,157 @@
+"""The planning search: for each model and platform (and platform pair, disaggregated),
+every TP degree, the fewest replicas whose p99 latencies meet the SLO.
+
+Co-located: replicas 1, 2, ... up to ``max_replicas`` until the SLO is met (more replicas
+behind the router only lower the load on each: the first that meets it is the smallest).
+Disaggregated: (prefill replicas, decode replicas) pairs in order of nodes, the first pair
+meeting the SLO. Every configuration simulated is a row (nodes, p99s, whether it met the SLO,
+the binding constraint: the largest p99 / limit ratio). Where no price exists (the machine
+interface has none yet) fleets are ranked by nodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+from rdusim.cache import RunCache
+from rdusim.fleet.fleet import Fleet, Layout, Pool, merged, pool_log, run_fleet
+from rdusim.fleet.network import kv_link
+from rdusim.fleet.spec import LoadedPlan
+from rdusim.serve.metrics import Slo, summarize
+from rdusim.serve.platform import ServePlatform, with_scheduler
+from rdusim.studies.serve import Streams, _model
+
+LITTLE = ("little.in_system_mean", "little.arrival_rate_per_s", "little.rate_x_time")
+
+
+def fleet_metrics(fleet: Fleet, arrivals, warmup: int, slo: Slo) -> dict[str, Any]:
+    run = run_fleet(fleet, arrivals, warmup)
+    logs = [lg for pr in run.pools.values() for lg in pr.logs]
+    m = summarize(merged(run.seqs, logs, warmup), warmup, slo, len(arrivals))
+    for name, pr in run.pools.items():
+        lg, warm = pool_log(pr, warmup)
+        pm = summarize(lg, warm, slo, len(lg.seqs))
+        for k in LITTLE + ("requests_per_s",):
+            if k in pm:
+                m[f"pool.{name}.{k}"] = pm[k]
+    if run.kv_bytes:
+        m["kv_transfer.bytes_mean"] = sum(run.kv_bytes) / len(run.kv_bytes)
+        m["kv_transfer.s_mean"] = sum(run.kv_s) / len(run.kv_s)
+        m["kv_transfer.s_max"] = max(run.kv_s)
+    m["nodes"] = fleet.nodes
+    return m
+
+
+def binding(m: dict[str, Any], limits: dict[str, float]) -> tuple[bool, str, float]:
+    """Met?, the binding constraint (largest value / limit), and that ratio."""
+    ratios = {k: (m.get(k, math.inf) / v) for k, v in limits.items()}
+    if m.get("rejected", 0) or m.get("measured", 0) == 0:
+        return False, "memory (requests rejected)", math.inf
+    key = max(ratios, key=lambda k: ratios[k])
+    return ratios[key] <= 1.0, key, ratios[key]
+
+
+class Planner:
+    def __init__(self, plan: LoadedPlan, cache: RunCache):
+        self.p = plan
+        self.cache = cache
+        spec = plan.serve.spec
+        self.spec = spec
+        self.limits = plan.plan.slo.limits()
+        self.slo = Slo(spec.slo.ttft_s, spec.slo.tpot_s)
+        self.rows: list[dict[str, Any]] = []
+        self.plats: dict = {}
+
+    def platform(self, model: str, name: str, tp: int) -> ServePlatform:
+        key = (model, name, tp)
+        if key not in self.plats:
+            cfg = _model(model, self.p.file, "models")
+            dep = dataclasses.replace(self.p.serve.deployment(name, cfg), tp=tp)
+            self.plats[key] = ServePlatform.build(name, with_scheduler(dep, self.spec.scheduler), self.cache)
+        return self.plats[key]
+
+    def nodes_per_replica(self, plat: ServePlatform) -> int:
+        per = plat.dep.arch.devices_per_node
+        return -(-plat.dep.tp // per)
+
+    def evaluate(self, model: str, label: dict, fleet: Fleet, arrivals) -> dict[str, Any]:
+        if fleet.serve.platform.kv_blocks == 0 or (fleet.prefill and fleet.prefill.platform.kv_blocks == 0):
+            m: dict[str, Any] = {"nodes": fleet.nodes, "oom": 1}
+            met, bind, ratio = False, "memory (weights do not fit)", math.inf
+        else:
+            m = fleet_metrics(fleet, arrivals, self.spec.warmup_requests, self.slo)
+            met, bind, ratio = binding(m, self.limits)
+        row = {"model": model, **label, "nodes": fleet.nodes, "met": met, "binding": bind, "ratio": ratio,
+               **{k: m.get(k) for k in list(self.limits) + ["requests_per_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean",
+                                                             "rejected"] if k in m},
+               "metrics": m}
+        self.rows.append(row)
+        return row
+
+    def run(self) -> list[dict[str, Any]]:
+        plan = self.p.plan
+        names = list(self.spec.platforms)
+        for model in self.p.models:
+            streams = Streams(self.p.serve, _model(model, self.p.file, "models").max_position_embeddings)
+            arrivals = streams.at(streams.main_rate, self.spec.requests, 0).arrivals
+            for layout in plan.layouts:
+                pairs = [(n, n) for n in names] if layout == Layout.COLOCATED else \
+                    [(a, b) for a in names for b in names if a == b or plan.mixed]
+                for a, b in pairs:
+                    for tp in plan.tp:
+                        if layout == Layout.COLOCATED:
+                            self._colocated(model, a, tp, arrivals)
+                        else:
+                            self._disaggregated(model, a, b, tp, arrivals)
+        return self.rows
+
+    def _colocated(self, model, name, tp, arrivals) -> None:
+        plat = self.platform(model, name, tp)
+        for n in range(1, self.p.plan.max_replicas + 1):
+            fleet = Fleet(Pool(plat, n, self.nodes_per_replica(plat)), router=self.p.plan.router,
+                          router_s=self.p.plan.router_latency_s.value)
+            row = self.evaluate(model, {"layout": "colocated", "prefill": name, "decode": name, "tp": tp,
+                                        "prefill_replicas": 0, "decode_replicas": n}, fleet, arrivals)
+            if row["met"] or row["binding"].startswith("memory (weights"):
+                return
+
+    def _disaggregated(self, model, a, b, tp, arrivals) -> None:
+        pa, pb = self.platform(model, a, tp), self.platform(model, b, tp)
+        link = kv_link(self.p.clusters[a], self.p.clusters[b], tp, tp)
+        top = self.p.plan.max_replicas
+        pairs = sorted(((i, j) for i in range(1, top + 1) for j in range(1, top + 1)),
+                       key=lambda ij: (ij[0] * self.nodes_per_replica(pa) + ij[1] * self.nodes_per_replica(pb), ij))
+        for i, j in pairs:
+            fleet = Fleet(Pool(pb, j, self.nodes_per_replica(pb)), Pool(pa, i, self.nodes_per_replica(pa)), link,
+                          self.p.plan.router, self.p.plan.router_latency_s.value)
+            row = self.evaluate(model, {"layout": "disaggregated", "prefill": a, "decode": b, "tp": tp,
+                                        "prefill_replicas": i, "decode_replicas": j}, fleet, arrivals)
+            if row["met"] or row["binding"].startswith("memory (weights"):
+                return
+
+
+def smallest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and platform (a disaggregated fleet: its prefill+decode pair), the met
+    configuration with the fewest nodes (ties: lowest p99 ratio); with the constraint that
+    bound the next smaller configuration tried (what forced the extra replica)."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["model"], r["layout"], r["prefill"], r["decode"])
+        if r["met"] and (key not in best or (r["nodes"], r["ratio"]) < (best[key]["nodes"], best[key]["ratio"])):
+            best[key] = r
+    out = []
+    for key, r in best.items():
+        fails = [x for x in rows if (x["model"], x["layout"], x["prefill"], x["decode"]) == key and not x["met"]
+                 and x["tp"] == r["tp"]]
+        r = dict(r, forced_by=fails[-1]["binding"] if fails else "none (the smallest fleet tried meets it)")
+        out.append(r)
+    return out
+
+
+def plan(loaded: LoadedPlan, cache: RunCache) -> tuple[list[dict], list[dict], float]:
+    t0 = time.perf_counter()
+    rows = Planner(loaded, cache).run()
+    return rows, smallest(rows), time.perf_counter() - t0

@@ -1,0 +1,127 @@
+"""The fleet layer: one replica replays the single server to the bit, the router against a
+hand-computed least-loaded schedule, disaggregated KV bytes, Little's law on every pool, and
+the plan command's bad-input path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rdusim.config.model import load_model
+from rdusim.config.stack import SchedulerSpec
+from rdusim.fleet.fleet import Fleet, Pool, run_fleet
+from rdusim.fleet.network import KvLink
+from rdusim.fleet.plan import fleet_metrics
+from rdusim.fleet.pool import run_pool
+from rdusim.fleet.router import RouterPolicy
+from rdusim.serve.arrivals import Arrival
+from rdusim.serve.continuous import run_continuous
+from rdusim.serve.metrics import Slo
+from rdusim.serve.server import Seq, ServerSetup
+
+
+class Fixed:
+    """A step model with fixed times: prefill 1.0 s per step, decode 0.25 s per step."""
+
+    def decode_s(self, batch, context):
+        return 0.25
+
+    def decode_run_s(self, batch, context, steps):
+        return np.full(steps, 0.25)
+
+    def packed_prefill_s(self, pieces):
+        return 1.0
+
+    def mixed_s(self, pieces, decode_batch, decode_context):
+        return 1.0
+
+
+def setup(blocks=1000, chunked=False):
+    sc = SchedulerSpec(max_sequences=8, max_batched_tokens=4096, kv_block_tokens=16, chunked_prefill=chunked)
+    return ServerSetup(Fixed(), sc, blocks)
+
+
+class Plat:
+    def __init__(self, s, model=None):
+        self.s, self.name = s, "fake"
+        self.dep = type("D", (), {"model": model})()
+
+    def setup(self):
+        return self.s
+
+
+def stream(n=300, rate=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.exponential(1 / rate, n))
+    return [Arrival(float(a), int(p), int(o)) for a, p, o in zip(t, rng.integers(16, 600, n), rng.integers(1, 40, n))]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("policy", list(RouterPolicy))
+def test_one_replica_equals_the_server_to_the_bit(policy, chunked):
+    arr = stream()
+    one = run_continuous(setup(chunked=chunked), arr, warmup=10)
+    run = run_pool(setup(chunked=chunked), [Seq(i, a) for i, a in enumerate(arr)], 1, policy, warmup=10)
+    got = run.logs[0]
+    key = lambda q: (q.id, q.start_s, q.first_token_s, q.finish_s, q.preemptions)  # noqa: E731
+    assert [key(q) for q in got.seqs] == [key(q) for q in one.seqs]
+    assert (got.steps, got.kv_area, got.tbt_s) == (one.steps, one.kv_area, one.tbt_s)
+
+
+def test_least_outstanding_against_a_hand_computed_schedule():
+    # one-token requests (prefill 1 s, done at its end), two replicas:
+    # t=0.0 -> r0 (both empty); 0.1 -> r1 (r0 holds 1); 0.2 -> r0 (1 each: tie, lowest);
+    # 1.05: r0 finished request 0 at 1.0, holds request 2; r1 finished request 1 at 1.1? no, r1
+    # started at 0.1 so it ends at 1.1 and still holds it -> both hold 1 -> r0;
+    # 1.15: r0 holds 2 and 3 (3 waits), r1 is empty -> r1
+    times = [0.0, 0.1, 0.2, 1.05, 1.15]
+    seqs = [Seq(i, Arrival(t, 32, 1)) for i, t in enumerate(times)]
+    run = run_pool(setup(), seqs, 2, RouterPolicy.LEAST_OUTSTANDING)
+    assert run.replica == [0, 1, 0, 0, 1]
+    rr = run_pool(setup(), [Seq(i, Arrival(t, 32, 1)) for i, t in enumerate(times)], 2, RouterPolicy.ROUND_ROBIN)
+    assert rr.replica == [0, 1, 0, 1, 0]
+    # request 2 on r0 prefilled 1.0..2.0; request 3 joins r0's queue at 1.05 -> 2.0..3.0
+    finish = {q.id: q.finish_s for lg in run.logs for q in lg.seqs}
+    assert finish == pytest.approx({0: 1.0, 1: 1.1, 2: 2.0, 3: 3.0, 4: 2.15})
+
+
+def test_disaggregated_kv_bytes_equal_the_prompts_kv():
+    model = load_model("llama2-7b")
+    arr = stream(60)
+    link = KvLink(2.5e10 * 0.9, 5e-6, 8)
+    fleet = Fleet(Pool(Plat(setup(), model), 2, 1), Pool(Plat(setup(), model), 1, 1), link)
+    run = run_fleet(fleet, arr)
+    multi = [a for a in arr if a.output_tokens > 1]
+    # llama2-7b: 32 layers x 32 KV heads x 128 dims x K and V x 2 bytes (fp16) per token
+    assert run.kv_bytes == [float(a.prompt_tokens * 32 * 32 * 128 * 2 * 2) for a in multi]
+    assert run.kv_s == pytest.approx([5e-6 + b / (2.25e10 * 8) for b in run.kv_bytes])
+    for q, a in zip(run.seqs, arr):           # every request ends, and its first token came first
+        assert q.arrival_s == a.arrival_s and q.arrival_s < q.first_token_s <= q.finish_s
+        assert q.generated == a.output_tokens
+
+
+@pytest.mark.parametrize("layout", ["colocated", "disaggregated"])
+def test_littles_law_on_every_pool(layout):
+    model = load_model("llama2-7b")
+    arr = stream(800, rate=1.2, seed=3)
+    link = KvLink(2.25e10, 5e-6, 8)
+    fleet = Fleet(Pool(Plat(setup(), model), 2, 1)) if layout == "colocated" else \
+        Fleet(Pool(Plat(setup(), model), 2, 1), Pool(Plat(setup(), model), 2, 1), link)
+    m = fleet_metrics(fleet, arr, 50, Slo(10.0, 1.0))
+    pools = ["serve"] if layout == "colocated" else ["prefill", "decode"]
+    for p in pools:
+        L, lw = m[f"pool.{p}.little.in_system_mean"], m[f"pool.{p}.little.rate_x_time"]
+        assert L == pytest.approx(lw, rel=0.05), p
+
+
+def test_plan_bad_input_exits_2(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("name: x\nkind: plan\nmodels: [llama2-7b]\nplatforms: {sn40l: {arch: arch/sn40l.yaml}}\n"
+                   "plan: {slo: {ttft_p99_s: -1}, router_latency_s: {value: 0.0, source: s}}\n")
+    r = subprocess.run([sys.executable, "-m", "rdusim.cli", "plan", str(bad), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "plan.slo.ttft_p99_s" in r.stderr and "Traceback" not in r.stderr
