@@ -9,16 +9,14 @@ import math
 from pathlib import Path
 
 from rdusim import outdir
-from rdusim.cache import active_cache
+from rdusim.cache import active_cache, cache_at
+from rdusim.parallel import using_jobs
 from rdusim.fleet.plan import plan
 from rdusim.fleet.spec import load_plan
 from rdusim.paths import default_out
 
 
-def _label(r) -> str:
-    if r["layout"] == "colocated":
-        return f"{r['prefill']} x{r['decode_replicas']} (tp{r['tp']})"
-    return f"prefill {r['prefill']} x{r['prefill_replicas']} + decode {r['decode']} x{r['decode_replicas']} (tp{r['tp']})"
+from rdusim.fleet.plan import _name as _label
 
 
 def pareto_png(rows) -> bytes:
@@ -44,7 +42,15 @@ def pareto_png(rows) -> bytes:
     return finish(fig, "pareto", "Fleets: nodes vs p99 latency (Pareto front joined)").png
 
 
-def main_plan(args) -> int:
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _yes(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def main_plan(args, jobs: int = 1) -> int:
     loaded = load_plan(args.file, args.seed)
     name = loaded.serve.spec.name
     out = Path(args.out) if args.out else default_out(name)
@@ -52,7 +58,8 @@ def main_plan(args) -> int:
     outdir.check_target(out, kind, force=args.force)
     with outdir.locked(out, "plan"):
         outdir.check_target(out, kind, force=args.force)
-        rows, best, seconds = plan(loaded, active_cache())
+        with using_jobs(jobs):
+            rows, best, same, seconds = plan(loaded, cache_at(args.cache_dir) or active_cache())
         metrics = {}
         for r in best:
             key = f"plan.{r['model']}.{r['layout']}.{r['prefill']}.{r['decode']}"
@@ -63,7 +70,7 @@ def main_plan(args) -> int:
                 if r.get(k) is not None:
                     metrics[f"{key}.{k}"] = r[k]
         metrics["plan.configurations"] = len(rows)
-        doc = {"name": name, "kind": "plan", "metrics": metrics,
+        doc = {"name": name, "kind": "plan", "metrics": metrics, "same_nodes": same,
                "configurations": [{k: v for k, v in r.items() if k != "metrics"} | {"binding_ratio": r["ratio"]}
                                   for r in rows]}
         for c in doc["configurations"]:
@@ -77,6 +84,16 @@ def main_plan(args) -> int:
             lines.append(f"| {r['model']} | {_label(r)} | {r['nodes']} | {r.get('ttft.p99_s', float('nan')):.3g} | "
                          f"{r.get('tbt.p99_s', float('nan')):.3g} | {r.get('e2e.p99_s', float('nan')):.3g} | "
                          f"{r['binding']} | {r['forced_by']} |")
+        if same:
+            lines += ["", "Disaggregated against co-located serving on the same number of nodes (p99, s):", "",
+                      "| model | disaggregated | co-located | nodes | " + " | ".join(
+                          f"{k} disagg / coloc" for k in loaded.plan.slo.limits()) + " | meets SLO disagg / coloc |",
+                      "|---|---|---|---|" + "---|" * len(loaded.plan.slo.limits()) + "---|"]
+            for c in same:
+                vals = " | ".join(f"{_g(c[f'disaggregated.{k}'])} / {_g(c[f'colocated.{k}'])}"
+                                  for k in loaded.plan.slo.limits())
+                lines.append(f"| {c['model']} | {c['disaggregated']} | {c['colocated']} | {c['nodes']} | {vals} | "
+                             f"{_yes(c['disaggregated.met'])} / {_yes(c['colocated.met'])} |")
         lines += ["", "![Pareto: nodes against p99 end-to-end latency](figures/pareto.png)", ""]
         with outdir.staged(out, kind, force=args.force) as stage:
             (stage / "results.json").write_text(json.dumps(doc, indent=1))

@@ -20,6 +20,7 @@ from rdusim.cache import RunCache
 from rdusim.fleet.fleet import Fleet, Layout, Pool, merged, pool_log, run_fleet
 from rdusim.fleet.network import kv_link
 from rdusim.fleet.spec import LoadedPlan
+from rdusim.parallel import fork_map
 from rdusim.serve.metrics import Slo, summarize
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.studies.serve import Streams, _model
@@ -64,6 +65,7 @@ class Planner:
         self.slo = Slo(spec.slo.ttft_s, spec.slo.tpot_s)
         self.rows: list[dict[str, Any]] = []
         self.plats: dict = {}
+        self._arrivals: dict = {}
 
     def platform(self, model: str, name: str, tp: int) -> ServePlatform:
         key = (model, name, tp)
@@ -91,31 +93,51 @@ class Planner:
         self.rows.append(row)
         return row
 
-    def run(self) -> list[dict[str, Any]]:
-        plan = self.p.plan
-        names = list(self.spec.platforms)
+    def groups(self) -> list[tuple]:
+        """The independent parts of the search: (model, layout, prefill, decode platform, tp)."""
+        plan, names = self.p.plan, list(self.spec.platforms)
+        out = []
         for model in self.p.models:
-            streams = Streams(self.p.serve, _model(model, self.p.file, "models").max_position_embeddings)
-            arrivals = streams.at(streams.main_rate, self.spec.requests, 0).arrivals
             for layout in plan.layouts:
                 pairs = [(n, n) for n in names] if layout == Layout.COLOCATED else \
                     [(a, b) for a in names for b in names if a == b or plan.mixed]
-                for a, b in pairs:
-                    for tp in plan.tp:
-                        if layout == Layout.COLOCATED:
-                            self._colocated(model, a, tp, arrivals)
-                        else:
-                            self._disaggregated(model, a, b, tp, arrivals)
+                out += [(model, layout, a, b, tp) for a, b in pairs for tp in plan.tp]
+        return out
+
+    def arrivals(self, model: str):
+        if model not in self._arrivals:
+            streams = Streams(self.p.serve, _model(model, self.p.file, "models").max_position_embeddings)
+            self._arrivals[model] = streams.at(streams.main_rate, self.spec.requests, 0).arrivals
+        return self._arrivals[model]
+
+    def group(self, g: tuple) -> list[dict[str, Any]]:
+        model, layout, a, b, tp = g
+        self.rows = []
+        if layout == Layout.COLOCATED:
+            self._colocated(model, a, tp, self.arrivals(model))
+        else:
+            self._disaggregated(model, a, b, tp, self.arrivals(model))
         return self.rows
+
+    def run(self) -> list[dict[str, Any]]:
+        """Every group, on the run's processes (each group's rows in its order: the same
+        rows whatever the number of processes)."""
+        return [r for rows in fork_map(self.group, self.groups()) for r in rows]
+
+    def _stop(self, row) -> bool:
+        return row["binding"].startswith("memory (weights") or (row["met"] and not self.p.plan.exhaustive)
+
+    def colocated_fleet(self, plat, n: int) -> Fleet:
+        return Fleet(Pool(plat, n, self.nodes_per_replica(plat)), router=self.p.plan.router,
+                     router_s=self.p.plan.router_latency_s.value)
 
     def _colocated(self, model, name, tp, arrivals) -> None:
         plat = self.platform(model, name, tp)
         for n in range(1, self.p.plan.max_replicas + 1):
-            fleet = Fleet(Pool(plat, n, self.nodes_per_replica(plat)), router=self.p.plan.router,
-                          router_s=self.p.plan.router_latency_s.value)
             row = self.evaluate(model, {"layout": "colocated", "prefill": name, "decode": name, "tp": tp,
-                                        "prefill_replicas": 0, "decode_replicas": n}, fleet, arrivals)
-            if row["met"] or row["binding"].startswith("memory (weights"):
+                                        "prefill_replicas": 0, "decode_replicas": n},
+                                self.colocated_fleet(plat, n), arrivals)
+            if self._stop(row):
                 return
 
     def _disaggregated(self, model, a, b, tp, arrivals) -> None:
@@ -129,8 +151,36 @@ class Planner:
                           self.p.plan.router, self.p.plan.router_latency_s.value)
             row = self.evaluate(model, {"layout": "disaggregated", "prefill": a, "decode": b, "tp": tp,
                                         "prefill_replicas": i, "decode_replicas": j}, fleet, arrivals)
-            if row["met"] or row["binding"].startswith("memory (weights"):
+            if self._stop(row):
                 return
+
+    def same_nodes(self, best: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each smallest disaggregated fleet against co-located serving on the same number of
+        nodes, on its prefill platform and on its decode platform."""
+        out = []
+        for r in best:
+            if r["layout"] != "disaggregated":
+                continue
+            for name in dict.fromkeys((r["prefill"], r["decode"])):
+                plat = self.platform(r["model"], name, r["tp"])
+                n = r["nodes"] // self.nodes_per_replica(plat)
+                if n < 1:
+                    continue
+                self.rows = []
+                c = self.evaluate(r["model"], {"layout": "colocated", "prefill": name, "decode": name, "tp": r["tp"],
+                                               "prefill_replicas": 0, "decode_replicas": n},
+                                  self.colocated_fleet(plat, n), self.arrivals(r["model"]))
+                out.append({"model": r["model"], "disaggregated": _name(r), "colocated": _name(c),
+                            "nodes": r["nodes"], **{f"disaggregated.{k}": r.get(k) for k in self.limits},
+                            **{f"colocated.{k}": c.get(k) for k in self.limits},
+                            "disaggregated.met": r["met"], "colocated.met": c["met"]})
+        return out
+
+
+def _name(r) -> str:
+    if r["layout"] == "colocated":
+        return f"{r['prefill']} x{r['decode_replicas']} (tp{r['tp']})"
+    return f"prefill {r['prefill']} x{r['prefill_replicas']} + decode {r['decode']} x{r['decode_replicas']} (tp{r['tp']})"
 
 
 def smallest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,7 +201,10 @@ def smallest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def plan(loaded: LoadedPlan, cache: RunCache) -> tuple[list[dict], list[dict], float]:
+def plan(loaded: LoadedPlan, cache: RunCache) -> tuple[list[dict], list[dict], list[dict], float]:
+    """Every configuration's row, the smallest fleets, the same-node comparisons, seconds."""
     t0 = time.perf_counter()
-    rows = Planner(loaded, cache).run()
-    return rows, smallest(rows), time.perf_counter() - t0
+    planner = Planner(loaded, cache)
+    rows = planner.run()
+    best = smallest(rows)
+    return rows, best, planner.same_nodes(best), time.perf_counter() - t0

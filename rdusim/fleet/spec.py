@@ -13,6 +13,7 @@ searched::
       max_replicas: 6            # per pool
       layouts: [colocated, disaggregated]
       mixed: true                # disaggregated pools on two different platforms too
+      exhaustive: false          # true: every replica count (pair), for the Pareto plot
       router: least_outstanding
       router_latency_s: {value: 2.0e-4, source: "..."}
       clusters: {sn40l: clusters/sn40l_x2.yaml, ...}   # the network the KV cache crosses
@@ -66,6 +67,7 @@ class PlanBlock:
     max_replicas: int = field(default=4, metadata={"gt": 0, "le": 64})
     layouts: tuple[Layout, ...] = (Layout.COLOCATED,)
     mixed: bool = False
+    exhaustive: bool = False       # every replica count (pair) up to max_replicas, not just up to the first meeting the SLO
     router: RouterPolicy = RouterPolicy.LEAST_OUTSTANDING
     clusters: Mapping[str, str] = field(default_factory=dict)
 
