@@ -125,3 +125,48 @@ def test_plan_bad_input_exits_2(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2, r.stderr
     assert "plan.slo.ttft_p99_s" in r.stderr and "Traceback" not in r.stderr
+
+
+TINY = """name: tiny_plan
+kind: plan
+models: [llama2-7b]
+arrivals: {{process: trace, trace: {trace}, format: azure, time_scale: 4.0}}
+requests: 60
+warmup_requests: 10
+replications: 1
+platforms:
+  sn40l: {{arch: arch/sn40l.yaml, stack: sambanova}}
+  dgx_h100: {{arch: arch/dgx_h100.yaml, stack: vllm}}
+plan:
+  slo: {{ttft_p99_s: 2.0, tbt_p99_s: 0.2, e2e_p99_s: 30.0}}
+  tp: [8]
+  max_replicas: 2
+  layouts: [colocated, disaggregated]
+  mixed: true
+  router_latency_s: {{value: 2.0e-4, source: "assumed: test"}}
+  clusters: {{sn40l: {root}/clusters/sn40l_x2.yaml, dgx_h100: {root}/clusters/dgx_h100_x2.yaml}}
+"""
+
+
+def test_plan_cli_end_to_end_and_its_keys_documented(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from rdusim.cli import main
+    from test_docs_keys import undocumented
+
+    root = Path(__file__).resolve().parent.parent
+    f = tmp_path / "tiny.yaml"
+    f.write_text(TINY.format(trace=root / "data" / "azure_conv_excerpt.csv", root=root))
+    out = tmp_path / "out"
+    assert main(["plan", str(f), "--out", str(out), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "smallest fleet meeting the SLO" in printed and "sn40l x1 (tp8)" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert not undocumented("plan", list(doc["metrics"]))
+    # every platform and pair has a smallest fleet here, the disaggregated ones on 2 nodes
+    assert doc["metrics"]["plan.llama2-7b.disaggregated.sn40l.dgx_h100.nodes"] == 2
+    assert (out / "figures" / "pareto.png").stat().st_size > 1000
+    assert "figures/pareto.png" in (out / "report.md").read_text()
+    rows = doc["configurations"]
+    assert all(r["met"] == (r["binding_ratio"] is not None and r["binding_ratio"] <= 1) for r in rows)
