@@ -170,3 +170,23 @@ def test_plan_cli_end_to_end_and_its_keys_documented(tmp_path, capsys):
     assert "figures/pareto.png" in (out / "report.md").read_text()
     rows = doc["configurations"]
     assert all(r["met"] == (r["binding_ratio"] is not None and r["binding_ratio"] <= 1) for r in rows)
+
+
+def test_plan_synthetic_traffic_carries_intervals(tmp_path):
+    import json
+    from pathlib import Path
+
+    from rdusim.cli import main
+    from test_docs_keys import undocumented
+
+    root = Path(__file__).resolve().parent.parent
+    text = TINY.format(trace=root / "data" / "azure_conv_excerpt.csv", root=root)
+    text = text.replace("arrivals: {process: trace", "arrivals: {process: poisson, rate_per_s: 4.0}\n#")
+    text = text.replace("replications: 1", "replications: 3").replace("[colocated, disaggregated]", "[colocated]")
+    f = tmp_path / "syn.yaml"
+    f.write_text(text)
+    assert main(["plan", str(f), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 0
+    m = json.loads((tmp_path / "o" / "results.json").read_text())["metrics"]
+    assert not undocumented("plan", list(m))
+    k = "plan.llama2-7b.colocated.dgx_h100.dgx_h100.e2e.p99"
+    assert m[f"{k}_ci_lo_s"] <= m[f"{k}_s"] <= m[f"{k}_ci_hi_s"] and m[f"{k}_ci_lo_s"] < m[f"{k}_ci_hi_s"]

@@ -66,7 +66,9 @@ def main_plan(args, jobs: int = 1) -> int:
             metrics[f"{key}.nodes"] = r["nodes"]
             metrics[f"{key}.prefill_replicas"] = r["prefill_replicas"]
             metrics[f"{key}.decode_replicas"] = r["decode_replicas"]
-            for k in ("ttft.p99_s", "tbt.p99_s", "e2e.p99_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean"):
+            for k in ("ttft.p99_s", "tbt.p99_s", "e2e.p99_s", "ttft.p99_ci_lo_s", "tbt.p99_ci_lo_s", "e2e.p99_ci_lo_s",
+                      "ttft.p99_ci_hi_s", "tbt.p99_ci_hi_s", "e2e.p99_ci_hi_s", "kv_transfer.s_mean",
+                      "kv_transfer.bytes_mean"):
                 if r.get(k) is not None:
                     metrics[f"{key}.{k}"] = r[k]
         metrics["plan.configurations"] = len(rows)

@@ -21,7 +21,7 @@ from rdusim.fleet.fleet import Fleet, Layout, Pool, merged, pool_log, run_fleet
 from rdusim.fleet.network import kv_link
 from rdusim.fleet.spec import LoadedPlan
 from rdusim.parallel import fork_map
-from rdusim.serve.metrics import Slo, summarize
+from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.studies.serve import Streams, _model
 
@@ -84,11 +84,16 @@ class Planner:
             m: dict[str, Any] = {"nodes": fleet.nodes, "oom": 1}
             met, bind, ratio = False, "memory (weights do not fit)", math.inf
         else:
-            m = fleet_metrics(fleet, arrivals, self.spec.warmup_requests, self.slo)
+            # one run per independent stream (a trace: one); the p99s their mean, with 95% intervals
+            m = replicated([fleet_metrics(fleet, a, self.spec.warmup_requests, self.slo) for a in arrivals])
             met, bind, ratio = binding(m, self.limits)
         row = {"model": model, **label, "nodes": fleet.nodes, "met": met, "binding": bind, "ratio": ratio,
                **{k: m.get(k) for k in list(self.limits) + ["requests_per_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean",
                                                              "rejected"] if k in m},
+               **{k.replace("_s", "_ci_lo_s"): m[k.replace("_s", "_ci_lo_s")] for k in self.limits
+                  if k.replace("_s", "_ci_lo_s") in m},
+               **{k.replace("_s", "_ci_hi_s"): m[k.replace("_s", "_ci_hi_s")] for k in self.limits
+                  if k.replace("_s", "_ci_hi_s") in m},
                "metrics": m}
         self.rows.append(row)
         return row
@@ -104,10 +109,15 @@ class Planner:
                 out += [(model, layout, a, b, tp) for a, b in pairs for tp in plan.tp]
         return out
 
-    def arrivals(self, model: str):
+    def arrivals(self, model: str) -> list:
+        """The streams every fleet of ``model`` is simulated under: ``replications``
+        independent draws of synthetic traffic (the same on every fleet), or the trace once
+        (a replay is one realisation: no interval)."""
         if model not in self._arrivals:
             streams = Streams(self.p.serve, _model(model, self.p.file, "models").max_position_embeddings)
-            self._arrivals[model] = streams.at(streams.main_rate, self.spec.requests, 0).arrivals
+            reps = 1 if streams.trace is not None else self.spec.replications
+            self._arrivals[model] = [streams.at(streams.main_rate, self.spec.requests, 0, rep=r).arrivals
+                                     for r in range(reps)]
         return self._arrivals[model]
 
     def group(self, g: tuple) -> list[dict[str, Any]]:
