@@ -31,15 +31,15 @@ def pareto_png(rows) -> bytes:
         ax.scatter([p[0] for p in pts if not p[2]], [p[1] for p in pts if not p[2]], marker=marker, facecolors="none",
                    edgecolors="grey", label=f"{model} misses")
         front, best = [], math.inf
-        for n, y, _ in sorted(pts):
-            if y < best:
+        for n, y, met in sorted(pts):
+            if met and y < best:
                 best = y
                 front.append((n, y))
         ax.plot([p[0] for p in front], [p[1] for p in front], lw=1)
     ax.set_yscale("log")
     style_axes(ax, "nodes", "p99 end-to-end latency (s)")
     ax.legend(fontsize=7)
-    return finish(fig, "pareto", "Fleets: nodes vs p99 latency (Pareto front joined)").png
+    return finish(fig, "pareto", "Fleets: nodes vs p99 latency (Pareto front of the fleets meeting the SLO joined)").png
 
 
 def _g(x) -> str:
