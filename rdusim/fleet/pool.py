@@ -6,7 +6,9 @@ instant (so a run of decode steps stops there exactly as it would for a real arr
 stepped while its clock is before it; the placeholder is then withdrawn and the request
 added to the chosen replica. A replica's loop is the single server's
 (rdusim.serve.continuous, its ``step``), so one replica replays the plain server's run to
-the bit.
+the bit. With several replicas a replica's runs of decode steps are also cut where the
+router looks (at every request's arrival, not just its own): the cut run's remaining steps
+are timed from the mean context at the cut, as after any event of the single server.
 """
 
 from __future__ import annotations
