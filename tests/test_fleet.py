@@ -190,3 +190,25 @@ def test_plan_synthetic_traffic_carries_intervals(tmp_path):
     assert not undocumented("plan", list(m))
     k = "plan.llama2-7b.colocated.dgx_h100.dgx_h100.e2e.p99"
     assert m[f"{k}_ci_lo_s"] <= m[f"{k}_s"] <= m[f"{k}_ci_hi_s"] and m[f"{k}_ci_lo_s"] < m[f"{k}_ci_hi_s"]
+
+
+@pytest.mark.parametrize("edit, key", [
+    (("models: [llama2-7b]", "models: [llama2-7b, nope]"), "models[1]"),
+    (("tp: [8]", "tp: [8, 3]"), "plan.tp[1]"),
+    (("router_latency_s", "router: fastest\n  router_latency_s"), "plan.router"),
+    (("sn40l: {root}/clusters/sn40l_x2.yaml, ", ""), "plan.clusters.sn40l"),
+    (("kind: plan", "kind: serve"), "kind"),
+])
+def test_plan_bad_inputs_name_the_key(tmp_path, capsys, edit, key):
+    from pathlib import Path
+
+    from rdusim.cli import main
+
+    root = Path(__file__).resolve().parent.parent
+    text = TINY.replace(*edit).format(trace=root / "data" / "azure_conv_excerpt.csv", root=root)
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    assert main(["plan", str(f), "--out", str(tmp_path / "o"), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}: {key}: expected" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "results.json").exists()

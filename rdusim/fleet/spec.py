@@ -92,11 +92,18 @@ def load_plan(path: str, seed: Optional[int] = None) -> LoadedPlan:
     models = raw.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
         raise InputError(file, "models", "a non-empty list of model names", models)
+    from rdusim.config.checks import check_tp_divides
+    from rdusim.studies.serve import _model
+
+    cfgs = [_model(m, file, f"models[{i}]") for i, m in enumerate(models)]
     if "plan" not in raw:
         raise InputError(file, "plan", "a plan block (slo, router_latency_s, tp, max_replicas, ...)", None)
     plan = build(PlanBlock, raw["plan"], Ctx(file=file), "plan")
     if not plan.slo.limits():
         raise InputError(file, "plan.slo", "at least one of ttft_p99_s, tbt_p99_s, e2e_p99_s", {})
+    for cfg in cfgs:
+        for i, tp in enumerate(plan.tp):
+            check_tp_divides(cfg, tp, file, f"plan.tp[{i}]")
     body = {k: v for k, v in raw.items() if k not in ("kind", "models", "plan")}
     body.update(kind="serve", model=models[0])
     spec = build(ServeWorkload, body, Ctx(file=file))
