@@ -212,3 +212,24 @@ def test_plan_bad_inputs_name_the_key(tmp_path, capsys, edit, key):
     err = capsys.readouterr().err
     assert f"{f}: {key}: expected" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_one_replica_fleet_metrics_equal_rdusim_serve_to_the_bit():
+    from rdusim.cache import RunCache
+    from rdusim.config.workload import load_workload
+    from rdusim.config.workload_serve import Batching
+    from rdusim.serve.platform import ServePlatform, with_scheduler
+    from rdusim.studies.serve import Streams, _model, serve_point
+
+    loaded = load_workload("workloads/serve_llama2_7b.yaml", [("requests", 150), ("warmup_requests", 20)])
+    spec = loaded.spec
+    cfg = _model(spec.model, loaded.file, "model")
+    plat = ServePlatform.build("dgx_h100", with_scheduler(loaded.deployment("dgx_h100", cfg), spec.scheduler),
+                               RunCache())
+    stream = Streams(loaded, cfg.max_position_embeddings).at(spec.arrivals.rate_per_s, spec.requests, 0)
+    _, want = serve_point(plat, Batching.CONTINUOUS, stream, spec)
+    got = fleet_metrics(Fleet(Pool(plat, 1, 1)), list(stream.arrivals), spec.warmup_requests,
+                        Slo(spec.slo.ttft_s, spec.slo.tpot_s))
+    shared = [k for k in want if k in got and k not in ("truncated", "rejected")]
+    assert len(shared) >= 40 and "tbt.p99_s" in shared and "little.in_system_mean" in shared
+    assert {k: got[k] for k in shared} == {k: want[k] for k in shared}
