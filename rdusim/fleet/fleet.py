@@ -16,7 +16,6 @@ decode pool's queue); its end is the decode pool's.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -131,10 +130,4 @@ def pool_log(run: PoolRun, warmup: int) -> tuple[RunLog, int]:
     how many of them are warm-up."""
     seqs = sorted((q for lg in run.logs for q in lg.seqs), key=lambda q: q.id)
     warm = sum(1 for q in seqs if q.id < warmup)
-    lg = merged(seqs, run.logs, warm)
-    lg.seqs = seqs
-    return lg, warm
-
-
-def nan_to_none(x: float):
-    return None if isinstance(x, float) and math.isnan(x) else x
+    return merged(seqs, run.logs, warm), warm
