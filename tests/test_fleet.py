@@ -166,6 +166,11 @@ def test_plan_cli_end_to_end_and_its_keys_documented(tmp_path, capsys):
     assert not undocumented("plan", list(doc["metrics"]))
     # every platform and pair has a smallest fleet here, the disaggregated ones on 2 nodes
     assert doc["metrics"]["plan.llama2-7b.disaggregated.sn40l.dgx_h100.nodes"] == 2
+    # priced: only fleets of H100s (the SN40L has no published price); one H100 node meets it
+    from rdusim.config.arch import load_arch
+    price = load_arch(root / "arch" / "dgx_h100.yaml").price_per_node_hour_usd
+    assert doc["metrics"]["plan.llama2-7b.cheapest.usd_per_hour"] == price
+    assert "plan.llama2-7b.colocated.sn40l.sn40l.usd_per_hour" not in doc["metrics"]
     assert (out / "figures" / "pareto.png").stat().st_size > 1000
     assert "figures/pareto.png" in (out / "report.md").read_text()
     rows = doc["configurations"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from rdusim import outdir
 from rdusim.cache import active_cache, cache_at
 from rdusim.parallel import using_jobs
-from rdusim.fleet.plan import plan
+from rdusim.fleet.plan import cheapest, plan
 from rdusim.fleet.spec import load_plan
 from rdusim.paths import default_out
 
@@ -71,6 +71,12 @@ def main_plan(args, jobs: int = 1) -> int:
                       "kv_transfer.bytes_mean"):
                 if r.get(k) is not None:
                     metrics[f"{key}.{k}"] = r[k]
+        for r in best:
+            if r["usd_per_hour"] is not None:
+                metrics[f"plan.{r['model']}.{r['layout']}.{r['prefill']}.{r['decode']}.usd_per_hour"] = r["usd_per_hour"]
+        cheap = cheapest(rows)
+        for r in cheap:
+            metrics[f"plan.{r['model']}.cheapest.usd_per_hour"] = r["usd_per_hour"]
         metrics["plan.configurations"] = len(rows)
         doc = {"name": name, "kind": "plan", "metrics": metrics, "same_nodes": same,
                "configurations": [{k: v for k, v in r.items() if k != "metrics"} | {"binding_ratio": r["ratio"]}
@@ -79,7 +85,9 @@ def main_plan(args, jobs: int = 1) -> int:
             c.pop("ratio", None)
             c["binding_ratio"] = None if not math.isfinite(c["binding_ratio"]) else c["binding_ratio"]
         lines = [f"# Plan: {name}", "", f"{len(rows)} configurations simulated in {seconds:.1f} s. "
-                 "No machine prices exist yet: fleets are ranked by nodes.", "",
+                 "Smallest fleets by nodes; cheapest by the machines' published node prices (machines without one: "
+                 "unpriced).", ""] + [f"Cheapest fleet meeting the SLO for {r['model']}: {_label(r)}, "
+                                      f"{r['nodes']} nodes, {r['usd_per_hour']:.2f} USD/hour" for r in cheap] + ["",
                  "| model | fleet | nodes | p99 TTFT s | p99 TBT s | p99 E2E s | binding | forced by |",
                  "|---|---|---|---|---|---|---|---|"]
         for r in sorted(best, key=lambda r: (r["model"], r["nodes"])):
@@ -103,8 +111,11 @@ def main_plan(args, jobs: int = 1) -> int:
             (stage / "figures").mkdir()
             (stage / "figures" / "pareto.png").write_bytes(pareto_png(rows))
     print(f"plan: {loaded.file}: {len(rows)} configurations in {seconds:.1f} s; smallest fleet meeting the SLO "
-          "(nodes; no prices yet):")
+          "(nodes):")
     for r in sorted(best, key=lambda r: (r["model"], r["nodes"])):
         print(f"  {r['model']:<11} {_label(r):<58} {r['nodes']:>2} nodes  binding {r['binding']}")
+    for r in cheapest(rows):
+        print(f"  cheapest for {r['model']}: {_label(r)}, {r['nodes']} nodes, {r['usd_per_hour']:.2f} USD/hour "
+              "(machines with a published price)")
     print(f"\nresults: {out / 'results.json'}\nreport:  {out / 'report.md'}")
     return 0

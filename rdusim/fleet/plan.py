@@ -5,8 +5,8 @@ Co-located: replicas 1, 2, ... up to ``max_replicas`` until the SLO is met (more
 behind the router only lower the load on each: the first that meets it is the smallest).
 Disaggregated: (prefill replicas, decode replicas) pairs in order of nodes, the first pair
 meeting the SLO. Every configuration simulated is a row (nodes, p99s, whether it met the SLO,
-the binding constraint: the largest p99 / limit ratio). Where no price exists (the machine
-interface has none yet) fleets are ranked by nodes.
+the binding constraint: the largest p99 / limit ratio) with its price per hour where every
+machine in it has a published node price (rdusim.config.machine); the cheapest is among those.
 """
 
 from __future__ import annotations
@@ -44,6 +44,30 @@ def fleet_metrics(fleet: Fleet, arrivals, warmup: int, slo: Slo) -> dict[str, An
         m["kv_transfer.s_max"] = max(run.kv_s)
     m["nodes"] = fleet.nodes
     return m
+
+
+def fleet_usd_per_hour(fleet: Fleet):
+    """The fleet's price per hour from the machines' published node prices (the machine
+    interface's ``price_per_node_hour_usd``); None where a pool's machine has no price."""
+    total = 0.0
+    for p in (fleet.prefill, fleet.serve):
+        if p is None:
+            continue
+        price = p.platform.dep.arch.price_per_node_hour_usd
+        if price is None:
+            return None
+        total += price * p.replicas * p.nodes_per_replica
+    return total
+
+
+def cheapest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, the priced fleet meeting the SLO with the lowest price per hour."""
+    out = {}
+    for r in rows:
+        if r["met"] and r["usd_per_hour"] is not None and (
+                r["model"] not in out or r["usd_per_hour"] < out[r["model"]]["usd_per_hour"]):
+            out[r["model"]] = r
+    return list(out.values())
 
 
 def binding(m: dict[str, Any], limits: dict[str, float]) -> tuple[bool, str, float]:
@@ -87,7 +111,8 @@ class Planner:
             # one run per independent stream (a trace: one); the p99s their mean, with 95% intervals
             m = replicated([fleet_metrics(fleet, a, self.spec.warmup_requests, self.slo) for a in arrivals])
             met, bind, ratio = binding(m, self.limits)
-        row = {"model": model, **label, "nodes": fleet.nodes, "met": met, "binding": bind, "ratio": ratio,
+        row = {"model": model, **label, "nodes": fleet.nodes, "usd_per_hour": fleet_usd_per_hour(fleet),
+               "met": met, "binding": bind, "ratio": ratio,
                **{k: m.get(k) for k in list(self.limits) + ["requests_per_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean",
                                                              "rejected"] if k in m},
                **{k.replace("_s", "_ci_lo_s"): m[k.replace("_s", "_ci_lo_s")] for k in self.limits
