@@ -194,6 +194,12 @@ def cmd_sweep(args) -> int:
     return main_sweep(args)
 
 
+def cmd_plan(args) -> int:
+    from rdusim.fleet.command import main_plan
+
+    return main_plan(args, _jobs_of(args))
+
+
 def cmd_validate(args) -> int:
     from rdusim.config.workload import REPO_ROOT
     from rdusim.parallel import using_jobs
@@ -307,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--cache-dir", metavar="DIR", help=CACHE_HELP + "; shared by the workers")
     sw.set_defaults(func=cmd_sweep)
 
+    pl = sub.add_parser("plan", help="the smallest fleet per platform meeting a latency SLO (a plan file)")
+    pl.add_argument("file", help="a plan file (kind: plan), e.g. workloads/plan_chat.yaml")
+    pl.add_argument("--out", help="output folder (default reports/<name>)")
+    pl.add_argument("--seed", type=_seed, default=None, help="override the file's seed")
+    pl.add_argument("--force", action="store_true", help=FORCE_HELP)
+    pl.add_argument("--cache-dir", help=CACHE_HELP)
+    pl.add_argument("--jobs", type=_jobs, metavar="N", help=JOBS_HELP)
+    pl.set_defaults(func=cmd_plan)
     rep = sub.add_parser("report", help="render a report from results.json (or a run / sweep folder)",
                          description="Re-render a report without re-simulating: from a results.json, a run "
                          "folder holding one, or a sweep folder (plots from sweep.sqlite).")

@@ -44,7 +44,7 @@ class Runs:
                 raise ValueError(f"not an rdusim command: {command}")
             args = args[1:]
             out_dir = None
-            if args and args[0] == "run":
+            if args and args[0] in ("run", "plan"):
                 out_dir = Path(self._tmp.name) / f"run{len(self._out)}"
                 args += ["--out", str(out_dir)]
             stdout, stderr = io.StringIO(), io.StringIO()
@@ -70,7 +70,7 @@ class Runs:
         return self._run(command, ok)[0]
 
     def results(self, command: str) -> Mapping[str, Any]:
-        """The results.json that ``rdusim run ...`` wrote."""
+        """The results.json that ``rdusim run ...`` (or ``rdusim plan ...``) wrote."""
         def read():
             out_dir = self._run(command, (0,))[2]
             if out_dir is None:

@@ -44,14 +44,10 @@ class _Continuous:
         self.s = setup
         self.sc = setup.scheduler
         self.B = setup.block_tokens
-        seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
-        self.log = RunLog(seqs, kv_blocks=setup.kv_blocks)
+        self.log = RunLog([], kv_blocks=setup.kv_blocks)
         self.pending: deque[Seq] = deque()
-        for q in seqs:   # a request whose whole sequence cannot fit the pool could never finish
-            if self.blocks(q.prompt + q.output) > setup.kv_blocks - setup.watermark_blocks:
-                self.log.rejected_kv += 1
-            else:
-                self.pending.append(q)
+        for i, a in enumerate(arrivals):
+            self.add(Seq(i, a))
         self.waiting: deque[Seq] = deque()
         self.swapped: deque[Seq] = deque()
         self.running: list[Seq] = []
@@ -99,22 +95,40 @@ class _Continuous:
         self.log.held(self.s.kv_blocks - self.free, t)
         self.now += t
 
+    def add(self, q: Seq) -> None:
+        """A request for this server, after every one added before it in time (a fleet's
+        router adds them as it routes)."""
+        self.log.seqs.append(q)
+        # a request whose whole sequence cannot fit the pool could never finish
+        if self.blocks(q.prompt + q.output) > self.s.kv_blocks - self.s.watermark_blocks:
+            self.log.rejected_kv += 1
+        else:
+            self.pending.append(q)
+
+    def busy(self) -> bool:
+        return bool(self.pending or self.waiting or self.swapped or self.running)
+
     def run(self) -> None:
         guard = ClockGuard("continuous batching", self.log.seqs)
-        while self.pending or self.waiting or self.swapped or self.running:
+        while self.busy():
             guard.tick(self.now)
-            while self.pending and self.pending[0].arrival_s <= self.now:
-                self.waiting.append(self.pending.popleft())
-            if not (self.waiting or self.swapped or self.running):
-                self.now = self.pending[0].arrival_s
-                continue
-            self.log.sample(self.now, self.s.kv_blocks - self.free, len(self.waiting) + len(self.swapped),
-                            len(self.running))
-            extra = self.swap_in()
-            if self.sc.chunked_prefill:
-                self.chunked_step(extra)
-            elif not self.prefill_step(extra):
-                self.decode_run(extra)
+            self.step()
+
+    def step(self) -> None:
+        """One pass of the loop: the arrivals due join the queue, then one event (a step,
+        a run of decode steps, or the clock's jump to the next arrival)."""
+        while self.pending and self.pending[0].arrival_s <= self.now:
+            self.waiting.append(self.pending.popleft())
+        if not (self.waiting or self.swapped or self.running):
+            self.now = self.pending[0].arrival_s
+            return
+        self.log.sample(self.now, self.s.kv_blocks - self.free, len(self.waiting) + len(self.swapped),
+                        len(self.running))
+        extra = self.swap_in()
+        if self.sc.chunked_prefill:
+            self.chunked_step(extra)
+        elif not self.prefill_step(extra):
+            self.decode_run(extra)
 
     # ---- admission ----
     def swap_in(self) -> float:
@@ -140,7 +154,7 @@ class _Continuous:
         out: list[Seq] = []
         while self.waiting and len(self.running) + len(out) < self.sc.max_sequences and budget > 0:
             q = self.waiting[0]
-            if whole and out and q.target > budget:
+            if whole and out and q.target - q.kv_in > budget:
                 break
             need = self.blocks(q.target + 1)
             hashes = self.prefix_hashes(q)
@@ -157,7 +171,7 @@ class _Continuous:
                 self.pc.saved_tokens += hit * self.B
             self.take(need - hit)
             q.blocks = need
-            q.prefilled = hit * self.B
+            q.prefilled = q.kv_in if q.kv_in else hit * self.B   # KV computed elsewhere, or a prefix hit
             if q.start_s != q.start_s:
                 q.start_s = self.now
             elif q.queued_s == q.queued_s:          # back after a preemption
@@ -171,18 +185,20 @@ class _Continuous:
         admitted = self.admit(self.sc.max_batched_tokens, whole=True)
         if not admitted:
             return False
-        # the stack's set-up of every request admitted, then the packed step
-        pieces = [(q.target - q.prefilled, q.prefilled) for q in admitted]   # a prefix hit: over its cached tokens
-        t = extra + self.s.costs.packed_prefill_s(pieces) + self.s.request_s * len(admitted)
+        # the stack's set-up of every request admitted, then the packed step (of the
+        # prompts whose KV is not in already)
+        fresh = [q for q in admitted if q.prefilled < q.target]
+        pieces = [(q.target - q.prefilled, q.prefilled) for q in fresh]
+        t = extra + (self.s.costs.packed_prefill_s(pieces) if pieces else 0.0) + self.s.request_s * len(admitted)
         self.advance(t)
-        self.log.steps += 1
+        self.log.steps += 1 if pieces else 0
         for q in admitted:
             q.prefilled = q.target
             self.running.append(q)
             if q.prefix >= 0 and self.pc is not None:
                 self.register(q)
-        self.log.tokens(admitted, self.now)
-        self.produced(admitted)
+        self.log.tokens(fresh, self.now)
+        self.produced(fresh)
         return True
 
     # ---- steps ----
@@ -224,7 +240,7 @@ class _Continuous:
             self.log.swap_s += t
             return t
         victim.target = victim.context          # recompute: prompt + generated prefilled again
-        victim.prefilled = 0
+        victim.prefilled = victim.kv_in = 0
         self.waiting.appendleft(victim)
         return 0.0
 
@@ -301,8 +317,9 @@ class _Continuous:
         admitted = self.admit(budget, whole=False)
         for q in admitted:
             n = min(q.target - q.prefilled, budget)
-            chunks.append((q, n))
-            budget -= n
+            if n > 0:
+                chunks.append((q, n))
+                budget -= n
             self.running.append(q)
         if not chunks:
             self.decode_run(extra)

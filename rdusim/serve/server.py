@@ -44,7 +44,7 @@ class Seq:
 
     __slots__ = ("id", "arrival_s", "prompt", "output", "expert", "generated", "prefilled", "target",
                  "blocks", "start_s", "first_token_s", "finish_s", "preemptions", "switches", "swapped",
-                 "last_token_s", "waited_s", "queued_s", "prefix", "prefix_tokens", "shared")
+                 "last_token_s", "waited_s", "queued_s", "prefix", "prefix_tokens", "shared", "kv_in")
 
     def __init__(self, i: int, a: Arrival):
         self.id = i
@@ -68,6 +68,7 @@ class Seq:
         self.prefix = a.prefix              # shared prompt prefix id (-1: none)
         self.prefix_tokens = a.prefix_tokens   # its length: the prompt's first tokens
         self.shared: list = []              # hashes of the prefix-cache blocks it reads (rdusim.serve.prefix_cache)
+        self.kv_in = 0                # prompt tokens whose KV arrives computed (disaggregated decode)
 
     @property
     def context(self) -> int:

@@ -1,0 +1,121 @@
+"""``rdusim plan FILE``: the planning search, its table on stdout, and in the output folder
+(the run folder rules of rdusim.outdir) results.json, report.md and figures/pareto.png (nodes
+against p99 end-to-end latency, every configuration simulated, the Pareto front joined)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rdusim import outdir
+from rdusim.cache import active_cache, cache_at
+from rdusim.parallel import using_jobs
+from rdusim.fleet.plan import cheapest, plan
+from rdusim.fleet.spec import load_plan
+from rdusim.paths import default_out
+
+
+from rdusim.fleet.plan import _name as _label
+
+
+def pareto_png(rows) -> bytes:
+    from rdusim.report.figures import finish, new_figure, style_axes
+
+    fig = new_figure(8.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for model, marker in zip(sorted({r["model"] for r in rows}), "os^D"):
+        pts = [(r["nodes"], r.get("e2e.p99_s"), r["met"]) for r in rows if r["model"] == model
+               and r.get("e2e.p99_s") is not None]
+        ax.scatter([p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], marker=marker, label=f"{model} meets SLO")
+        ax.scatter([p[0] for p in pts if not p[2]], [p[1] for p in pts if not p[2]], marker=marker, facecolors="none",
+                   edgecolors="grey", label=f"{model} misses")
+        front, best = [], math.inf
+        for n, y, met in sorted(pts):
+            if met and y < best:
+                best = y
+                front.append((n, y))
+        ax.plot([p[0] for p in front], [p[1] for p in front], lw=1)
+    ax.set_yscale("log")
+    style_axes(ax, "nodes", "p99 end-to-end latency (s)")
+    ax.legend(fontsize=7)
+    return finish(fig, "pareto", "Fleets: nodes vs p99 latency (Pareto front of the fleets meeting the SLO joined)").png
+
+
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _yes(b: bool) -> str:
+    return "yes" if b else "no"
+
+
+def main_plan(args, jobs: int = 1) -> int:
+    loaded = load_plan(args.file, args.seed)
+    name = loaded.serve.spec.name
+    out = Path(args.out) if args.out else default_out(name)
+    kind = outdir.Kind.RUN
+    outdir.check_target(out, kind, force=args.force)
+    with outdir.locked(out, "plan"):
+        outdir.check_target(out, kind, force=args.force)
+        with using_jobs(jobs):
+            rows, best, same, seconds = plan(loaded, cache_at(args.cache_dir) or active_cache())
+        metrics = {}
+        for r in best:
+            key = f"plan.{r['model']}.{r['layout']}.{r['prefill']}.{r['decode']}"
+            metrics[f"{key}.nodes"] = r["nodes"]
+            metrics[f"{key}.prefill_replicas"] = r["prefill_replicas"]
+            metrics[f"{key}.decode_replicas"] = r["decode_replicas"]
+            for k in ("ttft.p99_s", "tbt.p99_s", "e2e.p99_s", "ttft.p99_ci_lo_s", "tbt.p99_ci_lo_s", "e2e.p99_ci_lo_s",
+                      "ttft.p99_ci_hi_s", "tbt.p99_ci_hi_s", "e2e.p99_ci_hi_s", "kv_transfer.s_mean",
+                      "kv_transfer.bytes_mean"):
+                if r.get(k) is not None:
+                    metrics[f"{key}.{k}"] = r[k]
+        for r in best:
+            if r["usd_per_hour"] is not None:
+                metrics[f"plan.{r['model']}.{r['layout']}.{r['prefill']}.{r['decode']}.usd_per_hour"] = r["usd_per_hour"]
+        cheap = cheapest(rows)
+        for r in cheap:
+            metrics[f"plan.{r['model']}.cheapest.usd_per_hour"] = r["usd_per_hour"]
+        metrics["plan.configurations"] = len(rows)
+        doc = {"name": name, "kind": "plan", "metrics": metrics, "same_nodes": same,
+               "configurations": [{k: v for k, v in r.items() if k != "metrics"} | {"binding_ratio": r["ratio"]}
+                                  for r in rows]}
+        for c in doc["configurations"]:
+            c.pop("ratio", None)
+            c["binding_ratio"] = None if not math.isfinite(c["binding_ratio"]) else c["binding_ratio"]
+        lines = [f"# Plan: {name}", "", f"{len(rows)} configurations simulated in {seconds:.1f} s. "
+                 "Smallest fleets by nodes; cheapest by the machines' published node prices (machines without one: "
+                 "unpriced).", ""] + [f"Cheapest fleet meeting the SLO for {r['model']}: {_label(r)}, "
+                                      f"{r['nodes']} nodes, {r['usd_per_hour']:.2f} USD/hour" for r in cheap] + ["",
+                 "| model | fleet | nodes | p99 TTFT s | p99 TBT s | p99 E2E s | binding | forced by |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(best, key=lambda r: (r["model"], r["nodes"])):
+            lines.append(f"| {r['model']} | {_label(r)} | {r['nodes']} | {r.get('ttft.p99_s', float('nan')):.3g} | "
+                         f"{r.get('tbt.p99_s', float('nan')):.3g} | {r.get('e2e.p99_s', float('nan')):.3g} | "
+                         f"{r['binding']} | {r['forced_by']} |")
+        if same:
+            lines += ["", "Disaggregated against co-located serving on the same number of nodes (p99, s):", "",
+                      "| model | disaggregated | co-located | nodes | " + " | ".join(
+                          f"{k} disagg / coloc" for k in loaded.plan.slo.limits()) + " | meets SLO disagg / coloc |",
+                      "|---|---|---|---|" + "---|" * len(loaded.plan.slo.limits()) + "---|"]
+            for c in same:
+                vals = " | ".join(f"{_g(c[f'disaggregated.{k}'])} / {_g(c[f'colocated.{k}'])}"
+                                  for k in loaded.plan.slo.limits())
+                lines.append(f"| {c['model']} | {c['disaggregated']} | {c['colocated']} | {c['nodes']} | {vals} | "
+                             f"{_yes(c['disaggregated.met'])} / {_yes(c['colocated.met'])} |")
+        lines += ["", "![Pareto: nodes against p99 end-to-end latency](figures/pareto.png)", ""]
+        with outdir.staged(out, kind, force=args.force) as stage:
+            (stage / "results.json").write_text(json.dumps(doc, indent=1))
+            (stage / "report.md").write_text("\n".join(lines))
+            (stage / "figures").mkdir()
+            (stage / "figures" / "pareto.png").write_bytes(pareto_png(rows))
+    print(f"plan: {loaded.file}: {len(rows)} configurations in {seconds:.1f} s; smallest fleet meeting the SLO "
+          "(nodes):")
+    for r in sorted(best, key=lambda r: (r["model"], r["nodes"])):
+        print(f"  {r['model']:<11} {_label(r):<58} {r['nodes']:>2} nodes  binding {r['binding']}")
+    for r in cheapest(rows):
+        print(f"  cheapest for {r['model']}: {_label(r)}, {r['nodes']} nodes, {r['usd_per_hour']:.2f} USD/hour "
+              "(machines with a published price)")
+    print(f"\nresults: {out / 'results.json'}\nreport:  {out / 'report.md'}")
+    return 0
