@@ -15,7 +15,7 @@ from rdusim.serve.continuous import _Continuous, run_continuous
 from rdusim.serve.metrics import Slo, summarize
 from rdusim.serve.prefix_cache import PrefixCache, chain
 from rdusim.serve.server import ServerSetup
-from tests.test_serve_queueing import Fixed, stream
+from test_serve_queueing import Fixed, stream
 
 TOTAL = 24
 

@@ -15,7 +15,7 @@ from rdusim.serve.continuous import run_continuous
 from rdusim.serve.metrics import Slo, replicated, summarize, weighted_percentile
 from rdusim.serve.server import ServerSetup
 from rdusim.serve.static import run_static
-from tests.test_serve_queueing import Fixed
+from test_serve_queueing import Fixed
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
