@@ -15,8 +15,10 @@ then admission stops there, so a step never runs a model that is not resident.
 A step either prefills the admitted prompts (the decodes wait, vLLM without chunked
 prefill) or decodes every running sequence; its time is the :class:`GroupCosts` of its
 models (a CoE: one segment per expert, each reading its own weights; adapters: the base
-model's step plus one batched adapter kernel). ``model_load_s`` is paid for each model a
-step runs that the step before did not (and for the router after experts and back).
+model's step plus one batched adapter kernel). A step running a model the step before did
+not pays ``model_load_s`` for each such model (its programs' arguments) and ``session_s``
+once (the host switches the node to the new schedule; the router after experts and back
+is such a change too).
 Runs of decode steps with nothing to decide are advanced in one go, as
 :mod:`rdusim.serve.continuous`.
 """
@@ -56,7 +58,8 @@ class MultiSetup:
     kv_block_tokens: int
     kv_blocks: int
     request_s: float = 0.0        # the stack's per-request host work, on the step that admits it
-    model_load_s: float = 0.0     # each model a step runs that the step before did not
+    model_load_s: float = 0.0     # each model a step runs that the step before did not (its programs' arguments)
+    session_s: float = 0.0        # each step whose models differ from the step before's (the host switches the node's schedule)
     router: Optional[StepCosts] = None   # a CoE's router, run over every arrival (None: requests name their model)
     hottest: tuple[int, ...] = ()
 
@@ -99,7 +102,7 @@ def run_multi(setup: MultiSetup, arrivals: Sequence[Arrival], warmup: int = 0
         nonlocal before
         new = len(models - before)
         before = models
-        return setup.model_load_s * new
+        return setup.model_load_s * new + (setup.session_s if new else 0.0)
 
     while pending or waiting or running:
         guard.tick(now)

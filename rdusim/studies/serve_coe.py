@@ -187,7 +187,7 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
                           max_sequences=sched.max_sequences, max_batched_tokens=sched.max_batched_tokens,
                           kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
                           request_s=dep.stack.costs.per_request_s,
-                          model_load_s=dep.stack.costs.per_model_load_s + programs,
+                          model_load_s=programs, session_s=dep.stack.costs.per_model_load_s,
                           router=StepModel(router_dep, cache), hottest=hottest)
     return CoeSetup(router=StepModel(router_dep, cache), expert=expert, experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
