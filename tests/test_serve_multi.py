@@ -169,3 +169,21 @@ def test_the_default_is_run_to_completion(tmp_path):
     default = metrics([])
     assert default == metrics([("coe.batching", "run_to_completion")])
     assert default != metrics([("coe.batching", "continuous")])
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["adapters.rank=0"], "adapters.rank"),
+    (["adapters.targets=[foo]"], "adapters.targets"),
+    (["adapters.targets=[router]"], "adapters.targets"),      # a dense model has no router to adapt
+    (["scheduler.models_per_step=0"], "scheduler.models_per_step"),
+    (["coe.batching=sometimes"], "coe.batching"),
+])
+def test_bad_input_exits_2_naming_the_key(tmp_path, capsys, sets, key):
+    from rdusim.cli import main
+
+    args = ["run", "workloads/serve_adapters.yaml", "--out", str(tmp_path / "o")]
+    for s in sets + ["requests=10", "warmup_requests=2", "sweep_requests=5", "replications=1"]:
+        args += ["--set", s]
+    assert main(args) == 2
+    assert key in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -141,6 +141,12 @@ class ServeAdaptersSpec:
     popularity: RoutingSpec = RoutingSpec()
     cache: CacheSpec = CacheSpec()
 
+    def __post_init__(self) -> None:
+        from rdusim.graph.peft import LORA_MODULES
+        unknown = [t for t in self.targets if t not in LORA_MODULES]
+        if unknown or not self.targets:
+            raise ValueError("targets", f"one or more module names among {list(LORA_MODULES)}", list(self.targets))
+
 
 @dataclass(frozen=True)
 class ServeWorkload:

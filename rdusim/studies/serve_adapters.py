@@ -17,6 +17,7 @@ platform ``serve.P.adapter_slots``, ``adapter_bytes``, ``adapter_switch_s``, ``a
 from __future__ import annotations
 
 from rdusim.config.workload_serve import ServeAdaptersSpec
+from rdusim.errors import InputError
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.engine.stepper import StepModel
 from rdusim.memory import weight_bytes_per_rank
@@ -28,10 +29,14 @@ from rdusim.serve.platform import hbm_usable_per_device, workspace_bytes
 KV_TOKENS_PER_SEQUENCE = 2048   # as the CoE study (rdusim.studies.serve_coe): assumed, half a 4k context
 
 
-def adapter_setup(name, dep, ad: ServeAdaptersSpec, hottest, cache, rows: list, oom_reasons: dict) -> MultiSetup | None:
+def adapter_setup(name, dep, ad: ServeAdaptersSpec, hottest, cache, rows: list, oom_reasons: dict,
+                  file: str = "workload") -> MultiSetup | None:
     sched, tp = dep.stack.scheduler, dep.tp
     shape = cache.get(("adapter_shape", dep.model, tp, ad.rank, ad.targets),
                       lambda: adapter_shape(dep.model, tp, ad.rank, ad.targets))
+    if shape.bytes_per_rank <= 0:
+        raise InputError(file, "adapters.targets", f"modules {dep.model.name} has (a LoRA adapter on them)",
+                         list(ad.targets))
     weights = weight_bytes_per_rank(dep.model, tp)
     kv = sched.max_sequences * dep.model.kv_cache_bytes_per_rank(KV_TOKENS_PER_SEQUENCE, tp)
     allocated = hbm_usable_per_device(dep) * (1 - sched.memory_reserve_fraction)

@@ -95,7 +95,7 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                     setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, oom_reasons)
                 else:
                     from rdusim.studies.serve_adapters import adapter_setup
-                    setup = adapter_setup(name, dep, ad, hottest, cache, rows, oom_reasons)
+                    setup = adapter_setup(name, dep, ad, hottest, cache, rows, oom_reasons, loaded.file)
                 if setup is None:
                     bar.advance(1 + len(sweep))
                     continue
