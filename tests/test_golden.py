@@ -26,14 +26,6 @@ CASES = {
                                          "coe.*.lone_switch_s", "coe.footprint.*.nodes_for150"]),
     "fusion_suite": ("workloads/fusion_suite.yaml", ["fusion.*.speedup.*", "fusion.*.kernels"]),
     "llama2_7b_chat": ("workloads/llama2_7b_chat.yaml", ["model.*.latency_s", "model.*.tpot_s"]),
-    # serving: the headline figures of the README (capacity, p99 TTFT, TPOT, TBT, throughput)
-    "serve_llama2_7b": ("workloads/serve_llama2_7b.yaml", [
-        "serve.*.*.capacity.max_rate_per_s", "serve.*.continuous.ttft.p99_s", "serve.*.continuous.tpot.p50_s",
-        "serve.*.continuous.tbt.p99_s", "serve.*.*.requests_per_s", "serve.*.continuous.load*.ttft.p99_s",
-        "serve.*.kv_blocks"]),
-    "serve_coe150": ("workloads/serve_coe150.yaml", [
-        "serve.*.coe.capacity.max_rate_per_s", "serve.*.coe.ttft.p99_s", "serve.*.coe.load*.ttft.p99_s",
-        "serve.*.coe.hit_rate", "serve.*.expert_slots"]),
     # two of its platforms, one dataset, two padded lengths: the study's every mechanism, cheaply
     "finetune_mixtral_qlora": ("workloads/finetune_mixtral_qlora.yaml",
                                ["finetune.*.max_batch", "finetune.*.step_s", "finetune.*.memory.*"],
