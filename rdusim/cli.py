@@ -51,8 +51,10 @@ def cmd_arch_show(args) -> int:
     arch = load_arch(find_user_file(args.file, "arch", data_root=REPO_ROOT), [parse_set(s) for s in args.set])
     data = plain(arch)
     sources = data.pop("sources")
+    from rdusim.energy import with_costs       # + node price and the calibrated power model
+    derived = with_costs(arch)
     if args.json:
-        print(json.dumps({"spec": data, "derived": arch.derived(), "sources": sources}, indent=1))
+        print(json.dumps({"spec": data, "derived": derived, "sources": sources}, indent=1))
         return 0
     print(f"{arch.name} ({arch.kind.value}): {arch.description}")
 
@@ -65,7 +67,7 @@ def cmd_arch_show(args) -> int:
                 print(f"  {key:<48} {v!s:>18}   [{sources.get(key, 'default value of the spec, no source needed')}]")
     walk(data)
     print("derived totals:")
-    for k, v in arch.derived().items():
+    for k, v in derived.items():
         print(f"  {k:<48} {v:>18.6g}   ({_fmt_si(v)})")
     return 0
 

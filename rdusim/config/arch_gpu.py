@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
+from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
 from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
@@ -96,7 +97,7 @@ class GpuNode:
 
 
 @dataclass(frozen=True)
-class GpuArch:
+class GpuArch(CostBlocks):
     """A node of GPUs (the machine interface: rdusim.config.machine.Machine)."""
 
     KIND: ClassVar[ArchKind] = ArchKind.GPU
@@ -118,6 +119,16 @@ class GpuArch:
                                        metadata={"internal": True})
 
     # ---- the machine interface (rdusim.config.machine) ----
+    @property
+    def fabric_bytes_per_s(self) -> float:
+        """What one device can send to its peers per second, all ports (0: no fabric)."""
+        return self.links.nvlink.bandwidth_bytes_per_s if self.links.nvlink is not None else 0.0
+
+    @property
+    def host_link_bytes_per_s(self) -> float:
+        """One device's link to the host, per direction."""
+        return self.links.pcie.bandwidth_bytes_per_s
+
     @property
     def devices_per_node(self) -> int:
         return self.node.gpus

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, CollectiveSpec, Fabric, Link, MemoryTier, check_collectives
+from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
 from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
@@ -103,7 +104,7 @@ class RduNode:
 
 
 @dataclass(frozen=True)
-class RduArch:
+class RduArch(CostBlocks):
     """An SN40L-style node (the machine interface: rdusim.config.machine.Machine)."""
 
     KIND: ClassVar[ArchKind] = ArchKind.RDU
@@ -127,6 +128,16 @@ class RduArch:
         check_collectives(self.links.p2p, self.collectives, self.node.sockets, "links.p2p", "collectives")
 
     # ---- the machine interface (rdusim.config.machine) ----
+    @property
+    def fabric_bytes_per_s(self) -> float:
+        """What one device can send to its peers per second, all ports (0: no fabric)."""
+        return self.links.p2p.bandwidth_bytes_per_s
+
+    @property
+    def host_link_bytes_per_s(self) -> float:
+        """One device's link to the host, per direction."""
+        return self.links.pcie.bandwidth_bytes_per_s
+
     @property
     def devices_per_node(self) -> int:
         return self.node.sockets

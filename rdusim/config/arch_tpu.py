@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import ClassVar, Mapping, Optional
 
 from rdusim.config.arch_common import ArchKind, Link, MemoryTier, NodeSpan
+from rdusim.config.machine_cost import CostBlocks
 from rdusim.config.policy import LaunchMode
 from rdusim.config.hostcpu import HostCpu
 from rdusim.config.strict import positive
@@ -115,7 +116,7 @@ class TpuCollectives:
 
 
 @dataclass(frozen=True)
-class TpuArch:
+class TpuArch(CostBlocks):
     """A TPU slice (the machine interface: rdusim.config.machine.Machine)."""
 
     KIND: ClassVar[ArchKind] = ArchKind.TPU
@@ -138,6 +139,16 @@ class TpuArch:
                                        metadata={"internal": True})
 
     # ---- the machine interface (rdusim.config.machine) ----
+    @property
+    def fabric_bytes_per_s(self) -> float:
+        """What one device can send to its peers per second, all ports (0: no fabric)."""
+        return self.ici.ports * self.ici.bandwidth_bytes_per_s
+
+    @property
+    def host_link_bytes_per_s(self) -> float:
+        """One device's link to the host, per direction."""
+        return self.host.pcie.bandwidth_bytes_per_s
+
     @property
     def devices_per_node(self) -> int:
         x, y = self.slice.dims

@@ -23,10 +23,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from rdusim.config.arch import ArchSpec, load_arch
 from rdusim.config.arch_common import Link, NetworkTopology, NodeSpan
+from rdusim.config.machine_cost import PriceSpec
 from rdusim.config.strict import Ctx, build, positive
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -48,6 +49,7 @@ class _ClusterFile:
     network: Link
     topology: Topology = Topology.RAIL_OPTIMIZED
     description: str = ""
+    price: Optional[PriceSpec] = None      # per node-hour (or device-hour); absent: the node arch's
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,18 @@ class ClusterSpec:
     topology: Topology
     description: str = ""
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    price: Optional[PriceSpec] = None
+
+    @property
+    def price_per_node_hour_usd(self) -> Optional[float]:
+        """One node's price per hour: the cluster file's ``price:`` (a node price, else its device
+        price x devices), else the node arch's (None: no published price)."""
+        p = self.price
+        if p is None:
+            return self.node.price_per_node_hour_usd
+        if p.per_node_hour_usd is not None:
+            return p.per_node_hour_usd
+        return p.per_device_hour_usd * self.devices_per_node
 
     @property
     def devices_per_node(self) -> int:
@@ -102,4 +116,4 @@ def load_cluster(path: str | Path, overrides: Iterable[tuple[str, Any]] = ()) ->
         raise InputError(file, "node", "a path to an arch YAML file", node)
     arch = load_arch(node_path)
     return ClusterSpec(spec.name, arch, spec.nodes, spec.network, spec.topology, spec.description,
-                       MappingProxyType(dict(ctx.sources)))
+                       MappingProxyType(dict(ctx.sources)), price=spec.price)

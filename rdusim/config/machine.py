@@ -20,7 +20,12 @@ protocol lists, never which family it is:
   when the device does not compute in it; ``at_compute(dtype)``: the machine as its
   engine sees it when tensor work runs at that format;
 - ``host_cpu``: the host CPU as a device ops can run on (rdusim.config.hostcpu), or None;
-- ``derived()``: totals computed from the numbers (``rdusim arch show``).
+- ``derived()``: totals computed from the numbers (``rdusim arch show``);
+- ``fabric_bytes_per_s`` / ``host_link_bytes_per_s``: what one device sends per second over
+  its peer fabric (0: none) and its host link; ``price`` / ``power``: the ``price:`` and
+  ``power:`` blocks and ``price_per_device_hour_usd`` / ``price_per_node_hour_usd`` (None:
+  no published price), one implementation for every family
+  (:class:`rdusim.config.machine_cost.CostBlocks`; energy: :mod:`rdusim.energy`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,18 @@ class Machine(Protocol):
     def at_compute(self: M, dtype: DType) -> M: ...
 
     def derived(self) -> dict[str, float]: ...
+
+    @property
+    def fabric_bytes_per_s(self) -> float: ...
+
+    @property
+    def host_link_bytes_per_s(self) -> float: ...
+
+    @property
+    def price_per_device_hour_usd(self) -> Optional[float]: ...
+
+    @property
+    def price_per_node_hour_usd(self) -> Optional[float]: ...
 
 
 def launch_names(modes: tuple[LaunchMode, ...]) -> list[str]:

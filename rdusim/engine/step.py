@@ -30,6 +30,9 @@ class StepResult:
     # argument tables over the host link); 0 where kernels stay resident and take their
     # arguments at launch (GPU)
     program_load_s: float = 0.0
+    # bytes per device over its links ("fabric": sent to peers by collectives; "host_link"):
+    # with flops and bytes_by_tier, the activity rdusim.energy charges
+    link_bytes: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def oi_flops_per_byte(self) -> float:

@@ -98,7 +98,7 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
         m["goodput_per_s"] = float(good.sum()) / span
         m["slo_attainment"] = float(good.mean())
         arrived = float(r["arrival"].max() - r["arrival"].min())
-        if arrived > 0:           # the measured requests over the span of their arrivals
+        if arrived > 0 and math.isfinite(n / arrived):   # the measured requests over their arrivals' span
             m["offered_rate_per_s"] = n / arrived
         m["switches_per_request"] = float(r["switches"].mean())
         quarter = max(1, n // 4)           # is the queue growing? last vs first quarter of requests
@@ -120,6 +120,8 @@ def _little(r: dict[str, np.ndarray]) -> dict[str, float]:
     inside = np.clip(np.minimum(f, t1) - np.maximum(a, t0), 0, None).sum()
     L = float(inside) / (t1 - t0)
     lam = (len(a) - 1) / (t1 - t0)
+    if not (math.isfinite(L) and math.isfinite(lam)):    # arrivals a denormal span apart: no rate to state
+        return {}
     return {"little.in_system_mean": L, "little.arrival_rate_per_s": lam,
             "little.rate_x_time": lam * float(r["e2e"].mean())}
 

@@ -252,6 +252,21 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     for k in ("latency_s", "hit_rate") + (_DETAIL if detail else ()):
         value, ci = mean_and_ci(reps[k])
         out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
+    if detail:         # dollars per CoE batch and per million generated tokens (rdusim.cost)
+        from rdusim.cost import rent_rows
+        value, ci = mean_and_ci(reps["latency_s"])
+        for k, (v, c) in rent_rows(pr.arch, pr.tp, value, ci, sc.batch_size * sc.output_tokens).items():
+            out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, v, c))
+        from rdusim.coe_cost import coe_batch_energy       # joules per CoE batch, per replication
+        tokens = sc.batch_size * sc.output_tokens
+        joules = [coe_batch_energy(pr, sc.batch_size, sc.output_tokens, pr.loaded.spec.router.output_tokens,
+                                   lat, copied, k)
+                  for lat, copied, k in zip(reps["latency_s"], reps["bytes_copied_per_batch"],
+                                            tables.means("distinct_experts", warmup))]
+        if joules and joules[0] is not None:
+            for k, scale in (("energy_j", 1.0), ("energy_j_per_token", 1.0 / tokens)):
+                v, c = mean_and_ci([j * scale for j in joules])
+                out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, v, c))
     return reps
 
 

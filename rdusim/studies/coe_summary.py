@@ -31,7 +31,7 @@ def summary(result: RunResult) -> str:
     lines.append(f"Latency per CoE batch (mean over {reps} replication{'s' if reps > 1 else ''} x {batches} batches),"
                  " ms: router + switch + expert")
     lines.append(f"  {'platform':<10} {'scenario':<11} {'latency':>9} {'router':>8} {'switch':>9} {'expert':>9}"
-                 f" {'switches':>8} {'hit rate':>8}")
+                 f" {'switches':>8} {'hit rate':>8} {'$/batch':>9} {'$/Mtok':>8} {'J/tok':>6}")
     for p in platforms:
         for s in scenarios:
             d = point.get((p, *sc_of[s], None), {})
@@ -40,7 +40,10 @@ def summary(result: RunResult) -> str:
                 continue
             lines.append(f"  {p:<10} {s:<11} {1e3 * d['latency_s']:>9.1f} {1e3 * d['router_s']:>8.1f}"
                          f" {1e3 * d['switch_s']:>9.1f} {1e3 * d['expert_s']:>9.1f}"
-                         f" {d['switches_per_batch']:>8.2f} {d['hit_rate']:>8.2f}")
+                         f" {d['switches_per_batch']:>8.2f} {d['hit_rate']:>8.2f}"
+                         + (f" {d['cost_usd']:>9.5f} {d['usd_per_mtoken']:>8.2f}" if "cost_usd" in d
+                            else f" {'no price':>18}")
+                         + (f" {d['energy_j_per_token']:>6.2f}" if "energy_j_per_token" in d else ""))
     spanning = [p for p in platforms
                 if any("router_network_s" in point.get((p, *sc_of[s], None), {}) for s in scenarios)]
     if spanning:

@@ -170,6 +170,10 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
             row("queries_per_s", jt.queries_per_s)
             row("steps", jt.steps)
             row("job_hours", jt.job_s / 3600)
+            from rdusim.cost import job_rows     # dollars and joules of the job (arch price:, power:)
+            for k, v in job_rows(arch, tp, jt, data.padded_lengths(fit.batch, spec.quadrature_points), steps,
+                                 cfg.fmt.compute).items():
+                row(k, v)
             mid = sorted(steps)[len(steps) // 2]
             for k, v in split(steps[mid]).items():
                 row(f"split.{k}_s", v)
@@ -219,7 +223,7 @@ def summary(result: RunResult) -> str:
         rows.setdefault((r.platform, r.dataset, r.moe), {})[r.metric] = r.value
     lines = [f"{result.workload_name}: {extra.get('model')} fine-tuning, {extra.get('training')}",
              f"{'platform':<12} {'dataset':<10} {'moe':<7} {'max batch':>9} {'binds':<12} {'step s':>8} "
-             f"{'queries/s':>10} {'steps':>7} {'hours':>8}  fwd/bwd/recompute/optim/dequant %"]
+             f"{'queries/s':>10} {'steps':>7} {'hours':>8} {'$/job':>8} {'kWh':>7}  fwd/bwd/recompute/optim/dequant %"]
     for p in extra.get("platforms", []):
         for d in extra.get("datasets", []):
             for m in extra.get("moe", []):
@@ -233,5 +237,8 @@ def summary(result: RunResult) -> str:
                 shares = "/".join(f"{100 * x / total:.0f}" for x in parts)
                 lines.append(f"{p:<12} {d:<10} {m:<7} {int(v['max_batch']):>9} "
                              f"{extra.get('binding', {}).get(at, ''):<12} {v['step_s']:>8.3f} "
-                             f"{v['queries_per_s']:>10.2f} {int(v['steps']):>7} {v['job_hours']:>8.2f}  {shares}")
+                             f"{v['queries_per_s']:>10.2f} {int(v['steps']):>7} {v['job_hours']:>8.2f}"
+                             + (f" {v['job_usd']:>8.2f}" if "job_usd" in v else f" {'no price':>8}")
+                             + (f" {v['job_energy_j'] / 3.6e6:>7.2f}" if "job_energy_j" in v else f" {'-':>7}")
+                             + f"  {shares}")
     return "\n".join(lines)

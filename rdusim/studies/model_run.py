@@ -151,6 +151,9 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows.append(ModelRow(name, RUN, "available", 0))
         return part
     part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
+    from rdusim.cost import request_costs      # joules and dollars (rdusim.energy, arch price:)
+    part.rows += model_rows(name, RUN, request_costs(dep, timing, spec.prompt_tokens, spec.output_tokens,
+                                                     spec.batch_size, cache))
     part.rows += model_rows(name, RUN, ideal_metrics(timing, simulate_inference(
         dep.ideal(), spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)))
     part.records += [{"platform": name, **r} for r in timing.records]
@@ -241,6 +244,8 @@ def summary(result: RunResult) -> str:
         vals = step + [engine, host, share, d["breakdown.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     lines += mechanism_lines(t, extra)
+    from rdusim.cost import summary_lines as cost_lines
+    lines += cost_lines(t, extra.get("platforms", []), RUN)
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
         from rdusim.studies.speculative_run import summary_lines
         lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))

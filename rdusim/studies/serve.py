@@ -125,6 +125,8 @@ def serve_point(plat: ServePlatform, batching: Batching, stream: Stream, spec: S
     log.truncated = stream.truncated
     arrivals = len(stream.arrivals) + stream.rejected
     m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), arrivals)
+    from rdusim.serve_cost import serve_energy     # joules and power of the run (rdusim.energy)
+    m.update(serve_energy(plat, log))
     return log, m
 
 
@@ -215,10 +217,14 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
                     best = capacity(plat, mode, streams, spec, max(rates[1:] + rates[:1]))
                     rows += point_rows(name, mode.value, None, {
                         "capacity.max_rate_per_s": best,
+                        # tokens per second served there (the main stream's mean output per request)
+                        "capacity.output_tokens_per_s": best * sum(q.output for q in log.seqs) / max(1, len(log.seqs)),
                         "capacity.nodes_for_traffic": (math.ceil(spec.capacity.traffic_per_s / best)
                                                        if best > 0 else math.inf)})
                     bar.advance()
     rows.append(ServeRow(None, None, None, "step_cache.misses", cache.misses["step"]))
+    from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
+    rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),

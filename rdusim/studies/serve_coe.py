@@ -114,6 +114,8 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
                     bar.advance()
                 if spec.capacity.traffic_per_s:
                     rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates), mode, route_of)
+    from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
+    rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),

@@ -27,7 +27,8 @@ def summary(result: RunResult) -> str:
              f"TPOT <= {slo.get('tpot_s')} s", ""]
     head = (f"  {'platform':<10} {'batching':<10} {'point':<5} {'rate/s':>7} {'TTFT p50':>9} {'p99 [95% CI]':>22}"
             f" {'TPOT p50':>9}"
-            f" {'p99':>7} {'TBT p99':>8} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}")
+            f" {'p99':>7} {'TBT p99':>8} {'E2E p99':>9} {'req/s':>7} {'tok/s':>8} {'goodput':>8} {'KV occ':>7} {'rej':>5}"
+            f" {'$/Mtok':>7} {'J/tok':>6} {'W/dev':>6}")
     loads = [None] + list(range(len(ex.get("rates_per_s", []))))
     reps = ex.get("replications", 1)
     lines.append("Latency (ms) and throughput per load point" + (
@@ -52,7 +53,9 @@ def summary(result: RunResult) -> str:
                              f" {_ms(d.get('tbt.p99_s')):>8}"
                              f" {_ms(d.get('e2e.p99_s')):>9} {_num(d.get('requests_per_s')):>7}"
                              f" {_num(d.get('output_tokens_per_s'), '.0f'):>8} {_num(d.get('goodput_per_s')):>8}"
-                             f" {_num(d.get('kv_occupancy.mean')):>7} {_num(d.get('rejected'), '.0f'):>5}")
+                             f" {_num(d.get('kv_occupancy.mean')):>7} {_num(d.get('rejected'), '.0f'):>5}"
+                             f" {_num(d.get('usd_per_mtoken')):>7} {_num(d.get('energy_j_per_token')):>6}"
+                             f" {_num(d.get('power_w_per_device'), '.0f'):>6}")
     lines.append("  point: main = the workload's arrivals (its rate, `requests` of them); sweep = one run per rate of "
                  "rates_per_s (`sweep_requests` each), so a sweep rate equal to the main one is a separate run")
     caps = [(p, mode) for p in plats for mode in modes if "capacity.max_rate_per_s" in t.get((p, mode, None), {})]
@@ -61,5 +64,7 @@ def summary(result: RunResult) -> str:
         for p, mode in caps:
             d = t[(p, mode, None)]
             lines.append(f"  {p:<10} {mode:<10} max rate {_num(d['capacity.max_rate_per_s'])} req/s, "
-                         f"nodes for the traffic: {_num(d.get('capacity.nodes_for_traffic'), '.0f')}")
+                         f"nodes for the traffic: {_num(d.get('capacity.nodes_for_traffic'), '.0f')}"
+                         + (f", ${_num(d['capacity.usd_per_mtoken'])}/Mtoken there" if "capacity.usd_per_mtoken" in d
+                            else ""))
     return "\n".join(lines)

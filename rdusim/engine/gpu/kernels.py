@@ -111,6 +111,7 @@ class KernelTime:
     algorithm: Optional[CollectiveAlgorithm] = None   # how a collective ran
     steps: int = 0                                     # its latency steps
     inter_node_s: float = 0.0                          # its inter-node phase (a group spanning nodes)
+    wire_bytes: float = 0.0                            # bytes a collective sends over the fabric (energy)
 
     @property
     def floor_s(self) -> float:
@@ -267,4 +268,5 @@ def _collective_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     # NCCL kernels also start and end like any kernel
     duration = max(cost.time_s, arch.kernel.min_kernel_s)
     inter = getattr(cost, "inter_s", 0.0)     # rdusim.engine.collectives_cluster.SpanningCost
-    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps, inter)
+    return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps, inter,
+                      cost.wire_bytes)

@@ -66,10 +66,11 @@ def assemble(arch: GpuArch, kernels: Sequence[Kernel], times: Sequence[KernelTim
     parts["host"] = host_s
     parts["launch"] = tl.exposed_total_s
     sm_time = 0.0
-    flops = hbm = 0.0
+    flops = hbm = wire = 0.0
     for k, t in zip(kernels, times):
         flops += k.work.flops
         hbm += t.hbm_bytes
+        wire += t.wire_bytes
         sm_time += t.duration_s * t.active_sms / arch.device.sms
         if k.work.cls == KernelClass.COLLECTIVE:
             parts["collective"] += t.duration_s
@@ -83,7 +84,8 @@ def assemble(arch: GpuArch, kernels: Sequence[Kernel], times: Sequence[KernelTim
     events = _trace(arch, kernels, tl, host_s) if trace else ()
     return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
                       breakdown_s=frozen(parts), util=frozen(util),
-                      records=Records(lambda: _records(kernels, times, tl, host_s)), trace=events)
+                      records=Records(lambda: _records(kernels, times, tl, host_s)), trace=events,
+                      link_bytes=frozen({"fabric": wire}) if wire else frozen({}))
 
 
 def _records(kernels: Sequence[Kernel], times: Sequence[KernelTime], tl: StreamTimeline, host_s: float) -> list:

@@ -52,7 +52,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
     breakdown["host"] = sched.host_s
     prev_end = 0.0
     tiers: dict[str, float] = {}
-    pcu_s = pmu_s = 0.0
+    pcu_s = pmu_s = p2p = 0.0
     per_kernel: list[_Facts] = []
     facts: dict = {}           # kernel signature -> _Facts (repeated kernels share them)
     for k, run, slot in zip(plan.kernels, runs, sched.slots):
@@ -66,6 +66,7 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
         for t, b in f.tiers:
             tiers[t] = tiers.get(t, 0.0) + b
         pcu_s += f.pcu_s
+        p2p += f.p2p
         pmu_s += f.pmu_s
         per_kernel.append(f)
     total = sched.end_s
@@ -82,7 +83,8 @@ def simulate_plan(arch: RduArch, plan: Plan, *, launch: LaunchMode, trace: bool 
                       breakdown_s=frozen(breakdown), util=frozen(util),
                       records=Records(lambda: _rows(plan, per_kernel, tuple(repeats), sched)), trace=events,
                       loop_launch_s=arch.launch.software_s if launch == LaunchMode.HARDWARE and plan.kernels else 0.0,
-                      program_load_s=argument_load_s(arch, plan.kernels))
+                      program_load_s=argument_load_s(arch, plan.kernels),
+                      link_bytes=frozen({"fabric": p2p}) if p2p else frozen({}))
 
 
 def _rows(plan: Plan, per_kernel: list, repeats: tuple, sched) -> list[dict]:

@@ -55,7 +55,8 @@ def _kernel_time(arch: TpuArch, work: KernelWork) -> KernelTime:
         c = work.collective
         cost = tpu_collective(arch, c.kind, c.ranks, c.message_bytes)
         duration = max(cost.time_s, arch.kernel.min_kernel_s)
-        return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps)
+        return KernelTime(duration, 0.0, 0.0, duration, 0, 1, work.hbm_bytes, cost.algorithm, cost.steps,
+                          wire_bytes=cost.wire_bytes)
     memory = work.hbm_bytes / arch.chip.hbm.effective_bandwidth_bytes_per_s
     edge, rows = arch.chip.mxu_edge, arch.kernel.row_granularity
     if work.cls == KernelClass.GEMM and work.gemm is not None:

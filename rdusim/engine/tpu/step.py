@@ -62,10 +62,11 @@ def simulate_kernels(arch: TpuArch, kernels: Sequence[Kernel], *, launch: Launch
     parts = dict.fromkeys(BREAKDOWN_KEYS, 0.0)
     parts["host"] = host_s
     parts["launch"] = program
-    flops = hbm = busy = 0.0
+    flops = hbm = busy = wire = 0.0
     for k, t in zip(kernels, times):
         flops += k.work.flops
         hbm += t.hbm_bytes
+        wire += t.wire_bytes
         if k.work.cls == KernelClass.COLLECTIVE:
             parts["collective"] += t.duration_s
             continue
@@ -80,7 +81,8 @@ def simulate_kernels(arch: TpuArch, kernels: Sequence[Kernel], *, launch: Launch
     events = _trace(arch, kernels, times, start, host_s, program) if trace else ()
     return StepResult(time_s=total, kernels=len(kernels), flops=flops, bytes_by_tier=frozen({"hbm": hbm}),
                       breakdown_s=frozen(parts), util=frozen(util),
-                      records=Records(lambda: _records(kernels, times, start, host_s)), trace=events)
+                      records=Records(lambda: _records(kernels, times, start, host_s)), trace=events,
+                      link_bytes=frozen({"fabric": wire}) if wire else frozen({}))
 
 
 def _records(kernels: Sequence[Kernel], times: Sequence[KernelTime], start: Sequence[float],
