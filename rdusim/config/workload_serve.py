@@ -86,6 +86,17 @@ class ArrivalSpec:
 
 
 @dataclass(frozen=True)
+class PrefixSpec:
+    """Synthetic shared prompt prefixes: a ``share`` of the requests start with one of
+    ``prefixes`` system prompts of ``tokens`` tokens (drawn uniformly), before their own
+    prompt_tokens (a trace names prefixes in its own columns)."""
+
+    share: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    tokens: int = field(default=0, metadata=upto(L.MAX_TOKENS, ge=0))
+    prefixes: int = field(default=1, metadata=upto(L.MAX_REQUESTS))
+
+
+@dataclass(frozen=True)
 class SloSpec:
     ttft_s: float = field(default=1.0, metadata={"gt": 0})
     tpot_s: float = field(default=0.1, metadata={"gt": 0})
@@ -114,6 +125,7 @@ class SchedulerOverride:
     static_batch_sequences: Optional[int] = field(default=None, metadata=positive())
     models_per_step: Optional[int] = field(default=None, metadata=positive())
     adapters_per_step: Optional[int] = field(default=None, metadata=positive())
+    prefix_caching: Optional[bool] = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,7 @@ class ServeWorkload:
     replications: int = field(default=5, metadata=upto(1000))   # independent runs of the main point (95% intervals)
     too_long: TooLong = TooLong.REJECT
     slo: SloSpec = SloSpec()
+    prefix: PrefixSpec = PrefixSpec()
     batching: tuple[Batching, ...] = (Batching.CONTINUOUS,)
     rates_per_s: tuple[float, ...] = ()       # load sweep (throughput-latency curves)
     sweep_requests: int = field(default=300, metadata=upto(L.MAX_REQUESTS))  # measured requests per sweep point

@@ -45,6 +45,7 @@ class StepModel:
         self._engine = roofline_step if dep.execution.ideal else family(dep.arch).model_step
         self._times: dict[tuple, float] = {}    # anchor step times by (phase, batch, tokens)
         self._batch_knots: dict[int, Knots] = {}   # decode: context anchor -> knots in the batch
+        self._anchor_s: dict[tuple[int, int], float] = {}   # their values by (anchor, batch)
         self._packed: PackedSteps | None = None
 
     # ---- exact engine steps ----
@@ -166,6 +167,12 @@ class StepModel:
 
     def _at_anchor(self, anchor: int, batch: int) -> float:
         """A decode step of ``batch`` sequences at anchor context ``anchor``: knots in the batch."""
+        t = self._anchor_s.get((anchor, batch))
+        if t is None:
+            t = self._anchor_s[(anchor, batch)] = self._knot_at(anchor, batch)
+        return t
+
+    def _knot_at(self, anchor: int, batch: int) -> float:
         k = self._batch_knots.get(anchor)
         if k is None:
             k = self._batch_knots[anchor] = Knots(lambda b: self._time(Phase.DECODE, b, anchor), BATCH_CELLS)
@@ -187,8 +194,8 @@ class StepModel:
         import numpy as np
 
         c = context + np.arange(steps, dtype=float)
-        xs = self.anchors(c)
-        return np.interp(c, xs.astype(float), [self._at_anchor(int(x), batch) for x in xs])
+        xs = self._anchor_list(float(c[0]), float(c[-1]))     # c grows: its min and max
+        return np.interp(c, np.array(xs, dtype=float), [self._at_anchor(x, batch) for x in xs])
 
     def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
         """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together

@@ -10,7 +10,7 @@ truncated, as the workload says, and counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class Arrival:
     output_tokens: int
     expert: int = -1          # -1: not given (routed by the router)
     truncated: bool = False
+    prefix: int = -1          # shared prompt prefix (system prompt / conversation) id; -1: none
+    prefix_tokens: int = 0    # the prefix's length: the first tokens of the prompt
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,19 @@ def synthetic(process: ArrivalProcess, rate: float, cv: float, prompt: LengthSpe
     return [Arrival(float(t), int(a), int(b)) for t, a, b in zip(times, p, o)]
 
 
+def with_prefixes(arrivals: list[Arrival], share: float, tokens: int, prefixes: int,
+                  rng: np.random.Generator) -> list[Arrival]:
+    """A ``share`` of the requests start with one of ``prefixes`` shared prompts of
+    ``tokens`` tokens (uniformly), put before their own prompt; the draws come from their
+    own generator, so the arrivals and lengths are those without prefixes."""
+    if not share > 0 or tokens <= 0 or not arrivals:
+        return arrivals
+    has = rng.random(len(arrivals)) < share
+    which = rng.integers(0, prefixes, size=len(arrivals))
+    return [replace(a, prompt_tokens=a.prompt_tokens + tokens, prefix=int(p), prefix_tokens=tokens) if h else a
+            for a, h, p in zip(arrivals, has, which)]
+
+
 def replay(trace: Trace, scale: float, count: int, duration_s: float) -> list[Arrival]:
     """The trace from its first request, ``scale`` times faster; the first ``count``
     requests (or those within ``duration_s`` of replayed time). A trace that spans no time
@@ -97,6 +112,11 @@ def replay(trace: Trace, scale: float, count: int, duration_s: float) -> list[Ar
         raise StreamTooLong(f"a replay speed at which the requests span at most {L.MAX_SIM_TIME_S:g} s of simulated "
                             f"time: at least {t[n - 1] * scale / L.MAX_SIM_TIME_S:.3g}x the recorded rate",
                             f"{scale:.3g}x (the first {n} requests span {t[n - 1]:.3g} s)")
+    if trace.prefix is not None:
+        return [Arrival(float(t[i]), int(trace.prompt[i]), int(trace.output[i]), int(trace.expert[i]),
+                        prefix=int(trace.prefix[i]),
+                        prefix_tokens=int(trace.prefix_tokens[i]) if trace.prefix[i] >= 0 else 0)
+                for i in range(n)]
     return [Arrival(float(t[i]), int(trace.prompt[i]), int(trace.output[i]), int(trace.expert[i]))
             for i in range(n)]
 
@@ -111,6 +131,7 @@ def fit_context(arrivals: list[Arrival], max_context: int, policy: TooLong) -> S
             rejected += 1
         else:
             out = min(a.output_tokens, max_context // 2)
-            kept.append(Arrival(a.arrival_s, max_context - out, out, a.expert, True))
+            kept.append(Arrival(a.arrival_s, max_context - out, out, a.expert, True, a.prefix,
+                                min(a.prefix_tokens, max_context - out)))
             truncated += 1
     return Stream(tuple(kept), rejected, truncated)

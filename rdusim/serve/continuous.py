@@ -28,6 +28,7 @@ import numpy as np
 from rdusim.config.stack import PreemptionMode
 from rdusim.serve.arrivals import Arrival
 from rdusim.serve.guard import ClockGuard
+from rdusim.serve.prefix_cache import PrefixCache, chain
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
@@ -54,11 +55,44 @@ class _Continuous:
         self.waiting: deque[Seq] = deque()
         self.swapped: deque[Seq] = deque()
         self.running: list[Seq] = []
-        self.free = setup.kv_blocks
+        self.free = setup.kv_blocks     # free blocks, and cached blocks no request reads (evictable)
         self.now = 0.0
+        self.pc = self.log.prefix_cache = PrefixCache() if setup.scheduler.prefix_caching else None
+        self._chains: dict[tuple[int, int], list[int]] = {}
 
     def blocks(self, tokens: int) -> int:
         return -(-tokens // self.B)
+
+    def take(self, blocks: int) -> None:
+        """``blocks`` blocks allocated: beyond the free ones, evictable cached ones are evicted."""
+        self.free -= blocks
+        if self.pc is not None:
+            self.pc.reclaim(self.free)
+
+    def release(self, q: Seq) -> int:
+        """Blocks ``q`` gives back: its own, and the cached ones it was the last to read."""
+        if not q.shared:
+            return q.blocks
+        back = q.blocks - len(q.shared) + self.pc.release(q.shared)
+        q.shared = []
+        return back
+
+    def prefix_hashes(self, q: Seq) -> list[int]:
+        """The chained hashes of ``q``'s full prefix blocks (at least one prompt token is
+        always computed, as vLLM does)."""
+        if self.pc is None or q.prefix < 0:
+            return []
+        key = (q.prefix, q.prefix_tokens)
+        full = self._chains.get(key)
+        if full is None:
+            full = self._chains[key] = chain(q.prefix, q.prefix_tokens // self.B)
+        return full[:min(q.prefix_tokens, q.target - 1) // self.B]
+
+    def register(self, q: Seq) -> None:
+        """``q``'s prefill is done: its prefix blocks not cached yet become shared."""
+        for h in self.prefix_hashes(q)[len(q.shared):]:
+            if self.pc.register(h):
+                q.shared.append(h)
 
     def advance(self, t: float) -> None:
         """The clock moves on ``t`` seconds with the KV blocks held now."""
@@ -92,7 +126,7 @@ class _Continuous:
             q = self.swapped.popleft()
             q.waited_s += self.now - q.queued_s
             q.queued_s = math.nan
-            self.free -= q.blocks
+            self.take(q.blocks)
             t += self.s.swap_s(q.blocks)
             self.log.swap_s += self.s.swap_s(q.blocks)
             q.swapped = False
@@ -109,18 +143,27 @@ class _Continuous:
             if whole and out and q.target > budget:
                 break
             need = self.blocks(q.target + 1)
-            if self.free - need < self.s.watermark_blocks:
+            hashes = self.prefix_hashes(q)
+            hit = self.pc.match(hashes) if hashes else 0
+            revive = sum(1 for h in hashes[:hit] if h in self.pc.evictable) if hit else 0
+            if self.free - (need - hit) - revive < self.s.watermark_blocks:
                 break
             self.waiting.popleft()
-            self.free -= need
+            if hashes:
+                self.free -= self.pc.acquire(hashes[:hit])
+                q.shared = hashes[:hit]
+                self.pc.queried += len(hashes)
+                self.pc.hits += hit
+                self.pc.saved_tokens += hit * self.B
+            self.take(need - hit)
             q.blocks = need
-            q.prefilled = 0
+            q.prefilled = hit * self.B
             if q.start_s != q.start_s:
                 q.start_s = self.now
             elif q.queued_s == q.queued_s:          # back after a preemption
                 q.waited_s += self.now - q.queued_s
                 q.queued_s = math.nan
-            budget -= q.target
+            budget -= q.target - q.prefilled
             out.append(q)
         return out
 
@@ -129,12 +172,15 @@ class _Continuous:
         if not admitted:
             return False
         # the stack's set-up of every request admitted, then the packed step
-        t = extra + self.s.costs.packed_prefill_s([(q.target, 0) for q in admitted]) + self.s.request_s * len(admitted)
+        pieces = [(q.target - q.prefilled, q.prefilled) for q in admitted]   # a prefix hit: over its cached tokens
+        t = extra + self.s.costs.packed_prefill_s(pieces) + self.s.request_s * len(admitted)
         self.advance(t)
         self.log.steps += 1
         for q in admitted:
             q.prefilled = q.target
             self.running.append(q)
+            if q.prefix >= 0 and self.pc is not None:
+                self.register(q)
         self.log.tokens(admitted, self.now)
         self.produced(admitted)
         return True
@@ -149,7 +195,7 @@ class _Continuous:
                 q.first_token_s = self.now
             if q.generated >= q.output:
                 q.finish_s = self.now
-                self.free += q.blocks
+                self.free += self.release(q)
                 q.blocks = 0
                 done = True
         if done:
@@ -159,15 +205,16 @@ class _Continuous:
         for q in seqs:
             need = self.blocks(q.context + 1) - q.blocks
             if need > 0:
-                self.free -= need
+                self.take(need)
                 q.blocks += need
 
     def preempt(self) -> float:
         victim = self.running.pop()
         self.log.preemptions += 1
         victim.preemptions += 1
-        blocks, victim.blocks = victim.blocks, 0
-        self.free += blocks
+        blocks = victim.blocks
+        self.free += self.release(victim)
+        victim.blocks = 0
         victim.queued_s = self.now
         if self.sc.preemption == PreemptionMode.SWAP and victim.prefilled >= victim.target:
             victim.swapped = True
@@ -206,9 +253,9 @@ class _Continuous:
             first = self.s.costs.decode_s(n, mean_ctx)
             k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
         times = self.s.costs.decode_run_s(n, mean_ctx, k)
-        ends = start + np.cumsum(times)
+        ends = start + times.cumsum()
         if self.pending and n < self.sc.max_sequences:
-            k = min(k, int(np.searchsorted(ends, self.pending[0].arrival_s, side="left")) + 1)
+            k = min(k, int(ends.searchsorted(self.pending[0].arrival_s, side="left")) + 1)
         end = float(ends[k - 1])
         self.log.held(self.s.kv_blocks - self.free, end - self.now)
         self.now = end
@@ -219,7 +266,7 @@ class _Continuous:
             need = -(-(q.prompt + q.generated + k) // B) - q.blocks
             grown += need
             q.blocks += need
-        self.free -= grown
+        self.take(grown)
         self.log.held(grown / 2, end - start)      # the new blocks fill in over the run
         self.log.tokens(run, float(ends[0]), end, times[1:k])
         self.produced(run, k)
@@ -253,7 +300,7 @@ class _Continuous:
                 budget -= n
         admitted = self.admit(budget, whole=False)
         for q in admitted:
-            n = min(q.target, budget)
+            n = min(q.target - q.prefilled, budget)
             chunks.append((q, n))
             budget -= n
             self.running.append(q)
@@ -276,5 +323,7 @@ class _Continuous:
             q.prefilled += n
             if q.prefilled >= q.target:
                 finished_prefill.append(q)
+                if q.prefix >= 0 and self.pc is not None:
+                    self.register(q)
         self.log.tokens(decodes + finished_prefill, self.now)
         self.produced(decodes + finished_prefill)

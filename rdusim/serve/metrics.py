@@ -54,10 +54,16 @@ def request_arrays(log: RunLog, warmup: int) -> dict[str, np.ndarray]:
 def weighted_percentile(values: np.ndarray, weights: np.ndarray, p: float) -> float:
     """The ``p``-th percentile of values each counted ``weights`` times (the smallest value
     with at least p% of the weight at or below it)."""
+    return weighted_percentiles(values, weights, (p,))[0]
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, ps: Sequence[float]) -> list[float]:
+    """:func:`weighted_percentile` at each of ``ps``, sorting once."""
     order = np.argsort(values, kind="stable")
     cum = np.cumsum(weights[order])
-    i = int(np.searchsorted(cum, p / 100.0 * cum[-1], side="left"))
-    return float(values[order][min(i, len(order) - 1)])
+    ranked = values[order]
+    return [float(ranked[min(int(np.searchsorted(cum, p / 100.0 * cum[-1], side="left")), len(order) - 1)])
+            for p in ps]
 
 
 def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, float]:
@@ -84,8 +90,8 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
     gaps, counts = log.tbt()
     if len(gaps):
         m["tbt.mean_s"] = float((gaps * counts).sum() / counts.sum())
-        for p in PERCENTILES:
-            m[f"tbt.p{p}_s"] = weighted_percentile(gaps, counts, p)
+        for p, v in zip(PERCENTILES, weighted_percentiles(gaps, counts, PERCENTILES)):
+            m[f"tbt.p{p}_s"] = v
     n = len(r["e2e"])
     if n:
         good = (r["ttft"] <= slo.ttft_s) & ((r["output"] <= 1) | (r["tpot"] <= slo.tpot_s))
@@ -105,6 +111,13 @@ def summarize(log: RunLog, warmup: int, slo: Slo, arrivals: int) -> dict[str, fl
         m["queue.growth_s"] = float(r["queue"][-quarter:].mean() - r["queue"][:quarter].mean())
         m.update(_little(r))
     m.update(_over_time(log))
+    pc = log.prefix_cache
+    if pc is not None:         # prefix caching on: every admission's lookups (warm-up included)
+        m["prefix_cache.queried_blocks"] = pc.queried
+        m["prefix_cache.hit_blocks"] = pc.hits
+        m["prefix_cache.hit_rate"] = pc.hits / pc.queried if pc.queried else 0.0
+        m["prefix_cache.saved_prefill_tokens"] = pc.saved_tokens
+        m["prefix_cache.evictions"] = pc.evictions
     return m
 
 

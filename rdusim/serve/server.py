@@ -44,7 +44,7 @@ class Seq:
 
     __slots__ = ("id", "arrival_s", "prompt", "output", "expert", "generated", "prefilled", "target",
                  "blocks", "start_s", "first_token_s", "finish_s", "preemptions", "switches", "swapped",
-                 "last_token_s", "waited_s", "queued_s")
+                 "last_token_s", "waited_s", "queued_s", "prefix", "prefix_tokens", "shared")
 
     def __init__(self, i: int, a: Arrival):
         self.id = i
@@ -65,6 +65,9 @@ class Seq:
         self.last_token_s = math.nan  # when its latest token came out
         self.waited_s = 0.0           # time queued again after a preemption (recompute or swap)
         self.queued_s = math.nan      # when it was last preempted (nan: not waiting again)
+        self.prefix = a.prefix              # shared prompt prefix id (-1: none)
+        self.prefix_tokens = a.prefix_tokens   # its length: the prompt's first tokens
+        self.shared: list = []              # hashes of the prefix-cache blocks it reads (rdusim.serve.prefix_cache)
 
     @property
     def context(self) -> int:
@@ -103,6 +106,7 @@ class RunLog:
     # step) of runs of steps every measured sequence of the run took part in
     tbt_s: list = field(default_factory=list)
     tbt_runs: list = field(default_factory=list)
+    prefix_cache: object = None    # the run's rdusim.serve.prefix_cache.PrefixCache (None: prefix caching off)
 
     def sample(self, now: float, kv: int, queue: int, running: int) -> None:
         self.t.append(now)
@@ -130,9 +134,11 @@ class RunLog:
 
     def tbt(self) -> tuple[np.ndarray, np.ndarray]:
         """Every measured gap between two tokens of a sequence, and how many tokens had it."""
-        vals = [np.asarray(self.tbt_s, dtype=float)] + [np.asarray(s, dtype=float) for s, _ in self.tbt_runs]
-        wts = [np.ones(len(self.tbt_s))] + [np.full(len(s), n, dtype=float) for s, n in self.tbt_runs]
-        return np.concatenate(vals), np.concatenate(wts)
+        runs = self.tbt_runs
+        vals = np.concatenate([np.asarray(self.tbt_s, dtype=float)] + [s for s, _ in runs]).astype(float, copy=False)
+        lengths = np.fromiter((len(s) for s, _ in runs), dtype=np.int64, count=len(runs))
+        counts = np.fromiter((n for _, n in runs), dtype=float, count=len(runs))
+        return vals, np.concatenate([np.ones(len(self.tbt_s)), np.repeat(counts, lengths)])
 
 
 def kv_block_pool(usable_bytes_per_device: float, resident_bytes_per_device: float, unallocated_fraction: float,

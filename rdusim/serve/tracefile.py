@@ -1,5 +1,8 @@
 """Request trace files: the Azure LLM inference CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)
-or a plain CSV (``arrival_s,prompt_tokens,output_tokens[,expert]``), read and checked.
+or a plain CSV (``arrival_s,prompt_tokens,output_tokens[,expert][,prefix_id,prefix_tokens]``), read
+and checked. ``prefix_id`` names a shared prompt prefix (a system prompt, a conversation's
+earlier turns; -1: none) of ``prefix_tokens`` tokens at the start of the prompt, for prefix
+caching. (The Azure 2023 traces carry no conversation structure: no prefix there.)
 
 Every problem is an InputError naming the file, the row (its line in the file) and the
 field: a file that is not UTF-8 text (a UTF-8 byte-order mark is fine), a malformed CSV
@@ -27,6 +30,7 @@ from rdusim.errors import InputError
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 PLAIN_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+PLAIN_OPTIONAL = (("expert",), ("prefix_id", "prefix_tokens"), ("expert", "prefix_id", "prefix_tokens"))
 MAX_FIELD_CHARS = 1024        # no field of a trace row is longer (the csv module's own limit is 131072)
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)")
 _INT = re.compile(r"[+]?\d+")
@@ -41,6 +45,8 @@ class Trace:
     prompt: np.ndarray
     output: np.ndarray
     expert: np.ndarray        # -1 where the file has no expert column
+    prefix: np.ndarray | None = None          # shared prefix id per request (-1: none); None: no column
+    prefix_tokens: np.ndarray | None = None   # its length in tokens
 
     @property
     def span_s(self) -> float:
@@ -76,9 +82,9 @@ def read_trace(path: str | Path, fmt: TraceFormat, experts: int = 0) -> Trace:
     line, header = rows[0]
     header = [h.strip() for h in header]
     want = AZURE_COLUMNS if fmt == TraceFormat.AZURE else PLAIN_COLUMNS
-    if tuple(header[:3]) != want or len(header) > (3 if fmt == TraceFormat.AZURE else 4) or \
-            (len(header) == 4 and header[3] != "expert"):
-        extra = "" if fmt == TraceFormat.AZURE else "[,expert]"
+    if tuple(header[:3]) != want or (len(header) > 3 and (fmt == TraceFormat.AZURE
+                                                          or tuple(header[3:]) not in PLAIN_OPTIONAL)):
+        extra = "" if fmt == TraceFormat.AZURE else "[,expert][,prefix_id,prefix_tokens]"
         raise InputError(file, f"row {line}", f"the header {','.join(want)}{extra}", ",".join(header))
     body = rows[1:]
     if not body:
@@ -89,6 +95,10 @@ def read_trace(path: str | Path, fmt: TraceFormat, experts: int = 0) -> Trace:
     n = len(body)
     times, prompt, output = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     expert = np.full(n, -1, dtype=np.int64)
+    has_prefix = "prefix_id" in header
+    prefix = np.full(n, -1, dtype=np.int64) if has_prefix else None
+    prefix_tokens = np.zeros(n, dtype=np.int64) if has_prefix else None
+    col = {h: j for j, h in enumerate(header)}
     for i, (line, row) in enumerate(body):
         where = f"row {line}"
         if len(row) != len(header):
@@ -97,16 +107,22 @@ def read_trace(path: str | Path, fmt: TraceFormat, experts: int = 0) -> Trace:
             _seconds(row[0], file, f"{where}.{header[0]}")
         prompt[i] = _count(row[1], file, f"{where}.{header[1]}", 1, L.MAX_TOKENS, "tokens")
         output[i] = _count(row[2], file, f"{where}.{header[2]}", 1, L.MAX_TOKENS, "tokens")
-        if len(header) == 4:
+        if "expert" in col:
             top = experts - 1 if experts else L.MAX_EXPERTS - 1
             what = f"an expert id below the CoE's expert count ({experts})" if experts else "an expert id"
-            expert[i] = _count(row[3], file, f"{where}.expert", 0, top, what)
+            expert[i] = _count(row[col["expert"]], file, f"{where}.expert", 0, top, what)
+        if has_prefix:
+            text = row[col["prefix_id"]].strip()
+            prefix[i] = -1 if text == "-1" else _count(text, file, f"{where}.prefix_id", 0, 2**62,
+                                                       "a prefix id, or -1 for none")
+            prefix_tokens[i] = _count(row[col["prefix_tokens"]], file, f"{where}.prefix_tokens", 0, int(prompt[i]),
+                                      "tokens of the prompt its prefix covers (at most prompt_tokens)")
         if i and times[i] < times[i - 1]:
             raise InputError(file, f"{where}.{header[0]}", f"a time >= the previous row's ({times[i - 1]})", row[0])
         if times[i] - times[0] > L.MAX_SIM_TIME_S:
             raise InputError(file, f"{where}.{header[0]}", f"a time within {L.MAX_SIM_TIME_S:g} s of the first "
                              "row's (the span a run simulates)", row[0])
-    return Trace(file, times, prompt, output, expert)
+    return Trace(file, times, prompt, output, expert, prefix, prefix_tokens)
 
 
 def _rows(text: str, file: str) -> list[tuple[int, list[str]]]:

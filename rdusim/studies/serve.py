@@ -24,6 +24,7 @@ time (``row: timeseries``).
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -35,17 +36,21 @@ from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_serve import ArrivalProcess, Batching, LengthKind, ServeWorkload
 from rdusim.cache import active_cache
 from rdusim.errors import InputError
+from rdusim.parallel import fork_map, using_jobs
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
-from rdusim.serve.arrivals import Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic
+from rdusim.serve.arrivals import (Stream, StreamTooLong, Trace, fit_context, read_trace, replay, synthetic,
+                                   with_prefixes)
 from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.serve.trace import request_spans
+from rdusim.studies.part import StudyPart
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
 
 
+PREFIX_STREAM = 1    # the prefix draws' own generator: [seed, point, rep, PREFIX_STREAM]
 QUEUE_GROWTH = 0.25   # a sustainable rate: queueing grows by at most this share of the TTFT SLO over a probe
 
 
@@ -93,6 +98,10 @@ class Streams:
                 rng = np.random.default_rng([self.seed, point] + ([rep] if rep else []))
                 arr = synthetic(spec.arrivals.process, rate, spec.arrivals.cv, spec.prompt_tokens,
                                 spec.output_tokens, total, duration_s, rng)
+                pf = spec.prefix
+                if pf.share > 0 and pf.tokens > 0:
+                    arr = with_prefixes(arr, pf.share, pf.tokens, pf.prefixes,
+                                        np.random.default_rng([self.seed, point, rep, PREFIX_STREAM]))
         except StreamTooLong as exc:
             raise InputError(self.file, self._key(point), exc.expected, exc.found) from None
         if len(arr) <= spec.warmup_requests:
@@ -187,42 +196,23 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     sweep = {i: streams.at(r, spec.sweep_requests, i + 1) for i, r in enumerate(spec.rates_per_s)}
     if Batching.CONTINUOUS in spec.batching:
         check_prompt_budget(loaded, plats, [main, *sweep.values()])
-    work = len(plats) * len(spec.batching) * (1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0))
+    per_mode = 1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0)
+    work = len(plats) * len(spec.batching) * per_mode
     with Progress(work, f"serve {spec.name}") as bar:
-        for pi, (name, plat) in enumerate(plats.items()):
-            fits = plat.kv_blocks >= 1
-            rows += point_rows(name, None, None, {
-                "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
-                "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
-                "oom": 0 if fits else 1})
-            if not fits:
-                oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
-                bar.advance(work // len(plats))
-                continue
-            for mode in spec.batching:
-                log, m = serve_point(plat, mode, main, spec)
-                m = replicated([m] + [serve_point(plat, mode, s, spec)[1] for s in again])
-                rows += point_rows(name, mode.value, None, {**m, **streams.rate_metric(streams.main_rate)})
-                records += _records(name, mode.value, log, spec)
-                if trace:
-                    events.append((name, mode.value, log))
-                bar.advance()
-                rates = [m.get("requests_per_s", 0.0)]       # achieved: main point, then the sweep's
-                for i, stream in sweep.items():
-                    _, m = serve_point(plat, mode, stream, spec)
-                    rows += point_rows(name, mode.value, i, {**m, "rate_per_s": spec.rates_per_s[i]})
-                    rates.append(m.get("requests_per_s", 0.0))
-                    bar.advance()
-                if spec.capacity.traffic_per_s:
-                    best = capacity(plat, mode, streams, spec, max(rates[1:] + rates[:1]))
-                    rows += point_rows(name, mode.value, None, {
-                        "capacity.max_rate_per_s": best,
-                        # tokens per second served there (the main stream's mean output per request)
-                        "capacity.output_tokens_per_s": best * sum(q.output for q in log.seqs) / max(1, len(log.seqs)),
-                        "capacity.nodes_for_traffic": (math.ceil(spec.capacity.traffic_per_s / best)
-                                                       if best > 0 else math.inf)})
-                    bar.advance()
-    rows.append(ServeRow(None, None, None, "step_cache.misses", cache.misses["step"]))
+        # the platforms are independent: on the run's processes (rdusim.parallel), merged in
+        # order; a trace keeps every platform's log, so a traced run is done in one process
+        def one(name: str) -> StudyPart:
+            return _platform(name, plats[name], spec, streams, main, again, sweep, trace, cache, bar)
+
+        with using_jobs(1) if trace else nullcontext():
+            parts = fork_map(one, list(plats), reported=lambda i, part: bar.advance(len(spec.batching) * per_mode))
+    merged = StudyPart.merged(parts)
+    rows += merged.rows
+    records += merged.records
+    events += merged.events
+    oom_reasons.update(merged.oom_reasons)
+    misses = sum(p.keyed["step_misses"] for p in parts)
+    rows.append(ServeRow(None, None, None, "step_cache.misses", misses))
     from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
@@ -235,6 +225,50 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
                             "scheduler": {n: plain(p.scheduler) for n, p in plats.items()},
                             "stacks": {n: p.dep.stack.name for n, p in plats.items()}, "oom_reasons": oom_reasons},
                      trace=request_spans(events, spec.trace_requests) if trace else ())
+
+
+def _platform(name: str, plat: ServePlatform, spec: ServeWorkload, streams: Streams, main: Stream,
+              again: list[Stream], sweep: dict[int, Stream], trace: bool, cache, bar) -> StudyPart:
+    """One platform's rows, records and trace logs (``keyed["step_misses"]``: the engine
+    steps it simulated)."""
+    part = StudyPart()
+    misses0 = cache.misses["step"]
+    rows, records = part.rows, part.records
+    fits = plat.kv_blocks >= 1
+    rows += point_rows(name, None, None, {
+        "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
+        "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
+        "oom": 0 if fits else 1})
+    if not fits:
+        part.oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
+        part.keyed["step_misses"] = cache.misses["step"] - misses0
+        bar.advance(len(spec.batching) * (1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0)))
+        return part
+    for mode in spec.batching:
+        log, m = serve_point(plat, mode, main, spec)
+        m = replicated([m] + [serve_point(plat, mode, s, spec)[1] for s in again])
+        rows += point_rows(name, mode.value, None, {**m, **streams.rate_metric(streams.main_rate)})
+        records += _records(name, mode.value, log, spec)
+        if trace:
+            part.events.append((name, mode.value, log))
+        bar.advance()
+        rates = [m.get("requests_per_s", 0.0)]       # achieved: main point, then the sweep's
+        for i, stream in sweep.items():
+            _, m = serve_point(plat, mode, stream, spec)
+            rows += point_rows(name, mode.value, i, {**m, "rate_per_s": spec.rates_per_s[i]})
+            rates.append(m.get("requests_per_s", 0.0))
+            bar.advance()
+        if spec.capacity.traffic_per_s:
+            best = capacity(plat, mode, streams, spec, max(rates[1:] + rates[:1]))
+            rows += point_rows(name, mode.value, None, {
+                "capacity.max_rate_per_s": best,
+                # tokens per second served there (the main stream's mean output per request)
+                "capacity.output_tokens_per_s": best * sum(q.output for q in log.seqs) / max(1, len(log.seqs)),
+                "capacity.nodes_for_traffic": (math.ceil(spec.capacity.traffic_per_s / best)
+                                               if best > 0 else math.inf)})
+            bar.advance()
+    part.keyed["step_misses"] = cache.misses["step"] - misses0
+    return part
 
 
 def check_prompt_budget(loaded: LoadedWorkload, plats: dict[str, ServePlatform], streams: list[Stream]) -> None:

@@ -1,0 +1,40 @@
+"""Serving at scale: 100,000 Llama-2-7B requests on one platform through the CLI, whole process.
+
+The issue-24 target: <= 2 s wall on a 2-core machine, results bit-identical. The workload is
+serve_llama2_7b's stream (Poisson at 8 req/s, lognormal lengths) on one platform, continuous
+batching, one replication, no sweep and no capacity search; the CLI writes results.json into a
+fresh folder (its size and the process's peak memory are printed too).
+
+    python benchmarks/bench_serve_100k.py [platform] [requests]     (default: dgx_h100 100000)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main(platform: str, n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "run")
+        cmd = [sys.executable, "-m", "rdusim.cli", "run", "workloads/serve_llama2_7b.yaml", "--out", out,
+               "--set", f"requests={n}", "--set", "replications=1", "--set", "rates_per_s=[]",
+               "--set", "capacity.traffic_per_s=0", "--set", "batching=[continuous]",
+               "--set", f"platforms={{{platform}: {{arch: arch/{platform}.yaml, tp: 8, "
+               f"stack: {'sambanova' if platform.startswith('sn') else 'vllm'}}}}}"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 1e6
+        rj = os.path.getsize(os.path.join(out, "results.json")) / 1e6
+    print(f"{platform} {n} requests: {wall:.2f} s whole process, peak {peak:.0f} MB, results.json {rj:.1f} MB "
+          f"(run folder {size:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "dgx_h100", int(sys.argv[2]) if len(sys.argv) > 2 else 100000)
