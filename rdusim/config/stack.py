@@ -117,6 +117,8 @@ class SchedulerSpec:
     preemption: PreemptionMode = PreemptionMode.RECOMPUTE
     memory_reserve_fraction: float = field(default=0.1, metadata={"ge": 0, "le": 0.9})  # share of usable HBM left unallocated
     static_batch_sequences: int = field(default=8, metadata={"gt": 0})   # batch size of static batching
+    models_per_step: int = field(default=1, metadata={"gt": 0})    # distinct whole models (CoE experts) one step may run
+    adapters_per_step: int = field(default=1, metadata={"gt": 0})  # distinct LoRA adapters one step may run
     prefix_caching: bool = False            # KV blocks of shared prompt prefixes kept and reused (LRU)
 
 

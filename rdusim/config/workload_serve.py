@@ -48,6 +48,11 @@ class Batching(enum.Enum):
     STATIC = "static"           # a batch runs to its last token before the next one starts
 
 
+class CoeBatching(enum.Enum):
+    RUN_TO_COMPLETION = "run_to_completion"   # one expert's batch runs to its last token (rdusim.serve.coe)
+    CONTINUOUS = "continuous"   # requests of resident experts join and leave one running batch (rdusim.serve.multi)
+
+
 class CoePolicy(enum.Enum):
     FIFO = "fifo"           # serve the expert of the oldest waiting request
     GROUPED = "grouped"     # serve the expert with most waiting requests, unless one waited max_wait_s
@@ -118,6 +123,8 @@ class SchedulerOverride:
     preemption: Optional[PreemptionMode] = None
     memory_reserve_fraction: Optional[float] = field(default=None, metadata={"ge": 0, "le": 0.9})
     static_batch_sequences: Optional[int] = field(default=None, metadata=positive())
+    models_per_step: Optional[int] = field(default=None, metadata=positive())
+    adapters_per_step: Optional[int] = field(default=None, metadata=positive())
     prefix_caching: Optional[bool] = None
 
 
@@ -132,6 +139,25 @@ class ServeCoeSpec:
     cache: CacheSpec = CacheSpec()
     policy: CoePolicy = CoePolicy.FIFO
     max_wait_s: float = field(default=1.0, metadata={"gt": 0})   # grouped: bound on a request's wait
+    batching: CoeBatching = CoeBatching.RUN_TO_COMPLETION
+
+
+@dataclass(frozen=True)
+class ServeAdaptersSpec:
+    """Many LoRA adapters over one base model (``model``), served as cheap experts
+    (rdusim.serve.adapters): no router; each request names its adapter, drawn by ``popularity``."""
+
+    count: int = field(metadata=upto(L.MAX_EXPERTS))
+    rank: int = field(default=16, metadata={"gt": 0, "le": 65_536})
+    targets: tuple[str, ...] = ("q_proj", "v_proj")
+    popularity: RoutingSpec = RoutingSpec()
+    cache: CacheSpec = CacheSpec()
+
+    def __post_init__(self) -> None:
+        from rdusim.graph.peft import LORA_MODULES
+        unknown = [t for t in self.targets if t not in LORA_MODULES]
+        if unknown or not self.targets:
+            raise ValueError("targets", f"one or more module names among {list(LORA_MODULES)}", list(self.targets))
 
 
 @dataclass(frozen=True)
@@ -156,6 +182,7 @@ class ServeWorkload:
     capacity: CapacitySpec = CapacitySpec()
     scheduler: SchedulerOverride = SchedulerOverride()
     coe: Optional[ServeCoeSpec] = None
+    adapters: Optional[ServeAdaptersSpec] = None
     trace_requests: int = field(default=50, metadata=upto(L.MAX_REQUESTS, ge=0))    # requests drawn in a --trace timeline
     execution: ExecutionConfig = ExecutionConfig()
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))

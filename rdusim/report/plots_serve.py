@@ -12,8 +12,8 @@ from rdusim.report.colors import platform_color
 from rdusim.report.document import Figure
 from rdusim.report.figures import finish, legend_outside, new_figure, style_axes
 
-STYLE = {"continuous": "-", "coe": "-", "static": "--"}
-MARK = {"continuous": "o", "coe": "o", "static": "s"}
+STYLE = {"continuous": "-", "coe": "-", "static": "--", "adapters": ":"}
+MARK = {"continuous": "o", "coe": "o", "static": "s", "adapters": "^"}
 
 Curves = Mapping[tuple[str, str], Sequence[Mapping[str, float]]]   # (platform, mode) -> points by rate
 
@@ -102,7 +102,7 @@ def occupancy(series: Mapping[tuple[str, str], Sequence[Mapping[str, float]]]) -
             style_axes(ax, "time (s)" if ax in axes[-1] else "", label)
             ax.set_title(plat, fontsize=9, loc="left", color=platform_color(plat))
     names = {"continuous": "continuous batching (solid)", "static": "static batching (dashed grey)",
-             "coe": "CoE serving (solid)"}
+             "coe": "CoE serving (solid)", "adapters": "LoRA adapters over one base (dotted)"}
     modes = list(dict.fromkeys(mode for _, mode in series))
     legend_outside(axes[0][-1], [Line2D([], [], linestyle=STYLE.get(m, "-"), label=names.get(m, m),
                                         color="#666666" if m == "static" else "black") for m in modes])

@@ -2,7 +2,7 @@
 ``serve.<metric>`` rows (platform None) whose first segment is a reserved name
 (``step_cache``).
 
-``mode`` is a batching mode (``continuous``, ``static``) or ``coe``; ``load`` the index
+``mode`` is a batching mode (``continuous``, ``static``), ``coe`` or ``adapters``; ``load`` the index
 of the load-sweep rate (None: the main load point). ``metric`` may be dotted
 (``ttft.p99_s``, ``capacity.max_rate_per_s``).
 """
@@ -15,7 +15,7 @@ from typing import Mapping, Optional
 from rdusim.rows.base import Interval, Value, check_ci, leaf, name, numbered, read_family
 
 PREFIX = "serve."
-MODES = ("continuous", "static", "coe")
+MODES = ("continuous", "static", "coe", "adapters")
 RUN_LEVEL = ("step_cache",)
 
 

@@ -177,7 +177,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
 
 def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     spec: ServeWorkload = loaded.spec
-    if spec.coe is not None:
+    if spec.coe is not None or spec.adapters is not None:
         from rdusim.studies.serve_coe import run_study
         return run_study(loaded, trace=trace)
     cfg = _model(spec.model, loaded.file, "model")

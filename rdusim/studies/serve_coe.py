@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rdusim.config.workload import LoadedWorkload
-from rdusim.config.workload_serve import Batching, ServeWorkload
+from rdusim.config.workload_serve import Batching, CoeBatching, ServeWorkload
 from rdusim.engine.coe.capacity import node_capacity
 from rdusim.engine.coe.routing import hottest_first, route
 from rdusim.engine.coe.switching import lone_switch_s
@@ -29,6 +29,8 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
 from rdusim.serve.arrivals import Stream
 from rdusim.serve.coe import CoeSetup, run_coe
+from rdusim.serve.adapters import ExpertCosts
+from rdusim.serve.multi import MultiSetup, run_multi
 from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
@@ -38,14 +40,15 @@ from rdusim.studies.serve import Streams, _model, capacity
 KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
 
 
-def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int, rep: int = 0) -> Stream:
+def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int, rep: int = 0, *, routing=None,
+           count: int = 0, key: int = 7) -> Stream:
     """Experts of requests the trace did not route, drawn by the routing distribution
-    (replication ``rep`` > 0 draws its own)."""
-    coe = spec.coe
+    (replication ``rep`` > 0 draws its own; ``routing``/``count``/``key``: another population's, the adapters')."""
+    routing, count = (routing, count) if routing is not None else (spec.coe.routing, spec.coe.count)
     need = [i for i, a in enumerate(stream.arrivals) if a.expert < 0]
     if not need:
         return stream
-    ids = route(coe.routing, coe.count, len(need), np.random.default_rng([seed, point, 7] + ([rep] if rep else [])))
+    ids = route(routing, count, len(need), np.random.default_rng([seed, point, key] + ([rep] if rep else [])))
     arr = list(stream.arrivals)
     for i, e in zip(need, ids.tolist()):
         arr[i] = dataclasses.replace(arr[i], expert=int(e))
@@ -54,63 +57,87 @@ def routed(stream: Stream, spec: ServeWorkload, seed: int, point: int, rep: int 
 
 def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     spec: ServeWorkload = loaded.spec
-    coe = spec.coe
-    router_cfg = _model(coe.router, loaded.file, "coe.router")
-    expert_cfg = _model(coe.experts, loaded.file, "coe.experts")
+    coe, ad = spec.coe, spec.adapters
+    expert_cfg = _model(coe.experts if coe else spec.model, loaded.file, "coe.experts" if coe else "model")
+    router_cfg = _model(coe.router, loaded.file, "coe.router") if coe else None
     cache = active_cache()
-    streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count)
+    streams = Streams(loaded, expert_cfg.max_position_embeddings, coe.count if coe else ad.count)
     raw = streams.at(streams.main_rate, spec.requests, 0, spec.duration_s)
-    main = routed(raw, spec, loaded.seed, 0)
-    sweep = {i: routed(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
-             for i, r in enumerate(spec.rates_per_s)}
-    # independent replications of the main point: their own arrivals (a trace: the same
-    # arrivals, their own routing; none when the trace routes every request itself)
-    again = [routed(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec, loaded.seed, 0, r)
-             for r in range(1, spec.replications)]
-    if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
-        again = []
+    # the populations served: the CoE's experts, and LoRA adapters over the base model
+    # (their own draws of who each request goes to: rng key 7 the CoE's, 11 the adapters')
+    populations = ([("coe", {})] if coe else []) + (
+        [("adapters", {"routing": ad.popularity, "count": ad.count, "key": 11})] if ad else [])
     rows: list[ServeRow] = []
     records: list[dict[str, Any]] = []
     runs = []
     oom_reasons: dict[str, str] = {}
-    hottest = tuple(hottest_first(coe.routing, coe.count, tuple(int(a.expert) for a in main.arrivals)))
-    with Progress(len(spec.platforms) * (1 + len(sweep)), f"serve {spec.name}") as bar:
-        for name in spec.platforms:
-            dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
-            router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
-            setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, oom_reasons)
-            if setup is None:
-                bar.advance(1 + len(sweep))
-                continue
-            rates: list[float] = []       # achieved, main point then the sweep's
-            for i, stream in [(None, main), *sweep.items()]:
-                log, m = _point(setup, stream, spec, name)
-                if i is None and again:
-                    m = replicated([m] + [_point(setup, s, spec, name)[1] for s in again])
-                m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
-                rows += point_rows(name, "coe", i, m)
-                if "requests_per_s" in m:
-                    rates.append(m["requests_per_s"])
-                if i is None:
-                    records += _records(name, log, spec)
-                    runs.append((name, "coe", log))
-                bar.advance()
-            if spec.capacity.traffic_per_s:
-                rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates))
+    reps = 1
+    with Progress(len(spec.platforms) * len(populations) * (1 + len(spec.rates_per_s)), f"serve {spec.name}") as bar:
+        for mode, kw in populations:
+            def route_of(stream, _spec, seed, point, rep=0, kw=kw):
+                return routed(stream, _spec, seed, point, rep, **kw)
+            main = route_of(raw, spec, loaded.seed, 0)
+            sweep = {i: route_of(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
+                     for i, r in enumerate(spec.rates_per_s)}
+            # independent replications of the main point (a trace: the same arrivals, their own
+            # routing; none when the trace routes every request itself)
+            again = [route_of(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec,
+                              loaded.seed, 0, r) for r in range(1, spec.replications)]
+            if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
+                again = []
+            reps = max(reps, 1 + len(again))
+            dist, count = (coe.routing, coe.count) if mode == "coe" else (ad.popularity, ad.count)
+            hottest = tuple(hottest_first(dist, count, tuple(int(a.expert) for a in main.arrivals)))
+            for name in spec.platforms:
+                dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
+                if mode == "coe":
+                    router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
+                    setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, oom_reasons)
+                else:
+                    from rdusim.studies.serve_adapters import adapter_setup
+                    setup = adapter_setup(name, dep, ad, hottest, cache, rows, oom_reasons, loaded.file)
+                if setup is None:
+                    bar.advance(1 + len(sweep))
+                    continue
+                rates: list[float] = []       # achieved, main point then the sweep's
+                for i, stream in [(None, main), *sweep.items()]:
+                    log, m = _point(setup, stream, spec, name)
+                    if i is None and again:
+                        m = replicated([m] + [_point(setup, s, spec, name)[1] for s in again])
+                    m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
+                    rows += point_rows(name, mode, i, m)
+                    if "requests_per_s" in m:
+                        rates.append(m["requests_per_s"])
+                    if i is None:
+                        records += _records(name, log, spec, mode)
+                        runs.append((name, mode, log))
+                    bar.advance()
+                if spec.capacity.traffic_per_s:
+                    rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates), mode, route_of)
     from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
                      records=tuple(records),
-                     extra={"model": expert_cfg.name, "platforms": list(spec.platforms), "batching": ["coe"],
+                     extra={"model": expert_cfg.name, "platforms": list(spec.platforms),
+                            "batching": [m for m, _ in populations],
                             "rates_per_s": list(spec.rates_per_s), "slo": plain(spec.slo), "coe": plain(coe),
-                            "replications": 1 + len(again), "oom_reasons": oom_reasons},
+                            **({"adapters": plain(ad)} if ad else {}),
+                            "replications": reps, "oom_reasons": oom_reasons},
                      trace=request_spans(runs, spec.trace_requests) if trace else ())
 
 
-def _point(setup: CoeSetup, stream: Stream, spec: ServeWorkload, name: str):
+def serve_once(setup, arrivals, warmup: int = 0):
+    """A run of ``setup``: run to completion per expert batch (CoeSetup), or continuous
+    batching across experts or adapters (MultiSetup)."""
+    if isinstance(setup, MultiSetup):
+        return run_multi(setup, arrivals, warmup)[:2]
+    return run_coe(setup, arrivals, warmup)
+
+
+def _point(setup, stream: Stream, spec: ServeWorkload, name: str):
     try:
-        log, ec = run_coe(setup, stream.arrivals, spec.warmup_requests)
+        log, ec = serve_once(setup, stream.arrivals, spec.warmup_requests)
         check_times("CoE serving", log.seqs)
     except ClockOutOfRange as exc:
         raise on_platform(exc, name)
@@ -120,14 +147,15 @@ def _point(setup: CoeSetup, stream: Stream, spec: ServeWorkload, name: str):
     return log, m
 
 
-def _capacity(name: str, setup: CoeSetup, streams: Streams, spec: ServeWorkload, seed: int,
-              sat: float) -> list[ServeRow]:
+def _capacity(name: str, setup, streams: Streams, spec: ServeWorkload, seed: int,
+              sat: float, mode: str = "coe", route=None) -> list[ServeRow]:
     """Highest sustainable replay rate of this CoE per node, and nodes for the traffic
     (the single-model study's search on the CoE server)."""
-    node = SimpleNamespace(serve=lambda mode, arrivals, warmup=0: run_coe(setup, arrivals, warmup)[0], name=name)
-    routed_streams = SimpleNamespace(at=lambda rate, n, point: routed(streams.at(rate, n, point), spec, seed, point))
+    route = route or routed
+    node = SimpleNamespace(serve=lambda _, arrivals, warmup=0: serve_once(setup, arrivals, warmup)[0], name=name)
+    routed_streams = SimpleNamespace(at=lambda rate, n, point: route(streams.at(rate, n, point), spec, seed, point))
     best = capacity(node, Batching.CONTINUOUS, routed_streams, spec, sat)
-    return point_rows(name, "coe", None, {
+    return point_rows(name, mode, None, {
         "capacity.max_rate_per_s": best,
         "capacity.nodes_for_traffic": math.ceil(spec.capacity.traffic_per_s / best) if best > 0 else math.inf})
 
@@ -155,6 +183,14 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
     # router's are the same shape), taken at batch 1 and the first context anchor
     expert, at = StepModel(dep, cache), dep.execution.context_bucket_tokens
     programs = expert.prefill(1, at).program_load_s + expert.engine_step(Phase.DECODE, 1, at).program_load_s
+    if coe.batching == CoeBatching.CONTINUOUS:   # resident experts share the running batch
+        return MultiSetup(ExpertCosts(expert), slots=max(1, min(cap.hbm_experts, coe.count)),
+                          cache_policy=coe.cache.policy, switch_s=switch, per_step=sched.models_per_step,
+                          max_sequences=sched.max_sequences, max_batched_tokens=sched.max_batched_tokens,
+                          kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
+                          request_s=dep.stack.costs.per_request_s,
+                          model_load_s=programs, session_s=dep.stack.costs.per_model_load_s,
+                          router=StepModel(router_dep, cache), hottest=hottest)
     return CoeSetup(router=StepModel(router_dep, cache), expert=expert, experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
@@ -163,6 +199,6 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
                     model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest)
 
 
-def _records(name: str, log, spec: ServeWorkload) -> list[dict[str, Any]]:
+def _records(name: str, log, spec: ServeWorkload, mode: str = "coe") -> list[dict[str, Any]]:
     from rdusim.studies.serve import _records as rows
-    return rows(name, "coe", log, spec)
+    return rows(name, mode, log, spec)

@@ -54,6 +54,10 @@ class ExpertCache:
         order = self._order
         return all(e in order for e in experts)
 
+    def victim(self) -> Optional[int]:
+        """The expert a miss now would evict (None: a slot is free)."""
+        return self._victim() if len(self._order) >= self.slots else None
+
     def access(self, expert: int) -> Access:
         """Look ``expert`` up (a miss makes it resident): hit or miss, and whom it evicted."""
         hit, evicted = self._lookup(expert)
