@@ -15,14 +15,13 @@ from typing import Any
 
 
 from rdusim.config.model import load_model
-from rdusim.config.workload import LoadedWorkload, resolve_path
-from rdusim.config.workload_coe import CoeWorkload, RoutingKind
-from rdusim.config.yamlio import load_yaml
+from rdusim.config.workload import LoadedWorkload
+from rdusim.config.workload_coe import CoeWorkload
 from rdusim.engine.coe.capacity import Capacity, node_capacity
 from rdusim.engine.coe.batches import BatchTables
 from rdusim.engine.coe.serving import ServingSetup, sequential_replications, serve_table
 from rdusim.engine.evaluation import Evaluation, current
-from rdusim.studies.coe_routes import Routings
+from rdusim.studies.coe_routes import Routings, load_trace
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
 from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, weight_bytes_per_rank
@@ -126,7 +125,7 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     router_bytes = weight_bytes_per_rank(router_cfg, 1)
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
-    routings = Routings(loaded.seed, spec, _load_trace(spec, loaded.file), cache)
+    routings = Routings(loaded.seed, spec, load_trace(spec, loaded.file), cache)
     from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
@@ -365,21 +364,6 @@ def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:
                              "ideal_latency_s": ideal.latency_s,
                              "realistic_over_ideal": t.latency_s / ideal.latency_s if ideal.latency_s > 0 else 0.0})
     return rows
-
-
-def _load_trace(spec: CoeWorkload, file: str) -> tuple[int, ...]:
-    if spec.routing.distribution != RoutingKind.TRACE:
-        return ()
-    path = resolve_path(spec.routing.trace, file)
-    data = load_yaml(path)
-    if not isinstance(data, list) or not data or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
-                                                     for v in data):
-        raise InputError(str(path), "(top level)", "a non-empty YAML list of expert ids (integers >= 0)",
-                         data if not isinstance(data, list) else data[:10])
-    if max(data) >= spec.experts.count:
-        raise InputError(str(path), "(top level)", f"expert ids below experts.count ({spec.experts.count})",
-                         max(data))
-    return tuple(data)
 
 
 def _chrome(events: list, platforms: list[str]) -> list[dict]:

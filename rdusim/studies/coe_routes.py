@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rdusim.cache import RunCache
-from rdusim.config.workload_coe import CoeWorkload
+from rdusim.config.workload import resolve_path
+from rdusim.config.workload_coe import CoeWorkload, RoutingKind
+from rdusim.config.yamlio import load_yaml
+from rdusim.errors import InputError
 from rdusim.engine.coe.outcome import CacheOutcome, Split, cache_outcome, split_batches
 from rdusim.engine.coe.routing import hottest_first, route
 
@@ -71,3 +74,20 @@ class Routings:
         return self.cache.get_or_compute(
             "coe_outcomes", (self.key(batch_size, experts, batches, -1), reps, slots, self.spec.cache.policy),
             lambda: CacheOutcome.concat([self.outcome(batch_size, experts, batches, r, slots) for r in reps]))
+
+
+def load_trace(spec: CoeWorkload, file: str) -> tuple[int, ...]:
+    """The expert ids of a routing trace (a YAML list beside the workload), checked; () unless
+    the routing is a trace."""
+    if spec.routing.distribution != RoutingKind.TRACE:
+        return ()
+    path = resolve_path(spec.routing.trace, file)
+    data = load_yaml(path)
+    if not isinstance(data, list) or not data or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                                     for v in data):
+        raise InputError(str(path), "(top level)", "a non-empty YAML list of expert ids (integers >= 0)",
+                         data if not isinstance(data, list) else data[:10])
+    if max(data) >= spec.experts.count:
+        raise InputError(str(path), "(top level)", f"expert ids below experts.count ({spec.experts.count})",
+                         max(data))
+    return tuple(data)
