@@ -35,7 +35,7 @@ from rdusim.config.workload_coe import CachePolicy
 from rdusim.engine.coe.cache import ExpertCache
 from rdusim.serve.arrivals import Arrival
 from rdusim.serve.guard import ClockGuard
-from rdusim.serve.server import RunLog, Seq, StepCosts
+from rdusim.serve.server import RunLog, Seq, StepCosts, admitted_log
 
 
 class GroupCosts(Protocol):
@@ -74,15 +74,9 @@ class Residency:
 
 def run_multi(setup: MultiSetup, arrivals: Sequence[Arrival], warmup: int = 0
               ) -> tuple[RunLog, ExpertCache, Residency]:
-    seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
-    log = RunLog(seqs, kv_blocks=setup.kv_blocks, warmup=warmup)
     B = setup.kv_block_tokens
-    pending: deque[Seq] = deque()
-    for q in seqs:
-        if -(-(q.prompt + q.output) // B) > setup.kv_blocks:
-            log.rejected_kv += 1
-        else:
-            pending.append(q)
+    log, pending = admitted_log(arrivals, setup.kv_blocks, setup.kv_blocks, B, warmup)
+    seqs = log.seqs
     cache = ExpertCache(setup.slots, setup.cache_policy, hottest=setup.hottest, warm=setup.hottest)
     check = Residency()
     waiting: deque[Seq] = deque()

@@ -9,6 +9,7 @@ fixed times where a test checks queueing logic only).
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
@@ -148,3 +149,19 @@ def kv_block_pool(usable_bytes_per_device: float, resident_bytes_per_device: flo
     unallocated, less what else is resident (weights, activation workspace, ...)."""
     free = usable_bytes_per_device * (1 - unallocated_fraction) - resident_bytes_per_device
     return max(0, int(free // block_bytes_per_device))
+
+
+def admitted_log(arrivals, kv_blocks: int, pool_blocks: int, block_tokens: int,
+                 warmup: int = 0) -> tuple["RunLog", "deque[Seq]"]:
+    """A run's log over every arrival, and the requests whose whole sequence fits
+    ``pool_blocks`` KV blocks of ``block_tokens``, in arrival order; the others could never
+    finish and are counted as rejected (``rejected_kv``)."""
+    seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
+    log = RunLog(seqs, kv_blocks=kv_blocks, warmup=warmup)
+    pending: deque[Seq] = deque()
+    for q in seqs:
+        if -(-(q.prompt + q.output) // block_tokens) > pool_blocks:
+            log.rejected_kv += 1
+        else:
+            pending.append(q)
+    return log, pending

@@ -17,20 +17,14 @@ import numpy as np
 
 from rdusim.serve.arrivals import Arrival
 from rdusim.serve.guard import ClockGuard
-from rdusim.serve.server import RunLog, Seq, ServerSetup
+from rdusim.serve.server import RunLog, Seq, ServerSetup, admitted_log
 
 
 def run_static(setup: ServerSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> RunLog:
     B = setup.block_tokens
-    seqs = [Seq(i, a) for i, a in enumerate(arrivals)]
-    log = RunLog(seqs, kv_blocks=setup.kv_blocks, warmup=warmup)
     pool = setup.kv_blocks - setup.watermark_blocks
-    pending = deque()
-    for q in seqs:
-        if -(-(q.prompt + q.output) // B) > pool:
-            log.rejected_kv += 1
-        else:
-            pending.append(q)
+    log, pending = admitted_log(arrivals, setup.kv_blocks, pool, B, warmup)
+    seqs = log.seqs
     waiting: deque[Seq] = deque()
     now = 0.0
     limit = setup.scheduler.static_batch_sequences
