@@ -80,3 +80,16 @@ class Records(Sequence):
 
     def __reduce__(self):
         return tuple, (self.rows(),)
+
+
+def timed_once(kernels: Sequence[Any], time_of: Callable[[Any], Any]) -> list:
+    """``time_of(k.work)`` for each kernel, computed once per work object (a repeated
+    layer's kernels share theirs): the kernel-stream families' per-kernel timings."""
+    by_work: dict[int, Any] = {}
+    out = []
+    for k in kernels:
+        t = by_work.get(id(k.work))
+        if t is None:
+            t = by_work[id(k.work)] = time_of(k.work)
+        out.append(t)
+    return out

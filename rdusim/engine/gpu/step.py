@@ -10,7 +10,7 @@ from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel, KernelClass, KernelTime, kernel_time
 from rdusim.engine.gpu.launch import StreamTimeline, launch_cost_s, run_stream
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
-from rdusim.engine.step import Records, StepResult
+from rdusim.engine.step import Records, StepResult, timed_once
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.tensor import TensorRole
 
@@ -48,13 +48,7 @@ def simulate_kernels(arch: GpuArch, kernels: Sequence[Kernel], *, launch: Launch
     """:func:`simulate_step` of a graph already cut into ``kernels``."""
     check_tp(arch, tp)
     cost = launch_cost_s(arch, launch)
-    by_work: dict[int, KernelTime] = {}      # a repeated layer's kernels share their work objects
-    times = []
-    for k in kernels:
-        t = by_work.get(id(k.work))
-        if t is None:
-            t = by_work[id(k.work)] = kernel_time(arch, k.work)
-        times.append(t)
+    times = timed_once(kernels, lambda work: kernel_time(arch, work))
     timeline = run_stream([t.duration_s for t in times], cost, host_s)
     return assemble(arch, kernels, times, timeline, host_s, trace=trace)
 

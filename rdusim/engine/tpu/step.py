@@ -16,7 +16,7 @@ from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel, KernelClass, KernelTime
-from rdusim.engine.step import Records, StepResult
+from rdusim.engine.step import Records, StepResult, timed_once
 from rdusim.engine.tpu.kernels import kernel_time
 from rdusim.graph.opgraph import OpGraph
 from rdusim.tracing import Lane, TraceBuilder
@@ -46,13 +46,7 @@ def simulate_kernels(arch: TpuArch, kernels: Sequence[Kernel], *, launch: Launch
     """:func:`simulate_step` of a graph already cut into ``kernels``."""
     check_tp(arch, tp)
     check_launch(arch, launch)
-    by_work: dict[int, KernelTime] = {}      # a repeated layer's kernels share their work objects
-    times = []
-    for k in kernels:
-        t = by_work.get(id(k.work))
-        if t is None:
-            t = by_work[id(k.work)] = kernel_time(arch, k.work)
-        times.append(t)
+    times = timed_once(kernels, lambda work: kernel_time(arch, work))
     program = arch.launch.program_s if kernels else 0.0
     start = []
     clock = host_s + program
