@@ -16,6 +16,7 @@ from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASS
 from orjson import dumps as _orjson_dumps
 
 from rdusim import __version__
+from rdusim.config.files import what_is
 from rdusim.errors import InputError
 
 SCHEMA_MAJOR = 0
@@ -180,8 +181,6 @@ def _record_json(r: Any) -> str:
 
 
 def load_result(path: str | Path) -> RunResult:
-    from rdusim.config.files import what_is
-
     p = Path(path)
     if (found := what_is(p)) is not None:
         raise InputError(str(p), "", "an existing results.json", found)
