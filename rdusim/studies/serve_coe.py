@@ -35,7 +35,7 @@ from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
-from rdusim.studies.serve import Streams, _model, capacity
+from rdusim.studies.serve_streams import Streams, capacity, model_named as _model, request_records
 
 KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
 
@@ -200,5 +200,4 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
 
 
 def _records(name: str, log, spec: ServeWorkload, mode: str = "coe") -> list[dict[str, Any]]:
-    from rdusim.studies.serve import _records as rows
-    return rows(name, mode, log, spec)
+    return request_records(name, mode, log, spec)
