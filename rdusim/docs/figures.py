@@ -4,32 +4,17 @@ A figure is a function of :class:`rdusim.docs.runs.Runs` returning its text; the
 what the markers in the markdown use (:mod:`rdusim.docs.markers`). Block figures return
 whole lines (a code fence or a markdown table); inline figures a fragment of a sentence.
 A figure whose command's output or metrics changed shape fails loudly, naming itself.
+This module holds the main jobs' figures and imports every other module of figures; the
+registry they all add to is :mod:`rdusim.docs.figure_base`.
 """
 
-
 import re
-from typing import Any, Callable
+from typing import Any
 
+from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: F401
+                         figures_plan, figures_prefix, figures_serve)   # (their figures register on import)
+from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure  # noqa: F401  (re-exported)
 from rdusim.docs.runs import Runs, section
-
-COE = "rdusim run workloads/coe150.yaml"
-CHAT = "rdusim run workloads/llama2_7b_chat.yaml"
-VALIDATE = "rdusim validate"
-
-PLATFORMS = ("sn40l", "dgx_h100", "dgx_a100")
-
-FIGURES: dict[str, Callable[[Runs], str]] = {}
-
-
-def figure(name: str):
-    def register(fn: Callable[[Runs], str]) -> Callable[[Runs], str]:
-        FIGURES[name] = fn
-        return fn
-    return register
-
-
-def fence(text: str) -> str:
-    return f"```\n{text}\n```"
 
 
 def _ms(seconds: float) -> str:
@@ -278,9 +263,3 @@ def validate_decode_fusion_range(runs: Runs) -> str:
 @figure("validate.decode_ho_range")
 def validate_decode_ho_range(runs: Runs) -> str:
     return _spread(runs, "_decode.ho")
-
-
-# the other figures register themselves on import
-from rdusim.docs import figures_prefix  # noqa: E402,F401
-from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: E402,F401
-                         figures_plan, figures_serve)

@@ -7,7 +7,7 @@ import glob
 import json
 from pathlib import Path
 
-from rdusim.docs.figures import CHAT, COE, fence, figure
+from rdusim.docs.figure_base import CHAT, COE, fence, figure
 from rdusim.docs.figures_serve import SERVE, _rates
 from rdusim.docs.runs import Runs, section
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from rdusim.docs.figures import figure
+from rdusim.docs.figure_base import figure
 from rdusim.docs.runs import Runs
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from rdusim.docs.figures import PLATFORMS, figure
+from rdusim.docs.figure_base import PLATFORMS, figure
 from rdusim.docs.runs import Runs
 
 SHORT = {"sn40l": "SN40L", "dgx_h100": "H100", "dgx_a100": "A100"}
