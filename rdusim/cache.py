@@ -36,6 +36,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
 from rdusim import __version__
+from rdusim.errors import InputError
 
 _FIELDS: dict[type, tuple[tuple[str, ...], str, bool]] = {}
 _MEMO = "_rdusim_content_key"
@@ -261,7 +262,6 @@ def cache_at(directory: str | Path | None) -> RunCache | None:
     before anything runs, not as a failure of every run (or sweep point) that saves."""
     if directory is None:
         return None
-    from rdusim.errors import InputError
 
     path = Path(directory)
     if path.exists() and not path.is_dir():

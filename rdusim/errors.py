@@ -9,6 +9,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional
+from rdusim import __version__
 
 # errors of the place written to, not of rdusim: a full disk, a read-only or forbidden folder
 WRITE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EACCES,
@@ -90,7 +91,6 @@ def write_crash_report(command: str, argv: Optional[list], exc: BaseException) -
     import tempfile
     import traceback
 
-    from rdusim import __version__
 
     text = (f"rdusim {__version__}, Python {platform.python_version()} on {platform.platform()}\n"
             f"command: {command} {shlex.join(str(a) for a in (argv if argv is not None else sys.argv[1:]))}\n"

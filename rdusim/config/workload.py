@@ -28,6 +28,7 @@ from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
 from rdusim.paths import DATA_ROOT, candidates, find_user_file, folder_name_problem, resolve
+from rdusim.rows import platform_name_problem
 
 # the shipped data (arch/, models/, workloads/, references/, stacks/): the checkout, or the
 # copies inside an installed wheel (rdusim/paths.py)
@@ -156,7 +157,6 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
             raise InputError("--set", f"{prefix}.{unknown[0]}",
                              f"a platform of this workload (one of {sorted(platforms)})", unknown[0])
     archs, stacks, arch_files = {}, {}, {}
-    from rdusim.rows import platform_name_problem
     for name, plat in platforms.items():
         if (problem := platform_name_problem(name, kind.value)) is not None:
             raise InputError(file, f"platforms.{name}", problem, name)

@@ -15,6 +15,9 @@ from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figur
                          figures_plan, figures_prefix, figures_serve)   # (their figures register on import)
 from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure  # noqa: F401  (re-exported)
 from rdusim.docs.runs import Runs, section
+from rdusim.validate import default_reference_files, fit_groups_for, validation_rows
+from rdusim.validate_table import fits_summary, role_summary
+from rdusim.validate_fits import compact_ids
 
 
 def _ms(seconds: float) -> str:
@@ -155,7 +158,6 @@ def _validate(runs: Runs):
     def run():
         import io
 
-        from rdusim.validate import default_reference_files, fit_groups_for, validation_rows
         rows = validation_rows(default_reference_files(), stream=io.StringIO())
         return rows, fit_groups_for(rows)
     return runs.memo(VALIDATE, run)
@@ -163,7 +165,6 @@ def _validate(runs: Runs):
 
 @figure("validate.summary")
 def validate_summary(runs: Runs) -> str:
-    from rdusim.validate_table import fits_summary, role_summary
     rows, groups = _validate(runs)
     lines = [f"{role}: {role_summary([r for r in rows if r.role == role])}" for role in ("calibration", "validation")]
     return fence("\n".join(lines + [fits_summary(groups)]))
@@ -171,7 +172,6 @@ def validate_summary(runs: Runs) -> str:
 
 @figure("validate.fits")
 def validate_fits(runs: Runs) -> str:
-    from rdusim.validate_fits import compact_ids
     _, groups = _validate(runs)
     out = ["| group | parameters | fitted to | points | dof | fit by |", "|---|---|---|---|---|---|"]
     for g in groups:

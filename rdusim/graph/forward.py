@@ -22,6 +22,8 @@ from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType, Tensor, TensorRole
+from rdusim.graph.vision import vision_ops
+from rdusim.graph.vision import vision_weights
 
 W = TensorRole.WEIGHT
 
@@ -74,7 +76,6 @@ def _embed(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int, new_to
         ops.append(O.allreduce("embed.allreduce", ops[-1].outputs[0], tp, "embed.reduced", tag="tp.allreduce"))
     x = ops[-1].outputs[0]
     if image:
-        from rdusim.graph.vision import vision_ops
         v_ops, img = vision_ops(cfg, batch)
         ops += v_ops
         ops.append(O.concat("embed.merge_image", [img, x], 1, "embed.merged", tag="embed"))
@@ -99,7 +100,6 @@ def forward_build(cfg: ModelConfig, phase: Phase, batch: int, seq: int, tp: int 
     x = ops[-1].outputs[0]
     idle: list[Tensor] = []
     if cfg.vision is not None and phase == Phase.DECODE:   # the encoder is held, not run
-        from rdusim.graph.vision import vision_weights
         idle.extend(vision_weights(cfg))
     n = cfg.num_hidden_layers if layers is None else min(layers, cfg.num_hidden_layers)
     for i in range(n):

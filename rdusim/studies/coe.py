@@ -37,6 +37,10 @@ from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table
 from rdusim.cache import active_cache
 from rdusim.engine.inference import simulate_inference
 from rdusim.studies.coe_timing import ModelTimer
+from rdusim.config.formats import for_machine  # formats.native_compute: per machine
+from rdusim.cost import rent_rows
+from rdusim.coe_cost import coe_batch_energy  # joules per CoE batch, per replication
+from rdusim.config.formats import with_checked_formats
 
 TRACE_BATCHES = 4   # batches per platform written to a --trace timeline
 
@@ -127,7 +131,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
     routings = Routings(loaded.seed, spec, load_trace(spec, loaded.file), cache)
-    from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
                                          spec.prompt_tokens, cache, **extra),
@@ -251,11 +254,9 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
         value, ci = mean_and_ci(reps[k])
         out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
     if detail:         # dollars per CoE batch and per million generated tokens (rdusim.cost)
-        from rdusim.cost import rent_rows
         value, ci = mean_and_ci(reps["latency_s"])
         for k, (v, c) in rent_rows(pr.arch, pr.tp, value, ci, sc.batch_size * sc.output_tokens).items():
             out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, v, c))
-        from rdusim.coe_cost import coe_batch_energy       # joules per CoE batch, per replication
         tokens = sc.batch_size * sc.output_tokens
         joules = [coe_batch_energy(pr, sc.batch_size, sc.output_tokens, pr.loaded.spec.router.output_tokens,
                                    lat, copied, k)
@@ -379,5 +380,4 @@ def _model(name: str, file: str, key: str, formats=None, loaded: LoadedWorkload 
         raise InputError(file, key, exc.expected, name) from None
     if formats is None:
         return cfg
-    from rdusim.config.formats import with_checked_formats
     return with_checked_formats(cfg, formats, loaded, key.rsplit(".", 1)[0] + ".formats")

@@ -46,6 +46,7 @@ from rdusim.studies.serve_coe import run_study as run_coe_study
 from rdusim.studies.serve_streams import (Streams, capacity, model_named as _model,  # noqa: F401  (re-exported)
                                          request_records as _records, serve_point)
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
+from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001 (wants: every part is kept)
@@ -93,7 +94,6 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     oom_reasons.update(merged.oom_reasons)
     misses = sum(p.keyed["step_misses"] for p in parts)
     rows.append(ServeRow(None, None, None, "step_cache.misses", misses))
-    from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
