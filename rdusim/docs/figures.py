@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: F401
-                         figures_plan, figures_prefix, figures_serve)   # (their figures register on import)
+                         figures_plan, figures_prefix, figures_serve, figures_speed)   # (their figures register on import)
 from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure  # noqa: F401  (re-exported)
 from rdusim.docs.runs import Runs, section
 from rdusim.validate import default_reference_files, fit_groups_for, validation_rows

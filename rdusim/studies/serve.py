@@ -45,6 +45,7 @@ from rdusim.studies.part import StudyPart
 from rdusim.studies.serve_coe import run_study as run_coe_study
 from rdusim.studies.serve_streams import (Streams, capacity, model_named as _model,  # noqa: F401  (re-exported)
                                          request_records as _records, serve_point)
+from rdusim.studies.serve_roofline import roofline_metrics
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
 from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
 
@@ -119,6 +120,7 @@ def _platform(name: str, plat: ServePlatform, spec: ServeWorkload, streams: Stre
         "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
         "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
         "oom": 0 if fits else 1})
+    rows += point_rows(name, None, None, roofline_metrics(plat, main.arrivals))
     if not fits:
         part.oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
         part.keyed["step_misses"] = cache.misses["step"] - misses0
