@@ -16,6 +16,9 @@ user's and is kept.
   the staging folder: the output folder is as it was before the command.
 
 ``check_writable`` finds an unusable ``--out`` before anything is simulated.
+
+Module-level state: ``_HELD``, the lock descriptors this process holds (a fact about the
+process, which a forked worker must close), and nothing that affects what is written.
 """
 
 from __future__ import annotations

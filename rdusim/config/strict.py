@@ -7,6 +7,9 @@ In *sourced* mode (hardware specs) every number must be written as
 collected by dotted key so reports can cite them. A fitted number may add
 ``fitted_to: [<reference id>, ...]`` (the references/ ids it was fitted to),
 collected by dotted key in ``Ctx.fitted``.
+
+Module-level state: ``_SHAPES`` memoises each dataclass's field table (a pure function of
+the type), filled on first use; nothing else is kept between calls.
 """
 
 from __future__ import annotations
