@@ -16,6 +16,7 @@ from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType
 from rdusim.tracing import TraceBuilder
+from rdusim.compiler.compile import kernel_ops
 
 # the SN40L paper's fusion study: unfused under software orchestration (every PyTorch
 # operator a kernel the framework launches), fused under both
@@ -53,7 +54,6 @@ class RduFamily:
 
     def kernel_ops(self, arch: RduArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
         """The compiler's partition (rdusim.compiler.compile.kernel_ops) at the run's tiles and buffering."""
-        from rdusim.compiler.compile import kernel_ops
         return kernel_ops(graph, arch, fusion, tiles=execution.tiles, buffering=execution.buffering)
 
     def copy_links(self, arch: RduArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:

@@ -17,6 +17,7 @@ from rdusim.engine.tpu.collectives import tpu_collective
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType
+from rdusim.engine.gpu.fusion_rules import kernel_ops
 
 SPEEDUPS = (("fused_vs_unfused", "fused", "unfused"),)
 
@@ -48,7 +49,6 @@ class TpuFamily:
 
     def kernel_ops(self, arch: TpuArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
         """XLA's fusions: the library-fusion kernel cut its step times (rdusim.engine.gpu.fusion_rules)."""
-        from rdusim.engine.gpu.fusion_rules import kernel_ops
         return kernel_ops(graph, fusion, arch)
 
     def copy_links(self, arch: TpuArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:
