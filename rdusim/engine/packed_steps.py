@@ -38,9 +38,10 @@ and TP degrees. Every engine step is cached by content in the run's cache.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from rdusim.engine.knots import Cells, Knots
+from rdusim.engine.varlen import Lengths, lengths_of
 from rdusim.graph.phase import Phase
 
 # S's cells: 64 tokens (the GPUs' smallest GEMM row tile: their time jumps one token past each
@@ -54,13 +55,17 @@ BareExtend = Callable[[int, int, int], float]     # (batch, new tokens, cached c
 
 
 class PackedSteps:
-    """The rule over one deployment's engine steps (host work excluded)."""
+    """The rule over one deployment's engine steps (host work excluded). ``attention``: the
+    seconds of the engine's kernels that change with the mix of prompts, for any mix (a
+    family's ``varlen_time``), or None (the attention grid s)."""
 
-    def __init__(self, bare: Bare, bare_extend: BareExtend) -> None:
+    def __init__(self, bare: Bare, bare_extend: BareExtend, attention: Optional[Callable[[Lengths], float]] = None) -> None:
         self._bare = bare
         self._extend = bare_extend
+        self._attention = attention
         self.single = Knots(lambda n: bare(Phase.PREFILL, 1, n), TOKEN_CELLS)
         self._grid: dict[tuple, float] = {}
+        self._mixes: dict[Lengths, float] = {}
 
     def packed_s(self, pieces: Sequence[tuple[int, int]], singles: int = 0) -> float:
         """A step computing the ``(new_tokens, cached_context)`` pieces together, and
@@ -69,16 +74,27 @@ class PackedSteps:
         T = sum(n for n, _ in pieces) + singles
         if T <= 0:
             return 0.0
-        extra = singles * (1 - T) * self.slope(T, 1) if singles and T > 1 else 0.0
+        if self._attention is not None:
+            extra = self._mix_s(lengths_of([n for n, _ in pieces] + [1] * singles)) - self._mix_s(((T, 1),))
+        else:
+            extra = singles * (1 - T) * self.slope(T, 1) if singles and T > 1 else 0.0
+            for n, _ in pieces:
+                if n != T:
+                    extra += n * (n - T) * self.slope(T, n)
         chunks: dict[tuple[int, int], int] = {}
         for n, c in pieces:
-            if n != T:
-                extra += n * (n - T) * self.slope(T, n)
             if c > 0:
                 chunks[(n, c)] = chunks.get((n, c), 0) + 1
         for (n, c), b in chunks.items():
             extra += self.cached(b, n, c)
         return self.single(T) + extra
+
+    def _mix_s(self, lengths: Lengths) -> float:
+        """The step's attention kernels over sequences of ``lengths``."""
+        t = self._mixes.get(lengths)
+        if t is None:
+            t = self._mixes[lengths] = self._attention(lengths)
+        return t
 
     # ---- s(T, n) ----
     def slope(self, tokens: int, length: int) -> float:

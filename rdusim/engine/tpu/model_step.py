@@ -6,7 +6,11 @@ from rdusim.config.deployment import Deployment
 from rdusim.engine.family import Memo
 from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
 from rdusim.engine.step import StepResult
-from rdusim.engine.tpu.step import check_launch, check_tp, simulate_kernels, simulate_step
+from rdusim.engine.gpu.fusion_rules import partition
+from rdusim.engine.gpu.kernels import Kernel
+from rdusim.engine.tpu.kernels import kernel_time
+from rdusim.engine.tpu.step import check_launch, check_tp, simulate_kernels
+from rdusim.engine.varlen import Lengths, packed_step_kernels, varlen_timer
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 
@@ -15,16 +19,47 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
                new_tokens: int = 1) -> StepResult:
     """One step; its kernels come from the model's first layers with the middle one repeated
     (the same kernels as the whole model's graph, without building it)."""
-    arch, cfg, tp = dep.arch.at_compute(dep.model.fmt.compute), dep.model, dep.tp
+    arch = _arch(dep)
+    kernels = step_kernels(dep, phase, batch, seq, memo, new_tokens)
+    return simulate_kernels(arch, kernels, launch=dep.launch, tp=dep.tp, host_s=host_s)
+
+
+def _arch(dep: Deployment):
+    """The chip at the model's compute format."""
+    return dep.arch.at_compute(dep.model.fmt.compute)
+
+
+def step_kernels(dep: Deployment, phase: Phase, batch: int, seq: int, memo: Memo,
+                 new_tokens: int = 1) -> tuple[Kernel, ...]:
+    """The kernels (XLA fusions) of the step."""
+    arch, cfg, tp = _arch(dep), dep.model, dep.tp
     check_tp(arch, tp)
     check_launch(arch, dep.launch)
     if cfg.num_hidden_layers > TEMPLATE_LAYERS:
         key = ("tpu.kernels", arch, cfg, phase, batch, seq, tp, dep.fusion, new_tokens)
         kernels = memo(key, lambda: _repeated(dep, arch, phase, batch, seq, new_tokens))
         if kernels is not None:
-            return simulate_kernels(arch, kernels, launch=dep.launch, tp=tp, host_s=host_s)
-    graph = build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens)
-    return simulate_step(arch, graph, fusion=dep.fusion, launch=dep.launch, tp=tp, host_s=host_s)
+            return kernels
+    return partition(build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens), dep.fusion, arch)
+
+
+def packed_step(dep: Deployment, lengths: Lengths, host_s: float, memo: Memo) -> StepResult | None:
+    """The prefill step of prompts of ``lengths`` packed together (:mod:`rdusim.engine.varlen`)."""
+    kernels = packed_step_kernels(_prefill_kernels(dep, memo), lengths, dep.model.sliding_window)
+    if kernels is None:
+        return None
+    return simulate_kernels(_arch(dep), kernels, launch=dep.launch, tp=dep.tp, host_s=host_s)
+
+
+def varlen_time(dep: Deployment, memo: Memo):
+    """Seconds of a prefill step's kernels that change with its mix of prompts, for any mix."""
+    arch = _arch(dep)
+    return varlen_timer(_prefill_kernels(dep, memo), dep.model.sliding_window,
+                        lambda work: kernel_time(arch, work).duration_s)
+
+
+def _prefill_kernels(dep: Deployment, memo: Memo):
+    return lambda batch, tokens: step_kernels(dep, Phase.PREFILL, batch, tokens, memo)
 
 
 def _repeated(dep: Deployment, arch, phase: Phase, batch: int, seq: int, new_tokens: int):
