@@ -156,8 +156,8 @@ class StepModel:
     def packed(self) -> PackedSteps:
         if self._packed is None:
             ideal = self.dep.execution.ideal          # (roofline steps: the attention grid)
-            attention = None if ideal else family(self.dep.arch).varlen_time(self.dep, self.cache.get)
-            self._packed = PackedSteps(self._bare, self._bare_extend, attention)
+            varlen = None if ideal else family(self.dep.arch).varlen_time(self.dep, self.cache.get)
+            self._packed = PackedSteps(self._bare, self._bare_extend, varlen)
         return self._packed
 
     def _time(self, phase: Phase, batch: int, seq: int) -> float:

@@ -43,7 +43,7 @@ class RduFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
-    def packed_step(self, dep, lengths, host_s: float, memo: Memo) -> None:
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> None:
         return None          # the fused-layer pipelines are compiled for uniform batches
 
     def varlen_time(self, dep, memo: Memo) -> None:

@@ -38,8 +38,8 @@ class TpuFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
-    def packed_step(self, dep, lengths, host_s: float, memo: Memo) -> StepResult:
-        return model_step.packed_step(dep, lengths, host_s, memo)
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> StepResult:
+        return model_step.packed_step(dep, mix, host_s, memo)
 
     def varlen_time(self, dep, memo: Memo):
         return model_step.varlen_time(dep, memo)
