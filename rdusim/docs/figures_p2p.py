@@ -53,24 +53,19 @@ def _moves(runs: Runs, key: str, scenario: str, part: str, shipped: bool) -> str
     return (f"{_x(_coe(runs, '', scenario, part))} -> " if shipped else "") + f"{half} / {double}"
 
 
-@figure("p2p.latency_bs1_expert")
-def latency_bs1_expert(runs: Runs) -> str:
-    return _moves(runs, LATENCY, "bs1.tok20", "expert", True)
+# figure -> (the P2P parameter scaled, scenario, speedup part, whether "as shipped ->" leads)
+MOVES = {"p2p.latency_bs1_expert": (LATENCY, "bs1.tok20", "expert", True),
+         "p2p.latency_bs8_overall": (LATENCY, "bs8.tok20", "overall", True),
+         "p2p.bandwidth_bs1_expert": (BANDWIDTH, "bs1.tok20", "expert", False),
+         "p2p.bandwidth_bs8_overall": (BANDWIDTH, "bs8.tok20", "overall", False)}
 
 
-@figure("p2p.latency_bs8_overall")
-def latency_bs8_overall(runs: Runs) -> str:
-    return _moves(runs, LATENCY, "bs8.tok20", "overall", True)
+def _register(name: str, args: tuple) -> None:
+    figure(name)(lambda runs: _moves(runs, *args))
 
 
-@figure("p2p.bandwidth_bs1_expert")
-def bandwidth_bs1_expert(runs: Runs) -> str:
-    return _moves(runs, BANDWIDTH, "bs1.tok20", "expert", False)
-
-
-@figure("p2p.bandwidth_bs8_overall")
-def bandwidth_bs8_overall(runs: Runs) -> str:
-    return _moves(runs, BANDWIDTH, "bs8.tok20", "overall", False)
+for _name, _args in MOVES.items():
+    _register(_name, _args)
 
 
 @figure("p2p.ring")

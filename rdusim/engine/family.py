@@ -132,7 +132,7 @@ class Family(Protocol):
 
     def varlen_time(self, dep: "Deployment", memo: Memo) -> Any:
         """Seconds of the kernels of the deployment's prefill steps that change with the mix of
-        sequences, as a function of the mix (:func:`rdusim.engine.varlen.varlen_timer`), or None
+        sequences, as a function of the mix (:meth:`rdusim.engine.varlen.KernelStream.varlen_time`), or None
         (packed steps take their attention from the engine's uniform batches)."""
         ...
 

@@ -17,7 +17,7 @@ engine's own ``(b, n)`` step (tests/test_packed_steps.py).
 steps (a prefill of TEMPLATE_TOKENS tokens as one prompt and as two, and a chunk of as many
 tokens over two cached contexts): :meth:`~PackedKernels.kernels` gives a family's
 ``packed_step`` (the engine's step of a mix) and :meth:`~PackedKernels.time_s` the serving
-rule's term (:mod:`rdusim.engine.packed_steps` adds ``time_s(mix) - time_s(one T-token
+rule's term, each family's :class:`KernelStream` supplying its own kernel cut and timing (:mod:`rdusim.engine.packed_steps` adds ``time_s(mix) - time_s(one T-token
 prompt)`` to its knots of the ``T``-token step: no engine step per distinct ``T``).
 """
 
@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from rdusim.engine.gpu.kernels import AttentionShape, Kernel, KernelClass, KernelWork
+from rdusim.graph.phase import Phase
 
 Mix = tuple[tuple[tuple[int, int], int], ...]   # ((new tokens, cached tokens), how many such sequences)
 TEMPLATE_TOKENS = 64      # the steps PackedKernels starts from: prefills and chunks of this many tokens
@@ -163,17 +164,38 @@ def template(steps: Steps, window: int | None) -> Optional[PackedKernels]:
                             window)
 
 
-def packed_step_kernels(steps: Steps, mix: Mix, window: int | None) -> Optional[tuple[Kernel, ...]]:
-    """The kernels of the prefill step of the sequences of ``mix`` packed together, or None
-    (no fused attention)."""
-    pk = template(steps, window)
-    tokens = mix_tokens(mix)
-    return None if pk is None else pk.kernels(steps(1, tokens, 0), tokens, mix)
+@dataclass(frozen=True)
+class KernelStream:
+    """A family whose engine times a step as a stream of kernels (GPU, TPU), for packed steps:
+    ``step_kernels(dep, phase, batch, seq, memo, new_tokens)`` cuts a step into kernels,
+    ``simulate(dep, kernels, host_s)`` times them, ``timer(dep)`` times one kernel's work."""
 
+    step_kernels: Callable[..., Sequence[Kernel]]
+    simulate: Callable[..., Any]
+    timer: Callable[[Any], Callable[[KernelWork], float]]
 
-def varlen_timer(steps: Steps, window: int | None,
-                 time: Callable[[KernelWork], float]) -> Optional[Callable[[Mix], float]]:
-    """Seconds of the kernels of a prefill step that change with its mix of sequences, for
-    any mix (the serving rule's term), or None (no fused attention)."""
-    pk = template(steps, window)
-    return None if pk is None else (lambda mix: pk.time_s(mix, time))
+    def _steps(self, dep, memo) -> Steps:
+        def steps(batch: int, tokens: int, context: int) -> Sequence[Kernel]:
+            if context == 0:
+                return self.step_kernels(dep, Phase.PREFILL, batch, tokens, memo)
+            return self.step_kernels(dep, Phase.DECODE, batch, context, memo, new_tokens=tokens)   # a chunk
+        return steps
+
+    def packed_step(self, dep, mix: Mix, host_s: float, memo) -> Any:
+        """The prefill step of the sequences of ``mix`` packed together, or None (no fused
+        attention: eager attention's batched GEMMs are not cut per sequence here)."""
+        steps = self._steps(dep, memo)
+        pk = template(steps, dep.model.sliding_window)
+        if pk is None:
+            return None
+        tokens = mix_tokens(mix)
+        return self.simulate(dep, pk.kernels(steps(1, tokens, 0), tokens, mix), host_s)
+
+    def varlen_time(self, dep, memo) -> Optional[Callable[[Mix], float]]:
+        """Seconds of a prefill step's kernels that change with its mix of sequences, for any
+        mix (the serving rule's term), or None (no fused attention)."""
+        pk = template(self._steps(dep, memo), dep.model.sliding_window)
+        if pk is None:
+            return None
+        time = self.timer(dep)
+        return lambda mix: pk.time_s(mix, time)

@@ -11,7 +11,7 @@ from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel, kernel_time
 from rdusim.engine.gpu.step import check_tp, simulate_kernels
 from rdusim.engine.step import StepResult
-from rdusim.engine.varlen import Mix, packed_step_kernels, varlen_timer
+from rdusim.engine.varlen import KernelStream
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 
@@ -41,29 +41,14 @@ def step_kernels(dep: Deployment, phase: Phase, batch: int, seq: int, memo: Memo
     return partition(build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens), dep.fusion, arch)
 
 
-def packed_step(dep: Deployment, mix: Mix, host_s: float, memo: Memo) -> StepResult | None:
-    """The prefill step of the sequences of ``mix`` packed together (:mod:`rdusim.engine.varlen`)."""
-    kernels = packed_step_kernels(_steps(dep, memo), mix, dep.model.sliding_window)
-    if kernels is None:
-        return None
-    return simulate_kernels(dep.arch, kernels, launch=dep.launch, tp=dep.tp, host_s=host_s)
-
-
-def varlen_time(dep: Deployment, memo: Memo):
-    """Seconds of a prefill step's kernels that change with its mix of sequences, for any mix."""
+def _timer(dep: Deployment):
     arch = dep.arch
-    return varlen_timer(_steps(dep, memo), dep.model.sliding_window,
-                        lambda work: kernel_time(arch, work).duration_s)
+    return lambda work: kernel_time(arch, work).duration_s
 
 
-def _steps(dep: Deployment, memo: Memo):
-    """(sequences, new tokens, cached context) -> the step's kernels: a prefill, or a chunk
-    over a cache (a step computing that many tokens over the context)."""
-    def steps(batch: int, tokens: int, context: int):
-        if context == 0:
-            return step_kernels(dep, Phase.PREFILL, batch, tokens, memo)
-        return step_kernels(dep, Phase.DECODE, batch, context, memo, new_tokens=tokens)
-    return steps
+# packed prefill steps (rdusim.engine.varlen): this engine's kernels, timed its way
+STREAM = KernelStream(step_kernels, lambda dep, kernels, host_s: simulate_kernels(
+    dep.arch, kernels, launch=dep.launch, tp=dep.tp, host_s=host_s), _timer)
 
 
 def _repeated(dep: Deployment, phase: Phase, batch: int, seq: int, new_tokens: int = 1):

@@ -39,10 +39,10 @@ class TpuFamily:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
     def packed_step(self, dep, mix, host_s: float, memo: Memo) -> StepResult:
-        return model_step.packed_step(dep, mix, host_s, memo)
+        return model_step.STREAM.packed_step(dep, mix, host_s, memo)
 
     def varlen_time(self, dep, memo: Memo):
-        return model_step.varlen_time(dep, memo)
+        return model_step.STREAM.varlen_time(dep, memo)
 
     def graph_step(self, arch: TpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult:
