@@ -26,3 +26,8 @@ def figure(name: str):
 
 def fence(text: str) -> str:
     return f"```\n{text}\n```"
+
+
+def ms(seconds: float) -> str:
+    """A time in ms (us below a millisecond), three significant digits."""
+    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"

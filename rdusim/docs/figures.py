@@ -12,16 +12,13 @@ import re
 from typing import Any
 
 from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: F401
-                         figures_plan, figures_prefix, figures_serve, figures_speed)   # (their figures register on import)
-from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure  # noqa: F401  (re-exported)
+                         figures_p2p, figures_plan, figures_prefix, figures_serve, figures_speed,
+                         figures_stacks)   # (their figures register on import)
+from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure, ms as _ms  # noqa: F401  (re-exported)
 from rdusim.docs.runs import Runs, section
 from rdusim.validate import default_reference_files, fit_groups_for, validation_rows
 from rdusim.validate_table import fits_summary, role_summary
 from rdusim.validate_fits import compact_ids
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
 
 
 def _value(key: str, value: Any) -> str:

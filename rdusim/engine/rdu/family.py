@@ -44,6 +44,12 @@ class RduFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> None:
+        return None          # the fused-layer pipelines are compiled for uniform batches
+
+    def varlen_time(self, dep, memo: Memo) -> None:
+        return None          # attention streams inside the fused layer: packed_steps' attention grid
+
     def graph_step(self, arch: RduArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult:
         return step.simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp, host_s=host_s, trace=trace)
