@@ -14,7 +14,7 @@ from rdusim.config.model import load_model
 from rdusim.config.stack import SchedulerSpec
 from rdusim.fleet.fleet import Fleet, Pool, run_fleet
 from rdusim.fleet.network import KvLink
-from rdusim.fleet.plan import fleet_metrics
+from rdusim.fleet.evaluate import fleet_metrics
 from rdusim.fleet.pool import run_pool
 from rdusim.fleet.router import RouterPolicy
 from rdusim.serve.arrivals import Arrival
