@@ -67,7 +67,8 @@ def main_plan(args, jobs: int = 1) -> int:
     name = loaded.serve.spec.name
     out = Path(args.out) if args.out else default_out(name)
     kind = outdir.Kind.RUN
-    executor = ExecutorSpec.from_flags(getattr(args, "executor", None), getattr(args, "workers", None) or jobs,
+    workers = getattr(args, "workers", None)
+    executor = ExecutorSpec.from_flags(getattr(args, "executor", None), jobs if workers is None else workers,
                                        getattr(args, "scheduler", None), getattr(args, "connect_timeout", None))
     cache_at(args.cache_dir)                # a bad --cache-dir fails before anything runs
     cache_dir = str(Path(args.cache_dir).resolve()) if args.cache_dir else None

@@ -92,7 +92,9 @@ class _Driver:
         self.space, self.store, self.executor = space, store, executor
         self.cache_dir = cache_dir
         self.stored = {r.index: r for r in store.rows() if r.status != PointStatus.ERROR}
-        self.ran = self.reused = 0
+        self.before = set(self.stored)         # stored by an earlier run (--resume)
+        self.ran = 0
+        self.reused: set[int] = set()       # points of an earlier run taken from the table
         self.advance = advance
         self._stack = ExitStack()
         self._backend = None
@@ -127,7 +129,8 @@ class _Driver:
                 if hit is None:
                     waiting.append((gi, c))
                     return
-                self.reused += 1
+                if c.index in self.before:
+                    self.reused.add(c.index)
                 sent = row_of(self.space, c, dict(hit.metrics))
                 rows[gi].append(sent)
 
@@ -195,7 +198,7 @@ def search(loaded: LoadedPlan, out: Path, executor: ExecutorSpec, *, resume: boo
         counts = {s.value: 0 for s in PointStatus}
         for r in store.rows():
             counts[r.status.value] += 1
-        return SearchOutcome(rows, best, same, drv.ran, drv.reused, time.perf_counter() - t0, changed, counts)
+        return SearchOutcome(rows, best, same, drv.ran, len(drv.reused), time.perf_counter() - t0, changed, counts)
 
 
 def _one(c: Candidate) -> Walk:

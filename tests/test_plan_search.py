@@ -1,0 +1,171 @@
+"""The planning search as a sweep (rdusim.fleet.search): its table in OUT/search, --resume
+after a partial table or a SIGKILL gives the uninterrupted plan, points stored as errors run
+again, the pruned search gives the same answer as the search without pruning, and the
+plan is the same on one worker or two."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rdusim.cli import main
+from rdusim.errors import InputError
+from rdusim.fleet.search import SEARCH_DIR, search
+from rdusim.fleet.spec import load_plan
+from rdusim.sweep.executor import ExecutorSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLAN = """name: search_plan
+kind: plan
+models: [llama2-7b]
+arrivals: {{process: trace, trace: {root}/data/azure_conv_excerpt.csv, format: azure, time_scale: {scale}}}
+requests: 60
+warmup_requests: 10
+replications: 1
+platforms:
+  dgx_h100: {{arch: {root}/arch/dgx_h100.yaml, stack: vllm}}
+plan:
+  slo: {{ttft_p99_s: {ttft}, tbt_p99_s: 0.2, e2e_p99_s: 30.0}}
+  tp: [8]
+  max_replicas: {top}
+  layouts: [{layouts}]
+  exhaustive: {exhaustive}
+  router_latency_s: {{value: 2.0e-4, source: "assumed: test"}}
+  clusters: {{dgx_h100: {root}/clusters/dgx_h100_x2.yaml}}
+"""
+
+
+def plan_file(tmp_path: Path, name: str = "p.yaml", ttft: float = 2.0, top: int = 2,
+              layouts: str = "colocated, disaggregated", exhaustive: bool = False, scale: float = 4.0) -> Path:
+    f = tmp_path / name
+    f.write_text(PLAN.format(root=ROOT, ttft=ttft, top=top, layouts=layouts, exhaustive=str(exhaustive).lower(),
+                             scale=scale))
+    return f
+
+
+def one_worker() -> ExecutorSpec:
+    return ExecutorSpec(workers=1)
+
+
+def _points(out: Path) -> int:
+    db = out / SEARCH_DIR / "sweep.sqlite"
+    if not db.is_file():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _plan_of(out: Path) -> dict:
+    doc = json.loads((out / "results.json").read_text())
+    for k in ("plan.points_simulated", "plan.points_stored"):
+        doc["metrics"].pop(k)
+    return doc
+
+
+def test_pruned_search_gives_the_answer_of_the_search_without_pruning(tmp_path):
+    # a TTFT limit between the TTFT p99 of one prefill replica and of two (the trace at 100x
+    # its rate): the pairs with one prefill replica miss it, whatever their decode pool
+    every = search(load_plan(str(plan_file(tmp_path, "all.yaml", top=3, layouts="disaggregated", exhaustive=True,
+                                           scale=100.0))), tmp_path / "all", one_worker())
+    ttft = {r["prefill_replicas"]: r["ttft.p99_s"] for r in every.rows}
+    assert ttft[1] > ttft[2]
+    assert all(r["ttft.p99_s"] == ttft[r["prefill_replicas"]] for r in every.rows)   # the prefill pool's alone
+    f = plan_file(tmp_path, ttft=(ttft[1] + ttft[2]) / 2, top=3, layouts="disaggregated", scale=100.0)
+    pruned = search(load_plan(str(f)), tmp_path / "pruned", one_worker())
+    full = search(load_plan(str(f)), tmp_path / "full", one_worker(), prune=False)
+    assert len(pruned.rows) < len(full.rows)                    # something was pruned
+    key = lambda r: (r["prefill_replicas"], r["decode_replicas"])      # noqa: E731
+    by = {key(r): r for r in full.rows}
+    assert all(by[key(r)] == r for r in pruned.rows)            # what both simulated: the same rows
+    assert not any(r["met"] for r in full.rows if key(r) not in {key(x) for x in pruned.rows})
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "forced_by"} for r in rows]   # noqa: E731
+    assert drop(pruned.best) == drop(full.best) and pruned.best and pruned.same == full.same
+
+
+def test_resume_takes_stored_points_and_reruns_errors(tmp_path):
+    f = plan_file(tmp_path, top=2, exhaustive=True)
+    out = tmp_path / "o"
+    first = search(load_plan(str(f)), out, one_worker())
+    n = first.ran
+    assert n == _points(out) >= 6 and first.stored == 0
+    again = search(load_plan(str(f)), out, one_worker(), resume=True)
+    assert (again.ran, again.stored) == (0, n) and again.rows == first.rows and again.same == first.same
+    conn = sqlite3.connect(str(out / SEARCH_DIR / "sweep.sqlite"))
+    with conn:
+        conn.execute("DELETE FROM points WHERE idx IN (SELECT idx FROM points ORDER BY idx DESC LIMIT 2)")
+        conn.execute("UPDATE points SET status = 'error', metrics = '{}', error = 'boom' "
+                     "WHERE idx = (SELECT MIN(idx) FROM points)")
+    conn.close()
+    resumed = search(load_plan(str(f)), out, one_worker(), resume=True)
+    assert (resumed.ran, resumed.stored) == (3, n - 3)
+    assert resumed.rows == first.rows and resumed.best == first.best and resumed.same == first.same
+    assert resumed.by_status["error"] == 0 and _points(out) == n
+    # a different plan is not resumed into this table; without --resume the table is replaced
+    other = plan_file(tmp_path, "other.yaml", top=2, exhaustive=True, ttft=1.0)
+    with pytest.raises(InputError, match="the same plan file"):
+        search(load_plan(str(other)), out, one_worker(), resume=True)
+    fresh = search(load_plan(str(f)), out, one_worker())
+    assert (fresh.ran, fresh.stored) == (n, 0) and fresh.rows == first.rows
+
+
+def test_one_worker_or_two_the_same_plan(tmp_path, capsys):
+    f = plan_file(tmp_path, top=2)
+    assert main(["plan", str(f), "--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
+    assert main(["plan", str(f), "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    assert "simulated" in capsys.readouterr().out
+    assert _plan_of(tmp_path / "a") == _plan_of(tmp_path / "b")
+    assert (tmp_path / "b" / SEARCH_DIR / "sweep.csv").is_file()
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_plan(tmp_path, capsys):
+    f = plan_file(tmp_path, top=2, exhaustive=True)
+    part, full = tmp_path / "part", tmp_path / "full"
+    cmd = [sys.executable, "-m", "rdusim.cli", "plan", str(f), "--out", str(part), "--jobs", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while _points(part) < 2:
+            if proc.poll() is not None:
+                pytest.fail(f"plan ended before it could be killed: {proc.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                pytest.fail("plan too slow to reach the kill point")
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    done = _points(part)
+    assert proc.returncode == -signal.SIGKILL and not (part / "results.json").exists()
+    assert main(["plan", str(f), "--out", str(full), "--jobs", "1"]) == 0
+    total = json.loads((full / "results.json").read_text())["metrics"]["plan.points_simulated"]
+    assert 2 <= done < total, "the kill came too late to test anything"
+    assert main(["plan", str(f), "--out", str(part), "--jobs", "1", "--resume"]) == 0
+    m = json.loads((part / "results.json").read_text())["metrics"]
+    assert (m["plan.points_stored"], m["plan.points_simulated"]) == (done, total - done)
+    assert _plan_of(part) == _plan_of(full)
+    capsys.readouterr()
+
+
+def test_plan_flags_bad_input_exit_2(tmp_path, capsys):
+    f = plan_file(tmp_path)
+    assert main(["plan", str(f), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert main(["plan", str(f), "--out", str(tmp_path / "o"), "--executor", "local",
+                 "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "--scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
