@@ -169,3 +169,19 @@ def test_plan_flags_bad_input_exit_2(tmp_path, capsys):
                  "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "--scheduler" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_shared_prefill_pool_run_gives_the_fleets_own_metrics(tmp_path):
+    """Disaggregated fleets with the same prefill pool reuse its run (rdusim.fleet.fleet
+    ``prefilled``): each fleet's metrics are those of its own run from scratch."""
+    from rdusim.cache import RunCache
+    from rdusim.fleet.evaluate import Simulator
+    from rdusim.fleet.fleet import Layout
+
+    loaded = load_plan(str(plan_file(tmp_path, scale=100.0)))
+    shared, cache = Simulator(loaded, RunCache()), RunCache()
+    at = lambda i, j: shared.space.at("llama2-7b", Layout.DISAGGREGATED, "dgx_h100", "dgx_h100", 8, i, j)  # noqa: E731
+    got = [shared.metrics(at(1, j)) for j in (1, 2)]
+    assert len(shared._prefilled) == 1
+    want = [Simulator(loaded, cache).metrics(at(1, j)) for j in (1, 2)]
+    assert got == want and got[0] != got[1]

@@ -27,8 +27,9 @@ from rdusim.sweep.point import PointRow, PointStatus
 LITTLE = ("little.in_system_mean", "little.arrival_rate_per_s", "little.rate_x_time")
 
 
-def fleet_metrics(fleet: Fleet, arrivals, warmup: int, slo: Slo) -> dict[str, Any]:
-    run = run_fleet(fleet, arrivals, warmup)
+def fleet_metrics(fleet: Fleet, arrivals, warmup: int, slo: Slo, prefilled: Optional[dict] = None,
+                  key=None) -> dict[str, Any]:
+    run = run_fleet(fleet, arrivals, warmup, prefilled, key)
     logs = [lg for pr in run.pools.values() for lg in pr.logs]
     m = summarize(merged(run.seqs, logs, warmup), warmup, slo, len(arrivals))
     for name, pr in run.pools.items():
@@ -56,6 +57,7 @@ class Simulator:
         self.slo = Slo(self.spec.slo.ttft_s, self.spec.slo.tpot_s)
         self.plats: dict = {}
         self._arrivals: dict = {}
+        self._prefilled: dict = {}      # prefill pool runs, by (model, platform, tp, replicas, stream)
 
     def platform(self, model: str, name: str, tp: int) -> ServePlatform:
         key = (model, name, tp)
@@ -93,8 +95,9 @@ class Simulator:
         fleet = self.fleet(c)
         if fleet.serve.platform.kv_blocks == 0 or (fleet.prefill and fleet.prefill.platform.kv_blocks == 0):
             return {"nodes": fleet.nodes, "oom": 1}
-        return replicated([fleet_metrics(fleet, a, self.spec.warmup_requests, self.slo)
-                           for a in self.arrivals(c.model)])
+        return replicated([fleet_metrics(fleet, a, self.spec.warmup_requests, self.slo, self._prefilled,
+                                         (c.model, c.prefill, c.tp, c.prefill_replicas, r))
+                           for r, a in enumerate(self.arrivals(c.model))])
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 from rdusim.fleet.network import KvLink
 from rdusim.fleet.pool import PoolRun, run_pool
@@ -63,7 +63,12 @@ class FleetRun:
     kv_s: list[float] = field(default_factory=list)
 
 
-def run_fleet(fleet: Fleet, arrivals: Sequence[Arrival], warmup: int = 0) -> FleetRun:
+def run_fleet(fleet: Fleet, arrivals: Sequence[Arrival], warmup: int = 0,
+              prefilled: Optional[dict] = None, key: Hashable = None) -> FleetRun:
+    """``prefilled`` (a dict the caller keeps) with ``key`` (what identifies the prefill pool
+    and the stream: platform, replicas, arrivals): the prefill pool's run is kept there and
+    reused by fleets with the same prefill pool and stream -- it does not depend on the
+    decode pool, and nothing after it changes what a later fleet reads of it."""
     shifted = [Arrival(a.arrival_s + fleet.router_s, a.prompt_tokens, a.output_tokens, a.expert, a.truncated)
                for a in arrivals]
     if fleet.prefill is None:
@@ -71,8 +76,13 @@ def run_fleet(fleet: Fleet, arrivals: Sequence[Arrival], warmup: int = 0) -> Fle
         run = run_pool(fleet.serve.platform.setup(), seqs, fleet.serve.replicas, fleet.router, warmup)
         _restore(seqs, arrivals)
         return FleetRun(seqs, {"serve": run})
-    first = [Seq(i, Arrival(a.arrival_s, a.prompt_tokens, 1)) for i, a in enumerate(shifted)]
-    pre = run_pool(fleet.prefill.platform.setup(), first, fleet.prefill.replicas, fleet.router, warmup)
+    if prefilled is not None and key in prefilled:
+        first, pre = prefilled[key]
+    else:
+        first = [Seq(i, Arrival(a.arrival_s, a.prompt_tokens, 1)) for i, a in enumerate(shifted)]
+        pre = run_pool(fleet.prefill.platform.setup(), first, fleet.prefill.replicas, fleet.router, warmup)
+        if prefilled is not None:
+            prefilled[key] = first, pre
     model = fleet.serve.platform.dep.model
     moved, kv_bytes, kv_s = [], [], []
     for q, a in zip(first, arrivals):
