@@ -88,6 +88,29 @@ def test_least_outstanding_against_a_hand_computed_schedule():
     assert finish == pytest.approx({0: 1.0, 1: 1.1, 2: 2.0, 3: 3.0, 4: 2.15})
 
 
+def test_prefix_aware_against_a_hand_computed_schedule():
+    # one-token requests of 64 tokens whose first 48 (3 blocks of 16) are a shared prefix
+    # A, B or C; prefill 1 s. Prefix-aware: t=0 A -> r0 (nothing cached: least loaded);
+    # 0.5 B -> r1 (nothing cached -- A's blocks register at the end of its prefill, 1.0 --
+    # and r0 holds one); 5 A -> r0 (its cache holds A's 3 blocks); 6 B -> r1 (B's);
+    # 7 C -> r0 (nowhere: both idle, lowest index). Least outstanding sends 6 B to r0 (both
+    # idle), where B is not cached: 3 blocks hit instead of 6.
+    times, prefixes = [0.0, 0.5, 5.0, 6.0, 7.0], [0, 1, 0, 1, 2]
+    mk = lambda: [Seq(i, Arrival(t, 64, 1, prefix=p, prefix_tokens=48))   # noqa: E731
+                  for i, (t, p) in enumerate(zip(times, prefixes))]
+    cached = ServerSetup(Fixed(), SchedulerSpec(max_sequences=8, max_batched_tokens=4096, kv_block_tokens=16,
+                                                prefix_caching=True), 1000)
+    aware = run_pool(cached, mk(), 2, RouterPolicy.PREFIX_AWARE)
+    lo = run_pool(cached, mk(), 2, RouterPolicy.LEAST_OUTSTANDING)
+    assert aware.replica == [0, 1, 0, 1, 0] and lo.replica == [0, 1, 0, 0, 0]
+    hits = lambda run: sum(lg.prefix_cache.hits for lg in run.logs)    # noqa: E731
+    assert (hits(aware), hits(lo)) == (6, 3)
+    assert sum(lg.prefix_cache.queried for lg in aware.logs) == 15
+    # without prefix caching there is nothing to match: least outstanding's choices
+    plain = run_pool(setup(), mk(), 2, RouterPolicy.PREFIX_AWARE)
+    assert plain.replica == lo.replica
+
+
 def test_disaggregated_kv_bytes_equal_the_prompts_kv():
     model = load_model("llama2-7b")
     arr = stream(60)

@@ -185,3 +185,31 @@ def test_a_shared_prefill_pool_run_gives_the_fleets_own_metrics(tmp_path):
     assert len(shared._prefilled) == 1
     want = [Simulator(loaded, cache).metrics(at(1, j)) for j in (1, 2)]
     assert got == want and got[0] != got[1]
+
+
+def test_prefix_aware_router_beats_least_outstanding_on_conversation_traffic():
+    """workloads/plan_prefix.yaml (90% of requests continue one of 100 conversations, prefix
+    caching on): on two and three replicas the prefix-aware router finds a request's prefix
+    where it is cached; least outstanding spreads a conversation over the replicas."""
+    import dataclasses
+
+    from rdusim.cache import RunCache
+    from rdusim.fleet.evaluate import Simulator
+    from rdusim.fleet.fleet import Layout
+    from rdusim.fleet.router import RouterPolicy
+
+    loaded, cache = load_plan(str(ROOT / "workloads" / "plan_prefix.yaml")), RunCache()
+    got = {}
+    for policy in (RouterPolicy.PREFIX_AWARE, RouterPolicy.LEAST_OUTSTANDING):
+        sim = Simulator(dataclasses.replace(loaded, plan=dataclasses.replace(loaded.plan, router=policy)), cache)
+        for n in (1, 2, 3):
+            got[policy, n] = sim.metrics(sim.space.at("llama2-7b", Layout.COLOCATED, "dgx_h100", "dgx_h100", 8, 0, n))
+    aware, lo = RouterPolicy.PREFIX_AWARE, RouterPolicy.LEAST_OUTSTANDING
+    assert got[aware, 1] == got[lo, 1]                     # one replica: no choice to make
+    for n in (2, 3):
+        a, b = got[aware, n], got[lo, n]
+        assert a["prefix_cache.hit_rate"] > b["prefix_cache.hit_rate"] + 0.1
+        assert a["prefix_cache.saved_prefill_tokens"] > b["prefix_cache.saved_prefill_tokens"]
+        assert a["ttft.p99_s"] < b["ttft.p99_s"] and a["ttft.mean_s"] < b["ttft.mean_s"]
+    # every replica count: the hit rate of one server (each conversation's prefix in one cache)
+    assert got[aware, 2]["prefix_cache.hit_rate"] == got[aware, 1]["prefix_cache.hit_rate"]

@@ -176,7 +176,8 @@ def binding(m: dict[str, Any], limits: dict[str, float]) -> tuple[bool, str, flo
     return ratios[key] <= 1.0, key, ratios[key]
 
 
-ROW_KEYS = ("requests_per_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean", "rejected")
+ROW_KEYS = ("requests_per_s", "kv_transfer.s_mean", "kv_transfer.bytes_mean", "rejected", "prefix_cache.hit_rate",
+            "prefix_cache.saved_prefill_tokens")
 
 
 def row_of(space: Space, c: Candidate, m: dict[str, Any]) -> dict[str, Any]:
