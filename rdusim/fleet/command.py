@@ -24,26 +24,39 @@ from rdusim.sweep.executor import ExecutorSpec, WorkerLost
 
 
 def pareto_png(rows) -> bytes:
+    """Nodes (left) and price per hour (right: fleets of priced machines) against p99 E2E
+    latency, every configuration simulated; the Pareto front of the fleets meeting the SLO
+    joined; a 95% interval bar where the p99 has one (synthetic traffic, replications > 1)."""
     from rdusim.report.figures import finish, new_figure, style_axes
 
-    fig = new_figure(8.0, 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    for model, marker in zip(sorted({r["model"] for r in rows}), "os^D"):
-        pts = [(r["nodes"], r.get("e2e.p99_s"), r["met"]) for r in rows if r["model"] == model
-               and r.get("e2e.p99_s") is not None]
-        ax.scatter([p[0] for p in pts if p[2]], [p[1] for p in pts if p[2]], marker=marker, label=f"{model} meets SLO")
-        ax.scatter([p[0] for p in pts if not p[2]], [p[1] for p in pts if not p[2]], marker=marker, facecolors="none",
-                   edgecolors="grey", label=f"{model} misses")
-        front, best = [], math.inf
-        for n, y, met in sorted(pts):
-            if met and y < best:
-                best = y
-                front.append((n, y))
-        ax.plot([p[0] for p in front], [p[1] for p in front], lw=1)
-    ax.set_yscale("log")
-    style_axes(ax, "nodes", "p99 end-to-end latency (s)")
-    ax.legend(fontsize=7)
-    return finish(fig, "pareto", "Fleets: nodes vs p99 latency (Pareto front of the fleets meeting the SLO joined)").png
+    fig = new_figure(11.0, 4.5)
+    axes = [fig.add_subplot(1, 2, k) for k in (1, 2)]
+    for ax, x_key, x_label in zip(axes, ("nodes", "usd_per_hour"), ("nodes", "USD per hour (published node prices)")):
+        for model, marker in zip(sorted({r["model"] for r in rows}), "os^D"):
+            mine = [r for r in rows if r["model"] == model and r.get("e2e.p99_s") is not None
+                    and r.get(x_key) is not None]
+            for met, face in ((True, None), (False, "none")):
+                pick = [r for r in mine if r["met"] == met]
+                ax.scatter([r[x_key] for r in pick], [r["e2e.p99_s"] for r in pick], marker=marker,
+                           facecolors=face, edgecolors=None if met else "grey",
+                           label=f"{model} {'meets SLO' if met else 'misses'}")
+            ci = [r for r in mine if r.get("e2e.p99_ci_lo_s") is not None and r.get("e2e.p99_ci_hi_s") is not None]
+            if ci:
+                ys = [r["e2e.p99_s"] for r in ci]
+                ax.errorbar([r[x_key] for r in ci], ys, fmt="none", ecolor="grey", lw=0.8,
+                            yerr=[[max(y - r["e2e.p99_ci_lo_s"], 0.0) for y, r in zip(ys, ci)],
+                                  [max(r["e2e.p99_ci_hi_s"] - y, 0.0) for y, r in zip(ys, ci)]])
+            front, best = [], math.inf
+            for r in sorted(mine, key=lambda r: (r[x_key], r["e2e.p99_s"])):
+                if r["met"] and r["e2e.p99_s"] < best:
+                    best = r["e2e.p99_s"]
+                    front.append((r[x_key], best))
+            ax.plot([p[0] for p in front], [p[1] for p in front], lw=1)
+        ax.set_yscale("log")
+        style_axes(ax, x_label, "p99 end-to-end latency (s)")
+        ax.legend(fontsize=7)
+    return finish(fig, "pareto", "Fleets: nodes and price vs p99 latency (Pareto front of the fleets meeting the SLO "
+                  "joined; bars: 95% intervals)").png
 
 
 def _g(x) -> str:
