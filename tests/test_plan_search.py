@@ -213,3 +213,20 @@ def test_prefix_aware_router_beats_least_outstanding_on_conversation_traffic():
         assert a["ttft.p99_s"] < b["ttft.p99_s"] and a["ttft.mean_s"] < b["ttft.mean_s"]
     # every replica count: the hit rate of one server (each conversation's prefix in one cache)
     assert got[aware, 2]["prefix_cache.hit_rate"] == got[aware, 1]["prefix_cache.hit_rate"]
+
+
+def test_a_failed_point_stops_the_search_and_resume_runs_it_again(tmp_path, capsys):
+    from rdusim.fleet.search import PointFailed
+
+    f = plan_file(tmp_path, top=1, layouts="colocated")
+    loaded, good = load_plan(str(f)), f.read_text()
+    f.write_text("kind: plan\nmodels: 3\n")          # what the worker reads: a bad plan file
+    with pytest.raises(PointFailed, match="models: expected"):
+        search(loaded, tmp_path / "o", one_worker())
+    assert _points(tmp_path / "o") == 1
+    assert main(["plan", str(f), "--out", str(tmp_path / "p"), "--jobs", "1"]) == 2     # caught before any run
+    f.write_text(good)
+    again = search(loaded, tmp_path / "o", one_worker(), resume=True)
+    assert (again.ran, again.stored, again.by_status) == (1, 0, {"ok": 1, "error": 0, "oom": 0})
+    assert again.best and again.best[0]["decode_replicas"] == 1
+    capsys.readouterr()

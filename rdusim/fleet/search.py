@@ -142,7 +142,9 @@ class _Driver:
         owner: list[Optional[str]] = [None] * backend.slots    # the model each slot simulates
         free = list(range(backend.slots))
         flight: dict[Any, tuple[int, Candidate, int]] = {}
-        while waiting or flight:
+        finished: list[PointRow] = []
+
+        def submit() -> None:
             while waiting and free:
                 slot = free.pop(0)
                 busy = {owner[s] for _, _, s in flight.values()}
@@ -153,26 +155,35 @@ class _Driver:
                 del waiting[pick]
                 owner[slot] = c.model
                 flight[backend.submit(run_plan_point, self.task(c), slot)] = (gi, c, slot)
+
+        while waiting or flight:
+            submit()
             done, _ = backend.wait_first(set(flight))
             for fut in sorted(done, key=lambda f: flight[f][1].index):
                 gi, c, slot = flight.pop(fut)
                 free.append(slot)
                 point = PointRow.from_message(backend.result(fut))
-                self.store.add(point)
-                if point.status != PointStatus.ERROR:
-                    self.stored[c.index] = point
-                self.ran += 1
-                self.advance()
+                finished.append(point)
                 if point.status == PointStatus.ERROR:
-                    raise PointFailed(f"point {c.index} ({_params(c)}): {point.error}")
+                    break
+                self.stored[c.index] = point
                 row = row_of(self.space, c, dict(point.metrics))
                 rows[gi].append(row)
                 step(gi, row)
+            if not finished[-1].status == PointStatus.ERROR:
+                submit()                    # the workers go on while the parent commits
+            for point in finished:
+                self.store.add(point)
+                self.ran += 1
+                self.advance()
+                if point.status == PointStatus.ERROR:
+                    raise PointFailed(f"point {point.index} ({_params(point.params)}): {point.error}")
+            finished.clear()
         return rows
 
 
-def _params(c: Candidate) -> str:
-    return ", ".join(f"{k}={v}" for k, v in c.params().items())
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
 def search(loaded: LoadedPlan, out: Path, executor: ExecutorSpec, *, resume: bool = False,
