@@ -230,3 +230,12 @@ def test_a_failed_point_stops_the_search_and_resume_runs_it_again(tmp_path, caps
     assert (again.ran, again.stored, again.by_status) == (1, 0, {"ok": 1, "error": 0, "oom": 0})
     assert again.best and again.best[0]["decode_replicas"] == 1
     capsys.readouterr()
+
+
+def test_the_plan_on_dask_equals_the_plan_on_local_processes(tmp_path, capsys):
+    pytest.importorskip("distributed", reason="the dask extra is not installed (pip install -e '.[dask]')")
+    f = plan_file(tmp_path, top=1)
+    assert main(["plan", str(f), "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
+    assert main(["plan", str(f), "--out", str(tmp_path / "dask"), "--executor", "dask", "--workers", "1"]) == 0
+    assert _plan_of(tmp_path / "local") == _plan_of(tmp_path / "dask")
+    capsys.readouterr()
