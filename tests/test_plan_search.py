@@ -239,3 +239,51 @@ def test_the_plan_on_dask_equals_the_plan_on_local_processes(tmp_path, capsys):
     assert main(["plan", str(f), "--out", str(tmp_path / "dask"), "--executor", "dask", "--workers", "1"]) == 0
     assert _plan_of(tmp_path / "local") == _plan_of(tmp_path / "dask")
     capsys.readouterr()
+
+
+def test_rejections_do_not_depend_on_the_replicas_so_they_end_a_group(tmp_path):
+    """A replica rejects a request whose whole sequence cannot fit its KV pool: the same
+    requests on one, two or three replicas, whatever the router; the walk then stops
+    (pruned) where the search without pruning walks on to fleets that reject them too."""
+    import numpy as np
+
+    from rdusim.config.stack import SchedulerSpec
+    from rdusim.fleet.fleet import Layout
+    from rdusim.fleet.pool import run_pool
+    from rdusim.fleet.router import RouterPolicy
+    from rdusim.serve.arrivals import Arrival
+    from rdusim.serve.server import Seq, ServerSetup
+
+    class Fixed:
+        def decode_s(self, batch, context):
+            return 0.25
+
+        def decode_run_s(self, batch, context, steps):
+            return np.full(steps, 0.25)
+
+        def packed_prefill_s(self, pieces):
+            return 1.0
+
+        def mixed_s(self, pieces, decode_batch, decode_context):
+            return 1.0
+
+    s = ServerSetup(Fixed(), SchedulerSpec(max_sequences=8, max_batched_tokens=4096, kv_block_tokens=16), 40)
+    rng = np.random.default_rng(1)
+    arr = [Arrival(float(t), int(p), 8) for t, p in zip(np.cumsum(rng.exponential(0.5, 80)), rng.integers(16, 900, 80))]
+    counts = {(n, pol): sum(lg.rejected_kv for lg in run_pool(s, [Seq(i, a) for i, a in enumerate(arr)], n, pol).logs)
+              for n in (1, 2, 3) for pol in RouterPolicy}
+    assert len(set(counts.values())) == 1 and counts[1, RouterPolicy.ROUND_ROBIN] > 0
+
+    from rdusim.fleet.plan import Space
+    space = Space(load_plan(str(plan_file(tmp_path, top=3))))
+    bad = {"met": False, "binding": "memory (requests rejected)", "rejected": 2}
+    for prune, walked in ((True, 1), (False, 3)):
+        w, n = space.walk(("llama2-7b", Layout.COLOCATED, "dgx_h100", "dgx_h100", 8), prune), 0
+        next(w)
+        try:
+            while True:
+                n += 1
+                w.send(bad)
+        except StopIteration:
+            pass
+        assert n == walked

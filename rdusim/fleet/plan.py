@@ -15,6 +15,9 @@ layout, prefill and decode platform, TP) walks its candidates in order and stops
   with that prefill pool are not simulated (they cannot meet the SLO; the answer is the
   same as without the pruning, tests/test_plan_search.py).
 
+Either layout: a fleet that rejected requests (a whole sequence larger than a replica's KV
+pool) ends its group -- every replica count rejects the same requests.
+
 ``exhaustive: true`` walks every candidate (for the Pareto plot). Every configuration
 simulated is a row (nodes, p99s with their intervals, whether it met the SLO, the binding
 constraint: the largest p99 / limit ratio) with its price per hour where every machine in it
@@ -128,7 +131,7 @@ class Space:
         if layout == Layout.COLOCATED:
             for n in range(1, top + 1):
                 row = yield self.at(model, layout, a, a, tp, 0, n)
-                if _stop(row, exhaustive):
+                if _stop(row, exhaustive) or (prune and not exhaustive and _unfixable(row)):
                     return
             return
         na, nb = self.nodes_per_replica(a, tp), self.nodes_per_replica(b, tp)
@@ -140,7 +143,7 @@ class Space:
             if i in ttft_missed:
                 continue
             row = yield self.at(model, layout, a, b, tp, i, j)
-            if _stop(row, exhaustive):
+            if _stop(row, exhaustive) or (prune and not exhaustive and _unfixable(row)):
                 return
             if prune and not exhaustive and limit is not None and not row.get("rejected") \
                     and row.get("ttft.p99_s") is not None and row["ttft.p99_s"] > limit:
@@ -162,6 +165,14 @@ class Space:
 
 def _stop(row, exhaustive: bool) -> bool:
     return row["binding"].startswith("memory (weights") or (row["met"] and not exhaustive)
+
+
+def _unfixable(row) -> bool:
+    """A fleet rejected requests (or measured none): a replica rejects a request whose whole
+    sequence cannot fit its KV pool (rdusim.serve.continuous ``add``), which is the same on
+    every replica of the platform, so every replica count of the group rejects the same
+    requests and misses the SLO too."""
+    return row["binding"].startswith("memory (requests")
 
 
 def binding(m: dict[str, Any], limits: dict[str, float]) -> tuple[bool, str, float]:
