@@ -134,8 +134,9 @@ def main_plan(args, jobs: int = 1) -> int:
                  f"{found.stored} taken from the search table {SEARCH_DIR}/sweep.sqlite). "
                  "Smallest fleets by nodes; cheapest by the machines' published node prices (machines without one: "
                  "unpriced). p99s of synthetic traffic with replications > 1 are the mean over the replications "
-                 "with its 95% Student-t interval [lo, hi]; a trace replay is one realisation (no interval).", ""] + [f"Cheapest fleet meeting the SLO for {r['model']}: {_label(r)}, "
-                                      f"{r['nodes']} nodes, {r['usd_per_hour']:.2f} USD/hour" for r in cheap] + ["",
+                 "with its 95% Student-t interval [lo, hi]; a trace replay is one realisation (no interval).", ""]
+        lines += [f"Cheapest fleet meeting the SLO for {r['model']}: {_label(r)}, {r['nodes']} nodes, "
+                  f"{r['usd_per_hour']:.2f} USD/hour" for r in cheap] + ["",
                  "| model | fleet | nodes | p99 TTFT s | p99 TBT s | p99 E2E s | binding | forced by |",
                  "|---|---|---|---|---|---|---|---|"]
         for r in sorted(best, key=lambda r: (r["model"], r["nodes"])):

@@ -214,7 +214,8 @@ def cheapest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def name_of(r) -> str:
     if r["layout"] == "colocated":
         return f"{r['prefill']} x{r['decode_replicas']} (tp{r['tp']})"
-    return f"prefill {r['prefill']} x{r['prefill_replicas']} + decode {r['decode']} x{r['decode_replicas']} (tp{r['tp']})"
+    return (f"prefill {r['prefill']} x{r['prefill_replicas']} + decode {r['decode']} x{r['decode_replicas']} "
+            f"(tp{r['tp']})")
 
 
 def smallest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
