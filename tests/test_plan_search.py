@@ -130,6 +130,9 @@ def test_one_worker_or_two_the_same_plan(tmp_path, capsys):
     assert "simulated" in capsys.readouterr().out
     assert _plan_of(tmp_path / "a") == _plan_of(tmp_path / "b")
     assert (tmp_path / "b" / SEARCH_DIR / "sweep.csv").is_file()
+    # the search's table is a sweep folder: rdusim report draws it
+    assert main(["report", str(tmp_path / "b" / SEARCH_DIR), "--out", str(tmp_path / "rep")]) == 0
+    assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 3
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_plan(tmp_path, capsys):

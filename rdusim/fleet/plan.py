@@ -89,6 +89,9 @@ class Space:
     def _add(self, c: Candidate) -> None:
         self._index[(c.model, c.layout, c.prefill, c.decode, c.tp, c.prefill_replicas, c.decode_replicas)] = c
 
+    def candidates(self) -> list[Candidate]:
+        return list(self._index.values())
+
     def at(self, model: str, layout: Layout, prefill: str, decode: str, tp: int, pre: int, dec: int) -> Candidate:
         return self._index[(model, layout, prefill, decode, tp, pre, dec)]
 

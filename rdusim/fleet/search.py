@@ -50,14 +50,22 @@ class SearchOutcome:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
+KEYS = ("decode_replicas", "decode", "prefill_replicas", "prefill", "layout", "tp", "model")
+
+
 def definition(loaded: LoadedPlan) -> dict:
     """What identifies the points' results (the plan file's content, its arch and cluster
-    files, the seed), plus what is descriptive."""
+    files, the seed; the space's values per swept key, as a sweep's axes for ``rdusim
+    report``), plus what is descriptive."""
+    space = Space(loaded)
+    values = {k: sorted({c.params()[k] for c in space.candidates()}, key=str) for k in KEYS}
     return {"identity": {"models": list(loaded.models), "plan": plain(loaded.plan), "workload": plain(loaded.serve.raw),
                          "archs": plain(loaded.serve.archs), "clusters": plain(loaded.clusters),
-                         "seed": loaded.serve.seed},
-            "name": loaded.serve.spec.name, "kind": "plan", "workload_file": loaded.file,
-            "keys": ["model", "layout", "prefill", "decode", "tp", "prefill_replicas", "decode_replicas"],
+                         "seed": loaded.serve.seed, "axes": [[k, values[k]] for k in KEYS]},
+            "name": loaded.serve.spec.name, "kind": "plan", "workload_file": loaded.file, "keys": list(KEYS),
+            "plots": [{"metric": m, "x": "decode_replicas", "by": "decode", "logy": True,
+                       "where": {"layout": "disaggregated", "prefill_replicas": 1}}
+                      for m in ("ttft.p99_s", "tbt.p99_s", "e2e.p99_s")],
             "rdusim_version": __version__, "code_digest": source_digest()}
 
 
@@ -205,7 +213,7 @@ def search(loaded: LoadedPlan, out: Path, executor: ExecutorSpec, *, resume: boo
             unique = list({c.index: c for _, c in pairs}.values())
             coloc = {c.index: r[0] for c, r in zip(unique, drv.run([_one(c) for c in unique]))}
             same = same_nodes_rows(best, {key: coloc[c.index] for key, c in pairs}, list(loaded.plan.slo.limits()))
-        store.export_csv(definition(loaded)["keys"])
+        store.export_csv(KEYS)
         counts = {s.value: 0 for s in PointStatus}
         for r in store.rows():
             counts[r.status.value] += 1
