@@ -290,3 +290,33 @@ def test_rejections_do_not_depend_on_the_replicas_so_they_end_a_group(tmp_path):
         except StopIteration:
             pass
         assert n == walked
+
+
+def test_the_plan_equals_the_planner_before_the_search_was_a_sweep(tmp_path, capsys):
+    """tests/data/golden/plan_tiny.json: the exhaustive two-platform plan (co-located and
+    disaggregated, mixed) as the planner wrote it before the search became a sweep (and before
+    the prefill pool's run was shared). RDUSIM_UPDATE_GOLDEN=1 rewrites it (say why)."""
+    text = PLAN.format(root=ROOT, ttft=2.0, top=2, layouts="colocated, disaggregated", exhaustive="true", scale=4.0)
+    text = text.replace("name: search_plan", "name: tiny_plan").replace(
+        "  dgx_h100: {arch:", f"  sn40l: {{arch: {ROOT}/arch/sn40l.yaml, stack: sambanova}}\n  dgx_h100: {{arch:")
+    text = text.replace("clusters: {dgx_h100:", f"clusters: {{sn40l: {ROOT}/clusters/sn40l_x2.yaml, dgx_h100:")
+    text = text.replace("  exhaustive: true\n", "  mixed: true\n  exhaustive: true\n")
+    f = tmp_path / "tiny.yaml"
+    f.write_text(text)
+    assert main(["plan", str(f), "--out", str(tmp_path / "o"), "--jobs", "2"]) == 0
+    got = _plan_of(tmp_path / "o")
+    path = ROOT / "tests" / "data" / "golden" / "plan_tiny.json"
+    if os.environ.get("RDUSIM_UPDATE_GOLDEN") == "1":
+        path.write_text(json.dumps({"comment": json.loads(path.read_text())["comment"], "metrics": got["metrics"],
+                                    "configurations": got["configurations"], "same_nodes": got["same_nodes"]},
+                                   indent=1) + "\n")
+    want = json.loads(path.read_text())
+    assert got["metrics"] == pytest.approx(want["metrics"], rel=1e-12)
+    assert len(got["configurations"]) == len(want["configurations"]) == 20
+    for g, w in zip(got["configurations"], want["configurations"]):
+        assert {k: v for k, v in g.items() if not isinstance(v, float)} == \
+            {k: v for k, v in w.items() if not isinstance(v, float)}
+        assert {k: v for k, v in g.items() if isinstance(v, float)} == \
+            pytest.approx({k: v for k, v in w.items() if isinstance(v, float)}, rel=1e-12)
+    assert got["same_nodes"] == want["same_nodes"]
+    capsys.readouterr()
