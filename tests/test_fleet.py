@@ -111,6 +111,18 @@ def test_prefix_aware_against_a_hand_computed_schedule():
     assert plain.replica == lo.replica
 
 
+def test_rejections_do_not_depend_on_the_replicas_or_the_router():
+    # a replica rejects a request whose whole sequence cannot fit its KV pool (40 blocks of
+    # 16 tokens here): the same requests on one, two or three replicas, whatever the router
+    # (why a plan's group ends at a fleet that rejected requests: rdusim.fleet.plan)
+    rng = np.random.default_rng(1)
+    arr = [Arrival(float(t), int(p), 8) for t, p in zip(np.cumsum(rng.exponential(0.5, 80)), rng.integers(16, 900, 80))]
+    counts = {(n, pol): sum(lg.rejected_kv for lg in run_pool(setup(blocks=40), [Seq(i, a) for i, a in enumerate(arr)],
+                                                               n, pol).logs)
+              for n in (1, 2, 3) for pol in RouterPolicy}
+    assert len(set(counts.values())) == 1 and counts[1, RouterPolicy.ROUND_ROBIN] > 0
+
+
 def test_disaggregated_kv_bytes_equal_the_prompts_kv():
     model = load_model("llama2-7b")
     arr = stream(60)

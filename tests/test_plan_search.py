@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,16 +54,14 @@ def one_worker() -> ExecutorSpec:
 
 
 def _points(out: Path) -> int:
+    """Points in the search table (read-only; 0 before it has its schema)."""
+    from contextlib import closing
+
     db = out / SEARCH_DIR / "sweep.sqlite"
-    if not db.is_file():
-        return 0
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
             return conn.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:
+    except sqlite3.OperationalError:     # no file yet, or no table yet
         return 0
 
 
@@ -135,25 +130,13 @@ def test_one_worker_or_two_the_same_plan(tmp_path, capsys):
     assert len(list((tmp_path / "rep" / "figures").glob("*.png"))) == 3
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_plan(tmp_path, capsys):
+def test_sigkill_then_resume_gives_the_uninterrupted_plan(tmp_path, capsys, kill_part_way):
     f = plan_file(tmp_path, top=2, exhaustive=True)
     part, full = tmp_path / "part", tmp_path / "full"
     cmd = [sys.executable, "-m", "rdusim.cli", "plan", str(f), "--out", str(part), "--jobs", "1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while _points(part) < 2:
-            if proc.poll() is not None:
-                pytest.fail(f"plan ended before it could be killed: {proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("plan too slow to reach the kill point")
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    kill_part_way(cmd, lambda: _points(part), 2, cwd=ROOT, what="plan")
     done = _points(part)
-    assert proc.returncode == -signal.SIGKILL and not (part / "results.json").exists()
+    assert not (part / "results.json").exists()
     assert main(["plan", str(f), "--out", str(full), "--jobs", "1"]) == 0
     total = json.loads((full / "results.json").read_text())["metrics"]["plan.points_simulated"]
     assert 2 <= done < total, "the kill came too late to test anything"
@@ -244,40 +227,13 @@ def test_the_plan_on_dask_equals_the_plan_on_local_processes(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_rejections_do_not_depend_on_the_replicas_so_they_end_a_group(tmp_path):
-    """A replica rejects a request whose whole sequence cannot fit its KV pool: the same
-    requests on one, two or three replicas, whatever the router; the walk then stops
-    (pruned) where the search without pruning walks on to fleets that reject them too."""
-    import numpy as np
-
-    from rdusim.config.stack import SchedulerSpec
+def test_a_fleet_that_rejected_requests_ends_its_group(tmp_path):
+    """Rejections do not depend on the replicas (tests/test_fleet.py): the walk stops at a
+    fleet that rejected requests (pruned) where the search without pruning walks on to
+    fleets that reject them too."""
     from rdusim.fleet.fleet import Layout
-    from rdusim.fleet.pool import run_pool
-    from rdusim.fleet.router import RouterPolicy
-    from rdusim.serve.arrivals import Arrival
-    from rdusim.serve.server import Seq, ServerSetup
-
-    class Fixed:
-        def decode_s(self, batch, context):
-            return 0.25
-
-        def decode_run_s(self, batch, context, steps):
-            return np.full(steps, 0.25)
-
-        def packed_prefill_s(self, pieces):
-            return 1.0
-
-        def mixed_s(self, pieces, decode_batch, decode_context):
-            return 1.0
-
-    s = ServerSetup(Fixed(), SchedulerSpec(max_sequences=8, max_batched_tokens=4096, kv_block_tokens=16), 40)
-    rng = np.random.default_rng(1)
-    arr = [Arrival(float(t), int(p), 8) for t, p in zip(np.cumsum(rng.exponential(0.5, 80)), rng.integers(16, 900, 80))]
-    counts = {(n, pol): sum(lg.rejected_kv for lg in run_pool(s, [Seq(i, a) for i, a in enumerate(arr)], n, pol).logs)
-              for n in (1, 2, 3) for pol in RouterPolicy}
-    assert len(set(counts.values())) == 1 and counts[1, RouterPolicy.ROUND_ROBIN] > 0
-
     from rdusim.fleet.plan import Space
+
     space = Space(load_plan(str(plan_file(tmp_path, top=3))))
     bad = {"met": False, "binding": "memory (requests rejected)", "rejected": 2}
     for prune, walked in ((True, 1), (False, 3)):
