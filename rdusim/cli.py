@@ -231,7 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=_seed, default=None, help="override the file's seed")
     pl.add_argument("--force", action="store_true", help=FORCE_HELP)
     pl.add_argument("--cache-dir", help=CACHE_HELP)
-    pl.add_argument("--jobs", type=_jobs, metavar="N", help=JOBS_HELP)
+    pl.add_argument("--jobs", type=_jobs, metavar="N", help="local worker processes when --workers is not given "
+                    "(default: the usable CPUs); the plan is identical for any N")
+    pl.add_argument("--resume", action="store_true", help="go on from the search table in OUT/search (every "
+                    "fleet already simulated is taken from it; points stored as errors run again)")
+    pl.add_argument("--executor", choices=["local", "dask"], help="local process pool (default) or Dask")
+    pl.add_argument("--workers", type=int, help="worker processes (default: --jobs)")
+    pl.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    pl.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                    help="give up on a --scheduler not reached within this time (default 5)")
     pl.set_defaults(func=cmd_plan)
     rep = sub.add_parser("report", help="render a report from results.json (or a run / sweep folder)",
                          description="Re-render a report without re-simulating: from a results.json, a run "

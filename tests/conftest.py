@@ -4,6 +4,9 @@ HYPOTHESIS_PROFILE=explore to draw fresh examples (and let Hypothesis print any 
 
 import json
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 from hypothesis import settings
@@ -24,3 +27,27 @@ def run_workload(tmp_path, capsys):
         assert main(["run", workload, "--out", str(out), *args]) == 0
         return capsys.readouterr().out, json.loads((out / "results.json").read_text())["metrics"]
     return run
+
+
+@pytest.fixture
+def kill_part_way():
+    """``kill(cmd, count, at_least, env=None, cwd=None, what=...)``: start ``cmd`` in its own
+    process group and SIGKILL the whole group (parent and workers) once ``count()`` (rows a
+    crash-safe command committed) reaches ``at_least``; fails the test if it ends first."""
+    def kill(cmd: list, count, at_least: int, env=None, cwd=None, what: str = "command",
+             timeout_s: float = 120.0) -> None:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while count() < at_least:
+                if proc.poll() is not None:
+                    pytest.fail(f"{what} ended before it could be killed: {proc.stderr.read().decode()}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{what} too slow to reach the kill point")
+                time.sleep(0.01)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+    return kill

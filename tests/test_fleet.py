@@ -14,7 +14,7 @@ from rdusim.config.model import load_model
 from rdusim.config.stack import SchedulerSpec
 from rdusim.fleet.fleet import Fleet, Pool, run_fleet
 from rdusim.fleet.network import KvLink
-from rdusim.fleet.plan import fleet_metrics
+from rdusim.fleet.evaluate import fleet_metrics
 from rdusim.fleet.pool import run_pool
 from rdusim.fleet.router import RouterPolicy
 from rdusim.serve.arrivals import Arrival
@@ -86,6 +86,41 @@ def test_least_outstanding_against_a_hand_computed_schedule():
     # request 2 on r0 prefilled 1.0..2.0; request 3 joins r0's queue at 1.05 -> 2.0..3.0
     finish = {q.id: q.finish_s for lg in run.logs for q in lg.seqs}
     assert finish == pytest.approx({0: 1.0, 1: 1.1, 2: 2.0, 3: 3.0, 4: 2.15})
+
+
+def test_prefix_aware_against_a_hand_computed_schedule():
+    # one-token requests of 64 tokens whose first 48 (3 blocks of 16) are a shared prefix
+    # A, B or C; prefill 1 s. Prefix-aware: t=0 A -> r0 (nothing cached: least loaded);
+    # 0.5 B -> r1 (nothing cached -- A's blocks register at the end of its prefill, 1.0 --
+    # and r0 holds one); 5 A -> r0 (its cache holds A's 3 blocks); 6 B -> r1 (B's);
+    # 7 C -> r0 (nowhere: both idle, lowest index). Least outstanding sends 6 B to r0 (both
+    # idle), where B is not cached: 3 blocks hit instead of 6.
+    times, prefixes = [0.0, 0.5, 5.0, 6.0, 7.0], [0, 1, 0, 1, 2]
+    mk = lambda: [Seq(i, Arrival(t, 64, 1, prefix=p, prefix_tokens=48))   # noqa: E731
+                  for i, (t, p) in enumerate(zip(times, prefixes))]
+    cached = ServerSetup(Fixed(), SchedulerSpec(max_sequences=8, max_batched_tokens=4096, kv_block_tokens=16,
+                                                prefix_caching=True), 1000)
+    aware = run_pool(cached, mk(), 2, RouterPolicy.PREFIX_AWARE)
+    lo = run_pool(cached, mk(), 2, RouterPolicy.LEAST_OUTSTANDING)
+    assert aware.replica == [0, 1, 0, 1, 0] and lo.replica == [0, 1, 0, 0, 0]
+    hits = lambda run: sum(lg.prefix_cache.hits for lg in run.logs)    # noqa: E731
+    assert (hits(aware), hits(lo)) == (6, 3)
+    assert sum(lg.prefix_cache.queried for lg in aware.logs) == 15
+    # without prefix caching there is nothing to match: least outstanding's choices
+    plain = run_pool(setup(), mk(), 2, RouterPolicy.PREFIX_AWARE)
+    assert plain.replica == lo.replica
+
+
+def test_rejections_do_not_depend_on_the_replicas_or_the_router():
+    # a replica rejects a request whose whole sequence cannot fit its KV pool (40 blocks of
+    # 16 tokens here): the same requests on one, two or three replicas, whatever the router
+    # (why a plan's group ends at a fleet that rejected requests: rdusim.fleet.plan)
+    rng = np.random.default_rng(1)
+    arr = [Arrival(float(t), int(p), 8) for t, p in zip(np.cumsum(rng.exponential(0.5, 80)), rng.integers(16, 900, 80))]
+    counts = {(n, pol): sum(lg.rejected_kv for lg in run_pool(setup(blocks=40), [Seq(i, a) for i, a in enumerate(arr)],
+                                                               n, pol).logs)
+              for n in (1, 2, 3) for pol in RouterPolicy}
+    assert len(set(counts.values())) == 1 and counts[1, RouterPolicy.ROUND_ROBIN] > 0
 
 
 def test_disaggregated_kv_bytes_equal_the_prompts_kv():

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,35 +35,22 @@ def _rows(db: Path) -> int:
         return 0
 
 
-def _kill_part_way(cmd: list[str], out: Path, env: dict, at_least: int, total: int) -> int:
-    """Start ``cmd`` in its own process group, SIGKILL the whole group (parent and workers)
-    once ``at_least`` rows are committed; return the rows stored at that moment."""
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _kill_part_way(kill, cmd: list[str], out: Path, env: dict, at_least: int, total: int) -> int:
+    """SIGKILL the sweep's whole process group once ``at_least`` rows are committed; return
+    the rows stored at that moment."""
     db = out / "sweep.sqlite"
-    deadline = time.monotonic() + 60
-    try:
-        while _rows(db) < at_least:
-            if proc.poll() is not None:
-                pytest.fail(f"sweep ended before it could be killed: {proc.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                pytest.fail("sweep too slow to reach the kill point")
-            time.sleep(0.01)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    kill(cmd, lambda: _rows(db), at_least, env=env, cwd=REPO_ROOT, what="sweep", timeout_s=60)
     done = _rows(db)
     assert at_least <= done < total, "the kill came too late to test anything"
     return done
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path, monkeypatch):
+def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path, monkeypatch, kill_part_way):
     grid = ["--grid", "batch_size=1,2,3,4,5,6", "--grid", "output_tokens=4,5,6,7"]   # 24 points
     part, full = tmp_path / "part", tmp_path / "full"
     env = {**os.environ, "SWEEP_FAKE_DELAY_S": "0.1"}
     cmd = [sys.executable, FAKE_CLI, "sweep", WORKLOAD, *grid, "--out", str(part), "--workers", "2"]
-    done = _kill_part_way(cmd, part, env, at_least=4, total=24)
+    done = _kill_part_way(kill_part_way, cmd, part, env, at_least=4, total=24)
     before = sweep_fake.table(part)
     assert len(before) == done
 
@@ -84,13 +69,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path, monkeypatch
 
 @pytest.mark.skipif(importlib.util.find_spec("rdusim.studies.model_run") is None,
                     reason="the model study (rdusim/studies/model_run.py) is not written yet")
-def test_sigkill_real_model_study_then_resume(tmp_path):
+def test_sigkill_real_model_study_then_resume(tmp_path, kill_part_way):
     """The real model study (tests/data/sweep_model.yaml: Llama-2-7B, 16 in / 4 out on SN40L)."""
     grid = ["--grid", "output_tokens=" + ",".join(str(n) for n in range(2, 22))]      # 20 points
     part, full = tmp_path / "part", tmp_path / "full"
     args = ["sweep", WORKLOAD, *grid, "--workers", "2", "--metrics", "model.*"]
     cli = [sys.executable, "-m", "rdusim.cli", *args]
-    done = _kill_part_way(cli + ["--out", str(part)], part, dict(os.environ), at_least=3, total=20)
+    done = _kill_part_way(kill_part_way, cli + ["--out", str(part)], part, dict(os.environ), at_least=3, total=20)
     resumed = subprocess.run(cli + ["--out", str(part), "--resume"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done} already stored" in resumed.stdout

@@ -7,7 +7,8 @@ replica that prefills and decodes it. Disaggregated: the prefill pool serves eac
 as a one-token request (its prompt prefilled, the first token out); the KV cache of the
 prompt then travels to the decode pool (rdusim.fleet.network), where the request arrives
 with its KV in (``Seq.kv_in``: admitted with its blocks, no prefill computed) and decodes
-its remaining tokens. The prefill pool runs first and whole: the decode pool exerts no
+its remaining tokens; a request's shared prompt prefix (prefix caching) goes with it to the
+pool that prefills it. The prefill pool runs first and whole: the decode pool exerts no
 back-pressure on it. A request's TTFT is its first token from the prefill pool; its time
 between tokens includes the gap from that token to the second (the transfer and the
 decode pool's queue); its end is the decode pool's.
@@ -15,14 +16,16 @@ decode pool's queue); its end is the decode pool's.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 from rdusim.fleet.network import KvLink
 from rdusim.fleet.pool import PoolRun, run_pool
 from rdusim.fleet.router import RouterPolicy
 from rdusim.serve.arrivals import Arrival
+from rdusim.serve.prefix_cache import PrefixCache
 from rdusim.serve.server import RunLog, Seq
 
 
@@ -63,16 +66,25 @@ class FleetRun:
     kv_s: list[float] = field(default_factory=list)
 
 
-def run_fleet(fleet: Fleet, arrivals: Sequence[Arrival], warmup: int = 0) -> FleetRun:
-    shifted = [Arrival(a.arrival_s + fleet.router_s, a.prompt_tokens, a.output_tokens, a.expert, a.truncated)
-               for a in arrivals]
+def run_fleet(fleet: Fleet, arrivals: Sequence[Arrival], warmup: int = 0,
+              prefilled: Optional[dict] = None, key: Hashable = None) -> FleetRun:
+    """``prefilled`` (a dict the caller keeps) with ``key`` (what identifies the prefill pool
+    and the stream: platform, replicas, arrivals): the prefill pool's run is kept there and
+    reused by fleets with the same prefill pool and stream -- it does not depend on the
+    decode pool, and nothing after it changes what a later fleet reads of it."""
+    shifted = [dataclasses.replace(a, arrival_s=a.arrival_s + fleet.router_s) for a in arrivals]
     if fleet.prefill is None:
         seqs = [Seq(i, a) for i, a in enumerate(shifted)]
         run = run_pool(fleet.serve.platform.setup(), seqs, fleet.serve.replicas, fleet.router, warmup)
         _restore(seqs, arrivals)
         return FleetRun(seqs, {"serve": run})
-    first = [Seq(i, Arrival(a.arrival_s, a.prompt_tokens, 1)) for i, a in enumerate(shifted)]
-    pre = run_pool(fleet.prefill.platform.setup(), first, fleet.prefill.replicas, fleet.router, warmup)
+    if prefilled is not None and key in prefilled:
+        first, pre = prefilled[key]
+    else:
+        first = [Seq(i, dataclasses.replace(a, output_tokens=1)) for i, a in enumerate(shifted)]
+        pre = run_pool(fleet.prefill.platform.setup(), first, fleet.prefill.replicas, fleet.router, warmup)
+        if prefilled is not None:
+            prefilled[key] = first, pre
     model = fleet.serve.platform.dep.model
     moved, kv_bytes, kv_s = [], [], []
     for q, a in zip(first, arrivals):
@@ -122,6 +134,14 @@ def merged(seqs: list[Seq], logs: Sequence[RunLog], warmup: int) -> RunLog:
         out.kv_area += lg.kv_area
         out.tbt_s += lg.tbt_s
         out.tbt_runs += lg.tbt_runs
+    caches = [lg.prefix_cache for lg in logs if lg.prefix_cache is not None]
+    if caches:                 # prefix caching: the replicas' lookups, hits, saved tokens, evictions summed
+        out.prefix_cache = total = PrefixCache()
+        for c in caches:
+            total.queried += c.queried
+            total.hits += c.hits
+            total.saved_tokens += c.saved_tokens
+            total.evictions += c.evictions
     return out
 
 

@@ -50,7 +50,7 @@ def run_pool(setup: ServerSetup, seqs: Sequence[Seq], replicas: int, policy: Rou
                 g.tick(s.now)
                 s.step()
             s.pending.pop()
-        r = choose(policy, sims, routed, i, q.arrival_s)
+        r = choose(policy, sims, routed, i, q.arrival_s, q)
         sims[r].add(q)
         if sims[r].pending and sims[r].pending[-1] is q:
             routed[r].append(q)

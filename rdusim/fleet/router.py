@@ -4,8 +4,12 @@ A router sees each replica's state at the request's arrival (the replicas are si
 to that instant first): ``round_robin`` ignores it; ``least_outstanding`` picks the replica
 with the fewest requests in it (queued, swapped out or running); ``kv_aware`` the one whose
 KV pool is least committed (blocks held plus the blocks its queued prompts will need, as a
-share of its pool). Ties go to the lowest replica index. The router's own latency is a
-declared number (``{value, source}`` in the plan file) added to every request's arrival.
+share of its pool); ``prefix_aware`` the one whose prefix cache holds the longest
+leading run of the request's prefix blocks (rdusim.serve.prefix_cache, ``PrefixCache.match``
+on the chained block hashes; as of the replica's latest event), ties -- and requests with no
+prefix, or no block cached anywhere -- to the least outstanding requests. Ties go to the
+lowest replica index. The router's own latency is a declared number (``{value, source}`` in
+the plan file) added to every request's arrival, whatever the policy.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ class RouterPolicy(enum.Enum):
     ROUND_ROBIN = "round_robin"
     LEAST_OUTSTANDING = "least_outstanding"
     KV_AWARE = "kv_aware"
+    PREFIX_AWARE = "prefix_aware"
 
 
 def outstanding(routed: list, now: float) -> int:
@@ -32,11 +37,19 @@ def kv_committed(sim) -> float:
     return (sim.s.kv_blocks - sim.free + queued) / max(sim.s.kv_blocks, 1)
 
 
-def choose(policy: RouterPolicy, sims, routed: list[list], i: int, now: float) -> int:
-    """The replica for the ``i``-th request routed, arriving at ``now``. ``kv_aware`` reads
-    each replica's KV pool as of its latest event."""
+def prefix_hit(sim, q) -> int:
+    """Leading blocks of ``q``'s prefix held by a replica's prefix cache (0: caching off, or
+    no prefix)."""
+    return sim.pc.match(sim.prefix_hashes(q)) if sim.pc is not None and q.prefix >= 0 else 0
+
+
+def choose(policy: RouterPolicy, sims, routed: list[list], i: int, now: float, q=None) -> int:
+    """The replica for the ``i``-th request routed (``q``), arriving at ``now``. ``kv_aware``
+    and ``prefix_aware`` read each replica's state as of its latest event."""
     if policy == RouterPolicy.ROUND_ROBIN or len(sims) == 1:
         return i % len(sims)
     if policy == RouterPolicy.LEAST_OUTSTANDING:
         return min(range(len(sims)), key=lambda r: (outstanding(routed[r], now), r))
+    if policy == RouterPolicy.PREFIX_AWARE:
+        return min(range(len(sims)), key=lambda r: (-prefix_hit(sims[r], q), outstanding(routed[r], now), r))
     return min(range(len(sims)), key=lambda r: (kv_committed(sims[r]), r))
