@@ -144,6 +144,10 @@ def _point(setup, stream: Stream, spec: ServeWorkload, name: str):
     log.truncated = stream.truncated
     m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), len(stream.arrivals) + stream.rejected)
     m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
+    if setup.router is not None:        # a CoE (adapters: not modelled)
+        from rdusim.serve_cost import coe_serve_energy
+        expert = setup.expert if isinstance(setup, CoeSetup) else setup.costs.expert
+        m.update(coe_serve_energy(setup.router, expert, setup.model_bytes, log, ec.misses))
     return log, m
 
 
@@ -190,13 +194,14 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
                           kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
                           request_s=dep.stack.costs.per_request_s,
                           model_load_s=programs, session_s=dep.stack.costs.per_model_load_s,
-                          router=StepModel(router_dep, cache), hottest=hottest)
+                          router=StepModel(router_dep, cache), hottest=hottest, model_bytes=expert_bytes)
     return CoeSetup(router=StepModel(router_dep, cache), expert=expert, experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
                     max_sequences=sched.max_sequences, kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
                     request_s=dep.stack.costs.per_request_s,
-                    model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest)
+                    model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest,
+                    model_bytes=expert_bytes)
 
 
 def _records(name: str, log, spec: ServeWorkload, mode: str = "coe") -> list[dict[str, Any]]:
