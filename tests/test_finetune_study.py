@@ -135,3 +135,54 @@ def test_bad_input_exits_2(override, key, tmp_path, capsys):
     assert main(["run", WORKLOAD, "--out", str(tmp_path), "--set", override]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
+
+
+def _step_and_shares(machine: str, tp: int, launch):
+    from rdusim.config.policy import LaunchMode  # noqa: F401
+    from rdusim.engine.family import BenchGraphs, FusionRun
+    from rdusim.finetune.split import KernelShares
+    from rdusim.graph.phase import Phase
+
+    cfg = replace(load_model("llama2-7b"), num_hidden_layers=5)
+    spec = PeftSpec(TrainMethod.QLORA, rank=16, targets=("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"),
+                    checkpointing=True)
+    arch, ex = load_arch(machine), ExecutionConfig()
+
+    def graph(n):
+        ops, idle = training_build(cfg, 2, 256, tp=tp, layers=n, peft=spec)
+        return OpGraph("g", ops, idle_weights=idle)
+
+    fam = family(arch)
+    step = fam.bench_steps(arch, BenchGraphs(Phase.TRAIN, tp, 5, graph, ex.tiles, ex.buffering),
+                           (FusionRun("step", FusionPolicy.FUSED, launch),), 0.0)["step"]
+    tmpl = graph(3)
+    return step, KernelShares(tmpl.ops, fam.kernel_ops(arch, tmpl, FusionPolicy.FUSED, ex), arch, 5, 3)
+
+
+@pytest.mark.parametrize("machine,tp,launch", [("arch/sn40l.yaml", 8, "ho"), ("arch/a40.yaml", 1, "eager")])
+def test_split_sums_to_the_step_and_a_fused_dequant_is_charged_to_dequant(machine, tp, launch):
+    """Each record's time split among its member ops by roofline time: the parts and the
+    exposed rest add up to the step; every record is found in the template's cut; on the RDU
+    (a layer's recompute, dequant and backward in one kernel) the dequant share is not zero
+    where the leading-op rule put none there, and the forward is not charged the dequant."""
+    from rdusim.config.policy import LaunchMode
+    from rdusim.finetune.split import kernel_part, lead_op, split
+
+    step, shares = _step_and_shares(machine, tp, LaunchMode(launch))
+    got = split(step, shares)
+    assert sum(got.values()) == pytest.approx(step.time_s, rel=1e-9)
+    kernels = [r for r in step.records if r.get("ops", 1) and r.get("kind") != "host"]
+    assert all(shares.shares(str(r["name"])) is not None for r in kernels), \
+        [r["name"] for r in kernels if shares.shares(str(r["name"])) is None]
+    for r in kernels:
+        assert sum(shares.shares(str(r["name"])).values()) == pytest.approx(1.0)
+    old = split(step)
+    assert sum(old.values()) == pytest.approx(step.time_s, rel=1e-9)
+    assert got["dequant"] > 0
+    if machine == "arch/sn40l.yaml":     # fused kernels led by a forward/recompute op held the dequant
+        assert old["dequant"] < got["dequant"]
+        mixed = [r for r in kernels if kernel_part(lead_op(str(r["name"]))) != "dequant"
+                 and shares.shares(str(r["name"]))["dequant"] > 0]
+        assert mixed
+    else:                                # bitsandbytes' dequant is its own kernel: the same either way
+        assert old["dequant"] == pytest.approx(got["dequant"])

@@ -14,9 +14,9 @@ token; ``dense``: every expert), metrics ``finetune.P.D.M.<metric>``:
   platform's family as the fusion study's steps are); ``queries_per_s``; ``steps`` of the
   job; ``job_hours``;
 - ``split.<forward|backward|recompute|optimizer|dequant>_s``: kernel seconds of the step at
-  the middle quadrature point by what the kernels compute (by their ops' names: a fused
-  kernel counts where its first op is), ``split.exposed_s`` the rest of that step (launch
-  gaps, host work).
+  the middle quadrature point by what the kernels compute, a fused kernel's time split among
+  its member ops by their roofline times (``rdusim.finetune.split``), ``split.exposed_s`` the
+  rest of that step (launch gaps, host work).
 
 Memory is read off the training graph (``rdusim.graph.train_memory``), counting only the
 activations the platform's kernels write out (the kernel cut its timing uses,
@@ -41,6 +41,7 @@ from rdusim.engine.family import BenchGraphs, FusionRun
 from rdusim.engine.families import family
 from rdusim.finetune.dataset import job_time
 from rdusim.finetune.search import Fit, largest_batch
+from rdusim.finetune.split import SPLIT, KernelShares, kernel_part, split  # noqa: F401 (kernel_part: tests)
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.peft import PeftSpec, trainable_weights
 from rdusim.graph.phase import Phase
@@ -53,8 +54,7 @@ from rdusim.rows.finetune import FinetuneRow, from_metrics as finetune_rows_of
 from rdusim.studies.part import StudyPart
 from rdusim.workspace import materialised
 
-SPLIT = ("forward", "backward", "recompute", "optimizer", "dequant")
-_TIME_KEYS = ("duration_s", "time_s")       # a kernel record's seconds, by family
+SPLIT_TEMPLATE_LAYERS = 3      # the template graph whose kernel cut splits fused kernels (rdusim.finetune.split)
 
 
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001
@@ -175,38 +175,25 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
                                  cfg.fmt.compute).items():
                 row(k, v)
             mid = sorted(steps)[len(steps) // 2]
-            for k, v in split(steps[mid]).items():
+            for k, v in split(steps[mid], _shares(loaded, name, cfg, fit.batch, mid)).items():
                 row(f"split.{k}_s", v)
     return part
+
+
+def _shares(loaded: LoadedWorkload, name: str, cfg: ModelConfig, batch: int, length: int) -> KernelShares:
+    """The share of each part in each kernel of the platform's cut of a few-layer template
+    of the step (rdusim.finetune.split)."""
+    spec: FinetuneWorkload = loaded.spec
+    arch, tp = loaded.archs[name], spec.platforms[name].tp
+    n = min(SPLIT_TEMPLATE_LAYERS, cfg.num_hidden_layers)
+    graph = _graph(cfg, spec.training, batch, length, tp, n)
+    kernels = family(arch).kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)
+    return KernelShares(graph.ops, kernels, arch, cfg.num_hidden_layers, n)
 
 
 def _graph(cfg: ModelConfig, peft: PeftSpec, batch: int, length: int, tp: int, layers) -> OpGraph:
     ops, idle = training_build(cfg, batch, length, tp=tp, layers=layers, peft=peft)
     return OpGraph(f"{cfg.name} {peft.method.value} b{batch} s{length}", ops, idle_weights=idle)
-
-
-def kernel_part(name: str) -> str:
-    """What a kernel computes, by its (first) op's name (rdusim.graph.training, peft and
-    checkpointing name their ops so)."""
-    segs = name.split("+")[0].split(".")     # "L3.attn.qkv.rc+2": a kernel of three ops
-    if "dequant" in segs:
-        return "dequant"
-    if "rc" in segs:
-        return "recompute"
-    if segs[-1] == "optim" or segs[0] == "optim":
-        return "optimizer"
-    if any(s.startswith("bwd") for s in segs):
-        return "backward"
-    return "forward"
-
-
-def split(step) -> dict[str, float]:
-    out = dict.fromkeys(SPLIT, 0.0)
-    for r in step.records:
-        seconds = next((r[k] for k in _TIME_KEYS if k in r), 0.0)
-        out[kernel_part(str(r.get("name", "")))] += float(seconds)
-    out["exposed"] = max(0.0, step.time_s - sum(out.values()))
-    return out
 
 
 def _training_label(t: PeftSpec) -> str:
