@@ -44,9 +44,9 @@ def test_memory_parts_extrapolate_exactly(machine, ckpt):
 
 def test_saved_activations_follow_the_kernel_cut_and_bitsandbytes_dequant_is_its_own_kernel():
     """Fused kernels keep their internals (a GEMM epilogue's input, a norm chain's middle)
-    off memory, so less is saved than the graph's every forward tensor. (The attention
-    backward reads the forward's scores and probabilities in the graph, so under any cut a
-    training step keeps them: FlashAttention-2's recompute in backward is not modelled.)"""
+    off memory, so less is saved than the graph's every forward tensor. (This graph's attention
+    backward is the eager one: it reads the forward's scores and probabilities, kept under any
+    cut; FlashAttention-2's recompute: tests/test_flash_backward.py.)"""
     cfg = replace(load_model("llama2-7b"), num_hidden_layers=2)
     arch = load_arch("arch/a100_80gb.yaml")
     spec = PeftSpec(TrainMethod.QLORA, rank=16)

@@ -122,6 +122,13 @@ class SchedulerSpec:
     prefix_caching: bool = False            # KV blocks of shared prompt prefixes kept and reused (LRU)
 
 
+class AttentionBackward(enum.Enum):
+    """How a training step's attention backward gets the forward's scores."""
+
+    SAVED = "saved"            # eager attention: the forward's score and probability matrices kept for the backward
+    RECOMPUTE = "recompute"    # FlashAttention-2: recomputed from Q, K, V and the rows' logsumexp (rdusim.graph.flash_backward)
+
+
 @dataclass(frozen=True)
 class StackSpec:
     name: str
@@ -131,6 +138,7 @@ class StackSpec:
     host: HostCosts = HostCosts()           # the stack's own host constants (a release: its base's)
     runtime: Optional[RuntimeSpec] = None   # None: the host constants stand for the whole loop
     scheduler: SchedulerSpec = SchedulerSpec()
+    attention_backward: AttentionBackward = AttentionBackward.SAVED   # training graphs (rdusim.studies.finetune)
     base: Optional[str] = None          # a release: the stack whose terms it adds to
     added: Mapping[str, AddedTerm] = field(default_factory=lambda: MappingProxyType({}))
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,

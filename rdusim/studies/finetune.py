@@ -35,6 +35,7 @@ from typing import Callable, Mapping
 from rdusim.config.checks import model_of
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy
+from rdusim.config.stack import AttentionBackward
 from rdusim.config.workload import LoadedWorkload
 from rdusim.config.workload_finetune import FinetuneWorkload, MoeMode
 from rdusim.engine.family import BenchGraphs, FusionRun
@@ -80,12 +81,13 @@ def moe_model(cfg: ModelConfig, mode: MoeMode) -> ModelConfig:
 
 
 def memory_parts(cfg: ModelConfig, peft: PeftSpec, tp: int, tokens: int,
-                 cut: Callable[[OpGraph], frozenset[str]] | None = None) -> Callable[[int], dict[str, float]]:
+                 cut: Callable[[OpGraph], frozenset[str]] | None = None,
+                 flash: bool = False) -> Callable[[int], dict[str, float]]:
     """Bytes per memory item of one device at batch ``b`` (queries padded to ``tokens``),
     for the whole model, from four small graphs (see the module docstring); ``cut(graph)``:
     the activations the machine's kernels materialise (None: every one)."""
     def at(batch: int, layers: int) -> dict[str, float]:
-        graph = _graph(cfg, peft, batch, tokens, tp, layers)
+        graph = _graph(cfg, peft, batch, tokens, tp, layers, flash)
         ops, idle = list(graph.ops), list(graph.idle_weights)
         kept = cut(graph) if cut is not None else None
         return training_memory(ops, idle, trainable_weights(ops, idle, peft), kept).parts()
@@ -120,7 +122,7 @@ def job_fit(loaded: LoadedWorkload, name: str, cfg: ModelConfig, data) -> tuple[
     def cut(graph: OpGraph) -> frozenset[str]:     # what the step's kernels write to memory
         return materialised(graph.ops, fam.kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)).names
 
-    grow = memory_parts(cfg, spec.training, tp, data.max_tokens, cut)
+    grow = memory_parts(cfg, spec.training, tp, data.max_tokens, cut, flash_attention(stack))
     return largest_batch(lambda b: {**grow(b), "slack": slack}, capacity, limit=spec.max_batch), capacity
 
 
@@ -131,6 +133,7 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
     fam = family(arch)
     run_ = FusionRun("step", FusionPolicy.FUSED, loaded.launch(name))
     host_s = stack.host.per_step_s
+    flash = flash_attention(stack)
     for mode in spec.moe:
         cfg = moe_model(base, mode)
         for dname, data in spec.datasets.items():
@@ -155,7 +158,7 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
 
             def step_s(batch: int, length: int) -> float:
                 graphs = BenchGraphs(Phase.TRAIN, tp, cfg.num_hidden_layers,
-                                     lambda n: _graph(cfg, spec.training, batch, length, tp, n),
+                                     lambda n: _graph(cfg, spec.training, batch, length, tp, n, flash),
                                      loaded.execution.tiles, loaded.execution.buffering)
                 steps[length] = got = fam.bench_steps(arch, graphs, (run_,), host_s)["step"]
                 return got.time_s
@@ -186,13 +189,18 @@ def _shares(loaded: LoadedWorkload, name: str, cfg: ModelConfig, batch: int, len
     spec: FinetuneWorkload = loaded.spec
     arch, tp = loaded.archs[name], spec.platforms[name].tp
     n = min(SPLIT_TEMPLATE_LAYERS, cfg.num_hidden_layers)
-    graph = _graph(cfg, spec.training, batch, length, tp, n)
+    graph = _graph(cfg, spec.training, batch, length, tp, n, flash_attention(loaded.stacks[name]))
     kernels = family(arch).kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)
     return KernelShares(graph.ops, kernels, arch, cfg.num_hidden_layers, n)
 
 
-def _graph(cfg: ModelConfig, peft: PeftSpec, batch: int, length: int, tp: int, layers) -> OpGraph:
-    ops, idle = training_build(cfg, batch, length, tp=tp, layers=layers, peft=peft)
+def flash_attention(stack) -> bool:
+    """The stack's attention backward recomputes the scores (FlashAttention-2)."""
+    return stack.attention_backward == AttentionBackward.RECOMPUTE
+
+
+def _graph(cfg: ModelConfig, peft: PeftSpec, batch: int, length: int, tp: int, layers, flash: bool = False) -> OpGraph:
+    ops, idle = training_build(cfg, batch, length, tp=tp, layers=layers, peft=peft, flash_attention=flash)
     return OpGraph(f"{cfg.name} {peft.method.value} b{batch} s{length}", ops, idle_weights=idle)
 
 

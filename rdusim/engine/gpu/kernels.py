@@ -66,6 +66,7 @@ class AttentionShape:
     rows: int       # query rows per problem (query tokens x heads per KV group)
     ctx: int        # keys attended to
     head_dim: int
+    matmuls: int = 2    # products of this shape it computes: 2 forward (S, O); 5 FlashAttention-2 backward
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     ctas = q_blocks * split
     waves = math.ceil(ctas / sms)
     # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
-    per_cta = 2.0 * 2.0 * tm * math.ceil(a.ctx / split) * a.head_dim
+    per_cta = a.matmuls * 2.0 * tm * math.ceil(a.ctx / split) * a.head_dim
     rate = _sm_tensor_rate(arch, work.dtype) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
     compute = waves * per_cta / rate + _convert_s(arch, work, ctas)   # + an fp8 cache's dequantisation
     # softmax exponentials on the vector units, spread over the active SMs

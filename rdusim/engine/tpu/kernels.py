@@ -66,7 +66,7 @@ def _kernel_time(arch: TpuArch, work: KernelWork) -> KernelTime:
         return _finish(arch, compute, memory, work.hbm_bytes)
     if work.cls == KernelClass.ATTENTION and work.attention is not None:
         a = work.attention
-        matmuls = a.heads * 2.0 * 2.0 * _pad(a.rows, rows) * _pad(a.ctx, edge) * _pad(a.head_dim, edge)
+        matmuls = a.heads * a.matmuls * 2.0 * _pad(a.rows, rows) * _pad(a.ctx, edge) * _pad(a.head_dim, edge)
         softmax = 5.0 * a.heads * a.rows * a.ctx
         return _finish(arch, matmuls / _mxu_rate(arch) + (softmax + work.convert_flops) / _vector_rate(arch), memory,
                        work.hbm_bytes)
