@@ -42,6 +42,25 @@ def test_memory_parts_extrapolate_exactly(machine, ckpt):
     assert got == pytest.approx(whole, rel=1e-12)
 
 
+@pytest.mark.parametrize("machine", ["arch/a40.yaml", None])
+def test_moe_memory_extrapolates_exactly_under_flash_attention(machine):
+    """Mixtral (whose last layer's kernels differ from a middle one's under the GPU's fused
+    cut), FlashAttention-2's backward, checkpointing: the small graphs give the whole."""
+    cfg = replace(load_model("mixtral-8x7b"), num_hidden_layers=6)
+    spec = PeftSpec(TrainMethod.QLORA, rank=16, targets=("gate_proj", "up_proj", "down_proj", "router"),
+                    checkpointing=True)
+    cut = None
+    if machine is not None:
+        arch = load_arch(machine)
+        cut = lambda g: materialised(g.ops, family(arch).kernel_ops(arch, g, FusionPolicy.FUSED,   # noqa: E731
+                                                                    ExecutionConfig())).names
+    ops, idle = training_build(cfg, 3, 128, peft=spec, flash_attention=True)
+    kept = cut(OpGraph("whole", ops, idle_weights=idle)) if cut else None
+    whole = training_memory(ops, idle, trainable_weights(ops, idle, spec), kept).parts()
+    got = memory_parts(cfg, spec, 1, 128, cut, flash=True)(3)
+    assert got == pytest.approx(whole, rel=1e-12)
+
+
 def test_saved_activations_follow_the_kernel_cut_and_bitsandbytes_dequant_is_its_own_kernel():
     """Fused kernels keep their internals (a GEMM epilogue's input, a norm chain's middle)
     off memory, so less is saved than the graph's every forward tensor. (This graph's attention

@@ -96,3 +96,31 @@ def test_gradients_reach_q_k_v_as_in_the_eager_graph():
     grads = lambda g: sorted(t.name.split(".bwd")[0] for op in g.ops for t in op.outputs  # noqa: E731
                              if t.role.name == "GRADIENT")
     assert grads(e) == grads(f)
+
+
+def test_the_eager_hf_stack_runs_every_epilogue_as_its_own_kernel_but_flash_attention_whole():
+    """hf_peft is eager PyTorch (kernel_fusion: unfused): no GEMM epilogue, no vector chain --
+    every GEMM kernel is one op, the LoRA add, residual adds and bitsandbytes' dequantise are
+    kernels of their own -- while SDPA's FlashAttention-2 stays one kernel forward and one
+    backward; the fused stack (vLLM-like library fusion) folds epilogues into GEMMs."""
+    from rdusim.config.policy import FusionPolicy as FP
+    from rdusim.config.workload import load_workload
+    from rdusim.studies.finetune import fusion_of
+
+    loaded = load_workload("workloads/finetune_mixtral_qlora.yaml")
+    assert fusion_of(loaded, "a40") == FP.UNFUSED and fusion_of(loaded, "sn40l") == FP.FUSED
+    arch = load_arch("arch/a40.yaml")
+    ops, idle = training_build(CFG, B, S, peft=PeftSpec(TrainMethod.QLORA, rank=16, targets=("q_proj", "o_proj")),
+                               flash_attention=True)
+    g = OpGraph("g", ops, idle_weights=idle)
+    eager = partition(g, FusionPolicy.UNFUSED, arch)
+    fused = partition(g, FusionPolicy.FUSED, arch)
+    by_op = lambda ks: {o: k for k in ks for o in k.ops}  # noqa: E731
+    e, f = by_op(eager), by_op(fused)
+    assert all(len(k.ops) == 1 for k in eager if k.work.attention is None)
+    for name in ("L0.attn.o.lora_add", "L0.residual_attn", "L0.attn.o.weight.dequant"):
+        assert e[name].ops == (name,)
+    assert len(f["L0.residual_attn"].ops) > 1             # fused: the add is an epilogue
+    assert e["L0.attn.score"].ops[:3] == ("L0.attn.score", "L0.attn.softmax", "L0.attn.context")
+    assert e["L0.attn.bwd_flash"].ops == ("L0.attn.bwd_flash",)
+    assert len(eager) > len(fused)

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional
 from rdusim.config.arch import SCHEMAS
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.machine import launch_names
-from rdusim.config.policy import LaunchMode
+from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -139,6 +139,9 @@ class StackSpec:
     runtime: Optional[RuntimeSpec] = None   # None: the host constants stand for the whole loop
     scheduler: SchedulerSpec = SchedulerSpec()
     attention_backward: AttentionBackward = AttentionBackward.SAVED   # training graphs (rdusim.studies.finetune)
+    # the kernel cut the stack's software makes whatever a workload asks (eager PyTorch:
+    # unfused, every operator its own kernel); None: the workload platform's ``fusion``
+    kernel_fusion: Optional[FusionPolicy] = None
     base: Optional[str] = None          # a release: the stack whose terms it adds to
     added: Mapping[str, AddedTerm] = field(default_factory=lambda: MappingProxyType({}))
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,

@@ -26,10 +26,12 @@ from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import DType, Tensor
 
 FLASH_BWD_TAG = "attn.flash_bwd"
+FLASH_ATTR = "flash"         # a forward attention op run by FlashAttention's kernel (whatever the stack fuses)
 BWD_MATMULS = 5              # recomputed S, dV, dP, dQ, dK
 FWD_MATMULS = 2              # S, O
 _SOFTMAX_TAG = "attn.softmax"
 _BETWEEN = ("attn.alibi", "attn.mask")      # score adjustments between the score GEMM and the softmax
+_FORWARD_TAGS = ("attn.score", _SOFTMAX_TAG, "attn.context") + _BETWEEN
 
 
 def lse_name(softmax: Op) -> str:
@@ -37,9 +39,13 @@ def lse_name(softmax: Op) -> str:
 
 
 def with_lse(fwd: list[Op]) -> list[Op]:
-    """The forward with each attention softmax also writing its rows' logsumexp."""
+    """The forward with each attention softmax also writing its rows' logsumexp, and its
+    attention ops marked as FlashAttention's (``flash``: one library kernel even in an eager
+    stack, rdusim.engine.gpu.fusion_rules)."""
     out = []
     for op in fwd:
+        if op.tag in _FORWARD_TAGS:
+            op = replace(op, attrs=op.attrs + ((FLASH_ATTR, True),))
         if op.tag == _SOFTMAX_TAG and op.kind == OpKind.SOFTMAX:
             p = op.outputs[0]
             lse = Tensor(lse_name(op), p.shape[:-1], DType.FP32)
@@ -77,5 +83,5 @@ def flash_backward(context: Op, dout: Tensor, producer: Mapping[str, Op],
     op = Op(f"{context.name.rsplit('.', 1)[0]}.bwd_flash", OpKind.GEMM, reads, tuple(g for _, g in pairs), flops,
             float(sum(t.nbytes for t in reads)), float(sum(g.nbytes for _, g in pairs)),
             layer=context.layer, tag=FLASH_BWD_TAG, block=context.block,
-            attrs=score.attrs + (("matmuls", BWD_MATMULS),))
+            attrs=tuple(a for a in score.attrs if a[0] != FLASH_ATTR) + (("matmuls", BWD_MATMULS), (FLASH_ATTR, True)))
     return op, pairs

@@ -24,7 +24,8 @@ activations the platform's kernels write out (the kernel cut its timing uses,
 batch (every activation has the batch as a dimension; weights, gradients and optimizer
 states do not) and in the layer count (every decoder layer adds the same, the recompute
 peak of checkpointing is one layer's), so it is computed from graphs of one and two
-queries and two and three layers, exactly.
+queries and three and four layers, exactly (with two, the one layer added would be the
+last, whose kernels can differ from a middle one's).
 """
 
 from __future__ import annotations
@@ -93,12 +94,12 @@ def memory_parts(cfg: ModelConfig, peft: PeftSpec, tp: int, tokens: int,
         return training_memory(ops, idle, trainable_weights(ops, idle, peft), kept).parts()
 
     depth = cfg.num_hidden_layers
-    if depth <= 3:
+    if depth <= 4:
         one, two = at(1, depth), at(2, depth)
-    else:
-        (a1, a2), (b1, b2) = ((at(b, 2), at(b, 3)) for b in (1, 2))
-        one = {k: a2[k] + (depth - 3) * (a2[k] - a1[k]) for k in a1}
-        two = {k: b2[k] + (depth - 3) * (b2[k] - b1[k]) for k in b1}
+    else:   # a middle layer added: three layers (first, middle, last) and four
+        (a1, a2), (b1, b2) = ((at(b, 3), at(b, 4)) for b in (1, 2))
+        one = {k: a2[k] + (depth - 4) * (a2[k] - a1[k]) for k in a1}
+        two = {k: b2[k] + (depth - 4) * (b2[k] - b1[k]) for k in b1}
     return lambda b: {k: one[k] + (b - 1) * (two[k] - one[k]) for k in one}
 
 
@@ -120,7 +121,7 @@ def job_fit(loaded: LoadedWorkload, name: str, cfg: ModelConfig, data) -> tuple[
     capacity, slack = capacity_bytes(arch, stack.scheduler.memory_reserve_fraction)
 
     def cut(graph: OpGraph) -> frozenset[str]:     # what the step's kernels write to memory
-        return materialised(graph.ops, fam.kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)).names
+        return materialised(graph.ops, fam.kernel_ops(arch, graph, fusion_of(loaded, name), loaded.execution)).names
 
     grow = memory_parts(cfg, spec.training, tp, data.max_tokens, cut, flash_attention(stack))
     return largest_batch(lambda b: {**grow(b), "slack": slack}, capacity, limit=spec.max_batch), capacity
@@ -131,7 +132,7 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
     part = StudyPart()
     arch, stack, tp = loaded.archs[name], loaded.stacks[name], spec.platforms[name].tp
     fam = family(arch)
-    run_ = FusionRun("step", FusionPolicy.FUSED, loaded.launch(name))
+    run_ = FusionRun("step", fusion_of(loaded, name), loaded.launch(name))
     host_s = stack.host.per_step_s
     flash = flash_attention(stack)
     for mode in spec.moe:
@@ -190,8 +191,15 @@ def _shares(loaded: LoadedWorkload, name: str, cfg: ModelConfig, batch: int, len
     arch, tp = loaded.archs[name], spec.platforms[name].tp
     n = min(SPLIT_TEMPLATE_LAYERS, cfg.num_hidden_layers)
     graph = _graph(cfg, spec.training, batch, length, tp, n, flash_attention(loaded.stacks[name]))
-    kernels = family(arch).kernel_ops(arch, graph, FusionPolicy.FUSED, loaded.execution)
+    kernels = family(arch).kernel_ops(arch, graph, fusion_of(loaded, name), loaded.execution)
     return KernelShares(graph.ops, kernels, arch, cfg.num_hidden_layers, n)
+
+
+def fusion_of(loaded: LoadedWorkload, name: str) -> FusionPolicy:
+    """The kernel cut platform ``name`` runs the step as: its stack's own (eager PyTorch:
+    unfused), else the platform's ``fusion``."""
+    stack = loaded.stacks[name]
+    return stack.kernel_fusion if stack.kernel_fusion is not None else loaded.spec.platforms[name].fusion
 
 
 def flash_attention(stack) -> bool:

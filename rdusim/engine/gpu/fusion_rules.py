@@ -13,7 +13,9 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
 - score, softmax and context run as one FlashAttention kernel (scores stay on
   chip); its output transpose is the layout it writes; a training graph built with
   FlashAttention-2's backward (rdusim.graph.flash_backward) has one backward op per
-  layer, its own attention kernel (five products of the score shape);
+  layer, its own attention kernel (five products of the score shape); such a graph's
+  attention ops (attr ``flash``) are FlashAttention's library kernels under UNFUSED too
+  (eager PyTorch calling SDPA's flash kernel: the rest of its ops one kernel each);
 - a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
   prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
   weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
-from rdusim.graph.flash_backward import FLASH_BWD_TAG
+from rdusim.graph.flash_backward import FLASH_ATTR, FLASH_BWD_TAG
 from rdusim.graph.decoder import DEQUANT_TAG, KV_DEQUANT_TAG, MATERIALISED, QUANT_TAG
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
@@ -127,11 +129,12 @@ class _Partitioner:
 
     def place(self, op: Op) -> int:
         cls = op_class(op)
-        if self.policy == FusionPolicy.UNFUSED and cls == KernelClass.ATTENTION and op.tag != FLASH_BWD_TAG:
+        flash = cls == KernelClass.ATTENTION and bool(op.attr(FLASH_ATTR))
+        if self.policy == FusionPolicy.UNFUSED and cls == KernelClass.ATTENTION and not flash:
             # eager attention: batched GEMMs and a softmax kernel, scores through HBM
             cls = KernelClass.GEMM if op.kind == OpKind.GEMM else KernelClass.VECTOR
         prologues = self.take_prologues(op) if self.pending else []
-        if self.policy == FusionPolicy.FUSED and self.groups and self.joins_last(op, cls):
+        if (self.policy == FusionPolicy.FUSED or flash) and self.groups and self.joins_last(op, cls):
             idx = len(self.groups) - 1
             self.groups[-1].ops.extend([*prologues, op])
         else:
