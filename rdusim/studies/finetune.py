@@ -37,11 +37,14 @@ from rdusim.config.checks import model_of
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy
 from rdusim.config.stack import AttentionBackward
-from rdusim.config.workload import LoadedWorkload
+from rdusim.config.offload import RoutingDist
+from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_finetune import FinetuneWorkload, MoeMode
 from rdusim.engine.family import BenchGraphs, FusionRun
 from rdusim.engine.families import family
 from rdusim.finetune.dataset import job_time
+from rdusim.finetune.expert_load import expert_load, label
+from rdusim.engine.offload.routing import load_trace
 from rdusim.finetune.search import Fit, largest_batch
 from rdusim.finetune.split import SPLIT, KernelShares, kernel_part, split  # noqa: F401 (kernel_part: tests)
 from rdusim.graph.opgraph import OpGraph
@@ -62,23 +65,43 @@ SPLIT_TEMPLATE_LAYERS = 3      # the template graph whose kernel cut splits fuse
 def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult:   # noqa: ARG001
     spec: FinetuneWorkload = loaded.spec
     cfg = model_of(loaded, spec.model, "model")
-    merged = StudyPart.merged(fork_map(lambda name: _platform(loaded, cfg, name), list(spec.platforms)))
+    profile = _expert_profile(loaded, cfg)
+    merged = StudyPart.merged(fork_map(lambda name: _platform(loaded, cfg, name, profile), list(spec.platforms)))
     binding = dict(merged.keyed)
     return RunResult(workload_name=spec.name, kind="finetune", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed,
                      rows=tuple(merged.rows), records=tuple(merged.records),
                      extra={"model": cfg.name, "platforms": list(spec.platforms), "datasets": list(spec.datasets),
                             "moe": [m.value for m in spec.moe], "training": _training_label(spec.training),
+                            "expert_load": {m.value: label(spec.routing, m == MoeMode.DENSE) for m in spec.moe}
+                            if cfg.is_moe else {},
                             "binding": binding, "oom_reasons": merged.oom_reasons, "notes": merged.notes,
                             "policy": {n: {"tp": p.tp, "launch": loaded.launch(n).value,
                                            "stack": loaded.stacks[n].name} for n, p in spec.platforms.items()}})
 
 
-def moe_model(cfg: ModelConfig, mode: MoeMode) -> ModelConfig:
-    """The model as the mode trains it: dense routes every token to every expert."""
+def moe_model(cfg: ModelConfig, mode: MoeMode, profile: tuple[float, ...] | None = None) -> ModelConfig:
+    """The model as the mode trains it: dense routes every token to every expert; sparse
+    spreads its tokens by ``profile`` (a routing model's, rdusim.finetune.expert_load; None:
+    the expected load)."""
     if mode == MoeMode.DENSE and cfg.is_moe:
         return replace(cfg, num_experts_per_tok=cfg.num_local_experts)
+    if profile is not None and cfg.is_moe:
+        return replace(cfg, expert_load=profile)
     return cfg
+
+
+def _expert_profile(loaded: LoadedWorkload, cfg: ModelConfig) -> tuple[float, ...] | None:
+    """The workload's routing model as a sparse layer's expert shares (None: expected load)."""
+    spec: FinetuneWorkload = loaded.spec
+    r = spec.routing
+    if r is None or not cfg.is_moe:
+        return None
+    trace = None
+    if r.distribution is RoutingDist.TRACE:
+        trace = load_trace(str(resolve_path(r.trace, loaded.file)), cfg.num_hidden_layers, cfg.num_local_experts,
+                           cfg.num_experts_per_tok)
+    return expert_load(r, cfg.num_local_experts, cfg.num_experts_per_tok, loaded.seed, trace)
 
 
 def memory_parts(cfg: ModelConfig, peft: PeftSpec, tp: int, tokens: int,
@@ -127,7 +150,8 @@ def job_fit(loaded: LoadedWorkload, name: str, cfg: ModelConfig, data) -> tuple[
     return largest_batch(lambda b: {**grow(b), "slack": slack}, capacity, limit=spec.max_batch), capacity
 
 
-def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart:
+def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str,
+              profile: tuple[float, ...] | None = None) -> StudyPart:
     spec: FinetuneWorkload = loaded.spec
     part = StudyPart()
     arch, stack, tp = loaded.archs[name], loaded.stacks[name], spec.platforms[name].tp
@@ -136,7 +160,7 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
     host_s = stack.host.per_step_s
     flash = flash_attention(stack)
     for mode in spec.moe:
-        cfg = moe_model(base, mode)
+        cfg = moe_model(base, mode, profile)
         for dname, data in spec.datasets.items():
             at = f"{name}.{dname}.{mode.value}"
 
@@ -224,9 +248,11 @@ def summary(result: RunResult) -> str:
     rows: Mapping = {}
     for r in finetune_rows_of(result.metrics):
         rows.setdefault((r.platform, r.dataset, r.moe), {})[r.metric] = r.value
-    lines = [f"{result.workload_name}: {extra.get('model')} fine-tuning, {extra.get('training')}",
-             f"{'platform':<12} {'dataset':<10} {'moe':<7} {'max batch':>9} {'binds':<12} {'step s':>8} "
-             f"{'queries/s':>10} {'steps':>7} {'hours':>8} {'$/job':>8} {'kWh':>7}  fwd/bwd/recompute/optim/dequant %"]
+    lines = [f"{result.workload_name}: {extra.get('model')} fine-tuning, {extra.get('training')}"]
+    lines += [f"  expert load, {m}: {how}" for m, how in extra.get("expert_load", {}).items()]
+    lines.append(f"{'platform':<12} {'dataset':<10} {'moe':<7} {'max batch':>9} {'binds':<12} {'step s':>8} "
+                 f"{'queries/s':>10} {'steps':>7} {'hours':>8} {'$/job':>8} {'kWh':>7}  "
+                 "fwd/bwd/recompute/optim/dequant %")
     for p in extra.get("platforms", []):
         for d in extra.get("datasets", []):
             for m in extra.get("moe", []):
