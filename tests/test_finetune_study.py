@@ -157,7 +157,6 @@ def test_bad_input_exits_2(override, key, tmp_path, capsys):
 
 
 def _step_and_shares(machine: str, tp: int, launch):
-    from rdusim.config.policy import LaunchMode  # noqa: F401
     from rdusim.engine.family import BenchGraphs, FusionRun
     from rdusim.finetune.split import KernelShares
     from rdusim.graph.phase import Phase
