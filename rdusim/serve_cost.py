@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from rdusim.coe_cost import copy_j_per_byte
 from rdusim.energy import EnergyModel, step_activity
 from rdusim.graph.phase import Phase
 
@@ -128,8 +129,6 @@ def coe_serve_energy(router: Any, expert: Any, expert_bytes: float, log: Any, co
     """A CoE serving run's energy metrics: ``router`` and ``expert`` the StepModels of the
     router and of an expert (the node's ``tp`` devices), ``copies`` experts of
     ``expert_bytes`` (the whole model, over the node) copied into HBM."""
-    from rdusim.coe_cost import copy_j_per_byte
-
     dep = expert.dep
     model = EnergyModel.of(dep.arch)
     done = [q for q in log.seqs if q.finish_s == q.finish_s]

@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from rdusim.config.offload import RoutingDist
+from rdusim.engine.offload.routing import route
 
 SAMPLES = 20_000          # tokens drawn to estimate a skewed law's top-k inclusion probabilities
 _RNG_KEY = 23             # the estimate's own generator: [seed, _RNG_KEY]
@@ -45,8 +46,6 @@ class FinetuneRouting:
 
 def zipf_shares(experts: int, k: int, skew: float, seed: int) -> tuple[float, ...]:
     """Each expert's share of the assignments under a Zipf(skew) top-k law, most popular first."""
-    from rdusim.engine.offload.routing import route
-
     p = 1.0 / np.arange(1, experts + 1, dtype=float) ** skew
     p /= p.sum()
     counts = route(p[None, :], SAMPLES, k, np.random.default_rng([seed, _RNG_KEY]))[0]

@@ -35,6 +35,7 @@ from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
+from rdusim.serve_cost import coe_serve_energy
 from rdusim.studies.serve_streams import Streams, capacity, model_named as _model, request_records
 from rdusim.studies.serve_adapters import adapter_setup
 from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
@@ -145,7 +146,6 @@ def _point(setup, stream: Stream, spec: ServeWorkload, name: str):
     m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), len(stream.arrivals) + stream.rejected)
     m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
     if setup.router is not None:        # a CoE (adapters: not modelled)
-        from rdusim.serve_cost import coe_serve_energy
         expert = setup.expert if isinstance(setup, CoeSetup) else setup.costs.expert
         m.update(coe_serve_energy(setup.router, expert, setup.model_bytes, log, ec.misses))
     return log, m

@@ -66,10 +66,10 @@ class AttentionShape:
     rows: int       # query rows per problem (query tokens x heads per KV group)
     ctx: int        # keys attended to
     head_dim: int
-    matmuls: int = 2    # products of this shape it computes: 2 forward (S, O); 5 FlashAttention-2 backward
     # further groups of problems (heads, rows, ctx) in the same launch: a variable-length
     # batch (sequences of different lengths packed into one step, rdusim.engine.varlen)
     more: tuple[tuple[int, int, int], ...] = ()
+    matmuls: int = 2    # products of this shape it computes: 2 forward (S, O); 5 FlashAttention-2 backward
 
     def groups(self) -> tuple[tuple[int, int, int], ...]:
         """(problems, rows, ctx) of each group of equal problems, the first the shape's own."""
