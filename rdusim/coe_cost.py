@@ -27,6 +27,13 @@ def _dynamic(model: EnergyModel, timer: Any, batch: int, tokens: int) -> float:
     return model.dynamic_j(request_activity(timer.dep, t, timer.prompt_tokens, tokens, batch, timer.cache))
 
 
+def copy_j_per_byte(model: EnergyModel) -> float:
+    """A byte of an expert copied into HBM: read where the experts not in HBM live (the
+    spill tier when the device has one, else host memory over the host link), written to HBM."""
+    source = Unit.SPILL if Unit.SPILL in model.j_per_byte else Unit.HOST_LINK
+    return model.j_per_byte[source] + model.j_per_byte[Unit.HBM]
+
+
 def coe_batch_energy(pr: Any, batch: int, tokens: int, router_tokens: int, latency_s: float,
                      bytes_copied: float, distinct: float) -> Optional[float]:
     """Joules of one CoE batch on platform run ``pr`` (None: no ``power:`` block)."""
@@ -38,6 +45,5 @@ def coe_batch_energy(pr: Any, batch: int, tokens: int, router_tokens: int, laten
     k = max(1.0, distinct)
     share = max(1, round(batch / k))
     experts = k * _dynamic(model, pr.expert, share, tokens)
-    source = Unit.SPILL if Unit.SPILL in model.j_per_byte else Unit.HOST_LINK
-    copies = bytes_copied * (model.j_per_byte[source] + model.j_per_byte[Unit.HBM])
+    copies = bytes_copied * copy_j_per_byte(model)
     return devices * (router + experts + model.static_w * latency_s) + copies

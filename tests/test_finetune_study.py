@@ -42,11 +42,30 @@ def test_memory_parts_extrapolate_exactly(machine, ckpt):
     assert got == pytest.approx(whole, rel=1e-12)
 
 
+@pytest.mark.parametrize("machine", ["arch/a40.yaml", None])
+def test_moe_memory_extrapolates_exactly_under_flash_attention(machine):
+    """Mixtral (whose last layer's kernels differ from a middle one's under the GPU's fused
+    cut), FlashAttention-2's backward, checkpointing: the small graphs give the whole."""
+    cfg = replace(load_model("mixtral-8x7b"), num_hidden_layers=6)
+    spec = PeftSpec(TrainMethod.QLORA, rank=16, targets=("gate_proj", "up_proj", "down_proj", "router"),
+                    checkpointing=True)
+    cut = None
+    if machine is not None:
+        arch = load_arch(machine)
+        cut = lambda g: materialised(g.ops, family(arch).kernel_ops(arch, g, FusionPolicy.FUSED,   # noqa: E731
+                                                                    ExecutionConfig())).names
+    ops, idle = training_build(cfg, 3, 128, peft=spec, flash_attention=True)
+    kept = cut(OpGraph("whole", ops, idle_weights=idle)) if cut else None
+    whole = training_memory(ops, idle, trainable_weights(ops, idle, spec), kept).parts()
+    got = memory_parts(cfg, spec, 1, 128, cut, flash=True)(3)
+    assert got == pytest.approx(whole, rel=1e-12)
+
+
 def test_saved_activations_follow_the_kernel_cut_and_bitsandbytes_dequant_is_its_own_kernel():
     """Fused kernels keep their internals (a GEMM epilogue's input, a norm chain's middle)
-    off memory, so less is saved than the graph's every forward tensor. (The attention
-    backward reads the forward's scores and probabilities in the graph, so under any cut a
-    training step keeps them: FlashAttention-2's recompute in backward is not modelled.)"""
+    off memory, so less is saved than the graph's every forward tensor. (This graph's attention
+    backward is the eager one: it reads the forward's scores and probabilities, kept under any
+    cut; FlashAttention-2's recompute: tests/test_flash_backward.py.)"""
     cfg = replace(load_model("llama2-7b"), num_hidden_layers=2)
     arch = load_arch("arch/a100_80gb.yaml")
     spec = PeftSpec(TrainMethod.QLORA, rank=16)
@@ -135,3 +154,53 @@ def test_bad_input_exits_2(override, key, tmp_path, capsys):
     assert main(["run", WORKLOAD, "--out", str(tmp_path), "--set", override]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
+
+
+def _step_and_shares(machine: str, tp: int, launch):
+    from rdusim.engine.family import BenchGraphs, FusionRun
+    from rdusim.finetune.split import KernelShares
+    from rdusim.graph.phase import Phase
+
+    cfg = replace(load_model("llama2-7b"), num_hidden_layers=5)
+    spec = PeftSpec(TrainMethod.QLORA, rank=16, targets=("q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"),
+                    checkpointing=True)
+    arch, ex = load_arch(machine), ExecutionConfig()
+
+    def graph(n):
+        ops, idle = training_build(cfg, 2, 256, tp=tp, layers=n, peft=spec)
+        return OpGraph("g", ops, idle_weights=idle)
+
+    fam = family(arch)
+    step = fam.bench_steps(arch, BenchGraphs(Phase.TRAIN, tp, 5, graph, ex.tiles, ex.buffering),
+                           (FusionRun("step", FusionPolicy.FUSED, launch),), 0.0)["step"]
+    tmpl = graph(3)
+    return step, KernelShares(tmpl.ops, fam.kernel_ops(arch, tmpl, FusionPolicy.FUSED, ex), arch, 5, 3)
+
+
+@pytest.mark.parametrize("machine,tp,launch", [("arch/sn40l.yaml", 8, "ho"), ("arch/a40.yaml", 1, "eager")])
+def test_split_sums_to_the_step_and_a_fused_dequant_is_charged_to_dequant(machine, tp, launch):
+    """Each record's time split among its member ops by roofline time: the parts and the
+    exposed rest add up to the step; every record is found in the template's cut; on the RDU
+    (a layer's recompute, dequant and backward in one kernel) the dequant share is not zero
+    where the leading-op rule put none there, and the forward is not charged the dequant."""
+    from rdusim.config.policy import LaunchMode
+    from rdusim.finetune.split import kernel_part, lead_op, split
+
+    step, shares = _step_and_shares(machine, tp, LaunchMode(launch))
+    got = split(step, shares)
+    assert sum(got.values()) == pytest.approx(step.time_s, rel=1e-9)
+    kernels = [r for r in step.records if r.get("ops", 1) and r.get("kind") != "host"]
+    assert all(shares.shares(str(r["name"])) is not None for r in kernels), \
+        [r["name"] for r in kernels if shares.shares(str(r["name"])) is None]
+    for r in kernels:
+        assert sum(shares.shares(str(r["name"])).values()) == pytest.approx(1.0)
+    old = split(step)
+    assert sum(old.values()) == pytest.approx(step.time_s, rel=1e-9)
+    assert got["dequant"] > 0
+    if machine == "arch/sn40l.yaml":     # fused kernels led by a forward/recompute op held the dequant
+        assert old["dequant"] < got["dequant"]
+        mixed = [r for r in kernels if kernel_part(lead_op(str(r["name"]))) != "dequant"
+                 and shares.shares(str(r["name"]))["dequant"] > 0]
+        assert mixed
+    else:                                # bitsandbytes' dequant is its own kernel: the same either way
+        assert old["dequant"] == pytest.approx(got["dequant"])

@@ -18,7 +18,8 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 TOLERANCE = 0.01   # relative
 HEADLINE = ["serve.*.*.capacity.max_rate_per_s", "serve.*.*.requests_per_s", "serve.*.*.ttft.p50_s",
             "serve.*.*.ttft.p99_s", "serve.*.*.tpot.p50_s", "serve.*.*.tpot.p99_s", "serve.*.*.hit_rate",
-            "serve.*.*.load*.requests_per_s", "serve.*.*.load*.ttft.p99_s", "serve.*.*.load*.kv_occupancy.max"]
+            "serve.*.*.load*.requests_per_s", "serve.*.*.load*.ttft.p99_s", "serve.*.*.load*.kv_occupancy.max",
+            "serve.*.*.energy_j_per_token", "serve.*.*.power_w_per_device"]
 CASES = {"serve_llama2_7b": "workloads/serve_llama2_7b.yaml", "serve_coe150": "workloads/serve_coe150.yaml"}
 
 

@@ -108,6 +108,9 @@ class ModelConfig:
     sliding_window: Optional[int] = None
     num_local_experts: int = field(default=1, metadata=positive())
     num_experts_per_tok: int = field(default=1, metadata=positive())
+    # MoE: each expert's share of a layer's token-to-expert assignments, most loaded first,
+    # the same at every layer (rdusim.finetune.expert_load); None: the expected load, even
+    expert_load: Optional[tuple[float, ...]] = None
     torch_dtype: DType = DType.BF16
     formats: Formats = Formats()           # stored/compute formats (weights, KV cache, compute)
     vision: Optional[VisionConfig] = None
@@ -136,6 +139,10 @@ class ModelConfig:
         if self.num_experts_per_tok > self.num_local_experts:
             raise ValueError("num_experts_per_tok", f"<= num_local_experts ({self.num_local_experts})",
                              self.num_experts_per_tok)
+        if self.expert_load is not None and (len(self.expert_load) != self.num_local_experts
+                                             or min(self.expert_load) < 0 or abs(sum(self.expert_load) - 1) > 1e-9):
+            raise ValueError("expert_load", f"{self.num_local_experts} non-negative shares summing to 1",
+                             self.expert_load)
 
     @property
     def head_dim(self) -> int:

@@ -35,7 +35,7 @@ from typing import Any, Iterable, Mapping, Optional
 from rdusim.config.arch import SCHEMAS
 from rdusim.config.arch_common import ArchKind
 from rdusim.config.machine import launch_names
-from rdusim.config.policy import LaunchMode
+from rdusim.config.policy import FusionPolicy, LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
@@ -122,6 +122,13 @@ class SchedulerSpec:
     prefix_caching: bool = False            # KV blocks of shared prompt prefixes kept and reused (LRU)
 
 
+class AttentionBackward(enum.Enum):
+    """How a training step's attention backward gets the forward's scores."""
+
+    SAVED = "saved"            # eager attention: the forward's score and probability matrices kept for the backward
+    RECOMPUTE = "recompute"    # FlashAttention-2: recomputed from Q, K, V and the rows' logsumexp (rdusim.graph.flash_backward)
+
+
 @dataclass(frozen=True)
 class StackSpec:
     name: str
@@ -131,6 +138,10 @@ class StackSpec:
     host: HostCosts = HostCosts()           # the stack's own host constants (a release: its base's)
     runtime: Optional[RuntimeSpec] = None   # None: the host constants stand for the whole loop
     scheduler: SchedulerSpec = SchedulerSpec()
+    attention_backward: AttentionBackward = AttentionBackward.SAVED   # training graphs (rdusim.studies.finetune)
+    # the kernel cut the stack's software makes whatever a workload asks (eager PyTorch:
+    # unfused, every operator its own kernel); None: the workload platform's ``fusion``
+    kernel_fusion: Optional[FusionPolicy] = None
     base: Optional[str] = None          # a release: the stack whose terms it adds to
     added: Mapping[str, AddedTerm] = field(default_factory=lambda: MappingProxyType({}))
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False,

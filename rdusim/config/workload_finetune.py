@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Optional
 
 from rdusim.config import limits as L
 from rdusim.config.execution import ExecutionConfig
 from rdusim.config.limits import upto
 from rdusim.config.workload import PlatformSpec
 from rdusim.finetune.dataset import Dataset
+from rdusim.finetune.expert_load import FinetuneRouting
 from rdusim.graph.peft import PeftSpec
 
 
@@ -33,6 +34,7 @@ class FinetuneWorkload:
     datasets: Mapping[str, Dataset]
     training: PeftSpec = PeftSpec()
     moe: tuple[MoeMode, ...] = (MoeMode.SPARSE,)
+    routing: Optional[FinetuneRouting] = None    # sparse experts' load (rdusim.finetune.expert_load); None: expected
     max_batch: int = field(default=256, metadata=upto(L.MAX_BATCH))      # the search's upper end
     quadrature_points: int = field(default=4, metadata=upto(64))        # padded lengths timed per job
     execution: ExecutionConfig = ExecutionConfig()

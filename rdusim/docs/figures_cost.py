@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from rdusim.docs.figure_base import CHAT, COE, fence, figure
-from rdusim.docs.figures_serve import SERVE, _rates
+from rdusim.docs.figures_serve import SERVE, SERVE_COE, _rates
 from rdusim.docs.runs import Runs, section
 from rdusim.config.workload import REPO_ROOT
 
@@ -70,6 +70,16 @@ def cost_serve(runs: Runs) -> str:
             f"{k('dgx_h100', lo, 'energy_j_per_token'):.1f} to {k('dgx_h100', hi, 'energy_j_per_token'):.2f} "
             f"J/token ({k('dgx_h100', lo, 'power_w_per_device'):.0f} -> "
             f"{k('dgx_h100', hi, 'power_w_per_device'):.0f} W per GPU)")
+
+
+@figure("cost.serve_coe")
+def cost_serve_coe(runs: Runs) -> str:
+    """serve_coe150's main point: J/token and W per device on each node (rdusim/serve_cost.py)."""
+    m = runs.metrics(SERVE_COE)
+    k = lambda p, key: m[f"serve.{p}.coe.{key}"]      # noqa: E731
+    names = (("sn40l", "SN40L"), ("dgx_h100", "DGX H100"), ("dgx_a100", "DGX A100"))
+    return "; ".join(f"{label} {k(p, 'energy_j_per_token'):.1f} J/token at {k(p, 'power_w_per_device'):.0f} W per device"
+                     for p, label in names)
 
 
 @figure("cost.serve_capacity")

@@ -250,22 +250,27 @@ class LayerBuilder:
         """Top-k routed experts, each a TP-sharded MLP.
 
         Expected-load model: the tokens*k assignments are spread as evenly as possible
-        over min(e, tokens*k) experts; only experts that receive tokens run (and stream
-        their weights), the others' weights are held but idle this step."""
+        over min(e, tokens*k) experts (or by the model's ``expert_load`` profile, a routing
+        model's); only experts that receive tokens run (and stream their weights), the
+        others' weights are held but idle this step."""
         cfg, hdim = self.cfg, self.cfg.hidden_size
         e, k = cfg.num_local_experts, cfg.num_experts_per_tok
         logits = self.linear(x, "moe.router", hdim, e, False, "moe.router", sparse=False)
         probs = self.add(O.softmax(self.p + "moe.router_softmax", logits, self.p + "moe.router_probs",
                                    **self.kw("moe.router")))
         assignments = self.batch * self.q_len * k
-        hit = min(e, assignments)
-        base, extra = divmod(assignments, hit)
+        if cfg.expert_load is not None:      # a routing model's profile (rdusim.finetune.expert_load)
+            load = profile_counts(cfg.expert_load, assignments, self.batch * self.q_len)
+        else:
+            hit = min(e, assignments)
+            base, extra = divmod(assignments, hit)
+            load = [base + (1 if i < extra else 0) if i < hit else 0 for i in range(e)]
         outs = []
         for i in range(e):
-            if i >= hit:
+            n_tok = load[i]
+            if n_tok == 0:
                 self.idle_weights.extend(self._expert_weights(f"moe.e{i}"))
                 continue
-            n_tok = base + (1 if i < extra else 0)
             xi = Tensor(f"{self.p}moe.e{i}.in", (n_tok, hdim), self.dt)
             # gather the rows routed to expert i
             self.ops.append(Op(f"{self.p}moe.e{i}.dispatch", OpKind.ELEMENTWISE, (x, probs), (xi,), 0.0,
@@ -330,3 +335,22 @@ def decoder_layer(cfg: ModelConfig, phase: Phase, batch: int, seq: int, x: Tenso
     if idle_weights is not None:
         idle_weights.extend(b.idle_weights)
     return b.ops, out
+
+
+def profile_counts(shares: tuple[float, ...], assignments: int, tokens: int) -> list[int]:
+    """Integer token counts per expert (most loaded first) for ``assignments`` = tokens x k:
+    largest remainders, none above ``tokens`` (an expert sees a token at most once)."""
+    raw = [s * assignments for s in shares]
+    out = [min(tokens, int(x)) for x in raw]
+    left = assignments - sum(out)
+    order = sorted(range(len(raw)), key=lambda i: (-(raw[i] - int(raw[i])), i))
+    while left > 0:
+        moved = False
+        for i in order:
+            if left and out[i] < tokens:
+                out[i] += 1
+                left -= 1
+                moved = True
+        if not moved:
+            break
+    return out

@@ -35,6 +35,7 @@ from rdusim.graph import ops as O
 from rdusim.graph.forward import check_request, forward_build, head_op, vocab_shard
 from rdusim.graph.checkpointing import recompute_layers
 from rdusim.graph.decoder import DEQUANT_TAG
+from rdusim.graph.flash_backward import flash_backward, with_lse
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.peft import PeftForward, PeftSpec, TrainMethod, apply_peft
 from rdusim.graph.phase import Phase
@@ -52,15 +53,18 @@ def training_ops(cfg: ModelConfig, batch: int, seq: int, *, tp: int = 1, layers:
 
 
 def training_build(cfg: ModelConfig, batch: int, seq: int, *, tp: int = 1, layers: int | None = None,
-                   weight_density: float = 1.0, peft: PeftSpec | None = None) -> tuple[list[Op], list[Tensor]]:
-    """(ops, idle weights) of one training step; ``peft`` says what trains (default: all)."""
+                   weight_density: float = 1.0, peft: PeftSpec | None = None,
+                   flash_attention: bool = False) -> tuple[list[Op], list[Tensor]]:
+    """(ops, idle weights) of one training step; ``peft`` says what trains (default: all);
+    ``flash_attention``: FlashAttention-2's forward and backward (rdusim.graph.flash_backward),
+    else the generic backward of the forward's score and softmax ops."""
     spec = peft or PeftSpec()
     fb = forward_build(cfg, Phase.TRAIN, batch, seq, tp, layers, weight_density)
     pf = apply_peft(list(fb.ops), list(fb.idle_weights), cfg, spec, tp)
-    fwd = pf.ops
+    fwd = with_lse(pf.ops) if flash_attention else pf.ops
     fwd.append(head_op(cfg, fb.hidden, tp))
     loss_ops, dlogits = _loss(cfg, fwd[-1].outputs[0], tp)
-    bwd = _Backward(fwd, pf.trains, redequantise=spec.method == TrainMethod.QLORA)
+    bwd = _Backward(fwd, pf.trains, redequantise=spec.method == TrainMethod.QLORA, flash=flash_attention)
     bwd.seed(fwd[-1].outputs[0], dlogits)
     back = bwd.run()
     if spec.checkpointing:
@@ -90,10 +94,11 @@ class _Backward:
     """Reverse-mode pass over forward ops (see the module docstring for the rules)."""
 
     def __init__(self, fwd: list[Op], trains: Callable[[Tensor], bool] = PeftForward.every_weight,
-                 redequantise: bool = False):
+                 redequantise: bool = False, flash: bool = False):
         self.fwd = fwd
         self.trains = trains
         self.redequantise = redequantise
+        self.flash = flash
         self.ops: list[Op] = []
         self.producer: dict[str, Op] = {}
         self.needs: set[str] = set()
@@ -156,6 +161,14 @@ class _Backward:
             dys = [self.grad(t) for t in op.outputs]
             if all(g is None for g in dys):
                 continue
+            if self.flash and op.tag == "attn.context" and dys[0] is not None:
+                got = flash_backward(op, dys[0], self.producer, self.wants)
+                if got is not None:       # one kernel: Q, K, V get their gradients, the scores none
+                    flash, pairs = got
+                    self._emit(flash)
+                    for t, g in pairs:
+                        self._give(t, g)
+                    continue
             targets = [t for t in op.inputs if self.wants(t)]
             if targets:
                 self._backward(op, [g for g in dys if g is not None], targets)

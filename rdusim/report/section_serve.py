@@ -41,7 +41,7 @@ def _rank(order: Sequence[str], p: str) -> int:
 
 COLS = ("platform", "batching", "rate (req/s)", "arrivals", "TTFT p50 (s)", "TTFT p99 (s)", "TTFT p99 95% CI",
         "TPOT p50 (s)", "TPOT p99 (s)", "E2E p99 (s)", "throughput (req/s)", "output tok/s", "goodput (req/s)", "SLO attainment",
-        "KV occupancy mean", "queue mean", "rejected", "preemptions")
+        "KV occupancy mean", "queue mean", "rejected", "preemptions", "$/Mtoken", "J/token", "W/device")
 
 
 def _row(plat: str, mode: str, d: Mapping[str, float]) -> tuple:
@@ -50,7 +50,8 @@ def _row(plat: str, mode: str, d: Mapping[str, float]) -> tuple:
     return (plat, mode, d.get("rate_per_s"), d.get("arrivals"), d.get("ttft.p50_s"), d.get("ttft.p99_s"), ci,
             d.get("tpot.p50_s"), d.get("tpot.p99_s"), d.get("e2e.p99_s"), d.get("requests_per_s"), d.get("output_tokens_per_s"),
             d.get("goodput_per_s"), d.get("slo_attainment"), d.get("kv_occupancy.mean"), d.get("queue_len.mean"),
-            d.get("rejected"), d.get("preemptions"))
+            d.get("rejected"), d.get("preemptions"), d.get("usd_per_mtoken"), d.get("energy_j_per_token"),
+            d.get("power_w_per_device"))
 
 
 def build(metrics: Mapping[str, Any], records: Sequence[Mapping[str, Any]], order: Sequence[str]) -> Optional[Section]:
@@ -61,7 +62,9 @@ def build(metrics: Mapping[str, Any], records: Sequence[Mapping[str, Any]], orde
     tables = [Table("serve_main", "Main load point: latency percentiles, throughput, goodput",
                     COLS, tuple(_row(p, m, d) for (p, m), d in mains.items()),
                     "Percentiles over the measured requests (warm-up excluded); CI: the 95% Student-t interval "
-                    "over the main point's independent replications (workload key replications).")]
+                    "over the main point's independent replications (workload key replications). $/Mtoken: the "
+                    "devices' rent over the tokens served (absent without a published price); J/token and W/device: "
+                    "the run's energy (rdusim/serve_cost.py) per generated token and mean power per device.")]
     if cv:
         tables.append(Table("serve_load_sweep", "Throughput-latency curve: every load point", COLS,
                             tuple(_row(p, m, d) for (p, m), pts in cv.items() for d in pts),

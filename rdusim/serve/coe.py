@@ -49,6 +49,7 @@ class CoeSetup:
     request_s: float = 0.0        # the stack's per-request host work, once per step that starts requests
     model_load_s: float = 0.0     # the stack's per-model-load work, each time the node changes model
     hottest: tuple[int, ...] = ()
+    model_bytes: float = 0.0      # one expert's weights over the node (what a switch copies: energy)
 
 
 def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> tuple[RunLog, ExpertCache]:
@@ -90,6 +91,7 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> tu
             now += (load("router") + setup.request_s * len(routed)
                     + setup.router.packed_prefill_s([(q.prompt, 0) for q in routed]))
             log.steps += 1
+            log.router_steps += 1
             for q in routed:
                 queues.setdefault(q.expert, deque()).append(q)
             waiting += len(routed)
@@ -122,6 +124,7 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> tu
         start = now
         now += load(e) + setup.request_s * len(batch) + setup.expert.packed_prefill_s([(q.prompt, 0) for q in batch])
         log.steps += 1
+        log.expert_steps += 1
         for q in batch:
             q.first_token_s = now
             q.generated = 1
@@ -134,6 +137,7 @@ def run_coe(setup: CoeSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> tu
                 times = setup.expert.decode_run_s(running, ctx, out - done)
                 now += float(times.sum())
                 log.steps += out - done
+                log.expert_steps += out - done
                 measured = sum(1 for q in batch if q.output > done and q.id >= warmup)
                 if measured:
                     log.tbt_runs.append((times, measured))

@@ -62,6 +62,7 @@ class MultiSetup:
     session_s: float = 0.0        # each step whose models differ from the step before's (the host switches the node's schedule)
     router: Optional[StepCosts] = None   # a CoE's router, run over every arrival (None: requests name their model)
     hottest: tuple[int, ...] = ()
+    model_bytes: float = 0.0      # one model's weights over the node (what a switch copies: energy)
 
 
 @dataclass
@@ -109,6 +110,7 @@ def run_multi(setup: MultiSetup, arrivals: Sequence[Arrival], warmup: int = 0
             advance(loads(frozenset(["router"])) + setup.request_s * len(arrived)
                     + setup.router.packed_prefill_s([(q.prompt, 0) for q in arrived]))
             log.steps += 1
+            log.router_steps += 1
         waiting.extend(arrived)
         if not (waiting or running):
             now = pending[0].arrival_s
@@ -152,6 +154,7 @@ def run_multi(setup: MultiSetup, arrivals: Sequence[Arrival], warmup: int = 0
             advance(switch + loads(frozenset(groups)) + setup.request_s * len(admitted)
                     + setup.costs.prefill_s(groups))
             log.steps += 1
+            log.expert_steps += len(groups)
             for q in admitted:
                 q.first_token_s = q.last_token_s = now
                 q.generated = 1
@@ -175,6 +178,7 @@ def run_multi(setup: MultiSetup, arrivals: Sequence[Arrival], warmup: int = 0
         end = float(ends[k - 1])
         advance(end - now)
         log.steps += k
+        log.expert_steps += k * len(groups_d)
         log.tokens(running, float(ends[0]), end, times[1:k])
         for q in running:
             q.generated += k

@@ -54,6 +54,7 @@ class PrefixCache:
         self.hits = 0             # of which found cached
         self.saved_tokens = 0     # prompt tokens not prefilled thanks to hits
         self.evictions = 0
+        self.hit_runs: dict[int, int] = {}   # blocks found cached at one admission -> admissions (energy: rdusim.serve_cost)
 
     def __len__(self) -> int:
         """Blocks held by the cache (shared or evictable)."""
@@ -74,6 +75,8 @@ class PrefixCache:
     def acquire(self, hashes: list[int]) -> int:
         """A request reads these cached blocks: a reference each. Returns how many were
         evictable (they leave the available count)."""
+        if hashes:
+            self.hit_runs[len(hashes)] = self.hit_runs.get(len(hashes), 0) + 1
         revived = 0
         for h in hashes:
             if h in self.evictable:

@@ -93,6 +93,8 @@ class RunLog:
     rejected_kv: int = 0
     truncated: int = 0
     steps: int = 0
+    router_steps: int = 0          # CoE: steps that ran the router (each reads its weights once)
+    expert_steps: int = 0          # CoE: (step, expert) segments run (each reads that expert's weights once)
     preemptions: int = 0
     swap_s: float = 0.0
     kv_blocks: int = 0

@@ -35,6 +35,7 @@ from rdusim.serve.guard import ClockOutOfRange, check_times, on_platform
 from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
+from rdusim.serve_cost import coe_serve_energy
 from rdusim.studies.serve_streams import Streams, capacity, model_named as _model, request_records
 from rdusim.studies.serve_adapters import adapter_setup
 from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
@@ -144,6 +145,9 @@ def _point(setup, stream: Stream, spec: ServeWorkload, name: str):
     log.truncated = stream.truncated
     m = summarize(log, spec.warmup_requests, Slo(spec.slo.ttft_s, spec.slo.tpot_s), len(stream.arrivals) + stream.rejected)
     m["hit_rate"] = ec.hits / max(1, ec.hits + ec.misses)
+    if setup.router is not None:        # a CoE (adapters: not modelled)
+        expert = setup.expert if isinstance(setup, CoeSetup) else setup.costs.expert
+        m.update(coe_serve_energy(setup.router, expert, setup.model_bytes, log, ec.misses))
     return log, m
 
 
@@ -190,13 +194,14 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
                           kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
                           request_s=dep.stack.costs.per_request_s,
                           model_load_s=programs, session_s=dep.stack.costs.per_model_load_s,
-                          router=StepModel(router_dep, cache), hottest=hottest)
+                          router=StepModel(router_dep, cache), hottest=hottest, model_bytes=expert_bytes)
     return CoeSetup(router=StepModel(router_dep, cache), expert=expert, experts=coe.count,
                     slots=max(1, min(cap.hbm_experts, coe.count)), cache_policy=coe.cache.policy,
                     prefetch=coe.cache.prefetch, switch_s=switch, policy=coe.policy, max_wait_s=coe.max_wait_s,
                     max_sequences=sched.max_sequences, kv_block_tokens=sched.kv_block_tokens, kv_blocks=blocks,
                     request_s=dep.stack.costs.per_request_s,
-                    model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest)
+                    model_load_s=dep.stack.costs.per_model_load_s + programs, hottest=hottest,
+                    model_bytes=expert_bytes)
 
 
 def _records(name: str, log, spec: ServeWorkload, mode: str = "coe") -> list[dict[str, Any]]:

@@ -11,7 +11,11 @@ FUSED (what cuBLAS/CUTLASS epilogues, fused norms and FlashAttention do):
   run as one kernel when each consumes the previous one's output and a row of a
   normalisation fits in one SM's shared memory;
 - score, softmax and context run as one FlashAttention kernel (scores stay on
-  chip); its output transpose is the layout it writes;
+  chip); its output transpose is the layout it writes; a training graph built with
+  FlashAttention-2's backward (rdusim.graph.flash_backward) has one backward op per
+  layer, its own attention kernel (five products of the score shape); such a graph's
+  attention ops (attr ``flash``) are FlashAttention's library kernels under UNFUSED too
+  (eager PyTorch calling SDPA's flash kernel: the rest of its ops one kernel each);
 - a weight dequantised on the fly (``weight.dequant``, rdusim.config.formats) is the
   prologue of the GEMM that reads it (W4A16/W8A16 kernels: Marlin, AWQ, TensorRT-LLM
   weight-only GEMMs): only the stored bytes cross HBM, the dequantisation runs on the
@@ -42,12 +46,13 @@ from dataclasses import dataclass, field
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.kernels import (AttentionShape, CollectiveKind, CollectiveShape, GemmShape, Kernel,
                                        KernelClass, KernelWork)
+from rdusim.graph.flash_backward import FLASH_ATTR, FLASH_BWD_TAG
 from rdusim.graph.decoder import DEQUANT_TAG, KV_DEQUANT_TAG, MATERIALISED, QUANT_TAG
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.tensor import EXTERNAL_ROLES, DType
 
-ATTENTION_TAGS = frozenset({"attn.score", "attn.softmax", "attn.context", "attn.alibi", "attn.mask"})
+ATTENTION_TAGS = frozenset({"attn.score", "attn.softmax", "attn.context", "attn.alibi", "attn.mask", FLASH_BWD_TAG})
 # views: no kernel, no bytes; a consumer reads the part it needs
 VIEW_KINDS = frozenset({OpKind.RESHAPE, OpKind.SLICE})
 # vector ops a GEMM epilogue can apply tile by tile (no row reductions, no layout change)
@@ -124,11 +129,12 @@ class _Partitioner:
 
     def place(self, op: Op) -> int:
         cls = op_class(op)
-        if self.policy == FusionPolicy.UNFUSED and cls == KernelClass.ATTENTION:
+        flash = cls == KernelClass.ATTENTION and bool(op.attr(FLASH_ATTR))
+        if self.policy == FusionPolicy.UNFUSED and cls == KernelClass.ATTENTION and not flash:
             # eager attention: batched GEMMs and a softmax kernel, scores through HBM
             cls = KernelClass.GEMM if op.kind == OpKind.GEMM else KernelClass.VECTOR
         prologues = self.take_prologues(op) if self.pending else []
-        if self.policy == FusionPolicy.FUSED and self.groups and self.joins_last(op, cls):
+        if (self.policy == FusionPolicy.FUSED or flash) and self.groups and self.joins_last(op, cls):
             idx = len(self.groups) - 1
             self.groups[-1].ops.extend([*prologues, op])
         else:
@@ -219,9 +225,9 @@ def _attention_shape(g: _Group) -> AttentionShape:
     if score is None:
         raise ValueError(f"attention kernel {g.ops[0].name} has no score GEMM")
     s = _gemm_shape(score)
-    if score.tag != "attn.score":   # (rows x ctx) @ (ctx x d)
+    if score.tag not in ("attn.score", FLASH_BWD_TAG):   # (rows x ctx) @ (ctx x d)
         return AttentionShape(heads=s.batch, rows=s.m, ctx=s.k, head_dim=s.n)
-    return AttentionShape(heads=s.batch, rows=s.m, ctx=s.n, head_dim=s.k)
+    return AttentionShape(heads=s.batch, rows=s.m, ctx=s.n, head_dim=s.k, matmuls=int(score.attr("matmuls", 2)))
 
 
 def _collective_shape(op: Op) -> CollectiveShape:

@@ -69,6 +69,7 @@ class AttentionShape:
     # further groups of problems (heads, rows, ctx) in the same launch: a variable-length
     # batch (sequences of different lengths packed into one step, rdusim.engine.varlen)
     more: tuple[tuple[int, int, int], ...] = ()
+    matmuls: int = 2    # products of this shape it computes: 2 forward (S, O); 5 FlashAttention-2 backward
 
     def groups(self) -> tuple[tuple[int, int, int], ...]:
         """(problems, rows, ctx) of each group of equal problems, the first the shape's own."""
@@ -240,7 +241,7 @@ def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
     waves = math.ceil(ctas / sms)
     rate = _sm_tensor_rate(arch, work.dtype) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
     # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
-    per_cta = sorted(((2.0 * 2.0 * tm * math.ceil(c / split) * a.head_dim, q * split)
+    per_cta = sorted(((a.matmuls * 2.0 * tm * math.ceil(c / split) * a.head_dim, q * split)
                       for (_, _, c), q in zip(groups, q_blocks)), reverse=True)
     compute = _wave_s(per_cta, sms) / rate + _convert_s(arch, work, ctas)   # + an fp8 cache's dequantisation
     # softmax exponentials on the vector units, spread over the active SMs

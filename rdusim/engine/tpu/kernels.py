@@ -66,7 +66,7 @@ def _kernel_time(arch: TpuArch, work: KernelWork) -> KernelTime:
         return _finish(arch, compute, memory, work.hbm_bytes)
     if work.cls == KernelClass.ATTENTION and work.attention is not None:
         a = work.attention      # every group of problems of a variable-length batch, each padded
-        matmuls = sum(h * 2.0 * 2.0 * _pad(r, rows) * _pad(c, edge) * _pad(a.head_dim, edge) for h, r, c in a.groups())
+        matmuls = sum(h * a.matmuls * 2.0 * _pad(r, rows) * _pad(c, edge) * _pad(a.head_dim, edge) for h, r, c in a.groups())
         softmax = sum(5.0 * h * r * c for h, r, c in a.groups())
         return _finish(arch, matmuls / _mxu_rate(arch) + (softmax + work.convert_flops) / _vector_rate(arch), memory,
                        work.hbm_bytes)
