@@ -197,6 +197,55 @@ class StepModel:
         xs = self._anchor_list(float(c[0]), float(c[-1]))     # c grows: its min and max
         return np.interp(c, np.array(xs, dtype=float), [self._at_anchor(x, batch) for x in xs])
 
+    def decode_run_list(self, batch: int, context: float, steps: int, start: float = 0.0,
+                        until: float = float("inf")) -> tuple[list[float], list[float]]:
+        """:meth:`decode_run_s` in plain Python, for the short runs of a serving loop (a
+        numpy call costs more than a run of a few steps): the step times and their ends
+        ``start + cumsum(times)``, stopped after the first end at or past ``until``. The
+        same floats as np.interp and ndarray.cumsum give (their formulas, in their order)."""
+        b = self.dep.execution.context_bucket_tokens
+        last = context + (steps - 1)
+        first = int(context // b) * b
+        if first < 1:
+            xs = self._anchor_list(context, last)
+        else:
+            xs = list(range(first, int(-(-last // b)) * b + b, b))
+        curve = self._anchor_s
+        ys = []
+        for x in xs:
+            y = curve.get((x, batch))
+            ys.append(self._at_anchor(x, batch) if y is None else y)
+        nx = len(xs)
+        times: list[float] = []
+        ends: list[float] = []
+        total = 0.0
+        j = 0
+        x0, x1 = float(xs[0]), float(xs[1]) if nx > 1 else 0.0
+        y0, y1 = ys[0], ys[1] if nx > 1 else 0.0
+        slope = (y1 - y0) / (x1 - x0) if nx > 1 else 0.0
+        for i in range(steps):
+            x = context + i
+            if nx > 1 and x >= x1 and j + 1 < nx - 1:
+                while j + 1 < nx - 1 and xs[j + 1] <= x:
+                    j += 1
+                x0, x1, y0, y1 = float(xs[j]), float(xs[j + 1]), ys[j], ys[j + 1]
+                slope = (y1 - y0) / (x1 - x0)
+            # np.interp: left of the first anchor its value; at or past the last anchor the
+            # last value; exactly at an anchor its value; else slope * (x - x0) + y0
+            if x <= x0 or nx == 1:
+                t = y0
+            elif x >= x1 and j + 1 == nx - 1:
+                t = y1
+            else:
+                t = slope * (x - x0) + y0
+            times.append(t)
+            total += t
+            end = start + total
+            ends.append(end)
+            if end >= until:
+                break
+        return times, ends
+
     def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
         """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together
         (rdusim.engine.packed_steps), with the stack's host work for that many sequences

@@ -137,7 +137,18 @@ class RunLog:
     def tbt(self) -> tuple[np.ndarray, np.ndarray]:
         """Every measured gap between two tokens of a sequence, and how many tokens had it."""
         runs = self.tbt_runs
-        vals = np.concatenate([np.asarray(self.tbt_s, dtype=float)] + [s for s, _ in runs]).astype(float, copy=False)
+        parts, flat = [np.asarray(self.tbt_s, dtype=float)], []
+        for s, _ in runs:        # a run's steps: a list (continuous batching) or an array
+            if type(s) is list:
+                flat += s
+            else:
+                if flat:
+                    parts.append(np.asarray(flat, dtype=float))
+                    flat = []
+                parts.append(s)
+        if flat:
+            parts.append(np.asarray(flat, dtype=float))
+        vals = np.concatenate(parts).astype(float, copy=False)
         lengths = np.fromiter((len(s) for s, _ in runs), dtype=np.int64, count=len(runs))
         counts = np.fromiter((n for _, n in runs), dtype=float, count=len(runs))
         return vals, np.concatenate([np.ones(len(self.tbt_s)), np.repeat(counts, lengths)])
