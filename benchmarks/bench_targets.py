@@ -1,6 +1,6 @@
 """The interactive-speed targets (issue 14): each a whole process, median of N runs.
 
-    python benchmarks/bench_targets.py [--repeat 3] [--only coe150 validate ...] [--jobs 1]
+    python benchmarks/bench_targets.py [--repeat 3] [--only coe150 validate ...] [--jobs 1] [--record]
 
 Prints, per target, the median wall seconds (and CPU seconds of the child processes:
 user + sys, which a busy machine inflates much less than wall time), the target, and
@@ -124,20 +124,32 @@ def main(argv: list[str] | None = None) -> int:
                          "its first run (default); none: every run compiles rdusim from source")
     ap.add_argument("--jobs", type=int, help="rdusim run / validate --jobs N (default: theirs, the usable "
                     "CPUs); 1 measures one process. The sweep target always has its 2 workers")
+    ap.add_argument("--record", action="store_true", help="store the figures in benchmarks/speed.json "
+                    "(the README's Speed section is generated from it)")
     args = ap.parse_args(argv)
     env = prepare_bytecode(args.bytecode)
     jobs = f"--jobs {args.jobs}" if args.jobs is not None else "default --jobs (the usable CPUs)"
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus; "
           f"median of {args.repeat} whole-process runs; rdusim bytecode: {args.bytecode}; {jobs}")
-    print(f"machine reference (a fixed 3M-iteration Python loop, whole process): {reference_s():.2f} s")
+    ref_before = reference_s()
+    print(f"machine reference (a fixed 3M-iteration Python loop, whole process): {ref_before:.2f} s")
     print(f"{'target':<22} {'wall s':>8} {'cpu s':>8} {'target s':>9}  met  exit")
+    rows = {}
     for name in args.only or list(TARGETS):
         wall, cpu, rc = measure(name, args.repeat, env, args.jobs)
         goal = TARGETS[name][0]
+        rows[name] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "goal_s": goal, "exit": rc}
         print(f"{name:<22} {wall:>8.2f} {cpu:>8.2f} {goal:>9.1f}  {'yes' if wall <= goal else 'NO ':<3}  {rc}",
               flush=True)
-    print(f"machine reference after: {reference_s():.2f} s")
+    ref_after = reference_s()
+    print(f"machine reference after: {ref_after:.2f} s")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.record:
+        from record import record
+
+        record("targets" + ("" if args.jobs is None else f"_jobs{args.jobs}"),
+               {"repeat": args.repeat, "bytecode": args.bytecode, "jobs": args.jobs,
+                "reference_s": [round(ref_before, 3), round(ref_after, 3)], "targets": rows})
     return 0
 
 

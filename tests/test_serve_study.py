@@ -10,6 +10,7 @@ from rdusim.results import load_result
 from rdusim.config.workload import load_workload
 from rdusim.config.workload_serve import Batching
 from rdusim.cache import RunCache
+from rdusim.graph.phase import Phase
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.studies.serve import Streams, _model, serve_point
 
@@ -170,3 +171,27 @@ def test_stack_scheduler_settings_route_through_set(tmp_path):
     assert not loaded.stacks["dgx_a100"].scheduler.chunked_prefill
     assert loaded.stacks["sn40l"].scheduler.kv_block_tokens == 32
     assert main(["run", LLAMA, "--out", str(tmp_path / "o"), "--set", "stack.sn40l.scheduler.max_sequences=0"]) == 2
+
+
+def test_serving_reports_its_steps_against_their_roofline():
+    """serve.<P>.roofline.*: the engine's steps at the main stream's mean lengths against the
+    same steps in roofline mode -- never faster than the roofline, and the batch the KV pool
+    holds at that context."""
+    from rdusim.serve.arrivals import Arrival
+    from rdusim.studies.serve_roofline import roofline_metrics
+
+    loaded = load_workload(LLAMA)
+    cfg = _model("llama2-7b", loaded.file, "model")
+    for name in ("sn40l", "dgx_h100"):
+        plat = ServePlatform.build(name, with_scheduler(loaded.deployment(name, cfg), loaded.spec.scheduler),
+                                   RunCache())
+        arrivals = [Arrival(0.0, 300, 100), Arrival(1.0, 500, 300)]          # mean prompt 400, context 500
+        m = roofline_metrics(plat, arrivals)
+        assert m["roofline.prefill.tokens"] == 400 and m["roofline.decode_b1.tokens"] == 500
+        full = m["roofline.decode_full.batch"]
+        assert full == min(plat.scheduler.max_sequences, plat.kv_blocks // -(-500 // plat.scheduler.kv_block_tokens))
+        for step in ("decode_b1", "decode_full", "prefill"):
+            real, ideal = m[f"roofline.{step}.realistic_s"], m[f"roofline.{step}.ideal_s"]
+            assert real >= ideal > 0 and m[f"roofline.{step}.realistic_over_ideal"] == real / ideal
+        assert m["roofline.decode_b1.realistic_s"] == plat.steps.engine_step(Phase.DECODE, 1, 500).time_s
+    assert roofline_metrics(plat, []) == {}

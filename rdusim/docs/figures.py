@@ -283,4 +283,4 @@ def validate_decode_ho_range(runs: Runs) -> str:
 # the other figures register themselves on import
 from rdusim.docs import figures_prefix  # noqa: E402,F401
 from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: E402,F401
-                         figures_plan, figures_serve)
+                         figures_plan, figures_serve, figures_speed)

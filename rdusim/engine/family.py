@@ -74,9 +74,13 @@ class BenchGraphs:
     tiles: int                               # execution.tiles
     buffering: Any                           # execution.buffering (rdusim.compiler.placement.Buffering)
     built: Optional[OpGraph] = field(default=None)
+    _cuts: dict = field(default_factory=dict, repr=False, compare=False)
 
     def cut(self, layers: int) -> OpGraph:
-        return self.build(layers)
+        """The step cut to ``layers`` decoder layers (built once, shared by the callers)."""
+        if layers not in self._cuts:
+            self._cuts[layers] = self.build(layers)
+        return self._cuts[layers]
 
     def whole(self) -> OpGraph:
         if self.built is None:

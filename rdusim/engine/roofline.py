@@ -30,13 +30,13 @@ from rdusim.config.deployment import Deployment
 from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.collectives import CollectiveOp
 from rdusim.engine.families import family
-from rdusim.engine.family import Memo
+from rdusim.engine.family import BenchGraphs, Memo
 from rdusim.engine.step import StepResult
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import OpKind
 from rdusim.graph.phase import Phase
-from rdusim.graph.tensor import TensorRole
+from rdusim.graph.tensor import DType, TensorRole
 
 TEMPLATE_LAYERS = 3            # layers 0, 1, 2: layer 1 stands for every middle layer
 _READ = (TensorRole.WEIGHT, TensorRole.KV_CACHE)
@@ -103,3 +103,52 @@ def roofline_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: f
     util = {"hbm_bw": memory / time if time else 0.0}
     return StepResult(time_s=time, kernels=0, flops=counts.tensor_flops,
                       bytes_by_tier=frozen({"hbm": counts.hbm_bytes}), breakdown_s=frozen(parts), util=frozen(util))
+
+
+@dataclass(frozen=True)
+class GraphRoofline:
+    """A whole step graph as the textbook roofline bounds it on one device: every FLOP at
+    the device's peak rate in the graph's compute format, and only its compulsory off-chip
+    traffic (:func:`rdusim.graph.opgraph.boundary_bytes`: the graph run as one kernel whose
+    intermediates stay on chip -- weights, KV cache, inputs and outputs) at peak HBM
+    bandwidth; no launch, latency or collective."""
+
+    flops: float
+    hbm_bytes: float
+    dtype: DType
+
+    def time_s(self, arch) -> float:
+        rate = arch.native_rate(self.dtype) or arch.native_rate(DType.BF16)
+        return max(self.flops / rate, self.hbm_bytes / arch.device_hbm.bandwidth_bytes_per_s)
+
+
+def _compute_dtype(graph: OpGraph) -> DType:
+    gemm = next((op for op in graph.ops if op.kind == OpKind.GEMM), None)
+    return (gemm or graph.ops[0]).inputs[0].dtype
+
+
+def _layer_bytes(graph: OpGraph, prefix: str) -> float:
+    """What one decoder layer (the ops named ``prefix``...) adds to its graph's compulsory
+    off-chip bytes: each tensor its ops read that no op of the graph produces (weights,
+    optimizer state, KV cache), once, and each tensor they produce that no op of the graph
+    reads or that is KV-cache state (updated weights and optimizer state, appended KV)."""
+    produced = {t.name for op in graph.ops for t in op.outputs}
+    read = {t.name for op in graph.ops for t in op.inputs}
+    layer = [op for op in graph.ops if op.name.startswith(prefix)]
+    outside = {t.name: t.nbytes for op in layer for t in op.inputs if t.name not in produced}
+    written = {t.name: t.nbytes for op in layer for t in op.outputs
+               if t.name not in read or t.role == TensorRole.KV_CACHE}
+    return float(sum(outside.values()) + sum(written.values()))
+
+
+def bench_roofline(graphs: BenchGraphs) -> GraphRoofline:
+    """The roofline of a fusion benchmark's whole step: from its first three layers with the
+    middle one counted once per further layer when the model is deeper (the same sums as the
+    whole graph's, without building it), else the whole graph."""
+    if graphs.layers > TEMPLATE_LAYERS:
+        g = graphs.cut(TEMPLATE_LAYERS)
+        more = graphs.layers - TEMPLATE_LAYERS
+        flops = g.totals.flops + more * sum(op.flops for op in g.ops if op.name.startswith("L1."))
+        return GraphRoofline(flops, g.boundary_bytes + more * _layer_bytes(g, "L1."), _compute_dtype(g))
+    g = graphs.whole()
+    return GraphRoofline(g.totals.flops, g.boundary_bytes, _compute_dtype(g))

@@ -28,6 +28,7 @@ from rdusim.config.arch import ArchSpec
 from rdusim.config.model import load_model
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
+from rdusim.engine.roofline import bench_roofline
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
 from rdusim.graph.opgraph import OpGraph
@@ -202,8 +203,10 @@ def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: T
         except OutOfMemory as exc:
             _oom(rows, oom_reasons, bench.name, platform, first, modes, f"{platform} tp{tp}: {exc.reason}")
             continue
+        ideal_s = bench_roofline(source).time_s(arch)
         for mode, step in steps.items():
-            rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0})
+            rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0, "ideal_s": ideal_s,
+                                                              "realistic_over_ideal": step.time_s / ideal_s})
             if keep_records:
                 records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                             for r in step.records]

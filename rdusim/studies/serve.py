@@ -47,6 +47,7 @@ from rdusim.serve.metrics import Slo, replicated, summarize, timeseries
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.serve.trace import request_spans
 from rdusim.studies.part import StudyPart
+from rdusim.studies.serve_roofline import roofline_metrics
 from rdusim.studies.serve_summary import summary  # noqa: F401  (the study's table)
 
 
@@ -239,6 +240,7 @@ def _platform(name: str, plat: ServePlatform, spec: ServeWorkload, streams: Stre
         "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
         "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
         "oom": 0 if fits else 1})
+    rows += point_rows(name, None, None, roofline_metrics(plat, main.arrivals))
     if not fits:
         part.oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
         part.keyed["step_misses"] = cache.misses["step"] - misses0
