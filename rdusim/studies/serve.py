@@ -17,8 +17,8 @@ target while the queue does not grow) and ``serve.P.M.capacity.nodes_for_traffic
 output_tokens_per_s, goodput_per_s) counts the measured requests completed over the span
 from the first measured arrival to the last completion (rdusim.serve.metrics). ``serve.P.kv_blocks`` and
 ``serve.P.weight_bytes_per_device`` describe the memory. Records: one row per measured
-request of the main load point (``row: request``), KV occupancy / queue samples over
-time (``row: timeseries``).
+request of the main load point (``row: request``; written to the run folder's requests.csv,
+rdusim.requests_file), KV occupancy / queue samples over time (``row: timeseries``).
 """
 
 from __future__ import annotations
