@@ -23,6 +23,17 @@ def test_serving_on_two_processes_equals_one_to_the_bit():
     assert one.metrics["serve.step_cache.misses"] > 0
 
 
+def test_coe_and_adapter_serving_on_two_processes_equals_one_to_the_bit():
+    """The CoE / adapters study runs each population on each platform as a part of its own."""
+    sets = [("requests", 60), ("warmup_requests", 10), ("rates_per_s", [2]), ("sweep_requests", 40)]
+    with using_jobs(1):
+        one = run_study(load_workload("workloads/serve_adapters.yaml", sets))
+    with using_jobs(2):
+        two = run_study(load_workload("workloads/serve_adapters.yaml", sets))
+    assert one.metrics == two.metrics and one.records == two.records and one.extra == two.extra
+    assert {k.split(".")[2] for k in one.metrics if k.endswith(".requests_per_s")} == {"coe", "adapters"}
+
+
 def test_decode_runs_equal_their_single_steps():
     """decode_run_s (vectorised, anchors memoised) is decode_s of each step of the run."""
     from rdusim.serve.platform import ServePlatform, with_scheduler
