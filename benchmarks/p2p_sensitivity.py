@@ -5,7 +5,9 @@
 Runs workloads/coe150.yaml (Table-2 speedups of the SN40L over the DGX H100) and
 workloads/fusion_suite.yaml (decode fusion speedups: fused SO over unfused, HO over SO)
 with ``arch.sn40l.links.p2p.latency_s`` and ``.bandwidth_bytes_per_s`` scaled, one at a
-time, and with a ring instead of a full mesh. The P2P link parameters are declared assumptions (arch/sn40l.yaml); nothing here is fitted.
+time, and with a ring instead of a full mesh (the cases: rdusim/docs/figures_p2p.py, whose
+figures put this table's numbers into the README). The P2P link parameters are declared
+assumptions (arch/sn40l.yaml); nothing here is fitted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from rdusim.config.arch import load_arch  # noqa: E402
 from rdusim.config.workload import load_workload  # noqa: E402
+from rdusim.docs.figures_p2p import cases as p2p_cases  # noqa: E402
 from rdusim.studies import run_study  # noqa: E402
 
 SCENARIOS = ("bs1.tok20", "bs1.tok200", "bs8.tok20", "bs8.tok200")
@@ -32,12 +35,7 @@ def run(workload: str, sets: list[tuple[str, object]]) -> dict:
 
 def main() -> None:
     p2p = load_arch(ROOT / "arch" / "sn40l.yaml").links.p2p
-    cases = [("as shipped", [])]
-    for key, base in (("latency_s", p2p.latency_s), ("bandwidth_bytes_per_s", p2p.bandwidth_bytes_per_s)):
-        for f in (0.5, 2.0):
-            cases.append((f"{key} x{f:g}", [(f"arch.sn40l.links.p2p.{key}", base * f)]))
-    cases.append(("topology ring, 2 ports", [("arch.sn40l.links.p2p.topology", "ring"),
-                                             ("arch.sn40l.links.p2p.ports", 2)]))
+    cases = [(name or "as shipped", sets) for name, sets in p2p_cases().items()]
     head = " ".join(f"{s:>15}" for s in SCENARIOS)
     print(f"SN40L P2P as shipped: {p2p.bandwidth_bytes_per_s / 1e9:.0f} GB/s per socket, "
           f"{p2p.latency_s * 1e6:.1f} us a step, {p2p.ports} ports, {p2p.topology.value}")

@@ -15,6 +15,14 @@ changed simulator never reads an old entry.
 
     cache = RunCache()
     run = cache.get_or_compute("kernel", (hw_view, tiles, kernel), lambda: simulate(...))
+
+Ambient state, and why: :func:`using` makes a cache the run's for the calls inside it,
+and :func:`active_cache` finds it (a context variable). Every value cached is a pure
+function of its content key, so which cache is active, or whether one is, never changes a
+result, only what is recomputed: the cache is a memo, which is why the deep builders
+(graphs, kernel times, workspaces) find it rather than take it as an argument. The
+module-level tables below (``_FIELDS``, ``_KINDS``, ``_INTERNED``, ``_FINGERPRINT``) are
+per-process memos of pure functions of a type or of the source files, filled on first use.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
 from rdusim import __version__
+from rdusim.errors import InputError
 
 _FIELDS: dict[type, tuple[tuple[str, ...], str, bool]] = {}
 _MEMO = "_rdusim_content_key"
@@ -265,7 +274,6 @@ def cache_at(directory: str | Path | None) -> RunCache | None:
     before anything runs, not as a failure of every run (or sweep point) that saves."""
     if directory is None:
         return None
-    from rdusim.errors import InputError
 
     path = Path(directory)
     if path.exists() and not path.is_dir():

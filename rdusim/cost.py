@@ -21,6 +21,8 @@ from typing import Any, Mapping, Optional
 
 from rdusim.energy import Activity, EnergyModel, idle, step_activity
 from rdusim.graph.phase import Phase
+from rdusim.engine.stepper import StepModel
+from rdusim.rows.serve import ServeRow
 
 HOUR_S = 3600.0
 
@@ -71,8 +73,6 @@ def request_activity(dep: Any, timing: Any, prompt_tokens: int, output_tokens: i
                      cache: Any = None) -> Activity:
     """One device's activity over a request batch: idle through the per-request host work,
     then the prefill step and ``output_tokens - 1`` decode steps."""
-    from rdusim.engine.stepper import StepModel
-
     steps = StepModel(dep, cache)
     dtype = dep.model.fmt.compute
     a = idle(float(timing.request_s.get("host", 0.0))) + step_activity(steps.prefill(batch, prompt_tokens), dtype)
@@ -133,8 +133,6 @@ def serve_rent_rows(rows: list, loaded: Any) -> list:
     """``usd_per_mtoken`` at every serving point that has a throughput: the rent of the
     platform's ``tp`` devices per second over the generated tokens per second it sustained
     there (serving rows, :class:`rdusim.rows.serve.ServeRow`); none for a machine with no price."""
-    from rdusim.rows.serve import ServeRow
-
     out = []
     names = {"output_tokens_per_s": "usd_per_mtoken",                 # at each load point
              "capacity.output_tokens_per_s": "capacity.usd_per_mtoken"}  # at the best rate meeting the SLO

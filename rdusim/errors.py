@@ -3,11 +3,17 @@ how the command line ends: its exit statuses, SIGTERM, and a report of an unexpe
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 from contextlib import contextmanager
 from typing import Iterator, Optional
+from rdusim import __version__
+
+# errors of the place written to, not of rdusim: a full disk, a read-only or forbidden folder
+WRITE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EACCES,
+                                     errno.EPERM, errno.EFBIG) if e is not None)
 
 
 class InputError(Exception):
@@ -85,7 +91,6 @@ def write_crash_report(command: str, argv: Optional[list], exc: BaseException) -
     import tempfile
     import traceback
 
-    from rdusim import __version__
 
     text = (f"rdusim {__version__}, Python {platform.python_version()} on {platform.platform()}\n"
             f"command: {command} {shlex.join(str(a) for a in (argv if argv is not None else sys.argv[1:]))}\n"
@@ -114,8 +119,6 @@ def ending(exc: BaseException, command: str, argv: Optional[list]) -> tuple[str,
     """The one line a command prints when ``exc`` ends it, and its exit status: bad input
     (or a folder it cannot write: full, read-only) 2; Ctrl-C 130; SIGTERM 143; anything else
     70, its traceback saved to a file the line names."""
-    from rdusim.outdir import WRITE_ERRNOS
-
     if isinstance(exc, InputError):
         return f"rdusim: error: {exc}", EXIT_INPUT
     if isinstance(exc, Terminated):

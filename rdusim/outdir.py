@@ -16,12 +16,14 @@ user's and is kept.
   the staging folder: the output folder is as it was before the command.
 
 ``check_writable`` finds an unusable ``--out`` before anything is simulated.
+
+Module-level state: ``_HELD``, the lock descriptors this process holds (a fact about the
+process, which a forked worker must close), and nothing that affects what is written.
 """
 
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import shutil
@@ -31,7 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from rdusim.errors import InputError
+from rdusim import __version__
+from rdusim.errors import WRITE_ERRNOS, InputError
+from rdusim.results import atomic_write_text
 
 MANIFEST = "manifest.json"
 LOCK = ".rdusim.lock"
@@ -39,9 +43,6 @@ _OLD_LOCKS = (".sweep.lock",)          # written by earlier versions; still rdus
 STAGING = ".rdusim-staging."
 _PROBE = ".rdusim-probe."
 REPORT_FILES = ("index.html", "report.md", "figures/*.png", "tables/*.csv")   # kept for callers of record()
-# errors of the place written to, not of rdusim: a full disk, a read-only or forbidden folder
-WRITE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EACCES,
-                                     errno.EPERM, errno.EFBIG) if e is not None)
 
 
 class Kind(enum.Enum):
@@ -284,9 +285,6 @@ def _commit(stage: Path, out: Path, kind: Kind, *, replace_own: bool, force: boo
     if clash and not force:
         raise InputError(flag, "", "no file of the user's where rdusim writes its own (--force overwrites it)",
                          f"{str(out / clash[0])!r}, not written by rdusim (nothing was written)")
-    from rdusim import __version__
-    from rdusim.results import atomic_write_text
-
     text = json.dumps({"written_by": f"rdusim {__version__}", "kind": kind.value,
                        "files": sorted(set(keep) | set(new))}, indent=1) + "\n"
     atomic_write_text(stage / MANIFEST, text)       # may fail (full disk): nothing moved yet
@@ -330,9 +328,6 @@ def _inside(out: Path, rel: str) -> Optional[Path]:
 
 def write_manifest(out: Path, kind: Kind, files: Iterable[str]) -> Path:
     """Mark ``out`` as rdusim's folder of ``kind`` listing ``files`` (a sweep's, at its start)."""
-    from rdusim import __version__
-    from rdusim.results import atomic_write_text
-
     data = read_manifest(out) or {}
     listed = sorted(set(str(f) for f in data.get("files", [])) | set(files))
     text = json.dumps({"written_by": f"rdusim {__version__}", "kind": kind.value, "files": listed}, indent=1) + "\n"
@@ -344,9 +339,6 @@ def record(out: Path, files: Iterable[Path], *, replace: Iterable[str] = ()) -> 
     globs first). Report writers call it; inside a staging folder the manifest it writes
     is replaced by the one :func:`staged` makes."""
     from fnmatch import fnmatch
-
-    from rdusim import __version__
-    from rdusim.results import atomic_write_text
 
     data = read_manifest(out) or {"files": []}
     patterns = list(replace)

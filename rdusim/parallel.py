@@ -21,6 +21,11 @@ themselves.
 The number of processes is the run's :func:`jobs` (1 unless a caller sets it with
 :func:`using_jobs`: the CLI's ``--jobs``, by default the usable CPUs). Without a safe
 ``fork`` (Windows, macOS) everything runs in the caller.
+
+Ambient state, and why: the number of processes is a context variable (set by the CLI's
+``--jobs`` around a run) rather than an argument of every study, because it never changes
+a result (``fork_map`` returns what the list comprehension would, bit for bit;
+tests/test_parallel.py checks it), only how long the run takes.
 """
 
 from __future__ import annotations

@@ -86,7 +86,4 @@ def folder_name_problem(name: object) -> Optional[str]:
 def default_out(name: str) -> Path:
     """Where a run or sweep writes by default: ``reports/<name>`` in the checkout, or, for
     an installed rdusim, under the current folder."""
-    from rdusim.config import workload   # REPO_ROOT may be redirected (tests)
-
-    root = workload.REPO_ROOT
-    return (root if is_checkout(root) else Path.cwd()) / "reports" / name
+    return (DATA_ROOT if is_checkout(DATA_ROOT) else Path.cwd()) / "reports" / name

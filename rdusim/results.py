@@ -16,7 +16,10 @@ from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASS
 from orjson import dumps as _orjson_dumps
 
 from rdusim import __version__
+from rdusim.config.files import what_is
 from rdusim.errors import InputError
+from rdusim.rows import from_metrics
+from rdusim.rows.base import to_metrics
 
 SCHEMA_MAJOR = 0
 
@@ -47,7 +50,6 @@ class RunResult:
     def typed_rows(self) -> list:
         """Every family's rows read from the metrics: the same for a fresh result and one
         loaded from results.json (the study's own rows are ``self.rows``)."""
-        from rdusim.rows import from_metrics
         return from_metrics(self.metrics)
 
     def to_json(self, *, _raw_records: bool = False) -> dict:
@@ -101,7 +103,6 @@ class RunResult:
 def metrics_of(rows, metrics: Optional[Mapping[str, float]] = None) -> dict:
     """The flat metrics of results.json from typed rows (each row's one key template), plus
     ``metrics`` (keys the study wrote itself; none may clash with a row's)."""
-    from rdusim.rows.base import to_metrics
     out = dict(metrics) if metrics else {}
     return to_metrics(rows, out)
 
@@ -188,8 +189,6 @@ def _record_json(r: Any) -> str:
 
 
 def load_result(path: str | Path) -> RunResult:
-    from rdusim.config.files import what_is
-
     p = Path(path)
     if (found := what_is(p)) is not None:
         raise InputError(str(p), "", "an existing results.json", found)

@@ -47,11 +47,18 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from rdusim import studies
+from rdusim.cache import RunCache, using
+from rdusim.config import workload
 from rdusim.config.strict import Ctx, build, positive
+from rdusim.config.workload import load_workload
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
+from rdusim.parallel import fork_map
 from rdusim.progress import Progress
+from rdusim.results import plain
 from rdusim.rows import lookup
+from rdusim.validate_fits import shipped_fit_groups
 from rdusim.validate_table import format_table, role_summary  # noqa: F401  (the printed tables; re-exported)
 
 
@@ -172,8 +179,7 @@ class ValidationRow:
 
 
 def repo_root() -> Path:
-    from rdusim.config.workload import REPO_ROOT
-    return REPO_ROOT
+    return workload.REPO_ROOT        # read at call time: tests point it elsewhere
 
 
 def default_reference_files() -> list[str]:
@@ -254,11 +260,7 @@ def _interval(ci: Optional[tuple]) -> tuple[Optional[float], Optional[float]]:
 def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Callable] = None,
                     cache_dir: str | None = None) -> list[ValidationRow]:
     """Run each distinct (workload, set) once and compare every reference with it."""
-    from rdusim.cache import RunCache, using
-    from rdusim.parallel import fork_map
-
     if run is None:
-        import rdusim.studies as studies
         run = studies.run_study        # looked up now so tests can monkeypatch it
     stream = stream if stream is not None else sys.stderr
     located = load_references(ref_files)
@@ -280,8 +282,6 @@ def validation_rows(ref_files: Sequence[str], *, stream=None, run: Optional[Call
 
 def _run_metrics(locs: list[LocatedReference], run: Callable) -> tuple[Optional[Mapping], str]:
     """The metrics of the run the references ``locs`` share (None and why, if the study failed)."""
-    from rdusim.config.workload import load_workload
-
     first = locs[0]
     try:
         loaded = load_workload(workload_path(first.ref), list(first.ref.set.items()))
@@ -307,9 +307,6 @@ def applicable_rows(result, ref_files: Optional[Sequence[str]] = None) -> list[V
 def applicable_references(result, ref_files: Optional[Sequence[str]] = None) -> tuple[list[ValidationRow], list[str]]:
     """(rows of the references matching this run exactly, ids of the references that name
     the same workload but with other settings or arch specs, e.g. arch files changed since)."""
-    from rdusim.config.workload import load_workload
-    from rdusim.results import plain
-
     try:
         located = load_references(ref_files if ref_files is not None else default_reference_files())
     except InputError:
@@ -349,7 +346,6 @@ def applicable_references(result, ref_files: Optional[Sequence[str]] = None) -> 
 
 def fit_groups_for(rows: Sequence[ValidationRow]) -> list:
     """The fit groups of the shipped arch and stack files, labelled in the order of ``rows``."""
-    from rdusim.validate_fits import shipped_fit_groups
     return shipped_fit_groups(repo_root(), [r.id for r in rows])
 
 

@@ -17,7 +17,7 @@ from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Tier
 from rdusim.compiler.target import CompileTarget
 from rdusim.graph.tensor import TensorRole
-from rdusim.memory import OutOfMemory, usable_bytes
+from rdusim.memory_need import OutOfMemory, usable_bytes
 from rdusim.workspace import materialised
 
 _SPILL_ORDER = (TensorRole.OPTIMIZER_STATE, TensorRole.GRADIENT, TensorRole.WEIGHT, TensorRole.KV_CACHE,

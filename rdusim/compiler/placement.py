@@ -26,21 +26,9 @@ from typing import Iterable, Mapping
 from rdusim.compiler.dataflow import Node
 from rdusim.compiler.plan import Collective, Kernel, Stage, StageKind, Stream, Tier
 from rdusim.compiler.target import CompileTarget
+from rdusim.config.execution import BUFFER_DEPTH, TILE_BYTES, Buffering  # noqa: F401  (re-exported)
 from rdusim.errors import InputError
 from rdusim.graph.ops import OpKind
-
-BUFFER_DEPTH = 2            # double-buffered stage buffers (default of execution.buffer_depth)
-TILE_BYTES = 128 * 1024     # largest tile a stage buffer holds (default of execution.tile_bytes)
-
-
-@dataclass(frozen=True)
-class Buffering:
-    """How stage buffers are sized: the largest tile one holds and how many tiles deep it is
-    (the workload's ``execution.tile_bytes`` and ``execution.buffer_depth``)."""
-
-    tile_bytes: float = TILE_BYTES
-    depth: int = BUFFER_DEPTH
-
 
 DEFAULT_BUFFERING = Buffering()
 MIN_CYCLES_PER_PCU = 64     # a PCU is only given to a stage with at least this much work for it

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from rdusim.config.model import ModelConfig, load_model
+from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
+from rdusim.paths import resolve   # a path in the workload: beside it, then the shipped data
 
 
 def check_workload(loaded: Any) -> None:
@@ -28,9 +30,7 @@ def check_workload(loaded: Any) -> None:
 
 def model_of(loaded: Any, name: str, key: str) -> ModelConfig:
     """A model named in the workload (a name in models/ or a YAML path beside the workload)."""
-    from rdusim.config.workload import resolve_path
-
-    path = str(resolve_path(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name
+    path = str(resolve(name, loaded.file)) if name.endswith((".yaml", ".yml")) else name
     try:
         return load_model(path)
     except InputError as exc:
@@ -87,10 +87,7 @@ def _check_coe_kind(loaded: Any) -> None:
 
 
 def _check_trace(loaded: Any, spec: Any) -> None:
-    from rdusim.config.workload import resolve_path
-    from rdusim.config.yamlio import load_yaml
-
-    path = resolve_path(spec.routing.trace, loaded.file)
+    path = resolve(spec.routing.trace, loaded.file)
     if not path.is_file():
         raise InputError(loaded.file, "routing.trace", "a YAML file of expert ids (beside the workload or "
                          "in the shipped data)", spec.routing.trace)

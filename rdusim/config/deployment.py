@@ -15,7 +15,7 @@ from rdusim.config.execution import ExecutionConfig
 from rdusim.config.machine import idealised
 from rdusim.config.model import ModelConfig
 from rdusim.config.policy import FusionPolicy, LaunchMode
-from rdusim.config.stack import StackSpec
+from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ class Deployment:
            execution: ExecutionConfig | None = None) -> "Deployment":
         """A deployment with defaults filled in: the machine kind's default stack and that
         stack's launch mode (for scripts and tests; workloads use LoadedWorkload.deployment)."""
-        from rdusim.config.stack import DEFAULT_STACK, load_stack
-
         if not isinstance(stack, StackSpec):
             stack = load_stack(stack or DEFAULT_STACK[arch.kind])
         return cls(arch, stack, model, tp, fusion, launch or stack.launch, execution or ExecutionConfig())

@@ -20,6 +20,9 @@ from typing import Any, Iterable, Mapping
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import load_yaml
 from rdusim.errors import InputError
+from rdusim.config.stack import StackSpec
+from rdusim.config.arch import SCHEMAS
+from rdusim.config.stack import release_mapping  # and only its own added terms are its numbers
 
 SPEC_DIRS = ("arch", "stacks")     # the folders of files whose numbers may carry fitted_to
 
@@ -45,9 +48,7 @@ class FittedParameter:
 
 def _spec_class(data: Any, file: str, folder: str) -> type:
     if folder == "stacks":
-        from rdusim.config.stack import StackSpec
         return StackSpec
-    from rdusim.config.arch import SCHEMAS
     kind = data.get("kind") if isinstance(data, Mapping) else None
     kinds = {k.value: schema for k, schema in SCHEMAS.items()}
     if kind not in kinds:
@@ -60,7 +61,6 @@ def fitted_in_file(path: Path, folder: str, root: Path) -> list[FittedParameter]
     raw = load_yaml(path)
     data, own = raw, None
     if folder == "stacks":                 # a release (base: + added:) is read merged over its base,
-        from rdusim.config.stack import release_mapping    # and only its own added terms are its numbers
         data = release_mapping(raw, str(path))
         if isinstance(raw, Mapping) and "base" in raw:
             own = tuple(f"added.{term}." for term in (raw.get("added") or {}))

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from rdusim.graph.tensor import DType
+from rdusim.errors import InputError
 
 WEIGHT_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
 KV_DTYPES = (DType.BF16, DType.FP16, DType.FP8_E4M3, DType.INT8, DType.INT4)
@@ -157,8 +158,6 @@ def native_rate(arch, dtype: DType) -> Optional[float]:
 def check_compute(arch, compute: DType, file: str, key: str) -> None:
     """Rule 1: reject a compute format the machine has no rate for (``key``: the
     workload key that set it)."""
-    from rdusim.errors import InputError
-
     if native_rate(arch, compute) is None:
         natives = [d.value for d in COMPUTE_DTYPES if native_rate(arch, d) is not None]
         raise InputError(file, key, f"a format {arch.name} computes natively (one of {natives}; "
@@ -167,8 +166,6 @@ def check_compute(arch, compute: DType, file: str, key: str) -> None:
 
 def apply_formats(cfg, formats: Formats, file: str, key: str):
     """``cfg`` (a ModelConfig) with ``formats``; a bad combination is an InputError at ``key``."""
-    from rdusim.errors import InputError
-
     try:
         formats.resolved(cfg.torch_dtype)
     except ValueError as exc:

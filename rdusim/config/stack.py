@@ -39,7 +39,7 @@ from rdusim.config.policy import LaunchMode
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
-from rdusim.paths import DATA_ROOT
+from rdusim.paths import DATA_ROOT, find_user_file
 
 STACKS_DIR = DATA_ROOT / "stacks"    # the shipped stacks (checkout or installed wheel: rdusim/paths.py)
 DEFAULT_STACK = {kind: schema.DEFAULT_STACK for kind, schema in SCHEMAS.items()}   # each family's default
@@ -155,8 +155,6 @@ class StackSpec:
 def stack_path(name_or_path: str) -> Path:
     """A stack name in stacks/ (``nemo``) or a path to a YAML file: the one lookup rule of
     rdusim/paths.py (the path as given, else the shipped stacks/)."""
-    from rdusim.paths import find_user_file
-
     p = Path(name_or_path)
     if p.suffix not in (".yaml", ".yml") and not p.is_absolute() and len(p.parts) == 1:
         return STACKS_DIR / f"{name_or_path}.yaml"      # a name: never a file of the current folder

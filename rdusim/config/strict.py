@@ -7,6 +7,9 @@ In *sourced* mode (hardware specs) every number must be written as
 collected by dotted key so reports can cite them. A fitted number may add
 ``fitted_to: [<reference id>, ...]`` (the references/ ids it was fitted to),
 collected by dotted key in ``Ctx.fitted``.
+
+Module-level state: ``_SHAPES`` memoises each dataclass's field table (a pure function of
+the type), filled on first use; nothing else is kept between calls.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from rdusim.errors import InputError
+from rdusim.config.limits import UNIT_RANGES
+from rdusim.config.limits import MIN_MAGNITUDE
 
 
 @dataclass
@@ -173,8 +178,6 @@ def _leaf(path: str) -> str:
 
 
 def _unit_of(path: str) -> tuple[float, float, str] | None:
-    from rdusim.config.limits import UNIT_RANGES
-
     leaf = _leaf(path)
     for suffix, low, high, unit in UNIT_RANGES:
         if leaf.endswith(suffix):
@@ -185,8 +188,6 @@ def _unit_of(path: str) -> tuple[float, float, str] | None:
 def _physical(data: float, ctx: Ctx, path: str, meta: Mapping) -> None:
     """A number that is not 0 lies in its unit's physical range (rdusim.config.limits); a
     field with its own upper limit keeps that one."""
-    from rdusim.config.limits import MIN_MAGNITUDE
-
     if data == 0:
         return
     unit = _unit_of(path)

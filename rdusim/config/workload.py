@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from rdusim.config.arch import ArchSpec, load_arch
 from rdusim.config.arch_common import ArchKind
+from rdusim.config.checks import check_workload   # consistency checks needing models and machines
 from rdusim.config.deployment import Deployment
 from rdusim.config import limits as L
 from rdusim.config.execution import ExecutionConfig
@@ -26,7 +27,8 @@ from rdusim.config.stack import DEFAULT_STACK, StackSpec, load_stack
 from rdusim.config.strict import Ctx, build
 from rdusim.config.yamlio import apply_overrides, load_yaml
 from rdusim.errors import InputError
-from rdusim.paths import DATA_ROOT, find_user_file, folder_name_problem, resolve
+from rdusim.paths import DATA_ROOT, candidates, find_user_file, folder_name_problem, resolve
+from rdusim.rows import platform_name_problem
 
 # the shipped data (arch/, models/, workloads/, references/, stacks/): the checkout, or the
 # copies inside an installed wheel (rdusim/paths.py)
@@ -155,7 +157,6 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
             raise InputError("--set", f"{prefix}.{unknown[0]}",
                              f"a platform of this workload (one of {sorted(platforms)})", unknown[0])
     archs, stacks, arch_files = {}, {}, {}
-    from rdusim.rows import platform_name_problem
     for name, plat in platforms.items():
         if (problem := platform_name_problem(name, kind.value)) is not None:
             raise InputError(file, f"platforms.{name}", problem, name)
@@ -171,15 +172,11 @@ def load_workload(path: str | Path, overrides: Iterable[tuple[str, Any]] = (),
     run_seed = seed if seed is not None else getattr(spec, "seed", 0)
     loaded = LoadedWorkload(file, kind, spec, MappingProxyType(raw), MappingProxyType(archs), run_seed,
                             MappingProxyType(stacks), MappingProxyType(arch_files))
-    from rdusim.config.checks import check_workload   # consistency checks needing models and machines
-
     check_workload(loaded)
     return loaded
 
 
 def candidates_of(path: str, relative_to: str | Path) -> list[Path]:
-    from rdusim.paths import candidates
-
     return candidates(path, relative_to, REPO_ROOT)
 
 

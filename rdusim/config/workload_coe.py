@@ -115,6 +115,11 @@ class CoeWorkload:
     seed: int = field(default=0, metadata=upto(L.MAX_SEED, ge=0))
     description: str = ""
 
+    @property
+    def footprint_counts(self) -> list[int]:
+        """The expert counts the footprint is found for: every swept count and the workload's."""
+        return sorted(set(self.sweep_experts) | {self.experts.count})
+
     def __post_init__(self) -> None:
         for key, values in (("output_tokens", self.output_tokens), ("batch_sizes", self.batch_sizes),
                             ("sweep_experts", self.sweep_experts)):

@@ -19,6 +19,7 @@ from rdusim.config import limits as L
 from rdusim.config.limits import upto
 from rdusim.config.workload import PlatformSpec
 from rdusim.config.workload_coe import CacheSpec, RoutingSpec
+from rdusim.graph.peft import LORA_MODULES
 
 
 class ArrivalProcess(enum.Enum):
@@ -154,7 +155,6 @@ class ServeAdaptersSpec:
     cache: CacheSpec = CacheSpec()
 
     def __post_init__(self) -> None:
-        from rdusim.graph.peft import LORA_MODULES
         unknown = [t for t in self.targets if t not in LORA_MODULES]
         if unknown or not self.targets:
             raise ValueError("targets", f"one or more module names among {list(LORA_MODULES)}", list(self.targets))

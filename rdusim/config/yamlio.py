@@ -1,4 +1,11 @@
-"""Reading YAML files and applying ``--set KEY=VALUE`` overrides to parsed data."""
+"""Reading YAML files and applying ``--set KEY=VALUE`` overrides to parsed data.
+
+Ambient state, and why: :func:`remembering_files` sets a context variable holding the
+files parsed so far, so a file read again unchanged (same path, size and modification
+time) is not parsed again. It is a memo of a pure function of the file's bytes: whether
+it is set never changes what :func:`load_yaml` returns (a copy of the parse), only how
+often YAML is parsed, so it is not passed down as an argument through every loader.
+"""
 
 from __future__ import annotations
 

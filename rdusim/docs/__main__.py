@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from rdusim.docs.figures import FIGURES
 from rdusim.docs.markers import MarkerError, marked, replace, same_within_rounding
 from rdusim.docs.runs import CommandFailed, Runs
+from rdusim.config.workload import REPO_ROOT
 
 SNAPSHOT = Path("docs") / "figures.json"
 
@@ -103,8 +104,6 @@ def write(root: Path, figures: dict[str, str]) -> list[Path]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from rdusim.config.workload import REPO_ROOT
-
     ap = argparse.ArgumentParser(prog="python -m rdusim.docs", description=__doc__)
     ap.add_argument("--check", action="store_true",
                     help="regenerate and compare within rounding; write nothing; exit 1 on a difference")

@@ -4,36 +4,21 @@ A figure is a function of :class:`rdusim.docs.runs.Runs` returning its text; the
 what the markers in the markdown use (:mod:`rdusim.docs.markers`). Block figures return
 whole lines (a code fence or a markdown table); inline figures a fragment of a sentence.
 A figure whose command's output or metrics changed shape fails loudly, naming itself.
+This module holds the main jobs' figures and imports every other module of figures; the
+registry they all add to is :mod:`rdusim.docs.figure_base`.
 """
 
-
 import re
-from typing import Any, Callable
+from typing import Any
 
+from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: F401
+                         figures_p2p, figures_plan, figures_prefix, figures_serve, figures_speed,
+                         figures_stacks)   # (their figures register on import)
+from rdusim.docs.figure_base import CHAT, COE, FIGURES, PLATFORMS, VALIDATE, fence, figure, ms as _ms  # noqa: F401  (re-exported)
 from rdusim.docs.runs import Runs, section
-
-COE = "rdusim run workloads/coe150.yaml"
-CHAT = "rdusim run workloads/llama2_7b_chat.yaml"
-VALIDATE = "rdusim validate"
-
-PLATFORMS = ("sn40l", "dgx_h100", "dgx_a100")
-
-FIGURES: dict[str, Callable[[Runs], str]] = {}
-
-
-def figure(name: str):
-    def register(fn: Callable[[Runs], str]) -> Callable[[Runs], str]:
-        FIGURES[name] = fn
-        return fn
-    return register
-
-
-def fence(text: str) -> str:
-    return f"```\n{text}\n```"
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
+from rdusim.validate import default_reference_files, fit_groups_for, validation_rows
+from rdusim.validate_table import fits_summary, role_summary
+from rdusim.validate_fits import compact_ids
 
 
 def _value(key: str, value: Any) -> str:
@@ -170,7 +155,6 @@ def _validate(runs: Runs):
     def run():
         import io
 
-        from rdusim.validate import default_reference_files, fit_groups_for, validation_rows
         rows = validation_rows(default_reference_files(), stream=io.StringIO())
         return rows, fit_groups_for(rows)
     return runs.memo(VALIDATE, run)
@@ -178,7 +162,6 @@ def _validate(runs: Runs):
 
 @figure("validate.summary")
 def validate_summary(runs: Runs) -> str:
-    from rdusim.validate_table import fits_summary, role_summary
     rows, groups = _validate(runs)
     lines = [f"{role}: {role_summary([r for r in rows if r.role == role])}" for role in ("calibration", "validation")]
     return fence("\n".join(lines + [fits_summary(groups)]))
@@ -186,7 +169,6 @@ def validate_summary(runs: Runs) -> str:
 
 @figure("validate.fits")
 def validate_fits(runs: Runs) -> str:
-    from rdusim.validate_fits import compact_ids
     _, groups = _validate(runs)
     out = ["| group | parameters | fitted to | points | dof | fit by |", "|---|---|---|---|---|---|"]
     for g in groups:
@@ -278,9 +260,3 @@ def validate_decode_fusion_range(runs: Runs) -> str:
 @figure("validate.decode_ho_range")
 def validate_decode_ho_range(runs: Runs) -> str:
     return _spread(runs, "_decode.ho")
-
-
-# the other figures register themselves on import
-from rdusim.docs import figures_prefix  # noqa: E402,F401
-from rdusim.docs import (figures_adapters, figures_cost, figures_finetune, figures_nodes,  # noqa: E402,F401
-                         figures_plan, figures_serve, figures_speed)

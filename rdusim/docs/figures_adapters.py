@@ -5,7 +5,7 @@ workloads/serve_coe150.yaml`` with and without ``--set coe.batching=continuous``
 
 from __future__ import annotations
 
-from rdusim.docs.figures import PLATFORMS, figure
+from rdusim.docs.figure_base import PLATFORMS, figure
 from rdusim.docs.figures_serve import SERVE_COE, SHORT
 from rdusim.docs.runs import Runs
 

@@ -7,9 +7,10 @@ import glob
 import json
 from pathlib import Path
 
-from rdusim.docs.figures import CHAT, COE, fence, figure
+from rdusim.docs.figure_base import CHAT, COE, fence, figure
 from rdusim.docs.figures_serve import SERVE, _rates
 from rdusim.docs.runs import Runs, section
+from rdusim.config.workload import REPO_ROOT
 
 FINETUNE = "rdusim run workloads/finetune_mixtral_qlora.yaml"
 GPUS = ("a40", "a100_40gb", "a100_80gb", "h100")
@@ -26,7 +27,6 @@ def cost_chat(runs: Runs) -> str:
 
 @figure("cost.scale_range")
 def cost_scale_range(runs: Runs) -> str:
-    from rdusim.config.workload import REPO_ROOT
     names = sorted(Path(p).stem for p in glob.glob(str(REPO_ROOT / "arch" / "*.yaml")))
     got = [_arch(runs, n)["power.scale"] for n in names]
     return f"{min(got):.1f}-{max(got):.1f}"

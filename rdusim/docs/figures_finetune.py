@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from rdusim.docs.figures import fence, figure
+from rdusim.docs.figure_base import fence, figure
 from rdusim.docs.runs import Runs, section
 
 FINETUNE = "rdusim run workloads/finetune_mixtral_qlora.yaml"

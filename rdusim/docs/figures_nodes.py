@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from rdusim.docs.figures import figure
+from rdusim.docs.figure_base import figure
 from rdusim.docs.runs import Runs
+from rdusim.config.workload import REPO_ROOT
+from rdusim.config.yamlio import load_yaml
 
 
 # ---- over nodes: rdusim run workloads/llama3_70b_*two_nodes.yaml, coe150_two_nodes.yaml
@@ -94,8 +96,6 @@ SPEC = "rdusim run workloads/llama3_70b_speculative.yaml --set speculative.accep
 
 
 def _lookaheads() -> list[int]:
-    from rdusim.config.workload import REPO_ROOT
-    from rdusim.config.yamlio import load_yaml
     return [int(k) for k in load_yaml(REPO_ROOT / "workloads" / "whatif_speculative.yaml")["sweep"]["grid"]
             ["speculative.lookahead"]]
 

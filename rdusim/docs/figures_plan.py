@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from rdusim.docs.figures import figure
+from rdusim.docs.figure_base import figure
 from rdusim.docs.runs import Runs
 
 PLAN = "rdusim plan workloads/plan_chat.yaml --jobs 1"

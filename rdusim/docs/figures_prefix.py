@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from rdusim.docs.figures import fence, figure
+from rdusim.docs.figure_base import fence, figure
 from rdusim.docs.runs import Runs
 
 ON = "rdusim run workloads/serve_prefix.yaml"

@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from rdusim.docs.figures import PLATFORMS, figure
+from rdusim.docs.figure_base import PLATFORMS, figure
 from rdusim.docs.runs import Runs
+from rdusim.config.workload import REPO_ROOT
+from rdusim.config.yamlio import load_yaml
 
 SHORT = {"sn40l": "SN40L", "dgx_h100": "H100", "dgx_a100": "A100"}
 SERVE = "rdusim run workloads/serve_llama2_7b.yaml"
@@ -15,8 +17,6 @@ SERVE_COE = "rdusim run workloads/serve_coe150.yaml"
 
 
 def _rates(workload: str) -> list[float]:
-    from rdusim.config.workload import REPO_ROOT
-    from rdusim.config.yamlio import load_yaml
     return [float(r) for r in load_yaml(REPO_ROOT / "workloads" / workload)["rates_per_s"]]
 
 

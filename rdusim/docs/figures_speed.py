@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from rdusim.config.workload import REPO_ROOT
-from rdusim.docs.figures import figure
+from rdusim.docs.figure_base import figure
 from rdusim.docs.runs import Runs
 
 SPEED = REPO_ROOT / "benchmarks" / "speed.json"

@@ -14,6 +14,7 @@ import shlex
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from rdusim import cli
 
 
 class CommandFailed(RuntimeError):
@@ -37,8 +38,6 @@ class Runs:
 
     def _run(self, command: str, ok: tuple[int, ...]) -> tuple[int, str, Path | None]:
         if command not in self._out:
-            from rdusim import cli
-
             args = shlex.split(command)
             if args[0] != "rdusim":
                 raise ValueError(f"not an rdusim command: {command}")

@@ -35,47 +35,11 @@ the message size is taken, as NCCL's tuner does; ties go to fewer steps.
 
 from __future__ import annotations
 
-import enum
 import math
-from dataclasses import dataclass
 
 from rdusim.config.arch_common import CollectiveAlgorithm, CollectiveSpec, Fabric, Topology
-
-
-class CollectiveOp(enum.Enum):
-    ALLREDUCE = "allreduce"
-    ALLGATHER = "allgather"
-
-
-class LatencyPlusWire:
-    """A cost paid as ``latency_s`` plus ``wire_bytes`` at ``bandwidth_bytes_per_s`` (the
-    fields of the dataclasses that take it on)."""
-
-    latency_s: float
-    wire_bytes: float
-    bandwidth_bytes_per_s: float
-
-    @property
-    def wire_s(self) -> float:
-        return self.wire_bytes / self.bandwidth_bytes_per_s if self.wire_bytes else 0.0
-
-    @property
-    def time_s(self) -> float:
-        return self.latency_s + self.wire_s
-
-
-@dataclass(frozen=True)
-class CollectiveCost(LatencyPlusWire):
-    """One collective on one rank, as the chosen algorithm runs it."""
-
-    algorithm: CollectiveAlgorithm
-    steps: int                   # latency steps (hops)
-    latency_s: float             # base + steps x step latency
-    wire_bytes: float            # bytes each rank pushes through its links
-    bandwidth_bytes_per_s: float  # the rank's effective fabric bandwidth
-
-
-ZERO = CollectiveCost(CollectiveAlgorithm.RING, 0, 0.0, 0.0, 1.0)
+from rdusim.engine.collective_cost import ZERO, CollectiveCost, CollectiveOp, LatencyPlusWire  # noqa: F401  (re-exported)
+from rdusim.engine.collectives_cluster import spanning_cost, span_shape
 
 
 def available(op: CollectiveOp, fabric: Fabric, spec: CollectiveSpec | None = None) -> tuple[CollectiveAlgorithm, ...]:
@@ -134,9 +98,16 @@ def collective_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: 
     if ranks <= 1:
         return ZERO
     if spec.span is not None and ranks > spec.span.devices_per_node:
-        from rdusim.engine.collectives_cluster import spanning_cost
+        local, _ = span_shape(spec.span, ranks)
+        return spanning_cost(op, ranks, message_bytes, spec.span, node_cost(op, local, message_bytes, fabric, spec))
+    return node_cost(op, ranks, message_bytes, fabric, spec)
 
-        return spanning_cost(op, ranks, message_bytes, fabric, spec, spec.span)
+
+def node_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: Fabric,
+              spec: CollectiveSpec) -> CollectiveCost:
+    """The collective on ``ranks`` ranks of one node's fabric."""
+    if ranks <= 1:
+        return ZERO
     if spec.algorithm != CollectiveAlgorithm.AUTO:
         alg = spec.algorithm
         if op == CollectiveOp.ALLGATHER and alg not in available(op, fabric, spec):

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rdusim.config.arch_common import CollectiveSpec, Fabric, NetworkTopology, NodeSpan
-from rdusim.engine.collectives import CollectiveCost, CollectiveOp, LatencyPlusWire, collective_cost
+from rdusim.config.arch_common import NetworkTopology, NodeSpan
+from rdusim.engine.collective_cost import CollectiveCost, CollectiveOp, LatencyPlusWire
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,11 @@ def span_shape(span: NodeSpan, ranks: int) -> tuple[int, int]:
     return local, nodes
 
 
-def spanning_cost(op: CollectiveOp, ranks: int, message_bytes: float, fabric: Fabric,
-                  spec: CollectiveSpec, span: NodeSpan) -> SpanningCost:
-    """``op`` of ``message_bytes`` over ``ranks`` ranks spanning more than one node of ``span``."""
-    local, _ = span_shape(span, ranks)
-    intra = collective_cost(op, local, message_bytes, fabric, spec)
+def spanning_cost(op: CollectiveOp, ranks: int, message_bytes: float, span: NodeSpan,
+                  intra: CollectiveCost) -> SpanningCost:
+    """``op`` of ``message_bytes`` over ``ranks`` ranks spanning more than one node of ``span``,
+    given ``intra``, the node's own collective of the message on its ranks
+    (:func:`rdusim.engine.collectives.collective_cost` computes it and calls this)."""
     inter = inter_node_cost(op, span, ranks, message_bytes)
     wire = intra.wire_bytes + inter.wire_bytes
     wire_s = intra.wire_s + inter.wire_s

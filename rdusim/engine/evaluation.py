@@ -8,6 +8,12 @@ evaluate that recurrence instead, with the same floating-point operations in the
 order, so the results are bit-identical; property tests check it against the reference
 on random inputs. ``with reference():`` makes every call inside it use the SimPy model
 (tests compare whole studies both ways).
+
+Ambient state, and why: the choice is a context variable, not an argument, because it
+never changes a result (both evaluations are bit-identical, which tests/test_speed_equivalence.py
+checks on whole studies): it selects how a number is computed, not which number, and is
+set only by tests, benchmarks and the reference comparisons. Anything that changes a
+result is an explicit input (a spec, a workload key, an argument).
 """
 
 from __future__ import annotations

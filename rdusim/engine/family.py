@@ -124,6 +124,18 @@ class Family(Protocol):
     def model_step(self, dep: "Deployment", phase: Phase, batch: int, seq: int, host_s: float, memo: Memo,
                    new_tokens: int = 1) -> StepResult: ...
 
+    def packed_step(self, dep: "Deployment", mix: tuple, host_s: float, memo: Memo) -> Optional[StepResult]:
+        """The prefill step of the sequences of ``mix`` (:data:`rdusim.engine.varlen.Mix`:
+        prompts, or chunks over a cached context) packed into one variable-length batch, or
+        None (the family's engine times uniform batches only)."""
+        ...
+
+    def varlen_time(self, dep: "Deployment", memo: Memo) -> Any:
+        """Seconds of the kernels of the deployment's prefill steps that change with the mix of
+        sequences, as a function of the mix (:meth:`rdusim.engine.varlen.KernelStream.varlen_time`), or None
+        (packed steps take their attention from the engine's uniform batches)."""
+        ...
+
     def graph_step(self, arch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult: ...
 

@@ -1,4 +1,11 @@
-"""Copies that all start together on the flow network, without events.
+"""The flow network's step, written once, and copies that all start together without events.
+
+Between two events the flows of a network stream at their max-min rates
+(:mod:`rdusim.engine.maxmin`). :func:`assign_rates` gives every streaming flow its rate and
+says when the first will have landed; :func:`advance_and_land` moves every flow on by the
+time that passed and splits the landed ones off (forcing the earliest when rounding left a
+sliver). :class:`rdusim.engine.transfer.FlowNetwork` runs them on SimPy's events, for any
+mix of copies requested at any times, and :func:`together_s` below in a plain loop.
 
 :class:`rdusim.engine.transfer.FlowNetwork` evaluates any mix of copies requested at any
 times with SimPy events. When every copy is requested at the same instant and its path
@@ -27,6 +34,60 @@ def landed(left: float, rate: float, nbytes: float, tol: float) -> bool:
     a wake-up whose time tolerance is ``tol`` (``REL_EPS * max(now, 1e-9)``): nothing left,
     its end within ``tol``, or a sliver of rounding. FlowNetwork's rule, and this loop's."""
     return not left or left / rate <= tol or left <= nbytes * REL_EPS
+
+def assign_rates(flows: list, rates: Sequence[float], now: float) -> float:
+    """Give each streaming flow (``.path.index``, ``.remaining``) its path's max-min rate
+    (``.rate``); the earliest time one of them will have landed."""
+    next_end = math.inf
+    for f in flows:
+        f.rate = rate = rates[f.path.index]
+        end = now + f.remaining / rate
+        if end < next_end:
+            next_end = end
+    return next_end
+
+
+def advance_and_land(flows: list, dt: float, now: float, moved_on: list | None) -> tuple[list, list]:
+    """Move every flow on by ``dt`` at its rate (adding what it moved to ``moved_on[i]`` of
+    each of its ``.links``, when given) and split the flows into (landed, still streaming)
+    at ``now``: nothing left, its end within the tolerance, or a sliver of rounding; when
+    none has, the earliest (by time left, then ``.seq``) is taken as landed."""
+    tol = REL_EPS * max(now, 1e-9)
+    ended, kept = [], []
+    for f in flows:
+        left = f.remaining
+        if dt > 0:
+            moved = f.rate * dt
+            if not moved < left:
+                moved = left
+            f.remaining = left = left - moved
+            if moved_on is not None:
+                for i in f.links:
+                    moved_on[i] += moved
+        (ended if landed(left, f.rate, f.nbytes, tol) else kept).append(f)
+    if not ended:                                 # rounding left a sliver: force the earliest one
+        ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
+        kept.remove(ended[0])
+    return ended, kept
+
+
+class _OnPath:
+    """A path as a flow of :func:`together_s` refers to it (its index)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+class _Copy:
+    """One copy of :func:`together_s`: what :func:`assign_rates` and :func:`advance_and_land` read."""
+
+    __slots__ = ("path", "nbytes", "remaining", "rate", "seq")
+
+    def __init__(self, path: _OnPath, nbytes: float, seq: int):
+        self.path, self.nbytes, self.remaining, self.rate, self.seq = path, nbytes, nbytes, 0.0, seq
+
 
 Link = tuple[str, float, float]      # (name, bandwidth bytes/s, latency s)
 
@@ -60,10 +121,11 @@ def together_s(links: Sequence[Link], paths: Sequence[tuple[str, ...]], nbytes: 
     if nbytes <= 0:
         return now
     capacity = {name: bw for name, (bw, _) in known.items()}
-    flows = [[index[tuple(p)], nbytes, 0.0, seq] for seq, p in enumerate(paths)]   # path, remaining, rate, seq
+    on = [_OnPath(x) for x in range(len(order))]
+    flows = [_Copy(on[index[tuple(p)]], nbytes, seq) for seq, p in enumerate(paths)]
     counts = [0] * len(order)
     for f in flows:
-        counts[f[0]] += 1
+        counts[f.path.index] += 1
     last = now
     solutions: dict[tuple[int, ...], list[float]] = {}
     while flows:
@@ -71,29 +133,11 @@ def together_s(links: Sequence[Link], paths: Sequence[tuple[str, ...]], nbytes: 
         rates = solutions.get(key)
         if rates is None:
             rates = solutions[key] = max_min_rates(order, key, capacity)
-        next_end = math.inf
-        for f in flows:                               # FlowNetwork._reschedule
-            f[2] = rate = rates[f[0]]
-            end = now + f[1] / rate
-            if end < next_end:
-                next_end = end
+        next_end = assign_rates(flows, rates, now)    # FlowNetwork._reschedule
         now = now + max(next_end - now, 0.0)          # the wake-up timeout
         dt = now - last                               # FlowNetwork._wake
         last = now
-        tol = REL_EPS * max(now, 1e-9)
-        ended, kept = [], []
-        for f in flows:
-            left = f[1]
-            if dt > 0:
-                moved = f[2] * dt
-                if not moved < left:
-                    moved = left
-                f[1] = left = left - moved
-            (ended if landed(left, f[2], nbytes, tol) else kept).append(f)
-        if not ended:                                 # rounding left a sliver: force the earliest one
-            ended = [min(kept, key=lambda f: (f[1] / f[2], f[3]))]
-            kept.remove(ended[0])
+        ended, flows = advance_and_land(flows, dt, now, None)
         for f in ended:
-            counts[f[0]] -= 1
-        flows = kept
+            counts[f.path.index] -= 1
     return now

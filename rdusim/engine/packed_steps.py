@@ -8,7 +8,8 @@ those engine steps by one rule. Host work is left out (the caller adds the stack
 
 The rule. A step of pieces ``(n_i new tokens, c_i cached)``, ``T = sum n_i`` tokens:
 
-    time = S(T) + sum_i n_i (n_i - T) s(T, n_i) + sum_i C(n_i, c_i)
+    time = R(T) + V(mix)                                             (GPUs, TPU)
+    time = S(T) + sum_i n_i (n_i - T) s(T, n_i) + sum_i C(n_i, c_i)    (SN40L)
 
 - ``S(T)``: the engine's prefill of ONE sequence of ``T`` tokens. Everything a step does
   per token -- every linear layer, norm and activation, each layer's all-reduces, the
@@ -17,30 +18,43 @@ The rule. A step of pieces ``(n_i new tokens, c_i cached)``, ``T = sum n_i`` tok
   (the GPUs' GEMM row tile: their time jumps one token after each multiple), wider past
   2048 tokens; cells up to 1024 tokens are halved until affine, so a jump inside a cell
   (another RDU pipeline plan) is found to the token.
-- ``s(T, n)``: what attention among ``n`` tokens instead of ``T`` costs, per token and per
-  key: the engine's prefill of ``T/n`` sequences of ``n`` tokens (the same ``T`` tokens)
-  less S(T), divided by ``T (n - T)``; on a grid of powers of two in ``T`` and in ``n / T``,
-  bilinear in between.
-- ``C(n, c)``: what a piece's ``n`` tokens pay to attend its ``c`` cached tokens too (a
-  chunk of a prompt whose earlier chunks ran before): the engine's step of one sequence
-  computing ``n`` tokens over ``c`` cached less the same over one, simulated for each
-  distinct piece (the RDU's time along ``c`` changes plan too often for knots to pay; only a
-  prompt longer than what is left of a step's token budget is chunked, so few pieces are);
-  ``b`` equal pieces together are the engine's step of ``b`` such sequences.
+- ``R(T)``: ``S(T) - V(one T-token prompt)``, the step without the kernels that change with
+  the mix, at knots on the same cells (its attention, whose row blocks jump every few tokens
+  with grouped KV heads, is not interpolated: it is in V).
+- ``V(mix)`` (engines that time a step as a stream of kernels, a family's ``varlen_time``):
+  the step's kernels that change with the mix -- each layer's one variable-length attention
+  launch over all the sequences, a chunk's cached keys included, and the kernels working on
+  one row per sequence (logits) -- timed by the engine's own kernel cost function for this
+  very mix (:mod:`rdusim.engine.varlen`): the attention's CTAs fall into the same waves over
+  the SMs as in the engine's step of that mix, so the rule is that step to within R's knot
+  tolerance, at any lengths.
+- ``s(T, n)`` (the SN40L, whose fused-layer pipelines are compiled for uniform batches):
+  what attention among ``n`` tokens instead of ``T`` costs, per token and per key: the
+  engine's prefill of ``T/n`` sequences of ``n`` tokens (the same ``T`` tokens) less S(T),
+  divided by ``T (n - T)``; on a grid of powers of two in ``T`` and in ``n / T``, bilinear
+  in between.
+- ``C(n, c)`` (the SN40L): what a piece's ``n`` tokens pay to attend its ``c`` cached tokens
+  too (a chunk of a prompt whose earlier chunks ran before): the engine's step of one
+  sequence computing ``n`` tokens over ``c`` cached less the same over one, simulated for
+  each distinct piece (the RDU's time along ``c`` changes plan too often for knots to pay;
+  only a prompt longer than what is left of a step's token budget is chunked, so few pieces
+  are); ``b`` equal pieces together are the engine's step of ``b`` such sequences.
 
-A lone prompt is S alone (within the knots' tolerance of the engine at every length), a
-lone chunk S + C; a uniform batch of ``b`` prompts of ``n`` tokens, ``b`` and ``n`` powers
-of two, is exact; between grid points the attention term is interpolated, and :mod:`tests.test_packed_steps`
-measures the rule against the engine's own steps for random batches, chunks, platforms
-and TP degrees. Every engine step is cached by content in the run's cache.
+A lone prompt is S alone (within the knots' tolerance of the engine at every length). On
+the SN40L a lone chunk is S + C and a uniform batch of ``b`` prompts of ``n`` tokens, ``b``
+and ``n`` powers of two, is exact; between grid points the attention term is interpolated.
+:mod:`tests.test_packed_steps` measures the rule against the engine's own steps for random
+mixes, chunks, platforms and TP degrees. Every engine step is cached by content in the
+run's cache.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 from rdusim.engine.knots import Cells, Knots
+from rdusim.engine.varlen import Mix, mix_of
 from rdusim.graph.phase import Phase
 
 # S's cells: 64 tokens (the GPUs' smallest GEMM row tile: their time jumps one token past each
@@ -54,13 +68,21 @@ BareExtend = Callable[[int, int, int], float]     # (batch, new tokens, cached c
 
 
 class PackedSteps:
-    """The rule over one deployment's engine steps (host work excluded)."""
+    """The rule over one deployment's engine steps (host work excluded). ``varlen``: seconds of
+    the engine's kernels that change with the mix of sequences, for any mix (a family's
+    ``varlen_time``), or None (the attention grid s and the cached term C)."""
 
-    def __init__(self, bare: Bare, bare_extend: BareExtend) -> None:
+    def __init__(self, bare: Bare, bare_extend: BareExtend, varlen: Optional[Callable[[Mix], float]] = None) -> None:
         self._bare = bare
         self._extend = bare_extend
+        self._varlen = varlen
         self.single = Knots(lambda n: bare(Phase.PREFILL, 1, n), TOKEN_CELLS)
+        # with V: the knots of S(T) - V(one T-token prompt), what does not change with the mix
+        # (its attention's row blocks, which jump every few tokens with grouped KV heads, are V's)
+        self._rest = None if varlen is None else Knots(
+            lambda n: bare(Phase.PREFILL, 1, n) - self._mix_s((((n, 0), 1),)), TOKEN_CELLS)
         self._grid: dict[tuple, float] = {}
+        self._mixes: dict[Mix, float] = {}
 
     def packed_s(self, pieces: Sequence[tuple[int, int]], singles: int = 0) -> float:
         """A step computing the ``(new_tokens, cached_context)`` pieces together, and
@@ -69,6 +91,9 @@ class PackedSteps:
         T = sum(n for n, _ in pieces) + singles
         if T <= 0:
             return 0.0
+        if self._varlen is not None:     # the engine's kernels for this mix, chunks' cached keys included
+            mix = mix_of(list(pieces) + [(1, 0)] * singles)
+            return self._rest(T) + self._mix_s(mix)
         extra = singles * (1 - T) * self.slope(T, 1) if singles and T > 1 else 0.0
         chunks: dict[tuple[int, int], int] = {}
         for n, c in pieces:
@@ -79,6 +104,13 @@ class PackedSteps:
         for (n, c), b in chunks.items():
             extra += self.cached(b, n, c)
         return self.single(T) + extra
+
+    def _mix_s(self, mix: Mix) -> float:
+        """The step's kernels that change with its mix, for ``mix``."""
+        t = self._mixes.get(mix)
+        if t is None:
+            t = self._mixes[mix] = self._varlen(mix)
+        return t
 
     # ---- s(T, n) ----
     def slope(self, tokens: int, length: int) -> float:

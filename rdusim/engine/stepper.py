@@ -160,7 +160,9 @@ class StepModel:
     @property
     def packed(self) -> PackedSteps:
         if self._packed is None:
-            self._packed = PackedSteps(self._bare, self._bare_extend)
+            ideal = self.dep.execution.ideal          # (roofline steps: the attention grid)
+            varlen = None if ideal else family(self.dep.arch).varlen_time(self.dep, self.cache.get)
+            self._packed = PackedSteps(self._bare, self._bare_extend, varlen)
         return self._packed
 
     def _time(self, phase: Phase, batch: int, seq: int) -> float:

@@ -20,7 +20,8 @@ the events that change anything happen in the order the process formulation gave
 (tests/test_flow_events.py keeps that formulation and compares bit for bit). Max-min
 rates depend only on how many flows take each path (flows on one path are
 interchangeable), so the network solves each such mix once (rdusim.engine.maxmin) and
-reuses the solution whenever it recurs.
+reuses the solution whenever it recurs. The step between events (rates, then advancing and
+landing flows) is :mod:`rdusim.engine.fluid`'s, which also runs it without events.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import simpy
 from simpy.events import NORMAL, URGENT, Event, Timeout
 
-from rdusim.engine.fluid import REL_EPS as _REL_EPS, landed   # when a flow is complete
+from rdusim.engine.fluid import advance_and_land, assign_rates   # the network's step (written once)
 from rdusim.engine.maxmin import max_min_rates
 
 
@@ -302,12 +303,7 @@ class FlowNetwork:
         if rates is None:
             rates = self._solutions[key] = max_min_rates([p.names for p in self._path_list], key, self._capacity)
         now = self._env._now
-        next_end = math.inf
-        for f in self._active:
-            f.rate = rate = rates[f.path.index]
-            end = now + f.remaining / rate
-            if end < next_end:
-                next_end = end
+        next_end = assign_rates(self._active, rates, now)
         wake = self._wake_event = Timeout(self._env, max(next_end - now, 0.0))
         wake.callbacks.append(self._wake)
 
@@ -317,24 +313,9 @@ class FlowNetwork:
         now = self._env._now
         dt = now - self._last_update
         self._last_update = now
-        tol = _REL_EPS * max(now, 1e-9)
         moved_on = self._bytes
         self._version += 1
-        ended, kept = [], []
-        for f in self._active:      # _advance, and which flows have ended
-            left = f.remaining
-            if dt > 0:
-                moved = f.rate * dt
-                if not moved < left:
-                    moved = left
-                f.remaining = left = left - moved
-                for i in f.links:
-                    moved_on[i] += moved
-            (ended if landed(left, f.rate, f.nbytes, tol) else kept).append(f)
-        if not ended:   # rounding left a sliver: force the earliest one
-            ended = [min(kept, key=lambda f: (f.remaining / f.rate, f.seq))]
-            kept.remove(ended[0])
-        self._active = kept
+        ended, self._active = advance_and_land(self._active, dt, now, moved_on)   # _advance, and which have ended
         counts = self._path_counts
         for f in ended:
             counts[f.path.index] -= 1

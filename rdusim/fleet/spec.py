@@ -39,6 +39,8 @@ from rdusim.errors import InputError
 from rdusim.fleet.fleet import Layout
 from rdusim.fleet.router import RouterPolicy
 from types import MappingProxyType
+from rdusim.config.checks import check_tp_divides
+from rdusim.studies.serve import _model
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,6 @@ def load_plan(path: str, seed: Optional[int] = None) -> LoadedPlan:
     models = raw.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
         raise InputError(file, "models", "a non-empty list of model names", models)
-    from rdusim.config.checks import check_tp_divides
-    from rdusim.studies.serve import _model
 
     cfgs = [_model(m, file, f"models[{i}]") for i, m in enumerate(models)]
     if "plan" not in raw:

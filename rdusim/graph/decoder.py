@@ -27,6 +27,8 @@ from rdusim.graph import ops as O
 from rdusim.graph.ops import Op, OpKind
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import Tensor, TensorRole
+from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
+from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT
 
 W = TensorRole.WEIGHT
 DEQUANT_TAG = "weight.dequant"    # a weight dequantised on the fly (rdusim.config.formats rule 3)
@@ -119,7 +121,6 @@ class LayerBuilder:
         stored = self.stored_w(name, *shape, sparse=sparse)
         if not self.kv_cache or not self.cfg.fmt.dequantises:
             return stored
-        from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
         out = Tensor(stored.name + ".dequantized", stored.shape, self.cfg.fmt.compute, TensorRole.ACTIVATION,
                      stored.density)
         self.ops.append(Op(stored.name + ".dequant", OpKind.ELEMENTWISE, (stored,), (out,),
@@ -132,7 +133,6 @@ class LayerBuilder:
         op per activation (static per-tensor scale: multiply and cast, 2 FLOPs per element)."""
         got = self.quantised.get(x.name)
         if got is None:
-            from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT
             got = Tensor(x.name + ".q", x.shape, self.cfg.fmt.compute, TensorRole.ACTIVATION)
             self.ops.append(Op(x.name + ".quant", OpKind.ELEMENTWISE, (x,), (got,), QUANT_FLOPS_PER_ELEMENT * x.numel,
                                bytes_read=x.nbytes, bytes_written=got.nbytes, **self.kw(QUANT_TAG)))
@@ -143,7 +143,6 @@ class LayerBuilder:
         """K or V read from a quantised cache, at the model dtype for attention (formats rule 6)."""
         if not self.kv_dt.is_quantized or self.kv_dt == self.dt:
             return kv
-        from rdusim.config.formats import DEQUANT_FLOPS_PER_ELEMENT
         out = Tensor(kv.name + ".dequantized", kv.shape, self.dt, TensorRole.ACTIVATION)
         self.ops.append(Op(self.p + name, OpKind.ELEMENTWISE, (kv,), (out,), DEQUANT_FLOPS_PER_ELEMENT * kv.numel,
                            bytes_read=kv.nbytes, bytes_written=out.nbytes, **self.kw(KV_DEQUANT_TAG)))
@@ -199,7 +198,6 @@ class LayerBuilder:
             # write this step's K and V into the cache (bytes written = the new entries)
             k_new = Tensor(self.p + "kv.k_new", kh.shape, self.kv_dt, TensorRole.KV_CACHE, **self.kv_scales)
             v_new = Tensor(self.p + "kv.v_new", vh.shape, self.kv_dt, TensorRole.KV_CACHE, **self.kv_scales)
-            from rdusim.config.formats import QUANT_FLOPS_PER_ELEMENT   # a quantised cache: scale and cast
             quant = QUANT_FLOPS_PER_ELEMENT * (k_new.numel + v_new.numel) if self.kv_dt.is_quantized else 0.0
             self.ops.append(Op(self.p + "kv.append", OpKind.ELEMENTWISE, (kh, vh), (k_new, v_new), quant,
                                bytes_read=0.0, bytes_written=k_new.nbytes + v_new.nbytes,

@@ -5,6 +5,12 @@ from __future__ import annotations
 from rdusim.config.model import ModelConfig
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.ops import Op
+from rdusim.config.model import load_model
+from rdusim.config.yamlio import load_yaml
+from rdusim.errors import InputError
+from rdusim.graph.from_yaml import graph_from_mapping
+from rdusim.graph.model_graph import build_model_graph
+from rdusim.graph.phase import Phase
 
 
 def op_row(op: Op) -> dict:
@@ -50,12 +56,6 @@ def summarize_request(model: str, phase: str | None, batch: int, seq: int, tp: i
     user-written graph YAML (a mapping with ``ops``; phase, batch, seq, tp do not apply)."""
     from pathlib import Path
 
-    from rdusim.config.model import load_model
-    from rdusim.config.yamlio import load_yaml
-    from rdusim.errors import InputError
-    from rdusim.graph.from_yaml import graph_from_mapping
-    from rdusim.graph.model_graph import build_model_graph
-    from rdusim.graph.phase import Phase
 
     p = Path(model)
     if p.suffix in (".yaml", ".yml") and p.is_file():

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from rdusim.config.model import ModelConfig
 from rdusim.graph import ops as O
-from rdusim.graph.model_graph import check_request, forward_build, head_op, vocab_shard
+from rdusim.graph.forward import check_request, forward_build, head_op, vocab_shard
 from rdusim.graph.checkpointing import recompute_layers
 from rdusim.graph.decoder import DEQUANT_TAG
 from rdusim.graph.ops import Op, OpKind

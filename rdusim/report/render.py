@@ -28,6 +28,9 @@ from rdusim.report.keys import coe_view, fusion_views, model_view, platform_orde
 from rdusim.report.markdown import render_markdown
 from rdusim.report.tables import arch_table, metrics_table, records_table, validation_table
 from rdusim.results import RunResult, atomic_write_text, plain
+from rdusim.validate import applicable_references
+from rdusim.report.oom import oom_reasons
+from rdusim import outdir
 
 RESULTS = "results.json"
 
@@ -63,7 +66,6 @@ def _validation_section(result: RunResult, rows: Optional[Sequence[Mapping[str, 
             rows = [r for r in extra if isinstance(r, Mapping)]
         else:
             try:
-                from rdusim.validate import applicable_references
                 found, near = applicable_references(result)
                 rows = [r.as_dict() for r in found]
             except Exception as exc:   # broken reference files must not break a report
@@ -82,8 +84,6 @@ def _validation_section(result: RunResult, rows: Optional[Sequence[Mapping[str, 
 
 def _oom_section(metrics: Mapping[str, Any], extra: Mapping[str, Any]) -> Optional[Section]:
     """Every out-of-memory row with its reason (rows sharing a reason together)."""
-    from rdusim.report.oom import oom_reasons
-
     reasons = oom_reasons(metrics, extra)
     if not reasons:
         return None
@@ -161,8 +161,6 @@ def _fresh_dir(path: Path, pattern: str) -> Path:
 def write_report(report: Report, out_dir: str | Path) -> Path:
     """Write the report's files into ``out_dir`` (replacing an earlier report's) and list
     them in the folder's manifest; returns index.html."""
-    from rdusim import outdir
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs = _fresh_dir(out / "figures", "*.png")

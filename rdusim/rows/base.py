@@ -6,6 +6,9 @@ benchmark, batch size, ...), a ``metric`` leaf, its ``value`` and optionally ``c
 (low, high) of its 95% confidence interval, written as ``<key>.ci95_low`` / ``.ci95_high``. Its family module holds
 the one key template: ``row.key()`` writes the dotted key, the module's ``parse(key)``
 reads it back (``None`` for a key of another shape), so a key format is written once.
+
+Module-level state: ``_IDENTITY`` memoises each row type's identity fields (a pure
+function of the type), filled on first use.
 """
 
 from __future__ import annotations

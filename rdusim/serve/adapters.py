@@ -24,7 +24,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from rdusim.config.model import ModelConfig
-from rdusim.graph.model_graph import forward_build
+from rdusim.graph.forward import forward_build
 from rdusim.graph.ops import OpKind
 from rdusim.graph.peft import ADAPTER_TAG, PeftSpec, TrainMethod, apply_peft, is_adapter
 from rdusim.graph.phase import Phase

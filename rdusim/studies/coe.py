@@ -21,6 +21,7 @@ from rdusim.engine.coe.capacity import Capacity, node_capacity
 from rdusim.engine.coe.batches import BatchTables
 from rdusim.engine.coe.serving import ServingSetup, sequential_replications, serve_table
 from rdusim.engine.evaluation import Evaluation, current
+from rdusim.studies import coe_nodes
 from rdusim.studies.coe_routes import Routings, load_trace
 from rdusim.engine.coe.switching import lone_switch_s
 from rdusim.errors import InputError
@@ -36,6 +37,10 @@ from rdusim.studies.coe_summary import summary  # noqa: F401  (the study's table
 from rdusim.cache import active_cache
 from rdusim.engine.inference import simulate_inference
 from rdusim.studies.coe_timing import ModelTimer
+from rdusim.config.formats import for_machine  # formats.native_compute: per machine
+from rdusim.cost import rent_rows
+from rdusim.coe_cost import coe_batch_energy  # joules per CoE batch, per replication
+from rdusim.config.formats import with_checked_formats
 
 TRACE_BATCHES = 4   # batches per platform written to a --trace timeline
 
@@ -126,7 +131,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
     extra = {} if simulate is None else {"simulate": simulate}
     cache = active_cache()   # the run's cache: router and experts share steps; a sweep worker's points too
     routings = Routings(loaded.seed, spec, load_trace(spec, loaded.file), cache)
-    from rdusim.config.formats import for_machine   # formats.native_compute: per machine
     runs = {name: PlatformRun(name, loaded,
                               ModelTimer(loaded.deployment(name, for_machine(router_cfg, loaded.archs[name])),
                                          spec.prompt_tokens, cache, **extra),
@@ -134,7 +138,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, simulate=None, wants=Non
                                          spec.prompt_tokens, cache, **extra),
                               expert_bytes, router_bytes, routings)
             for name in spec.platforms}
-    from rdusim.studies import coe_nodes
     for name, cc in coe_nodes.load(loaded).items():
         runs[name].coe_cluster = cc
     for name, cc in coe_nodes.load_footprint(loaded, [n for n in runs if _wants_footprint(n, spec, wants)]).items():
@@ -214,7 +217,6 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
     intervals when there are several), appended to ``out``. ``sweep``: the expert count of an expert-count sweep
     point (None: the workload's). Returns the per-replication values and rows."""
     if pr.coe_cluster is not None:          # experts placed over a cluster's nodes
-        from rdusim.studies import coe_nodes
         return coe_nodes.serve_point(pr, sc, experts, replications, batches, warmup, out, sweep, oom_reasons,
                                      detail=detail, trace=trace)
     reason = pr.capacity(sc).fits(experts)
@@ -252,11 +254,9 @@ def _serve_point(pr: PlatformRun, sc: Scenario, experts: int, replications, batc
         value, ci = mean_and_ci(reps[k])
         out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, value, ci))
     if detail:         # dollars per CoE batch and per million generated tokens (rdusim.cost)
-        from rdusim.cost import rent_rows
         value, ci = mean_and_ci(reps["latency_s"])
         for k, (v, c) in rent_rows(pr.arch, pr.tp, value, ci, sc.batch_size * sc.output_tokens).items():
             out.append(CoePointRow(pr.name, sc.batch_size, sc.output_tokens, sweep, k, v, c))
-        from rdusim.coe_cost import coe_batch_energy       # joules per CoE batch, per replication
         tokens = sc.batch_size * sc.output_tokens
         joules = [coe_batch_energy(pr, sc.batch_size, sc.output_tokens, pr.loaded.spec.router.output_tokens,
                                    lat, copied, k)
@@ -298,8 +298,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
     memo: dict[int, bool] = {}
     spanning = pr.coe_cluster or pr.footprint_cluster
     if spanning is not None:                    # experts placed over k nodes of the cluster
-        from rdusim.studies.coe_nodes import footprint
-        return footprint(dataclasses.replace(pr, coe_cluster=spanning), spec, sc, rows, batches)
+        return coe_nodes.footprint(dataclasses.replace(pr, coe_cluster=spanning), spec, sc, rows, batches)
 
     def near_ideal(per_node: int) -> bool:
         if per_node not in memo:
@@ -313,7 +312,7 @@ def _footprint(pr: PlatformRun, spec: CoeWorkload, rows: list) -> None:
             memo[per_node] = real <= (1 + fp.latency_tolerance) * ideal
         return memo[per_node]
 
-    for n in footprint_counts(spec):
+    for n in spec.footprint_counts:
         if cap.fits(1) is not None:
             continue
         lo = max(1, math.ceil(n / cap.max_experts))
@@ -342,12 +341,7 @@ def _wants_sweep_point(platform: str, sc: Scenario, experts: int, wants) -> bool
 def _wants_footprint(platform: str, spec: CoeWorkload, wants) -> bool:
     """Whether the caller keeps any of the platform's footprint metrics (``wants``: a
     sweep's ``--metrics``; None keeps everything)."""
-    return wants is None or any(wants(CoeFootprintRow(platform, n, 0).key()) for n in footprint_counts(spec))
-
-
-def footprint_counts(spec: CoeWorkload) -> list[int]:
-    """The expert counts the footprint is found for."""
-    return sorted(set(spec.sweep_experts) | {spec.experts.count})
+    return wants is None or any(wants(CoeFootprintRow(platform, n, 0).key()) for n in spec.footprint_counts)
 
 
 def _timing_rows(name: str, pr: PlatformRun, spec: CoeWorkload) -> list[dict]:
@@ -386,5 +380,4 @@ def _model(name: str, file: str, key: str, formats=None, loaded: LoadedWorkload 
         raise InputError(file, key, exc.expected, name) from None
     if formats is None:
         return cfg
-    from rdusim.config.formats import with_checked_formats
     return with_checked_formats(cfg, formats, loaded, key.rsplit(".", 1)[0] + ".formats")

@@ -21,8 +21,10 @@ from rdusim.engine.coe.capacity import Capacity
 from rdusim.engine.coe.placement import NodesBatchRecord, place, serve_nodes
 from rdusim.engine.coe.placement_closed import (COLUMNS, NodesOutcome, latency_and_resident_latency, nodes_outcome,
                                                 serve_nodes_closed)
+from rdusim.engine.evaluation import Evaluation, current
 from rdusim.errors import InputError
 from rdusim.rows.coe import CoeFootprintRow, CoePointRow
+from rdusim.studies.coe_stats import mean_and_ci
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,6 @@ def serve(pr, sc, experts: int, nodes: int, hottest: Sequence[int], rep: int, ba
     HBM, the footprint's ideal). In closed form, what the nodes' caches do with the routing
     kept in the run's cache; the sequential model when a trace is asked for or under
     ``rdusim.engine.evaluation.reference()``."""
-    from rdusim.engine.evaluation import Evaluation, current
-
     where, setups, routes, kw = _nodes(pr, sc, experts, nodes, hottest, rep, batches, all_resident)
     if trace is not None or current() != Evaluation.CLOSED_FORM:
         return NodeRows.from_records(serve_nodes(setups, where, routes, trace=trace, **kw))
@@ -139,8 +139,6 @@ def real_and_ideal_latency(pr, sc, experts: int, nodes: int, hottest: Sequence[i
     outcome: the all-resident serve hits on every access (each node's HBM holds all its
     experts, warm) when every node's hottest list names all the experts it hosts (else,
     and under the reference evaluation, both are served)."""
-    from rdusim.engine.evaluation import Evaluation, current
-
     if current() == Evaluation.CLOSED_FORM:
         where, setups, routes, kw = _nodes(pr, sc, experts, nodes, hottest, rep, batches, False)
         if all(len(s.hottest) == h for s, h in zip(setups, np.bincount(where, minlength=nodes).tolist())):
@@ -164,13 +162,10 @@ def footprint(pr, spec, sc, rows: list, batches: int) -> None:
     footprint's batches (prompts sent to whichever node hosts their expert, over the
     cluster's network) within the tolerance of the same k nodes with every expert resident
     in its node's HBM. Latency falls as k grows (fewer experts per node), so a bisection."""
-    from rdusim.engine.evaluation import Evaluation, current
-    from rdusim.studies.coe import footprint_counts
-
     fp = spec.footprint
     book = pr.routings
     closed = current() == Evaluation.CLOSED_FORM
-    for n in footprint_counts(spec):
+    for n in spec.footprint_counts:
         hottest = book.hottest(n)
         memo: dict[int, bool] = {}
         # In closed form, k nodes each holding all of their experts in HBM from the start (every
@@ -214,8 +209,6 @@ def serve_point(pr, sc, experts: int, replications, batches: int, warmup: int, o
     """:func:`rdusim.studies.coe._serve_point` for a platform spanning its cluster's nodes:
     the same metrics (means over replications, 95% intervals when several) plus
     ``router_network_s`` and ``nodes_used``, appended to ``out`` as rows."""
-    from rdusim.studies.coe_stats import mean_and_ci
-
     book = pr.routings
     nodes = pr.coe_cluster.cluster.nodes
     hottest = book.hottest(experts)

@@ -52,6 +52,7 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.finetune import FinetuneRow, from_metrics as finetune_rows_of
 from rdusim.studies.part import StudyPart
 from rdusim.workspace import materialised
+from rdusim.cost import job_rows  # dollars and joules of the job (arch price:, power:)
 
 SPLIT = ("forward", "backward", "recompute", "optimizer", "dequant")
 _TIME_KEYS = ("duration_s", "time_s")       # a kernel record's seconds, by family
@@ -170,7 +171,6 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str) -> StudyPart
             row("queries_per_s", jt.queries_per_s)
             row("steps", jt.steps)
             row("job_hours", jt.job_s / 3600)
-            from rdusim.cost import job_rows     # dollars and joules of the job (arch price:, power:)
             for k, v in job_rows(arch, tp, jt, data.padded_lengths(fit.batch, spec.quadrature_points), steps,
                                  cfg.fmt.compute).items():
                 row(k, v)

@@ -42,6 +42,8 @@ from rdusim.results import RunResult, plain
 from rdusim.rows.fusion import SPEEDUP, FusionRow, step_rows
 from rdusim.studies.part import StudyPart
 from rdusim.studies.fusion_summary import summary  # noqa: F401  (the study's table)
+from rdusim.graph.model_graph import build_model_graph
+from rdusim.engine.host_runtime import step_host_s
 
 # the SN40L paper's modes: the study's un-prefixed metrics are those of the first platform
 # whose family runs them (rdusim.engine.family.Family.fusion_runs)
@@ -72,7 +74,6 @@ def build_graph(loaded: LoadedWorkload, bench: FusionBenchmark, tp: int, index: 
         if bench.model == "flashfftconv":
             return monarch.flashfftconv_graph(bench.seq, bench.batch, bench.channels, bench.order)
         return monarch.monarch_fft_graph(bench.n, bench.order, bench.batch)
-    from rdusim.graph.model_graph import build_model_graph
 
     return build_model_graph(bench_model(loaded, bench), bench.phase, bench.batch, bench.seq, tp=tp,
                              layers=layers or bench.layers, weight_density=bench.weight_density, origin=where)
@@ -110,7 +111,6 @@ def host_step_s(loaded: LoadedWorkload, platform: str, bench: FusionBenchmark) -
     kernel such as an FFT, and none in training (no generation loop)."""
     if bench.is_fft or bench.phase == Phase.TRAIN:
         return 0.0
-    from rdusim.engine.host_runtime import step_host_s
     inputs = bench.seq if bench.phase == Phase.PREFILL else 1
     return step_host_s(loaded.stacks[platform], loaded.archs[platform], bench_model(loaded, bench), bench.batch,
                        inputs)

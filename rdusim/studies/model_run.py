@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from rdusim.config.formats import for_machine, with_checked_formats
 from rdusim.config.model import ModelConfig, load_model
 from rdusim.config.deployment import Deployment
 from rdusim.config.stack_terms import term_kinds
@@ -29,13 +30,16 @@ from rdusim.engine.families import family
 from rdusim.engine.host_runtime import step_host_s
 from rdusim.engine.inference import BREAKDOWN_KEYS, InferenceTiming, simulate_inference
 from rdusim.cache import RunCache, active_cache
+from rdusim.cost import request_costs, summary_lines as cost_lines   # joules and dollars (rdusim.energy, arch price:)
 from rdusim.errors import InputError
+from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 from rdusim.memory import device_memory
 from rdusim.parallel import fork_map
 from rdusim.results import RunResult, plain
 from rdusim.rows.base import by_identity
 from rdusim.rows.model import ModelRow, ModelScope, from_metrics as model_rows_of, rows as model_rows
+from rdusim.studies import cluster_run, scaling_run, speculative_run
 from rdusim.studies.part import StudyPart
 
 RUN, SPEC, PP, OFFLOAD = ModelScope.RUN, ModelScope.SPEC, ModelScope.PP, ModelScope.OFFLOAD
@@ -44,7 +48,6 @@ def load_model_for(loaded: LoadedWorkload) -> ModelConfig:
     spec: ModelWorkload = loaded.spec
     name = spec.model
     path = resolve_path(name, loaded.file) if name.endswith((".yaml", ".yml")) else name
-    from rdusim.config.formats import with_checked_formats
     return with_checked_formats(load_model(str(path)), spec.formats, loaded, "formats")
 
 
@@ -68,7 +71,6 @@ def simulate_platform(loaded: LoadedWorkload, name: str, cfg: ModelConfig,
                       cache: RunCache | None = None) -> tuple[Deployment, InferenceTiming]:
     """The workload's request served on platform ``name``."""
     spec: ModelWorkload = loaded.spec
-    from rdusim.config.formats import for_machine
     dep = loaded.deployment(name, for_machine(cfg, loaded.archs[name]))
     return dep, simulate_inference(dep, spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)
 
@@ -85,11 +87,9 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     cache = active_cache()
     draft = None
     if spec.speculative is not None:
-        from rdusim.studies import speculative_run
         draft = speculative_run.load_draft(loaded, cfg)
     clusters: dict = {}
     if spec.clusters:                       # only a run over clusters loads their study
-        from rdusim.studies import cluster_run
         clusters = cluster_run.load(loaded, cfg)
     # the platforms are independent: on the run's processes (rdusim.parallel), merged in order
     merged = StudyPart.merged(fork_map(lambda ix: _platform(loaded, cfg, ix[0], ix[1], draft, cache, trace),
@@ -97,7 +97,6 @@ def run(loaded: LoadedWorkload, *, trace: bool = False, wants=None) -> RunResult
     rows: list[ModelRow] = merged.rows
     records, notes, events, oom_reasons = merged.records, merged.notes, merged.events, merged.oom_reasons
     if spec.scaling is not None:            # one platform resized, per weight format
-        from rdusim.studies import scaling_run
         rows += model_rows(spec.scaling.platform, ModelScope.SCALING, scaling_run.run(loaded, cfg, cache))
     for name, entry in clusters.items():
         pt = cluster_run.simulate(loaded, entry, cache)
@@ -129,7 +128,6 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
     part = StudyPart()
     arch = loaded.archs[name]
     tp = spec.platforms[name].tp
-    from rdusim.config.formats import for_machine
     need = device_memory(loaded.deployment(name, for_machine(cfg, arch)), spec.batch_size,
                          spec.prompt_tokens + spec.output_tokens, spec.prompt_tokens)
     part.rows += model_rows(name, RUN, {**need.values(), "oom": int(not need.fits)})
@@ -151,14 +149,12 @@ def _platform(loaded: LoadedWorkload, cfg: ModelConfig, index: int, name: str, d
         part.rows.append(ModelRow(name, RUN, "available", 0))
         return part
     part.rows += model_rows(name, RUN, platform_metrics(spec.batch_size, spec.output_tokens, timing))
-    from rdusim.cost import request_costs      # joules and dollars (rdusim.energy, arch price:)
     part.rows += model_rows(name, RUN, request_costs(dep, timing, spec.prompt_tokens, spec.output_tokens,
                                                      spec.batch_size, cache))
     part.rows += model_rows(name, RUN, ideal_metrics(timing, simulate_inference(
         dep.ideal(), spec.prompt_tokens, spec.output_tokens, spec.batch_size, cache)))
     part.records += [{"platform": name, **r} for r in timing.records]
     if draft is not None:
-        from rdusim.studies import speculative_run
         st = speculative_run.simulate(loaded, name, cfg, draft, cache)
         part.rows += model_rows(name, SPEC, speculative_run.metrics(spec.batch_size, spec.output_tokens, st))
         if st.oom:
@@ -201,8 +197,6 @@ def platform_metrics(batch: int, output_tokens: int, t: InferenceTiming) -> dict
 
 def _trace(dep: Deployment, batch: int, prompt_tokens: int, index: int) -> list[Mapping[str, Any]]:
     """One decode step's timeline on each platform, pids moved apart per platform."""
-    from rdusim.graph.model_graph import build_model_graph
-
     graph = build_model_graph(dep.model, Phase.DECODE, batch, prompt_tokens, tp=dep.tp)
     step = family(dep.arch).graph_step(dep.arch, graph, fusion=dep.fusion, launch=dep.launch, tp=dep.tp,
                                        trace=True, host_s=step_host_s(dep.stack, dep.arch, dep.model, batch))
@@ -244,20 +238,16 @@ def summary(result: RunResult) -> str:
         vals = step + [engine, host, share, d["breakdown.request.host_s"] * 1e3]
         lines.append(f"{name:<12} " + " ".join(f"{v:>11.1f}" for v in vals))
     lines += mechanism_lines(t, extra)
-    from rdusim.cost import summary_lines as cost_lines
     lines += cost_lines(t, extra.get("platforms", []), RUN)
     if any((p, ModelScope.SPEC) in t for p in extra.get("platforms", [])):   # a speculative run
-        from rdusim.studies.speculative_run import summary_lines
-        lines += summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
+        lines += speculative_run.summary_lines(t, extra.get("platforms", []), extra.get("notes", {}))
     if any((p, OFFLOAD) in t for p in extra.get("platforms", [])):   # experts offloaded
         from rdusim.studies.offload_run import summary_lines as offload_lines
         lines += offload_lines(t, extra.get("platforms", []), extra.get("notes", {}))
     if extra.get("scaling"):
-        from rdusim.studies.scaling_run import summary_lines as scaling_lines
-        lines += scaling_lines(t, extra["scaling"])
+        lines += scaling_run.summary_lines(t, extra["scaling"])
     if extra.get("clusters"):
-        from rdusim.studies.cluster_run import summary_lines as cluster_lines
-        lines += cluster_lines(t, extra.get("clusters", []), extra.get("notes", {}))
+        lines += cluster_run.summary_lines(t, extra.get("clusters", []), extra.get("notes", {}))
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from rdusim.engine.offload.routing import layer_popularity, load_trace, route, t
 from rdusim.engine.offload.run import request
 from rdusim.memory import activation_workspace_bytes, kv_bytes_per_rank, slots, weight_bytes_per_rank
 from rdusim.studies.coe_stats import mean_ci
+from rdusim.rows.model import ModelScope
 
 METRICS = ("prefill_s", "decode_tokens_per_s", "latency_s", "hit_rate", "copy_bytes", "activation_bytes",
            "in_place_busy_fraction", "copies", "in_place_calls")
@@ -113,8 +114,6 @@ def simulate(loaded, name: str, cfg, cache, index: int) -> tuple[dict, dict, Opt
 
 def summary_lines(t: dict, platforms: list, notes: dict) -> list[str]:
     """The offload table of a model run's summary: one line per platform, residency and rule."""
-    from rdusim.rows.model import ModelScope
-
     cols = ("prefill ms", "decode tok/s", "hit rate", "copy GB", "act MB", "in-place busy")
     lines = ["", "Experts offloaded (means over independent routings)",
              f"{'platform':<12} {'residency':<9} {'rule':<16} {'slots':>6} " + " ".join(f"{c:>13}" for c in cols)]

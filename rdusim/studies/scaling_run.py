@@ -29,6 +29,7 @@ from rdusim.config.scaling import ScalingSpec
 from rdusim.engine.inference import simulate_inference
 from rdusim.errors import InputError
 from rdusim.memory import device_memory
+from rdusim.rows.model import ModelScope
 
 
 def largest(fits: Callable[[int], bool], limit: int) -> int:
@@ -111,8 +112,6 @@ def _size(loaded, plat, arch, model, tp: int, p: int, o: int, b: int, sc: Scalin
 
 def summary_lines(t: dict, platform: str) -> list[str]:
     """The scaling table of a model run's summary (``t``: (platform, scope) -> {metric: value})."""
-    from rdusim.rows.model import ModelScope
-
     d = t.get((platform, ModelScope.SCALING), {})
     if not d:
         return []

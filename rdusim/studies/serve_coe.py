@@ -38,7 +38,9 @@ from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
 from rdusim.studies.part import StudyPart
-from rdusim.studies.serve import Streams, _model, capacity
+from rdusim.studies.serve_streams import Streams, capacity, model_named as _model, request_records
+from rdusim.studies.serve_adapters import adapter_setup
+from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
 
 KV_TOKENS_PER_SEQUENCE = 2048   # HBM kept for KV per running sequence (assumed: half a 4k context)
 
@@ -100,7 +102,6 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
             router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
             setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, part.oom_reasons)
         else:
-            from rdusim.studies.serve_adapters import adapter_setup
             setup = adapter_setup(name, dep, ad, hottest, cache, rows, part.oom_reasons, loaded.file)
         if setup is None:
             bar.advance(1 + len(sweep))
@@ -134,7 +135,6 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     records: list[dict[str, Any]] = merged.records
     runs = merged.events
     oom_reasons: dict[str, str] = merged.oom_reasons
-    from rdusim.cost import serve_rent_rows      # $/Mtoken at each load point
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
@@ -220,5 +220,4 @@ def _setup(name, dep, router_dep, coe, hottest, cache: RunCache, rows: list, oom
 
 
 def _records(name: str, log, spec: ServeWorkload, mode: str = "coe") -> list[dict[str, Any]]:
-    from rdusim.studies.serve import _records as rows
-    return rows(name, mode, log, spec)
+    return request_records(name, mode, log, spec)

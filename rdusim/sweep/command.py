@@ -15,6 +15,9 @@ from rdusim.sweep.executor import ExecutorSpec, WorkerLost
 from rdusim.sweep.grid import expand
 from rdusim.sweep.runner import run_sweep
 from rdusim.sweep.spec import SweepSpec, is_sweep_file, load_sweep_file, sweep_from_flags
+from rdusim.progress import Progress
+from rdusim.cache import cache_at
+from rdusim.sweep.store import SweepStore
 
 _MAX_LISTED_FAILURES = 10
 
@@ -33,11 +36,8 @@ def spec_from_args(args) -> SweepSpec:
 
 
 def main_sweep(args) -> int:
-    from rdusim.progress import Progress
-
     spec = spec_from_args(args)
     if getattr(args, "cache_dir", None):
-        from rdusim.cache import cache_at
         cache_at(args.cache_dir)            # a bad --cache-dir fails before anything runs
     executor = ExecutorSpec.from_flags(args.executor, args.workers, args.scheduler,
                                        getattr(args, "connect_timeout", None))
@@ -82,8 +82,6 @@ def main_sweep(args) -> int:
 
 
 def _list_failures(out: Path) -> None:
-    from rdusim.sweep.store import SweepStore
-
     with SweepStore.open(out, lock=False) as store:
         failed = [r for r in store.rows() if r.error]
     for r in failed[:_MAX_LISTED_FAILURES]:
@@ -96,8 +94,6 @@ def _list_failures(out: Path) -> None:
 def _warn_unmatched_metrics(out: Path, globs: tuple[str, ...]) -> None:
     """A --metrics glob that matched no metric of any finished point is most likely a typo."""
     import fnmatch
-
-    from rdusim.sweep.store import SweepStore
 
     include = [g for g in globs if not g.startswith("!")]
     if not include:

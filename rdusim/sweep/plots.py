@@ -31,6 +31,7 @@ from rdusim.sweep.labels import key_name, label, metric_name, series_names, valu
 from rdusim.sweep.point import PointRow, PointStatus
 from rdusim.sweep.spec import PlotKind, PlotSpec
 from rdusim.sweep.store import SweepStore
+from rdusim.sweep.page import sweep_report
 
 MAX_DEFAULT = 12
 
@@ -47,7 +48,6 @@ def render_sweep(directory: str | Path, out: Optional[str | Path] = None) -> lis
     """Draw every plot of the sweep in ``directory`` into the sweep's page in ``out`` (default:
     the same folder); returns each plot's PNG and CSV, then index.html."""
     from rdusim.report.render import write_report
-    from rdusim.sweep.page import sweep_report
 
     with SweepStore.open(directory, lock=False) as store:
         definition, rows = store.definition(), store.rows()

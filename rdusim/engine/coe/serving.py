@@ -36,6 +36,7 @@ from rdusim.engine.coe.outcome import CacheOutcome, cache_outcome
 from rdusim.engine.coe.records import BatchRecord  # noqa: F401  (re-exported)
 from rdusim.engine.coe.switching import (hbm_bandwidth_bytes_per_s, hbm_link, lone_switch_s, shard_copier,
                                          switch_network)
+from rdusim.engine.evaluation import Evaluation, current
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,6 @@ def serve_table(setup: ServingSetup, routes: Sequence[np.ndarray], *, trace: lis
     takes HBM from an expert: :func:`serve_sequential` evaluates that exactly without
     events (``rdusim.engine.evaluation.reference()`` selects the SimPy processes).
     ``outcome``: the cache's hits and misses on ``routes`` when the caller already has them."""
-    from rdusim.engine.evaluation import Evaluation, current
-
     if not setup.prefetch and current() == Evaluation.CLOSED_FORM:
         return sequential_table(setup, routes, trace=trace, outcome=outcome)
     return events_table(setup, routes, trace=trace)

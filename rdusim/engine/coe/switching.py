@@ -21,6 +21,8 @@ from rdusim.config.arch import ArchSpec
 from rdusim.engine.families import family
 from rdusim.engine.family import hbm_link as device_hbm_link
 from rdusim.engine.fluid import Link, together_s
+from rdusim.cache import active_cache
+from rdusim.engine.evaluation import Evaluation, current
 
 if TYPE_CHECKING:          # SimPy and the network are imported where copies are simulated
     import simpy
@@ -84,9 +86,6 @@ def lone_switch_s(arch: ArchSpec, devices: int, expert_bytes: float) -> float:
     paths of one latency, so the network's answer needs no events
     (:func:`rdusim.engine.fluid.together_s`; :func:`simulate_lone_switch`, the reference,
     inside ``rdusim.engine.evaluation.reference()``)."""
-    from rdusim.cache import active_cache
-    from rdusim.engine.evaluation import Evaluation, current
-
     def compute() -> float:
         links, paths = switch_links(arch, devices)
         exact = current() == Evaluation.CLOSED_FORM and paths

@@ -1,5 +1,6 @@
 """The fusion study's steps on a GPU: the benchmark's kernels unfused and fused, launched
-the platform's way, after the one memory rule (rdusim.memory)."""
+the platform's way, after the one memory rule (rdusim.memory_need) over the library-fusion
+kernel cut (rdusim.engine.gpu.fusion_rules, which a TPU's XLA fusions share)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import Any, Callable, Optional
 from rdusim.config.arch_gpu import GpuArch
 from rdusim.config.policy import FusionPolicy
 from rdusim.engine.family import BenchGraphs, FusionRun
-from rdusim.engine.gpu import repeat
+from rdusim.engine.gpu import fusion_rules, repeat
 from rdusim.engine.gpu.step import simulate_kernels, simulate_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
-from rdusim.memory import OutOfMemory, graph_memory, repeated_graph_memory
+from rdusim.memory_need import OutOfMemory, graph_need, repeated_graph_need
 
 
 POLICIES = (FusionPolicy.UNFUSED, FusionPolicy.FUSED)
@@ -35,7 +36,8 @@ def repeated(arch, graphs: BenchGraphs, repeat_layer: int = 1):
     if not graphs.layers or graphs.layers <= repeat.TEMPLATE_LAYERS:
         return None
     head = graphs.cut(repeat.TEMPLATE_LAYERS)
-    needs = [repeated_graph_memory(arch, head, graphs.layers, repeat_layer, p) for p in POLICIES]
+    needs = [repeated_graph_need(arch, head, graphs.layers, repeat_layer, fusion_rules.kernel_ops(head, p, arch))
+             for p in POLICIES]
     # looked up at call time: tests count the shortcut by patching the module
     kernels_of = repeat.repeated_step_kernels if graphs.phase == Phase.TRAIN else repeat.repeated_kernels
     kernels = {p: kernels_of(head, graphs.layers, p, arch) for p in POLICIES}
@@ -62,7 +64,7 @@ def kernel_stream_steps(arch, graphs: BenchGraphs, runs: tuple[FusionRun, ...], 
         need, kernels, graph = got[0], got[1], None
     else:
         graph = graphs.whole()
-        need, kernels = fullest([graph_memory(arch, graph, p) for p in POLICIES]), None
+        need, kernels = fullest([graph_need(arch, graph, fusion_rules.kernel_ops(graph, p, arch)) for p in POLICIES]), None
     if not need.fits:
         raise OutOfMemory(need.reason)
     out = {}

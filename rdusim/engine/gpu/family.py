@@ -30,6 +30,12 @@ class GpuFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> StepResult:
+        return model_step.STREAM.packed_step(dep, mix, host_s, memo)
+
+    def varlen_time(self, dep, memo: Memo):
+        return model_step.STREAM.varlen_time(dep, memo)
+
     def graph_step(self, arch: GpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult:
         return step.simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp, host_s=host_s, trace=trace)

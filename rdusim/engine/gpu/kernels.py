@@ -66,6 +66,13 @@ class AttentionShape:
     rows: int       # query rows per problem (query tokens x heads per KV group)
     ctx: int        # keys attended to
     head_dim: int
+    # further groups of problems (heads, rows, ctx) in the same launch: a variable-length
+    # batch (sequences of different lengths packed into one step, rdusim.engine.varlen)
+    more: tuple[tuple[int, int, int], ...] = ()
+
+    def groups(self) -> tuple[tuple[int, int, int], ...]:
+        """(problems, rows, ctx) of each group of equal problems, the first the shape's own."""
+        return ((self.heads, self.rows, self.ctx),) + self.more
 
 
 @dataclass(frozen=True)
@@ -214,28 +221,46 @@ def _gemm_time(arch: GpuArch, work: KernelWork) -> KernelTime:
 
 
 def _attention_time(arch: GpuArch, work: KernelWork) -> KernelTime:
+    """One FlashAttention launch over every problem of the shape's groups (one group: a
+    uniform batch). One CTA tile height for the launch; the KV sequence split alike for all
+    problems until the SMs are busy (flash-decoding); CTAs issued longest first in waves over
+    the SMs, a wave lasting as long as its longest CTA (equal CTAs: waves x one CTA's time)."""
     a = work.attention
+    groups = a.groups()
     sms = arch.device.sms
     km = arch.kernel
-    tm = row_tiles(arch, a.rows)[0] if a.rows <= km.tile_small else km.tile_large
-    q_blocks = a.heads * math.ceil(a.rows / tm)
+    most_rows = max(r for _, r, _ in groups)
+    tm = row_tiles(arch, most_rows)[0] if most_rows <= km.tile_small else km.tile_large
+    q_blocks = [h * math.ceil(r / tm) for h, r, _ in groups]
     split = 1
-    max_split = max(1, math.ceil(a.ctx / km.flash_kv_block))
-    while split < max_split and q_blocks * split < sms:
+    max_split = max(1, math.ceil(max(c for _, _, c in groups) / km.flash_kv_block))
+    while split < max_split and sum(q_blocks) * split < sms:
         split += 1
-    ctas = q_blocks * split
+    ctas = sum(q_blocks) * split
     waves = math.ceil(ctas / sms)
-    # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
-    per_cta = 2.0 * 2.0 * tm * math.ceil(a.ctx / split) * a.head_dim
     rate = _sm_tensor_rate(arch, work.dtype) * tile_efficiency(arch, tm, min(km.tile_large, a.head_dim))
-    compute = waves * per_cta / rate + _convert_s(arch, work, ctas)   # + an fp8 cache's dequantisation
+    # each CTA: (tm x ctx/split) scores and (tm x d) context, padded to the tile height
+    per_cta = sorted(((2.0 * 2.0 * tm * math.ceil(c / split) * a.head_dim, q * split)
+                      for (_, _, c), q in zip(groups, q_blocks)), reverse=True)
+    compute = _wave_s(per_cta, sms) / rate + _convert_s(arch, work, ctas)   # + an fp8 cache's dequantisation
     # softmax exponentials on the vector units, spread over the active SMs
     vec_rate = arch.device.vector_flops_per_s * km.vector_efficiency
-    compute += 5.0 * a.heads * a.rows * a.ctx / (vec_rate * min(ctas, sms) / sms)
-    partials = (split - 1) * a.heads * a.rows * (a.head_dim + 2) * 4 * 2 if split > 1 else 0.0
+    compute += (5.0 * a.heads * a.rows * a.ctx + 5.0 * sum(h * r * c for h, r, c in a.more)) / (vec_rate * min(ctas, sms) / sms)
+    partials = (split - 1) * sum(h * r for h, r, _ in groups) * (a.head_dim + 2) * 4 * 2 if split > 1 else 0.0
     nbytes = work.hbm_bytes + partials
     active = min(ctas, sms)
     return _finish(arch, compute, nbytes / _bandwidth(arch, active), active, waves, nbytes)
+
+
+def _wave_s(per_cta: list[tuple[float, int]], sms: int) -> float:
+    """Work of the waves of CTAs (``(work, count)`` longest first) over ``sms`` SMs: each
+    wave's longest CTA."""
+    total, issued = 0.0, 0
+    for work, count in per_cta:
+        first = -(-issued // sms)                   # waves whose first CTA is in this run
+        issued += count
+        total += work * (-(-issued // sms) - first)
+    return total
 
 
 def _vector_time(arch: GpuArch, work: KernelWork) -> KernelTime:

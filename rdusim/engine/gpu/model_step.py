@@ -7,8 +7,11 @@ from typing import Callable
 from rdusim.config.deployment import Deployment
 from rdusim.engine.gpu.launch import launch_cost_s
 from rdusim.engine.gpu.repeat import TEMPLATE_LAYERS, repeated_kernels
-from rdusim.engine.gpu.step import check_tp, simulate_kernels, simulate_step
+from rdusim.engine.gpu.fusion_rules import partition
+from rdusim.engine.gpu.kernels import Kernel, kernel_time
+from rdusim.engine.gpu.step import check_tp, simulate_kernels
 from rdusim.engine.step import StepResult
+from rdusim.engine.varlen import KernelStream
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
 
@@ -20,6 +23,13 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
     """One step; its kernels come from the model's first layers with the middle one repeated
     (:mod:`rdusim.engine.gpu.repeat`: the same kernels, without the whole model's graph)."""
     # each kernel runs at the tensor rate of the format its GEMM multiplies in (KernelWork.dtype)
+    kernels = step_kernels(dep, phase, batch, seq, memo, new_tokens)
+    return simulate_kernels(dep.arch, kernels, launch=dep.launch, tp=dep.tp, host_s=host_s)
+
+
+def step_kernels(dep: Deployment, phase: Phase, batch: int, seq: int, memo: Memo,
+                 new_tokens: int = 1) -> tuple[Kernel, ...]:
+    """The kernels one TP rank launches for the step."""
     arch, cfg, tp = dep.arch, dep.model, dep.tp
     check_tp(arch, tp)
     launch_cost_s(arch, dep.launch)          # rejects RDU launch modes early
@@ -27,9 +37,18 @@ def model_step(dep: Deployment, phase: Phase, batch: int, seq: int, host_s: floa
         key = ("gpu.kernels", arch, cfg, phase, batch, seq, tp, dep.fusion) + ((new_tokens,) if new_tokens != 1 else ())
         kernels = memo(key, lambda: _repeated(dep, phase, batch, seq, new_tokens))
         if kernels is not None:
-            return simulate_kernels(arch, kernels, launch=dep.launch, tp=tp, host_s=host_s)
-    graph = build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens)
-    return simulate_step(arch, graph, fusion=dep.fusion, launch=dep.launch, tp=tp, host_s=host_s)
+            return kernels
+    return partition(build_model_graph(cfg, phase, batch, seq, tp=tp, new_tokens=new_tokens), dep.fusion, arch)
+
+
+def _timer(dep: Deployment):
+    arch = dep.arch
+    return lambda work: kernel_time(arch, work).duration_s
+
+
+# packed prefill steps (rdusim.engine.varlen): this engine's kernels, timed its way
+STREAM = KernelStream(step_kernels, lambda dep, kernels, host_s: simulate_kernels(
+    dep.arch, kernels, launch=dep.launch, tp=dep.tp, host_s=host_s), _timer)
 
 
 def _repeated(dep: Deployment, phase: Phase, batch: int, seq: int, new_tokens: int = 1):

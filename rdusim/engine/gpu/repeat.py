@@ -21,6 +21,7 @@ from rdusim.config.policy import FusionPolicy
 from rdusim.engine.gpu.fusion_rules import partition
 from rdusim.engine.gpu.kernels import Kernel
 from rdusim.graph.opgraph import OpGraph
+from rdusim.graph.layer_runs import expand, runs
 
 TEMPLATE_LAYERS = 3
 _LAYER = re.compile(r"L(\d+)\.")
@@ -109,8 +110,6 @@ def _repeated(kernels: tuple[Kernel, ...], layers: int) -> tuple[Kernel, ...] | 
     moved by ``j - l`` (a kernel may hold a neighbouring layer's ops: a residual add joined
     to the next norm); a kernel outside the layers is moved with the last layer when it
     holds the template's last layer's ops, kept when it holds only the first's."""
-    from rdusim.graph.layer_runs import expand, runs
-
     if not all(_named_by_layer(k) for k in kernels):
         return None
     layout = runs([k.layer for k in kernels])

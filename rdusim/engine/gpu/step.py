@@ -13,6 +13,7 @@ from rdusim.engine.breakdown import BREAKDOWN_KEYS, frozen
 from rdusim.engine.step import Records, StepResult, timed_once
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.tensor import TensorRole
+from rdusim.tracing import Lane, TraceBuilder  # only when a trace is asked for
 
 
 def graph_batch(graph: OpGraph) -> int:
@@ -124,8 +125,6 @@ def _record(k: Kernel, t: KernelTime, tl: StreamTimeline, i: int,
 
 
 def _trace(arch: GpuArch, kernels: Sequence[Kernel], tl: StreamTimeline, host_s: float) -> tuple:
-    from rdusim.tracing import Lane, TraceBuilder   # only when a trace is asked for
-
     tb = TraceBuilder()
     gpu, host = f"{arch.name}/gpu0", f"{arch.name}/host"
     if host_s > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from rdusim.config.offload import RoutingDist
+from rdusim.errors import InputError
 
 
 def layer_popularity(layers: int, experts: int, dist: RoutingDist, skew: float,
@@ -39,7 +40,6 @@ def load_trace(path: str, layers: int, experts: int, k: int) -> np.ndarray:
     numbered 0.. in order) as a (tokens, layers, k) array of expert ids. Bad input: InputError."""
     import csv
 
-    from rdusim.errors import InputError
 
     rows: dict[tuple[int, int], list[int]] = {}
     try:

@@ -16,6 +16,7 @@ from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType
 from rdusim.tracing import TraceBuilder
+from rdusim.compiler.compile import kernel_ops
 
 # the SN40L paper's fusion study: unfused under software orchestration (every PyTorch
 # operator a kernel the framework launches), fused under both
@@ -43,6 +44,12 @@ class RduFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> None:
+        return None          # the fused-layer pipelines are compiled for uniform batches
+
+    def varlen_time(self, dep, memo: Memo) -> None:
+        return None          # attention streams inside the fused layer: packed_steps' attention grid
+
     def graph_step(self, arch: RduArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult:
         return step.simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp, host_s=host_s, trace=trace)
@@ -53,7 +60,6 @@ class RduFamily:
 
     def kernel_ops(self, arch: RduArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
         """The compiler's partition (rdusim.compiler.compile.kernel_ops) at the run's tiles and buffering."""
-        from rdusim.compiler.compile import kernel_ops
         return kernel_ops(graph, arch, fusion, tiles=execution.tiles, buffering=execution.buffering)
 
     def copy_links(self, arch: RduArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:

@@ -1,10 +1,9 @@
 """What one simulated execution of a kernel measured, and the arithmetic both evaluations share.
 
-The SimPy model (:mod:`rdusim.engine.rdu.pipeline_events`) and its exact fast evaluation
-(:mod:`rdusim.engine.rdu.pipeline_fast`) take every per-tile constant (a stage's tile
-time, a stream's service and AGCU time, a collective's latency, wire bytes and rate) and
-the final summary from these functions, so the two perform the same floating-point
-operations.
+The pipeline's processes (:mod:`rdusim.engine.rdu.pipeline_process`, driven by the SimPy
+loop and by the fast loop) take every per-tile constant (a stage's tile time, a stream's
+service and AGCU time, a collective's latency, wire bytes and rate) from these functions,
+and both loops the final summary, so the two perform the same floating-point operations.
 """
 
 from __future__ import annotations

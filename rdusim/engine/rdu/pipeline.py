@@ -19,13 +19,13 @@ busiest stage at 64 tiles, 5% at 256 and 4% at 1024. Fill and drain shrink with 
 tiles at a proportional cost in simulation time; ``tiles`` is the fidelity knob (the
 shipped studies, and the values fitted to them, use 64).
 
-Two evaluations give the same :class:`KernelRun`: the SimPy processes
-(:mod:`rdusim.engine.rdu.pipeline_events`, the reference, selected by
-``rdusim.engine.evaluation.reference()`` and used whenever a trace ``log`` is asked for)
-and, by default, :mod:`rdusim.engine.rdu.pipeline_fast`, the same processes as explicit
-coroutines on a minimal event loop that keeps SimPy's event order (time, then the order
-events were scheduled in), so every shared FCFS channel serves requests in the same order
-and every float is computed by the same operations: the results are bit-identical
+The processes are written once (:mod:`rdusim.engine.rdu.pipeline_process`) and two loops
+drive them to the same :class:`KernelRun`: SimPy (:mod:`rdusim.engine.rdu.pipeline_events`,
+the reference, selected by ``rdusim.engine.evaluation.reference()`` and used whenever a
+trace ``log`` is asked for) and, by default, :mod:`rdusim.engine.rdu.pipeline_fast`, a
+minimal event loop that keeps SimPy's event order (time, then the order events were
+scheduled in), so every shared FCFS channel serves requests in the same order and every
+float is computed by the same operations: the results are bit-identical
 (tests/test_pipeline_fast.py checks random kernels and machines).
 """
 

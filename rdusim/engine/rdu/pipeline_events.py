@@ -1,16 +1,19 @@
-"""The SimPy model of one kernel's streaming pipeline: the reference (see :mod:`rdusim.engine.rdu.pipeline`).
+"""The SimPy loop of one kernel's streaming pipeline: the reference (see :mod:`rdusim.engine.rdu.pipeline`).
 
-Every stage, stream and D2D crossing is a SimPy process; :mod:`rdusim.engine.rdu.pipeline_fast`
-reproduces its event order exactly without SimPy's per-event cost.
+The processes are :mod:`rdusim.engine.rdu.pipeline_process`'s; here every one of them runs
+as a SimPy process and every wait is a SimPy event (a timeout, a channel use, a buffer get
+or put, the ``all_of`` of a stage's resident loads). :mod:`rdusim.engine.rdu.pipeline_fast`
+drives the same processes in SimPy's event order without its per-event cost.
 """
 
 from __future__ import annotations
 
 import simpy
 
-from rdusim.compiler.plan import Kernel, Stage, Stream
+from rdusim.compiler.plan import Kernel
 from rdusim.engine.rdu.hardware import SocketHw
-from rdusim.engine.rdu.kernel_run import KernelRun, collective_terms, stream_link, summarise, tile_time
+from rdusim.engine.rdu.kernel_run import KernelRun, summarise
+from rdusim.engine.rdu.pipeline_process import processes
 
 
 class _Server:
@@ -50,7 +53,7 @@ class _Buffer:
     ever looks at the head of each queue, which takes far fewer Python calls per tile.
     """
 
-    __slots__ = ("env", "capacity", "items", "puts", "gets")
+    __slots__ = ("env", "capacity", "items", "puts", "gets", "blocked")
 
     def __init__(self, env: simpy.Environment, capacity: int):
         self.env = env
@@ -58,6 +61,7 @@ class _Buffer:
         self.items: list = []
         self.puts: list = []
         self.gets: list = []
+        self.blocked = False         # a put waiting for room (what the log notes)
 
     def put(self, item) -> simpy.Event:
         ev = simpy.Event(self.env)
@@ -85,153 +89,76 @@ class _Buffer:
             self.gets.pop(0).succeed(self.items.pop(0))
 
 
-class _Sim:
-    def __init__(self, kernel: Kernel, hw: SocketHw, tiles: int, log: list | None):
-        self.k, self.hw, self.n, self.log = kernel, hw, tiles, log
-        self.env = simpy.Environment()
-        self.tier = {t: _Server(self.env) for t in hw.tier_bw}
-        self.p2p = _Server(self.env)
-        self.d2d = _Server(self.env)
-        self.moved = {t.value: 0.0 for t in hw.tier_bw}
-        self.tier_busy = {t.value: 0.0 for t in hw.tier_bw}
-        self.busy = [0.0] * len(kernel.stages)
-        self.window = [(0.0, 0.0)] * len(kernel.stages)
-        self.coll = 0.0
-        self.d2d_bytes = 0.0
-        self.p2p_bytes = 0.0
+class _SimOps:
+    """The waits of :mod:`rdusim.engine.rdu.pipeline_process` as SimPy events: each call
+    leaves the event the process waits on in ``pending`` (the process always suspends) and
+    :func:`_drive` yields it. ``log`` notes tile starts, puts blocked on a full buffer and
+    resident loads."""
 
-    def note(self, what: str) -> None:
-        if self.log is not None:
-            self.log.append((what, self.env.now))
+    def __init__(self, env: simpy.Environment, log: list | None):
+        self.env, self.records, self.log = env, log, log is not None
+        self.pending: simpy.Event | None = None
 
-    # ---- off-chip ----
-    def _link(self, st: Stream, nbytes: float) -> tuple:
-        """Per-tile constants of a stream moving ``nbytes`` a tile: first-byte latency, the
-        tier's server and name, the tier's service time, and what its AGCUs add to it."""
-        lat, tier, service, extra = stream_link(self.hw, st, nbytes)
-        return lat, self.tier[tier], tier.value, service, extra
+    def buffer(self, depth: int) -> _Buffer:
+        return _Buffer(self.env, depth)
 
-    def stream(self, st: Stream, nbytes: float, *, inp: _Buffer | None = None,
-               out: _Buffer | None = None, name: str = ""):
-        """Move ``nbytes`` a tile over the stream's tier, tile after tile. A write stream
-        first takes each tile from ``inp``; a load stream hands each tile to ``out``; a
-        resident operand's load does neither. The first tile pays the tier's latency; each
-        tile queues for the tier (FCFS) and then for the AGCUs' extra time, if any."""
-        lat, server, tier, service, extra = self._link(st, nbytes)
-        timeout, log = self.env.timeout, self.log
-        for t in range(self.n):
-            if inp is not None:
-                yield inp.get()
-            if t == 0 and lat:
-                yield timeout(lat)
-            yield server.use(service)
-            self.tier_busy[tier] += service
-            self.moved[tier] += nbytes
-            if extra > 0:
-                yield timeout(extra)
-            if out is not None:
-                if log is None:
-                    yield out.put(t)
-                else:
-                    yield from self.put(name, out, t)
+    def channel(self) -> _Server:
+        return _Server(self.env)
 
-    def load_resident(self, name: str, st: Stream, done: simpy.Event):
-        yield from self.stream(st, st.nbytes / self.n)
-        self.note(f"{name}:resident_loaded")
-        done.succeed()
+    def resident_group(self) -> list:
+        return []
 
-    def put(self, name: str, store: _Buffer, item):
-        if self.log is not None and len(store.items) >= store.capacity:
-            self.note(f"{name}:blocked")
-            yield store.put(item)
-            self.note(f"{name}:unblocked")
-        else:
-            yield store.put(item)
+    def join(self, group: list) -> simpy.Event:
+        ev = self.env.event()
+        group.append(ev)
+        return ev
 
-    # ---- stages ----
-    def tile_time(self, s: Stage) -> float:
-        return tile_time(s, self.hw, self.n)
+    def after(self, me, now: float, delay: float) -> None:
+        self.pending = self.env.timeout(delay)
 
-    def run_stage(self, i: int, s: Stage, inputs: list, outputs: list, resident: list):
-        name = self.k.stage_name(i)
-        if resident:
-            yield self.env.all_of(resident)
-        base = self.tile_time(s)
-        latency, wire, rate = collective_terms(s, self.hw, self.n)
-        log = self.log
-        for t in range(self.n):
-            for store in inputs:
-                yield store.get()
-            if log is not None:
-                self.note(f"{name}:tile{t}")
-            start = self.env.now
-            if wire or (latency and t == 0):
-                if t == 0 and latency:
-                    yield self.env.timeout(latency)
-                yield self.p2p.use(max(base, wire / rate))
-                self.p2p_bytes += wire
-                self.coll += self.env.now - start
-            else:
-                yield self.env.timeout(base)
-            self.busy[i] += self.env.now - start
-            if t == 0:
-                first = start
-            if t == self.n - 1:
-                self.window[i] = (first, self.env.now)
-            for store in outputs:
-                if log is None:
-                    yield store.put(t)
-                else:
-                    yield from self.put(name, store, t)
+    def use(self, me, channel: _Server, now: float, service: float) -> None:
+        self.pending = channel.use(service)
 
-    def cross_dies(self, name: str, nbytes: float, inp: _Buffer, out: _Buffer):
-        """The D2D link between a producer on one die and its consumer on the other."""
-        per_tile = nbytes / self.n
-        for t in range(self.n):
-            yield inp.get()
-            if t == 0 and self.hw.d2d.latency_s:
-                yield self.env.timeout(self.hw.d2d.latency_s)
-            yield self.d2d.use(per_tile / self.hw.d2d.effective_bandwidth_bytes_per_s)
-            self.d2d_bytes += per_tile
-            yield from self.put(name, out, t)
+    def take(self, buf: _Buffer, me) -> bool:
+        self.pending = buf.get()
+        return True
 
-    def run(self) -> KernelRun:
-        env, k = self.env, self.k
-        inputs: list[list] = [[] for _ in k.stages]
-        outputs: list[list] = [[] for _ in k.stages]
-        resident: list[list] = [[] for _ in k.stages]
-        procs = []
-        for i, s in enumerate(k.stages):
-            for j, nbytes, cross in zip(s.inputs, s.edge_bytes, s.edge_d2d):
-                store = _Buffer(env, k.buffer_depth)
-                inputs[i].append(store)
-                if cross:
-                    near = _Buffer(env, k.buffer_depth)
-                    outputs[j].append(near)
-                    procs.append(env.process(self.cross_dies(f"{k.stage_name(j)}.d2d", nbytes, near, store)))
-                else:
-                    outputs[j].append(store)
-            for st in s.streams:
-                if st.write:
-                    store = _Buffer(env, k.buffer_depth)
-                    outputs[i].append(store)
-                    procs.append(env.process(self.stream(st, st.nbytes / self.n, inp=store)))
-                elif st.resident:
-                    ev = env.event()
-                    resident[i].append(ev)
-                    procs.append(env.process(self.load_resident(k.stage_name(i), st, ev)))
-                else:
-                    store = _Buffer(env, k.buffer_depth)
-                    inputs[i].append(store)
-                    procs.append(env.process(self.stream(st, st.nbytes * k.passes / self.n, out=store,
-                                                          name=f"{k.stage_name(i)}.load")))
-        for i, s in enumerate(k.stages):
-            procs.append(env.process(self.run_stage(i, s, inputs[i], outputs[i], resident[i])))
-        env.run(env.all_of(procs))
-        servers = [(t.value, srv) for t, srv in self.tier.items()] + [("p2p", self.p2p), ("d2d", self.d2d)]
-        return summarise(k, env.now, dict(self.moved), dict(self.tier_busy), self.busy, self.coll,
-                         self.d2d_bytes, self.p2p_bytes, self.window,
-                         {name: srv.window for name, srv in servers if srv.window})
+    def took(self, buf: _Buffer) -> None:
+        pass
+
+    def give(self, buf: _Buffer, me, name: str) -> bool:
+        if self.log and len(buf.items) >= buf.capacity:
+            self.note(f"{name}:blocked", self.env.now)
+            buf.blocked = True
+        self.pending = buf.put(None)
+        return True
+
+    def gave(self, buf: _Buffer, name: str) -> None:
+        if buf.blocked:
+            buf.blocked = False
+            self.note(f"{name}:unblocked", self.env.now)
+
+    def wait_resident(self, group: list, me) -> None:
+        self.pending = self.env.all_of(group)
+
+    def loaded(self, member: simpy.Event, name: str, now: float) -> None:
+        self.note(f"{name}:resident_loaded", now)
+        member.succeed()
+
+    def note(self, what: str, now: float) -> None:
+        if self.records is not None:
+            self.records.append((what, self.env.now))
+
+
+def _drive(process, ops: _SimOps):
+    """One process as a SimPy process: start it, then yield each event it waits on and
+    send it the time when the event has happened, until it ends."""
+    next(process)
+    process.send(None)
+    while ops.pending is not None:
+        ev, ops.pending = ops.pending, None
+        yield ev
+        process.send(ops.env.now)
 
 
 def simulate_kernel_events(kernel: Kernel, hw: SocketHw, tiles: int, log: list | None = None) -> KernelRun:
@@ -240,4 +167,10 @@ def simulate_kernel_events(kernel: Kernel, hw: SocketHw, tiles: int, log: list |
     ``log``, when given, receives ``(event, time)`` pairs: each stage's tile starts,
     ``<stage>:blocked`` / ``:unblocked`` around puts into full buffers, resident loads.
     """
-    return _Sim(kernel, hw, tiles, log).run()
+    env = simpy.Environment()
+    ops = _SimOps(env, log)
+    procs, tally = processes(kernel, hw, tiles, ops)
+    env.run(env.all_of([env.process(_drive(p, ops)) for p in procs]))
+    names = [t.value for t in tally.tiers]
+    return summarise(kernel, env.now, dict(zip(names, tally.moved)), dict(zip(names, tally.tier_busy)), tally.busy,
+                     tally.acc[0], tally.acc[1], tally.acc[2], tally.window, tally.channel_windows())

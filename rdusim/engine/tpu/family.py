@@ -17,6 +17,7 @@ from rdusim.engine.tpu.collectives import tpu_collective
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.phase import Phase
 from rdusim.graph.tensor import DType
+from rdusim.engine.gpu.fusion_rules import kernel_ops
 
 SPEEDUPS = (("fused_vs_unfused", "fused", "unfused"),)
 
@@ -38,6 +39,12 @@ class TpuFamily:
                    new_tokens: int = 1) -> StepResult:
         return model_step.model_step(dep, phase, batch, seq, host_s, memo, new_tokens=new_tokens)
 
+    def packed_step(self, dep, mix, host_s: float, memo: Memo) -> StepResult:
+        return model_step.STREAM.packed_step(dep, mix, host_s, memo)
+
+    def varlen_time(self, dep, memo: Memo):
+        return model_step.STREAM.varlen_time(dep, memo)
+
     def graph_step(self, arch: TpuArch, graph: OpGraph, *, fusion: FusionPolicy, launch: LaunchMode, tp: int,
                    host_s: float = 0.0, trace: bool = False) -> StepResult:
         return step.simulate_step(arch, graph, fusion=fusion, launch=launch, tp=tp, host_s=host_s, trace=trace)
@@ -48,7 +55,6 @@ class TpuFamily:
 
     def kernel_ops(self, arch: TpuArch, graph: OpGraph, fusion: FusionPolicy, execution) -> tuple[tuple[str, ...], ...]:
         """XLA's fusions: the library-fusion kernel cut its step times (rdusim.engine.gpu.fusion_rules)."""
-        from rdusim.engine.gpu.fusion_rules import kernel_ops
         return kernel_ops(graph, fusion, arch)
 
     def copy_links(self, arch: TpuArch, devices: int) -> tuple[list[CopyLink], list[tuple[str, ...]]]:

@@ -65,9 +65,9 @@ def _kernel_time(arch: TpuArch, work: KernelWork) -> KernelTime:
         compute = padded / _mxu_rate(arch) + work.convert_flops / _vector_rate(arch)
         return _finish(arch, compute, memory, work.hbm_bytes)
     if work.cls == KernelClass.ATTENTION and work.attention is not None:
-        a = work.attention
-        matmuls = a.heads * 2.0 * 2.0 * _pad(a.rows, rows) * _pad(a.ctx, edge) * _pad(a.head_dim, edge)
-        softmax = 5.0 * a.heads * a.rows * a.ctx
+        a = work.attention      # every group of problems of a variable-length batch, each padded
+        matmuls = sum(h * 2.0 * 2.0 * _pad(r, rows) * _pad(c, edge) * _pad(a.head_dim, edge) for h, r, c in a.groups())
+        softmax = sum(5.0 * h * r * c for h, r, c in a.groups())
         return _finish(arch, matmuls / _mxu_rate(arch) + (softmax + work.convert_flops) / _vector_rate(arch), memory,
                        work.hbm_bytes)
     return _finish(arch, work.flops / _vector_rate(arch), memory, work.hbm_bytes)
