@@ -20,6 +20,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from rdusim.errors import InputError
+
 REQUESTS_CSV = "requests.csv"
 ROW, POINTER = "request", "requests"
 # the columns, in a request record's key order, with their types (a record of other keys stays inline)
@@ -94,7 +96,6 @@ def read_rows(path: Path) -> list[dict]:
         header = next(reader, None)
         names = [c for c, _ in COLUMNS]
         if header != names:
-            from rdusim.errors import InputError
             raise InputError(str(path), "", f"a requests file with the columns {','.join(names)}",
                              ",".join(header or []) or "no header")
         types = [t for _, t in COLUMNS]

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASSTHROUGH_SUBCLASS
 from orjson import dumps as _orjson_dumps
 
-from rdusim import __version__
+from rdusim import __version__, requests_file
 from rdusim.config.files import what_is
 from rdusim.errors import InputError
 from rdusim.rows import from_metrics
@@ -88,8 +88,6 @@ class RunResult:
     def write(self, out_dir: str | Path) -> Path:
         """Write results.json atomically (never half-written); per-request records go to
         requests.csv beside it (rdusim.requests_file), a pointer row in their place."""
-        from rdusim import requests_file
-
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         data = self.to_json(_raw_records=True)
@@ -199,7 +197,6 @@ def load_result(path: str | Path) -> RunResult:
     if not isinstance(data, dict):
         raise InputError(str(p), "", "a JSON object", type(data).__name__)
     if isinstance(data.get("records"), list):       # request records kept beside it (requests.csv)
-        from rdusim import requests_file
         data["records"] = requests_file.expand(data["records"], p.parent)
     return RunResult.from_json(data, str(p))
 
