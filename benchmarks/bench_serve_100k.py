@@ -2,8 +2,9 @@
 
 The issue-24 target: <= 2 s wall on a 2-core machine, results bit-identical. The workload is
 serve_llama2_7b's stream (Poisson at 8 req/s, lognormal lengths) on one platform, continuous
-batching, one replication, no sweep and no capacity search; the CLI writes results.json into a
-fresh folder (its size and the process's peak memory are printed too).
+batching, one replication, no sweep and no capacity search; the CLI writes results.json and
+requests.csv (the per-request records) into a fresh folder (their sizes, the process's CPU
+time -- the figure to compare on a shared machine -- and its peak memory are printed too).
 
     python benchmarks/bench_serve_100k.py [platform] [requests]     (default: dgx_h100 100000)
 """
@@ -29,10 +30,12 @@ def main(platform: str, n: int) -> None:
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
         size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)) / 1e6
         rj = os.path.getsize(os.path.join(out, "results.json")) / 1e6
-    print(f"{platform} {n} requests: {wall:.2f} s whole process, peak {peak:.0f} MB, results.json {rj:.1f} MB "
+    print(f"{platform} {n} requests: {wall:.2f} s whole process ({cpu:.2f} s CPU), peak {peak:.0f} MB, "
+          f"results.json {rj:.1f} MB "
           f"(run folder {size:.1f} MB)")
 
 

@@ -253,6 +253,10 @@ class RunCache:
             return None
         return self.directory / namespace / f"{digest(namespace, key)}.pickle"
 
+    def keys(self, namespace: str) -> set:
+        """The content keys ``namespace`` holds now (in memory)."""
+        return set(self._store.get(namespace, ()))
+
     def __len__(self) -> int:
         return sum(len(t) for t in self._store.values())
 

@@ -48,7 +48,7 @@ REPORT_FILES = ("index.html", "report.md", "figures/*.png", "tables/*.csv")   # 
 class Kind(enum.Enum):
     """What a folder holds; each kind keeps its own folder."""
 
-    RUN = "run"          # rdusim run: results.json (and trace.json, the report)
+    RUN = "run"          # rdusim run: results.json, requests.csv (and trace.json, the report)
     SWEEP = "sweep"      # rdusim sweep: sweep.sqlite, sweep.csv (and its plots and report)
     REPORT = "report"    # rdusim report --out elsewhere: a report alone
 
@@ -59,7 +59,8 @@ class Kind(enum.Enum):
 
 
 # the files a kind's own command writes (a re-rendered report replaces every other listed file)
-OWN_FILES = {Kind.RUN: ("results.json", "trace.json"), Kind.SWEEP: ("sweep.sqlite", "sweep.csv"), Kind.REPORT: ()}
+OWN_FILES = {Kind.RUN: ("results.json", "requests.csv", "trace.json"), Kind.SWEEP: ("sweep.sqlite", "sweep.csv"),
+             Kind.REPORT: ()}
 
 
 def check_writable(out: Path, flag: str = "--out") -> None:

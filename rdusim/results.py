@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 from orjson import OPT_PASSTHROUGH_DATACLASS, OPT_PASSTHROUGH_DATETIME, OPT_PASSTHROUGH_SUBCLASS
 from orjson import dumps as _orjson_dumps
 
-from rdusim import __version__
+from rdusim import __version__, requests_file
 from rdusim.config.files import what_is
 from rdusim.errors import InputError
 from rdusim.rows import from_metrics
@@ -86,10 +86,16 @@ class RunResult:
                    extra=data.get("extra", {}))
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write results.json atomically (never half-written)."""
+        """Write results.json atomically (never half-written); per-request records go to
+        requests.csv beside it (rdusim.requests_file), a pointer row in their place."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(out / "results.json", results_pieces(self.to_json(_raw_records=True)))
+        data = self.to_json(_raw_records=True)
+        kept, rows = requests_file.split(self.records)
+        if rows:
+            atomic_write_text(out / requests_file.REQUESTS_CSV, requests_file.csv_text(rows))
+            data["records"] = _Records(kept)
+        return atomic_write_text(out / "results.json", results_pieces(data))
 
 
 def metrics_of(rows, metrics: Optional[Mapping[str, float]] = None) -> dict:
@@ -190,6 +196,8 @@ def load_result(path: str | Path) -> RunResult:
         raise InputError(str(p), "", "valid JSON", str(exc)) from None
     if not isinstance(data, dict):
         raise InputError(str(p), "", "a JSON object", type(data).__name__)
+    if isinstance(data.get("records"), list):       # request records kept beside it (requests.csv)
+        data["records"] = requests_file.expand(data["records"], p.parent)
     return RunResult.from_json(data, str(p))
 
 

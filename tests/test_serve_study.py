@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rdusim.cli import main
+from rdusim.results import load_result
 from rdusim.config.workload import load_workload
 from rdusim.config.workload_serve import Batching
 from rdusim.cache import RunCache
@@ -77,8 +78,16 @@ def test_cli_serve_end_to_end_with_trace(tmp_path):
         assert m[f"{k}.completed"] + m[f"{k}.rejected"] == m[f"{k}.arrivals"] == 45
         assert m[f"{k}.ttft.p50_s"] <= m[f"{k}.ttft.p99_s"] <= m[f"{k}.e2e.p99_s"]
         assert m[f"{k}.load0.rate_per_s"] == 4
-    reqs = [r for r in data["records"] if r["row"] == "request"]
-    assert len(reqs) == 3 * 40
+    # the request records in requests.csv (listed in the manifest), a pointer per platform in results.json
+    assert not [r for r in data["records"] if r["row"] == "request"]
+    pointers = [r for r in data["records"] if r["row"] == "requests"]
+    assert [(r["platform"], r["first"], r["count"]) for r in pointers] == [
+        ("sn40l", 0, 40), ("dgx_h100", 40, 40), ("dgx_a100", 80, 40)]
+    assert "requests.csv" in json.loads((out / "manifest.json").read_text())["files"]
+    reqs = [r for r in load_result(out / "results.json").records if r["row"] == "request"]
+    assert len(reqs) == 3 * 40 and all(type(r["completed"]) is bool and type(r["id"]) is int for r in reqs)
+    table = np.genfromtxt(out / "requests.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+    assert len(table) == 120 and np.allclose(table["ttft_s"], [r["ttft_s"] for r in reqs], rtol=0, atol=0)
     trace = json.loads((out / "trace.json").read_text())
     names = {e["name"] for e in (trace["traceEvents"] if isinstance(trace, dict) else trace) if e.get("ph") == "X"}
     assert {"queue", "prefill", "decode"} <= names

@@ -16,6 +16,9 @@ content (deployment, phase, batch, tokens), so identical steps are simulated onc
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+from itertools import accumulate
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rdusim.cache import RunCache
@@ -29,6 +32,7 @@ from rdusim.engine.roofline import roofline_step
 from rdusim.engine.step import StepResult
 from rdusim.graph.phase import Phase
 
+LONG_RUN = 40             # decode runs of more steps: numpy's curve (faster past about this many)
 BATCH_CELLS = Cells(16, 64)   # decode knots in the batch: cells of 16 sequences up to 64, then half octaves
 
 if TYPE_CHECKING:        # annotations only: the serving paths import numpy where they use it
@@ -47,6 +51,7 @@ class StepModel:
         self._batch_knots: dict[int, Knots] = {}   # decode: context anchor -> knots in the batch
         self._anchor_s: dict[tuple[int, int], float] = {}   # their values by (anchor, batch)
         self._packed: PackedSteps | None = None
+        self._prefills: dict[tuple, float] = {}    # packed prefill steps by their pieces
 
     # ---- exact engine steps ----
     def host_s(self, batch: int, inputs: int = 1, outputs: int = 1) -> float:
@@ -199,12 +204,56 @@ class StepModel:
         xs = self._anchor_list(float(c[0]), float(c[-1]))     # c grows: its min and max
         return np.interp(c, np.array(xs, dtype=float), [self._at_anchor(x, batch) for x in xs])
 
+    def decode_run_list(self, batch: int, context: float, steps: int, start: float = 0.0,
+                        until: float = math.inf) -> tuple[list[float], list[float]]:
+        """:meth:`decode_run_s` as lists, for the serving loop: the step times and their ends
+        ``start + cumsum(times)``, stopped after the first end at or past ``until``. Short
+        runs in plain Python (a numpy call costs more than a run of a few steps), with
+        np.interp's and cumsum's formulas in their order: the same floats."""
+        b = self.dep.execution.context_bucket_tokens
+        last = context + (steps - 1)
+        first = int(context // b) * b
+        if steps > LONG_RUN or first < 1:
+            times = self.decode_run_s(batch, context, steps)
+            ends = start + times.cumsum()
+            k = min(steps, int(ends.searchsorted(until, side="left")) + 1)
+            return times[:k].tolist(), ends[:k].tolist()
+        xs = list(range(first, int(-(-last // b)) * b + b, b))
+        curve = self._anchor_s
+        ys = [curve.get((x, batch)) or self._at_anchor(x, batch) for x in xs]
+        times: list[float] = []
+        i = 0
+        for j in range(len(xs) - 1):     # the steps whose context lies in [xs[j], xs[j + 1])
+            x0, x1, y0 = float(xs[j]), float(xs[j + 1]), ys[j]
+            e = max(i, min(steps, math.ceil(x1 - context)))
+            while e > i and context + (e - 1) >= x1:
+                e -= 1
+            while e < steps and context + e < x1:
+                e += 1
+            if e > i:
+                slope = (ys[j + 1] - y0) / (x1 - x0)
+                seg = [slope * ((context + m) - x0) + y0 for m in range(i, e)]
+                if context + i == x0:        # exactly at an anchor: its value
+                    seg[0] = y0
+                times += seg
+                i = e
+        if i < steps:                        # at or past the last anchor: its value
+            times += [ys[-1]] * (steps - i)
+        ends = [start + c for c in accumulate(times)]
+        k = min(steps, bisect_left(ends, until) + 1)
+        return (times[:k], ends[:k]) if k < steps else (times, ends)
+
     def packed_prefill_s(self, pieces: Sequence[tuple[int, int]]) -> float:
         """A step computing prompt pieces ``(new_tokens, cached_context)`` packed together
         (rdusim.engine.packed_steps), with the stack's host work for that many sequences
         given that many tokens."""
-        k = len(pieces)
-        return self.packed.packed_s(pieces) + (self.host_s(k, sum(n for n, _ in pieces) / k) if k else 0.0)
+        key = tuple(pieces)
+        t = self._prefills.get(key)
+        if t is None:       # a pure function of the pieces: memoised (a serving run repeats them)
+            k = len(pieces)
+            t = self._prefills[key] = self.packed.packed_s(pieces) + (self.host_s(k, sum(n for n, _ in pieces) / k)
+                                                                       if k else 0.0)
+        return t
 
     def mixed_s(self, pieces: Sequence[tuple[int, int]], decode_batch: int, decode_context: float) -> float:
         """Prefill pieces and ``decode_batch`` decodes in one step: the decodes' tokens go

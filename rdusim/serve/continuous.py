@@ -19,9 +19,12 @@ the step model's vectorised decode curve, so a run costs per event, not per toke
 
 from __future__ import annotations
 
+import gc
 import math
+from array import array
 from collections import deque
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -33,10 +36,42 @@ from rdusim.serve.server import RunLog, Seq, ServerSetup
 
 
 def run_continuous(setup: ServerSetup, arrivals: Sequence[Arrival], warmup: int = 0) -> RunLog:
-    sim = _Continuous(setup, arrivals)
-    sim.log.warmup = warmup
-    sim.run()
+    with collector_paused():
+        sim = _Continuous(setup, arrivals)
+        sim.log.warmup = warmup
+        sim.run()
     return sim.log
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the block: a serving loop makes no reference
+    cycles (its garbage goes by reference counting), and the collector's passes over its
+    10^5 live requests cost more than the loop itself."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _run_times(costs):
+    """``(batch, context, steps, start, until) -> (times, ends)`` of a decode run: the step
+    model's plain-Python run where it has one, else its vectorised curve (a test's fake)."""
+    fast = getattr(costs, "decode_run_list", None)
+    if fast is not None:
+        return fast
+
+    def run(batch: int, context: float, steps: int, start: float, until: float):
+        times = costs.decode_run_s(batch, context, steps)
+        ends = start + times.cumsum()
+        k = min(steps, int(ends.searchsorted(until, side="left")) + 1)
+        return times[:k].tolist(), ends[:k].tolist()
+
+    return run
 
 
 class _Continuous:
@@ -54,6 +89,7 @@ class _Continuous:
         self.free = setup.kv_blocks     # free blocks, and cached blocks no request reads (evictable)
         self.now = 0.0
         self.pc = self.log.prefix_cache = PrefixCache() if setup.scheduler.prefix_caching else None
+        self._run_times = _run_times(setup.costs)
         self._chains: dict[tuple[int, int], list[int]] = {}
 
     def blocks(self, tokens: int) -> int:
@@ -253,39 +289,72 @@ class _Continuous:
             self.advance(max(extra, self.pending[0].arrival_s - self.now))
             return
         n = len(run)
-        k = min(q.output - q.generated for q in run)
+        k = None
+        ctx_sum = 0
+        for q in run:       # one pass: the fewest tokens any still owes, and the contexts' total
+            g = q.generated
+            left = q.output - g
+            if k is None or left < k:
+                k = left
+            ctx_sum += q.prompt + g
         if n * -(-k // self.B) > self.free:        # maybe not enough blocks for k more tokens each
             ctx = np.fromiter((q.context for q in run), dtype=np.int64, count=n)
             k = self._steps_that_fit(ctx, k)
             if k == 0:
                 self.advance(extra + self.preempt())
                 return
-        mean_ctx = sum(q.prompt + q.generated for q in run) / n
+        mean_ctx = ctx_sum / n
         start = self.now + extra
+        until = math.inf
         if self.pending and n < self.sc.max_sequences:
             # steps only lengthen as contexts grow: the first step's time bounds how many
-            # steps can end before the next arrival
-            gap = self.pending[0].arrival_s - start
+            # steps can end before the next arrival; the run stops at the first step that
+            # ends at or after it
+            until = self.pending[0].arrival_s
+            gap = until - start
             first = self.s.costs.decode_s(n, mean_ctx)
             k = max(1, min(k, int(gap / first) + 2)) if gap > 0 else 1
-        times = self.s.costs.decode_run_s(n, mean_ctx, k)
-        ends = start + times.cumsum()
-        if self.pending and n < self.sc.max_sequences:
-            k = min(k, int(ends.searchsorted(self.pending[0].arrival_s, side="left")) + 1)
-        end = float(ends[k - 1])
-        self.log.held(self.s.kv_blocks - self.free, end - self.now)
+        times, ends = self._run_times(n, mean_ctx, k, start, until)
+        k = len(ends)
+        end = ends[-1]
+        log = self.log
+        log.held(self.s.kv_blocks - self.free, end - self.now)
         self.now = end
-        self.log.steps += k
+        log.steps += k
         B = self.B
         grown = 0
-        for q in run:   # k tokens each: the blocks of the k new tokens
-            need = -(-(q.prompt + q.generated + k) // B) - q.blocks
+        warm = log.warmup
+        gaps = log.tbt_s
+        first_end = ends[0]
+        measured = 0
+        done: list[Seq] = []
+        for q in run:   # k tokens each: the blocks of the k new tokens, the gap to its last token
+            g = q.generated
+            need = -(-(q.prompt + g + k) // B) - q.blocks
             grown += need
             q.blocks += need
+            if q.id >= warm:
+                measured += 1
+                last = q.last_token_s
+                if last == last:
+                    gaps.append(first_end - last)
+            q.last_token_s = end
+            g += k
+            q.generated = g
+            if q.first_token_s != q.first_token_s:
+                q.first_token_s = end
+            if g >= q.output:
+                q.finish_s = end
+                done.append(q)
         self.take(grown)
-        self.log.held(grown / 2, end - start)      # the new blocks fill in over the run
-        self.log.tokens(run, float(ends[0]), end, times[1:k])
-        self.produced(run, k)
+        log.held(grown / 2, end - start)      # the new blocks fill in over the run
+        if measured and k > 1:     # an array, not a list: 10^5 runs of lists would keep the collector busy
+            log.tbt_runs.append((array("d", times[1:k]), measured))
+        if done:
+            for q in done:
+                self.free += self.release(q)
+                q.blocks = 0
+            self.running[:] = [q for q in run if q.finish_s != q.finish_s]
 
     def _steps_that_fit(self, ctx: np.ndarray, k: int) -> int:
         """Largest j <= k such that j more tokens per sequence fit in the free blocks."""

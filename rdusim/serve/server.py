@@ -9,6 +9,7 @@ fixed times where a test checks queueing logic only).
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -139,7 +140,18 @@ class RunLog:
     def tbt(self) -> tuple[np.ndarray, np.ndarray]:
         """Every measured gap between two tokens of a sequence, and how many tokens had it."""
         runs = self.tbt_runs
-        vals = np.concatenate([np.asarray(self.tbt_s, dtype=float)] + [s for s, _ in runs]).astype(float, copy=False)
+        parts, flat = [np.asarray(self.tbt_s, dtype=float)], array("d")
+        for s, _ in runs:        # a run's steps: an array.array (continuous batching), a list or an ndarray
+            if type(s) is array or type(s) is list:
+                flat.extend(s) if type(s) is array else flat.fromlist(s)
+            else:
+                if flat:
+                    parts.append(np.frombuffer(flat, dtype=float).copy())
+                    flat = array("d")
+                parts.append(s)
+        if flat:
+            parts.append(np.frombuffer(flat, dtype=float).copy())
+        vals = np.concatenate(parts).astype(float, copy=False)
         lengths = np.fromiter((len(s) for s, _ in runs), dtype=np.int64, count=len(runs))
         counts = np.fromiter((n for _, n in runs), dtype=float, count=len(runs))
         return vals, np.concatenate([np.ones(len(self.tbt_s)), np.repeat(counts, lengths)])

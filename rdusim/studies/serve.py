@@ -17,8 +17,8 @@ target while the queue does not grow) and ``serve.P.M.capacity.nodes_for_traffic
 output_tokens_per_s, goodput_per_s) counts the measured requests completed over the span
 from the first measured arrival to the last completion (rdusim.serve.metrics). ``serve.P.kv_blocks`` and
 ``serve.P.weight_bytes_per_device`` describe the memory. Records: one row per measured
-request of the main load point (``row: request``), KV occupancy / queue samples over
-time (``row: timeseries``).
+request of the main load point (``row: request``; written to the run folder's requests.csv,
+rdusim.requests_file), KV occupancy / queue samples over time (``row: timeseries``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from rdusim.config.limits import MAX_SIM_TIME_S
 from rdusim.config.workload import LoadedWorkload
 from rdusim.config.workload_serve import ArrivalProcess, Batching, LengthKind, ServeWorkload
-from rdusim.cache import active_cache
+from rdusim.cache import active_cache, digest
 from rdusim.errors import InputError
 from rdusim.parallel import fork_map, using_jobs
 from rdusim.progress import Progress
@@ -81,19 +81,23 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
     per_mode = 1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0)
     work = len(plats) * len(spec.batching) * per_mode
     with Progress(work, f"serve {spec.name}") as bar:
-        # the platforms are independent: on the run's processes (rdusim.parallel), merged in
-        # order; a trace keeps every platform's log, so a traced run is done in one process
-        def one(name: str) -> StudyPart:
-            return _platform(name, plats[name], spec, streams, main, again, sweep, trace, cache, bar)
+        # the platforms and their batching modes are independent: on the run's processes
+        # (rdusim.parallel), merged in order; a trace keeps every log, so a traced run is done
+        # in one process
+        def one(task: tuple[str, int]) -> StudyPart:
+            name, m = task
+            return _platform(name, plats[name], spec, streams, main, again, sweep, trace, cache, bar, m)
 
+        tasks = [(name, m) for name in plats for m in range(len(spec.batching))]
         with using_jobs(1) if trace else nullcontext():
-            parts = fork_map(one, list(plats), reported=lambda i, part: bar.advance(len(spec.batching) * per_mode))
+            parts = fork_map(one, tasks, reported=lambda i, part: bar.advance(per_mode))
     merged = StudyPart.merged(parts)
     rows += merged.rows
     records += merged.records
     events += merged.events
     oom_reasons.update(merged.oom_reasons)
-    misses = sum(p.keyed["step_misses"] for p in parts)
+    # engine steps simulated: the distinct ones over every part (the same on any --jobs)
+    misses = len(set().union(*(p.keyed["steps_simulated"] for p in parts)))
     rows.append(ServeRow(None, None, None, "step_cache.misses", misses))
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
@@ -109,24 +113,35 @@ def _run(loaded: LoadedWorkload, trace: bool) -> RunResult:
 
 
 def _platform(name: str, plat: ServePlatform, spec: ServeWorkload, streams: Streams, main: Stream,
-              again: list[Stream], sweep: dict[int, Stream], trace: bool, cache, bar) -> StudyPart:
-    """One platform's rows, records and trace logs (``keyed["step_misses"]``: the engine
-    steps it simulated)."""
+              again: list[Stream], sweep: dict[int, Stream], trace: bool, cache, bar, m: int) -> StudyPart:
+    """One platform's rows, records and trace logs of its ``m``-th batching mode (the first
+    also the platform's own rows); ``keyed["steps_simulated"]``: the engine steps it
+    simulated (their keys' digests)."""
     part = StudyPart()
-    misses0 = cache.misses["step"]
+    before = cache.keys("step")
+    try:
+        _platform_mode(part, name, plat, spec, streams, main, again, sweep, trace, bar, m)
+    finally:
+        part.keyed["steps_simulated"] = {digest("step", k) for k in cache.keys("step") - before}
+    return part
+
+
+def _platform_mode(part: StudyPart, name: str, plat: ServePlatform, spec: ServeWorkload, streams: Streams,
+                   main: Stream, again: list[Stream], sweep: dict[int, Stream], trace: bool, bar, m: int) -> None:
     rows, records = part.rows, part.records
     fits = plat.kv_blocks >= 1
-    rows += point_rows(name, None, None, {
-        "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
-        "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
-        "oom": 0 if fits else 1})
-    rows += point_rows(name, None, None, roofline_metrics(plat, main.arrivals))
+    if m == 0:
+        rows += point_rows(name, None, None, {
+            "kv_blocks": plat.kv_blocks, "weight_bytes_per_device": plat.weight_bytes,
+            "kv_block_bytes_per_device": plat.block_bytes, "workspace_bytes_per_device": plat.workspace_bytes,
+            "oom": 0 if fits else 1})
+        rows += point_rows(name, None, None, roofline_metrics(plat, main.arrivals))
     if not fits:
-        part.oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
-        part.keyed["step_misses"] = cache.misses["step"] - misses0
-        bar.advance(len(spec.batching) * (1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0)))
-        return part
-    for mode in spec.batching:
+        if m == 0:
+            part.oom_reasons[name] = f"{name} tp{plat.dep.tp}: {plat.oom_reason()}"
+        bar.advance(1 + len(sweep) + (1 if spec.capacity.traffic_per_s else 0))
+        return
+    for mode in spec.batching[m:m + 1]:
         log, m = serve_point(plat, mode, main, spec)
         m = replicated([m] + [serve_point(plat, mode, s, spec)[1] for s in again])
         rows += point_rows(name, mode.value, None, {**m, **streams.rate_metric(streams.main_rate)})
@@ -149,8 +164,6 @@ def _platform(name: str, plat: ServePlatform, spec: ServeWorkload, streams: Stre
                 "capacity.nodes_for_traffic": (math.ceil(spec.capacity.traffic_per_s / best)
                                                if best > 0 else math.inf)})
             bar.advance()
-    part.keyed["step_misses"] = cache.misses["step"] - misses0
-    return part
 
 
 def check_prompt_budget(loaded: LoadedWorkload, plats: dict[str, ServePlatform], streams: list[Stream]) -> None:

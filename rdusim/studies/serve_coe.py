@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +25,7 @@ from rdusim.cache import RunCache, active_cache
 from rdusim.engine.stepper import StepModel
 from rdusim.graph.model_graph import build_model_graph
 from rdusim.graph.phase import Phase
+from rdusim.parallel import fork_map, using_jobs
 from rdusim.progress import Progress
 from rdusim.results import RunResult, plain
 from rdusim.rows.serve import ServeRow, point_rows
@@ -36,6 +38,7 @@ from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import hbm_usable_per_device, with_scheduler, workspace_bytes
 from rdusim.serve.trace import request_spans
 from rdusim.serve_cost import coe_serve_energy
+from rdusim.studies.part import StudyPart
 from rdusim.studies.serve_streams import Streams, capacity, model_named as _model, request_records
 from rdusim.studies.serve_adapters import adapter_setup
 from rdusim.cost import serve_rent_rows  # $/Mtoken at each load point
@@ -70,52 +73,69 @@ def run_study(loaded: LoadedWorkload, *, trace: bool = False) -> RunResult:
     # (their own draws of who each request goes to: rng key 7 the CoE's, 11 the adapters')
     populations = ([("coe", {})] if coe else []) + (
         [("adapters", {"routing": ad.popularity, "count": ad.count, "key": 11})] if ad else [])
-    rows: list[ServeRow] = []
-    records: list[dict[str, Any]] = []
-    runs = []
-    oom_reasons: dict[str, str] = {}
     reps = 1
-    with Progress(len(spec.platforms) * len(populations) * (1 + len(spec.rates_per_s)), f"serve {spec.name}") as bar:
-        for mode, kw in populations:
-            def route_of(stream, _spec, seed, point, rep=0, kw=kw):
-                return routed(stream, _spec, seed, point, rep, **kw)
-            main = route_of(raw, spec, loaded.seed, 0)
-            sweep = {i: route_of(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
-                     for i, r in enumerate(spec.rates_per_s)}
-            # independent replications of the main point (a trace: the same arrivals, their own
-            # routing; none when the trace routes every request itself)
-            again = [route_of(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec,
-                              loaded.seed, 0, r) for r in range(1, spec.replications)]
-            if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
-                again = []
-            reps = max(reps, 1 + len(again))
-            dist, count = (coe.routing, coe.count) if mode == "coe" else (ad.popularity, ad.count)
-            hottest = tuple(hottest_first(dist, count, tuple(int(a.expert) for a in main.arrivals)))
-            for name in spec.platforms:
-                dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
-                if mode == "coe":
-                    router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
-                    setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, oom_reasons)
-                else:
-                    setup = adapter_setup(name, dep, ad, hottest, cache, rows, oom_reasons, loaded.file)
-                if setup is None:
-                    bar.advance(1 + len(sweep))
-                    continue
-                rates: list[float] = []       # achieved, main point then the sweep's
-                for i, stream in [(None, main), *sweep.items()]:
-                    log, m = _point(setup, stream, spec, name)
-                    if i is None and again:
-                        m = replicated([m] + [_point(setup, s, spec, name)[1] for s in again])
-                    m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
-                    rows += point_rows(name, mode, i, m)
-                    if "requests_per_s" in m:
-                        rates.append(m["requests_per_s"])
-                    if i is None:
-                        records += _records(name, log, spec, mode)
-                        runs.append((name, mode, log))
-                    bar.advance()
-                if spec.capacity.traffic_per_s:
-                    rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates), mode, route_of)
+    prepared = []        # per population: its routing, streams and hottest-first order
+    for mode, kw in populations:
+        def route_of(stream, _spec, seed, point, rep=0, kw=kw):
+            return routed(stream, _spec, seed, point, rep, **kw)
+        main = route_of(raw, spec, loaded.seed, 0)
+        sweep = {i: route_of(streams.at(r, spec.sweep_requests, i + 1), spec, loaded.seed, i + 1)
+                 for i, r in enumerate(spec.rates_per_s)}
+        # independent replications of the main point (a trace: the same arrivals, their own
+        # routing; none when the trace routes every request itself)
+        again = [route_of(streams.at(streams.main_rate, spec.requests, 0, spec.duration_s, rep=r), spec,
+                          loaded.seed, 0, r) for r in range(1, spec.replications)]
+        if streams.trace is not None and not any(a.expert < 0 for a in raw.arrivals):
+            again = []
+        reps = max(reps, 1 + len(again))
+        dist, count = (coe.routing, coe.count) if mode == "coe" else (ad.popularity, ad.count)
+        hottest = tuple(hottest_first(dist, count, tuple(int(a.expert) for a in main.arrivals)))
+        prepared.append((mode, route_of, main, sweep, again, hottest))
+
+    def one(task: tuple[int, str]) -> StudyPart:
+        """One population on one platform (its rows, records, OOM reason and, traced, its log)."""
+        mode, route_of, main, sweep, again, hottest = prepared[task[0]]
+        name = task[1]
+        part = StudyPart()
+        rows = part.rows
+        dep = with_scheduler(loaded.deployment(name, expert_cfg), spec.scheduler)
+        if mode == "coe":
+            router_dep = with_scheduler(loaded.deployment(name, router_cfg), spec.scheduler)
+            setup = _setup(name, dep, router_dep, coe, hottest, cache, rows, part.oom_reasons)
+        else:
+            setup = adapter_setup(name, dep, ad, hottest, cache, rows, part.oom_reasons, loaded.file)
+        if setup is None:
+            bar.advance(1 + len(sweep))
+            return part
+        rates: list[float] = []       # achieved, main point then the sweep's
+        for i, stream in [(None, main), *sweep.items()]:
+            log, m = _point(setup, stream, spec, name)
+            if i is None and again:
+                m = replicated([m] + [_point(setup, s, spec, name)[1] for s in again])
+            m.update(streams.rate_metric(streams.main_rate if i is None else spec.rates_per_s[i]))
+            rows += point_rows(name, mode, i, m)
+            if "requests_per_s" in m:
+                rates.append(m["requests_per_s"])
+            if i is None:
+                part.records += _records(name, log, spec, mode)
+                if trace:
+                    part.events.append((name, mode, log))
+            bar.advance()
+        if spec.capacity.traffic_per_s:
+            rows += _capacity(name, setup, streams, spec, loaded.seed, max(rates), mode, route_of)
+        return part
+
+    # every population on every platform is independent: on the run's processes
+    # (rdusim.parallel), merged in order; a trace keeps every log, so a traced run is one process
+    tasks = [(m, name) for m in range(len(prepared)) for name in spec.platforms]
+    with Progress(len(tasks) * (1 + len(spec.rates_per_s)), f"serve {spec.name}") as bar:
+        with using_jobs(1) if trace else nullcontext():
+            parts = fork_map(one, tasks, reported=lambda i, part: bar.advance(1 + len(spec.rates_per_s)))
+    merged = StudyPart.merged(parts)
+    rows: list[ServeRow] = merged.rows
+    records: list[dict[str, Any]] = merged.records
+    runs = merged.events
+    oom_reasons: dict[str, str] = merged.oom_reasons
     rows += serve_rent_rows(rows, loaded)
     return RunResult(workload_name=spec.name, kind="serve", resolved=dict(loaded.raw),
                      archs={n: plain(a) for n, a in loaded.archs.items()}, seed=loaded.seed, rows=tuple(rows),
