@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rdusim.cache import RunCache
+from rdusim.errors import InputError
 from rdusim.fleet.fleet import Fleet, Layout, Pool, merged, pool_log, run_fleet
 from rdusim.fleet.network import kv_link
 from rdusim.fleet.plan import Candidate, Space
@@ -23,6 +24,7 @@ from rdusim.serve.metrics import Slo, replicated, summarize
 from rdusim.serve.platform import ServePlatform, with_scheduler
 from rdusim.studies.serve import Streams, _model
 from rdusim.sweep.point import PointRow, PointStatus
+from rdusim.sweep.runner import _Worker as SweepWorker
 
 LITTLE = ("little.in_system_mean", "little.arrival_rate_per_s", "little.rate_x_time")
 
@@ -121,7 +123,6 @@ class _Worker:
 def simulator(file: str, seed: int, cache_dir: Optional[str]) -> Simulator:
     key = (file, seed, cache_dir)
     if key not in _Worker.sims:
-        from rdusim.sweep.runner import _Worker as SweepWorker
         _Worker.sims[key] = Simulator(load_plan(file, seed), SweepWorker.run_cache(cache_dir))
     return _Worker.sims[key]
 
@@ -133,8 +134,6 @@ def candidate_of(params: dict[str, Any], index: int) -> Candidate:
 
 def run_plan_point(task: PlanTask) -> dict:
     """Simulate one candidate fleet; a failure is a row with its reason, never an exception."""
-    from rdusim.errors import InputError
-
     start = time.perf_counter()
     params = dict(task.params)
     metrics: dict[str, Any] = {}
