@@ -6,7 +6,9 @@ batching, one replication, no sweep and no capacity search; the CLI writes resul
 requests.csv (the per-request records) into a fresh folder (their sizes, the process's CPU
 time -- the figure to compare on a shared machine -- and its peak memory are printed too).
 
-    python benchmarks/bench_serve_100k.py [platform] [requests]     (default: dgx_h100 100000)
+    python benchmarks/bench_serve_100k.py [platform] [requests] [--record]     (default: dgx_h100 100000)
+
+``--record``: store the figures in benchmarks/speed.json (the README's Speed section reads them).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 import time
 
 
-def main(platform: str, n: int) -> None:
+def main(platform: str, n: int, record: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
         cmd = [sys.executable, "-m", "rdusim.cli", "run", "workloads/serve_llama2_7b.yaml", "--out", out,
@@ -37,7 +39,16 @@ def main(platform: str, n: int) -> None:
     print(f"{platform} {n} requests: {wall:.2f} s whole process ({cpu:.2f} s CPU), peak {peak:.0f} MB, "
           f"results.json {rj:.1f} MB "
           f"(run folder {size:.1f} MB)")
+    if record:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from record import record as store
+
+        store("serve_100k", {"command": f"python benchmarks/bench_serve_100k.py {platform} {n}", "wall_s": round(wall, 2),
+                             "cpu_s": round(cpu, 2), "goal": "<= 2 s", "met": wall <= 2.0,
+                             "detail": f"{cpu:.1f} s CPU, peak {peak:.0f} MB, results.json {rj:.1f} MB, "
+                                       f"run folder {size:.1f} MB"})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "dgx_h100", int(sys.argv[2]) if len(sys.argv) > 2 else 100000)
+    args = [a for a in sys.argv[1:] if a != "--record"]
+    main(args[0] if args else "dgx_h100", int(args[1]) if len(args) > 1 else 100000, "--record" in sys.argv)

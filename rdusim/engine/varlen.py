@@ -24,6 +24,7 @@ prompt)`` to its knots of the ``T``-token step: no engine step per distinct ``T`
 from __future__ import annotations
 
 from collections import Counter
+from functools import cached_property
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Optional, Sequence
 
@@ -144,9 +145,18 @@ class PackedKernels:
     def time_s(self, mix: Mix, time: Callable[[KernelWork], float]) -> float:
         """The changing kernels of a step of the sequences of ``mix``, timed by ``time``."""
         rows = sum(count for _, count in mix)
-        works = Counter(varlen_work(w, self.tokens, mix, self.window, c) for w, c in self.attention)
-        works.update(rows_work(a, b, rows) for a, b in self.rows)
+        attention, per_row = self._distinct
+        works = Counter()
+        for (w, c), m in attention.items():          # each distinct kernel changed once (layers repeat)
+            works[varlen_work(w, self.tokens, mix, self.window, c)] += m
+        for (a, b), m in per_row.items():
+            works[rows_work(a, b, rows)] += m
         return sum(m * time(w) for w, m in works.items())
+
+    @cached_property
+    def _distinct(self) -> tuple[Counter, Counter]:
+        """The attention and per-sequence kernels, each distinct one with its count."""
+        return Counter(self.attention), Counter(self.rows)
 
 
 def _attention(kernels: Sequence[Kernel]) -> list[KernelWork]:
