@@ -65,3 +65,22 @@ def test_no_run_beats_its_roofline(tmp_path):
     for k, v in ratios.items():
         base = k[: -len("realistic_over_ideal")]
         assert v == pytest.approx(m[base + "time_s"] / m[base + "ideal_s"])
+
+
+def test_fusion_steps_draw_between_static_power_and_tdp(tmp_path):
+    """fusion.*.energy_j: static power over the step plus its work, on its tp devices, so
+    between static power x time and TDP x time per device."""
+    from rdusim.energy import EnergyModel
+
+    wl = yaml.safe_load(Path(SMALL).read_text())
+    wl["benchmarks"] = wl["benchmarks"][:1]
+    wl["platforms"]["dgx_h100"] = {"arch": "arch/dgx_h100.yaml", "tp": 8}
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(wl))
+    loaded = load_workload(path)
+    m = run_study(loaded).metrics
+    for p, modes in (("sn40l", ("unfused", "fused_so", "fused_ho")), ("dgx_h100", ("unfused", "fused"))):
+        power = EnergyModel.of(loaded.archs[p])
+        for mode in modes:
+            e, t = m[f"fusion.llama_decode.{p}.{mode}.energy_j"], m[f"fusion.llama_decode.{p}.{mode}.time_s"]
+            assert 8 * power.static_w * t < e <= 8 * power.tdp_w * t * (1 + 1e-9), (p, mode)

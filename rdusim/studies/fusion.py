@@ -28,6 +28,7 @@ from rdusim.config.arch import ArchSpec
 from rdusim.config.model import load_model
 from rdusim.config.workload import LoadedWorkload, resolve_path
 from rdusim.config.workload_fusion import FusionBenchmark, FusionWorkload
+from rdusim.energy import EnergyModel, step_activity
 from rdusim.engine.roofline import bench_roofline
 from rdusim.engine.step import StepResult
 from rdusim.errors import InputError
@@ -203,10 +204,14 @@ def _bench(loaded: LoadedWorkload, index: int, bench: FusionBenchmark, tracer: T
         except OutOfMemory as exc:
             _oom(rows, oom_reasons, bench.name, platform, first, modes, f"{platform} tp{tp}: {exc.reason}")
             continue
-        ideal_s = bench_roofline(source).time_s(arch)
+        roof = bench_roofline(source)
+        ideal_s = roof.time_s(arch)
+        power = EnergyModel.of(arch)
         for mode, step in steps.items():
-            rows += _rows(bench.name, platform, first, mode, {**mode_metrics(step), "oom": 0, "ideal_s": ideal_s,
-                                                              "realistic_over_ideal": step.time_s / ideal_s})
+            values = {**mode_metrics(step), "oom": 0, "ideal_s": ideal_s, "realistic_over_ideal": step.time_s / ideal_s}
+            if power is not None:       # the step on its tp devices: static power over it, its FLOPs and bytes
+                values["energy_j"] = tp * power.energy_j(step_activity(step, roof.dtype))
+            rows += _rows(bench.name, platform, first, mode, values)
             if keep_records:
                 records += [{"benchmark": bench.name, "platform": platform, "mode": mode, **r}
                             for r in step.records]
