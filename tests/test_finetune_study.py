@@ -132,6 +132,9 @@ def test_cli_end_to_end(tmp_path, capsys):
             assert m[f"{k}.oom"] == 0 and 1 <= m[f"{k}.max_batch"] <= 64
             assert m[f"{k}.job_hours"] == pytest.approx(m[f"{k}.steps"] * m[f"{k}.step_s"] / 3600)
             assert m[f"{k}.queries_per_s"] == pytest.approx(m[f"{k}.max_batch"] / m[f"{k}.step_s"])
+            # no step beats its roofline
+            assert m[f"{k}.step_s"] >= m[f"{k}.ideal_step_s"] > 0
+            assert m[f"{k}.realistic_over_ideal"] == pytest.approx(m[f"{k}.step_s"] / m[f"{k}.ideal_step_s"])
             assert sum(v for kk, v in m.items() if kk.startswith(f"{k}.split.")) == pytest.approx(m[f"{k}.step_s"],
                                                                                                rel=0.5)
     # dense MoE computes twice... four times the expert work of top-2 of 8: slower per step at one batch

@@ -47,6 +47,7 @@ from rdusim.finetune.expert_load import expert_load, label
 from rdusim.engine.offload.routing import load_trace
 from rdusim.finetune.search import Fit, largest_batch
 from rdusim.finetune.split import SPLIT, KernelShares, kernel_part, split  # noqa: F401 (kernel_part: tests)
+from rdusim.engine.roofline import bench_roofline
 from rdusim.graph.opgraph import OpGraph
 from rdusim.graph.peft import PeftSpec, trainable_weights
 from rdusim.graph.phase import Phase
@@ -181,12 +182,14 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str,
                 continue
             row("max_batch", fit.batch)
             steps: dict[int, object] = {}
+            roofs: dict[int, float] = {}        # each padded length's step in roofline terms
 
             def step_s(batch: int, length: int) -> float:
                 graphs = BenchGraphs(Phase.TRAIN, tp, cfg.num_hidden_layers,
                                      lambda n: _graph(cfg, spec.training, batch, length, tp, n, flash),
                                      loaded.execution.tiles, loaded.execution.buffering)
                 steps[length] = got = fam.bench_steps(arch, graphs, (run_,), host_s)["step"]
+                roofs[length] = bench_roofline(graphs).time_s(arch)
                 return got.time_s
 
             try:
@@ -196,6 +199,9 @@ def _platform(loaded: LoadedWorkload, base: ModelConfig, name: str,
                 row("engine_oom", 1)
                 continue
             row("step_s", jt.step_s)
+            ideal = sum(p * roofs[n] for n, p in data.padded_lengths(fit.batch, spec.quadrature_points))
+            row("ideal_step_s", ideal)
+            row("realistic_over_ideal", jt.step_s / ideal if ideal > 0 else 0.0)
             row("queries_per_s", jt.queries_per_s)
             row("steps", jt.steps)
             row("job_hours", jt.job_s / 3600)
