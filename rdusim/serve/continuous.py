@@ -19,18 +19,17 @@ the step model's vectorised decode curve, so a run costs per event, not per toke
 
 from __future__ import annotations
 
-import gc
 import math
 from array import array
 from collections import deque
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from rdusim.config.stack import PreemptionMode
 from rdusim.serve.arrivals import Arrival
 from rdusim.serve.guard import ClockGuard
+from rdusim.serve.loop_support import collector_paused, run_times as _run_times
 from rdusim.serve.prefix_cache import PrefixCache, chain
 from rdusim.serve.server import RunLog, Seq, ServerSetup
 
@@ -41,37 +40,6 @@ def run_continuous(setup: ServerSetup, arrivals: Sequence[Arrival], warmup: int 
         sim.log.warmup = warmup
         sim.run()
     return sim.log
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the block: a serving loop makes no reference
-    cycles (its garbage goes by reference counting), and the collector's passes over its
-    10^5 live requests cost more than the loop itself."""
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
-def _run_times(costs):
-    """``(batch, context, steps, start, until) -> (times, ends)`` of a decode run: the step
-    model's plain-Python run where it has one, else its vectorised curve (a test's fake)."""
-    fast = getattr(costs, "decode_run_list", None)
-    if fast is not None:
-        return fast
-
-    def run(batch: int, context: float, steps: int, start: float, until: float):
-        times = costs.decode_run_s(batch, context, steps)
-        ends = start + times.cumsum()
-        k = min(steps, int(ends.searchsorted(until, side="left")) + 1)
-        return times[:k].tolist(), ends[:k].tolist()
-
-    return run
 
 
 class _Continuous:
